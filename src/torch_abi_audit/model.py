@@ -1,0 +1,169 @@
+"""The format-neutral model of a compiled library.
+
+Every binary reader (ELF today; Mach-O and PE next) turns bytes into one :class:`Library`.
+Rules, reports and renderers only ever see this model, never a format's raw structures, so a
+rule written once applies to every platform.
+
+Symbols are plain named tuples: a large library (``libtorch_cpu.so``: 75k dynamic symbols)
+materialises its table in tens of milliseconds, which a frozen dataclass per symbol would not.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import NamedTuple, overload
+
+
+class BinaryFormat(StrEnum):
+    """Container format of a compiled library, detected from its magic bytes."""
+
+    ELF = "elf"
+    MACHO = "mach-o"
+    PE = "pe"
+
+
+class SymbolBinding(StrEnum):
+    """Linkage scope of a symbol (ELF ``STB_*``; other formats map onto these)."""
+
+    LOCAL = "local"
+    GLOBAL = "global"
+    WEAK = "weak"
+    GNU_UNIQUE = "gnu-unique"
+    OTHER = "other"
+
+
+class SymbolType(StrEnum):
+    """What a symbol names (ELF ``STT_*``; other formats map onto these)."""
+
+    NOTYPE = "notype"
+    OBJECT = "object"
+    FUNC = "func"
+    SECTION = "section"
+    FILE = "file"
+    COMMON = "common"
+    TLS = "tls"
+    GNU_IFUNC = "gnu-ifunc"
+    OTHER = "other"
+
+
+class SymbolVisibility(StrEnum):
+    """Visibility of a symbol (ELF ``STV_*``)."""
+
+    DEFAULT = "default"
+    INTERNAL = "internal"
+    HIDDEN = "hidden"
+    PROTECTED = "protected"
+
+
+class Symbol(NamedTuple):
+    """One symbol of a library's symbol table.
+
+    ``name`` is the raw linker name (mangled for C++; on Mach-O the leading ``_`` is stripped so
+    names match ELF ones). ``version`` is the symbol version (``GLIBC_2.2.5``) where the format
+    records one; ``version_hidden`` marks a non-default (``name@VER`` rather than ``name@@VER``)
+    version. ``library`` is the library an import is bound to where the format records it
+    (ELF version requirements, Mach-O two-level namespace ordinals, PE import DLLs).
+    """
+
+    name: str
+    defined: bool
+    binding: SymbolBinding
+    type: SymbolType
+    visibility: SymbolVisibility
+    version: str | None = None
+    version_hidden: bool = False
+    library: str | None = None
+
+
+class ExportTable(Sequence[Symbol]):
+    """The symbols a library defines in its dynamic table, decoded on first use.
+
+    Big libraries export tens of thousands of symbols that most audits never look at, so readers
+    may hand out a lazy table; :meth:`names` and :meth:`with_prefix` let callers ask narrow
+    questions without materialising a :class:`Symbol` per export. Pickling materialises it.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def symbols(self) -> tuple[Symbol, ...]:
+        """Every exported symbol, in table order."""
+
+    def names(self) -> frozenset[str]:
+        """The exported names (fast membership tests for symbol resolution)."""
+        return frozenset(s.name for s in self.symbols())
+
+    def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
+        """The exported symbols whose names start with one of ``prefixes``."""
+        return tuple(s for s in self.symbols() if s.name.startswith(prefixes))
+
+    @overload
+    def __getitem__(self, index: int) -> Symbol: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Symbol]: ...
+    def __getitem__(self, index: int | slice) -> Symbol | Sequence[Symbol]:
+        return self.symbols()[index]
+
+    def __len__(self) -> int:
+        return len(self.symbols())
+
+    def __iter__(self) -> Iterator[Symbol]:
+        return iter(self.symbols())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ExportTable):
+            return self.symbols() == other.symbols()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.symbols())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self)} exports>"
+
+    def __reduce__(self) -> tuple[type[StaticExportTable], tuple[tuple[Symbol, ...]]]:
+        return (StaticExportTable, (self.symbols(),))
+
+
+class StaticExportTable(ExportTable):
+    """An :class:`ExportTable` over symbols that are already decoded."""
+
+    __slots__ = ("_symbols",)
+
+    def __init__(self, symbols: Iterable[Symbol] = ()) -> None:
+        self._symbols = tuple(symbols)
+
+    def symbols(self) -> tuple[Symbol, ...]:
+        return self._symbols
+
+
+@dataclass(frozen=True)
+class Library:
+    """A compiled shared library as read from disk, independent of its container format.
+
+    ``imports`` are the undefined symbols of the dynamic table, ``exports`` the defined ones.
+    ``local_symbols`` holds the static symbol table's ``LOCAL`` entries when the reader was asked
+    for them and the file has one (stripped files do not), else ``None``.
+    """
+
+    path: Path
+    format: BinaryFormat
+    machine: str
+    bits: int
+    byte_order: str
+    imports: tuple[Symbol, ...]
+    exports: ExportTable = field(default_factory=StaticExportTable)
+    needed: tuple[str, ...] = ()
+    soname: str | None = None
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+    local_symbols: tuple[Symbol, ...] | None = None
+
+    @property
+    def symbols(self) -> tuple[Symbol, ...]:
+        """Every dynamic symbol: imports, then exports."""
+        return self.imports + self.exports.symbols()
