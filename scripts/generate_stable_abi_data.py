@@ -64,6 +64,7 @@ TORCH_LIBRARIES = ("libtorch_cpu", "libc10", "libtorch", "libtorch_python")
 # C (unmangled) exports of the libraries above that belong to libtorch rather than to the
 # third-party code it bundles (MKL, Sleef, libuv, miniz, NNPACK, cpuinfo…).
 TORCH_OWNED_C_PREFIXES = ("THP", "FLAGS_", "torch_", "aoti_", "_torch_", "at_", "c10_")
+LIBRARY_STEMS = frozenset(TORCH_LIBRARIES) | {s.removeprefix("lib") for s in TORCH_LIBRARIES}
 PLATFORM_C_NAMES = {"_end", "_edata", "__bss_start", "_init", "_fini"}
 
 _VERSION_GUARD = re.compile(r"TORCH_FEATURE_VERSION\s*>=\s*TORCH_VERSION_(\d+)_(\d+)_(\d+)")
@@ -219,8 +220,10 @@ class TorchTree:
 
     def library(self, stem: str) -> Path | None:
         for suffix in (".so", ".dylib", ".dll"):
-            for candidate in (self.root / "lib" / f"{stem}{suffix}",
-                              self.root / "lib" / f"{stem.removeprefix('lib')}{suffix}"):
+            for candidate in (
+                self.root / "lib" / f"{stem}{suffix}",
+                self.root / "lib" / f"{stem.removeprefix('lib')}{suffix}",
+            ):
                 if candidate.is_file():
                     return candidate
         return None
@@ -243,9 +246,8 @@ def open_release(path: Path, workdir: Path) -> TorchTree:
             for member in wheel.namelist():
                 if not member.startswith(wanted):
                     continue
-                if member.startswith("torch/lib/") and not Path(member).stem.split(".")[0] in {
-                    s for s in TORCH_LIBRARIES
-                } | {s.removeprefix("lib") for s in TORCH_LIBRARIES}:
+                stem = Path(member).name.split(".")[0]
+                if member.startswith("torch/lib/") and stem not in LIBRARY_STEMS:
                     continue
                 wheel.extract(member, workdir)
         return TorchTree(workdir / "torch")
@@ -370,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in release.declarations:
         since = release.declarations[name].guard or BASELINE_VERSION
         counts[since] = counts.get(since, 0) + 1
+    per_release = ", ".join(
+        f"{since}: {count}"
+        for since, count in sorted(counts.items(), key=lambda kv: _version_key(kv[0]))
+    )
     print(
-        f"wrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}"
-        f": torch {release.version}, {len(release.declarations)} declared shims "
-        f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items(), key=lambda kv: _version_key(kv[0])))}), "
-        f"{len(release.exported_shims)} exported, {len(release.header_only)} header-only names, "
+        f"wrote {args.output}: torch {release.version}, {len(release.declarations)} declared "
+        f"shims ({per_release}), {len(release.exported_shims)} exported, "
+        f"{len(release.header_only)} header-only names, "
         f"{len(release.internal_c_symbols)} internal C symbols"
     )
     return 0

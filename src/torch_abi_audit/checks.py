@@ -1,0 +1,98 @@
+"""``--check`` gates: which audited packages violate a policy, and why.
+
+* ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
+  internals and will break on another torch release).
+* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI (the tag
+  promises something the binary does not keep), or a torch-using package whose extension modules
+  are not all abi3-compliant. Packages without torch and without an abi3 claim are out of scope, so
+  that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
+* ``both``: either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from torch_abi_audit.report import (
+    CPythonLabel,
+    CPythonVerdict,
+    PackageReport,
+    TorchVerdict,
+)
+
+
+class CheckPolicy(StrEnum):
+    """The policies ``--check`` accepts."""
+
+    TORCH = "torch"
+    ABI3 = "abi3"
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One package failing the policy, with the reasons in words."""
+
+    package: str
+    reasons: tuple[str, ...]
+
+
+def _torch_reasons(package: PackageReport) -> list[str]:
+    if package.torch_verdict is not TorchVerdict.UNSTABLE:
+        return []
+    unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
+    names = ", ".join(lib.path.name for lib in unstable[:3])
+    if len(unstable) > 3:
+        names += f" and {len(unstable) - 3} more"
+    return [f"uses libtorch internals outside the stable ABI ({names})"]
+
+
+def _abi3_reasons(package: PackageReport) -> list[str]:
+    reasons = []
+    tagged_violations = [
+        ext
+        for ext in package.extensions
+        if ext.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS
+    ]
+    for ext in tagged_violations:
+        symbols = ", ".join(ext.cpython.violations[:3])
+        more = len(ext.cpython.violations) - 3
+        if more > 0:
+            symbols += f" and {more} more"
+        reasons.append(f"{ext.path.name} is tagged abi3 but imports {symbols}")
+    uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
+    verdict = package.cpython_verdict
+    if (
+        uses_torch
+        and not tagged_violations
+        and verdict
+        in (
+            CPythonVerdict.NOT_ABI3,
+            CPythonVerdict.MIXED,
+        )
+    ):
+        reasons.append(f"CPython ABI is {verdict} (not abi3-compliant)")
+    return reasons
+
+
+def violations(packages: Iterable[PackageReport], policy: CheckPolicy) -> list[Violation]:
+    """The packages that fail ``policy``, in the order given."""
+    found = []
+    for package in packages:
+        reasons: list[str] = []
+        if policy in (CheckPolicy.TORCH, CheckPolicy.BOTH):
+            reasons += _torch_reasons(package)
+        if policy in (CheckPolicy.ABI3, CheckPolicy.BOTH):
+            reasons += _abi3_reasons(package)
+        if reasons:
+            found.append(Violation(package.name, tuple(reasons)))
+    return found
+
+
+def format_violations(found: list[Violation], policy: CheckPolicy) -> str:
+    """The summary printed on stderr when a gate fails."""
+    lines = [f"FAIL: --check {policy} found {len(found)} non-compliant package(s):"]
+    lines += [f"  {v.package}: {'; '.join(v.reasons)}" for v in found]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Command-line entry point: argv in, report out, exit code back. Only wiring lives here.
+
+Exit codes: 0 when the audit ran (whatever the verdicts), 1 when ``--check`` found a violating
+package, 2 on operational errors (unknown import name, missing path, unreadable or corrupt file,
+bad usage). 2 wins over 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch_abi_audit._version import __version__
+from torch_abi_audit.audit import inspect_site_packages, inspect_targets
+from torch_abi_audit.checks import CheckPolicy, format_violations, violations
+from torch_abi_audit.renderers import json_report, table
+from torch_abi_audit.report import EnvironmentReport, PackageReport
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torch-abi-audit",
+        description=(
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI "
+            "(abi3) use, from their symbol tables, without importing them."
+        ),
+        epilog=(
+            "exit status: 0 audit ran, 1 --check found a violation, "
+            "2 operational error (unknown name, missing path, unreadable or corrupt file)"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="import name (resolved without importing), package directory, or library file",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--env",
+        action="store_true",
+        help="audit every package in the running interpreter's site-packages",
+    )
+    mode.add_argument(
+        "--site-packages",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        help="audit every package in this site-packages directory (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="in environment mode, also list packages that do not use torch",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list offending symbols (first 15 per library) and what sets the torch floor",
+    )
+    parser.add_argument(
+        "--check",
+        type=CheckPolicy,
+        choices=list(CheckPolicy),
+        metavar="{torch,abi3,both}",
+        help=(
+            "CI gate: exit 1 if a package violates the policy. torch: uses libtorch internals; "
+            "abi3: abi3-tagged extension with non-stable CPython API, or torch-using package "
+            "that is not abi3-compliant; both: either"
+        ),
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes for reading libraries (default: one per CPU)",
+    )
+    return parser
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _exit_code(
+    packages: Sequence[PackageReport], has_error: bool, policy: CheckPolicy | None
+) -> int:
+    code = EXIT_OK
+    if has_error:
+        failed = [p.name for p in packages if p.has_error]
+        subject = ", ".join(failed) if failed else "the environment"
+        print(f"error: inspection failed for {subject}", file=sys.stderr)
+        code = EXIT_ERROR
+    if policy is not None:
+        found = violations(packages, policy)
+        if found:
+            print(format_violations(found, policy), file=sys.stderr)
+            code = code or EXIT_CHECK_FAILED
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.env or args.site_packages:
+        environment = inspect_site_packages(args.site_packages, jobs=args.jobs)
+        if args.json:
+            _emit(json_report.dumps(json_report.environment_object(environment)))
+        else:
+            _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
+        return _exit_code(environment.packages, environment.has_error, args.check)
+
+    reports = inspect_targets(args.targets, jobs=args.jobs)
+    for report in reports:
+        if report.error:
+            print(f"error: {report.name}: {report.error}", file=sys.stderr)
+    if args.json:
+        if len(reports) == 1:
+            _emit(json_report.dumps(json_report.single_package_object(reports[0])))
+        else:
+            envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
+            _emit(json_report.dumps(json_report.environment_object(envelope)))
+    else:
+        _emit(table.format_packages(reports, verbose=args.verbose))
+    return _exit_code(reports, any(r.has_error for r in reports), args.check)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.env and not args.site_packages and not args.targets:
+        parser.print_usage(sys.stderr)
+        print(
+            "torch-abi-audit: error: give at least one TARGET, or --env, or --site-packages PATH",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if (args.env or args.site_packages) and args.targets:
+        parser.print_usage(sys.stderr)
+        print(
+            "torch-abi-audit: error: TARGETs cannot be combined with --env or --site-packages",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("torch-abi-audit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): point stdout at devnull so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

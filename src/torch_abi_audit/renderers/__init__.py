@@ -1,0 +1,1 @@
+"""Renderers: reports -> text. Pure functions; they never read files or run rules."""

@@ -1,0 +1,127 @@
+"""JSON output: the documented shape plus roll-ups, with a ``schema_version``.
+
+The shape is described by ``schema/report.schema.json`` (shipped in the package, see
+:func:`load_schema`). Field names of the predecessor's output are kept; new fields are only
+ever added. Bump :data:`SCHEMA_VERSION`'s minor number for additions, its major number for
+anything that could break a consumer.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from typing import Any
+
+from torch_abi_audit._version import __version__
+from torch_abi_audit.report import EnvironmentReport, ExtensionReport, PackageReport
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = "report.schema.json"
+
+JSONObject = dict[str, Any]
+
+
+def library_object(lib: ExtensionReport) -> JSONObject:
+    """One library (extension module or bundled library)."""
+    torch = lib.torch
+    audited = lib.error is None and lib.skipped is None
+    return {
+        "path": str(lib.path),
+        "kind": str(lib.kind),
+        "format": lib.format,
+        "machine": lib.machine,
+        "soname": lib.soname,
+        "needed": list(lib.needed),
+        "runpath": list(lib.runpath),
+        "rpath": list(lib.rpath),
+        "entry_points": list(lib.entry_points),
+        "torch_label": str(lib.torch_label),
+        "cpython_label": str(lib.cpython_label) if audited else None,
+        "cpython": {
+            "intent": lib.cpython.intent,
+            "compliant": lib.cpython.compliant,
+            "violations": list(lib.cpython.violations),
+            "capi_symbol_count": lib.cpython.capi_symbol_count,
+        },
+        "torch": {
+            "uses_torch": torch.uses_torch,
+            "stable": torch.stable,
+            "unstable_symbols": list(torch.unstable_symbols),
+            "stable_shim_count": torch.stable_shim_count,
+            "unstable_details": [
+                {
+                    "symbol": u.symbol,
+                    "demangled": u.demangled,
+                    "reason": str(u.reason),
+                    "detail": u.detail,
+                }
+                for u in torch.unstable_details
+            ],
+            "stable_shims": list(torch.stable_shims),
+            "unknown_shims": list(torch.unknown_shims),
+            "min_torch_version": torch.min_torch_version,
+            "min_torch_symbols": list(torch.min_torch_symbols),
+        },
+        "error": lib.error,
+        "skipped": lib.skipped,
+    }
+
+
+def package_object(report: PackageReport) -> JSONObject:
+    """One package, with its roll-ups (``torch_verdict``, ``cpython_verdict``)."""
+    dist = report.distribution
+    return {
+        "name": report.name,
+        "root": str(report.root),
+        "distribution": (
+            {
+                "name": dist.name,
+                "version": dist.version,
+                "requires_torch": list(dist.requires_torch),
+            }
+            if dist
+            else None
+        ),
+        "torch_verdict": str(report.torch_verdict),
+        "cpython_verdict": str(report.cpython_verdict),
+        "min_torch_version": report.min_torch_version,
+        "extensions": [library_object(lib) for lib in report.extensions],
+        "bundled_libs": [library_object(lib) for lib in report.bundled_libs],
+        "error": report.error,
+        "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
+    }
+
+
+def _envelope() -> JSONObject:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "torch-abi-audit", "version": __version__},
+    }
+
+
+def environment_object(report: EnvironmentReport) -> JSONObject:
+    """A whole environment (``--env``, ``--site-packages``, several targets)."""
+    return {
+        **_envelope(),
+        "site_packages": str(report.site_packages),
+        "search_paths": [str(p) for p in report.search_paths],
+        "packages": [package_object(p) for p in report.packages],
+        "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
+    }
+
+
+def single_package_object(report: PackageReport) -> JSONObject:
+    """One target: the package object itself, with the envelope fields added at the top."""
+    return {**_envelope(), **package_object(report)}
+
+
+def dumps(document: JSONObject) -> str:
+    """Serialise a document as the CLI prints it."""
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def load_schema() -> JSONObject:
+    """The JSON Schema (draft 2020-12) that every document above satisfies."""
+    text = files("torch_abi_audit").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8")
+    schema: JSONObject = json.loads(text)
+    return schema

@@ -1,0 +1,172 @@
+"""The human-readable table (the documented default output).
+
+Pure functions from reports to text. The layout — block lines, row labels and their column
+widths, the ``(stable_shim=N, unstable=M)`` suffix, ``-v`` symbol lists cut at 15 — is a contract
+users grep and paste into pull requests; additions only ever come as new lines or trailing
+columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch_abi_audit.report import (
+    CPythonVerdict,
+    EnvironmentReport,
+    ExtensionReport,
+    PackageReport,
+    TorchLabel,
+    TorchVerdict,
+)
+from torch_abi_audit.rules.torch_abi import UnstableReason
+
+#: How many symbols ``-v`` lists per library before "... N more".
+VERBOSE_SYMBOL_LIMIT = 15
+
+TORCH_VERDICT_LABELS = {
+    TorchVerdict.STABLE: "STABLE",
+    TorchVerdict.UNSTABLE: "UNSTABLE",
+    TorchVerdict.NO_TORCH: "NO-TORCH",
+    TorchVerdict.ERROR: "ERROR",
+}
+CPYTHON_VERDICT_LABELS = {
+    CPythonVerdict.ABI3_COMPLIANT: "abi3",
+    CPythonVerdict.NOT_ABI3: "no",
+    CPythonVerdict.MIXED: "mixed",
+    CPythonVerdict.NO_EXTENSIONS: "n/a",
+}
+_ENV_ORDER = {
+    TorchVerdict.UNSTABLE: 0,
+    TorchVerdict.ERROR: 1,
+    TorchVerdict.STABLE: 2,
+    TorchVerdict.NO_TORCH: 3,
+}
+
+
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _limited(lines: list[str], prefix: str, limit: int = VERBOSE_SYMBOL_LIMIT) -> list[str]:
+    shown = [f"        {prefix}{line}" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"        ... {len(lines) - limit} more")
+    return shown
+
+
+def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
+    """The row for one library, plus its ``-v`` detail lines."""
+    shown = _display_path(lib.path, root)
+    label = lib.torch_label
+    if label is TorchLabel.ERROR:
+        return [f"    [{label:<8}] [{'n/a':<22}] {shown}  (error: {lib.error})"]
+    if label is TorchLabel.SKIPPED:
+        return [f"    [{label:<8}] [{'n/a':<22}] {shown}  (skipped: {lib.skipped})"]
+    line = f"    [{label:<8}] [{lib.cpython_label:<22}] {shown}"
+    torch = lib.torch
+    if torch.uses_torch:
+        line += f"  (stable_shim={torch.stable_shim_count}, unstable={len(torch.unstable_symbols)})"
+        if torch.stable and torch.min_torch_version:
+            line += f"  min-torch={torch.min_torch_version}"
+    lines = [line]
+    if not verbose:
+        return lines
+    if torch.stable and torch.min_torch_symbols:
+        defining = ", ".join(torch.min_torch_symbols[:5])
+        extra = len(torch.min_torch_symbols) - 5
+        if extra > 0:
+            defining += f", +{extra} more"
+        lines.append(f"        requires torch {torch.min_torch_version}: {defining}")
+    if torch.unknown_shims:
+        lines.extend(_limited(list(torch.unknown_shims), "shim not in the table (newer torch?): "))
+    details = [
+        u.demangled if u.reason is UnstableReason.NAMESPACE else f"{u.demangled}  <- {u.detail}"
+        for u in torch.unstable_details
+    ]
+    lines.extend(_limited(details, "torch unstable: "))
+    lines.extend(_limited(list(lib.cpython.violations), "cpython violation: "))
+    return lines
+
+
+def format_package(report: PackageReport, *, verbose: bool = False) -> str:
+    """The documented per-package block."""
+    lines = [f"Package: {report.name}", f"  Root: {report.root}"]
+    if report.distribution is not None:
+        dist = report.distribution
+        lines.append(f"  Distribution: {dist.name} {dist.version}")
+    lines += [
+        f"  Torch ABI:   {TORCH_VERDICT_LABELS[report.torch_verdict]}",
+        f"  Min torch:   {report.min_torch_version or 'n/a'}",
+        f"  CPython ABI: {CPYTHON_VERDICT_LABELS[report.cpython_verdict]}",
+        f"  Extensions:  {len(report.extensions)}",
+        f"  Bundled libs: {len(report.bundled_libs)}",
+    ]
+    if report.error:
+        lines.append(f"  Error: {report.error}")
+    for problem in report.problems:
+        lines.append(f"  Problem: {_display_path(problem.path, report.root)}: {problem.reason}")
+    if report.extensions:
+        lines.append("  -- extensions --")
+        for lib in report.extensions:
+            lines.extend(library_lines(lib, report.root, verbose=verbose))
+    if report.bundled_libs:
+        lines.append("  -- bundled libs --")
+        for lib in report.bundled_libs:
+            lines.extend(library_lines(lib, report.root, verbose=verbose))
+    return "\n".join(lines)
+
+
+def format_packages(reports: list[PackageReport], *, verbose: bool = False) -> str:
+    """Several package blocks, each followed by a blank line (target mode)."""
+    return "".join(format_package(r, verbose=verbose) + "\n\n" for r in reports).rstrip("\n")
+
+
+def format_environment(
+    report: EnvironmentReport, *, verbose: bool = False, show_all: bool = False
+) -> str:
+    """The environment table, unstable packages first; ``-v`` adds the blocks of the packages
+    that need attention (unstable, error, or stable with a torch floor)."""
+    header = [f"Site-packages: {report.site_packages}"]
+    header += [f"  also scanned: {extra}" for extra in report.search_paths[1:]]
+    shown = [p for p in report.packages if show_all or p.torch_verdict is not TorchVerdict.NO_TORCH]
+    out = list(header)
+    if shown:
+        name_width = max(16, min(40, max(len(p.name) for p in shown)))
+        out.append("")
+        out.append(
+            f"  {'PACKAGE':<{name_width}}  {'TORCH':<8}  {'MIN-TORCH':<9}  {'CPYTHON':<8}  "
+            "EXTS  BUNDLED  VERSION"
+        )
+        out.append(f"  {'-' * name_width}  {'-' * 8}  {'-' * 9}  {'-' * 8}  ----  -------  -------")
+        for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
+            name = package.name
+            if len(name) > name_width:
+                name = name[: name_width - 1] + "…"
+            version = package.distribution.version if package.distribution else "-"
+            out.append(
+                f"  {name:<{name_width}}  {TORCH_VERDICT_LABELS[package.torch_verdict]:<8}  "
+                f"{package.min_torch_version or '-':<9}  "
+                f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
+                f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  {version}"
+            )
+    else:
+        out.append("  (no packages with libtorch use found; pass --all to list everything)")
+    for problem in report.problems:
+        out.append(f"  Problem: {problem.path}: {problem.reason}")
+    hidden = len(report.packages) - len(shown)
+    libraries = sum(len(p.libraries) for p in report.packages)
+    summary = f"{len(report.packages)} packages with compiled libraries, {libraries} libraries"
+    if hidden:
+        summary += f"; {hidden} without torch use hidden (--all shows them)"
+    out += ["", summary]
+    if verbose:
+        for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
+            expand = package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR) or (
+                package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version
+            )
+            if expand:
+                out += ["", format_package(package, verbose=True)]
+    return "\n".join(out)

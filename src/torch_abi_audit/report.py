@@ -1,0 +1,225 @@
+"""Audit results as frozen dataclasses, with the documented verdict roll-ups.
+
+``ExtensionReport`` (one library), ``PackageReport`` (one package or distribution) and
+``EnvironmentReport`` (one site-packages) are the public result types of the Python API and the
+input of every renderer. Verdicts are ordered enums, so a roll-up is a ``max()`` over ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from packaging.version import Version
+
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.torch_abi import TorchAnalysis
+
+
+class LibraryKind(StrEnum):
+    """Extension module (exports ``PyInit_*``) or any other bundled shared library."""
+
+    EXTENSION = "extension"
+    BUNDLED = "bundled"
+
+
+class TorchLabel(StrEnum):
+    """Per-library torch label, as printed in the table."""
+
+    STABLE = "STABLE"
+    UNSTABLE = "UNSTABLE"
+    NO_TORCH = "NO-TORCH"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+
+
+class CPythonLabel(StrEnum):
+    """Per-library CPython label, as printed in the table."""
+
+    ABI3_OK = "abi3-ok"
+    ABI3_TAGGED_VIOLATIONS = "abi3-tagged-violations"
+    ABI3_TAGGED_NO_CAPI = "abi3-tagged-no-capi"
+    USES_PRIVATE_API = "uses-private-api"
+    NOT_ABI3 = "not-abi3"
+
+
+class TorchVerdict(StrEnum):
+    """Package roll-up of the torch labels (worst case wins, see :data:`TORCH_SEVERITY`)."""
+
+    NO_TORCH = "no-torch"
+    STABLE = "torch-stable"
+    UNSTABLE = "torch-unstable"
+    ERROR = "error"
+
+
+TORCH_SEVERITY = {
+    TorchVerdict.NO_TORCH: 0,
+    TorchVerdict.STABLE: 1,
+    TorchVerdict.UNSTABLE: 2,
+    TorchVerdict.ERROR: 3,
+}
+
+
+class CPythonVerdict(StrEnum):
+    """Package roll-up of the CPython analysis of its extension modules."""
+
+    ABI3_COMPLIANT = "abi3-compliant"
+    NOT_ABI3 = "not-abi3"
+    MIXED = "mixed"
+    NO_EXTENSIONS = "no-extensions"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something under an audited path that could not be scanned (not a library error)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The installed (or wheel) distribution a package report covers."""
+
+    name: str
+    version: str
+    requires_torch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtensionReport:
+    """Everything learnt about one compiled library.
+
+    ``error`` names why the file could not be audited; ``skipped`` names why it was listed but
+    not audited (a binary format this release does not read yet). Either leaves the analyses at
+    their empty defaults.
+    """
+
+    path: Path
+    cpython: CPythonAnalysis = field(default_factory=CPythonAnalysis)
+    torch: TorchAnalysis = field(default_factory=TorchAnalysis)
+    error: str | None = None
+    kind: LibraryKind = LibraryKind.BUNDLED
+    skipped: str | None = None
+    format: str | None = None
+    machine: str | None = None
+    needed: tuple[str, ...] = ()
+    soname: str | None = None
+    runpath: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    entry_points: tuple[str, ...] = ()
+
+    @property
+    def torch_label(self) -> TorchLabel:
+        """STABLE / UNSTABLE / NO-TORCH, or ERROR / SKIPPED when the file was not audited."""
+        if self.error:
+            return TorchLabel.ERROR
+        if self.skipped:
+            return TorchLabel.SKIPPED
+        if not self.torch.uses_torch:
+            return TorchLabel.NO_TORCH
+        return TorchLabel.STABLE if self.torch.stable else TorchLabel.UNSTABLE
+
+    @property
+    def cpython_label(self) -> CPythonLabel:
+        """The documented CPython row label.
+
+        Compliant -> ``abi3-ok``; violations -> ``abi3-tagged-violations`` or
+        ``uses-private-api`` by tag; no CPython API at all -> ``abi3-tagged-no-capi`` or
+        ``not-abi3`` by tag.
+        """
+        cpython = self.cpython
+        if cpython.compliant:
+            return CPythonLabel.ABI3_OK
+        if cpython.violations:
+            return (
+                CPythonLabel.ABI3_TAGGED_VIOLATIONS
+                if cpython.intent
+                else CPythonLabel.USES_PRIVATE_API
+            )
+        return CPythonLabel.ABI3_TAGGED_NO_CAPI if cpython.intent else CPythonLabel.NOT_ABI3
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """One audited package: an installed distribution, a directory, or a single library.
+
+    ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
+    Both count for the torch verdict; only extensions count for the CPython verdict.
+    """
+
+    name: str
+    root: Path
+    extensions: tuple[ExtensionReport, ...] = ()
+    bundled_libs: tuple[ExtensionReport, ...] = ()
+    error: str | None = None
+    distribution: Distribution | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def libraries(self) -> tuple[ExtensionReport, ...]:
+        """Extensions, then bundled libraries."""
+        return self.extensions + self.bundled_libs
+
+    @property
+    def has_error(self) -> bool:
+        """True if the package, or any library in it, could not be audited."""
+        return bool(self.error or self.problems) or any(lib.error for lib in self.libraries)
+
+    @property
+    def torch_verdict(self) -> TorchVerdict:
+        """Worst case over every library: error > torch-unstable > torch-stable > no-torch."""
+        if self.error or self.problems:
+            return TorchVerdict.ERROR
+        verdict = TorchVerdict.NO_TORCH
+        for lib in self.libraries:
+            if lib.error:
+                current = TorchVerdict.ERROR
+            elif lib.skipped or not lib.torch.uses_torch:
+                continue
+            else:
+                current = TorchVerdict.STABLE if lib.torch.stable else TorchVerdict.UNSTABLE
+            if TORCH_SEVERITY[current] > TORCH_SEVERITY[verdict]:
+                verdict = current
+        return verdict
+
+    @property
+    def cpython_verdict(self) -> CPythonVerdict:
+        """``abi3-compliant`` when every extension is, ``not-abi3`` when none is, else ``mixed``;
+        ``no-extensions`` without extension modules."""
+        audited = [ext for ext in self.extensions if not ext.error and not ext.skipped]
+        if not audited:
+            return CPythonVerdict.NO_EXTENSIONS
+        compliant = [ext.cpython.compliant for ext in audited]
+        if all(compliant):
+            return CPythonVerdict.ABI3_COMPLIANT
+        if not any(compliant):
+            return CPythonVerdict.NOT_ABI3
+        return CPythonVerdict.MIXED
+
+    @property
+    def min_torch_version(self) -> str | None:
+        """The newest per-library torch floor, or ``None`` when no library imports a shim."""
+        floors = [lib.torch.min_torch_version for lib in self.libraries]
+        known = [Version(v) for v in floors if v]
+        return str(max(known)) if known else None
+
+
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """Every package found in one or more site-packages directories.
+
+    ``site_packages`` is the first directory scanned (the documented field);
+    ``search_paths`` lists all of them.
+    """
+
+    site_packages: Path
+    packages: tuple[PackageReport, ...] = ()
+    search_paths: tuple[Path, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def has_error(self) -> bool:
+        """True if any package, library or directory could not be audited."""
+        return bool(self.problems) or any(p.has_error for p in self.packages)

@@ -1,0 +1,1 @@
+"""Rules: symbols -> verdicts, driven by generated data tables. Rules never build text."""

@@ -1,0 +1,157 @@
+"""The scope of the entity an Itanium-mangled symbol names.
+
+The torch rules judge a C++ symbol by the entity it names (``c10::detail::torchCheckFail``), not by
+the types in its signature. A demangled string mixes the two and, for template functions, puts a
+return type first; the mangled form keeps them apart. This module reads just the leading
+``<nested-name>`` components of a mangled name — enough to tell ``c10::Half`` from ``c10::IValue``
+or ``torch::stable`` from ``torch::jit`` — and stops at the first thing it does not need (template
+arguments, operators, constructors, substitutions).
+
+Grammar: Itanium C++ ABI, section 5.1 "External Names" (``<mangled-name>``, ``<encoding>``,
+``<special-name>``, ``<nested-name>``, ``<local-name>``, ``<source-name>``).
+"""
+
+from __future__ import annotations
+
+#: Marker component for an operator (``operator<<``) ending the parsed scope.
+OPERATOR = "operator"
+
+_STD_ABBREVIATIONS = {
+    "St": ("std",),
+    "Sa": ("std", "allocator"),
+    "Sb": ("std", "basic_string"),
+    "Ss": ("std", "basic_string"),
+    "Si": ("std", "basic_istream"),
+    "So": ("std", "basic_ostream"),
+    "Sd": ("std", "basic_iostream"),
+}
+# <special-name>s followed by a <type> (vtable, VTT, typeinfo, typeinfo name) or a <name>
+# (guard variable, TLS init/wrapper, reference temporary).
+_SPECIAL_TYPE = ("TV", "TT", "TI", "TS")
+_SPECIAL_NAME = ("GV", "TH", "TW", "GR")
+_MAX_COMPONENTS = 8
+
+
+def entity_scope(mangled: str) -> tuple[str, ...]:
+    """The leading qualified-name components of the entity ``mangled`` names.
+
+    ``_ZN3c106detail14torchCheckFailEPKcS2_jRKSs`` -> ``("c10", "detail", "torchCheckFail")``;
+    ``_ZN3c104HalfC1Ef`` (a constructor) -> ``("c10", "Half")``; ``_ZTVN2at6TensorE`` (a vtable)
+    -> ``("at", "Tensor")``; ``_Z3fooi`` -> ``("foo",)``. An operator ends the path with
+    :data:`OPERATOR`. Returns ``()`` for names that are not Itanium-mangled or whose scope cannot
+    be read; never raises.
+    """
+    if not mangled.startswith("_Z"):
+        return ()
+    try:
+        return _Parser(mangled, 2).encoding()
+    except (IndexError, ValueError):
+        return ()
+
+
+class _Parser:
+    def __init__(self, text: str, pos: int) -> None:
+        self.text = text
+        self.pos = pos
+
+    def peek(self, length: int = 1) -> str:
+        return self.text[self.pos : self.pos + length]
+
+    def encoding(self) -> tuple[str, ...]:
+        head = self.peek(2)
+        if head in _SPECIAL_TYPE or head in _SPECIAL_NAME:
+            self.pos += 2
+            return self.name()
+        if head in ("Th", "Tv", "Tc"):
+            # Thunks: <call-offset>s, then the encoding of the target function.
+            self.pos += 1
+            offsets = 2 if head == "Tc" else 1
+            for _ in range(offsets):
+                kind = self.text[self.pos]
+                self.pos += 1
+                for _ in range(1 if kind == "h" else 2):
+                    self.number()
+                    self.expect("_")
+            return self.encoding()
+        if head == "GT":  # transaction-safe entry: GTt / GTn <encoding>
+            self.pos += 3
+            return self.encoding()
+        return self.name()
+
+    def name(self) -> tuple[str, ...]:
+        char = self.peek()
+        if char == "N":
+            self.pos += 1
+            return self.nested()
+        if char == "Z":
+            # <local-name>: Z <function encoding> E <entity>. The entity lives inside the function,
+            # so the function's scope is what owns it.
+            self.pos += 1
+            return self.encoding()
+        abbreviation = _STD_ABBREVIATIONS.get(self.peek(2))
+        if abbreviation is not None:
+            self.pos += 2
+            if abbreviation == ("std",):
+                return ("std", *self.unqualified_components(limit=1))
+            return abbreviation
+        if char == "L":  # internal linkage (GCC extension)
+            self.pos += 1
+        return tuple(self.unqualified_components(limit=1))
+
+    def nested(self) -> tuple[str, ...]:
+        while self.peek() in ("r", "V", "K"):
+            self.pos += 1
+        if self.peek() in ("R", "O"):
+            self.pos += 1
+        components: list[str] = []
+        abbreviation = _STD_ABBREVIATIONS.get(self.peek(2))
+        if abbreviation is not None:
+            self.pos += 2
+            components.extend(abbreviation)
+        components.extend(self.unqualified_components(limit=_MAX_COMPONENTS))
+        return tuple(components)
+
+    def unqualified_components(self, limit: int) -> list[str]:
+        components: list[str] = []
+        while len(components) < limit:
+            char = self.peek()
+            if char.isdigit():
+                components.append(self.source_name())
+                self.skip_abi_tags()
+            elif char == "L" and self.peek(2)[1:].isdigit():
+                self.pos += 1  # internal-linkage marker inside a nested name
+            elif char.islower() and len(self.peek(2)) == 2 and self.peek(2).isalpha():
+                components.append(OPERATOR)
+                break
+            else:
+                break  # template args, ctor/dtor, substitution, end of name, ...
+        return components
+
+    def source_name(self) -> str:
+        length = self.number()
+        if length <= 0 or self.pos + length > len(self.text):
+            raise ValueError("bad source-name length")
+        identifier = self.text[self.pos : self.pos + length]
+        self.pos += length
+        if identifier.startswith("_GLOBAL__N"):
+            return "(anonymous namespace)"
+        return identifier
+
+    def skip_abi_tags(self) -> None:
+        while self.peek() == "B" and self.peek(2)[1:].isdigit():
+            self.pos += 1
+            self.source_name()
+
+    def number(self) -> int:
+        start = self.pos
+        if self.peek() == "n":
+            self.pos += 1
+        while self.peek().isdigit():
+            self.pos += 1
+        text = self.text[start : self.pos].replace("n", "-")
+        return int(text)
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise ValueError(f"expected {char!r}")
+        self.pos += 1

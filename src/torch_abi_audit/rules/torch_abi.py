@@ -1,0 +1,181 @@
+"""PyTorch Stable ABI rules: which of a library's imports tie it to one libtorch release.
+
+A library is judged by what it *imports* (its undefined dynamic symbols). Definitions never count:
+stable extensions routinely define header-only code such as ``c10::Half`` as weak, exported
+symbols.
+
+* **Stable shim**: an import named in the generated shim table (the ``aoti_torch_*`` /
+  ``torch_*`` C functions the headers declare and libtorch exports) — not any name with a
+  ``torch_`` prefix.
+* **Unstable**: an import that libtorch provides outside that surface —
+  a C++ entity whose own enclosing namespace is ``at``, ``c10``, ``caffe2`` or ``torch``
+  (but not ``torch::stable`` / ``torch::headeronly`` or the header-only ``c10`` names), any C++
+  import whose signature passes a libtorch type that is not header-only (``at::Tensor``,
+  ``c10::IValue``…), or one of libtorch's own C symbols (``THPVariableClass``…).
+
+See ``shared/reference/pytorch-stable-abi-facts.md`` for the binary-level facts behind these rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pycxxfilt
+
+from torch_abi_audit.model import Symbol
+from torch_abi_audit.rules.itanium import OPERATOR, entity_scope
+from torch_abi_audit.rules.torch_table import TorchAbiTable
+
+#: Namespaces libtorch implements. Anything a library imports from them is libtorch-internal
+#: unless it is explicitly part of the stable / header-only surface.
+TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
+#: ``torch::`` sub-namespaces that are the stable surface (header-only, hidden visibility).
+STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
+# Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
+# identifiers cannot involve a torch namespace, so it is neither demangled nor parsed.
+_MANGLED_MARKERS = ("3c10", "2at", "5torch", "6caffe2")
+_QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
+_SHIM_PREFIXES = ("aoti_torch_",)
+_WEAK_SHIM_PREFIXES = ("torch_",)
+
+
+class UnstableReason(StrEnum):
+    """Why an import counts as unstable."""
+
+    NAMESPACE = "namespace"  # the entity itself lives in a libtorch namespace
+    SIGNATURE = "signature"  # its signature passes a libtorch type
+    C_SYMBOL = "c-symbol"  # a C symbol that libtorch exports outside the shim
+
+
+@dataclass(frozen=True)
+class UnstableSymbol:
+    """One unstable import: raw name, demangled form, and why it counts."""
+
+    symbol: str
+    demangled: str
+    reason: UnstableReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class TorchAnalysis:
+    """Torch verdict for one library.
+
+    The first four fields are the documented ones (``uses_torch``, ``stable``,
+    ``unstable_symbols`` — demangled — and ``stable_shim_count``).
+    """
+
+    uses_torch: bool = False
+    stable: bool = False
+    unstable_symbols: tuple[str, ...] = ()
+    stable_shim_count: int = 0
+    unstable_details: tuple[UnstableSymbol, ...] = ()
+    stable_shims: tuple[str, ...] = ()
+    unknown_shims: tuple[str, ...] = ()
+    min_torch_version: str | None = None
+    min_torch_symbols: tuple[str, ...] = field(default=())
+
+
+def demangle(name: str) -> str:
+    """Human-readable form of ``name`` (Itanium or MSVC); the name itself if it is not mangled."""
+    try:
+        return pycxxfilt.demangle(name) or name
+    except ValueError:
+        return name
+
+
+class TorchRules:
+    """Classifies a library's imports against one :class:`TorchAbiTable`."""
+
+    def __init__(self, table: TorchAbiTable) -> None:
+        self.table = table
+        self._shims = table.shims
+        self._internal = table.internal_c_symbols
+
+    def analyse(self, imports: Iterable[Symbol], *, needs_torch_library: bool) -> TorchAnalysis:
+        """Judge a library from its imports.
+
+        ``needs_torch_library`` says whether the library lists a libtorch library as needed; it
+        lets unknown ``torch_*`` names count as probable shims newer than the table.
+        """
+        shims: list[str] = []
+        unknown: list[str] = []
+        weak_unknown: list[str] = []
+        unstable: list[UnstableSymbol] = []
+        for symbol in imports:
+            name = symbol.name
+            if name in self._shims:
+                shims.append(name)
+            elif name.startswith("_Z"):
+                if any(marker in name for marker in _MANGLED_MARKERS):
+                    finding = self._judge_cxx(name)
+                    if finding is not None:
+                        unstable.append(finding)
+            elif name in self._internal:
+                unstable.append(
+                    UnstableSymbol(
+                        name,
+                        name,
+                        UnstableReason.C_SYMBOL,
+                        f"C symbol exported by {self._internal[name]}, outside the stable shim",
+                    )
+                )
+            elif name.startswith(_SHIM_PREFIXES):
+                unknown.append(name)
+            elif name.startswith(_WEAK_SHIM_PREFIXES):
+                weak_unknown.append(name)
+        if weak_unknown and (shims or unknown or needs_torch_library):
+            unknown.extend(weak_unknown)
+        uses_torch = bool(shims or unstable or unknown)
+        floor = self.table.minimum_torch(shims)
+        shims.sort()
+        return TorchAnalysis(
+            uses_torch=uses_torch,
+            stable=uses_torch and not unstable,
+            unstable_symbols=tuple(u.demangled for u in unstable),
+            stable_shim_count=len(shims),
+            unstable_details=tuple(unstable),
+            stable_shims=tuple(shims),
+            unknown_shims=tuple(sorted(unknown)),
+            min_torch_version=str(floor) if floor else None,
+            min_torch_symbols=floor.defined_by if floor else (),
+        )
+
+    def _judge_cxx(self, name: str) -> UnstableSymbol | None:
+        scope = entity_scope(name)
+        demangled = demangle(name)
+        # An operator in c10 (operator<<, operator+) is judged by its argument types below.
+        c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
+        if (
+            scope
+            and scope[0] in TORCH_NAMESPACES
+            and not c10_operator
+            and not self._stable_scope(scope)
+        ):
+            return UnstableSymbol(
+                name,
+                demangled,
+                UnstableReason.NAMESPACE,
+                f"{'::'.join(scope)} is libtorch-internal (namespace {scope[0]})",
+            )
+        # The entity is the library's own (or stable): it is still tied to one release when
+        # its signature passes a libtorch type that is not header-only.
+        for match in _QUALIFIED_TORCH_NAME.finditer(demangled):
+            parts = tuple(match.group(1).split("::"))
+            if parts[-1] == OPERATOR or self._stable_scope(parts):
+                continue
+            return UnstableSymbol(
+                name,
+                demangled,
+                UnstableReason.SIGNATURE,
+                f"signature passes {'::'.join(parts)}, a libtorch type",
+            )
+        return None
+
+    def _stable_scope(self, scope: tuple[str, ...]) -> bool:
+        if scope[0] == "torch" and len(scope) > 1 and scope[1] in STABLE_TORCH_NAMESPACES:
+            return True
+        return scope[0] == "c10" and self.table.is_header_only(scope)

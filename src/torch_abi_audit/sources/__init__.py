@@ -1,0 +1,1 @@
+"""Sources: where the libraries to audit are (directories, site-packages, import names)."""

@@ -1,0 +1,128 @@
+"""Find the compiled libraries under a directory tree.
+
+A file is a *candidate* when its name is a shared-library name (``*.so``, ``*.so.1.2.3``,
+``*.dylib``, ``*.pyd``, ``*.dll``); the readers then decide from its magic bytes what it really is,
+so a text file called ``foo.so`` becomes a per-file error rather than being trusted or dropped.
+Names decide candidacy because sniffing the first bytes of every ``.py`` file in an environment
+would cost more than the whole audit.
+
+The walk follows directory symlinks but never enters a directory twice, reports unreadable
+directories and broken or looping file links as :class:`ScanProblem`, and keeps one path per
+file (a symlink or hard link to a library already found is not scanned again).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LIBRARY_NAME = re.compile(
+    r"""(?ix)
+    (?: \.so (?: \.\d+[\w.-]* )? $ )   # ELF: foo.so, libfoo.so.1, libfoo.so.1.2.3
+    | (?: \.dylib $ )                  # Mach-O
+    | (?: \.(?:pyd|dll) $ )            # PE
+    """
+)
+#: Directory names never worth descending into.
+SKIPPED_DIRECTORIES = frozenset({"__pycache__", ".git", ".hg", ".svn"})
+
+
+def is_library_name(name: str) -> bool:
+    """True when ``name`` is spelled like a shared library or extension module."""
+    return _LIBRARY_NAME.search(name) is not None
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """A path the walk could not handle, with the reason in words."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    """Library candidates (one path per distinct file) and the problems met on the way."""
+
+    libraries: list[Path] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def find_libraries(roots: Iterable[Path]) -> ScanResult:
+    """Walk ``roots`` (files or directories) and collect library candidates.
+
+    A root that is itself a file is taken as a candidate whatever its name. Paths come back
+    sorted, with duplicates (same device and inode) removed, preferring a path that is not a
+    symbolic link.
+    """
+    result = ScanResult()
+    seen_dirs: set[tuple[int, int]] = set()
+    found: dict[tuple[int, int], Path] = {}
+    order: list[tuple[int, int]] = []
+
+    def add_file(path: Path, is_link: bool) -> None:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            result.problems.append(ScanProblem(path, _describe(exc)))
+            return
+        if not stat.S_ISREG(info.st_mode):
+            result.problems.append(ScanProblem(path, "not a regular file"))
+            return
+        key = (info.st_dev, info.st_ino)
+        if key not in found:
+            found[key] = path
+            order.append(key)
+        elif not is_link and found[key].is_symlink():
+            found[key] = path  # prefer the real file over a link to it
+
+    for root in roots:
+        try:
+            root_info = root.stat()
+        except OSError as exc:
+            result.problems.append(ScanProblem(root, _describe(exc)))
+            continue
+        if not stat.S_ISDIR(root_info.st_mode):
+            add_file(root, root.is_symlink())
+            continue
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            try:
+                dir_info = directory.stat()
+                key = (dir_info.st_dev, dir_info.st_ino)
+                if key in seen_dirs:
+                    continue
+                seen_dirs.add(key)
+                with os.scandir(directory) as entries:
+                    children = sorted(entries, key=lambda e: e.name, reverse=True)
+            except OSError as exc:
+                result.problems.append(ScanProblem(directory, _describe(exc)))
+                continue
+            for entry in children:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if entry.name not in SKIPPED_DIRECTORIES:
+                        stack.append(Path(entry.path))
+                elif is_library_name(entry.name):
+                    add_file(Path(entry.path), entry.is_symlink())
+    result.libraries = sorted((found[key] for key in order), key=str)
+    return result

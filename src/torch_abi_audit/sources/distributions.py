@@ -1,0 +1,116 @@
+"""Installed distributions of a site-packages directory, read from ``*.dist-info``.
+
+Each distribution's ``RECORD`` (PEP 376 / the wheel spec's "recording installed files") says which
+files it installed; that is how libraries are attributed to the distribution that shipped them,
+across all of its top-level directories and its vendored ``<name>.libs/`` folders. ``METADATA``
+gives the name, version and ``Requires-Dist`` entries (core metadata headers only: the long
+description is never parsed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from torch_abi_audit.sources.discovery import is_library_name
+
+
+@dataclass(frozen=True)
+class InstalledDistribution:
+    """One ``*.dist-info`` directory and what its ``RECORD`` says it owns.
+
+    ``top_level`` holds the first path components it installed inside the site directory (not
+    ``..`` entries such as scripts); ``library_files`` the site-relative POSIX paths of the
+    library-named files it installed. ``problem`` is set when ``RECORD`` or ``METADATA`` could not
+    be read (the distribution then owns nothing).
+    """
+
+    name: str
+    version: str
+    metadata_dir: Path
+    top_level: tuple[str, ...] = ()
+    library_files: frozenset[str] = frozenset()
+    requires_dist: tuple[str, ...] = ()
+    problem: str | None = None
+
+    @property
+    def torch_requirements(self) -> tuple[str, ...]:
+        """The ``Requires-Dist`` entries that name ``torch``, as written."""
+        found = []
+        for text in self.requires_dist:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(requirement.name) == "torch":
+                found.append(text)
+        return tuple(found)
+
+
+def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
+    raw = (dist_info / "METADATA").read_bytes()
+    # Headers end at the first empty line; the body (long description) is of no use here.
+    header_end = raw.find(b"\n\n")
+    headers = raw if header_end < 0 else raw[: header_end + 1]
+    fields, _unparsed = parse_email(headers)
+    name = fields.get("name")
+    version = fields.get("version")
+    if not name or not version:
+        raise ValueError("METADATA has no Name or Version")
+    return str(name), str(version), tuple(fields.get("requires_dist") or ())
+
+
+def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str]]:
+    text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    top_level: dict[str, None] = {}
+    libraries: set[str] = set()
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0]:
+            continue
+        relative = posixpath.normpath(row[0].replace("\\", "/"))
+        if relative.startswith(("../", "/")):
+            continue
+        top = relative.split("/", 1)[0]
+        if not top.endswith(".dist-info"):
+            top_level.setdefault(top, None)
+        if is_library_name(relative):
+            libraries.add(relative)
+    return tuple(top_level), frozenset(libraries)
+
+
+def read_distribution(dist_info: Path) -> InstalledDistribution:
+    """Read one ``*.dist-info`` directory. Never raises: problems land in ``problem``."""
+    fallback_name = dist_info.name.removesuffix(".dist-info").split("-", 1)[0]
+    try:
+        name, version, requires = _read_metadata(dist_info)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return InstalledDistribution(
+            fallback_name, "", dist_info, problem=f"unreadable METADATA: {exc}"
+        )
+    try:
+        top_level, libraries = _read_record(dist_info)
+    except (OSError, csv.Error) as exc:
+        return InstalledDistribution(
+            name, version, dist_info, requires_dist=requires, problem=f"unreadable RECORD: {exc}"
+        )
+    return InstalledDistribution(name, version, dist_info, top_level, libraries, requires)
+
+
+def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
+    """Every ``*.dist-info`` distribution installed in ``site_dir``, sorted by name.
+
+    Raises :class:`OSError` if ``site_dir`` cannot be listed.
+    """
+    found = [
+        read_distribution(entry)
+        for entry in site_dir.iterdir()
+        if entry.name.endswith(".dist-info") and entry.is_dir()
+    ]
+    return sorted(found, key=lambda d: canonicalize_name(d.name))

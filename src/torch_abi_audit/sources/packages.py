@@ -1,0 +1,247 @@
+"""Decide what to audit as one package: which library files, under which name and root.
+
+The sources stage ends here with :class:`PackageSource` values; the audit stage reads and judges
+the files they list. Three inputs are supported:
+
+* a site-packages directory, grouped by installed distribution (``RECORD``), with files that no
+  distribution owns grouped by their top-level entry;
+* a directory (given as a path or an import name), plus the vendored ``*.libs`` directories of
+  the distribution that installed it;
+* a single file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
+from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
+from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
+
+#: Top-level directories in which wheel repair tools put vendored libraries
+#: (auditwheel and delvewheel: ``<name>.libs``; delocate: ``.dylibs`` inside the package).
+VENDORED_SUFFIXES = (".libs", ".dylibs")
+_METADATA_SUFFIXES = (".dist-info", ".egg-info", ".data")
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """One package to audit: a name, a root for display, its library files and its origin."""
+
+    name: str
+    root: Path
+    libraries: tuple[Path, ...] = ()
+    distribution: InstalledDistribution | None = None
+    problems: tuple[ScanProblem, ...] = ()
+    error: str | None = None
+
+
+def _common_root(site_dir: Path, tops: Iterable[str]) -> Path:
+    distinct = set(tops)
+    if len(distinct) == 1:
+        only = site_dir / distinct.pop()
+        return only if only.is_dir() else site_dir
+    return site_dir
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    try:
+        relative = os.path.relpath(path, base)
+    except ValueError:  # different drives on Windows
+        return None
+    relative = relative.replace(os.sep, "/")
+    return None if relative.startswith("../") or relative == ".." else relative
+
+
+class _Ownership:
+    """Maps site-relative library paths and top-level entries to their distributions."""
+
+    def __init__(self, distributions: list[InstalledDistribution]) -> None:
+        self.by_file: dict[str, InstalledDistribution] = {}
+        claims: dict[str, list[InstalledDistribution]] = {}
+        for dist in distributions:
+            for relative in dist.library_files:
+                self.by_file.setdefault(relative, dist)
+            for top in dist.top_level:
+                claims.setdefault(top, []).append(dist)
+        # A top-level entry claimed by exactly one distribution is that distribution's, even for
+        # files its RECORD does not list (created after installation).
+        self.by_top = {top: dists[0] for top, dists in claims.items() if len(dists) == 1}
+
+    def owner(self, relative: str) -> InstalledDistribution | None:
+        dist = self.by_file.get(relative)
+        if dist is None:
+            dist = self.by_top.get(relative.split("/", 1)[0])
+        return dist
+
+
+@dataclass
+class _Group:
+    """Libraries and problems collected for one package while walking a site directory."""
+
+    name: str
+    distribution: InstalledDistribution | None
+    libraries: list[Path] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+    tops: list[str] = field(default_factory=list)
+
+
+def site_packages_sources(site_dir: Path) -> tuple[list[PackageSource], list[ScanProblem]]:
+    """Group every library under ``site_dir`` by the distribution that installed it.
+
+    A library belongs to the distribution whose ``RECORD`` lists it, else to the one
+    distribution that installed its top-level directory, else to a package named after that
+    top-level entry. Returns the package sources (sorted by name, only those holding a library
+    or a problem) and problems that belong to no package. Raises :class:`OSError` if
+    ``site_dir`` cannot be listed.
+    """
+    distributions = find_distributions(site_dir)
+    ownership = _Ownership(distributions)
+    roots = [
+        entry
+        for entry in sorted(site_dir.iterdir())
+        if not entry.name.endswith(_METADATA_SUFFIXES)
+        and entry.name != "__pycache__"
+        and (is_library_name(entry.name) or entry.is_dir())
+    ]
+    scan = find_libraries(roots)
+    groups: dict[str, _Group] = {}
+
+    def group_for(relative: str) -> _Group:
+        top = relative.split("/", 1)[0]
+        dist = ownership.owner(relative)
+        key = f"dist:{dist.metadata_dir.name}" if dist else f"top:{top}"
+        if key not in groups:
+            groups[key] = _Group(dist.name if dist else top, dist)
+        group = groups[key]
+        group.tops.append(top)
+        return group
+
+    for library in scan.libraries:
+        relative = _relative(library, site_dir)
+        if relative is not None:
+            group_for(relative).libraries.append(library)
+    loose: list[ScanProblem] = []
+    for problem in scan.problems:
+        relative = _relative(problem.path, site_dir)
+        if relative is None:
+            loose.append(problem)
+        else:
+            group_for(relative).problems.append(problem)
+    # Unreadable distribution metadata is a problem of the environment, reported once.
+    loose += [ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem]
+
+    sources = [
+        PackageSource(
+            name=group.name,
+            root=_common_root(site_dir, group.tops),
+            libraries=tuple(group.libraries),
+            distribution=group.distribution,
+            problems=tuple(group.problems),
+        )
+        for group in groups.values()
+    ]
+    sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
+    return sources, loose
+
+
+def _owning_distribution(directory: Path) -> InstalledDistribution | None:
+    """The distribution in ``directory``'s parent whose ``RECORD`` installed ``directory``."""
+    parent = directory.parent
+    try:
+        has_metadata = any(e.name.endswith(".dist-info") for e in parent.iterdir())
+    except OSError:
+        return None
+    if not has_metadata:
+        return None
+    try:
+        distributions = find_distributions(parent)
+    except OSError:
+        return None
+    for dist in distributions:
+        if directory.name in dist.top_level:
+            return dist
+    return None
+
+
+def directory_source(directories: list[Path], name: str) -> PackageSource:
+    """Audit ``directories`` (one package, or the portions of a namespace package) as ``name``.
+
+    When a distribution installed the directory, its vendored ``*.libs`` directories are
+    included and the distribution is recorded.
+    """
+    roots = list(directories)
+    dist = _owning_distribution(directories[0]) if len(directories) == 1 else None
+    if dist is not None:
+        site_dir = directories[0].parent
+        for top in dist.top_level:
+            if top.endswith(VENDORED_SUFFIXES) and top != directories[0].name:
+                candidate = site_dir / top
+                if candidate.is_dir():
+                    roots.append(candidate)
+    scan = find_libraries(roots)
+    root = directories[0] if len(roots) == 1 else _display_root(roots)
+    return PackageSource(
+        name=name,
+        root=root,
+        libraries=tuple(scan.libraries),
+        distribution=dist,
+        problems=tuple(scan.problems),
+    )
+
+
+def _display_root(roots: list[Path]) -> Path:
+    common = os.path.commonpath([str(r) for r in roots])
+    return Path(common)
+
+
+def file_source(path: Path, name: str | None = None) -> PackageSource:
+    """Audit the single file ``path``."""
+    scan = find_libraries([path])
+    return PackageSource(
+        name=name or path.name,
+        root=path.parent,
+        libraries=tuple(scan.libraries),
+        problems=tuple(scan.problems),
+    )
+
+
+def _looks_like_path(target: str) -> bool:
+    return (
+        os.sep in target
+        or "/" in target
+        or (os.altsep is not None and os.altsep in target)
+        or target in (".", "..")
+        or is_library_name(target)
+        or posixpath.splitext(target)[1] in (".whl",)
+    )
+
+
+def target_source(target: str) -> PackageSource:
+    """Turn one command-line ``TARGET`` (import name or path) into a :class:`PackageSource`.
+
+    Something spelled like a path is a path; otherwise the name is resolved as an import name
+    (without importing it) and, failing that, tried as a path relative to the current directory.
+    Never raises: an unknown name or missing path becomes the source's ``error``.
+    """
+    if not _looks_like_path(target):
+        try:
+            locations = resolve_import_name(target)
+        except ImportNameError as exc:
+            if not Path(target).exists():
+                return PackageSource(name=target, root=Path(target), error=str(exc))
+        else:
+            directories = [p for p in locations if p.is_dir()]
+            if not directories:
+                return file_source(locations[0], name=target)
+            return directory_source(directories, target)
+    path = Path(target).absolute()
+    if not path.exists() and not path.is_symlink():
+        return PackageSource(name=target, root=path, error=f"path does not exist: {path}")
+    if path.is_dir():
+        return directory_source([path], path.name)
+    return file_source(path)
