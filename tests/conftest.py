@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers.build import Fixtures, build_fixtures
+from helpers.site import FakeSite, make_site
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +20,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
 def workdir(tmp_path: Path) -> Path:
     """A scratch directory for one test."""
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def fake_site(built: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> FakeSite:
+    """A fake site-packages with several distributions (see ``tests/helpers/site.py``)."""
+    return make_site(tmp_path_factory.mktemp("fake-site"), built)

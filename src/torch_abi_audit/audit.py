@@ -12,7 +12,6 @@ import os
 import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torch_abi_audit.report import (
     PackageReport,
     Problem,
 )
-from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points
+from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points, stable_abi_symbols
 from torch_abi_audit.rules.torch_abi import TorchRules
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
@@ -39,6 +38,8 @@ from torch_abi_audit.sources.packages import (
 
 # Below this many files a worker pool costs more than it saves.
 _PARALLEL_THRESHOLD = 6
+# Batches per worker: enough to even out uneven batches, few enough to keep IPC cheap.
+_BATCHES_PER_WORKER = 3
 _TORCH_LIBRARY_PREFIXES = ("libtorch", "libc10", "torch_", "c10")
 _EXTENSION_NAME_MARKERS = (".cpython-", ".abi3.", ".pypy", ".pyd")
 
@@ -103,12 +104,28 @@ def _file_size(path: Path) -> int:
         return 0
 
 
+def _inspect_batch(paths: list[Path]) -> list[ExtensionReport]:
+    return [inspect_extension(path) for path in paths]
+
+
+def _balanced_batches(paths: list[Path], count: int) -> list[list[Path]]:
+    """Deal ``paths``, largest file first, round-robin into ``count`` batches.
+
+    Each batch then holds a similar mix of big and small libraries, and a few large tasks cost
+    far less in inter-process traffic than one task per file.
+    """
+    ordered = sorted(paths, key=_file_size, reverse=True)
+    batches: list[list[Path]] = [[] for _ in range(min(count, len(ordered)))]
+    for index, path in enumerate(ordered):
+        batches[index % len(batches)].append(path)
+    return batches
+
+
 def analyse_libraries(
     paths: Iterable[Path], *, jobs: int | None = None
 ) -> dict[Path, ExtensionReport]:
     """Run :func:`inspect_extension` over ``paths``, in parallel when it pays off.
 
-    Largest files go first so that one huge library does not finish last on a single worker.
     Returns the reports keyed by the paths given.
     """
     unique = list(dict.fromkeys(paths))
@@ -117,14 +134,16 @@ def analyse_libraries(
         return {path: inspect_extension(path) for path in unique}
     # Load the tables before the workers fork, so each worker inherits them ready to use.
     _torch_rules()
-    from torch_abi_audit.rules.cpython_abi import stable_abi_symbols
-
     stable_abi_symbols()
-    ordered = sorted(unique, key=_file_size, reverse=True)
+    from concurrent.futures import ProcessPoolExecutor
+
+    batches = _balanced_batches(unique, jobs * _BATCHES_PER_WORKER)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(ordered)), mp_context=context) as pool:
-        results = dict(zip(ordered, pool.map(inspect_extension, ordered, chunksize=1), strict=True))
+    results: dict[Path, ExtensionReport] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
+        for batch, reports in zip(batches, pool.map(_inspect_batch, batches), strict=True):
+            results.update(zip(batch, reports, strict=True))
     return {path: results[path] for path in unique}
 
 

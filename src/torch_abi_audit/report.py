@@ -200,7 +200,13 @@ class PackageReport:
 
     @property
     def min_torch_version(self) -> str | None:
-        """The newest per-library torch floor, or ``None`` when no library imports a shim."""
+        """The oldest torch release every library can load on: the newest per-library floor.
+
+        ``None`` unless the package is ``torch-stable``: an unstable package is tied to the
+        release it was built against, whatever floor its shim imports suggest.
+        """
+        if self.torch_verdict is not TorchVerdict.STABLE:
+            return None
         floors = [lib.torch.min_torch_version for lib in self.libraries]
         known = [Version(v) for v in floors if v]
         return str(max(known)) if known else None

@@ -28,9 +28,7 @@ def compiler(language: str) -> str:
     return found
 
 
-def compile_shared(
-    source: str, output: Path, *flags: str, language: str | None = None
-) -> Path:
+def compile_shared(source: str, output: Path, *flags: str, language: str | None = None) -> Path:
     """Build ``tests/fixtures/src/<source>`` into the shared library ``output``."""
     language = language or ("c++" if source.endswith(".cpp") else "c")
     command = [

@@ -84,6 +84,11 @@ _VERSYM_INDEX = 0x7FFF
 _VER_NDX_GLOBAL = 1
 _VER_FLG_BASE = 0x1
 
+# ELF64 machines whose DT_HASH table is made of 8-byte words instead of the gABI's Elf32_Word:
+# s390x and Alpha (binutils elf64-s390.c / elf64-alpha.c: sizeof_hash_entry = 8; glibc's
+# Elf_Symndx is 64-bit there).
+_WIDE_HASH_MACHINES = frozenset({22, 0x9026})
+
 # Machine names as the toolchains (and wheel platform tags) spell them.
 _MACHINES = {
     2: "sparc",
@@ -270,8 +275,11 @@ class _ElfFile:
             # Extended numbering (gABI): the real count sits in section 0's sh_size.
             first = self._section_at(self.e_shoff)
             count = first.size
-        if count * self.e_shentsize > self.reader.size:
-            raise BinaryReadError(f"section header count {count} exceeds the file size")
+        if self.e_shoff + count * self.e_shentsize > self.reader.size:
+            raise BinaryReadError(
+                f"section header table ({count} entries at {self.e_shoff:#x}) extends past the "
+                f"end of the {self.reader.size}-byte file: truncated or corrupt"
+            )
         raw = self.reader.read(self.e_shoff, count * self.e_shentsize, "section header table")
         return [self._unpack_section(raw, i * self.e_shentsize) for i in range(count)]
 
@@ -382,7 +390,10 @@ class _ElfFile:
         order = self.layout.order
         if _DT_HASH in tags:
             offset = self._file_offset(tags[_DT_HASH], "DT_HASH")
-            _nbucket, nchain = struct.unpack(order + "II", self.reader.read(offset, 8, "DT_HASH"))
+            wide = self.layout.bits == 64 and self.e_machine in _WIDE_HASH_MACHINES
+            fmt = order + ("QQ" if wide else "II")
+            raw = self.reader.read(offset, struct.calcsize(fmt), "DT_HASH")
+            _nbucket, nchain = struct.unpack(fmt, raw)
             return int(nchain)
         if _DT_GNU_HASH in tags:
             return self._gnu_hash_symbol_count(self._file_offset(tags[_DT_GNU_HASH], "GNU_HASH"))
@@ -404,12 +415,19 @@ class _ElfFile:
             return int(symoffset)
         chains_at = buckets_at + nbuckets * 4
         start = chains_at + (last - symoffset) * 4
-        # The chain of the last bucket ends at the first value with its low bit set; read what
-        # is left of the file once rather than four bytes at a time.
-        tail = self.reader.read(start, max(0, self.reader.size - start) // 4 * 4, "GNU_HASH chain")
-        for position, (value,) in enumerate(struct.iter_unpack(order + "I", tail)):
-            if value & 1:
-                return int(last + position + 1)
+        # The chain of the last bucket ends at the first value with its low bit set. Read it in
+        # bounded chunks: a corrupt table must not pull the rest of a huge file into memory.
+        position = 0
+        chunk = 4096
+        while start + position * 4 < self.reader.size:
+            length = min(chunk, (self.reader.size - start) // 4 - position) * 4
+            if length <= 0:
+                break
+            raw = self.reader.read(start + position * 4, length, "GNU_HASH chain")
+            for index, (value,) in enumerate(struct.iter_unpack(order + "I", raw)):
+                if value & 1:
+                    return int(last + position + index + 1)
+            position += length // 4
         raise BinaryReadError("GNU_HASH chain does not terminate")
 
     def _versions(
@@ -582,22 +600,36 @@ class _SymbolTable:
         self.raw = raw[: self.count * entsize]
         self.strtab = strtab
         self.versions: _Versions = ((), {})
+        self._text: tuple[str, bool] | None = None
+        self._columns: dict[int, list[int]] = {}
 
     def _column16(self, offset: int) -> list[int]:
         """The 16-bit field at ``offset`` of every entry, in native byte order (may be swapped).
 
         Callers compare only against zero, which no byte swap changes.
         """
-        if self.entsize % 2 == 0 and len(self.raw) % 2 == 0:
-            view = memoryview(self.raw).cast("H")
-            return view[offset // 2 :: self.entsize // 2].tolist()
-        return [
-            int.from_bytes(self.raw[i : i + 2], "little")
-            for i in range(offset, len(self.raw), self.entsize)
-        ]
+        cached = self._columns.get(offset)
+        if cached is None:
+            if self.entsize % 2 == 0 and len(self.raw) % 2 == 0:
+                view = memoryview(self.raw).cast("H")
+                cached = view[offset // 2 :: self.entsize // 2].tolist()
+            else:
+                cached = [
+                    int.from_bytes(self.raw[i : i + 2], "little")
+                    for i in range(offset, len(self.raw), self.entsize)
+                ]
+            self._columns[offset] = cached
+        return cached
 
     def _column32(self, offset: int) -> list[int]:
         """The 32-bit field at ``offset`` of every entry, in the file's byte order."""
+        key = -1 - offset  # 16-bit columns use non-negative keys
+        if key in self._columns:
+            return self._columns[key]
+        self._columns[key] = self._read_column32(offset)
+        return self._columns[key]
+
+    def _read_column32(self, offset: int) -> list[int]:
         if self.entsize % 4 == 0 and len(self.raw) % 4 == 0:
             values = array("I", memoryview(self.raw).cast("I")[offset // 4 :: self.entsize // 4])
             if (self.layout.order == "<") != (sys.byteorder == "little"):
@@ -614,9 +646,13 @@ class _SymbolTable:
         wanted = [offsets[i] for i in self.defined_indices() if offsets[i]]
         if any(offset >= len(self.strtab) for offset in wanted):
             raise BinaryReadError("a symbol name points outside the string table")
-        if self.strtab.isascii():
-            text = self.strtab.decode("ascii")
+        text, ascii_only = self._strings()
+        if ascii_only:
             find = text.find
+            # Every name must end at a NUL inside the table, as decode() requires; otherwise
+            # find() returns -1 and the slice would silently drop the name's last character.
+            if wanted and max(wanted) > text.rfind("\0"):
+                raise BinaryReadError("a symbol name is not NUL-terminated")
             return frozenset(text[offset : find("\0", offset)] for offset in wanted)
         return frozenset(_string_at(self.strtab, offset, "symbol name") for offset in wanted)
 
@@ -632,31 +668,48 @@ class _SymbolTable:
         column = self._column16(offset)
         return [i for i, shndx in enumerate(column) if shndx != _SHN_UNDEF]
 
+    def _strings(self) -> tuple[str, bool]:
+        """The string table as text, and whether text offsets equal byte offsets (ASCII)."""
+        if self._text is None:
+            ascii_only = self.strtab.isascii()
+            decoded = self.strtab.decode("ascii") if ascii_only else ""
+            self._text = (decoded, ascii_only)
+        return self._text
+
     def decode(self, indices: Iterable[int]) -> tuple[Symbol, ...]:
-        """Full :class:`Symbol` tuples for ``indices`` (unnamed entries are skipped)."""
-        fmt = self.layout.symbol
+        """Full :class:`Symbol` tuples for ``indices`` (unnamed entries are skipped).
+
+        Fields come from whole columns (one C-level pass each) and names from the string table
+        decoded once, so a symbol costs a few dictionary and slice operations.
+        """
+        wanted = list(indices)
+        if not wanted:
+            return ()
         is64 = self.layout.bits == 64
+        names = self._column32(0)
+        infos = self.raw[4 if is64 else 12 :: self.entsize]
+        others = self.raw[5 if is64 else 13 :: self.entsize]
+        sections = self._column16(6 if is64 else 14)
         version_indices, version_names = self.versions
         n_versions = len(version_indices)
-        strtab = self.strtab
-        find = strtab.find
-        table_size = len(strtab)
-        raw = self.raw
-        entsize = self.entsize
-        out = []
-        for i in indices:
-            fields = struct.unpack_from(fmt, raw, i * entsize)
-            if is64:
-                st_name, st_info, st_other, st_shndx = fields[0], fields[1], fields[2], fields[3]
-            else:
-                st_name, st_info, st_other, st_shndx = fields[0], fields[3], fields[4], fields[5]
+        text, ascii_only = self._strings()
+        table_size = len(self.strtab)
+        find = text.find if ascii_only else None
+        make = tuple.__new__  # Symbol(...) without the generated __new__'s argument handling
+        out: list[Symbol] = []
+        for i in wanted:
+            st_name = names[i]
             if st_name == 0:
                 continue  # unnamed (section) entries carry nothing to audit
             if st_name >= table_size:
                 raise BinaryReadError(f"symbol {i} name points outside the string table")
-            end = find(b"\0", st_name)
-            if end < 0:
-                raise BinaryReadError(f"symbol {i} name is not NUL-terminated")
+            if find is not None:
+                end = find("\0", st_name)
+                if end < 0:
+                    raise BinaryReadError(f"symbol {i} name is not NUL-terminated")
+                name = text[st_name:end]
+            else:
+                name = _string_at(self.strtab, st_name, f"symbol {i} name")
             version: str | None = None
             hidden = False
             library: str | None = None
@@ -666,16 +719,20 @@ class _SymbolTable:
                 if resolved is not None:
                     version, library = resolved
                     hidden = bool(raw_index & _VERSYM_HIDDEN)
+            info = infos[i]
             out.append(
-                Symbol(
-                    strtab[st_name:end].decode("utf-8", "backslashreplace"),
-                    st_shndx != _SHN_UNDEF,
-                    _BINDING_BY_INFO[st_info],
-                    _TYPE_BY_INFO[st_info],
-                    _VISIBILITY_BY_OTHER[st_other],
-                    version,
-                    hidden,
-                    library,
+                make(
+                    Symbol,
+                    (
+                        name,
+                        sections[i] != _SHN_UNDEF,
+                        _BINDING_BY_INFO[info],
+                        _TYPE_BY_INFO[info],
+                        _VISIBILITY_BY_OTHER[others[i]],
+                        version,
+                        hidden,
+                        library,
+                    ),
                 )
             )
         return tuple(out)

@@ -72,8 +72,9 @@ def find_libraries(roots: Iterable[Path]) -> ScanResult:
     """
     result = ScanResult()
     seen_dirs: set[tuple[int, int]] = set()
-    found: dict[tuple[int, int], Path] = {}
-    order: list[tuple[int, int]] = []
+    # One path per file (device, inode): a path that is not a symlink wins, then the first
+    # in sort order, so that the choice does not depend on directory listing order.
+    found: dict[tuple[int, int], tuple[bool, str, Path]] = {}
 
     def add_file(path: Path, is_link: bool) -> None:
         try:
@@ -85,11 +86,9 @@ def find_libraries(roots: Iterable[Path]) -> ScanResult:
             result.problems.append(ScanProblem(path, "not a regular file"))
             return
         key = (info.st_dev, info.st_ino)
-        if key not in found:
-            found[key] = path
-            order.append(key)
-        elif not is_link and found[key].is_symlink():
-            found[key] = path  # prefer the real file over a link to it
+        rank = (is_link, str(path), path)
+        if key not in found or rank < found[key]:
+            found[key] = rank
 
     for root in roots:
         try:
@@ -124,5 +123,6 @@ def find_libraries(roots: Iterable[Path]) -> ScanResult:
                         stack.append(Path(entry.path))
                 elif is_library_name(entry.name):
                     add_file(Path(entry.path), entry.is_symlink())
-    result.libraries = sorted((found[key] for key in order), key=str)
+    result.libraries = sorted((rank[2] for rank in found.values()), key=str)
+    result.problems.sort(key=lambda p: str(p.path))
     return result

@@ -1,0 +1,75 @@
+"""Entity scopes of Itanium-mangled names (names taken from real torch extension binaries)."""
+
+from __future__ import annotations
+
+import pycxxfilt
+import pytest
+
+from torch_abi_audit.rules.itanium import OPERATOR, entity_scope
+
+CASES = [
+    # (mangled, expected scope)
+    (
+        "_ZN3c106detail23torchInternalAssertFailEPKcS2_jS2_S2_",
+        ("c10", "detail", "torchInternalAssertFail"),
+    ),
+    (
+        "_ZN2at4_ops10mul_Scalar4callERKNS_6TensorERKN3c106ScalarE",
+        ("at", "_ops", "mul_Scalar", "call"),
+    ),
+    ("_ZN2at18in_parallel_regionEv", ("at", "in_parallel_region")),
+    ("_ZN3c1013ParallelGuardC1Eb", ("c10", "ParallelGuard")),  # constructor
+    ("_ZN3c1021AutogradMetaInterfaceD2Ev", ("c10", "AutogradMetaInterface")),  # destructor
+    ("_ZNK3c106SymInt16sym_ne_slow_pathERKS0_", ("c10", "SymInt", "sym_ne_slow_path")),  # const
+    ("_ZNK2at6Tensor4itemIlEET_v", ("at", "Tensor", "item")),  # template member
+    ("_ZTVN5torch8autograd12AutogradMetaE", ("torch", "autograd", "AutogradMeta")),  # vtable
+    ("_ZTIN3c105ErrorE", ("c10", "Error")),  # typeinfo
+    (
+        "_ZN5torch3jit11parseSchemaERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEEb",
+        ("torch", "jit", "parseSchema"),
+    ),
+    (
+        "_ZN8facebook10torchcodec12TensorReadIOC1EN5torch6stable6TensorE",
+        ("facebook", "torchcodec", "TensorReadIO"),
+    ),
+    ("_ZN3c104HalfC1Ef", ("c10", "Half")),
+    ("_ZN3c108toStringENS_10ScalarTypeE", ("c10", "toString")),
+    ("_ZN3c10lsERSoRKNS_4HalfE", ("c10", OPERATOR)),  # c10::operator<<
+    ("_ZZN3c1010Dispatcher9singletonEvE9_instance", ("c10", "Dispatcher", "singleton")),  # local
+    ("_ZGVZN3c1010Dispatcher9singletonEvE9_instance", ("c10", "Dispatcher", "singleton")),  # guard
+    ("_ZThn8_N3c1010TensorImplD0Ev", ("c10", "TensorImpl")),  # thunk
+    ("_ZN12_GLOBAL__N_13fooEv", ("(anonymous namespace)", "foo")),
+    ("_ZSt4cout", ("std", "cout")),
+    (
+        "_ZNKSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE4findEPKcmm",
+        ("std", "__cxx11", "basic_string"),
+    ),
+    ("_ZN3c1013MessageLogger6streamB5cxx11Ev", ("c10", "MessageLogger", "stream")),  # ABI tag
+    ("_Z16THPVariable_WrapRKN2at10TensorBaseE", ("THPVariable_Wrap",)),  # global function
+    ("_ZL3barv", ("bar",)),  # internal linkage
+    ("_ZN5torch10headeronly6detail3fooEv", ("torch", "headeronly", "detail", "foo")),
+]
+
+
+@pytest.mark.parametrize(("mangled", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_entity_scope(mangled: str, expected: tuple[str, ...]) -> None:
+    # The fixture data must itself be valid Itanium names.
+    assert pycxxfilt.demangle(mangled)
+    assert entity_scope(mangled) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["", "printf", "_Z", "_ZN", "_ZN3c1", "_ZN99x", "_ZTIi", "?foo@@YAXXZ"]
+)
+def test_unreadable_or_scopeless_names_give_empty_scope(name: str) -> None:
+    assert entity_scope(name) == ()
+
+
+def test_never_raises_on_garbage() -> None:
+    import random
+
+    rng = random.Random(1234)
+    alphabet = "_ZNSKIEL0123456789abcdefxyzCDTVhv"
+    for _ in range(5000):
+        text = "_Z" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert isinstance(entity_scope(text), tuple)

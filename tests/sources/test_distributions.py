@@ -1,0 +1,77 @@
+"""dist-info reading and RECORD-based attribution of libraries to distributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers.site import FakeSite
+from torch_abi_audit.sources.distributions import find_distributions, read_distribution
+from torch_abi_audit.sources.packages import site_packages_sources
+
+
+def test_distributions_of_the_fake_site(fake_site: FakeSite) -> None:
+    dists = {d.name: d for d in find_distributions(fake_site.site)}
+    assert set(dists) == {"brokenpkg", "fake_dist", "purepy", "torchish"}
+    fake = dists["fake_dist"]
+    assert fake.version == "1.2.3"
+    assert fake.top_level == ("fakepkg", "fakepkg_extra", "fakepkg.libs")
+    assert fake.library_files == {
+        "fakepkg/_native.abi3.so",
+        "fakepkg/lib/libplugin.so",
+        "fakepkg_extra/libextra.so",
+        "fakepkg.libs/libvendored-1a2b3c4d.so.1",
+    }
+    assert dists["torchish"].torch_requirements == ("torch==2.13.0",)
+    assert dists["purepy"].library_files == frozenset()
+    assert all(d.problem is None for d in dists.values())
+
+
+def test_unreadable_metadata_is_a_problem_not_an_exception(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-1.0.dist-info"
+    broken.mkdir()
+    (broken / "RECORD").write_text("broken/x.so,,\n")
+    dist = read_distribution(broken)
+    assert dist.name == "broken"
+    assert dist.problem is not None and dist.problem.startswith("unreadable METADATA")
+    (broken / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    (broken / "RECORD").unlink()
+    dist = read_distribution(broken)
+    assert dist.problem is not None and dist.problem.startswith("unreadable RECORD")
+
+
+def test_site_grouping_by_distribution(fake_site: FakeSite) -> None:
+    sources, loose = site_packages_sources(fake_site.site)
+    by_name = {s.name: s for s in sources}
+    assert set(by_name) == {"brokenpkg", "fake_dist", "marker_pkg", "orphan", "torchish"}
+    assert loose == []
+
+    fake = by_name["fake_dist"]
+    assert fake.distribution is not None and fake.distribution.version == "1.2.3"
+    assert fake.root == fake_site.site  # libraries in three top-level directories
+    assert sorted(p.relative_to(fake_site.site).as_posix() for p in fake.libraries) == [
+        "fakepkg.libs/libvendored-1a2b3c4d.so.1",
+        "fakepkg/_native.abi3.so",
+        "fakepkg/lib/libplugin.so",
+        "fakepkg_extra/libextra.so",
+    ]
+
+    orphan = by_name["orphan"]
+    assert orphan.distribution is None
+    assert orphan.root == fake_site.site / "orphan"
+    assert [p.name for p in orphan.libraries] == ["liborphan.so"]
+
+    torchish = by_name["torchish"]
+    assert torchish.root == fake_site.site / "torchish"
+
+
+def test_file_created_after_install_belongs_to_the_top_level_owner(
+    fake_site: FakeSite, tmp_path: Path
+) -> None:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(fake_site.site, site, symlinks=True)
+    shutil.copyfile(site / "torchish" / "libtorchish.so", site / "torchish" / "libjit.so")
+    sources, _ = site_packages_sources(site)
+    torchish = next(s for s in sources if s.name == "torchish")
+    assert sorted(p.name for p in torchish.libraries) == ["libjit.so", "libtorchish.so"]

@@ -1,0 +1,306 @@
+"""The command line: every mode, flag and exit code, output checked line by line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from helpers.build import SOURCES, Fixtures, compile_shared
+from helpers.site import FakeSite
+from torch_abi_audit import __version__
+from torch_abi_audit.cli import main
+from torch_abi_audit.renderers.json_report import load_schema
+
+SCHEMA = load_schema()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object]]:
+    code, out, _ = run(capsys, *argv, "--json")
+    document = json.loads(out)
+    jsonschema.validate(document, SCHEMA)
+    return code, document
+
+
+@pytest.fixture
+def package_dir(built: Fixtures, tmp_path: Path) -> Path:
+    package = tmp_path / "mypkg"
+    (package / "lib").mkdir(parents=True)
+    shutil.copyfile(built.abi3_ext, package / built.abi3_ext.name)
+    shutil.copyfile(built.stable_plugin, package / "lib" / "libplugin.so")
+    shutil.copyfile(built.unstable_lib, package / "lib" / "libcore.so")
+    return package
+
+
+def test_single_file_table(capsys: pytest.CaptureFixture[str], built: Fixtures) -> None:
+    code, out, err = run(capsys, str(built.stable_plugin))
+    assert code == 0 and err == ""
+    assert out.splitlines() == [
+        "Package: libstable_plugin.so",
+        f"  Root: {built.stable_plugin.parent}",
+        "  Torch ABI:   STABLE",
+        "  Min torch:   2.11.0",
+        "  CPython ABI: n/a",
+        "  Extensions:  0",
+        "  Bundled libs: 1",
+        "  -- bundled libs --",
+        "    [STABLE  ] [not-abi3              ] libstable_plugin.so"
+        "  (stable_shim=3, unstable=0)  min-torch=2.11.0",
+    ]
+
+
+def test_directory_table(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
+    code, out, _ = run(capsys, str(package_dir))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Package: mypkg"
+    assert "  Torch ABI:   UNSTABLE" in lines
+    assert "  Min torch:   n/a" in lines
+    assert "  CPython ABI: abi3" in lines
+    assert "  Extensions:  1" in lines
+    assert "  Bundled libs: 2" in lines
+    assert "    [NO-TORCH] [abi3-ok               ] goodabi3.abi3.so" in lines
+    assert (
+        "    [UNSTABLE] [not-abi3              ] lib/libcore.so  (stable_shim=1, unstable=2)"
+        in lines
+    )
+    assert lines.index("  -- extensions --") < lines.index("  -- bundled libs --")
+
+
+def test_verbose_lists_symbols_and_reasons(
+    capsys: pytest.CaptureFixture[str], built: Fixtures
+) -> None:
+    code, out, _ = run(capsys, str(built.signature_lib), str(built.stable_plugin), "-v")
+    assert code == 0
+    assert (
+        "        torch unstable: mypkg::process(at::Tensor const&)"
+        "  <- signature passes at::Tensor, a libtorch type" in out.splitlines()
+    )
+    assert "        requires torch 2.11.0: torch_dtype_float8_e8m0fnu" in out.splitlines()
+    # Two targets: two blocks separated by a blank line.
+    assert out.count("Package: ") == 2 and "\n\nPackage: " in out
+
+
+def test_verbose_cuts_at_fifteen_symbols(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "many.cpp"
+    calls = "\n".join(f"  c10::internal_{i}();" for i in range(20))
+    decls = "\n".join(f"void internal_{i}();" for i in range(20))
+    source.write_text(f'namespace c10 {{\n{decls}\n}}\nextern "C" void entry() {{\n{calls}\n}}\n')
+    library = tmp_path / "libmany.so"
+    subprocess.run(
+        [shutil.which("c++") or "g++", "-shared", "-fPIC", "-o", str(library), str(source)],
+        check=True,
+    )
+    _, out, _ = run(capsys, str(library), "-v")
+    unstable = [line for line in out.splitlines() if line.startswith("        torch unstable: ")]
+    assert len(unstable) == 15
+    assert "        ... 5 more" in out.splitlines()
+    assert "(stable_shim=0, unstable=20)" in out
+
+
+def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
+    code, document = run_json(capsys, str(package_dir))
+    assert code == 0
+    assert document["schema_version"] == "1.0"
+    assert document["name"] == "mypkg"
+    assert document["torch_verdict"] == "torch-unstable"
+    assert document["cpython_verdict"] == "abi3-compliant"
+    libs = {Path(lib["path"]).name: lib for lib in document["bundled_libs"]}  # type: ignore[attr-defined]
+    core = libs["libcore.so"]
+    assert core["torch"]["stable"] is False
+    assert core["torch"]["stable_shim_count"] == 1
+    assert {d["reason"] for d in core["torch"]["unstable_details"]} == {"namespace"}
+    assert core["soname"] is None and isinstance(core["needed"], list)
+    plugin = libs["libplugin.so"]
+    assert plugin["torch"]["min_torch_version"] == "2.11.0"
+    assert plugin["torch_label"] == "STABLE"
+
+
+def test_json_several_targets_use_the_environment_envelope(
+    capsys: pytest.CaptureFixture[str], built: Fixtures
+) -> None:
+    code, document = run_json(capsys, str(built.abi3_ext), str(built.unstable_lib))
+    assert code == 0
+    assert [p["name"] for p in document["packages"]] == [  # type: ignore[attr-defined]
+        "goodabi3.abi3.so",
+        "libunstable.so",
+    ]
+
+
+def test_site_packages_table(capsys: pytest.CaptureFixture[str], fake_site: FakeSite) -> None:
+    code, out, err = run(capsys, "--site-packages", str(fake_site.site))
+    assert code == 2  # brokenpkg holds corrupt files
+    assert "error: inspection failed for brokenpkg" in err
+    lines = out.splitlines()
+    assert lines[0] == f"Site-packages: {fake_site.site}"
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("PACKAGE"))
+    rows = [line.split()[0] for line in lines[header + 2 :] if line.strip()][:4]
+    # Unstable first (alphabetical), then errors; no-torch packages hidden without --all.
+    assert rows == ["fake_dist", "orphan", "torchish", "brokenpkg"]
+    assert "marker_pkg" not in out
+    assert "1 without torch use hidden (--all shows them)" in out
+
+
+def test_site_packages_all_and_json(
+    capsys: pytest.CaptureFixture[str], fake_site: FakeSite
+) -> None:
+    code, out, _ = run(capsys, "--site-packages", str(fake_site.site), "--all")
+    assert code == 2
+    assert "marker_pkg" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("torchish"))
+    assert row.split() == ["torchish", "UNSTABLE", "-", "n/a", "0", "1", "0.1"]
+    code, document = run_json(capsys, "--site-packages", str(fake_site.site))
+    assert code == 2
+    names = {p["name"]: p for p in document["packages"]}  # type: ignore[attr-defined]
+    assert set(names) == {"brokenpkg", "fake_dist", "marker_pkg", "orphan", "torchish"}
+    assert names["fake_dist"]["distribution"] == {
+        "name": "fake_dist",
+        "version": "1.2.3",
+        "requires_torch": [],
+    }
+    assert names["brokenpkg"]["torch_verdict"] == "error"
+
+
+def test_site_packages_verbose_expands_attention_packages(
+    capsys: pytest.CaptureFixture[str], fake_site: FakeSite
+) -> None:
+    _, out, _ = run(capsys, "--site-packages", str(fake_site.site), "-v")
+    assert "Package: torchish" in out
+    assert "Package: brokenpkg" in out
+    assert "(error: " in out
+    assert "Package: marker_pkg" not in out
+
+
+def test_check_gates(capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path) -> None:
+    stable = tmp_path / "stablepkg"
+    stable.mkdir()
+    shutil.copyfile(built.stable_plugin, stable / "libp.so")
+    shutil.copyfile(built.abi3_ext, stable / built.abi3_ext.name)
+    assert run(capsys, str(stable), "--check", "both")[0] == 0
+    code, _, err = run(capsys, str(built.unstable_lib), "--check", "torch")
+    assert code == 1
+    assert "FAIL: --check torch found 1 non-compliant package(s):" in err
+    assert "uses libtorch internals outside the stable ABI (libunstable.so)" in err
+    assert run(capsys, str(built.unstable_lib), "--check", "abi3")[0] == 0
+    code, _, err = run(capsys, str(built.abi3_bad_ext), "--check", "abi3")
+    assert code == 1
+    assert "badabi3.abi3.so is tagged abi3 but imports PyCode_Addr2Line" in err
+    # A torch-using package whose extension is not abi3-compliant fails abi3 too.
+    mixed = tmp_path / "torchext"
+    mixed.mkdir()
+    shutil.copyfile(built.stable_plugin, mixed / "libp.so")
+    shutil.copyfile(built.private_ext, mixed / built.private_ext.name)
+    code, _, err = run(capsys, str(mixed), "--check", "abi3")
+    assert code == 1 and "CPython ABI is not-abi3" in err
+    assert run(capsys, str(mixed), "--check", "torch")[0] == 0
+
+
+def test_errors_win_over_check_failures(
+    capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path
+) -> None:
+    bad = tmp_path / "libbad.so"
+    bad.write_text("not elf")
+    code, out, err = run(capsys, str(built.unstable_lib), str(bad), "--check", "torch")
+    assert code == 2
+    assert "FAIL: --check torch" in err
+    assert "[ERROR   ] [n/a                   ] libbad.so  (error: not a shared library" in out
+    assert "[UNSTABLE]" in out  # the rest of the report is intact
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no_such_module_for_sure"], "no module or package named 'no_such_module_for_sure'"),
+        (["./missing/dir"], "path does not exist"),
+    ],
+)
+def test_operational_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str], built: Fixtures) -> None:
+    assert run(capsys)[0] == 2
+    code, _, err = run(capsys, "--env", str(built.abi3_ext))
+    assert code == 2 and "cannot be combined" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["--check", "nonsense", str(built.abi3_ext)])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--jobs", "0", str(built.abi3_ext)])
+    assert exc.value.code == 2
+
+
+def test_import_name_target_does_not_execute(fake_site: FakeSite) -> None:
+    env = {**os.environ, "PYTHONPATH": str(fake_site.site)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch_abi_audit", "marker_pkg.sub", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["name"] == "marker_pkg.sub"
+    assert [Path(e["path"]).name for e in document["extensions"]] == ["_speedups.abi3.so"]
+    assert not fake_site.marker.exists()
+
+
+def test_env_mode_and_module_entry_point() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "torch_abi_audit", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout.strip() == f"torch-abi-audit {__version__}"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch_abi_audit", "--env", "--all", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode in (0, 2), result.stderr
+    assert "Traceback" not in result.stderr
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    import sysconfig
+
+    assert document["site_packages"] == str(Path(sysconfig.get_paths()["purelib"]).absolute())
+    # This interpreter has packaging installed: it has no compiled code, so it is absent,
+    # while pycxxfilt (a compiled extension) must be listed.
+    names = {p["name"] for p in document["packages"]}
+    assert "pycxxfilt" in names
+
+
+def test_broken_pipe_is_quiet(built: Fixtures) -> None:
+    command = f"{sys.executable} -m torch_abi_audit {built.unstable_lib} -v | head -n 1"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+    assert result.stdout.startswith("Package: ")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_compile_helper_is_reused(tmp_path: Path) -> None:
+    # Sanity check of the fixture helper itself: sources exist and compile.
+    assert (SOURCES / "plain.c").is_file()
+    out = compile_shared("tiny32.c", tmp_path / "libt.so", "-nostdlib")
+    assert out.read_bytes()[:4] == b"\x7fELF"
