@@ -7,7 +7,6 @@ raises here; it comes back as reports whose ``error`` (or ``problems``) say what
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import sysconfig
@@ -74,10 +73,11 @@ def inspect_extension(path: Path | str) -> ExtensionReport:
         return ExtensionReport(path, kind=guessed_kind, error=f"cannot read file: {reason}")
     entries = entry_points(library)
     needs_torch = any(n.startswith(_TORCH_LIBRARY_PREFIXES) for n in library.needed)
+    imported = library.imports.names()
     return ExtensionReport(
         path=path,
-        cpython=analyse_cpython(library.imports, path.name),
-        torch=_torch_rules().analyse(library.imports, needs_torch_library=needs_torch),
+        cpython=analyse_cpython(imported, path.name),
+        torch=_torch_rules().analyse(imported, needs_torch_library=needs_torch),
         kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
         format=str(library.format),
         machine=library.machine,
@@ -135,6 +135,7 @@ def analyse_libraries(
     # Load the tables before the workers fork, so each worker inherits them ready to use.
     _torch_rules()
     stable_abi_symbols()
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     batches = _balanced_batches(unique, jobs * _BATCHES_PER_WORKER)

@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="audit every package in this site-packages directory (repeatable)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of the table (indented on a terminal, one line when piped)",
+    )
     parser.add_argument(
         "--all",
         action="store_true",
@@ -89,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
 def _emit(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -114,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.env or args.site_packages:
         environment = inspect_site_packages(args.site_packages, jobs=args.jobs)
         if args.json:
-            _emit(json_report.dumps(json_report.environment_object(environment)))
+            _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
         else:
             _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
         return _exit_code(environment.packages, environment.has_error, args.check)
@@ -125,10 +133,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: {report.name}: {report.error}", file=sys.stderr)
     if args.json:
         if len(reports) == 1:
-            _emit(json_report.dumps(json_report.single_package_object(reports[0])))
+            document = json_report.single_package_object(reports[0])
+            _emit(json_report.dumps(document, pretty=_tty()))
         else:
             envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
-            _emit(json_report.dumps(json_report.environment_object(envelope)))
+            _emit(json_report.dumps(json_report.environment_object(envelope), pretty=_tty()))
     else:
         _emit(table.format_packages(reports, verbose=args.verbose))
     return _exit_code(reports, any(r.has_error for r in reports), args.check)

@@ -79,12 +79,13 @@ class Symbol(NamedTuple):
     library: str | None = None
 
 
-class ExportTable(Sequence[Symbol]):
-    """The symbols a library defines in its dynamic table, decoded on first use.
+class SymbolTable(Sequence[Symbol]):
+    """A library's imports or exports, decoded on first use.
 
-    Big libraries export tens of thousands of symbols that most audits never look at, so readers
-    may hand out a lazy table; :meth:`names` and :meth:`with_prefix` let callers ask narrow
-    questions without materialising a :class:`Symbol` per export. Pickling materialises it.
+    Big libraries import and export tens of thousands of symbols of which an audit needs only
+    the names (or a few prefixes), so readers hand out lazy tables; :meth:`names` and
+    :meth:`with_prefix` answer those questions without building a :class:`Symbol` per entry.
+    A table compares equal to any sequence of the same symbols. Pickling materialises it.
     """
 
     __slots__ = ()
@@ -94,7 +95,7 @@ class ExportTable(Sequence[Symbol]):
         """Every exported symbol, in table order."""
 
     def names(self) -> frozenset[str]:
-        """The exported names (fast membership tests for symbol resolution)."""
+        """The distinct names in the table (what the rules and symbol resolution look at)."""
         return frozenset(s.name for s in self.symbols())
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
@@ -115,22 +116,24 @@ class ExportTable(Sequence[Symbol]):
         return iter(self.symbols())
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, ExportTable):
+        if isinstance(other, SymbolTable):
             return self.symbols() == other.symbols()
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self.symbols() == tuple(other)
         return NotImplemented
 
     def __hash__(self) -> int:
         return hash(self.symbols())
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__}: {len(self)} exports>"
+        return f"<{type(self).__name__}: {len(self)} symbols>"
 
-    def __reduce__(self) -> tuple[type[StaticExportTable], tuple[tuple[Symbol, ...]]]:
-        return (StaticExportTable, (self.symbols(),))
+    def __reduce__(self) -> tuple[type[StaticSymbolTable], tuple[tuple[Symbol, ...]]]:
+        return (StaticSymbolTable, (self.symbols(),))
 
 
-class StaticExportTable(ExportTable):
-    """An :class:`ExportTable` over symbols that are already decoded."""
+class StaticSymbolTable(SymbolTable):
+    """An :class:`SymbolTable` over symbols that are already decoded."""
 
     __slots__ = ("_symbols",)
 
@@ -145,7 +148,8 @@ class StaticExportTable(ExportTable):
 class Library:
     """A compiled shared library as read from disk, independent of its container format.
 
-    ``imports`` are the undefined symbols of the dynamic table, ``exports`` the defined ones.
+    ``imports`` are the undefined symbols of the dynamic table, ``exports`` the defined ones;
+    both are lazily decoded :class:`SymbolTable` objects.
     ``local_symbols`` holds the static symbol table's ``LOCAL`` entries when the reader was asked
     for them and the file has one (stripped files do not), else ``None``.
     """
@@ -155,8 +159,8 @@ class Library:
     machine: str
     bits: int
     byte_order: str
-    imports: tuple[Symbol, ...]
-    exports: ExportTable = field(default_factory=StaticExportTable)
+    imports: SymbolTable = field(default_factory=StaticSymbolTable)
+    exports: SymbolTable = field(default_factory=StaticSymbolTable)
     needed: tuple[str, ...] = ()
     soname: str | None = None
     rpath: tuple[str, ...] = ()
@@ -166,4 +170,4 @@ class Library:
     @property
     def symbols(self) -> tuple[Symbol, ...]:
         """Every dynamic symbol: imports, then exports."""
-        return self.imports + self.exports.symbols()
+        return self.imports.symbols() + self.exports.symbols()

@@ -54,7 +54,7 @@ from helpers.elf_builder import (
 from torch_abi_audit.model import (
     BinaryFormat,
     Library,
-    StaticExportTable,
+    StaticSymbolTable,
     Symbol,
     SymbolBinding,
     SymbolType,
@@ -343,7 +343,7 @@ def test_versioned_library_metadata(built: Fixtures) -> None:
 
 
 def test_versioned_library_imports(built: Fixtures) -> None:
-    imports = by_name(read_elf(built.versioned).imports)
+    imports = by_name(read_elf(built.versioned).imports.symbols())
     cos = imports["cos"]
     assert not cos.defined
     assert cos.version is not None and GLIBC_VERSION.fullmatch(cos.version), cos.version
@@ -499,7 +499,7 @@ def test_section_less_versions_survive(built: Fixtures, tmp_path: Path) -> None:
     copy = tmp_path / "libfoo.so.1"
     copy.write_bytes(drop_section_headers(built.sysv_hash.read_bytes()))
     lib = read_elf(copy)
-    cos = by_name(lib.imports)["cos"]
+    cos = by_name(lib.imports.symbols())["cos"]
     assert cos.library == "libm.so.6"
     assert cos.version is not None and GLIBC_VERSION.fullmatch(cos.version)
     assert by_name(lib.exports.symbols())["foo_api"].version == "FOO_1.0"
@@ -779,16 +779,11 @@ def test_string_offsets_beyond_the_table(built: Fixtures, tmp_path: Path) -> Non
     data = built.versioned.read_bytes()
     layout = layout_of(data)
     dynsym = layout.sections[".dynsym"]
-    # An import's name: the eager part of the read fails.
-    at = dynsym.offset + dynsym_index(data, layout, "cos") * dynsym.entsize
-    expect_read_error(write(tmp_path, patched(data, (at, "<I", 0xFFFFFF))), "string table")
-    # An export's name: the read succeeds (exports are lazy), decoding fails cleanly.
-    at = dynsym.offset + dynsym_index(data, layout, "foo_api") * dynsym.entsize
-    lib = read_elf(write(tmp_path, patched(data, (at, "<I", 0xFFFFFF)), "lazy.so"))
-    with pytest.raises(BinaryReadError, match="string table"):
-        lib.exports.names()
-    with pytest.raises(BinaryReadError, match="string table"):
-        lib.exports.symbols()
+    # An import's or an export's name: names are validated when the file is read, so the lazy
+    # tables never fail later.
+    for symbol in ("cos", "foo_api"):
+        at = dynsym.offset + dynsym_index(data, layout, symbol) * dynsym.entsize
+        expect_read_error(write(tmp_path, patched(data, (at, "<I", 0xFFFFFF))), "string table")
     # DT_NEEDED and DT_SONAME values.
     needed = dynamic_entry(data, layout, 1) + 8
     expect_read_error(write(tmp_path, patched(data, (needed, "<Q", 1 << 20))), "DT_NEEDED")
@@ -804,20 +799,14 @@ def test_string_offsets_beyond_the_table(built: Fixtures, tmp_path: Path) -> Non
     expect_read_error(write(tmp_path, last))
 
 
-@pytest.mark.parametrize("order", ["names-first", "symbols-first"])
-def test_unterminated_export_name(tmp_path: Path, order: str) -> None:
-    """A name running off the end of .dynstr fails the same way through every accessor."""
+def test_unterminated_export_name(tmp_path: Path) -> None:
+    """A name running off the end of .dynstr fails the read itself, not a later accessor."""
     image = build_elf([Sym("imp", defined=False), Sym("zed")], hash_style="sysv")
     offset, size = image.parts[".dynstr"]
     assert image.data[offset : offset + size].endswith(b"zed\0")
     path = write(tmp_path, patched(image.data, (offset + size - 1, "<B", ord("x"))))
-    exports = read_elf(path).exports
-    accessors = [exports.names, exports.symbols]
-    if order == "symbols-first":
-        accessors.reverse()
-    for accessor in accessors:
-        with pytest.raises(BinaryReadError, match="NUL-terminated"):
-            accessor()
+    with pytest.raises(BinaryReadError, match="NUL-terminated"):
+        read_elf(path)
 
 
 @pytest.mark.parametrize("strip", [False, True], ids=["sections", "no-sections"])
@@ -994,7 +983,7 @@ def test_byte_flip_fuzz(built: Fixtures, tmp_path: Path, name: str, strip: bool)
     assert outcomes["library"] and outcomes["error"], outcomes  # both paths were exercised
 
 
-# -- ExportTable ----------------------------------------------------------------------------------
+# -- SymbolTable ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["versioned", "unstable_lib", "stable_plugin", "tiny32"])
@@ -1027,24 +1016,28 @@ def test_with_prefix(built: Fixtures) -> None:
     assert read_elf(built.versioned).exports.with_prefix("zz_absent_", "_ZN3c10") == ()
 
 
-def test_with_prefix_absent_does_not_decode(tmp_path: Path) -> None:
-    """An absent prefix is answered from the string table: proven with an undecodable export."""
-    image = build_elf([Sym("imp", defined=False), Sym("good"), Sym("broken")], hash_style="sysv")
-    data = bytearray(image.data)
-    dynsym_at = image.parts[".dynsym"][0]
-    broken = image.symbol_order.index("broken") + 1
-    struct.pack_into("<I", data, dynsym_at + 24 * broken, 0xFFFFFF)  # st_name out of range
-    lib = read_elf(write(tmp_path, bytes(data)))
+def test_with_prefix_absent_does_not_decode(
+    built: Fixtures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An absent prefix is answered from the string table, without decoding any symbol."""
+    from torch_abi_audit.readers import elf
+
+    lib = read_elf(built.versioned)
+
+    def refuse(self: object, indices: object) -> tuple[Symbol, ...]:
+        raise AssertionError("decoded although the prefix is absent")
+
+    monkeypatch.setattr(elf._SymbolTable, "decode", refuse)
     assert lib.exports.with_prefix("absent_") == ()
-    with pytest.raises(BinaryReadError):
-        lib.exports.with_prefix("good")
+    with pytest.raises(AssertionError, match="decoded"):
+        lib.exports.with_prefix("foo_")
 
 
 def test_pickle_round_trip(built: Fixtures) -> None:
     lib = read_elf(built.versioned, local_symbols=True)
     restored = pickle.loads(pickle.dumps(lib))
     assert isinstance(restored, Library)
-    assert isinstance(restored.exports, StaticExportTable)
+    assert isinstance(restored.exports, StaticSymbolTable)
     assert restored == lib
     assert restored.exports.symbols() == lib.exports.symbols()
     assert restored.exports.names() == lib.exports.names()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from helpers.build import Fixtures
-from torch_abi_audit.model import Symbol, SymbolBinding, SymbolType, SymbolVisibility
 from torch_abi_audit.readers import read_library
 from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason, demangle
 from torch_abi_audit.rules.torch_table import load_table
@@ -11,11 +10,8 @@ from torch_abi_audit.rules.torch_table import load_table
 RULES = TorchRules(load_table())
 
 
-def imports(*names: str) -> list[Symbol]:
-    return [
-        Symbol(n, False, SymbolBinding.GLOBAL, SymbolType.FUNC, SymbolVisibility.DEFAULT)
-        for n in names
-    ]
+def imports(*names: str) -> list[str]:
+    return list(names)
 
 
 def test_shim_only_is_stable_with_floor() -> None:
@@ -131,7 +127,7 @@ def test_defined_symbols_never_count(built: Fixtures) -> None:
     # The fixture defines header-only c10::Half and even c10::IValue members (weak).
     assert "_ZN3c104HalfC2Ef" in defined or "_ZN3c104HalfC1Ef" in defined
     assert any("IValue" in name for name in defined)
-    result = RULES.analyse(library.imports, needs_torch_library=False)
+    result = RULES.analyse(library.imports.names(), needs_torch_library=False)
     assert result.stable and result.uses_torch
     assert result.stable_shims == (
         "aoti_torch_delete_tensor_object",
@@ -142,7 +138,9 @@ def test_defined_symbols_never_count(built: Fixtures) -> None:
 
 
 def test_compiled_unstable_library(built: Fixtures) -> None:
-    result = RULES.analyse(read_library(built.unstable_lib).imports, needs_torch_library=False)
+    result = RULES.analyse(
+        read_library(built.unstable_lib).imports.names(), needs_torch_library=False
+    )
     assert not result.stable
     assert sorted(result.unstable_symbols) == [
         "at::Tensor::dim() const",
@@ -152,6 +150,8 @@ def test_compiled_unstable_library(built: Fixtures) -> None:
 
 
 def test_compiled_signature_only_library(built: Fixtures) -> None:
-    result = RULES.analyse(read_library(built.signature_lib).imports, needs_torch_library=False)
+    result = RULES.analyse(
+        read_library(built.signature_lib).imports.names(), needs_torch_library=False
+    )
     assert result.unstable_symbols == ("mypkg::process(at::Tensor const&)",)
     assert result.unstable_details[0].reason is UnstableReason.SIGNATURE

@@ -19,16 +19,19 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import compress
+from operator import not_
 from pathlib import Path
 from typing import BinaryIO
 
 from torch_abi_audit.model import (
     BinaryFormat,
-    ExportTable,
     Library,
-    StaticExportTable,
+    StaticSymbolTable,
     Symbol,
     SymbolBinding,
+    SymbolTable,
     SymbolType,
     SymbolVisibility,
 )
@@ -533,14 +536,15 @@ class _ElfFile:
             raise BinaryReadError(f"ELF {kind}, not a shared object")
         dynamic = self._dynamic_entries()
         found = self._dynamic_symbol_table(dynamic)
-        imports: tuple[Symbol, ...] = ()
-        exports: ExportTable = StaticExportTable()
+        imports: SymbolTable = StaticSymbolTable()
+        exports: SymbolTable = StaticSymbolTable()
         if found is not None:
             raw, entsize, dynstr = found
             table = _SymbolTable(self.layout, raw, entsize, dynstr)
+            table.validate_names()  # so that the lazy tables below cannot fail later
             table.versions = self._versions(dynamic, dynstr, table.count)
-            imports = table.decode(table.undefined_indices())
-            exports = _ElfExports(table)
+            imports = _ElfSymbols(table, defined=False)
+            exports = _ElfSymbols(table, defined=True)
         else:
             dynstr = self._dynamic_strings(dynamic)
         needed: list[str] = []
@@ -640,33 +644,50 @@ class _SymbolTable:
             for i in range(offset, len(self.raw), self.entsize)
         ]
 
-    def defined_names(self) -> frozenset[str]:
-        """The names of the defined entries, without building :class:`Symbol` tuples."""
+    def validate_names(self) -> None:
+        """Check that every name offset points at a NUL-terminated string inside the table.
+
+        Raises :class:`BinaryReadError` otherwise. Cheap (one column, ``max``, ``rfind``), and
+        it lets the lazy tables decode without error handling of their own.
+        """
         offsets = self._column32(0)
-        wanted = [offsets[i] for i in self.defined_indices() if offsets[i]]
-        if any(offset >= len(self.strtab) for offset in wanted):
+        if not offsets:
+            return
+        highest = max(offsets)
+        if highest >= len(self.strtab):
+            raise BinaryReadError("a symbol name points outside the string table")
+        if highest > self.strtab.rfind(b"\0"):
+            raise BinaryReadError("a symbol name is not NUL-terminated")
+
+    def names_at(self, indices: list[int]) -> frozenset[str]:
+        """The names of the entries at ``indices``, without building :class:`Symbol` tuples."""
+        offsets = self._column32(0)
+        wanted = [offsets[i] for i in indices if offsets[i]]
+        if not wanted:
+            return frozenset()
+        if max(wanted) >= len(self.strtab):
             raise BinaryReadError("a symbol name points outside the string table")
         text, ascii_only = self._strings()
         if ascii_only:
-            find = text.find
             # Every name must end at a NUL inside the table, as decode() requires; otherwise
             # find() returns -1 and the slice would silently drop the name's last character.
-            if wanted and max(wanted) > text.rfind("\0"):
+            if max(wanted) > text.rfind("\0"):
                 raise BinaryReadError("a symbol name is not NUL-terminated")
+            find = text.find
             return frozenset(text[offset : find("\0", offset)] for offset in wanted)
         return frozenset(_string_at(self.strtab, offset, "symbol name") for offset in wanted)
 
     def undefined_indices(self) -> list[int]:
         """Indices of the entries with ``st_shndx == SHN_UNDEF`` (the imports)."""
-        offset = 6 if self.layout.bits == 64 else 14
-        column = self._column16(offset)
-        return [i for i, shndx in enumerate(column) if shndx == _SHN_UNDEF and i]
+        column = self._column16(6 if self.layout.bits == 64 else 14)
+        # compress() + map(not_) keep the scan of a 75k-entry table in C (SHN_UNDEF is 0).
+        found = list(compress(range(len(column)), map(not_, column)))
+        return found[1:] if found and found[0] == 0 else found  # entry 0 is the null symbol
 
     def defined_indices(self) -> list[int]:
         """Indices of the entries that define their symbol (the exports)."""
-        offset = 6 if self.layout.bits == 64 else 14
-        column = self._column16(offset)
-        return [i for i, shndx in enumerate(column) if shndx != _SHN_UNDEF]
+        column = self._column16(6 if self.layout.bits == 64 else 14)
+        return list(compress(range(len(column)), column))
 
     def _strings(self) -> tuple[str, bool]:
         """The string table as text, and whether text offsets equal byte offsets (ASCII)."""
@@ -679,83 +700,78 @@ class _SymbolTable:
     def decode(self, indices: Iterable[int]) -> tuple[Symbol, ...]:
         """Full :class:`Symbol` tuples for ``indices`` (unnamed entries are skipped).
 
-        Fields come from whole columns (one C-level pass each) and names from the string table
-        decoded once, so a symbol costs a few dictionary and slice operations.
+        Works column by column (each a C-level pass: slices, comprehensions, ``map``) with the
+        string table decoded once, so the interpreter loop runs once per column, not once per
+        field of every symbol.
         """
-        wanted = list(indices)
-        if not wanted:
-            return ()
         is64 = self.layout.bits == 64
         names = self._column32(0)
+        wanted = [i for i in indices if names[i]]  # unnamed entries carry nothing to audit
+        if not wanted:
+            return ()
+        offsets = [names[i] for i in wanted]
+        text, ascii_only = self._strings()
+        if max(offsets) >= len(self.strtab):
+            raise BinaryReadError("a symbol name points outside the string table")
+        if ascii_only:
+            if max(offsets) > text.rfind("\0"):
+                raise BinaryReadError("a symbol name is not NUL-terminated")
+            find = text.find
+            symbol_names = [text[o : find("\0", o)] for o in offsets]
+        else:
+            strtab = self.strtab
+            symbol_names = [_string_at(strtab, o, "symbol name") for o in offsets]
         infos = self.raw[4 if is64 else 12 :: self.entsize]
         others = self.raw[5 if is64 else 13 :: self.entsize]
         sections = self._column16(6 if is64 else 14)
         version_indices, version_names = self.versions
         n_versions = len(version_indices)
-        text, ascii_only = self._strings()
-        table_size = len(self.strtab)
-        find = text.find if ascii_only else None
-        make = tuple.__new__  # Symbol(...) without the generated __new__'s argument handling
-        out: list[Symbol] = []
-        for i in wanted:
-            st_name = names[i]
-            if st_name == 0:
-                continue  # unnamed (section) entries carry nothing to audit
-            if st_name >= table_size:
-                raise BinaryReadError(f"symbol {i} name points outside the string table")
-            if find is not None:
-                end = find("\0", st_name)
-                if end < 0:
-                    raise BinaryReadError(f"symbol {i} name is not NUL-terminated")
-                name = text[st_name:end]
-            else:
-                name = _string_at(self.strtab, st_name, f"symbol {i} name")
-            version: str | None = None
-            hidden = False
-            library: str | None = None
-            if i < n_versions:
-                raw_index = version_indices[i]
-                resolved = version_names.get(raw_index & _VERSYM_INDEX)
-                if resolved is not None:
-                    version, library = resolved
-                    hidden = bool(raw_index & _VERSYM_HIDDEN)
-            info = infos[i]
-            out.append(
-                make(
-                    Symbol,
-                    (
-                        name,
-                        sections[i] != _SHN_UNDEF,
-                        _BINDING_BY_INFO[info],
-                        _TYPE_BY_INFO[info],
-                        _VISIBILITY_BY_OTHER[others[i]],
-                        version,
-                        hidden,
-                        library,
-                    ),
-                )
-            )
-        return tuple(out)
+        raw_versions = [version_indices[i] if i < n_versions else 0 for i in wanted]
+        resolved = [version_names.get(v & _VERSYM_INDEX) for v in raw_versions]
+        rows = zip(
+            symbol_names,
+            [sections[i] != _SHN_UNDEF for i in wanted],
+            [_BINDING_BY_INFO[infos[i]] for i in wanted],
+            [_TYPE_BY_INFO[infos[i]] for i in wanted],
+            [_VISIBILITY_BY_OTHER[others[i]] for i in wanted],
+            [r[0] if r else None for r in resolved],
+            [
+                bool(v & _VERSYM_HIDDEN) and r is not None
+                for v, r in zip(raw_versions, resolved, strict=True)
+            ],
+            [r[1] if r else None for r in resolved],
+            strict=True,
+        )
+        # tuple.__new__ skips the generated NamedTuple __new__ and its argument handling.
+        return tuple(map(partial(tuple.__new__, Symbol), rows))
 
 
-class _ElfExports(ExportTable):
-    """The defined entries of ``.dynsym``, decoded only when somebody asks."""
+class _ElfSymbols(SymbolTable):
+    """The undefined (imports) or defined (exports) entries of ``.dynsym``, decoded on demand."""
 
-    __slots__ = ("_symbols", "_table")
+    __slots__ = ("_defined", "_indices", "_symbols", "_table")
 
-    def __init__(self, table: _SymbolTable) -> None:
+    def __init__(self, table: _SymbolTable, *, defined: bool) -> None:
         self._table = table
+        self._defined = defined
+        self._indices: list[int] | None = None
         self._symbols: tuple[Symbol, ...] | None = None
+
+    def _entry_indices(self) -> list[int]:
+        if self._indices is None:
+            table = self._table
+            self._indices = table.defined_indices() if self._defined else table.undefined_indices()
+        return self._indices
 
     def symbols(self) -> tuple[Symbol, ...]:
         if self._symbols is None:
-            self._symbols = self._table.decode(self._table.defined_indices())
+            self._symbols = self._table.decode(self._entry_indices())
         return self._symbols
 
     def names(self) -> frozenset[str]:
         if self._symbols is not None:
             return frozenset(s.name for s in self._symbols)
-        return self._table.defined_names()
+        return self._table.names_at(self._entry_indices())
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:

@@ -115,9 +115,15 @@ def single_package_object(report: PackageReport) -> JSONObject:
     return {**_envelope(), **package_object(report)}
 
 
-def dumps(document: JSONObject) -> str:
-    """Serialise a document as the CLI prints it."""
-    return json.dumps(document, indent=2, ensure_ascii=False)
+def dumps(document: JSONObject, *, pretty: bool = True) -> str:
+    """Serialise a document: indented for people, or compact on one line.
+
+    Compact output goes through the json module's C encoder (indentation forces the pure-Python
+    one), which matters for an environment report of several megabytes.
+    """
+    if pretty:
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def load_schema() -> JSONObject:

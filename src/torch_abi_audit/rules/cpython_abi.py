@@ -17,9 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-import abi3info
-
-from torch_abi_audit.model import Library, Symbol
+from torch_abi_audit.model import Library
 
 #: Names a CPython extension module exports for the import system to call.
 ENTRY_POINT_PREFIXES = ("PyInit_", "PyInitU_", "PyModExport_", "PyModExportU_")
@@ -45,6 +43,8 @@ class CPythonAnalysis:
 @cache
 def stable_abi_symbols() -> frozenset[str]:
     """Names of every function and data symbol of the CPython stable ABI (from ``abi3info``)."""
+    import abi3info  # ~40 ms to import: only when an audit needs it
+
     names: set[str] = set()
     for table in (abi3info.FUNCTIONS, abi3info.DATAS):
         names.update(symbol.name for symbol in table)
@@ -61,13 +61,13 @@ def entry_points(library: Library) -> tuple[str, ...]:
     return tuple(sorted({s.name for s in library.exports.with_prefix(*ENTRY_POINT_PREFIXES)}))
 
 
-def analyse_cpython(imports: Iterable[Symbol], filename: str) -> CPythonAnalysis:
-    """Judge a library's CPython API imports against the stable ABI."""
+def analyse_cpython(imports: Iterable[str], filename: str) -> CPythonAnalysis:
+    """Judge the CPython API among a library's imported names against the stable ABI."""
     stable = stable_abi_symbols()
     capi = {
-        s.name
-        for s in imports
-        if s.name.startswith(_CAPI_PREFIXES) and not s.name.startswith(ENTRY_POINT_PREFIXES)
+        name
+        for name in imports
+        if name.startswith(_CAPI_PREFIXES) and not name.startswith(ENTRY_POINT_PREFIXES)
     }
     violations = tuple(sorted(name for name in capi if name not in stable))
     return CPythonAnalysis(

@@ -13,6 +13,8 @@ Grammar: Itanium C++ ABI, section 5.1 "External Names" (``<mangled-name>``, ``<e
 
 from __future__ import annotations
 
+import re
+
 #: Marker component for an operator (``operator<<``) ending the parsed scope.
 OPERATOR = "operator"
 
@@ -30,6 +32,7 @@ _STD_ABBREVIATIONS = {
 _SPECIAL_TYPE = ("TV", "TT", "TI", "TS")
 _SPECIAL_NAME = ("GV", "TH", "TW", "GR")
 _MAX_COMPONENTS = 8
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def entity_scope(mangled: str) -> tuple[str, ...]:
@@ -112,35 +115,46 @@ class _Parser:
         return tuple(components)
 
     def unqualified_components(self, limit: int) -> list[str]:
+        # The hot path of the torch rules (thousands of names per libtorch_python.so): plain
+        # string indexing and one regex per <source-name>, no helper calls per character.
+        text = self.text
+        size = len(text)
+        pos = self.pos
         components: list[str] = []
-        while len(components) < limit:
-            char = self.peek()
-            if char.isdigit():
-                components.append(self.source_name())
-                self.skip_abi_tags()
-            elif char == "L" and self.peek(2)[1:].isdigit():
-                self.pos += 1  # internal-linkage marker inside a nested name
-            elif char.islower() and len(self.peek(2)) == 2 and self.peek(2).isalpha():
+        while len(components) < limit and pos < size:
+            char = text[pos]
+            digits = _DIGITS.match(text, pos)
+            if digits is not None:
+                pos = self._source_name_at(digits, components)
+                # ABI tags (B <source-name>) decorate the name just read: skip them.
+                while pos < size and text[pos] == "B":
+                    tag = _DIGITS.match(text, pos + 1)
+                    if tag is None:
+                        break
+                    pos = self._source_name_at(tag, None)
+            elif char == "L" and _DIGITS.match(text, pos + 1):
+                pos += 1  # internal-linkage marker inside a nested name
+            elif char.islower() and text[pos : pos + 2].isalpha() and pos + 1 < size:
                 components.append(OPERATOR)
                 break
             else:
                 break  # template args, ctor/dtor, substitution, end of name, ...
+        self.pos = pos
         return components
 
-    def source_name(self) -> str:
-        length = self.number()
-        if length <= 0 or self.pos + length > len(self.text):
+    def _source_name_at(self, digits: re.Match[str], into: list[str] | None) -> int:
+        """Read the <source-name> whose length ``digits`` matched; returns the position after it."""
+        length = int(digits.group())
+        start = digits.end()
+        end = start + length
+        if length <= 0 or end > len(self.text):
             raise ValueError("bad source-name length")
-        identifier = self.text[self.pos : self.pos + length]
-        self.pos += length
-        if identifier.startswith("_GLOBAL__N"):
-            return "(anonymous namespace)"
-        return identifier
-
-    def skip_abi_tags(self) -> None:
-        while self.peek() == "B" and self.peek(2)[1:].isdigit():
-            self.pos += 1
-            self.source_name()
+        if into is not None:
+            identifier = self.text[start:end]
+            into.append(
+                "(anonymous namespace)" if identifier.startswith("_GLOBAL__N") else identifier
+            )
+        return end
 
     def number(self) -> int:
         start = self.pos

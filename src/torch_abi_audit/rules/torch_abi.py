@@ -25,7 +25,6 @@ from enum import StrEnum
 
 import pycxxfilt
 
-from torch_abi_audit.model import Symbol
 from torch_abi_audit.rules.itanium import OPERATOR, entity_scope
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
@@ -36,7 +35,7 @@ TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
 STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
 # Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
 # identifiers cannot involve a torch namespace, so it is neither demangled nor parsed.
-_MANGLED_MARKERS = ("3c10", "2at", "5torch", "6caffe2")
+_MANGLED_MARKERS = re.compile("3c10|2at|5torch|6caffe2")
 _QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
 _SHIM_PREFIXES = ("aoti_torch_",)
 _WEAK_SHIM_PREFIXES = ("torch_",)
@@ -95,8 +94,8 @@ class TorchRules:
         self._shims = table.shims
         self._internal = table.internal_c_symbols
 
-    def analyse(self, imports: Iterable[Symbol], *, needs_torch_library: bool) -> TorchAnalysis:
-        """Judge a library from its imports.
+    def analyse(self, imports: Iterable[str], *, needs_torch_library: bool) -> TorchAnalysis:
+        """Judge a library from the names of its imports.
 
         ``needs_torch_library`` says whether the library lists a libtorch library as needed; it
         lets unknown ``torch_*`` names count as probable shims newer than the table.
@@ -105,12 +104,13 @@ class TorchRules:
         unknown: list[str] = []
         weak_unknown: list[str] = []
         unstable: list[UnstableSymbol] = []
-        for symbol in imports:
-            name = symbol.name
-            if name in self._shims:
+        known_shims = self._shims
+        mentions_torch = _MANGLED_MARKERS.search
+        for name in imports:
+            if name in known_shims:
                 shims.append(name)
             elif name.startswith("_Z"):
-                if any(marker in name for marker in _MANGLED_MARKERS):
+                if mentions_torch(name):
                     finding = self._judge_cxx(name)
                     if finding is not None:
                         unstable.append(finding)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 from typing import Any
 
@@ -52,7 +52,7 @@ class MinimumTorch:
         return str(self.version)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True)  # not slots: cached_property stores into the instance __dict__
 class TorchAbiTable:
     """Typed view of the generated table."""
 
@@ -85,7 +85,16 @@ class TorchAbiTable:
 
     def is_header_only(self, scope: tuple[str, ...]) -> bool:
         """True when ``scope`` (``("c10", "Half", ...)``) lies inside a header-only name."""
-        return any(scope[: len(prefix)] == prefix for prefix in self.header_only)
+        names = self._header_only_set
+        return any(scope[:length] in names for length in self._header_only_lengths)
+
+    @cached_property
+    def _header_only_set(self) -> frozenset[tuple[str, ...]]:
+        return frozenset(self.header_only)
+
+    @cached_property
+    def _header_only_lengths(self) -> tuple[int, ...]:
+        return tuple(sorted({len(name) for name in self.header_only}))
 
 
 def _version(value: Any, where: str) -> Version:

@@ -10,8 +10,8 @@ description is never parsed).
 from __future__ import annotations
 
 import csv
-import io
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,21 +67,44 @@ def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
     return str(name), str(version), tuple(fields.get("requires_dist") or ())
 
 
+# A cheap pre-filter for library-like paths; is_library_name decides.
+_LIBRARY_HINT = re.compile(r"\.(?:so|dylib|pyd|dll)", re.IGNORECASE)
+
+
+def _normalised(path: str) -> str | None:
+    """A RECORD path as a POSIX path relative to the site directory, or ``None`` if outside."""
+    path = path.replace("\\", "/")
+    if "/." in path or "//" in path or path.startswith("."):
+        path = posixpath.normpath(path)  # rare: ./x, a/../b, a//b
+    if not path or path.startswith(("../", "/")) or path == "..":
+        return None
+    return path
+
+
 def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str]]:
     text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    if '"' in text:
+        # A quoted path (holding a comma or a quote): let the csv module split every line.
+        paths = [row[0] for row in csv.reader(text.splitlines()) if row and row[0]]
+    else:
+        # Plain "path,hash,size" lines (torch's RECORD has 15k): split without the csv module.
+        paths = [line.partition(",")[0] for line in text.splitlines() if line]
     top_level: dict[str, None] = {}
-    libraries: set[str] = set()
-    for row in csv.reader(io.StringIO(text)):
-        if not row or not row[0]:
+    for path in paths:
+        first = path.partition("/")[0]
+        if first in top_level:
             continue
-        relative = posixpath.normpath(row[0].replace("\\", "/"))
-        if relative.startswith(("../", "/")):
+        normalised = _normalised(path) if first in ("", ".", "..") or "\\" in first else first
+        if normalised is None:
             continue
-        top = relative.split("/", 1)[0]
+        top = normalised.partition("/")[0]
         if not top.endswith(".dist-info"):
             top_level.setdefault(top, None)
-        if is_library_name(relative):
-            libraries.add(relative)
+    libraries = set()
+    for path in filter(_LIBRARY_HINT.search, paths):
+        normalised = _normalised(path)
+        if normalised is not None and is_library_name(normalised):
+            libraries.add(normalised)
     return tuple(top_level), frozenset(libraries)
 
 
