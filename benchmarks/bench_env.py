@@ -32,7 +32,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +189,9 @@ class ToolRuns:
 
 # --------------------------------------------------------------------------------------------
 # Environments
+
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def default_cache_dir() -> Path:
@@ -715,13 +717,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=sys.executable,
         help="interpreter that creates missing venvs (default: the running one)",
     )
+    parser.add_argument(
+        "--ours-dir",
+        type=Path,
+        default=default_cache_dir() / "ours",
+        help="venv into which this checkout is installed for timing (default: %(default)s)",
+    )
     return parser
+
+
+def install_checkout(ours_dir: Path, python: str) -> Path:
+    """Install this checkout (not editable) into the venv ``ours_dir``; returns its executable.
+
+    The tool is timed as users install it: from a wheel, with byte-compiled modules, in a venv
+    of its own — the same footing as the predecessor. Reinstalled on every run so that the
+    numbers are those of the checkout.
+    """
+    if not venv_bin(ours_dir, "python").exists():
+        ours_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_setup_command([python, "-m", "venv", str(ours_dir)])
+    pip = [str(venv_bin(ours_dir, "python")), "-m", "pip", "install", "--quiet"]
+    run_setup_command([*pip, "--disable-pip-version-check", str(REPO)])
+    run_setup_command(
+        [*pip, "--disable-pip-version-check", "--force-reinstall", "--no-deps", str(REPO)]
+    )
+    return venv_bin(ours_dir, "torch-abi-audit")
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """Set up, measure, compare, print; returns the exit code."""
-    if find_spec("torch_abi_audit") is None:
-        raise BenchError(f"torch_abi_audit is not importable by {sys.executable}")
     rounds = 1 if args.quick else args.rounds
     if rounds < 1:
         raise BenchError("--rounds must be at least 1")
@@ -736,11 +760,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
 
+    our_exe = install_checkout(args.ours_dir.expanduser(), args.venv_python)
     tail = ["--site-packages", str(site), "--all", "--json"]
-    ours = ToolRuns("ours", [sys.executable, "-m", "torch_abi_audit", *tail], our_libraries)
+    ours = ToolRuns("ours", [str(our_exe), *tail], our_libraries)
     pred = ToolRuns("predecessor", [str(pred_exe), *tail], predecessor_libraries)
     versions = {
-        "ours": tool_version(ours.command[:3]),
+        "ours": tool_version([str(our_exe)]),
         "predecessor": tool_version([str(pred_exe)]),
     }
     if versions["predecessor"] != PREDECESSOR_VERSION:
@@ -764,8 +789,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     lines = [
         "torch-abi-audit environment benchmark",
         f"  site-packages : {site} (torch {torch_version})",
-        f"  ours          : torch-abi-audit {versions['ours']}  "
-        f"({sys.executable} -m torch_abi_audit)",
+        f"  ours          : torch-abi-audit {versions['ours']}  ({our_exe}, installed from {REPO})",
         f"  predecessor   : torch-abi-audit {versions['predecessor']}  ({pred_exe})",
         f"  machine       : {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",

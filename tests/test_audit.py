@@ -19,7 +19,7 @@ from torch_abi_audit import (
     inspect_package,
     inspect_site_packages,
 )
-from torch_abi_audit.audit import analyse_libraries
+from torch_abi_audit.engine import analyse_libraries
 
 
 def test_extension_reports_of_every_fixture(built: Fixtures) -> None:

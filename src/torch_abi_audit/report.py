@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from packaging.version import Version
-
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
@@ -207,6 +205,8 @@ class PackageReport:
         """
         if self.torch_verdict is not TorchVerdict.STABLE:
             return None
+        from packaging.version import Version
+
         floors = [lib.torch.min_torch_version for lib in self.libraries]
         known = [Version(v) for v in floors if v]
         return str(max(known)) if known else None

@@ -95,9 +95,10 @@ def test_vtable_and_typeinfo_imports_count() -> None:
         imports("_ZTVN5torch8autograd12AutogradMetaE", "_ZTIN3c105ErrorE"), needs_torch_library=True
     )
     assert [d.reason for d in result.unstable_details] == [UnstableReason.NAMESPACE] * 2
+    # Reported in the order of their mangled names.
     assert result.unstable_symbols == (
-        "vtable for torch::autograd::AutogradMeta",
         "typeinfo for c10::Error",
+        "vtable for torch::autograd::AutogradMeta",
     )
 
 

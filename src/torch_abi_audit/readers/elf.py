@@ -674,7 +674,7 @@ class _SymbolTable:
             if max(wanted) > text.rfind("\0"):
                 raise BinaryReadError("a symbol name is not NUL-terminated")
             find = text.find
-            return frozenset(text[offset : find("\0", offset)] for offset in wanted)
+            return frozenset([text[offset : find("\0", offset)] for offset in wanted])
         return frozenset(_string_at(self.strtab, offset, "symbol name") for offset in wanted)
 
     def undefined_indices(self) -> list[int]:

@@ -21,7 +21,7 @@ from torch_abi_audit.model import Library
 
 #: Names a CPython extension module exports for the import system to call.
 ENTRY_POINT_PREFIXES = ("PyInit_", "PyInitU_", "PyModExport_", "PyModExportU_")
-_CAPI_PREFIXES = ("Py", "_Py")
+_CAPI_NAME = re.compile("_?Py")
 _ABI3_TAG = re.compile(r"\.abi3(?=\.)")
 
 
@@ -66,8 +66,8 @@ def analyse_cpython(imports: Iterable[str], filename: str) -> CPythonAnalysis:
     stable = stable_abi_symbols()
     capi = {
         name
-        for name in imports
-        if name.startswith(_CAPI_PREFIXES) and not name.startswith(ENTRY_POINT_PREFIXES)
+        for name in filter(_CAPI_NAME.match, imports)
+        if not name.startswith(ENTRY_POINT_PREFIXES)
     }
     violations = tuple(sorted(name for name in capi if name not in stable))
     return CPythonAnalysis(

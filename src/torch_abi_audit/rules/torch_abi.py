@@ -35,10 +35,11 @@ TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
 STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
 # Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
 # identifiers cannot involve a torch namespace, so it is neither demangled nor parsed.
-_MANGLED_MARKERS = re.compile("3c10|2at|5torch|6caffe2")
+_TORCH_CXX_NAME = re.compile("_Z.*?(?:3c10|2at|5torch|6caffe2)")
+# C names spelled like shims (judged against the table: a prefix alone is not proof).
+_SHIM_LIKE_NAME = re.compile("aoti_torch_|torch_")
 _QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
 _SHIM_PREFIXES = ("aoti_torch_",)
-_WEAK_SHIM_PREFIXES = ("torch_",)
 
 
 class UnstableReason(StrEnum):
@@ -91,8 +92,10 @@ class TorchRules:
 
     def __init__(self, table: TorchAbiTable) -> None:
         self.table = table
-        self._shims = table.shims
+        self._shim_names = frozenset(table.shims)
         self._internal = table.internal_c_symbols
+        self._internal_names = frozenset(table.internal_c_symbols)
+        self._known_c_names = self._shim_names | self._internal_names
 
     def analyse(self, imports: Iterable[str], *, needs_torch_library: bool) -> TorchAnalysis:
         """Judge a library from the names of its imports.
@@ -100,38 +103,33 @@ class TorchRules:
         ``needs_torch_library`` says whether the library lists a libtorch library as needed; it
         lets unknown ``torch_*`` names count as probable shims newer than the table.
         """
-        shims: list[str] = []
-        unknown: list[str] = []
-        weak_unknown: list[str] = []
-        unstable: list[UnstableSymbol] = []
-        known_shims = self._shims
-        mentions_torch = _MANGLED_MARKERS.search
-        for name in imports:
-            if name in known_shims:
-                shims.append(name)
-            elif name.startswith("_Z"):
-                if mentions_torch(name):
-                    finding = self._judge_cxx(name)
-                    if finding is not None:
-                        unstable.append(finding)
-            elif name in self._internal:
-                unstable.append(
-                    UnstableSymbol(
-                        name,
-                        name,
-                        UnstableReason.C_SYMBOL,
-                        f"C symbol exported by {self._internal[name]}, outside the stable shim",
-                    )
-                )
-            elif name.startswith(_SHIM_PREFIXES):
-                unknown.append(name)
-            elif name.startswith(_WEAK_SHIM_PREFIXES):
-                weak_unknown.append(name)
+        names = imports if isinstance(imports, (set, frozenset)) else frozenset(imports)
+        # Set algebra and one compiled-regex call per name keep this pass in C: a
+        # libtorch_python.so imports 5,700 names, a whole environment ~100k.
+        shims = sorted(names & self._shim_names)
+        unstable = [
+            finding
+            for name in sorted(filter(_TORCH_CXX_NAME.match, names))
+            if (finding := self._judge_cxx(name)) is not None
+        ]
+        unstable += [
+            UnstableSymbol(
+                name,
+                name,
+                UnstableReason.C_SYMBOL,
+                f"C symbol exported by {self._internal[name]}, outside the stable shim",
+            )
+            for name in sorted(names & self._internal_names)
+        ]
+        prefixed = (
+            set(filter(_SHIM_LIKE_NAME.match, names)) - self._shim_names - self._internal_names
+        )
+        unknown = sorted(n for n in prefixed if n.startswith(_SHIM_PREFIXES))
+        weak_unknown = sorted(prefixed.difference(unknown))
         if weak_unknown and (shims or unknown or needs_torch_library):
-            unknown.extend(weak_unknown)
+            unknown = sorted(unknown + weak_unknown)
         uses_torch = bool(shims or unstable or unknown)
         floor = self.table.minimum_torch(shims)
-        shims.sort()
         return TorchAnalysis(
             uses_torch=uses_torch,
             stable=uses_torch and not unstable,
@@ -139,7 +137,7 @@ class TorchRules:
             stable_shim_count=len(shims),
             unstable_details=tuple(unstable),
             stable_shims=tuple(shims),
-            unknown_shims=tuple(sorted(unknown)),
+            unknown_shims=tuple(unknown),
             min_torch_version=str(floor) if floor else None,
             min_torch_symbols=floor.defined_by if floor else (),
         )

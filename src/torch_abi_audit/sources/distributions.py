@@ -15,10 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.metadata import parse_email
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from torch_abi_audit.sources.discovery import is_library_name
 
 
@@ -43,6 +39,9 @@ class InstalledDistribution:
     @property
     def torch_requirements(self) -> tuple[str, ...]:
         """The ``Requires-Dist`` entries that name ``torch``, as written."""
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
+
         found = []
         for text in self.requires_dist:
             try:
@@ -55,6 +54,8 @@ class InstalledDistribution:
 
 
 def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
+    from packaging.metadata import parse_email  # pulls in the email package: load on use
+
     raw = (dist_info / "METADATA").read_bytes()
     # Headers end at the first empty line; the body (long description) is of no use here.
     header_end = raw.find(b"\n\n")
@@ -67,6 +68,7 @@ def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
     return str(name), str(version), tuple(fields.get("requires_dist") or ())
 
 
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
 # A cheap pre-filter for library-like paths; is_library_name decides.
 _LIBRARY_HINT = re.compile(r"\.(?:so|dylib|pyd|dll)", re.IGNORECASE)
 
@@ -136,4 +138,5 @@ def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
         for entry in site_dir.iterdir()
         if entry.name.endswith(".dist-info") and entry.is_dir()
     ]
-    return sorted(found, key=lambda d: canonicalize_name(d.name))
+    # PEP 503 normalisation, spelled out: packaging.utils would import packaging.tags here.
+    return sorted(found, key=lambda d: _NAME_SEPARATORS.sub("-", d.name).lower())

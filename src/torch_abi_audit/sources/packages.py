@@ -90,16 +90,20 @@ class _Group:
     tops: list[str] = field(default_factory=list)
 
 
-def site_packages_sources(site_dir: Path) -> tuple[list[PackageSource], list[ScanProblem]]:
+def site_packages_sources(
+    site_dir: Path, distributions: list[InstalledDistribution] | None = None
+) -> tuple[list[PackageSource], list[ScanProblem]]:
     """Group every library under ``site_dir`` by the distribution that installed it.
 
     A library belongs to the distribution whose ``RECORD`` lists it, else to the one
     distribution that installed its top-level directory, else to a package named after that
-    top-level entry. Returns the package sources (sorted by name, only those holding a library
+    top-level entry. ``distributions`` are the directory's distributions when the caller has
+    already read them. Returns the package sources (sorted by name, only those holding a library
     or a problem) and problems that belong to no package. Raises :class:`OSError` if
     ``site_dir`` cannot be listed.
     """
-    distributions = find_distributions(site_dir)
+    if distributions is None:
+        distributions = find_distributions(site_dir)
     ownership = _Ownership(distributions)
     roots = [
         entry

@@ -1,0 +1,201 @@
+"""The per-library pipeline (read -> judge -> report) and the worker pool that runs it.
+
+:func:`inspect_extension` turns one file into an :class:`ExtensionReport`. :class:`LibraryAnalysis`
+runs it over many files: serially for a handful, otherwise in forked worker processes that
+inherit the rule tables already loaded. Work can be submitted while the caller is still
+discovering files, so reading libraries overlaps with walking the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from torch_abi_audit.readers import BinaryReadError, UnsupportedFormatError, read_library
+from torch_abi_audit.report import ExtensionReport, LibraryKind
+from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points, stable_abi_symbols
+from torch_abi_audit.rules.torch_abi import TorchRules
+from torch_abi_audit.rules.torch_table import load_table
+
+if TYPE_CHECKING:  # the pool machinery costs ~30 ms to import: only load it when it is used
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+_TORCH_LIBRARY_PREFIXES = ("libtorch", "libc10", "torch_", "c10")
+_EXTENSION_NAME_MARKERS = (".cpython-", ".abi3.", ".pypy", ".pyd")
+# Below this many files a worker pool costs more than it saves.
+PARALLEL_THRESHOLD = 6
+# Files this large are read as tasks of their own, first: they set the critical path.
+_LARGE_FILE = 4 << 20
+# Small files travel in batches: one task per file would cost more in IPC than the work.
+_BATCH_SIZE = 12
+
+
+@cache
+def torch_rules() -> TorchRules:
+    """The torch rules over the shipped table, built once per process."""
+    return TorchRules(load_table())
+
+
+def _looks_like_extension(path: Path) -> bool:
+    name = path.name.lower()
+    return any(marker in name for marker in _EXTENSION_NAME_MARKERS)
+
+
+def inspect_extension(path: Path | str) -> ExtensionReport:
+    """Read and judge one compiled library.
+
+    Never raises for bad input: an unreadable or corrupt file gives a report with ``error`` set,
+    a format this release cannot read one with ``skipped`` set.
+    """
+    path = Path(path).absolute()
+    guessed_kind = LibraryKind.EXTENSION if _looks_like_extension(path) else LibraryKind.BUNDLED
+    try:
+        library = read_library(path)
+    except UnsupportedFormatError as exc:
+        return ExtensionReport(path, kind=guessed_kind, skipped=str(exc))
+    except BinaryReadError as exc:
+        return ExtensionReport(path, kind=guessed_kind, error=str(exc))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return ExtensionReport(path, kind=guessed_kind, error=f"cannot read file: {reason}")
+    entries = entry_points(library)
+    needs_torch = any(n.startswith(_TORCH_LIBRARY_PREFIXES) for n in library.needed)
+    imported = library.imports.names()
+    return ExtensionReport(
+        path=path,
+        cpython=analyse_cpython(imported, path.name),
+        torch=torch_rules().analyse(imported, needs_torch_library=needs_torch),
+        kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
+        format=str(library.format),
+        machine=library.machine,
+        needed=library.needed,
+        soname=library.soname,
+        runpath=library.runpath,
+        rpath=library.rpath,
+        entry_points=entries,
+    )
+
+
+def default_jobs() -> int:
+    """How many worker processes to use: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _inspect_batch(paths: list[Path]) -> list[ExtensionReport]:
+    return [inspect_extension(path) for path in paths]
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group; the parent alone handles it (no worker tracebacks).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def plan_tasks(paths: list[Path]) -> list[list[Path]]:
+    """Split ``paths`` into tasks: large files alone and first, small ones in batches."""
+    sized = sorted(((_file_size(p), p) for p in paths), key=lambda item: -item[0])
+    tasks = [[path] for size, path in sized if size >= _LARGE_FILE]
+    small = [path for size, path in sized if size < _LARGE_FILE]
+    tasks += [small[i : i + _BATCH_SIZE] for i in range(0, len(small), _BATCH_SIZE)]
+    return tasks
+
+
+class LibraryAnalysis:
+    """Reads and judges libraries, in parallel worker processes when there are enough of them.
+
+    Use as a context manager: :meth:`submit` paths as they are found (duplicates are ignored),
+    then collect every report with :meth:`results`.
+    """
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.jobs = default_jobs() if jobs is None else max(1, jobs)
+        self._submitted: dict[Path, None] = {}
+        self._waiting: list[Path] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._tasks: list[tuple[list[Path], Future[list[ExtensionReport]]]] = []
+
+    def __enter__(self) -> LibraryAnalysis:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close(cancel=kind is not None)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the workers (dropping queued work when ``cancel``)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def submit(self, paths: Iterable[Path]) -> None:
+        """Queue ``paths`` for analysis; with enough work queued, workers start on it now."""
+        for path in paths:
+            if path not in self._submitted:
+                self._submitted[path] = None
+                self._waiting.append(path)
+        if self.jobs > 1 and (self._pool is not None or len(self._waiting) >= PARALLEL_THRESHOLD):
+            self._dispatch()
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Load the tables first: forked workers inherit them instead of loading their own.
+        torch_rules()
+        stable_abi_symbols()
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        return ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=context, initializer=_ignore_interrupts
+        )
+
+    def _dispatch(self) -> None:
+        if not self._waiting:
+            return
+        if self._pool is None:
+            self._pool = self._start_pool()
+        for task in plan_tasks(self._waiting):
+            self._tasks.append((task, self._pool.submit(_inspect_batch, task)))
+        self._waiting = []
+
+    def results(self) -> dict[Path, ExtensionReport]:
+        """Every submitted path's report (waits for the workers)."""
+        reports: dict[Path, ExtensionReport] = {}
+        if self._pool is not None:
+            self._dispatch()
+        for task, future in self._tasks:
+            try:
+                found = future.result()
+            except Exception:  # a worker died (BrokenProcessPool): redo its share here
+                found = _inspect_batch(task)
+            reports.update(zip(task, found, strict=True))
+        reports.update((path, inspect_extension(path)) for path in self._waiting)
+        self._waiting = []
+        return {path: reports[path] for path in self._submitted}
+
+
+def analyse_libraries(
+    paths: Iterable[Path], *, jobs: int | None = None
+) -> dict[Path, ExtensionReport]:
+    """Run :func:`inspect_extension` over ``paths`` (in parallel when it pays off)."""
+    with LibraryAnalysis(jobs) as analysis:
+        analysis.submit(paths)
+        return analysis.results()
