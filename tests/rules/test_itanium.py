@@ -73,3 +73,52 @@ def test_never_raises_on_garbage() -> None:
     for _ in range(5000):
         text = "_Z" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert isinstance(entity_scope(text), tuple)
+
+
+def test_fast_path_agrees_with_the_full_parser() -> None:
+    """entity_scope's fast path for plain nested names must give what the parser gives."""
+    import random
+
+    from torch_abi_audit.rules import itanium
+
+    names = [mangled for mangled, _ in CASES]
+    rng = random.Random(99)
+    parts = [
+        "3c10",
+        "2at",
+        "5torch",
+        "6stable",
+        "4Half",
+        "B5cxx11",
+        "6detail",
+        "I",
+        "E",
+        "C1",
+        "ls",
+        "L",
+        "K",
+        "R",
+        "St",
+        "12_GLOBAL__N_1",
+        "9",
+        "0",
+        "Ev",
+        "RKS0_",
+    ]
+    for _ in range(20000):
+        names.append("_ZN" + "".join(rng.choice(parts) for _ in range(rng.randint(1, 7))))
+    checked = 0
+    for name in names:
+        start = itanium._PLAIN_NESTED.match(name)
+        if start is None:
+            continue
+        fast = itanium._plain_nested_scope(name, start.end())
+        if fast is None:
+            continue
+        try:
+            slow = itanium._Parser(name, 2).encoding()
+        except (IndexError, ValueError):
+            slow = ()
+        assert fast == slow, name
+        checked += 1
+    assert checked > 5000

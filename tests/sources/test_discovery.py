@@ -119,3 +119,17 @@ def test_unreadable_directory_is_a_problem(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o755)
     assert [(p.path, p.reason) for p in result.problems] == [(locked, "permission denied")]
+
+
+def test_directory_symlink_out_of_the_tree_is_followed_once(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    lib = _touch(outside / "libshared.so")
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "vendored").symlink_to(outside)
+    (tree / "b").mkdir()
+    (tree / "b" / "again").symlink_to(outside)  # the same target through a second link
+    result = find_libraries([tree])
+    assert len(result.libraries) == 1
+    assert result.libraries[0].resolve() == lib.resolve()
+    assert result.problems == []

@@ -14,6 +14,7 @@ headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from array import array
@@ -776,8 +777,9 @@ class _ElfSymbols(SymbolTable):
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:
             # A prefix absent from the string table cannot start any name: skip the decode.
-            strtab = self._table.strtab
-            if not any(p.encode() in strtab for p in prefixes):
+            # One scan of the (possibly megabytes of) strings for all prefixes at once.
+            pattern = re.compile(b"|".join(re.escape(p.encode()) for p in prefixes))
+            if pattern.search(self._table.strtab) is None:
                 return ()
         return super().with_prefix(*prefixes)
 

@@ -31,7 +31,9 @@ _STD_ABBREVIATIONS = {
 # (guard variable, TLS init/wrapper, reference temporary).
 _SPECIAL_TYPE = ("TV", "TT", "TI", "TS")
 _SPECIAL_NAME = ("GV", "TH", "TW", "GR")
-_MAX_COMPONENTS = 8
+# Enough for every rule (namespace, torch::stable, c10::guts::typelist::x); deeper parts are
+# not read, which keeps this cheap for the thousands of names a libtorch build imports.
+_MAX_COMPONENTS = 4
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -46,10 +48,46 @@ def entity_scope(mangled: str) -> tuple[str, ...]:
     """
     if not mangled.startswith("_Z"):
         return ()
+    start = _PLAIN_NESTED.match(mangled)
+    if start is not None:
+        scope = _plain_nested_scope(mangled, start.end())
+        if scope is not None:
+            return scope
     try:
         return _Parser(mangled, 2).encoding()
     except (IndexError, ValueError):
         return ()
+
+
+# Most C++ imports are plain nested names (_ZN, _ZNK, ...) whose scope is a run of
+# <source-name>s. _plain_nested_scope reads exactly those, as _Parser would, and hands anything
+# else (ABI tags, operators, std abbreviations, local and special names) back to _Parser.
+_PLAIN_NESTED = re.compile(r"_ZN[rVK]*[RO]?(?=[0-9])")
+
+
+def _plain_nested_scope(text: str, pos: int) -> tuple[str, ...] | None:
+    size = len(text)
+    components: list[str] = []
+    while len(components) < _MAX_COMPONENTS and pos < size:
+        char = text[pos]
+        if not "0" <= char <= "9":
+            if char in "BL" or char.islower():
+                return None  # ABI tag, internal linkage or operator: the full parser's job
+            break
+        digits = _DIGITS.match(text, pos)
+        assert digits is not None
+        length = int(digits.group())
+        start = digits.end()
+        pos = start + length
+        if length <= 0 or pos > size:
+            return ()
+        identifier = text[start:pos]
+        components.append(
+            "(anonymous namespace)" if identifier.startswith("_GLOBAL__N") else identifier
+        )
+    if pos < size and text[pos] == "B":
+        return None  # an ABI tag after the last component read
+    return tuple(components)
 
 
 class _Parser:

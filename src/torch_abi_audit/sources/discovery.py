@@ -63,66 +63,78 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _inside(path: str, bases: Iterable[str]) -> bool:
+    return any(path == base or path.startswith(base + os.sep) for base in bases)
+
+
 def find_libraries(roots: Iterable[Path]) -> ScanResult:
     """Walk ``roots`` (files or directories) and collect library candidates.
 
     A root that is itself a file is taken as a candidate whatever its name. Paths come back
     sorted, with duplicates (same device and inode) removed, preferring a path that is not a
     symbolic link.
+
+    Directory symlinks are followed unless their target lies inside a root (it is walked there
+    anyway) or inside a target already followed: that is what ends symlink cycles, without a
+    ``stat`` of every directory.
     """
     result = ScanResult()
-    seen_dirs: set[tuple[int, int]] = set()
     # One path per file (device, inode): a path that is not a symlink wins, then the first
     # in sort order, so that the choice does not depend on directory listing order.
-    found: dict[tuple[int, int], tuple[bool, str, Path]] = {}
+    found: dict[tuple[int, int], tuple[bool, str]] = {}
 
-    def add_file(path: Path, is_link: bool) -> None:
+    def add_file(path: str, is_link: bool) -> None:
         try:
-            info = path.stat()
+            info = os.stat(path)  # noqa: PTH116 - plain strings on the hot path
         except OSError as exc:
-            result.problems.append(ScanProblem(path, _describe(exc)))
+            result.problems.append(ScanProblem(Path(path), _describe(exc)))
             return
         if not stat.S_ISREG(info.st_mode):
-            result.problems.append(ScanProblem(path, "not a regular file"))
+            result.problems.append(ScanProblem(Path(path), "not a regular file"))
             return
         key = (info.st_dev, info.st_ino)
-        rank = (is_link, str(path), path)
+        rank = (is_link, path)
         if key not in found or rank < found[key]:
             found[key] = rank
 
+    directories: list[str] = []
     for root in roots:
         try:
             root_info = root.stat()
         except OSError as exc:
             result.problems.append(ScanProblem(root, _describe(exc)))
             continue
-        if not stat.S_ISDIR(root_info.st_mode):
-            add_file(root, root.is_symlink())
-            continue
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            try:
-                dir_info = directory.stat()
-                key = (dir_info.st_dev, dir_info.st_ino)
-                if key in seen_dirs:
-                    continue
-                seen_dirs.add(key)
-                with os.scandir(directory) as entries:
-                    children = sorted(entries, key=lambda e: e.name, reverse=True)
-            except OSError as exc:
-                result.problems.append(ScanProblem(directory, _describe(exc)))
-                continue
-            for entry in children:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if entry.name not in SKIPPED_DIRECTORIES:
-                        stack.append(Path(entry.path))
-                elif is_library_name(entry.name):
-                    add_file(Path(entry.path), entry.is_symlink())
-    result.libraries = sorted((rank[2] for rank in found.values()), key=str)
+        if stat.S_ISDIR(root_info.st_mode):
+            directories.append(str(root))
+        else:
+            add_file(str(root), root.is_symlink())
+    walked = [os.path.realpath(d) for d in directories]
+    followed: list[str] = []
+    stack = list(reversed(directories))
+    matches = _LIBRARY_NAME.search
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if name in SKIPPED_DIRECTORIES:
+                            continue
+                        if entry.is_symlink():
+                            target = os.path.realpath(entry.path)
+                            if _inside(target, walked) or _inside(target, followed):
+                                continue
+                            followed.append(target)
+                        stack.append(entry.path)
+                    elif matches(name):
+                        add_file(entry.path, entry.is_symlink())
+        except OSError as exc:
+            result.problems.append(ScanProblem(Path(directory), _describe(exc)))
+    result.libraries = [Path(path) for _link, path in sorted(found.values(), key=lambda r: r[1])]
     result.problems.sort(key=lambda p: str(p.path))
     return result
