@@ -127,7 +127,7 @@ def inspect_site_packages(
     directories = [d.absolute() for d in directories]
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
-    with LibraryAnalysis(jobs) as analysis:
+    with LibraryAnalysis(jobs, eager=True) as analysis:
         for directory in directories:
             if not directory.is_dir():
                 reason = "not a directory" if directory.exists() else "directory does not exist"

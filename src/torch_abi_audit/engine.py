@@ -100,9 +100,17 @@ def _inspect_batch(paths: list[Path]) -> list[ExtensionReport]:
     return [inspect_extension(path) for path in paths]
 
 
-def _ignore_interrupts() -> None:
+def _prepare_worker() -> None:
     # Ctrl-C reaches the whole process group; the parent alone handles it (no worker tracebacks).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Load the rule tables now, while the parent is still discovering files (no-op if the
+    # parent loaded them before forking).
+    torch_rules()
+    stable_abi_symbols()
+
+
+def _ready() -> None:
+    """An empty task: submitting it makes the pool start its workers."""
 
 
 def plan_tasks(paths: list[Path]) -> list[list[Path]]:
@@ -118,17 +126,23 @@ class LibraryAnalysis:
     """Reads and judges libraries, in parallel worker processes when there are enough of them.
 
     Use as a context manager: :meth:`submit` paths as they are found (duplicates are ignored),
-    then collect every report with :meth:`results`.
+    then collect every report with :meth:`results`. With ``eager`` (for callers that know many
+    files are coming, such as an environment scan) the workers start at once and load the rule
+    tables while the caller is still discovering files.
     """
 
-    def __init__(self, jobs: int | None = None) -> None:
+    def __init__(self, jobs: int | None = None, *, eager: bool = False) -> None:
         self.jobs = default_jobs() if jobs is None else max(1, jobs)
+        self._eager = eager and self.jobs > 1
         self._submitted: dict[Path, None] = {}
         self._waiting: list[Path] = []
         self._pool: ProcessPoolExecutor | None = None
         self._tasks: list[tuple[list[Path], Future[list[ExtensionReport]]]] = []
 
     def __enter__(self) -> LibraryAnalysis:
+        if self._eager:
+            self._pool = self._start_pool(preload=False)
+            self._pool.submit(_ready)
         return self
 
     def __exit__(
@@ -154,17 +168,18 @@ class LibraryAnalysis:
         if self.jobs > 1 and (self._pool is not None or len(self._waiting) >= PARALLEL_THRESHOLD):
             self._dispatch()
 
-    def _start_pool(self) -> ProcessPoolExecutor:
+    def _start_pool(self, *, preload: bool = True) -> ProcessPoolExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # Load the tables first: forked workers inherit them instead of loading their own.
-        torch_rules()
-        stable_abi_symbols()
+        if preload:
+            # Forked workers inherit tables loaded here instead of each loading their own.
+            torch_rules()
+            stable_abi_symbols()
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         return ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=context, initializer=_ignore_interrupts
+            max_workers=self.jobs, mp_context=context, initializer=_prepare_worker
         )
 
     def _dispatch(self) -> None:

@@ -31,12 +31,16 @@ def test_unreadable_metadata_is_a_problem_not_an_exception(tmp_path: Path) -> No
     broken.mkdir()
     (broken / "RECORD").write_text("broken/x.so,,\n")
     dist = read_distribution(broken)
-    assert dist.name == "broken"
-    assert dist.problem is not None and dist.problem.startswith("unreadable METADATA")
-    (broken / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    assert dist.problem is None  # RECORD is fine
+    assert dist.library_files == {"broken/x.so"}
+    assert dist.name == "broken"  # from the directory name
+    assert dist.metadata.problem is not None
+    assert dist.metadata.problem.startswith("unreadable METADATA")
+    (broken / "METADATA").write_text("Metadata-Version: 2.1\nName: Broken.Pkg\nVersion: 1.0\n")
     (broken / "RECORD").unlink()
     dist = read_distribution(broken)
     assert dist.problem is not None and dist.problem.startswith("unreadable RECORD")
+    assert (dist.name, dist.version, dist.metadata.problem) == ("Broken.Pkg", "1.0", None)
 
 
 def test_site_grouping_by_distribution(fake_site: FakeSite) -> None:
@@ -75,3 +79,18 @@ def test_file_created_after_install_belongs_to_the_top_level_owner(
     sources, _ = site_packages_sources(site)
     torchish = next(s for s in sources if s.name == "torchish")
     assert sorted(p.name for p in torchish.libraries) == ["libjit.so", "libtorchish.so"]
+
+
+def test_broken_metadata_of_an_owner_is_a_package_problem(
+    fake_site: FakeSite, tmp_path: Path
+) -> None:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(fake_site.site, site, symlinks=True)
+    (site / "torchish-0.1.dist-info" / "METADATA").write_bytes(b"\xff\xfe garbage")
+    (site / "purepy-1.0.dist-info" / "METADATA").unlink()  # owns no library: not looked at
+    sources, loose = site_packages_sources(site)
+    torchish = next(s for s in sources if s.name == "torchish")
+    assert [p.reason.split(":")[0] for p in torchish.problems] == ["unreadable METADATA"]
+    assert loose == []

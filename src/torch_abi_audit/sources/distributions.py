@@ -13,28 +13,63 @@ import csv
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from torch_abi_audit.sources.discovery import is_library_name
 
 
 @dataclass(frozen=True)
+class DistributionMetadata:
+    """What the core metadata says: name, version and ``Requires-Dist`` entries."""
+
+    name: str
+    version: str
+    requires_dist: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True)  # not slots: cached_property stores into the instance __dict__
 class InstalledDistribution:
     """One ``*.dist-info`` directory and what its ``RECORD`` says it owns.
 
     ``top_level`` holds the first path components it installed inside the site directory (not
     ``..`` entries such as scripts); ``library_files`` the site-relative POSIX paths of the
-    library-named files it installed. ``problem`` is set when ``RECORD`` or ``METADATA`` could not
-    be read (the distribution then owns nothing).
+    library-named files it installed. ``problem`` is set when ``RECORD`` could not be read (the
+    distribution then owns nothing). ``METADATA`` is read on first use of :attr:`metadata` (an
+    environment holds many pure-Python distributions whose metadata the audit never needs); if
+    it cannot be read, the name comes from the directory and ``metadata.problem`` says why.
     """
 
-    name: str
-    version: str
     metadata_dir: Path
     top_level: tuple[str, ...] = ()
     library_files: frozenset[str] = frozenset()
-    requires_dist: tuple[str, ...] = ()
     problem: str | None = None
+
+    @cached_property
+    def metadata(self) -> DistributionMetadata:
+        """The parsed core metadata (never raises)."""
+        try:
+            return _read_metadata(self.metadata_dir)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return DistributionMetadata(
+                self.directory_name, "", problem=f"unreadable METADATA: {exc}"
+            )
+
+    @property
+    def directory_name(self) -> str:
+        """The project name as the ``.dist-info`` directory spells it."""
+        return self.metadata_dir.name.removesuffix(".dist-info").split("-", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The project name from ``METADATA``."""
+        return self.metadata.name
+
+    @property
+    def version(self) -> str:
+        """The version from ``METADATA`` (empty if it could not be read)."""
+        return self.metadata.version
 
     @property
     def torch_requirements(self) -> tuple[str, ...]:
@@ -43,7 +78,7 @@ class InstalledDistribution:
         from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
 
         found = []
-        for text in self.requires_dist:
+        for text in self.metadata.requires_dist:
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:
@@ -53,7 +88,7 @@ class InstalledDistribution:
         return tuple(found)
 
 
-def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
+def _read_metadata(dist_info: Path) -> DistributionMetadata:
     from packaging.metadata import parse_email  # pulls in the email package: load on use
 
     raw = (dist_info / "METADATA").read_bytes()
@@ -65,7 +100,7 @@ def _read_metadata(dist_info: Path) -> tuple[str, str, tuple[str, ...]]:
     version = fields.get("version")
     if not name or not version:
         raise ValueError("METADATA has no Name or Version")
-    return str(name), str(version), tuple(fields.get("requires_dist") or ())
+    return DistributionMetadata(str(name), str(version), tuple(fields.get("requires_dist") or ()))
 
 
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
@@ -111,21 +146,13 @@ def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str]]:
 
 
 def read_distribution(dist_info: Path) -> InstalledDistribution:
-    """Read one ``*.dist-info`` directory. Never raises: problems land in ``problem``."""
-    fallback_name = dist_info.name.removesuffix(".dist-info").split("-", 1)[0]
-    try:
-        name, version, requires = _read_metadata(dist_info)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return InstalledDistribution(
-            fallback_name, "", dist_info, problem=f"unreadable METADATA: {exc}"
-        )
+    """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
+    ``problem`` (and ``metadata.problem``)."""
     try:
         top_level, libraries = _read_record(dist_info)
     except (OSError, csv.Error) as exc:
-        return InstalledDistribution(
-            name, version, dist_info, requires_dist=requires, problem=f"unreadable RECORD: {exc}"
-        )
-    return InstalledDistribution(name, version, dist_info, top_level, libraries, requires)
+        return InstalledDistribution(dist_info, problem=f"unreadable RECORD: {exc}")
+    return InstalledDistribution(dist_info, top_level, libraries)
 
 
 def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
@@ -139,4 +166,4 @@ def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
         if entry.name.endswith(".dist-info") and entry.is_dir()
     ]
     # PEP 503 normalisation, spelled out: packaging.utils would import packaging.tags here.
-    return sorted(found, key=lambda d: _NAME_SEPARATORS.sub("-", d.name).lower())
+    return sorted(found, key=lambda d: _NAME_SEPARATORS.sub("-", d.directory_name).lower())

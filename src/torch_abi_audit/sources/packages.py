@@ -136,8 +136,13 @@ def site_packages_sources(
             loose.append(problem)
         else:
             group_for(relative).problems.append(problem)
-    # Unreadable distribution metadata is a problem of the environment, reported once.
+    # An unreadable RECORD is a problem of the environment (nothing can be attributed to that
+    # distribution); unreadable METADATA matters for the distributions that own libraries.
     loose += [ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem]
+    for group in groups.values():
+        dist = group.distribution
+        if dist is not None and dist.metadata.problem:
+            group.problems.append(ScanProblem(dist.metadata_dir, dist.metadata.problem))
 
     sources = [
         PackageSource(
