@@ -186,3 +186,17 @@ def test_parallel_and_serial_agree(fake_site: FakeSite) -> None:
     serial = analyse_libraries(paths, jobs=1)
     parallel = analyse_libraries(paths, jobs=2)
     assert serial == parallel
+
+
+def test_untagged_extension_with_stable_symbols_is_not_abi3(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    # The limited-API fixture under a version-specific name: its symbols are all stable, but
+    # nothing promises abi3, so the row says not-abi3 and the package is not abi3-compliant.
+    untagged = tmp_path / "pkg" / "goodabi3.cpython-311-x86_64-linux-gnu.so"
+    untagged.parent.mkdir()
+    shutil.copyfile(built.abi3_ext, untagged)
+    report = inspect_extension(untagged)
+    assert report.cpython.compliant and not report.cpython.intent
+    assert report.cpython_label is CPythonLabel.NOT_ABI3
+    assert inspect_package(untagged.parent).cpython_verdict is CPythonVerdict.NOT_ABI3

@@ -123,20 +123,23 @@ class ExtensionReport:
     def cpython_label(self) -> CPythonLabel:
         """The documented CPython row label.
 
-        Compliant -> ``abi3-ok``; violations -> ``abi3-tagged-violations`` or
-        ``uses-private-api`` by tag; no CPython API at all -> ``abi3-tagged-no-capi`` or
-        ``not-abi3`` by tag.
+        Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
+        ``abi3-tagged-violations`` when some are not, ``abi3-tagged-no-capi`` when it imports
+        none. Untagged: ``uses-private-api`` when it imports symbols outside the stable ABI,
+        else ``not-abi3`` (a build without ``Py_LIMITED_API`` may use version-specific struct
+        layouts through macros even when every symbol it imports is stable, so the symbols
+        alone do not make it abi3).
         """
         cpython = self.cpython
-        if cpython.compliant:
-            return CPythonLabel.ABI3_OK
         if cpython.violations:
             return (
                 CPythonLabel.ABI3_TAGGED_VIOLATIONS
                 if cpython.intent
                 else CPythonLabel.USES_PRIVATE_API
             )
-        return CPythonLabel.ABI3_TAGGED_NO_CAPI if cpython.intent else CPythonLabel.NOT_ABI3
+        if cpython.intent:
+            return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
+        return CPythonLabel.NOT_ABI3
 
 
 @dataclass(frozen=True)
@@ -184,12 +187,13 @@ class PackageReport:
 
     @property
     def cpython_verdict(self) -> CPythonVerdict:
-        """``abi3-compliant`` when every extension is, ``not-abi3`` when none is, else ``mixed``;
-        ``no-extensions`` without extension modules."""
+        """``abi3-compliant`` when every extension module is ``abi3-ok`` (tagged and keeping to
+        the stable ABI), ``not-abi3`` when none is, else ``mixed``; ``no-extensions`` without
+        extension modules."""
         audited = [ext for ext in self.extensions if not ext.error and not ext.skipped]
         if not audited:
             return CPythonVerdict.NO_EXTENSIONS
-        compliant = [ext.cpython.compliant for ext in audited]
+        compliant = [ext.cpython_label is CPythonLabel.ABI3_OK for ext in audited]
         if all(compliant):
             return CPythonVerdict.ABI3_COMPLIANT
         if not any(compliant):
