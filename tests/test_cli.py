@@ -304,3 +304,23 @@ def test_compile_helper_is_reused(tmp_path: Path) -> None:
     assert (SOURCES / "plain.c").is_file()
     out = compile_shared("tiny32.c", tmp_path / "libt.so", "-nostdlib")
     assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_check_torch_does_not_gate_torch_itself(
+    capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path
+) -> None:
+    # An installed "torch" distribution is the libtorch implementation: unstable by nature.
+    site = tmp_path / "site-packages"
+    (site / "torch" / "lib").mkdir(parents=True)
+    shutil.copyfile(built.unstable_lib, site / "torch" / "lib" / "libtorch_cpu.so")
+    dist_info = site / "torch-2.13.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n")
+    (dist_info / "RECORD").write_text("torch/lib/libtorch_cpu.so,,\n")
+    code, out, err = run(capsys, "--site-packages", str(site), "--check", "torch")
+    assert code == 0, err
+    assert "UNSTABLE" in out
+    # A package built on torch that reaches into its internals is gated.
+    shutil.copyfile(built.unstable_lib, site / "torch" / ".." / "libext.so")
+    code, _, err = run(capsys, "--site-packages", str(site), "--check", "torch")
+    assert code == 1 and "libext.so" in err and "  torch:" not in err

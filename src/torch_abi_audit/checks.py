@@ -1,7 +1,9 @@
 """``--check`` gates: which audited packages violate a policy, and why.
 
 * ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
-  internals and will break on another torch release).
+  internals and will break on another torch release). torch itself implements those internals
+  and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
+  the stable ABI.
 * ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI (the tag
   promises something the binary does not keep), or a torch-using package whose extension modules
   are not all abi3-compliant. Packages without torch and without an abi3 claim are out of scope, so
@@ -39,8 +41,18 @@ class Violation:
     reasons: tuple[str, ...]
 
 
+#: Distributions that implement libtorch rather than build on it.
+TORCH_IMPLEMENTATIONS = frozenset({"torch"})
+
+
+def is_torch_itself(package: PackageReport) -> bool:
+    """True for the torch distribution (or an unowned ``torch`` directory)."""
+    name = package.distribution.name if package.distribution else package.name
+    return name.lower().replace("_", "-") in TORCH_IMPLEMENTATIONS
+
+
 def _torch_reasons(package: PackageReport) -> list[str]:
-    if package.torch_verdict is not TorchVerdict.UNSTABLE:
+    if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
         return []
     unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
     names = ", ".join(lib.path.name for lib in unstable[:3])
