@@ -23,13 +23,7 @@ from torch_abi_audit.report import (
 )
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
-from torch_abi_audit.sources.packages import (
-    PackageSource,
-    directory_source,
-    file_source,
-    site_packages_sources,
-    target_source,
-)
+from torch_abi_audit.sources.packages import PackageSource, site_packages_sources, target_source
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -61,34 +55,25 @@ def _audit_sources(sources: Sequence[PackageSource], jobs: int | None) -> list[P
     return [_package_report(source, results) for source in sources]
 
 
+def _source(target: str | Path) -> PackageSource:
+    # A Path is always a path; a string may also be an import name.
+    return target_source(str(target.absolute()) if isinstance(target, Path) else target)
+
+
 def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
     An import name is resolved without importing anything. An unknown name or a missing path
     gives a report with ``error`` set.
     """
-    if isinstance(name_or_path, Path):
-        path = name_or_path.absolute()
-        if path.is_dir():
-            source = directory_source([path], path.name)
-        elif path.exists() or path.is_symlink():
-            source = file_source(path)
-        else:
-            source = PackageSource(path.name, path, error=f"path does not exist: {path}")
-    else:
-        source = target_source(name_or_path)
-    return _audit_sources([source], jobs)[0]
+    return _audit_sources([_source(name_or_path)], jobs)[0]
 
 
 def inspect_targets(
     targets: Sequence[str | Path], *, jobs: int | None = None
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries)."""
-    sources = [
-        target_source(t) if isinstance(t, str) else target_source(str(t.absolute()))
-        for t in targets
-    ]
-    return _audit_sources(sources, jobs)
+    return _audit_sources([_source(target) for target in targets], jobs)
 
 
 def default_site_packages() -> list[Path]:

@@ -1020,14 +1020,14 @@ def test_with_prefix_absent_does_not_decode(
     built: Fixtures, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An absent prefix is answered from the string table, without decoding any symbol."""
-    from torch_abi_audit.readers import elf
+    from torch_abi_audit.readers import elf_symbols
 
     lib = read_elf(built.versioned)
 
     def refuse(self: object, indices: object) -> tuple[Symbol, ...]:
         raise AssertionError("decoded although the prefix is absent")
 
-    monkeypatch.setattr(elf._SymbolTable, "decode", refuse)
+    monkeypatch.setattr(elf_symbols.SymbolColumns, "decode", refuse)
     assert lib.exports.with_prefix("absent_") == ()
     with pytest.raises(AssertionError, match="decoded"):
         lib.exports.with_prefix("foo_")
