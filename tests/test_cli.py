@@ -324,3 +324,12 @@ def test_check_torch_does_not_gate_torch_itself(
     shutil.copyfile(built.unstable_lib, site / "torch" / ".." / "libext.so")
     code, _, err = run(capsys, "--site-packages", str(site), "--check", "torch")
     assert code == 1 and "libext.so" in err and "  torch:" not in err
+
+
+def test_jobs_do_not_change_the_report(
+    capsys: pytest.CaptureFixture[str], fake_site: FakeSite
+) -> None:
+    serial = run(capsys, "--site-packages", str(fake_site.site), "--all", "-j", "1")
+    parallel = run(capsys, "--site-packages", str(fake_site.site), "--all", "-j", "2")
+    assert serial == parallel
+    assert "5 packages with compiled libraries, 10 libraries" in serial[1]

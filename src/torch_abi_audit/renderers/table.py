@@ -43,6 +43,10 @@ _ENV_ORDER = {
 }
 
 
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
 def _display_path(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -158,7 +162,10 @@ def format_environment(
         out.append(f"  Problem: {problem.path}: {problem.reason}")
     hidden = len(report.packages) - len(shown)
     libraries = sum(len(p.libraries) for p in report.packages)
-    summary = f"{len(report.packages)} packages with compiled libraries, {libraries} libraries"
+    summary = (
+        f"{_count(len(report.packages), 'package')} with compiled libraries, "
+        f"{_count(libraries, 'library', 'libraries')}"
+    )
     if hidden:
         summary += f"; {hidden} without torch use hidden (--all shows them)"
     out += ["", summary]
