@@ -12,13 +12,17 @@ from pathlib import Path
 
 from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
-from torch_abi_audit.readers.elf import read_elf
+from torch_abi_audit.readers.elf import parse_elf
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
+from torch_abi_audit.readers.source import ByteSource, FileBytes
 
 __all__ = [
     "BinaryReadError",
+    "ByteSource",
+    "FileBytes",
     "UnsupportedFormatError",
     "detect_format",
+    "parse_library",
     "read_head",
     "read_library",
 ]
@@ -40,10 +44,21 @@ def read_library(path: Path, *, local_symbols: bool = False) -> Library:
     this release), :class:`BinaryReadError` for anything that is not a readable shared library,
     and :class:`OSError` if the file cannot be opened.
     """
-    head = read_head(path)
+    with path.open("rb", buffering=0) as handle:
+        source = FileBytes(handle)
+        return parse_library(source, path, local_symbols=local_symbols)
+
+
+def parse_library(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
+    """Parse the library whose bytes ``source`` gives (``path`` names it), whatever its format.
+
+    Raises :class:`UnsupportedFormatError` for Mach-O and PE files and :class:`BinaryReadError`
+    for anything that is not a readable shared library.
+    """
+    head = source.read(0, min(MAGIC_SIZE, source.size), "file header")
     fmt = detect_format(head)
     if fmt is BinaryFormat.ELF:
-        return read_elf(path, local_symbols=local_symbols)
+        return parse_elf(source, path, local_symbols=local_symbols)
     if fmt is BinaryFormat.MACHO:
         raise UnsupportedFormatError("Mach-O: format not yet supported")
     if fmt is BinaryFormat.PE:

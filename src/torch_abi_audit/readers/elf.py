@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from torch_abi_audit.model import (
     BinaryFormat,
@@ -36,6 +36,7 @@ from torch_abi_audit.readers.elf_symbols import (
     string_at,
 )
 from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.source import ByteSource, FileBytes
 
 # e_ident indices and values
 _EI_CLASS = 4
@@ -132,30 +133,10 @@ class _Segment(NamedTuple):
     filesz: int
 
 
-class _Reader:
-    """Bounds-checked positional reads from one open file."""
-
-    def __init__(self, handle: BinaryIO, size: int) -> None:
-        self._handle = handle
-        self.size = size
-
-    def read(self, offset: int, length: int, what: str) -> bytes:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise BinaryReadError(
-                f"{what} lies outside the file (offset {offset:#x}, {length} bytes, "
-                f"file is {self.size} bytes): truncated or corrupt"
-            )
-        self._handle.seek(offset)
-        data = self._handle.read(length)
-        if len(data) != length:
-            raise BinaryReadError(f"short read of {what}: the file changed or is truncated")
-        return data
-
-
 class _ElfFile:
     """Parses one ELF file; :meth:`library` builds the format-neutral model."""
 
-    def __init__(self, path: Path, reader: _Reader) -> None:
+    def __init__(self, path: Path, reader: ByteSource) -> None:
         self.path = path
         self.reader = reader
         ident = reader.read(0, 16, "ELF identification")
@@ -506,20 +487,27 @@ class _ElfFile:
         return self.reader.read(offset, tags.get(_DT_STRSZ, 0), "dynamic string table")
 
 
-def read_elf(path: Path, *, local_symbols: bool = False) -> Library:
-    """Read the ELF shared object at ``path``.
+def parse_elf(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
+    """Parse the ELF shared object whose bytes ``source`` gives (``path`` names it).
 
     Returns the format-neutral :class:`~torch_abi_audit.model.Library`. With ``local_symbols``
     the static symbol table's local entries are read too (slow on unstripped giants such as
     ``libtorch_cpu.so``, so off by default).
 
     Raises :class:`BinaryReadError` for anything that is not a readable ELF shared object
-    (relocatable objects and executables included) and :class:`OSError` if the file cannot be
-    opened.
+    (relocatable objects and executables included).
+    """
+    try:
+        return _ElfFile(path, source).library(local_symbols=local_symbols)
+    except (struct.error, ValueError, OverflowError, MemoryError) as exc:
+        raise BinaryReadError(f"corrupt ELF structure ({exc})") from exc
+
+
+def read_elf(path: Path, *, local_symbols: bool = False) -> Library:
+    """Read the ELF shared object at ``path`` (see :func:`parse_elf`).
+
+    Raises :class:`BinaryReadError` as :func:`parse_elf` does, and :class:`OSError` if the file
+    cannot be opened.
     """
     with path.open("rb", buffering=0) as handle:
-        size = handle.seek(0, 2)
-        try:
-            return _ElfFile(path, _Reader(handle, size)).library(local_symbols=local_symbols)
-        except (struct.error, ValueError, OverflowError, MemoryError) as exc:
-            raise BinaryReadError(f"corrupt ELF structure ({exc})") from exc
+        return parse_elf(FileBytes(handle), path, local_symbols=local_symbols)

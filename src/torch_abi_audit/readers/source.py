@@ -1,0 +1,64 @@
+"""Where a reader's bytes come from: bounds-checked positional reads.
+
+Readers parse through a :class:`ByteSource` instead of a file object, so that one reader serves a
+file on disk and, later, a member of a wheel. :class:`FileBytes` uses ``os.pread`` where the
+platform has it (one system call per read, no shared file position) and ``seek`` + ``read``
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Protocol
+
+from torch_abi_audit.readers.errors import BinaryReadError
+
+
+class ByteSource(Protocol):
+    """Random access to the bytes of one binary."""
+
+    @property
+    def size(self) -> int:
+        """Total size in bytes."""
+        ...
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        """Exactly ``length`` bytes at ``offset``.
+
+        Raises :class:`BinaryReadError` naming ``what`` when the range lies outside the source.
+        """
+        ...
+
+
+def check_range(offset: int, length: int, size: int, what: str) -> None:
+    """Raise :class:`BinaryReadError` unless ``[offset, offset + length)`` lies within ``size``."""
+    if offset < 0 or length < 0 or offset + length > size:
+        raise BinaryReadError(
+            f"{what} lies outside the file (offset {offset:#x}, {length} bytes, "
+            f"file is {size} bytes): truncated or corrupt"
+        )
+
+
+class FileBytes:
+    """A :class:`ByteSource` over an open binary file."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._fd = handle.fileno()
+        self._size = os.fstat(self._fd).st_size
+        self._pread = getattr(os, "pread", None)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        check_range(offset, length, self._size, what)
+        if self._pread is not None:
+            data: bytes = self._pread(self._fd, length, offset)
+        else:  # Windows: no pread
+            self._handle.seek(offset)
+            data = self._handle.read(length)
+        if len(data) != length:
+            raise BinaryReadError(f"short read of {what}: the file changed or is truncated")
+        return data
