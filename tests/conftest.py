@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from helpers.build import Fixtures, build_fixtures
@@ -14,12 +12,6 @@ from helpers.site import FakeSite, make_site
 def built(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
     """Every compiled fixture library (see ``tests/helpers/build.py``)."""
     return build_fixtures(tmp_path_factory.mktemp("compiled"))
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """A scratch directory for one test."""
-    return tmp_path
 
 
 @pytest.fixture(scope="session")
