@@ -12,7 +12,12 @@ import sysconfig
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from torch_abi_audit.engine import LibraryAnalysis, analyse_libraries, inspect_extension
+from torch_abi_audit.engine import (
+    LibraryAnalysis,
+    LibraryLocation,
+    analyse_libraries,
+    inspect_extension,
+)
 from torch_abi_audit.report import (
     Distribution,
     EnvironmentReport,
@@ -20,25 +25,30 @@ from torch_abi_audit.report import (
     LibraryKind,
     PackageReport,
     Problem,
+    WheelReport,
 )
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
-from torch_abi_audit.sources.packages import PackageSource, site_packages_sources, target_source
+from torch_abi_audit.sources.packages import PackageSource, site_packages_sources, target_sources
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
-    dist = source.distribution
-    if dist is None:
+    metadata = source.metadata
+    if metadata is None:
         return None
-    return Distribution(dist.name, dist.version, dist.torch_requirements)
+    return Distribution(
+        metadata.name, metadata.version, metadata.torch_requirements, metadata.wheel_tags
+    )
 
 
 def _problems(items: Iterable[ScanProblem]) -> tuple[Problem, ...]:
     return tuple(Problem(item.path.absolute(), item.reason) for item in items)
 
 
-def _package_report(source: PackageSource, results: dict[Path, ExtensionReport]) -> PackageReport:
-    libraries = [results[path] for path in source.libraries]
+def _package_report(
+    source: PackageSource, results: dict[LibraryLocation, ExtensionReport]
+) -> PackageReport:
+    libraries = [results[location] for location in source.libraries]
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -47,7 +57,15 @@ def _package_report(source: PackageSource, results: dict[Path, ExtensionReport])
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
+        wheel=_wheel(source),
+        unavailable=source.unavailable,
     )
+
+
+def _wheel(source: PackageSource) -> WheelReport | None:
+    if source.wheel is None:
+        return None
+    return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
 
 
 def _audit_sources(sources: Sequence[PackageSource], jobs: int | None) -> list[PackageReport]:
@@ -55,9 +73,9 @@ def _audit_sources(sources: Sequence[PackageSource], jobs: int | None) -> list[P
     return [_package_report(source, results) for source in sources]
 
 
-def _source(target: str | Path) -> PackageSource:
+def _sources(target: str | Path) -> list[PackageSource]:
     # A Path is always a path; a string may also be an import name.
-    return target_source(str(target.absolute()) if isinstance(target, Path) else target)
+    return target_sources(str(target.absolute()) if isinstance(target, Path) else target)
 
 
 def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> PackageReport:
@@ -66,14 +84,20 @@ def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> Pac
     An import name is resolved without importing anything. An unknown name or a missing path
     gives a report with ``error`` set.
     """
-    return _audit_sources([_source(name_or_path)], jobs)[0]
+    sources = _sources(name_or_path)
+    if len(sources) != 1:
+        raise ValueError(f"{name_or_path} holds {len(sources)} packages: use inspect_targets")
+    return _audit_sources(sources, jobs)[0]
 
 
 def inspect_targets(
     targets: Sequence[str | Path], *, jobs: int | None = None
 ) -> list[PackageReport]:
-    """Audit several targets in one pass (one worker pool for all their libraries)."""
-    return _audit_sources([_source(target) for target in targets], jobs)
+    """Audit several targets in one pass (one worker pool for all their libraries).
+
+    A target may give several packages (a directory holding wheels); they come in order.
+    """
+    return _audit_sources([s for target in targets for s in _sources(target)], jobs)
 
 
 def default_site_packages() -> list[Path]:

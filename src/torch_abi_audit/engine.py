@@ -16,11 +16,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from torch_abi_audit.readers import BinaryReadError, UnsupportedFormatError, read_library
+from torch_abi_audit.model import Library
+from torch_abi_audit.readers import (
+    BinaryReadError,
+    UnsupportedFormatError,
+    parse_library,
+    read_library,
+)
 from torch_abi_audit.report import ExtensionReport, LibraryKind
 from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points, stable_abi_symbols
 from torch_abi_audit.rules.torch_abi import TorchRules
 from torch_abi_audit.rules.torch_table import load_table
+from torch_abi_audit.sources.wheels import WheelArchive, WheelError, WheelMember
 
 if TYPE_CHECKING:  # the pool machinery costs ~30 ms to import: only load it when it is used
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,16 +53,54 @@ def _looks_like_extension(path: Path) -> bool:
     return any(marker in name for marker in _EXTENSION_NAME_MARKERS)
 
 
-def inspect_extension(path: Path | str) -> ExtensionReport:
-    """Read and judge one compiled library.
+#: What the engine reads: a file on disk, or a library inside a wheel.
+LibraryLocation = Path | WheelMember
+
+# Wheels opened by this process, kept open while its tasks read their members. A forked worker
+# starts with none: it must not share its parent's open files (zipfile seeks them).
+_open_wheels: dict[Path, WheelArchive] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_open_wheels.clear)
+
+
+def close_wheels() -> None:
+    """Close the wheels this process opened for reading members."""
+    while _open_wheels:
+        _open_wheels.popitem()[1].close()
+
+
+def _read_member(member: WheelMember) -> Library:
+    archive = _open_wheels.get(member.wheel)
+    if archive is None:
+        try:
+            archive = WheelArchive(member.wheel)
+        except WheelError as exc:
+            raise BinaryReadError(f"{member.wheel.name}: {exc}") from exc
+        _open_wheels[member.wheel] = archive
+    source = archive.open_member(member.name)
+    try:
+        library = parse_library(source, member.display_path)
+        source.finish()  # read to the end: the member's CRC-32 and size are checked
+        return library
+    finally:
+        source.close()
+
+
+def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
+    """Read and judge one compiled library: a file, or a :class:`WheelMember` of a wheel.
 
     Never raises for bad input: an unreadable or corrupt file gives a report with ``error`` set,
     a format this release cannot read one with ``skipped`` set.
     """
-    path = Path(path).absolute()
+    if isinstance(location, WheelMember):
+        member: WheelMember | None = location
+        path = location.display_path
+    else:
+        member = None
+        path = Path(location).absolute()
     guessed_kind = LibraryKind.EXTENSION if _looks_like_extension(path) else LibraryKind.BUNDLED
     try:
-        library = read_library(path)
+        library = _read_member(member) if member else read_library(path)
     except UnsupportedFormatError as exc:
         return ExtensionReport(path, kind=guessed_kind, skipped=str(exc))
     except BinaryReadError as exc:
@@ -89,15 +134,17 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _file_size(path: Path) -> int:
+def _size(location: LibraryLocation) -> int:
+    if isinstance(location, WheelMember):
+        return location.size
     try:
-        return path.stat().st_size
+        return location.stat().st_size
     except OSError:
         return 0
 
 
-def _inspect_batch(paths: list[Path]) -> list[ExtensionReport]:
-    return [inspect_extension(path) for path in paths]
+def _inspect_batch(locations: list[LibraryLocation]) -> list[ExtensionReport]:
+    return [inspect_extension(location) for location in locations]
 
 
 def _prepare_worker() -> None:
@@ -113,9 +160,9 @@ def _ready() -> None:
     """An empty task: submitting it makes the pool start its workers."""
 
 
-def plan_tasks(paths: list[Path]) -> list[list[Path]]:
+def plan_tasks(paths: list[LibraryLocation]) -> list[list[LibraryLocation]]:
     """Split ``paths`` into tasks: large files alone and first, small ones in batches."""
-    sized = sorted(((_file_size(p), p) for p in paths), key=lambda item: -item[0])
+    sized = sorted(((_size(p), p) for p in paths), key=lambda item: -item[0])
     tasks = [[path] for size, path in sized if size >= _LARGE_FILE]
     small = [path for size, path in sized if size < _LARGE_FILE]
     tasks += [small[i : i + _BATCH_SIZE] for i in range(0, len(small), _BATCH_SIZE)]
@@ -134,10 +181,10 @@ class LibraryAnalysis:
     def __init__(self, jobs: int | None = None, *, eager: bool = False) -> None:
         self.jobs = default_jobs() if jobs is None else max(1, jobs)
         self._eager = eager and self.jobs > 1
-        self._submitted: dict[Path, None] = {}
-        self._waiting: list[Path] = []
+        self._submitted: dict[LibraryLocation, None] = {}
+        self._waiting: list[LibraryLocation] = []
         self._pool: ProcessPoolExecutor | None = None
-        self._tasks: list[tuple[list[Path], Future[list[ExtensionReport]]]] = []
+        self._tasks: list[tuple[list[LibraryLocation], Future[list[ExtensionReport]]]] = []
 
     def __enter__(self) -> LibraryAnalysis:
         if self._eager:
@@ -159,7 +206,7 @@ class LibraryAnalysis:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
             self._pool = None
 
-    def submit(self, paths: Iterable[Path]) -> None:
+    def submit(self, paths: Iterable[LibraryLocation]) -> None:
         """Queue ``paths`` for analysis; with enough work queued, workers start on it now."""
         for path in paths:
             if path not in self._submitted:
@@ -191,9 +238,9 @@ class LibraryAnalysis:
             self._tasks.append((task, self._pool.submit(_inspect_batch, task)))
         self._waiting = []
 
-    def results(self) -> dict[Path, ExtensionReport]:
+    def results(self) -> dict[LibraryLocation, ExtensionReport]:
         """Every submitted path's report (waits for the workers)."""
-        reports: dict[Path, ExtensionReport] = {}
+        reports: dict[LibraryLocation, ExtensionReport] = {}
         if self._pool is not None:
             self._dispatch()
         for task, future in self._tasks:
@@ -202,14 +249,17 @@ class LibraryAnalysis:
             except Exception:  # a worker died (BrokenProcessPool): redo its share here
                 found = _inspect_batch(task)
             reports.update(zip(task, found, strict=True))
-        reports.update((path, inspect_extension(path)) for path in self._waiting)
+        try:
+            reports.update((path, inspect_extension(path)) for path in self._waiting)
+        finally:
+            close_wheels()
         self._waiting = []
         return {path: reports[path] for path in self._submitted}
 
 
 def analyse_libraries(
-    paths: Iterable[Path], *, jobs: int | None = None
-) -> dict[Path, ExtensionReport]:
+    paths: Iterable[LibraryLocation], *, jobs: int | None = None
+) -> dict[LibraryLocation, ExtensionReport]:
     """Run :func:`inspect_extension` over ``paths`` (in parallel when it pays off)."""
     with LibraryAnalysis(jobs) as analysis:
         analysis.submit(paths)

@@ -78,11 +78,25 @@ class Problem:
 
 @dataclass(frozen=True)
 class Distribution:
-    """The installed (or wheel) distribution a package report covers."""
+    """The installed (or wheel) distribution a package report covers.
+
+    ``requires_torch`` are its ``Requires-Dist: torch`` entries as written; ``tags`` the wheel
+    tags its ``WHEEL`` file records.
+    """
 
     name: str
     version: str
     requires_torch: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WheelReport:
+    """The wheel a package report was read from: its path, file name and the tags it names."""
+
+    path: Path
+    filename: str
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,8 @@ class PackageReport:
     error: str | None = None
     distribution: Distribution | None = None
     problems: tuple[Problem, ...] = ()
+    wheel: WheelReport | None = None
+    unavailable: str | None = None
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:

@@ -50,7 +50,7 @@ def test_site_grouping_by_distribution(fake_site: FakeSite) -> None:
     assert loose == []
 
     fake = by_name["fake_dist"]
-    assert fake.distribution is not None and fake.distribution.version == "1.2.3"
+    assert fake.metadata is not None and fake.metadata.version == "1.2.3"
     assert fake.root == fake_site.site  # libraries in three top-level directories
     assert sorted(p.relative_to(fake_site.site).as_posix() for p in fake.libraries) == [
         "fakepkg.libs/libvendored-1a2b3c4d.so.1",
@@ -60,7 +60,7 @@ def test_site_grouping_by_distribution(fake_site: FakeSite) -> None:
     ]
 
     orphan = by_name["orphan"]
-    assert orphan.distribution is None
+    assert orphan.metadata is None
     assert orphan.root == fake_site.site / "orphan"
     assert [p.name for p in orphan.libraries] == ["liborphan.so"]
 

@@ -14,6 +14,7 @@ headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 from typing import NamedTuple
@@ -166,8 +167,24 @@ class _ElfFile:
             self.e_shnum,
             _shstrndx,
         ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
-        self.sections = self._sections()
         self.segments = self._segments()
+        if reader.sequential:
+            self._prefetch_dynamic_segment()
+        self.sections = self._sections()
+
+    def _prefetch_dynamic_segment(self) -> None:
+        """Read ``PT_DYNAMIC`` before the section headers, for sources read front to back.
+
+        The dynamic section usually lies in the middle of the file, the section header table at
+        its end: asking for them in file order lets a streamed wheel member serve both in one
+        pass. The source keeps what was read; a bad segment is left for the normal path to
+        report.
+        """
+        for segment in self.segments:
+            if segment.type == _PT_DYNAMIC:
+                with contextlib.suppress(BinaryReadError):
+                    self.reader.read(segment.offset, segment.filesz, "dynamic segment")
+                return
 
     # -- tables -------------------------------------------------------------------------------
 

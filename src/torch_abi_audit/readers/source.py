@@ -15,7 +15,14 @@ from torch_abi_audit.readers.errors import BinaryReadError
 
 
 class ByteSource(Protocol):
-    """Random access to the bytes of one binary."""
+    """Random access to the bytes of one binary.
+
+    ``sequential`` sources (a compressed wheel member, decompressed as a stream) serve reads
+    cheaply only in ascending offset order, apart from windows they keep at the start and the
+    end; readers then issue their reads in file order where they can.
+    """
+
+    sequential: bool
 
     @property
     def size(self) -> int:
@@ -41,6 +48,8 @@ def check_range(offset: int, length: int, size: int, what: str) -> None:
 
 class FileBytes:
     """A :class:`ByteSource` over an open binary file."""
+
+    sequential = False
 
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle

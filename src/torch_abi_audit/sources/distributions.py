@@ -17,16 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from torch_abi_audit.sources.discovery import is_library_name
-
-
-@dataclass(frozen=True)
-class DistributionMetadata:
-    """What the core metadata says: name, version and ``Requires-Dist`` entries."""
-
-    name: str
-    version: str
-    requires_dist: tuple[str, ...] = ()
-    problem: str | None = None
+from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
 
 
 @dataclass(frozen=True)  # not slots: cached_property stores into the instance __dict__
@@ -48,9 +39,13 @@ class InstalledDistribution:
 
     @cached_property
     def metadata(self) -> DistributionMetadata:
-        """The parsed core metadata (never raises)."""
+        """The parsed ``METADATA`` and ``WHEEL`` files (never raises)."""
         try:
-            return _read_metadata(self.metadata_dir)
+            wheel_file = self.metadata_dir / "WHEEL"
+            return parse_metadata(
+                (self.metadata_dir / "METADATA").read_bytes(),
+                wheel_file=wheel_file.read_bytes() if wheel_file.is_file() else None,
+            )
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             return DistributionMetadata(
                 self.directory_name, "", problem=f"unreadable METADATA: {exc}"
@@ -73,34 +68,8 @@ class InstalledDistribution:
 
     @property
     def torch_requirements(self) -> tuple[str, ...]:
-        """The ``Requires-Dist`` entries that name ``torch``, as written."""
-        from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
-
-        found = []
-        for text in self.metadata.requires_dist:
-            try:
-                requirement = Requirement(text)
-            except InvalidRequirement:
-                continue
-            if canonicalize_name(requirement.name) == "torch":
-                found.append(text)
-        return tuple(found)
-
-
-def _read_metadata(dist_info: Path) -> DistributionMetadata:
-    from packaging.metadata import parse_email  # pulls in the email package: load on use
-
-    raw = (dist_info / "METADATA").read_bytes()
-    # Headers end at the first empty line; the body (long description) is of no use here.
-    header_end = raw.find(b"\n\n")
-    headers = raw if header_end < 0 else raw[: header_end + 1]
-    fields, _unparsed = parse_email(headers)
-    name = fields.get("name")
-    version = fields.get("version")
-    if not name or not version:
-        raise ValueError("METADATA has no Name or Version")
-    return DistributionMetadata(str(name), str(version), tuple(fields.get("requires_dist") or ()))
+        """The ``Requires-Dist`` entries that name ``torch`` (see :class:`DistributionMetadata`)."""
+        return self.metadata.torch_requirements
 
 
 _NAME_SEPARATORS = re.compile(r"[-_.]+")

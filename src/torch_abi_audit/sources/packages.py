@@ -1,12 +1,13 @@
 """Decide what to audit as one package: which library files, under which name and root.
 
 The sources stage ends here with :class:`PackageSource` values; the audit stage reads and judges
-the files they list. Three inputs are supported:
+the files they list. The inputs:
 
 * a site-packages directory, grouped by installed distribution (``RECORD``), with files that no
   distribution owns grouped by their top-level entry;
 * a directory (given as a path or an import name), plus the vendored ``*.libs`` directories of
   the distribution that installed it;
+* a wheel, read in place (a directory holding wheels gives one package per wheel);
 * a single file.
 """
 
@@ -21,6 +22,14 @@ from pathlib import Path
 from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
+from torch_abi_audit.sources.metadata import DistributionMetadata
+from torch_abi_audit.sources.wheels import (
+    WheelArchive,
+    WheelError,
+    WheelInfo,
+    WheelMember,
+    parse_wheel_name,
+)
 
 #: Top-level directories in which wheel repair tools put vendored libraries
 #: (auditwheel and delvewheel: ``<name>.libs``; delocate: ``.dylibs`` inside the package).
@@ -30,14 +39,22 @@ _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".data")
 
 @dataclass(frozen=True)
 class PackageSource:
-    """One package to audit: a name, a root for display, its library files and its origin."""
+    """One package to audit: a name, a root for display, its libraries and its origin.
+
+    ``libraries`` are files, or members of the wheel named by ``wheel``. ``metadata`` is the
+    distribution's (installed or in the wheel), when there is one. ``unavailable`` says why
+    there is nothing to audit although nothing went wrong (no wheel on the index for a
+    platform); ``error`` why the source could not be read at all.
+    """
 
     name: str
     root: Path
-    libraries: tuple[Path, ...] = ()
-    distribution: InstalledDistribution | None = None
+    libraries: tuple[Path | WheelMember, ...] = ()
+    metadata: DistributionMetadata | None = None
+    wheel: WheelInfo | None = None
     problems: tuple[ScanProblem, ...] = ()
     error: str | None = None
+    unavailable: str | None = None
 
 
 def _common_root(site_dir: Path, tops: Iterable[str]) -> Path:
@@ -149,7 +166,7 @@ def site_packages_sources(
             name=group.name,
             root=_common_root(site_dir, group.tops),
             libraries=tuple(group.libraries),
-            distribution=group.distribution,
+            metadata=group.distribution.metadata if group.distribution else None,
             problems=tuple(group.problems),
         )
         for group in groups.values()
@@ -198,7 +215,7 @@ def directory_source(directories: list[Path], name: str) -> PackageSource:
         name=name,
         root=root,
         libraries=tuple(scan.libraries),
-        distribution=dist,
+        metadata=dist.metadata if dist else None,
         problems=tuple(scan.problems),
     )
 
@@ -230,27 +247,69 @@ def _looks_like_path(target: str) -> bool:
     )
 
 
-def target_source(target: str) -> PackageSource:
-    """Turn one command-line ``TARGET`` (import name or path) into a :class:`PackageSource`.
+def wheel_source(path: Path) -> PackageSource:
+    """Audit the wheel at ``path`` in place: its libraries, metadata and tags."""
+    path = path.absolute()
+    problems: list[ScanProblem] = []
+    try:
+        info: WheelInfo | None = parse_wheel_name(path)
+    except ValueError as exc:
+        info = None
+        problems.append(ScanProblem(path, f"not a valid wheel file name: {exc}"))
+    fallback_name = info.name if info else path.name
+    try:
+        archive = WheelArchive(path)
+    except WheelError as exc:
+        return PackageSource(fallback_name, path, wheel=info, error=str(exc))
+    with archive:
+        metadata = archive.metadata()
+        libraries = archive.library_members()
+        problems += [ScanProblem(path, problem) for problem in archive.problems]
+    return PackageSource(
+        name=metadata.name if metadata.version else fallback_name,
+        root=path,
+        libraries=tuple(libraries),
+        metadata=metadata,
+        wheel=info,
+        problems=tuple(problems),
+    )
 
-    Something spelled like a path is a path; otherwise the name is resolved as an import name
-    (without importing it) and, failing that, tried as a path relative to the current directory.
-    Never raises: an unknown name or missing path becomes the source's ``error``.
+
+def _directory_sources(path: Path) -> list[PackageSource]:
+    """A directory: one package per wheel at its top level, plus the libraries it holds."""
+    wheels = sorted(p for p in path.glob("*.whl") if p.is_file())
+    sources = [wheel_source(wheel) for wheel in wheels]
+    directory = directory_source([path], path.name)
+    if directory.libraries or directory.problems or not wheels:
+        sources.append(directory)
+    return sources
+
+
+def target_sources(target: str) -> list[PackageSource]:
+    """Turn one command-line ``TARGET`` into the packages it names.
+
+    A ``.whl`` file is a wheel; a directory gives its own libraries and one package per wheel
+    it holds; an import name is resolved without importing it. Something spelled like a path is
+    a path; otherwise the name is tried as an import name and, failing that, as a path relative
+    to the current directory. Never raises: an unknown name or missing path becomes the
+    source's ``error``.
     """
     if not _looks_like_path(target):
         try:
             locations = resolve_import_name(target)
         except ImportNameError as exc:
             if not Path(target).exists():
-                return PackageSource(name=target, root=Path(target), error=str(exc))
+                return [PackageSource(name=target, root=Path(target), error=str(exc))]
         else:
             directories = [p for p in locations if p.is_dir()]
             if not directories:
-                return file_source(locations[0], name=target)
-            return directory_source(directories, target)
+                return [file_source(locations[0], name=target)]
+            return [directory_source(directories, target)]
     path = Path(target).absolute()
     if not path.exists() and not path.is_symlink():
-        return PackageSource(name=target, root=path, error=f"path does not exist: {path}")
+        return [PackageSource(name=target, root=path, error=f"path does not exist: {path}")]
     if path.is_dir():
-        return directory_source([path], path.name)
-    return file_source(path)
+        return _directory_sources(path)
+    if path.suffix == ".whl":
+        return [wheel_source(path)]
+    return [file_source(path)]

@@ -1,0 +1,263 @@
+"""Byte sources over the members of a zip archive (a wheel), read in place with bounded memory.
+
+Nothing is extracted. A *stored* member is read with positional reads at its offset in the
+archive. A *deflated* member is decompressed as a stream: reads that move forward through the
+member are served as the stream passes them, and two windows — the member's first and last
+:data:`WINDOW` bytes, where ELF headers, symbol tables and section headers live — are kept so
+that the reader may return to them. A read that the stream has already passed, outside both
+windows, makes the member spill into an anonymous temporary file (removed by the OS when closed,
+even on a crash) from which every further read is served. Either way, memory stays bounded by
+the windows and a decompression chunk, whatever the member's size.
+
+Every member is read to its end before it is released (:meth:`finish`), so that its CRC-32 and
+size are checked: a corrupt or tampered member is reported, not silently half-read.
+
+Reference: PKWARE APPNOTE.TXT 4.3.7 (local file header), 4.4 (field meanings).
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, NamedTuple
+
+from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.source import ByteSource, FileBytes, check_range
+
+#: Bytes kept at each end of a streamed member.
+WINDOW = 32 << 20
+#: Compressed bytes read, and decompressed bytes produced, per step.
+CHUNK = 4 << 20
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+ZIP_STORED = 0
+ZIP_DEFLATED = 8
+
+ChunkStream = Iterator[bytes]
+
+
+def member_data_offset(archive: ByteSource, header_offset: int, name: str) -> int:
+    """Offset of a member's data: after its local file header, name and extra field."""
+    raw = archive.read(header_offset, _LOCAL_HEADER.size, f"local header of {name}")
+    fields = _LOCAL_HEADER.unpack(raw)
+    if fields[0] != _LOCAL_SIGNATURE:
+        raise BinaryReadError(f"{name}: bad local file header signature (corrupt archive)")
+    name_length, extra_length = int(fields[-2]), int(fields[-1])
+    return header_offset + _LOCAL_HEADER.size + name_length + extra_length
+
+
+class MemberData(NamedTuple):
+    """Where a member's bytes are and what they must check out to."""
+
+    name: str
+    start: int  # offset of the (compressed) data in the archive
+    compressed_size: int
+    size: int
+    crc: int
+
+
+def _verify(produced: int, crc: int, size: int, expected_crc: int, name: str) -> None:
+    if produced != size:
+        raise BinaryReadError(
+            f"{name}: decompresses to {produced} bytes, the archive declares {size} (corrupt)"
+        )
+    if crc != expected_crc:
+        raise BinaryReadError(f"{name}: CRC-32 mismatch (corrupt or tampered archive member)")
+
+
+def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
+    """Decompress a deflated member chunk by chunk, checking its size and CRC at the end.
+
+    Never produces more than the declared ``size``: a member that inflates beyond it (a zip
+    bomb lying about its size) fails as soon as it does.
+    """
+    name, start, compressed_size, size, expected_crc = member
+    decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+    consumed = produced = 0
+    crc = 0
+    pending = b""
+    while True:
+        if not pending:
+            if consumed >= compressed_size:
+                break
+            length = min(CHUNK, compressed_size - consumed)
+            pending = archive.read(start + consumed, length, f"compressed data of {name}")
+            consumed += length
+        try:
+            out = decompressor.decompress(pending, CHUNK)
+        except zlib.error as exc:
+            raise BinaryReadError(f"{name}: corrupt deflate data ({exc})") from exc
+        pending = decompressor.unconsumed_tail
+        if out:
+            produced += len(out)
+            if produced > size:
+                raise BinaryReadError(
+                    f"{name}: decompresses past its declared size of {size} bytes (zip bomb?)"
+                )
+            crc = zlib.crc32(out, crc)
+            yield out
+        if decompressor.eof:
+            break
+    tail = decompressor.flush()
+    if tail:
+        produced += len(tail)
+        crc = zlib.crc32(tail, crc)
+        if produced > size:
+            raise BinaryReadError(f"{name}: decompresses past its declared size (zip bomb?)")
+        yield tail
+    _verify(produced, crc, size, expected_crc, name)
+
+
+def stored_chunks(archive: ByteSource, member: MemberData) -> ChunkStream:
+    """A stored member as chunks, with its CRC checked at the end."""
+    name, start, _compressed, size, expected_crc = member
+    crc = 0
+    for offset in range(0, size, CHUNK):
+        chunk = archive.read(start + offset, min(CHUNK, size - offset), f"data of {name}")
+        crc = zlib.crc32(chunk, crc)
+        yield chunk
+    _verify(size, crc, size, expected_crc, name)
+
+
+class StoredMember:
+    """A stored (uncompressed) member: positional reads straight from the archive."""
+
+    sequential = False
+
+    def __init__(self, archive: ByteSource, member: MemberData) -> None:
+        check_range(member.start, member.size, archive.size, f"data of {member.name}")
+        self._archive = archive
+        self._member = member
+        self._start = member.start
+        self._size = member.size
+        self.name = member.name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        check_range(offset, length, self._size, what)
+        return self._archive.read(self._start + offset, length, what)
+
+    def finish(self) -> None:
+        """Check the member's CRC-32 (reads it once, in chunks)."""
+        for _chunk in stored_chunks(self._archive, self._member):
+            pass
+
+    def close(self) -> None:
+        """Nothing to release: the archive belongs to the caller."""
+
+
+class StreamedMember:
+    """A compressed member decompressed front to back, with windows at both ends."""
+
+    sequential = True
+
+    def __init__(self, chunks: Callable[[], ChunkStream], size: int, name: str) -> None:
+        self._open_chunks = chunks
+        self._size = size
+        self.name = name
+        self._stream: ChunkStream | None = chunks()
+        self._position = 0  # decompressed bytes consumed from the stream
+        self._head = bytearray()  # member[0 : len(_head)], at most WINDOW bytes
+        self._tail_start = max(0, size - WINDOW)
+        self._tail = bytearray()  # member[_tail_start : _tail_start + len(_tail)]
+        self._captured: list[tuple[int, bytes]] = []  # ranges read beyond the windows
+        self._spill: BinaryIO | None = None
+        self._spilled: FileBytes | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        check_range(offset, length, self._size, what)
+        if self._spilled is not None:
+            return self._spilled.read(offset, length, what)
+        end = offset + length
+        if end <= WINDOW:  # the head window: fill it up to here if the stream is not there yet
+            if end > len(self._head):
+                self._advance(end, end)
+            return bytes(self._head[offset:end])
+        if offset >= self._tail_start:  # the tail window, likewise
+            if end > self._tail_start + len(self._tail):
+                self._advance(end, end)
+            return bytes(self._tail[offset - self._tail_start : end - self._tail_start])
+        for start, data in self._captured:
+            if start <= offset and end <= start + len(data):
+                return data[offset - start : end - start]
+        if offset >= self._position:
+            data = self._advance(offset, end)
+            self._captured.append((offset, data))
+            return data
+        # The stream has passed this range and no window holds it: fall back to a copy.
+        return self._spill_to_file().read(offset, length, what)
+
+    def _advance(self, want_start: int, want_end: int) -> bytes:
+        """Consume the stream up to ``want_end``, keeping windows and the wanted range."""
+        wanted = bytearray()
+        while self._position < want_end:
+            chunk = self._next_chunk()
+            self._keep(chunk)
+            chunk_start = self._position
+            chunk_end = chunk_start + len(chunk)
+            if chunk_end > want_start and chunk_start < want_end:
+                wanted += chunk[max(0, want_start - chunk_start) : want_end - chunk_start]
+            self._position = chunk_end
+        return bytes(wanted)
+
+    def _next_chunk(self) -> bytes:
+        assert self._stream is not None
+        try:
+            return next(self._stream)
+        except StopIteration:
+            raise BinaryReadError(
+                f"{self.name}: ends at {self._position} bytes, before its declared size"
+            ) from None
+
+    def _keep(self, chunk: bytes) -> None:
+        start = self._position
+        end = start + len(chunk)
+        if start < WINDOW and start == len(self._head):
+            self._head += chunk[: WINDOW - start]
+        if end > self._tail_start:
+            self._tail += chunk[max(0, self._tail_start - start) :]
+
+    def _spill_to_file(self) -> FileBytes:
+        spill = tempfile.TemporaryFile(prefix="torch-abi-audit-")  # noqa: SIM115 - kept open
+        try:
+            for chunk in self._open_chunks():
+                spill.write(chunk)
+            spill.flush()
+        except BaseException:
+            spill.close()
+            raise
+        self._spill = spill
+        self._spilled = FileBytes(spill)
+        self._drop_stream()
+        return self._spilled
+
+    def _drop_stream(self) -> None:
+        self._stream = None
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._captured.clear()
+
+    def finish(self) -> None:
+        """Read the member to its end, which checks its size and CRC-32."""
+        if self._stream is not None:
+            for chunk in self._stream:
+                self._position += len(chunk)
+            self._stream = None
+
+    def close(self) -> None:
+        """Release the windows and any spill file."""
+        self._drop_stream()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+            self._spilled = None

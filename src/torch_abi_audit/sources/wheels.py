@@ -1,0 +1,270 @@
+"""Wheels as sources: check the archive, list its libraries and read its metadata, in place.
+
+A wheel (PEP 427, the binary distribution format) is a zip archive. It is audited without
+extracting anything: :class:`WheelArchive` reads the central directory, rejects hostile or
+broken archives with a clear reason, and hands out each library member as a byte source
+(:mod:`torch_abi_audit.sources.wheel_bytes`).
+
+Hostile archives: unsafe member names (absolute, ``..``, drive letters, backslashes, NUL),
+duplicate names, members that overlap each other (the "non-recursive zip bomb"), and declared
+sizes or compression ratios no real wheel has. Such problems are reported; the members that are
+safe to read are still audited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.source import FileBytes
+from torch_abi_audit.sources.discovery import is_library_name
+from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
+from torch_abi_audit.sources.wheel_bytes import (
+    ZIP_DEFLATED,
+    ZIP_STORED,
+    ChunkStream,
+    MemberData,
+    StoredMember,
+    StreamedMember,
+    inflate,
+    member_data_offset,
+)
+
+# Limits no real wheel comes near (the CUDA torch wheel: 13k members, 1.1 GB unpacked; its
+# largest library 0.5 GB at a 1.4:1 ratio). Deflate cannot exceed ~1032:1.
+MAX_MEMBERS = 500_000
+MAX_MEMBER_SIZE = 16 << 30
+MAX_TOTAL_SIZE = 64 << 30
+MAX_RATIO = 200
+RATIO_CHECK_ABOVE = 64 << 20
+MAX_METADATA_SIZE = 16 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class WheelError(Exception):
+    """The file cannot be read as a wheel at all (not a zip archive, truncated, unreadable)."""
+
+
+class WheelMember(NamedTuple):
+    """A library inside a wheel: the unit of work for the engine."""
+
+    wheel: Path
+    name: str
+    size: int
+
+    @property
+    def display_path(self) -> Path:
+        """``<wheel>/<member>``: what reports call this library."""
+        return self.wheel / self.name
+
+
+@dataclass(frozen=True)
+class WheelInfo:
+    """What the file name of a wheel says (PEP 427), parsed by ``packaging``."""
+
+    filename: str
+    name: str
+    version: str
+    build: str | None
+    tags: tuple[str, ...]
+
+    @property
+    def abi_tags(self) -> frozenset[str]:
+        """The ABI parts of the tags (``cp311``, ``abi3``, ``none``)."""
+        return frozenset(tag.split("-")[1] for tag in self.tags)
+
+    @property
+    def platforms(self) -> frozenset[str]:
+        """The platform parts of the tags (``manylinux_2_28_x86_64``, ``any``)."""
+        return frozenset(tag.split("-")[2] for tag in self.tags)
+
+
+def parse_wheel_name(path: Path) -> WheelInfo:
+    """Parse a wheel's file name. Raises :class:`ValueError` if it is not a valid one."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        name, version, build, tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise ValueError(str(exc)) from exc
+    return WheelInfo(
+        filename=path.name,
+        name=str(name),
+        version=str(version),
+        build="".join(str(part) for part in build) or None,
+        tags=tuple(sorted(str(tag) for tag in tags)),
+    )
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a member name would escape or confuse an extraction, or ``None`` if it is safe."""
+    if "\0" in name:
+        return "contains a NUL byte"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/") or _DRIVE.match(name):
+        return "is an absolute path"
+    if ".." in name.split("/"):
+        return "contains '..'"
+    return None
+
+
+class WheelArchive:
+    """An open wheel: validated central directory, library members and metadata.
+
+    Raises :class:`WheelError` from the constructor when the file is not a readable zip
+    archive. Structural problems that still allow reading (hostile names, duplicates, zip-bomb
+    sizes) are collected in :attr:`problems`, and the members concerned are never read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+        try:
+            self._handle = path.open("rb", buffering=0)
+        except OSError as exc:
+            raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
+        try:
+            self._zip = zipfile.ZipFile(self._handle)
+            self._bytes = FileBytes(self._handle)
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+            self._handle.close()
+            raise WheelError(f"not a readable zip archive ({exc})") from exc
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        self._unsafe: set[str] = set()
+        self._check(infos)
+
+    def _check(self, infos: list[zipfile.ZipInfo]) -> None:
+        if len(infos) > MAX_MEMBERS:
+            self.problems.append(f"{len(infos)} members: more than any real wheel (zip bomb?)")
+        total = 0
+        for info in infos:
+            name = info.filename
+            reason = unsafe_name_reason(name)
+            if reason is not None:
+                self.problems.append(f"unsafe member name {name!r}: {reason}")
+                self._unsafe.add(name)
+            if name in self._infos:
+                self.problems.append(f"duplicate member name {name!r}")
+                self._unsafe.add(name)
+                continue
+            self._infos[name] = info
+            total += info.file_size
+            if info.file_size > MAX_MEMBER_SIZE:
+                self.problems.append(f"{name}: declared size {info.file_size} bytes is absurd")
+                self._unsafe.add(name)
+            elif info.file_size > RATIO_CHECK_ABOVE and info.file_size > MAX_RATIO * max(
+                1, info.compress_size
+            ):
+                self.problems.append(
+                    f"{name}: compression ratio {info.file_size // max(1, info.compress_size)}:1 "
+                    "is absurd (zip bomb?)"
+                )
+                self._unsafe.add(name)
+        if total > MAX_TOTAL_SIZE:
+            self.problems.append(f"members declare {total} bytes in all (zip bomb?)")
+            self._unsafe.update(self._infos)
+        self._check_overlaps(infos)
+
+    def _check_overlaps(self, infos: list[zipfile.ZipInfo]) -> None:
+        # Each member's local header, name and data must end before the next member begins;
+        # overlapping entries let a small archive declare gigabytes (APPNOTE 4.3.6 layout).
+        ordered = sorted(infos, key=lambda i: i.header_offset)
+        for current, following in itertools.pairwise(ordered):
+            end = current.header_offset + 30 + len(current.orig_filename) + current.compress_size
+            if end > following.header_offset:
+                self.problems.append(
+                    f"members {current.filename!r} and {following.filename!r} overlap (zip bomb?)"
+                )
+                self._unsafe.update({current.filename, following.filename})
+
+    # -- contents -------------------------------------------------------------------------
+
+    def library_members(self) -> list[WheelMember]:
+        """The library-named members that are safe to read, in name order."""
+        return [
+            WheelMember(self.path, name, info.file_size)
+            for name, info in sorted(self._infos.items())
+            if not info.is_dir() and name not in self._unsafe and is_library_name(name)
+        ]
+
+    def dist_info_dir(self) -> str | None:
+        """The archive's ``*.dist-info`` directory (PEP 427: exactly one, at the top)."""
+        found = sorted(
+            {
+                name.split("/", 1)[0]
+                for name in self._infos
+                if name.split("/", 1)[0].endswith(".dist-info") and "/" in name
+            }
+        )
+        if len(found) > 1:
+            self.problems.append(f"several .dist-info directories: {', '.join(found)}")
+        return found[0] if found else None
+
+    def metadata(self) -> DistributionMetadata:
+        """``METADATA`` and ``WHEEL`` of the wheel; never raises (problems say why not)."""
+        fallback = DistributionMetadata(self.path.name.split("-", 1)[0], "")
+        dist_info = self.dist_info_dir()
+        if dist_info is None:
+            self.problems.append("no .dist-info directory: not a valid wheel")
+            return fallback
+        try:
+            raw = self._read_small(f"{dist_info}/METADATA")
+            wheel_file = self._read_small(f"{dist_info}/WHEEL", required=False)
+            return parse_metadata(raw, wheel_file=wheel_file)
+        except (WheelError, ValueError, UnicodeDecodeError) as exc:
+            problem = f"unreadable METADATA: {exc}"
+            self.problems.append(problem)
+            return DistributionMetadata(fallback.name, "", problem=problem)
+
+    def _read_small(self, name: str, *, required: bool = True) -> bytes:
+        info = self._infos.get(name)
+        if info is None or name in self._unsafe:
+            if required:
+                raise WheelError(f"{name} is missing")
+            return b""
+        if info.file_size > MAX_METADATA_SIZE:
+            raise WheelError(f"{name} declares {info.file_size} bytes")
+        try:
+            return self._zip.read(info)  # zipfile checks size and CRC
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise WheelError(f"{name}: {exc}") from exc
+
+    def open_member(self, name: str) -> StoredMember | StreamedMember:
+        """A byte source over one member. Raises :class:`BinaryReadError` if it cannot be."""
+        info = self._infos.get(name)
+        if info is None or name in self._unsafe:
+            raise BinaryReadError(f"{name}: not a readable member of {self.path.name}")
+        start = member_data_offset(self._bytes, info.header_offset, name)
+        data = MemberData(name, start, info.compress_size, info.file_size, info.CRC)
+        if info.compress_type == ZIP_STORED:
+            return StoredMember(self._bytes, data)
+        if info.compress_type == ZIP_DEFLATED:
+            return StreamedMember(lambda: inflate(self._bytes, data), info.file_size, name)
+        # bzip2, lzma, ...: zipfile's own streaming decompressor (it checks the CRC).
+        return StreamedMember(lambda: self._zip_chunks(info), info.file_size, name)
+
+    def _zip_chunks(self, info: zipfile.ZipInfo) -> ChunkStream:
+        try:
+            with self._zip.open(info) as stream:
+                while chunk := stream.read(4 << 20):
+                    yield chunk
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise BinaryReadError(f"{info.filename}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the archive file."""
+        self._zip.close()
+        self._handle.close()
+
+    def __enter__(self) -> WheelArchive:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
