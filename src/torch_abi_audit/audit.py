@@ -27,6 +27,12 @@ from torch_abi_audit.report import (
     Problem,
     WheelReport,
 )
+from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.metadata_checks import (
+    LibraryFacts,
+    tag_findings,
+    torch_requirement_findings,
+)
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
 from torch_abi_audit.sources.packages import PackageSource, site_packages_sources, target_sources
@@ -49,6 +55,7 @@ def _package_report(
     source: PackageSource, results: dict[LibraryLocation, ExtensionReport]
 ) -> PackageReport:
     libraries = [results[location] for location in source.libraries]
+    findings = _findings(source, libraries)
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -59,7 +66,37 @@ def _package_report(
         problems=_problems(source.problems),
         wheel=_wheel(source),
         unavailable=source.unavailable,
+        findings=tuple(findings),
     )
+
+
+def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> list[Finding]:
+    """The packaging-metadata checks, for packages whose metadata is known."""
+    root = source.root
+    facts = [
+        LibraryFacts(
+            _relative_name(lib.path, root),
+            lib.kind is LibraryKind.EXTENSION,
+            lib.torch,
+            lib.cpython,
+        )
+        for lib in libraries
+        if lib.error is None and lib.skipped is None
+    ]
+    findings: list[Finding] = []
+    metadata = source.metadata
+    if metadata is not None and metadata.problem is None:
+        findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
+    tags = source.wheel.tags if source.wheel else (metadata.wheel_tags if metadata else ())
+    findings += tag_findings(tags, facts)
+    return findings
+
+
+def _relative_name(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _wheel(source: PackageSource) -> WheelReport | None:

@@ -12,7 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
-from torch_abi_audit.rules.torch_abi import TorchAnalysis
+from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
 class LibraryKind(StrEnum):
@@ -173,6 +174,7 @@ class PackageReport:
     problems: tuple[Problem, ...] = ()
     wheel: WheelReport | None = None
     unavailable: str | None = None
+    findings: tuple[Finding, ...] = ()
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:
@@ -225,11 +227,7 @@ class PackageReport:
         """
         if self.torch_verdict is not TorchVerdict.STABLE:
             return None
-        from packaging.version import Version
-
-        floors = [lib.torch.min_torch_version for lib in self.libraries]
-        known = [Version(v) for v in floors if v]
-        return str(max(known)) if known else None
+        return package_minimum_torch(lib.torch for lib in self.libraries)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,18 @@ class TorchAnalysis:
     min_torch_symbols: tuple[str, ...] = field(default=())
 
 
+def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
+    """The oldest torch release all the given libraries can load on: their newest floor.
+
+    ``None`` when none imports a shim. The one place a package floor is computed (reports and
+    the packaging-metadata checks both use it).
+    """
+    from packaging.version import Version
+
+    floors = [Version(a.min_torch_version) for a in analyses if a.min_torch_version]
+    return str(max(floors)) if floors else None
+
+
 def demangle(name: str) -> str:
     """Human-readable form of ``name`` (Itanium or MSVC); the name itself if it is not mangled."""
     try:

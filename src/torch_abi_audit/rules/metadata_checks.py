@@ -1,0 +1,243 @@
+"""Does a distribution's packaging metadata tell the truth about its binaries?
+
+Checks the ``Requires-Dist: torch`` entries against what the libraries need, and the wheel tags
+against the extension modules inside. Inputs are plain facts (per-library analyses, requirement
+strings, tag strings), so the same checks serve wheels and installed distributions.
+
+Codes (severity):
+
+* ``torch-unpinned-unstable`` (error): libraries use libtorch internals, but the torch requirement
+  is missing or admits more than one release: the next torch release breaks it.
+* ``torch-floor-missing`` / ``torch-floor-too-low`` (warning): every torch-using library keeps to
+  the stable ABI, but the requirement does not rule out the releases that lack its shims.
+* ``torch-over-pinned`` (info): stable libraries pinned to one torch release anyway.
+* ``abi3-version-specific-extension`` (error): an ``abi3`` wheel ships an extension module built
+  for one Python version.
+* ``version-specific-bundled-name`` (info): an ``abi3`` wheel ships a bundled library with a
+  version-specific file name (harmless when it is loaded through torch, not imported).
+* ``none-abi-uses-capi`` (warning): a ``py3-none`` platform wheel whose extension modules call
+  the CPython API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.findings import Evidence, Finding, Severity
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
+
+# Version-specific extension suffixes: .cpython-311-x86_64-linux-gnu.so, .cp311-win_amd64.pyd,
+# .cpython-313t-darwin.so (PEP 3149 / the interpreters' EXT_SUFFIX values).
+_VERSION_SPECIFIC = re.compile(r"\.(?:cpython-3\d+t?|cp3\d+t?|pypy\d+)[-.]", re.IGNORECASE)
+_TORCH_IMPLEMENTATIONS = frozenset({"torch"})
+
+
+class LibraryFacts(NamedTuple):
+    """What the metadata checks need to know about one library."""
+
+    name: str  # as reports show it, relative to the package root
+    is_extension: bool
+    torch: TorchAnalysis
+    cpython: CPythonAnalysis
+
+
+def is_version_specific(filename: str) -> bool:
+    """True when a file name carries a Python-version tag (``.cpython-310-…``, ``.cp311-…``)."""
+    return _VERSION_SPECIFIC.search(filename) is not None
+
+
+def _specifier(requirements: Sequence[str]) -> str:
+    from packaging.requirements import Requirement
+
+    return ",".join(str(Requirement(text).specifier) for text in requirements if text)
+
+
+def pinned_release(requirements: Sequence[str]) -> str | None:
+    """The ``X.Y`` release the requirements pin torch to, or ``None`` if they admit more.
+
+    ``==2.9.1``, ``==2.9.*``, ``~=2.9.1`` and ``>=2.9.1,<2.10`` all pin 2.9; ``>=2.9`` and
+    ``~=2.9`` do not. Decided by probing versions just inside and outside each named release.
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        spec = SpecifierSet(_specifier(requirements))
+    except (InvalidSpecifier, ValueError):
+        return None
+    releases = set()
+    for item in spec:
+        try:
+            version = Version(item.version.rstrip(".*"))
+        except InvalidVersion:
+            continue
+        releases.add((version.major, version.minor))
+    for major, minor in sorted(releases):
+        inside = [Version(f"{major}.{minor}.{patch}") for patch in (0, 1, 9, 99)]
+        outside = [
+            Version("0.0.1"),
+            Version(f"{major}.{minor + 1}.0"),
+            Version(f"{major + 1}.0.0"),
+            Version("9999.0"),
+        ]
+        if minor > 0:
+            outside.append(Version(f"{major}.{minor - 1}.99"))
+        if any(spec.contains(v, prereleases=True) for v in inside) and not any(
+            spec.contains(v, prereleases=True) for v in outside
+        ):
+            return f"{major}.{minor}"
+    return None
+
+
+def declared_floor(requirements: Sequence[str]) -> str | None:
+    """The lowest torch version the requirements admit, as far as a lower bound says."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        spec = SpecifierSet(_specifier(requirements))
+    except (InvalidSpecifier, ValueError):
+        return None
+    floors = []
+    for item in spec:
+        if item.operator in (">=", ">", "==", "~=", "==="):
+            try:
+                floors.append(Version(item.version.rstrip(".*")))
+            except InvalidVersion:
+                continue
+    return str(max(floors)) if floors else None
+
+
+def _declares(requirements: Sequence[str]) -> str:
+    if not requirements:
+        return "declares no torch requirement"
+    return f"declares {'; '.join(requirements)}"
+
+
+def torch_requirement_findings(
+    package: str, libraries: Sequence[LibraryFacts], requirements: Sequence[str]
+) -> list[Finding]:
+    """Check ``Requires-Dist: torch`` against what the libraries need from torch."""
+    if package.lower() in _TORCH_IMPLEMENTATIONS:
+        return []
+    using = [lib for lib in libraries if lib.torch.uses_torch]
+    if not using:
+        return []
+    from packaging.version import Version
+
+    unstable = [lib.name for lib in using if not lib.torch.stable]
+    pinned = pinned_release(requirements)
+    declared = list(requirements)
+    if unstable:
+        if pinned is None:
+            admits = "" if not requirements else ", which admits more than one torch release"
+            return [
+                Finding(
+                    "torch-unpinned-unstable",
+                    Severity.ERROR,
+                    f"uses libtorch internals but {_declares(requirements)}{admits}: the next "
+                    "torch release will break it (pin the release it was built for, "
+                    "torch==X.Y.*)",
+                    {"requirements": declared, "unstable_libraries": unstable},
+                )
+            ]
+        return []
+    floor = package_minimum_torch(lib.torch for lib in using)
+    if floor is None:
+        return []
+    defining = sorted(
+        {
+            s
+            for lib in using
+            if lib.torch.min_torch_version == floor
+            for s in lib.torch.min_torch_symbols
+        }
+    )
+    evidence: Evidence = {
+        "requirements": declared,
+        "needs": floor,
+        "set_by": defining[:10],
+    }
+    if pinned is not None:
+        return [
+            Finding(
+                "torch-over-pinned",
+                Severity.INFO,
+                f"keeps to the stable ABI yet pins torch {pinned}: the ABI allows torch>={floor}",
+                evidence,
+            )
+        ]
+    lower = declared_floor(requirements)
+    if not requirements or lower is None:
+        return [
+            Finding(
+                "torch-floor-missing",
+                Severity.WARNING,
+                f"needs torch>={floor} (it imports {', '.join(defining[:2])}) but "
+                f"{_declares(requirements)}: declare Requires-Dist: torch>={floor}",
+                evidence,
+            )
+        ]
+    if Version(lower) < Version(floor):
+        return [
+            Finding(
+                "torch-floor-too-low",
+                Severity.WARNING,
+                f"needs torch>={floor} (it imports {', '.join(defining[:2])}) but "
+                f"{_declares(requirements)}, which admits torch {lower}: declare torch>={floor}",
+                {**evidence, "declared_floor": lower},
+            )
+        ]
+    return []
+
+
+def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list[Finding]:
+    """Check a wheel's tags against the extension modules and libraries inside it."""
+    parsed = [tag.split("-") for tag in tags]
+    parsed = [parts for parts in parsed if len(parts) == 3]
+    if not parsed:
+        return []
+    abis = {abi for _python, abi, _platform in parsed}
+    platforms = {platform for _python, _abi, platform in parsed}
+    findings = []
+    if "abi3" in abis:
+        bad = [lib.name for lib in libraries if lib.is_extension and is_version_specific(lib.name)]
+        if bad:
+            findings.append(
+                Finding(
+                    "abi3-version-specific-extension",
+                    Severity.ERROR,
+                    "tagged abi3 but ships extension modules built for one Python version "
+                    f"({', '.join(bad[:3])}): they fail to import on other Pythons",
+                    {"tags": sorted(tags), "libraries": bad},
+                )
+            )
+        named = [
+            lib.name for lib in libraries if not lib.is_extension and is_version_specific(lib.name)
+        ]
+        if named:
+            findings.append(
+                Finding(
+                    "version-specific-bundled-name",
+                    Severity.INFO,
+                    f"tagged abi3; {', '.join(named[:3])}: Python-version file name, but no "
+                    "PyInit_ export (a library loaded through torch, not an imported module)",
+                    {"tags": sorted(tags), "libraries": named},
+                )
+            )
+    if abis == {"none"} and platforms != {"any"}:
+        capi = [lib.name for lib in libraries if lib.is_extension and lib.cpython.capi_symbol_count]
+        if capi:
+            findings.append(
+                Finding(
+                    "none-abi-uses-capi",
+                    Severity.WARNING,
+                    "tagged ABI 'none' but its extension modules call the CPython API "
+                    f"({', '.join(capi[:3])}): the tag promises no Python ABI dependency",
+                    {"tags": sorted(tags), "libraries": capi},
+                )
+            )
+    return findings
