@@ -115,7 +115,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.0"
+    assert document["schema_version"] == "1.1"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
@@ -162,7 +162,7 @@ def test_site_packages_all_and_json(
     assert code == 2
     assert "marker_pkg" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("torchish"))
-    assert row.split() == ["torchish", "UNSTABLE", "-", "n/a", "0", "1", "0.1"]
+    assert row.split() == ["torchish", "UNSTABLE", "-", "n/a", "0", "1", "0.1", "-"]
     code, document = run_json(capsys, "--site-packages", str(fake_site.site))
     assert code == 2
     names = {p["name"]: p for p in document["packages"]}  # type: ignore[attr-defined]
@@ -171,7 +171,12 @@ def test_site_packages_all_and_json(
         "name": "fake_dist",
         "version": "1.2.3",
         "requires_torch": [],
+        "tags": [],
     }
+    # fake_dist uses libtorch internals (fakepkg_extra) and declares no torch requirement.
+    (finding,) = names["fake_dist"]["findings"]
+    assert finding["code"] == "torch-unpinned-unstable" and finding["severity"] == "error"
+    assert finding["evidence"]["unstable_libraries"] == ["fakepkg_extra/libextra.so"]
     assert names["brokenpkg"]["torch_verdict"] == "error"
 
 

@@ -35,7 +35,12 @@ from torch_abi_audit.rules.metadata_checks import (
 )
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
-from torch_abi_audit.sources.packages import PackageSource, site_packages_sources, target_sources
+from torch_abi_audit.sources.packages import (
+    PackageSource,
+    download_sources,
+    site_packages_sources,
+    target_sources,
+)
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -128,13 +133,24 @@ def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> Pac
 
 
 def inspect_targets(
-    targets: Sequence[str | Path], *, jobs: int | None = None
+    targets: Sequence[str | Path],
+    *,
+    jobs: int | None = None,
+    downloads: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    cache: Path | None = None,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
     A target may give several packages (a directory holding wheels); they come in order.
+    ``downloads`` are requirement specs fetched from the index with pip (once per platform in
+    ``platforms``, for ``python_version``, into ``cache``) and audited after the targets.
     """
-    return _audit_sources([s for target in targets for s in _sources(target)], jobs)
+    sources = [s for target in targets for s in _sources(target)]
+    for spec in downloads:
+        sources += download_sources(spec, platforms, python_version, cache)
+    return _audit_sources(sources, jobs)
 
 
 def default_site_packages() -> list[Path]:

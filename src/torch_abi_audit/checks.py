@@ -8,7 +8,11 @@
   promises something the binary does not keep), or a torch-using package whose extension modules
   are not all abi3-compliant. Packages without torch and without an abi3 claim are out of scope, so
   that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
-* ``both``: either.
+* ``metadata``: a packaging-metadata finding of severity error or warning (the torch
+  requirement does not match what the libraries need, the wheel tags do not match the modules).
+* ``both``: ``torch`` and ``abi3``; ``all``: ``torch``, ``abi3`` and ``metadata``.
+
+``--check`` may be given several times; a package fails if it fails any gate given.
 """
 
 from __future__ import annotations
@@ -30,7 +34,23 @@ class CheckPolicy(StrEnum):
 
     TORCH = "torch"
     ABI3 = "abi3"
+    METADATA = "metadata"
     BOTH = "both"
+    ALL = "all"
+
+
+_GATES = {
+    CheckPolicy.TORCH: {CheckPolicy.TORCH},
+    CheckPolicy.ABI3: {CheckPolicy.ABI3},
+    CheckPolicy.METADATA: {CheckPolicy.METADATA},
+    CheckPolicy.BOTH: {CheckPolicy.TORCH, CheckPolicy.ABI3},
+    CheckPolicy.ALL: {CheckPolicy.TORCH, CheckPolicy.ABI3, CheckPolicy.METADATA},
+}
+
+
+def gates(policies: Iterable[CheckPolicy]) -> frozenset[CheckPolicy]:
+    """The elementary gates (torch, abi3, metadata) that ``policies`` switch on."""
+    return frozenset(gate for policy in policies for gate in _GATES[policy])
 
 
 @dataclass(frozen=True)
@@ -89,22 +109,32 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
     return reasons
 
 
-def violations(packages: Iterable[PackageReport], policy: CheckPolicy) -> list[Violation]:
-    """The packages that fail ``policy``, in the order given."""
+def _metadata_reasons(package: PackageReport) -> list[str]:
+    return [f"{f.code}: {f.message}" for f in package.findings if f.fails_check]
+
+
+def violations(
+    packages: Iterable[PackageReport], policies: Iterable[CheckPolicy]
+) -> list[Violation]:
+    """The packages that fail any of ``policies``, in the order given."""
+    active = gates(policies)
     found = []
     for package in packages:
         reasons: list[str] = []
-        if policy in (CheckPolicy.TORCH, CheckPolicy.BOTH):
+        if CheckPolicy.TORCH in active:
             reasons += _torch_reasons(package)
-        if policy in (CheckPolicy.ABI3, CheckPolicy.BOTH):
+        if CheckPolicy.ABI3 in active:
             reasons += _abi3_reasons(package)
+        if CheckPolicy.METADATA in active:
+            reasons += _metadata_reasons(package)
         if reasons:
             found.append(Violation(package.name, tuple(reasons)))
     return found
 
 
-def format_violations(found: list[Violation], policy: CheckPolicy) -> str:
+def format_violations(found: list[Violation], policies: Iterable[CheckPolicy]) -> str:
     """The summary printed on stderr when a gate fails."""
-    lines = [f"FAIL: --check {policy} found {len(found)} non-compliant package(s):"]
+    named = ", ".join(str(p) for p in dict.fromkeys(policies))
+    lines = [f"FAIL: --check {named} found {len(found)} non-compliant package(s):"]
     lines += [f"  {v.package}: {'; '.join(v.reasons)}" for v in found]
     return "\n".join(lines)

@@ -76,12 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         type=CheckPolicy,
         choices=list(CheckPolicy),
-        metavar="{torch,abi3,both}",
+        action="append",
+        metavar="{torch,abi3,metadata,both,all}",
         help=(
-            "CI gate: exit 1 if a package violates the policy. torch: uses libtorch internals; "
-            "abi3: abi3-tagged extension with non-stable CPython API, or torch-using package "
-            "that is not abi3-compliant; both: either"
+            "CI gate (repeatable): exit 1 if a package violates the policy. torch: uses "
+            "libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, or "
+            "torch-using package that is not abi3-compliant; metadata: a packaging finding of "
+            "severity error or warning; both: torch and abi3; all: all three"
         ),
+    )
+    index = parser.add_argument_group("fetching wheels from the index (with pip)")
+    index.add_argument(
+        "--download",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="fetch the wheel(s) for a requirement (e.g. torchcodec==0.17.0) and audit them",
+    )
+    index.add_argument(
+        "--platform",
+        metavar="TAG",
+        action="append",
+        default=[],
+        help="with --download: a platform tag (repeatable: one wheel per platform)",
+    )
+    index.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="with --download: the Python version to fetch wheels for",
+    )
+    index.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=Path,
+        help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
+        "or $TORCH_ABI_AUDIT_CACHE/wheels)",
     )
     parser.add_argument(
         "-j",
@@ -102,7 +131,7 @@ def _emit(text: str) -> None:
 
 
 def _exit_code(
-    packages: Sequence[PackageReport], has_error: bool, policy: CheckPolicy | None
+    packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
 ) -> int:
     code = EXIT_OK
     if has_error:
@@ -110,10 +139,10 @@ def _exit_code(
         subject = ", ".join(failed) if failed else "the environment"
         print(f"error: inspection failed for {subject}", file=sys.stderr)
         code = EXIT_ERROR
-    if policy is not None:
-        found = violations(packages, policy)
+    if policies:
+        found = violations(packages, policies)
         if found:
-            print(format_violations(found, policy), file=sys.stderr)
+            print(format_violations(found, policies), file=sys.stderr)
             code = code or EXIT_CHECK_FAILED
     return code
 
@@ -127,7 +156,17 @@ def _run(args: argparse.Namespace) -> int:
             _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
         return _exit_code(environment.packages, environment.has_error, args.check)
 
-    reports = inspect_targets(args.targets, jobs=args.jobs)
+    reports = inspect_targets(
+        args.targets,
+        jobs=args.jobs,
+        downloads=args.download,
+        platforms=args.platform,
+        python_version=args.python_version,
+        cache=args.cache_dir,
+    )
+    for report in reports:
+        if report.unavailable:
+            print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
     for report in reports:
         if report.error:
             print(f"error: {report.name}: {report.error}", file=sys.stderr)
@@ -143,23 +182,25 @@ def _run(args: argparse.Namespace) -> int:
     return _exit_code(reports, any(r.has_error for r in reports), args.check)
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    environment = args.env or args.site_packages
+    if not environment and not args.targets and not args.download:
+        return "give at least one TARGET, or --download SPEC, --env or --site-packages PATH"
+    if environment and (args.targets or args.download):
+        return "TARGETs and --download cannot be combined with --env or --site-packages"
+    if (args.platform or args.python_version or args.cache_dir) and not args.download:
+        return "--platform, --python-version and --cache-dir go with --download"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.env and not args.site_packages and not args.targets:
+    problem = _usage_problem(args)
+    if problem:
         parser.print_usage(sys.stderr)
-        print(
-            "torch-abi-audit: error: give at least one TARGET, or --env, or --site-packages PATH",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    if (args.env or args.site_packages) and args.targets:
-        parser.print_usage(sys.stderr)
-        print(
-            "torch-abi-audit: error: TARGETs cannot be combined with --env or --site-packages",
-            file=sys.stderr,
-        )
+        print(f"torch-abi-audit: error: {problem}", file=sys.stderr)
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")

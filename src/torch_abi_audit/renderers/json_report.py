@@ -15,7 +15,7 @@ from typing import Any
 from torch_abi_audit._version import __version__
 from torch_abi_audit.report import EnvironmentReport, ExtensionReport, PackageReport
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -78,8 +78,18 @@ def package_object(report: PackageReport) -> JSONObject:
                 "name": dist.name,
                 "version": dist.version,
                 "requires_torch": list(dist.requires_torch),
+                "tags": list(dist.tags),
             }
             if dist
+            else None
+        ),
+        "wheel": (
+            {
+                "path": str(report.wheel.path),
+                "filename": report.wheel.filename,
+                "tags": list(report.wheel.tags),
+            }
+            if report.wheel
             else None
         ),
         "torch_verdict": str(report.torch_verdict),
@@ -89,6 +99,16 @@ def package_object(report: PackageReport) -> JSONObject:
         "bundled_libs": [library_object(lib) for lib in report.bundled_libs],
         "error": report.error,
         "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
+        "findings": [
+            {
+                "code": f.code,
+                "severity": str(f.severity),
+                "message": f.message,
+                "evidence": f.evidence,
+            }
+            for f in report.findings
+        ],
+        "unavailable": report.unavailable,
     }
 
 

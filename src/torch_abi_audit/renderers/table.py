@@ -43,6 +43,20 @@ _ENV_ORDER = {
 }
 
 
+def _version(package: PackageReport) -> str:
+    return package.distribution.version if package.distribution else "-"
+
+
+def _finding_counts(package: PackageReport) -> str:
+    """``1 error, 2 info`` style counts of a package's findings, or ``-``."""
+    counts: dict[str, int] = {}
+    for finding in package.findings:
+        counts[finding.severity] = counts.get(finding.severity, 0) + 1
+    order = ("error", "warning", "info")
+    parts = [f"{counts[s]} {s}" for s in order if s in counts]
+    return ", ".join(parts) if parts else "-"
+
+
 def _count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
@@ -97,7 +111,13 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
 
 def format_package(report: PackageReport, *, verbose: bool = False) -> str:
     """The documented per-package block."""
-    lines = [f"Package: {report.name}", f"  Root: {report.root}"]
+    lines = [f"Package: {report.name}"]
+    if report.unavailable:
+        lines.append(f"  Not available: {report.unavailable}")
+        return "\n".join(lines)
+    lines.append(f"  Root: {report.root}")
+    if report.wheel is not None:
+        lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
     if report.distribution is not None:
         dist = report.distribution
         lines.append(f"  Distribution: {dist.name} {dist.version}")
@@ -111,7 +131,15 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
     if report.error:
         lines.append(f"  Error: {report.error}")
     for problem in report.problems:
-        lines.append(f"  Problem: {_display_path(problem.path, report.root)}: {problem.reason}")
+        where = _display_path(problem.path, report.root)
+        lines.append(
+            f"  Problem: {where}: {problem.reason}"
+            if where != "."
+            else f"  Problem: {problem.reason}"
+        )
+    if report.findings:
+        lines.append("  Findings:")
+        lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in report.findings]
     if report.extensions:
         lines.append("  -- extensions --")
         for lib in report.extensions:
@@ -132,7 +160,7 @@ def format_environment(
     report: EnvironmentReport, *, verbose: bool = False, show_all: bool = False
 ) -> str:
     """The environment table, unstable packages first; ``-v`` adds the blocks of the packages
-    that need attention (unstable, error, or stable with a torch floor)."""
+    that need attention (unstable, error, stable with a torch floor, or failing findings)."""
     header = [f"Site-packages: {report.site_packages}"]
     header += [f"  also scanned: {extra}" for extra in report.search_paths[1:]]
     shown = [p for p in report.packages if show_all or p.torch_verdict is not TorchVerdict.NO_TORCH]
@@ -140,21 +168,25 @@ def format_environment(
     if shown:
         name_width = max(16, min(40, max(len(p.name) for p in shown)))
         out.append("")
+        version_width = max(7, *(len(_version(p)) for p in shown))
         out.append(
             f"  {'PACKAGE':<{name_width}}  {'TORCH':<8}  {'MIN-TORCH':<9}  {'CPYTHON':<8}  "
-            "EXTS  BUNDLED  VERSION"
+            f"EXTS  BUNDLED  {'VERSION':<{version_width}}  FINDINGS"
         )
-        out.append(f"  {'-' * name_width}  {'-' * 8}  {'-' * 9}  {'-' * 8}  ----  -------  -------")
+        out.append(
+            f"  {'-' * name_width}  {'-' * 8}  {'-' * 9}  {'-' * 8}  ----  -------  "
+            f"{'-' * version_width}  --------"
+        )
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
             name = package.name
             if len(name) > name_width:
                 name = name[: name_width - 1] + "…"
-            version = package.distribution.version if package.distribution else "-"
             out.append(
                 f"  {name:<{name_width}}  {TORCH_VERDICT_LABELS[package.torch_verdict]:<8}  "
                 f"{package.min_torch_version or '-':<9}  "
                 f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
-                f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  {version}"
+                f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  "
+                f"{_version(package):<{version_width}}  {_finding_counts(package)}"
             )
     else:
         out.append("  (no packages with libtorch use found; pass --all to list everything)")
@@ -171,8 +203,10 @@ def format_environment(
     out += ["", summary]
     if verbose:
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
-            expand = package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR) or (
-                package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version
+            expand = (
+                package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR)
+                or (package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version)
+                or any(f.fails_check for f in package.findings)
             )
             if expand:
                 out += ["", format_package(package, verbose=True)]

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
+from torch_abi_audit.sources.index import default_cache, download
 from torch_abi_audit.sources.metadata import DistributionMetadata
 from torch_abi_audit.sources.wheels import (
     WheelArchive,
@@ -282,6 +283,33 @@ def _directory_sources(path: Path) -> list[PackageSource]:
     directory = directory_source([path], path.name)
     if directory.libraries or directory.problems or not wheels:
         sources.append(directory)
+    return sources
+
+
+def download_sources(
+    spec: str,
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    cache: Path | None = None,
+) -> list[PackageSource]:
+    """Fetch ``spec`` from the index (once per platform) and audit the wheels fetched.
+
+    A platform without a wheel on the index gives a source marked ``unavailable``; a pip
+    failure one with ``error``.
+    """
+    sources = []
+    for fetched in download(spec, platforms, python_version, cache):
+        if fetched.wheel is not None:
+            sources.append(wheel_source(fetched.wheel))
+        else:
+            sources.append(
+                PackageSource(
+                    name=fetched.label,
+                    root=cache or default_cache(),
+                    error=fetched.error,
+                    unavailable=fetched.unavailable,
+                )
+            )
     return sources
 
 
