@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -27,7 +28,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object]]:
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
     code, out, _ = run(capsys, *argv, "--json")
     document = json.loads(out)
     jsonschema.validate(document, SCHEMA)
@@ -119,7 +120,7 @@ def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Pat
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
-    libs = {Path(lib["path"]).name: lib for lib in document["bundled_libs"]}  # type: ignore[attr-defined]
+    libs = {Path(lib["path"]).name: lib for lib in document["bundled_libs"]}
     core = libs["libcore.so"]
     assert core["torch"]["stable"] is False
     assert core["torch"]["stable_shim_count"] == 1
@@ -135,7 +136,7 @@ def test_json_several_targets_use_the_environment_envelope(
 ) -> None:
     code, document = run_json(capsys, str(built.abi3_ext), str(built.unstable_lib))
     assert code == 0
-    assert [p["name"] for p in document["packages"]] == [  # type: ignore[attr-defined]
+    assert [p["name"] for p in document["packages"]] == [
         "goodabi3.abi3.so",
         "libunstable.so",
     ]
@@ -165,7 +166,7 @@ def test_site_packages_all_and_json(
     assert row.split() == ["torchish", "UNSTABLE", "-", "n/a", "0", "1", "0.1", "-"]
     code, document = run_json(capsys, "--site-packages", str(fake_site.site))
     assert code == 2
-    names = {p["name"]: p for p in document["packages"]}  # type: ignore[attr-defined]
+    names = {p["name"]: p for p in document["packages"]}
     assert set(names) == {"brokenpkg", "fake_dist", "marker_pkg", "orphan", "torchish"}
     assert names["fake_dist"]["distribution"] == {
         "name": "fake_dist",
@@ -338,3 +339,113 @@ def test_jobs_do_not_change_the_report(
     parallel = run(capsys, "--site-packages", str(fake_site.site), "--all", "-j", "2")
     assert serial == parallel
     assert "5 packages with compiled libraries, 10 libraries" in serial[1]
+
+
+def _wheel_with(
+    directory: Path, name: str, tag: str, files: dict[str, Path], requires: str = ""
+) -> Path:
+    import zipfile
+
+    path = directory / f"{name}-1.0-{tag}.whl"
+    dist_info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, source in files.items():
+            archive.write(source, member)
+        requirement = f"Requires-Dist: {requires}\n" if requires else ""
+        archive.writestr(
+            f"{dist_info}/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{requirement}",
+        )
+        archive.writestr(f"{dist_info}/WHEEL", f"Wheel-Version: 1.0\nTag: {tag}\n")
+        archive.writestr(f"{dist_info}/RECORD", "")
+    return path
+
+
+def test_wheel_targets_findings_and_check_metadata(
+    capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path
+) -> None:
+    tag = "cp311-abi3-manylinux_2_28_x86_64"
+    stable = _wheel_with(
+        tmp_path,
+        "stablepkg",
+        tag,
+        {"stablepkg/libops.so": built.stable_plugin, "stablepkg/_ext.abi3.so": built.abi3_ext},
+    )
+    code, out, err = run(capsys, str(stable))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Package: stablepkg"
+    assert f"  Root: {stable}" in lines
+    assert f"  Wheel tags: {tag}" in lines
+    assert "  Distribution: stablepkg 1.0" in lines
+    assert "  Findings:" in lines
+    assert any(
+        line.startswith("    [warning] torch-floor-missing: needs torch>=2.11.0") for line in lines
+    )
+    assert "    [STABLE  ] [not-abi3              ] stablepkg/libops.so" in "\n".join(lines)
+    # The finding fails --check metadata, not --check torch.
+    assert run(capsys, str(stable), "--check", "torch")[0] == 0
+    code, _, err = run(capsys, str(stable), "--check", "metadata")
+    assert code == 1 and "stablepkg: torch-floor-missing" in err
+    # Declaring the floor clears it.
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    fixed = _wheel_with(
+        fixed_dir, "stablepkg", tag, {"stablepkg/libops.so": built.stable_plugin}, "torch>=2.11"
+    )
+    code, document = run_json(capsys, str(fixed), "--check", "all")
+    assert code == 0
+    assert document["findings"] == []
+    assert document["wheel"] == {"path": str(fixed), "filename": fixed.name, "tags": [tag]}
+    assert document["distribution"]["requires_torch"] == ["torch>=2.11"]
+
+
+def test_directory_of_wheels(
+    capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path
+) -> None:
+    _wheel_with(
+        tmp_path, "one", "cp311-cp311-manylinux_2_28_x86_64", {"one/a.so": built.unstable_lib}
+    )
+    _wheel_with(tmp_path, "two", "cp311-cp311-manylinux_2_28_x86_64", {"two/b.so": built.abi3_ext})
+    code, document = run_json(capsys, str(tmp_path))
+    assert code == 0
+    packages = document["packages"]
+    assert [p["name"] for p in packages] == ["one", "two"]
+    assert packages[0]["findings"][0]["code"] == "torch-unpinned-unstable"
+
+
+def test_download_from_a_local_index(
+    capsys: pytest.CaptureFixture[str],
+    built: Fixtures,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    _wheel_with(
+        links, "dlpkg", "py3-none-manylinux_2_28_x86_64", {"dlpkg/libx.so": built.stable_plugin}
+    )
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    cache = tmp_path / "cache"
+    code, out, err = run(
+        capsys,
+        "--download",
+        "dlpkg==1.0",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--platform",
+        "win_amd64",
+        "--python-version",
+        "3.11",
+        "--cache-dir",
+        str(cache),
+    )
+    assert code == 0, err
+    assert (cache / "dlpkg-1.0-py3-none-manylinux_2_28_x86_64.whl").is_file()
+    assert "Package: dlpkg\n" in out
+    unavailable = "the index has no wheel for platform win_amd64"
+    assert f"Package: dlpkg==1.0 [win_amd64]\n  Not available: {unavailable}" in out
+    assert "note: dlpkg==1.0 [win_amd64]: the index has no wheel for platform win_amd64" in err
+    assert run(capsys, "--platform", "win_amd64", "x")[0] == 2  # --platform needs --download

@@ -1,0 +1,87 @@
+"""Fetching wheels with pip: a local find-links directory stands in for the index."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from torch_abi_audit.sources.index import CACHE_VARIABLE, default_cache, download, pip_command
+
+
+def _wheel(directory: Path, name: str, version: str, tag: str) -> Path:
+    path = directory / f"{name}-{version}-{tag}.whl"
+    dist_info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name}/__init__.py", "")
+        archive.writestr(
+            f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        )
+        archive.writestr(
+            f"{dist_info}/WHEEL",
+            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n",
+        )
+        archive.writestr(f"{dist_info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def local_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A find-links directory with two wheels; pip is told to use it and nothing else."""
+    links = tmp_path / "links"
+    links.mkdir()
+    _wheel(links, "localpkg", "1.0", "py3-none-any")
+    _wheel(links, "linuxonly", "2.0", "py3-none-manylinux_2_28_x86_64")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    return links
+
+
+def test_download_saves_into_the_cache_and_reuses_it(local_index: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (first,) = download("localpkg==1.0", cache=cache)
+    assert first.wheel == cache / "localpkg-1.0-py3-none-any.whl"
+    assert first.wheel.is_file() and first.unavailable is None and first.error is None
+    (again,) = download("localpkg==1.0", cache=cache)  # "File was already downloaded"
+    assert again.wheel == first.wheel
+
+
+def test_one_download_per_platform_and_unavailable_platforms(
+    local_index: Path, tmp_path: Path
+) -> None:
+    results = download(
+        "linuxonly==2.0",
+        platforms=["manylinux_2_28_x86_64", "win_amd64"],
+        python_version="3.11",
+        cache=tmp_path / "cache",
+    )
+    assert [r.platform for r in results] == ["manylinux_2_28_x86_64", "win_amd64"]
+    linux, windows = results
+    assert linux.wheel is not None and linux.wheel.name.startswith("linuxonly-2.0")
+    assert windows.wheel is None and windows.error is None
+    assert windows.unavailable == "the index has no wheel for platform win_amd64"
+    assert windows.label == "linuxonly==2.0 [win_amd64]"
+
+
+def test_unknown_version_is_unavailable(local_index: Path, tmp_path: Path) -> None:
+    (result,) = download("localpkg==9.9", cache=tmp_path / "cache")
+    assert result.unavailable == "the index has no wheel for this interpreter"
+
+
+def test_bad_spec_is_an_error(local_index: Path, tmp_path: Path) -> None:
+    (result,) = download("not a valid spec ===", cache=tmp_path / "cache")
+    assert result.wheel is None and result.error is not None
+    assert result.error.startswith("pip download failed")
+
+
+def test_command_line_and_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    command = pip_command("x==1", tmp_path, "win_amd64", "3.12")
+    assert command[1:4] == ["-m", "pip", "download"]
+    assert command[4:7] == ["--no-deps", "--only-binary", ":all:"]
+    assert command[-5:] == ["--platform", "win_amd64", "--python-version", "3.12", "x==1"]
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
+    assert default_cache() == tmp_path / "wheels"
+    monkeypatch.delenv(CACHE_VARIABLE)
+    assert default_cache() == Path.home() / ".cache" / "torch-abi-audit" / "wheels"
