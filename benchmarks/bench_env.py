@@ -325,8 +325,14 @@ def timed_run(command: Sequence[str], tool: str, round_no: int) -> tuple[Run, by
     return run, stdout, stderr
 
 
-def parse_report(stdout: bytes, stderr: bytes, run: Run) -> JSONObject:
-    """The tool's JSON document; a tool that printed none makes the benchmark fail."""
+def parse_report(
+    stdout: bytes, stderr: bytes, run: Run, *, require_packages: bool = True
+) -> JSONObject:
+    """The tool's JSON document; a tool that printed none makes the benchmark fail.
+
+    With ``require_packages`` (the default) the document must hold a top-level ``packages``
+    list, as environment-mode reports do; otherwise any JSON object will do.
+    """
     try:
         document = json.loads(stdout)
     except ValueError as exc:
@@ -335,8 +341,11 @@ def parse_report(stdout: bytes, stderr: bytes, run: Run) -> JSONObject:
             f"{run.tool} (round {run.round}) exited {run.exit_code} without a JSON report "
             f"({exc}); stderr tail:\n  " + "\n  ".join(tail)
         ) from exc
-    if not isinstance(document, dict) or not isinstance(document.get("packages"), list):
-        raise BenchError(f"{run.tool} printed JSON without a top-level 'packages' list")
+    if not isinstance(document, dict) or (
+        require_packages and not isinstance(document.get("packages"), list)
+    ):
+        what = "a top-level 'packages' list" if require_packages else "a top-level object"
+        raise BenchError(f"{run.tool} printed JSON without {what}")
     return document
 
 
@@ -599,15 +608,16 @@ def relative(path: str, site_packages: Path) -> str:
 
 
 def format_timing(stats: Mapping[str, ToolStats]) -> list[str]:
-    """The timing table."""
+    """The timing table (the name column widens for names longer than 12 characters)."""
+    width = max([12, *(len(name) for name in stats)])
     lines = [
-        f"  {'tool':<12} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} "
+        f"  {'tool':<{width}} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} "
         f"{'CPU s':>7} {'peak RSS (median / max)':>26}"
     ]
     for name, s in stats.items():
         rss = f"{mib(s.median_max_rss_kib)} / {mib(s.max_max_rss_kib)}"
         lines.append(
-            f"  {name:<12} {s.runs:>4} {s.median_seconds:>9.3f} {s.min_seconds:>8.3f} "
+            f"  {name:<{width}} {s.runs:>4} {s.median_seconds:>9.3f} {s.min_seconds:>8.3f} "
             f"{s.max_seconds:>8.3f} {s.median_cpu_seconds:>7.2f} {rss:>26}"
         )
     return lines

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Audit real PyTorch extension wheels and assert the verdicts we expect (run in CI).
+"""Audit real PyTorch extension wheels and assert the verdicts and findings we expect (run in CI).
 
 Each wheel named in :data:`EXPECTATIONS` is downloaded with the ordinary pip client (or taken
-from the cache), unpacked into a temporary directory and audited with the Python API
-(:func:`torch_abi_audit.inspect_package` over the unpacked wheel root, so vendored ``<name>.libs``
-directories are covered too). When an installed torch is found (without importing it), its
-package directory is audited as well. Nothing audited is ever imported.
+from the cache) and audited in place with the Python API (:func:`torch_abi_audit.inspect_package`
+on the ``.whl`` file, which covers vendored ``<name>.libs`` directories too). Besides the torch
+verdicts, the packaging-metadata findings (``Requires-Dist: torch`` against what the libraries
+need, wheel tags against the files inside) and the wheel tags read are checked. When an installed
+torch is found (without importing it), its package directory is audited as well. Nothing audited
+is ever imported or unpacked.
 
     python scripts/check_real_world.py                     # every expectation
     python scripts/check_real_world.py --only torchcodec   # a subset (repeatable; NAME[==VERSION])
-    python scripts/check_real_world.py -v                  # also print one row per library
+    python scripts/check_real_world.py -v                  # also print libraries and findings
 
 The wheel cache is ``--cache DIR``, else ``$TORCH_ABI_AUDIT_CACHE/wheels``, else
 ``~/.cache/torch-abi-audit/wheels``; a wheel already there is not downloaded again. The installed
@@ -28,14 +30,13 @@ import re
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
-import zipfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -52,6 +53,7 @@ from torch_abi_audit import (  # noqa: E402
     TorchVerdict,
     inspect_package,
 )
+from torch_abi_audit.rules.findings import Finding, Severity  # noqa: E402
 
 CACHE_ENV = "TORCH_ABI_AUDIT_CACHE"
 TORCH_DIR_ENV = "TORCH_ABI_AUDIT_TORCH_DIR"
@@ -62,7 +64,7 @@ QUOTED_SYMBOLS = 5
 class Source(StrEnum):
     """Where the audited files come from."""
 
-    WHEEL = "wheel"  # downloaded (or cached) wheel, unpacked to a temporary directory
+    WHEEL = "wheel"  # downloaded (or cached) wheel, audited in place
     INSTALLED_TORCH = "installed-torch"  # the torch package directory found on this machine
 
 
@@ -71,7 +73,8 @@ class LibraryCheck:
     """What must hold for the libraries whose relative path matches ``pattern``.
 
     ``pattern`` is an :func:`fnmatch.fnmatchcase` glob over the POSIX path relative to the
-    audited root (the unpacked wheel root, or the torch package directory). At least one
+    report's root (the member path inside the wheel, or the path under the torch package
+    directory). At least one
     library must match. Every match must carry ``label`` (``None``: only require presence),
     import at least ``min_unstable`` unstable symbols and at least ``min_shims`` stable shims.
     """
@@ -83,13 +86,30 @@ class LibraryCheck:
 
 
 @dataclass(frozen=True)
+class FindingCheck:
+    """A packaging-metadata finding the report must carry.
+
+    ``code`` is the finding's code; ``severity`` (if set) its severity. Every ``(key, value)``
+    in ``evidence`` must hold of the finding's evidence: ``evidence[key]`` equals ``value`` when
+    it is a string, and includes it when it is a list.
+    """
+
+    code: str
+    severity: Severity | None = None
+    evidence: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Expectation:
-    """The verdicts expected for one release of one distribution on one platform.
+    """The verdicts and findings expected for one release of one distribution on one platform.
 
     ``library_count`` (if set) is the exact number of libraries in the report;
     ``forbidden_labels`` are labels that no library may carry; ``min_torch`` (if set) is the
-    package's expected torch floor. ``platforms`` and ``python_version`` are passed to
-    ``pip download`` for wheels; the first platform names the expectation in the output.
+    package's expected torch floor. ``findings`` are exactly the findings the report carries
+    (compared by code, order-insensitive; empty means none). ``requires_torch`` (if set) is the
+    exact ``Requires-Dist: torch`` entries the distribution metadata declares. ``platforms`` and
+    ``python_version`` are passed to ``pip download`` for wheels (whose tags must name one of
+    those platforms); the first platform names the expectation in the output.
     """
 
     name: str
@@ -99,6 +119,8 @@ class Expectation:
     library_count: int | None = None
     forbidden_labels: tuple[TorchLabel, ...] = ()
     min_torch: str | None = None
+    findings: tuple[FindingCheck, ...] = ()
+    requires_torch: tuple[str, ...] | None = None
     source: Source = Source.WHEEL
     platforms: tuple[str, ...] = ("manylinux_2_28_x86_64",)
     python_version: str = "3.11"
@@ -118,8 +140,14 @@ class Expectation:
 STABLE = TorchLabel.STABLE
 UNSTABLE = TorchLabel.UNSTABLE
 
+#: Stable libraries whose metadata declares no torch floor: ``Requires-Dist`` admits any torch.
+FLOOR_MISSING_2_11 = FindingCheck(
+    "torch-floor-missing", Severity.WARNING, evidence=(("needs", "2.11.0"),)
+)
+
 EXPECTATIONS: list[Expectation] = [
-    # torchaudio 2.9 links against libtorch internals (at::Tensor, c10::...) and a few shims.
+    # torchaudio 2.9 links against libtorch internals (at::Tensor, c10::...) and a few shims;
+    # it pins the torch release it was built for, so there is nothing to find.
     Expectation(
         "torchaudio",
         "2.9.1",
@@ -129,6 +157,8 @@ EXPECTATIONS: list[Expectation] = [
                 "torchaudio/lib/libtorchaudio.so", UNSTABLE, min_unstable=100, min_shims=1
             ),
         ),
+        findings=(),
+        requires_torch=("torch==2.9.1",),
     ),
     # torchaudio 2.11 was ported to the stable ABI: abi3 libraries on shims only.
     Expectation(
@@ -143,12 +173,15 @@ EXPECTATIONS: list[Expectation] = [
         library_count=3,
         forbidden_labels=(UNSTABLE,),
         min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
     ),
+    # Uses libtorch internals without pinning torch: the next torch release breaks it.
     Expectation(
         "torchcodec",
         "0.8.1",
         TorchVerdict.UNSTABLE,
         libraries=(LibraryCheck("torchcodec/libtorchcodec_core*.so", UNSTABLE),),
+        findings=(FindingCheck("torch-unpinned-unstable", Severity.ERROR),),
     ),
     Expectation(
         "torchcodec",
@@ -160,8 +193,10 @@ EXPECTATIONS: list[Expectation] = [
         ),
         forbidden_labels=(UNSTABLE,),
         min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
     ),
-    # The wheel is cp310-abi3, which `--python-version 3.11` matches.
+    # The wheel is cp310-abi3, which `--python-version 3.11` matches. _C_mxfp8 keeps a
+    # cpython-310 file name but is a library loaded through torch, not an extension module.
     Expectation(
         "torchao",
         "0.18.0",
@@ -171,8 +206,17 @@ EXPECTATIONS: list[Expectation] = [
             LibraryCheck("torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so", STABLE),
         ),
         min_torch="2.11.0",
+        findings=(
+            FLOOR_MISSING_2_11,
+            FindingCheck(
+                "version-specific-bundled-name",
+                Severity.INFO,
+                evidence=(("libraries", "torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so"),),
+            ),
+        ),
     ),
-    # torch itself: libtorch_cpu uses its own internals; vendored libgomp must be seen.
+    # torch itself: libtorch_cpu uses its own internals; vendored libgomp must be seen. torch
+    # needs no torch requirement, so there is nothing to find.
     Expectation(
         "torch",
         "2.13.0",
@@ -190,11 +234,18 @@ EXPECTATIONS: list[Expectation] = [
 
 
 def relative_name(library: ExtensionReport, root: Path) -> str:
-    """``library``'s path relative to ``root`` in POSIX form (the absolute path if outside)."""
+    """``library``'s path relative to ``root`` in POSIX form (the absolute path if outside).
+
+    For a wheel, ``root`` is the wheel file and the result the member path inside it.
+    """
     try:
         return library.path.relative_to(root).as_posix()
     except ValueError:
         return library.path.as_posix()
+
+
+def _codes(codes: Iterable[str]) -> str:
+    return ", ".join(sorted(codes)) or "none"
 
 
 def _quote(symbols: Sequence[str]) -> str:
@@ -234,16 +285,76 @@ def _check_library(
             yield f"{name}: {shims} stable shim imports, expected at least {check.min_shims}"
 
 
-def check_report(expectation: Expectation, report: PackageReport, root: Path) -> list[str]:
-    """Every way ``report`` (of files under ``root``) falls short of ``expectation``.
+def _evidence_holds(actual: str | list[str] | None, wanted: str) -> bool:
+    return wanted in actual if isinstance(actual, list) else actual == wanted
 
-    An empty list means the expectation holds.
+
+def _check_findings(expectation: Expectation, findings: Sequence[Finding]) -> Iterator[str]:
+    """The findings must have exactly the expected codes, and each its severity and evidence."""
+    expected = Counter(check.code for check in expectation.findings)
+    got = Counter(finding.code for finding in findings)
+    if got != expected:
+        unexpected = [f"{f.code}: {f.message}" for f in findings if f.code not in expected]
+        detail = f" (unexpected: {'; '.join(unexpected)})" if unexpected else ""
+        yield (
+            f"findings: expected {_codes(expected.elements())}, "
+            f"got {_codes(got.elements())}{detail}"
+        )
+    for check in expectation.findings:
+        for finding in (f for f in findings if f.code == check.code):
+            if check.severity is not None and finding.severity is not check.severity:
+                yield (
+                    f"finding {check.code}: severity {finding.severity}, expected {check.severity}"
+                )
+            for key, wanted in check.evidence:
+                actual = finding.evidence.get(key)
+                if not _evidence_holds(actual, wanted):
+                    how = "to include" if isinstance(actual, list) else "to be"
+                    yield (
+                        f"finding {check.code}: evidence {key} is {actual!r}, "
+                        f"expected {how} {wanted!r}"
+                    )
+
+
+def _check_wheel(expectation: Expectation, report: PackageReport) -> Iterator[str]:
+    """A wheel report must name its wheel, tags for the target platform and its metadata."""
+    if report.wheel is None:
+        yield "not read as a wheel: the report names no wheel"
+    elif not report.wheel.tags:
+        yield f"{report.wheel.filename}: no wheel tags read"
+    else:
+        platforms = {tag for p in expectation.platforms for tag in expand_platform(p)}
+        found = {tag.rpartition("-")[2] for tag in report.wheel.tags}
+        if not found & platforms:
+            yield (
+                f"{report.wheel.filename}: wheel tags {', '.join(report.wheel.tags)} name no "
+                f"{' or '.join(expectation.platforms)} platform"
+            )
+    dist = report.distribution
+    if dist is None:
+        yield "no distribution metadata read"
+    elif canonicalize_name(dist.name) != canonicalize_name(expectation.name) or Version(
+        dist.version
+    ) != Version(expectation.version):
+        yield (
+            f"metadata names {dist.name} {dist.version}, "
+            f"expected {expectation.name} {expectation.version}"
+        )
+
+
+def check_report(expectation: Expectation, report: PackageReport) -> list[str]:
+    """Every way ``report`` falls short of ``expectation``.
+
+    Library paths are matched relative to ``report.root`` (for a wheel, the member paths inside
+    it). An empty list means the expectation holds.
     """
     failures: list[str] = []
     if report.error:
         failures.append(f"package error: {report.error}")
     failures += [f"cannot scan {p.path}: {p.reason}" for p in report.problems]
-    named = [(relative_name(lib, root), lib) for lib in report.libraries]
+    if expectation.source is Source.WHEEL:
+        failures += _check_wheel(expectation, report)
+    named = [(relative_name(lib, report.root), lib) for lib in report.libraries]
     if report.torch_verdict is not expectation.verdict:
         culprits = [
             _describe(name, lib)
@@ -269,6 +380,13 @@ def check_report(expectation: Expectation, report: PackageReport, root: Path) ->
     for name, lib in named:
         if lib.torch_label in expectation.forbidden_labels:
             failures.append("no library may be " + _describe(name, lib))
+    if expectation.requires_torch is not None:
+        declared = report.distribution.requires_torch if report.distribution else None
+        if declared != expectation.requires_torch:
+            failures.append(
+                f"requires torch: expected {expectation.requires_torch}, got {declared}"
+            )
+    failures += _check_findings(expectation, report.findings)
     return failures
 
 
@@ -276,7 +394,7 @@ def check_report(expectation: Expectation, report: PackageReport, root: Path) ->
 
 
 class WheelError(Exception):
-    """A wheel could not be obtained or unpacked."""
+    """A wheel could not be obtained."""
 
 
 _MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)")
@@ -350,25 +468,6 @@ def download_wheel(cache: Path, expectation: Expectation) -> Path:
     return downloaded
 
 
-def _unsafe(member: str) -> bool:
-    if member.startswith(("/", "\\")) or PureWindowsPath(member).drive:
-        return True
-    return ".." in PurePosixPath(member.replace("\\", "/")).parts
-
-
-def unpack_wheel(wheel: Path, destination: Path) -> None:
-    """Extract ``wheel`` into ``destination``, refusing absolute or ``..`` member paths."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            members = archive.namelist()
-            unsafe = [m for m in members if _unsafe(m)]
-            if unsafe:
-                raise WheelError(f"{wheel.name}: unsafe member paths: {', '.join(unsafe[:3])}")
-            archive.extractall(destination, members)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise WheelError(f"{wheel.name}: cannot unpack: {exc}") from exc
-
-
 # -- installed torch ---------------------------------------------------------------------------
 
 
@@ -425,38 +524,50 @@ class Outcome:
         return "SKIP" if self.skipped else "OK"
 
 
-def library_rows(report: PackageReport, root: Path) -> list[str]:
+def library_rows(report: PackageReport) -> list[str]:
     """One line per library for ``-v``: label, shims, unstable symbols, torch floor, path."""
     rows = []
-    for lib in sorted(report.libraries, key=lambda lib: relative_name(lib, root)):
+    for lib in sorted(report.libraries, key=lambda lib: relative_name(lib, report.root)):
         floor = lib.torch.min_torch_version or "-"
         rows.append(
             f"{lib.torch_label:<9} shims={lib.torch.stable_shim_count:<4} "
             f"unstable={len(lib.torch.unstable_symbols):<5} min={floor:<7} "
-            f"{relative_name(lib, root)}"
+            f"{relative_name(lib, report.root)}"
         )
     return rows
 
 
-def _judge(outcome: Outcome, report: PackageReport, root: Path) -> None:
+def metadata_rows(report: PackageReport) -> list[str]:
+    """For ``-v``: the wheel tags, the distribution's torch requirements, one line per finding."""
+    rows = []
+    if report.wheel is not None:
+        rows.append(f"tags: {', '.join(report.wheel.tags) or 'none'}")
+    if report.distribution is not None:
+        dist = report.distribution
+        requires = "; ".join(dist.requires_torch) or "none"
+        rows.append(f"metadata: {dist.name} {dist.version}, requires torch: {requires}")
+    rows += [f"finding {f.severity:<7} {f.code}: {f.message}" for f in report.findings]
+    if not report.findings:
+        rows.append("findings: none")
+    return rows
+
+
+def _judge(outcome: Outcome, report: PackageReport) -> None:
     outcome.got = report.torch_verdict + (
         f" >={report.min_torch_version}" if report.min_torch_version else ""
     )
-    outcome.failures += check_report(outcome.expectation, report, root)
-    outcome.rows += library_rows(report, root)
+    outcome.failures += check_report(outcome.expectation, report)
+    outcome.rows += metadata_rows(report) + library_rows(report)
 
 
 def run_wheel(expectation: Expectation, cache: Path) -> Outcome:
-    """Obtain, unpack and audit one wheel, and check it against ``expectation``."""
+    """Obtain one wheel, audit it in place and check it against ``expectation``."""
     outcome = Outcome(expectation)
     start = time.perf_counter()
     try:
         wheel = download_wheel(cache, expectation)
         outcome.rows.append(f"wheel: {wheel}")
-        with tempfile.TemporaryDirectory(prefix="torch-abi-real-") as workdir:
-            root = Path(workdir)
-            unpack_wheel(wheel, root)
-            _judge(outcome, inspect_package(root), root)
+        _judge(outcome, inspect_package(wheel))
     except WheelError as exc:
         outcome.got = "-"
         outcome.failures.append(str(exc))
@@ -488,7 +599,7 @@ def run_installed_torch(expectation: Expectation) -> Outcome:
         )
         return outcome
     outcome.rows.append(f"torch {found}: {torch_dir}")
-    _judge(outcome, inspect_package(torch_dir), torch_dir)
+    _judge(outcome, inspect_package(torch_dir))
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -555,7 +666,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help="run only this distribution (NAME or NAME==VERSION; repeatable)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="print per-library rows")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print tags, findings and per-library rows"
+    )
     args = parser.parse_args(argv)
     known = {canonicalize_name(e.name) for e in EXPECTATIONS}
     for wanted in args.only:

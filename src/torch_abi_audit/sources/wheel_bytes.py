@@ -21,10 +21,14 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import ByteSource, FileBytes, check_range
+
+if TYPE_CHECKING:
+    import bz2
+    import lzma
 
 #: Bytes kept at each end of a streamed member.
 WINDOW = 32 << 20
@@ -35,6 +39,8 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 ZIP_STORED = 0
 ZIP_DEFLATED = 8
+ZIP_BZIP2 = 12
+ZIP_LZMA = 14
 
 ChunkStream = Iterator[bytes]
 
@@ -108,6 +114,73 @@ def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
         if produced > size:
             raise BinaryReadError(f"{name}: decompresses past its declared size (zip bomb?)")
         yield tail
+    _verify(produced, crc, size, expected_crc, name)
+
+
+# bzip2 and LZMA members are decompressed here too rather than through zipfile, whose reader
+# decompresses each compressed read in one go (79 bytes of bzip2 can become 64 MiB in memory,
+# silently cut to the declared size) and lets lzma.LZMAError escape: bounded output per step,
+# size and CRC-32 checked, as for deflate.
+def _lzma_decompressor(archive: ByteSource, member: MemberData) -> lzma.LZMADecompressor:
+    """The raw LZMA1 decoder for a member's stream (APPNOTE 5.8.8: after a 4-byte header of LZMA
+    SDK version and properties size come 5 bytes of properties, ``lc``/``lp``/``pb`` packed in
+    one byte and the dictionary size)."""
+    import lzma
+
+    name = member.name
+    if member.compressed_size < 9:
+        raise BinaryReadError(f"{name}: corrupt LZMA data (no LZMA header)")
+    header = archive.read(member.start, 9, f"LZMA header of {name}")
+    packed, dict_size = header[4], int.from_bytes(header[5:9], "little")
+    if int.from_bytes(header[2:4], "little") != 5 or packed >= 9 * 5 * 5:
+        raise BinaryReadError(f"{name}: corrupt LZMA data (bad LZMA properties)")
+    pb, rest = divmod(packed, 45)
+    lp, lc = divmod(rest, 9)
+    lzma1 = {"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": dict_size}
+    try:
+        return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[lzma1])
+    except (lzma.LZMAError, ValueError) as exc:
+        raise BinaryReadError(f"{name}: corrupt LZMA data ({exc})") from exc
+
+
+def decompress(archive: ByteSource, member: MemberData, method: int) -> ChunkStream:
+    """Decompress a bzip2 or LZMA member chunk by chunk, checking its size and CRC at the end.
+
+    Like :func:`inflate`, never produces more than the declared ``size``.
+    """
+    name, start, compressed_size, size, expected_crc = member
+    decompressor: bz2.BZ2Decompressor | lzma.LZMADecompressor
+    errors: tuple[type[Exception], ...]
+    if method == ZIP_BZIP2:
+        import bz2
+
+        kind, decompressor, errors, consumed = "bzip2", bz2.BZ2Decompressor(), (OSError,), 0
+    else:
+        import lzma
+
+        kind, errors, consumed = "LZMA", (lzma.LZMAError,), 9
+        decompressor = _lzma_decompressor(archive, member)
+    produced = crc = 0
+    while not decompressor.eof:
+        data = b""
+        if decompressor.needs_input:
+            if consumed >= compressed_size:
+                break  # a stream without an end marker, or a truncated one: sizes tell
+            length = min(CHUNK, compressed_size - consumed)
+            data = archive.read(start + consumed, length, f"compressed data of {name}")
+            consumed += length
+        try:
+            out = decompressor.decompress(data, CHUNK)
+        except errors as exc:
+            raise BinaryReadError(f"{name}: corrupt {kind} data ({exc})") from exc
+        if out:
+            produced += len(out)
+            if produced > size:
+                raise BinaryReadError(
+                    f"{name}: decompresses past its declared size of {size} bytes (zip bomb?)"
+                )
+            crc = zlib.crc32(out, crc)
+            yield out
     _verify(produced, crc, size, expected_crc, name)
 
 

@@ -25,12 +25,15 @@ from torch_abi_audit.readers.source import FileBytes
 from torch_abi_audit.sources.discovery import is_library_name
 from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
 from torch_abi_audit.sources.wheel_bytes import (
+    ZIP_BZIP2,
     ZIP_DEFLATED,
+    ZIP_LZMA,
     ZIP_STORED,
     ChunkStream,
     MemberData,
     StoredMember,
     StreamedMember,
+    decompress,
     inflate,
     member_data_offset,
 )
@@ -44,6 +47,7 @@ MAX_RATIO = 200
 RATIO_CHECK_ABOVE = 64 << 20
 MAX_METADATA_SIZE = 16 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_ENCRYPTED = 0x1  # general purpose flag bit 0 (APPNOTE 4.4.4)
 
 
 class WheelError(Exception):
@@ -133,7 +137,16 @@ class WheelArchive:
             self._zip = zipfile.ZipFile(self._handle)
             self._bytes = FileBytes(self._handle)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        # zipfile raises NotImplementedError for an entry that needs a newer "version needed to
+        # extract" than it supports.
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            OSError,
+            EOFError,
+            ValueError,
+            NotImplementedError,
+        ) as exc:
             self._handle.close()
             raise WheelError(f"not a readable zip archive ({exc})") from exc
         self._infos: dict[str, zipfile.ZipInfo] = {}
@@ -165,6 +178,15 @@ class WheelArchive:
                 self.problems.append(
                     f"{name}: compression ratio {info.file_size // max(1, info.compress_size)}:1 "
                     "is absurd (zip bomb?)"
+                )
+                self._unsafe.add(name)
+            elif info.compress_type == ZIP_STORED and info.compress_size != info.file_size:
+                # A stored member is read for file_size bytes from its data: a smaller
+                # compress_size would let it read into the members after it unnoticed by the
+                # overlap check, which measures compressed sizes.
+                self.problems.append(
+                    f"{name}: stored member declares {info.file_size} bytes but holds "
+                    f"{info.compress_size} (corrupt or overlapping)"
                 )
                 self._unsafe.add(name)
         if total > MAX_TOTAL_SIZE:
@@ -231,6 +253,9 @@ class WheelArchive:
             return b""
         if info.file_size > MAX_METADATA_SIZE:
             raise WheelError(f"{name} declares {info.file_size} bytes")
+        if info.flag_bits & _ENCRYPTED:
+            # zipfile raises RuntimeError for an encrypted member.
+            raise WheelError(f"{name} is encrypted")
         try:
             return self._zip.read(info)  # zipfile checks size and CRC
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -241,13 +266,21 @@ class WheelArchive:
         info = self._infos.get(name)
         if info is None or name in self._unsafe:
             raise BinaryReadError(f"{name}: not a readable member of {self.path.name}")
+        if info.flag_bits & _ENCRYPTED:
+            # Encrypted data would otherwise be read as if it were plain (stored, deflate).
+            raise BinaryReadError(f"{name}: the member is encrypted, it cannot be read")
         start = member_data_offset(self._bytes, info.header_offset, name)
         data = MemberData(name, start, info.compress_size, info.file_size, info.CRC)
         if info.compress_type == ZIP_STORED:
             return StoredMember(self._bytes, data)
         if info.compress_type == ZIP_DEFLATED:
             return StreamedMember(lambda: inflate(self._bytes, data), info.file_size, name)
-        # bzip2, lzma, ...: zipfile's own streaming decompressor (it checks the CRC).
+        if info.compress_type in (ZIP_BZIP2, ZIP_LZMA):  # bug fix: see wheel_bytes.decompress
+            method = info.compress_type
+            return StreamedMember(
+                lambda: decompress(self._bytes, data, method), info.file_size, name
+            )
+        # Other methods: zipfile's own reader, which refuses them (NotImplementedError).
         return StreamedMember(lambda: self._zip_chunks(info), info.file_size, name)
 
     def _zip_chunks(self, info: zipfile.ZipInfo) -> ChunkStream:
