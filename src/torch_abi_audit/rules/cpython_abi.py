@@ -63,13 +63,13 @@ def entry_points(library: Library) -> tuple[str, ...]:
 
 def analyse_cpython(imports: Iterable[str], filename: str) -> CPythonAnalysis:
     """Judge the CPython API among a library's imported names against the stable ABI."""
-    stable = stable_abi_symbols()
     capi = {
         name
         for name in filter(_CAPI_NAME.match, imports)
         if not name.startswith(ENTRY_POINT_PREFIXES)
     }
-    violations = tuple(sorted(name for name in capi if name not in stable))
+    # The stable-ABI table is loaded only when there is something to look up in it.
+    violations = tuple(sorted(capi - stable_abi_symbols())) if capi else ()
     return CPythonAnalysis(
         intent=has_abi3_tag(filename),
         compliant=bool(capi) and not violations,

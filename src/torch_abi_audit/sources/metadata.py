@@ -7,7 +7,11 @@ that follows the first empty line is never needed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# A requirement whose name could normalise to "torch" (PEP 503: case, and runs of -_.).
+_MAYBE_TORCH = re.compile(r"\s*torch(?![\w.-]*[a-z0-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,14 @@ class DistributionMetadata:
     @property
     def torch_requirements(self) -> tuple[str, ...]:
         """The ``Requires-Dist`` entries that name ``torch`` and apply without extras."""
+        candidates = [text for text in self.requires_dist if _MAYBE_TORCH.match(text)]
+        if not candidates:
+            return ()  # most distributions: no need to load the requirement parser
         from packaging.requirements import InvalidRequirement, Requirement
         from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
 
         found = []
-        for text in self.requires_dist:
+        for text in candidates:
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:

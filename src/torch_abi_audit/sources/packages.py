@@ -22,7 +22,6 @@ from pathlib import Path
 from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
-from torch_abi_audit.sources.index import default_cache, download
 from torch_abi_audit.sources.metadata import DistributionMetadata
 from torch_abi_audit.sources.wheels import (
     WheelArchive,
@@ -297,6 +296,8 @@ def download_sources(
     A platform without a wheel on the index gives a source marked ``unavailable``; a pip
     failure one with ``error``.
     """
+    from torch_abi_audit.sources.index import default_cache, download  # pip: only when asked
+
     sources = []
     for fetched in download(spec, platforms, python_version, cache):
         if fetched.wheel is not None:

@@ -237,7 +237,9 @@ class StreamedMember:
         self._stream: ChunkStream | None = chunks()
         self._position = 0  # decompressed bytes consumed from the stream
         self._head = bytearray()  # member[0 : len(_head)], at most WINDOW bytes
-        self._tail_start = max(0, size - WINDOW)
+        # The tail window starts where the head window ends at the earliest, so that no byte of
+        # a member smaller than two windows is kept twice.
+        self._tail_start = max(WINDOW, size - WINDOW)
         self._tail = bytearray()  # member[_tail_start : _tail_start + len(_tail)]
         self._captured: list[tuple[int, bytes]] = []  # ranges read beyond the windows
         self._spill: BinaryIO | None = None
