@@ -27,7 +27,7 @@ from torch_abi_audit.report import ExtensionReport, LibraryKind
 from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points, stable_abi_symbols
 from torch_abi_audit.rules.torch_abi import TorchRules
 from torch_abi_audit.rules.torch_table import load_table
-from torch_abi_audit.sources.wheels import WheelArchive, WheelError, WheelMember
+from torch_abi_audit.sources.wheels import WheelError, WheelMember, close_wheels, open_wheel
 
 if TYPE_CHECKING:  # the pool machinery costs ~30 ms to import: only load it when it is used
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -56,27 +56,12 @@ def _looks_like_extension(path: Path) -> bool:
 #: What the engine reads: a file on disk, or a library inside a wheel.
 LibraryLocation = Path | WheelMember
 
-# Wheels opened by this process, kept open while its tasks read their members. A forked worker
-# starts with none: it must not share its parent's open files (zipfile seeks them).
-_open_wheels: dict[Path, WheelArchive] = {}
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_open_wheels.clear)
-
-
-def close_wheels() -> None:
-    """Close the wheels this process opened for reading members."""
-    while _open_wheels:
-        _open_wheels.popitem()[1].close()
-
 
 def _read_member(member: WheelMember) -> Library:
-    archive = _open_wheels.get(member.wheel)
-    if archive is None:
-        try:
-            archive = WheelArchive(member.wheel)
-        except WheelError as exc:
-            raise BinaryReadError(f"{member.wheel.name}: {exc}") from exc
-        _open_wheels[member.wheel] = archive
+    try:
+        archive = open_wheel(member.wheel)
+    except WheelError as exc:
+        raise BinaryReadError(f"{member.wheel.name}: {exc}") from exc
     source = archive.open_member(member.name)
     try:
         library = parse_library(source, member.display_path)

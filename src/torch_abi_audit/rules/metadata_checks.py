@@ -61,6 +61,8 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
     ``==2.9.1``, ``==2.9.*``, ``~=2.9.1`` and ``>=2.9.1,<2.10`` all pin 2.9; ``>=2.9`` and
     ``~=2.9`` do not. Decided by probing versions just inside and outside each named release.
     """
+    if not requirements:
+        return None
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -94,6 +96,8 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
 
 def declared_floor(requirements: Sequence[str]) -> str | None:
     """The lowest torch version the requirements admit, as far as a lower bound says."""
+    if not requirements:
+        return None
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 

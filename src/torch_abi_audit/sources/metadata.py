@@ -53,32 +53,68 @@ class DistributionMetadata:
         return tuple(found)
 
 
+def _header_fields(raw: bytes) -> dict[str, list[str]] | None:
+    """The header fields of a ``METADATA`` file, or ``None`` if they need the full parser.
+
+    Core metadata is RFC 822-style headers (one ``Key: value`` per line, continuation lines
+    indented) followed by an optional body. This reader handles that common case; anything
+    unusual (non-UTF-8 bytes, RFC 2047 encoded words) is left to ``packaging.metadata``, whose
+    email machinery costs ~30 ms to import — a third of a small wheel's audit.
+    """
+    end = raw.find(b"\n\n")
+    crlf_end = raw.find(b"\r\n\r\n")
+    if crlf_end >= 0 and (end < 0 or crlf_end < end):
+        end = crlf_end
+    headers = raw if end < 0 else raw[:end]
+    try:
+        text = headers.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "=?" in text:
+        return None
+    fields: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t"):
+            if last is None:
+                return None
+            last[-1] += " " + line.strip()
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            return None
+        last = fields.setdefault(key.strip().lower(), [])
+        last.append(value.strip())
+    return fields
+
+
 def parse_metadata(raw: bytes, *, wheel_file: bytes | None = None) -> DistributionMetadata:
     """Parse ``METADATA`` (and, if given, ``WHEEL``) bytes.
 
-    Raises :class:`ValueError` when ``METADATA`` lacks a name or a version, and
-    :class:`UnicodeDecodeError` for undecodable bytes.
+    Name, version and ``Requires-Dist`` come from the header block; values are later parsed by
+    ``packaging`` (requirements, versions). Raises :class:`ValueError` when ``METADATA`` lacks a
+    name or a version, and :class:`UnicodeDecodeError` for undecodable bytes.
     """
-    from packaging.metadata import parse_email  # pulls in the email package: load on use
+    fields = _header_fields(raw)
+    if fields is not None and fields.get("name") and fields.get("version"):
+        name, version = fields["name"][0], fields["version"][0]
+        requires = tuple(fields.get("requires-dist", ()))
+    else:
+        from packaging.metadata import parse_email  # the email package: only when needed
 
-    header_end = raw.find(b"\n\n")
-    headers = raw if header_end < 0 else raw[: header_end + 1]
-    fields, _unparsed = parse_email(headers)
-    name = fields.get("name")
-    version = fields.get("version")
-    if not name or not version:
-        raise ValueError("METADATA has no Name or Version")
+        header_end = raw.find(b"\n\n")
+        parsed, _unparsed = parse_email(raw if header_end < 0 else raw[: header_end + 1])
+        parsed_name = parsed.get("name")
+        parsed_version = parsed.get("version")
+        if not parsed_name or not parsed_version:
+            raise ValueError("METADATA has no Name or Version")
+        name, version = str(parsed_name), str(parsed_version)
+        requires = tuple(parsed.get("requires_dist") or ())
     tags: tuple[str, ...] = ()
     purelib: bool | None = None
     if wheel_file is not None:
         tags, purelib = parse_wheel_file(wheel_file)
-    return DistributionMetadata(
-        str(name),
-        str(version),
-        tuple(fields.get("requires_dist") or ()),
-        wheel_tags=tags,
-        root_is_purelib=purelib,
-    )
+    return DistributionMetadata(name, version, requires, wheel_tags=tags, root_is_purelib=purelib)
 
 
 def parse_wheel_file(raw: bytes) -> tuple[tuple[str, ...], bool | None]:

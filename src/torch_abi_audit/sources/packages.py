@@ -24,10 +24,10 @@ from torch_abi_audit.sources.distributions import InstalledDistribution, find_di
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
 from torch_abi_audit.sources.metadata import DistributionMetadata
 from torch_abi_audit.sources.wheels import (
-    WheelArchive,
     WheelError,
     WheelInfo,
     WheelMember,
+    open_wheel,
     parse_wheel_name,
 )
 
@@ -258,13 +258,12 @@ def wheel_source(path: Path) -> PackageSource:
         problems.append(ScanProblem(path, f"not a valid wheel file name: {exc}"))
     fallback_name = info.name if info else path.name
     try:
-        archive = WheelArchive(path)
+        archive = open_wheel(path)  # kept open: the audit reads the members next
     except WheelError as exc:
         return PackageSource(fallback_name, path, wheel=info, error=str(exc))
-    with archive:
-        metadata = archive.metadata()
-        libraries = archive.library_members()
-        problems += [ScanProblem(path, problem) for problem in archive.problems]
+    metadata = archive.metadata()
+    libraries = archive.library_members()
+    problems += [ScanProblem(path, problem) for problem in archive.problems]
     return PackageSource(
         name=metadata.name if metadata.version else fallback_name,
         root=path,

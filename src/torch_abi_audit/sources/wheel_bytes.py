@@ -236,7 +236,9 @@ class StreamedMember:
         self.name = name
         self._stream: ChunkStream | None = chunks()
         self._position = 0  # decompressed bytes consumed from the stream
-        self._head = bytearray()  # member[0 : len(_head)], at most WINDOW bytes
+        # member[0 : _head_filled], in a buffer allocated once (at most WINDOW bytes)
+        self._head = bytearray(min(size, WINDOW))
+        self._head_filled = 0
         # The tail window starts where the head window ends at the earliest, so that no byte of
         # a member smaller than two windows is kept twice.
         self._tail_start = max(WINDOW, size - WINDOW)
@@ -255,7 +257,7 @@ class StreamedMember:
             return self._spilled.read(offset, length, what)
         end = offset + length
         if end <= WINDOW:  # the head window: fill it up to here if the stream is not there yet
-            if end > len(self._head):
+            if end > self._head_filled:
                 self._advance(end, end)
             return bytes(self._head[offset:end])
         if offset >= self._tail_start:  # the tail window, likewise
@@ -297,8 +299,10 @@ class StreamedMember:
     def _keep(self, chunk: bytes) -> None:
         start = self._position
         end = start + len(chunk)
-        if start < WINDOW and start == len(self._head):
-            self._head += chunk[: WINDOW - start]
+        if start < len(self._head) and start == self._head_filled:
+            taken = min(len(chunk), len(self._head) - start)
+            self._head[start : start + taken] = memoryview(chunk)[:taken]
+            self._head_filled += taken
         if end > self._tail_start:
             self._tail += chunk[max(0, self._tail_start - start) :]
 
@@ -319,6 +323,7 @@ class StreamedMember:
     def _drop_stream(self) -> None:
         self._stream = None
         self._head = bytearray()
+        self._head_filled = 0
         self._tail = bytearray()
         self._captured.clear()
 

@@ -14,6 +14,7 @@ safe to read are still audited.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -301,3 +302,34 @@ class WheelArchive:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+# Archives opened by this process, reused between listing a wheel and reading its members (the
+# central directory of a torch wheel holds 13k entries). A forked worker starts with none: it
+# must not share its parent's open files, which zipfile seeks.
+_open_archives: dict[Path, WheelArchive] = {}
+_MAX_OPEN = 32
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_open_archives.clear)
+
+
+def open_wheel(path: Path) -> WheelArchive:
+    """The open :class:`WheelArchive` for ``path``, shared within this process.
+
+    Raises :class:`WheelError` as the constructor does. Close them all with
+    :func:`close_wheels`.
+    """
+    archive = _open_archives.get(path)
+    if archive is None:
+        if len(_open_archives) >= _MAX_OPEN:
+            oldest = next(iter(_open_archives))
+            _open_archives.pop(oldest).close()
+        archive = WheelArchive(path)
+        _open_archives[path] = archive
+    return archive
+
+
+def close_wheels() -> None:
+    """Close every archive :func:`open_wheel` opened in this process."""
+    while _open_archives:
+        _open_archives.popitem()[1].close()
