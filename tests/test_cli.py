@@ -449,3 +449,27 @@ def test_download_from_a_local_index(
     assert f"Package: dlpkg==1.0 [win_amd64]\n  Not available: {unavailable}" in out
     assert "note: dlpkg==1.0 [win_amd64]: the index has no wheel for platform win_amd64" in err
     assert run(capsys, "--platform", "win_amd64", "x")[0] == 2  # --platform needs --download
+
+
+@pytest.mark.network
+def test_download_from_the_index(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two builds of one release from the real index: one audited, one not published."""
+    code, document = run_json(
+        capsys,
+        "--download",
+        "torchcodec==0.17.0",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--platform",
+        "win_arm64",
+        "--python-version",
+        "3.11",
+    )
+    assert code == 0
+    linux, windows = document["packages"]
+    assert linux["name"] == "torchcodec" and linux["torch_verdict"] == "torch-stable"
+    assert any("manylinux" in tag for tag in linux["wheel"]["tags"])
+    assert [f["code"] for f in linux["findings"]] == ["torch-floor-missing"]
+    assert windows["name"] == "torchcodec==0.17.0 [win_arm64]"
+    assert windows["unavailable"] == "the index has no wheel for platform win_arm64"
+    assert windows["error"] is None
