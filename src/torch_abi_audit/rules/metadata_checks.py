@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Evidence, Finding, Severity
@@ -33,6 +33,10 @@ from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 # .cpython-313t-darwin.so (PEP 3149 / the interpreters' EXT_SUFFIX values).
 _VERSION_SPECIFIC = re.compile(r"\.(?:cpython-3\d+t?|cp3\d+t?|pypy\d+)[-.]", re.IGNORECASE)
 _TORCH_IMPLEMENTATIONS = frozenset({"torch"})
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
 
 
 class LibraryFacts(NamedTuple):
@@ -49,10 +53,27 @@ def is_version_specific(filename: str) -> bool:
     return _VERSION_SPECIFIC.search(filename) is not None
 
 
-def _specifier(requirements: Sequence[str]) -> str:
-    from packaging.requirements import Requirement
+def _specifier_set(requirements: Sequence[str]) -> SpecifierSet | None:
+    """All the requirements' specifiers as one set, or ``None`` if none can be parsed."""
+    if not requirements:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    return ",".join(str(Requirement(text).specifier) for text in requirements if text)
+    try:
+        joined = ",".join(str(Requirement(text).specifier) for text in requirements if text)
+        return SpecifierSet(joined)
+    except (InvalidRequirement, InvalidSpecifier):
+        return None
+
+
+def _version_or_none(text: str) -> Version | None:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text.rstrip(".*"))
+    except InvalidVersion:
+        return None
 
 
 def pinned_release(requirements: Sequence[str]) -> str | None:
@@ -61,22 +82,16 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
     ``==2.9.1``, ``==2.9.*``, ``~=2.9.1`` and ``>=2.9.1,<2.10`` all pin 2.9; ``>=2.9`` and
     ``~=2.9`` do not. Decided by probing versions just inside and outside each named release.
     """
-    if not requirements:
+    spec = _specifier_set(requirements)
+    if spec is None:
         return None
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import Version
 
-    try:
-        spec = SpecifierSet(_specifier(requirements))
-    except (InvalidSpecifier, ValueError):
-        return None
-    releases = set()
-    for item in spec:
-        try:
-            version = Version(item.version.rstrip(".*"))
-        except InvalidVersion:
-            continue
-        releases.add((version.major, version.minor))
+    releases = {
+        (version.major, version.minor)
+        for item in spec
+        if (version := _version_or_none(item.version)) is not None
+    }
     for major, minor in sorted(releases):
         inside = [Version(f"{major}.{minor}.{patch}") for patch in (0, 1, 9, 99)]
         outside = [
@@ -96,22 +111,15 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
 
 def declared_floor(requirements: Sequence[str]) -> str | None:
     """The lowest torch version the requirements admit, as far as a lower bound says."""
-    if not requirements:
+    spec = _specifier_set(requirements)
+    if spec is None:
         return None
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        spec = SpecifierSet(_specifier(requirements))
-    except (InvalidSpecifier, ValueError):
-        return None
-    floors = []
-    for item in spec:
-        if item.operator in (">=", ">", "==", "~=", "==="):
-            try:
-                floors.append(Version(item.version.rstrip(".*")))
-            except InvalidVersion:
-                continue
+    floors = [
+        version
+        for item in spec
+        if item.operator in (">=", ">", "==", "~=", "===")
+        and (version := _version_or_none(item.version)) is not None
+    ]
     return str(max(floors)) if floors else None
 
 

@@ -65,13 +65,35 @@ class MemberData(NamedTuple):
     crc: int
 
 
-def _verify(produced: int, crc: int, size: int, expected_crc: int, name: str) -> None:
-    if produced != size:
-        raise BinaryReadError(
-            f"{name}: decompresses to {produced} bytes, the archive declares {size} (corrupt)"
-        )
-    if crc != expected_crc:
-        raise BinaryReadError(f"{name}: CRC-32 mismatch (corrupt or tampered archive member)")
+class _Output:
+    """Counts and checksums a member's bytes as they come; refuses more than it declares."""
+
+    def __init__(self, member: MemberData) -> None:
+        self.member = member
+        self.produced = 0
+        self.crc = 0
+
+    def take(self, data: bytes) -> bytes:
+        """Account for ``data``; a zip bomb lying about its size fails as soon as it overflows."""
+        self.produced += len(data)
+        if self.produced > self.member.size:
+            raise BinaryReadError(
+                f"{self.member.name}: decompresses past its declared size of "
+                f"{self.member.size} bytes (zip bomb?)"
+            )
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def verify(self) -> None:
+        """Check the total size and the CRC-32 against the central directory."""
+        name, size = self.member.name, self.member.size
+        if self.produced != size:
+            raise BinaryReadError(
+                f"{name}: decompresses to {self.produced} bytes, the archive declares {size} "
+                "(corrupt)"
+            )
+        if self.crc != self.member.crc:
+            raise BinaryReadError(f"{name}: CRC-32 mismatch (corrupt or tampered archive member)")
 
 
 def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
@@ -80,10 +102,10 @@ def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
     Never produces more than the declared ``size``: a member that inflates beyond it (a zip
     bomb lying about its size) fails as soon as it does.
     """
-    name, start, compressed_size, size, expected_crc = member
+    name, start, compressed_size = member.name, member.start, member.compressed_size
     decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-    consumed = produced = 0
-    crc = 0
+    output = _Output(member)
+    consumed = 0
     pending = b""
     while True:
         if not pending:
@@ -98,23 +120,13 @@ def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
             raise BinaryReadError(f"{name}: corrupt deflate data ({exc})") from exc
         pending = decompressor.unconsumed_tail
         if out:
-            produced += len(out)
-            if produced > size:
-                raise BinaryReadError(
-                    f"{name}: decompresses past its declared size of {size} bytes (zip bomb?)"
-                )
-            crc = zlib.crc32(out, crc)
-            yield out
+            yield output.take(out)
         if decompressor.eof:
             break
     tail = decompressor.flush()
     if tail:
-        produced += len(tail)
-        crc = zlib.crc32(tail, crc)
-        if produced > size:
-            raise BinaryReadError(f"{name}: decompresses past its declared size (zip bomb?)")
-        yield tail
-    _verify(produced, crc, size, expected_crc, name)
+        yield output.take(tail)
+    output.verify()
 
 
 # bzip2 and LZMA members are decompressed here too rather than through zipfile, whose reader
@@ -148,7 +160,7 @@ def decompress(archive: ByteSource, member: MemberData, method: int) -> ChunkStr
 
     Like :func:`inflate`, never produces more than the declared ``size``.
     """
-    name, start, compressed_size, size, expected_crc = member
+    name, start, compressed_size = member.name, member.start, member.compressed_size
     decompressor: bz2.BZ2Decompressor | lzma.LZMADecompressor
     errors: tuple[type[Exception], ...]
     if method == ZIP_BZIP2:
@@ -160,7 +172,7 @@ def decompress(archive: ByteSource, member: MemberData, method: int) -> ChunkStr
 
         kind, errors, consumed = "LZMA", (lzma.LZMAError,), 9
         decompressor = _lzma_decompressor(archive, member)
-    produced = crc = 0
+    output = _Output(member)
     while not decompressor.eof:
         data = b""
         if decompressor.needs_input:
@@ -174,25 +186,17 @@ def decompress(archive: ByteSource, member: MemberData, method: int) -> ChunkStr
         except errors as exc:
             raise BinaryReadError(f"{name}: corrupt {kind} data ({exc})") from exc
         if out:
-            produced += len(out)
-            if produced > size:
-                raise BinaryReadError(
-                    f"{name}: decompresses past its declared size of {size} bytes (zip bomb?)"
-                )
-            crc = zlib.crc32(out, crc)
-            yield out
-    _verify(produced, crc, size, expected_crc, name)
+            yield output.take(out)
+    output.verify()
 
 
 def stored_chunks(archive: ByteSource, member: MemberData) -> ChunkStream:
     """A stored member as chunks, with its CRC checked at the end."""
-    name, start, _compressed, size, expected_crc = member
-    crc = 0
-    for offset in range(0, size, CHUNK):
-        chunk = archive.read(start + offset, min(CHUNK, size - offset), f"data of {name}")
-        crc = zlib.crc32(chunk, crc)
-        yield chunk
-    _verify(size, crc, size, expected_crc, name)
+    output = _Output(member)
+    for offset in range(0, member.size, CHUNK):
+        length = min(CHUNK, member.size - offset)
+        yield output.take(archive.read(member.start + offset, length, f"data of {member.name}"))
+    output.verify()
 
 
 class StoredMember:
