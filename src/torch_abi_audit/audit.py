@@ -124,7 +124,8 @@ def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> Pac
     """Audit one package given as an import name or a path (package directory or file).
 
     An import name is resolved without importing anything. An unknown name or a missing path
-    gives a report with ``error`` set.
+    gives a report with ``error`` set. Raises :class:`ValueError` for a target that holds
+    several packages (a directory of wheels): :func:`inspect_targets` audits those.
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
