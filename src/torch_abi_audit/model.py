@@ -150,6 +150,19 @@ class Library:
 
     ``imports`` are the undefined symbols of the dynamic table, ``exports`` the defined ones;
     both are lazily decoded :class:`SymbolTable` objects.
+
+    ``machine`` uses the names of wheel platform tags: ``x86_64``, ``i386``, ``aarch64`` (ELF),
+    ``arm64`` (Mach-O, PE), ``ppc64le``... A universal (fat) Mach-O file is one ``Library``
+    whose ``slices`` hold one ``Library`` per architecture; its own ``imports`` and ``exports``
+    are the union of the slices' and its ``machine`` joins theirs with ``+``
+    (``arm64+x86_64``). ``min_os`` is the oldest OS release the binary declares it runs on
+    (macOS: ``LC_BUILD_VERSION`` / ``LC_VERSION_MIN_MACOSX``), for a thin file or a slice.
+
+    ``needed`` lists the libraries the loader must find (ELF ``DT_NEEDED``; Mach-O
+    ``LC_LOAD_DYLIB``, ``LC_LOAD_WEAK_DYLIB``, ``LC_REEXPORT_DYLIB``...; PE imported and
+    delay-loaded DLLs); ``soname`` the library's own install name (ELF ``DT_SONAME``, Mach-O
+    ``LC_ID_DYLIB``); ``rpath``/``runpath`` the search paths it carries (Mach-O ``LC_RPATH``
+    entries are reported as ``rpath``).
     ``local_symbols`` holds the static symbol table's ``LOCAL`` entries when the reader was asked
     for them and the file has one (stripped files do not), else ``None``.
     """
@@ -166,6 +179,8 @@ class Library:
     rpath: tuple[str, ...] = ()
     runpath: tuple[str, ...] = ()
     local_symbols: tuple[Symbol, ...] | None = None
+    slices: tuple[Library, ...] = ()
+    min_os: str | None = None
 
     @property
     def symbols(self) -> tuple[Symbol, ...]:
