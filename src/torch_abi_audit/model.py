@@ -66,7 +66,8 @@ class Symbol(NamedTuple):
     names match ELF ones). ``version`` is the symbol version (``GLIBC_2.2.5``) where the format
     records one; ``version_hidden`` marks a non-default (``name@VER`` rather than ``name@@VER``)
     version. ``library`` is the library an import is bound to where the format records it
-    (ELF version requirements, Mach-O two-level namespace ordinals, PE import DLLs).
+    (ELF version requirements, Mach-O two-level namespace ordinals, PE import DLLs). A PE import
+    by ordinal is named ``#<ordinal>``.
     """
 
     name: str
