@@ -75,9 +75,9 @@ def test_bad_files_become_reports_with_errors(built: Fixtures, tmp_path: Path) -
     assert "truncated" in (inspect_extension(truncated).error or "")
     assert inspect_extension(text).error == "not a shared library (no ELF, Mach-O or PE magic)"
     assert inspect_extension(empty).error == "empty file, not a shared library"
-    skipped = inspect_extension(macho)
-    assert skipped.error is None and skipped.skipped == "Mach-O: format not yet supported"
-    assert skipped.torch_label is TorchLabel.SKIPPED
+    hollow = inspect_extension(macho)
+    assert hollow.error == "Mach-O file type 0, not a shared library"
+    assert hollow.torch_label is TorchLabel.ERROR
     missing = inspect_extension(tmp_path / "missing.so")
     assert missing.error is not None and missing.error.startswith("cannot read file")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import subprocess
 from pathlib import Path
 
@@ -283,17 +284,23 @@ def test_other_object_types_are_rejected(tmp_path: Path, e_type: int, word: str)
 
 
 @pytest.mark.parametrize(
-    ("head", "kind"),
+    ("head", "message"),
     [
-        (b"\xcf\xfa\xed\xfe\x07\x00\x00\x01", "Mach-O"),
-        (b"\xfe\xed\xfa\xce\x00\x00\x00\x12", "Mach-O"),
-        (b"\xca\xfe\xba\xbe\x00\x00\x00\x02", "Mach-O"),
-        (b"MZ\x90\x00\x03\x00\x00\x00", "PE"),
+        (b"\xcf\xfa\xed\xfe\x07\x00\x00\x01", "Mach-O file type 0, not a shared library"),
+        (b"\xfe\xed\xfa\xce\x00\x00\x00\x12", "Mach-O file type 0, not a shared library"),
+        (b"\xca\xfe\xba\xbe\x00\x00\x00\x02", "universal binary slice 0 (cpu-0) is empty"),
     ],
 )
-def test_other_formats_are_unsupported(tmp_path: Path, head: bytes, kind: str) -> None:
+def test_hollow_mach_o_headers_are_errors(tmp_path: Path, head: bytes, message: str) -> None:
     path = write(tmp_path, head + bytes(120), "lib.bin")
-    with pytest.raises(UnsupportedFormatError, match=kind):
+    with pytest.raises(BinaryReadError, match=re.escape(message)) as info:
+        read_library(path)
+    assert not isinstance(info.value, UnsupportedFormatError)
+
+
+def test_ms_dos_program_is_unsupported(tmp_path: Path) -> None:
+    path = write(tmp_path, b"MZ\x90\x00\x03\x00\x00\x00" + bytes(120), "lib.bin")
+    with pytest.raises(UnsupportedFormatError, match="MS-DOS"):
         read_library(path)
 
 

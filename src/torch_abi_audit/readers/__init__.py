@@ -14,6 +14,8 @@ from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 from torch_abi_audit.readers.elf import parse_elf
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
+from torch_abi_audit.readers.macho import parse_macho
+from torch_abi_audit.readers.pe import parse_pe
 from torch_abi_audit.readers.source import ByteSource, FileBytes
 
 __all__ = [
@@ -40,9 +42,9 @@ def read_head(path: Path) -> bytes:
 def read_library(path: Path, *, local_symbols: bool = False) -> Library:
     """Read the compiled library at ``path``, whatever its container format.
 
-    Raises :class:`UnsupportedFormatError` for Mach-O and PE files (their readers are not part of
-    this release), :class:`BinaryReadError` for anything that is not a readable shared library,
-    and :class:`OSError` if the file cannot be opened.
+    Raises :class:`UnsupportedFormatError` for binaries of a kind this release cannot read
+    (MS-DOS, NE, LE/LX executables), :class:`BinaryReadError` for anything that is not a
+    readable shared library, and :class:`OSError` if the file cannot be opened.
     """
     with path.open("rb", buffering=0) as handle:
         source = FileBytes(handle)
@@ -52,17 +54,17 @@ def read_library(path: Path, *, local_symbols: bool = False) -> Library:
 def parse_library(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
     """Parse the library whose bytes ``source`` gives (``path`` names it), whatever its format.
 
-    Raises :class:`UnsupportedFormatError` for Mach-O and PE files and :class:`BinaryReadError`
-    for anything that is not a readable shared library.
+    Raises :class:`UnsupportedFormatError` for binaries of a kind this release cannot read
+    and :class:`BinaryReadError` for anything that is not a readable shared library.
     """
     head = source.read(0, min(MAGIC_SIZE, source.size), "file header")
     fmt = detect_format(head)
     if fmt is BinaryFormat.ELF:
         return parse_elf(source, path, local_symbols=local_symbols)
     if fmt is BinaryFormat.MACHO:
-        raise UnsupportedFormatError("Mach-O: format not yet supported")
+        return parse_macho(source, path, local_symbols=local_symbols)
     if fmt is BinaryFormat.PE:
-        raise UnsupportedFormatError("PE/COFF: format not yet supported")
+        return parse_pe(source, path, local_symbols=local_symbols)
     if not head:
         raise BinaryReadError("empty file, not a shared library")
     raise BinaryReadError("not a shared library (no ELF, Mach-O or PE magic)")

@@ -1,0 +1,1235 @@
+"""Mach-O shared-library reader: dylibs and bundles, thin (32/64-bit, either byte order) or
+universal ("fat").
+
+Reads only what the audit needs, with positional reads in ascending file order (a compressed
+wheel member is a forward-only stream): the header and load commands of each slice, then the
+parts of its ``__LINKEDIT`` segment that hold the ``LC_SYMTAB`` entries, their string table and
+the ``LC_DYLD_CHAINED_FIXUPS`` imports table, before moving on to the next slice.
+
+* Imports are the undefined external ``nlist`` entries, exports the defined external ones that
+  are not private externs; ``LC_DYSYMTAB`` says where each group is, when present. Names lose
+  the one leading ``_`` of the C-level mangling, so they match ELF names.
+* Binding is ``WEAK`` for ``N_WEAK_REF`` imports and ``N_WEAK_DEF`` exports; a definition is a
+  ``FUNC`` in a code section (``S_ATTR_*_INSTRUCTIONS``, ``__text``), ``TLS`` in a
+  ``S_THREAD_LOCAL_VARIABLES`` one, else an ``OBJECT``; private externs are ``HIDDEN``.
+* The library an import is bound to comes from the two-level namespace ordinal in ``n_desc``
+  (``GET_LIBRARY_ORDINAL``), which indexes the dylib-loading commands in load-command order.
+* macOS 12+ binaries use chained fixups: the imports table of ``LC_DYLD_CHAINED_FIXUPS`` names
+  every bound symbol with its library ordinal. It fills the library of imports whose ``nlist``
+  entry carries none and adds imports found only there. ``LC_DYLD_INFO(_ONLY)`` bind opcodes
+  are not decoded (the ``nlist`` table already lists every bound symbol); their ranges are only
+  bounds-checked.
+
+Reads that lie close together are merged for sequential sources, and the next slice of a
+universal file is read ahead with the current one's tables, so that a streamed member never has
+to go back. The string table is read only as far as the needed names reach (ld64 writes external
+names before local ones).
+
+A universal file becomes one :class:`~torch_abi_audit.model.Library` whose ``slices`` hold one
+``Library`` per architecture; its own imports and exports are the union of theirs.
+
+References (Apple's cctools / dyld headers): ``mach-o/loader.h`` (``mach_header``, load
+commands, ``segment_command``/``section``, ``dylib_command``, ``rpath_command``,
+``build_version_command``, ``linkedit_data_command``), ``mach-o/nlist.h`` (``nlist``/``nlist_64``,
+``n_type``/``n_desc`` bits, ``GET_LIBRARY_ORDINAL``), ``mach-o/fat.h`` (``fat_header``,
+``fat_arch``, ``fat_arch_64``) and ``mach-o/fixup-chains.h`` (``dyld_chained_fixups_header``,
+``dyld_chained_import*``).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from enum import IntEnum
+from functools import partial
+from itertools import chain, compress, pairwise
+from pathlib import Path
+from typing import NamedTuple
+
+from torch_abi_audit.model import (
+    BinaryFormat,
+    Library,
+    Symbol,
+    SymbolBinding,
+    SymbolTable,
+    SymbolType,
+    SymbolVisibility,
+)
+from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.source import ByteSource, FileBytes
+
+# -- mach-o/fat.h ---------------------------------------------------------------------------------
+FAT_MAGIC = 0xCAFEBABE
+FAT_MAGIC_64 = 0xCAFEBABF
+_FAT_ARCH = struct.Struct(">iiIII")  # cputype, cpusubtype, offset, size, align
+_FAT_ARCH_64 = struct.Struct(">iiQQII")  # ... offset and size 64-bit, align, reserved
+#: More architectures than any universal file has; also what tells a Java class file apart.
+MAX_FAT_ARCHS = 32
+
+# -- mach-o/loader.h: header ----------------------------------------------------------------------
+MH_MAGIC = 0xFEEDFACE
+MH_CIGAM = 0xCEFAEDFE
+MH_MAGIC_64 = 0xFEEDFACF
+MH_CIGAM_64 = 0xCFFAEDFE
+
+MH_OBJECT = 0x1
+MH_EXECUTE = 0x2
+MH_FVMLIB = 0x3
+MH_CORE = 0x4
+MH_PRELOAD = 0x5
+MH_DYLIB = 0x6
+MH_DYLINKER = 0x7
+MH_BUNDLE = 0x8
+MH_DYLIB_STUB = 0x9
+MH_DSYM = 0xA
+MH_KEXT_BUNDLE = 0xB
+MH_FILESET = 0xC
+_FILETYPE_NAMES = {
+    MH_OBJECT: "object file",
+    MH_EXECUTE: "executable",
+    MH_FVMLIB: "fixed VM shared library",
+    MH_CORE: "core file",
+    MH_PRELOAD: "preloaded executable",
+    MH_DYLINKER: "dynamic linker",
+    MH_DYLIB_STUB: "dylib stub",
+    MH_DSYM: "debug symbols (dSYM) file",
+    MH_KEXT_BUNDLE: "kernel extension",
+    MH_FILESET: "file set",
+}
+
+MH_TWOLEVEL = 0x80  # mach_header.flags: two-level namespace bindings
+
+CPU_ARCH_ABI64 = 0x01000000
+CPU_ARCH_ABI64_32 = 0x02000000
+CPU_TYPE_X86 = 7
+CPU_TYPE_X86_64 = CPU_TYPE_X86 | CPU_ARCH_ABI64
+CPU_TYPE_ARM = 12
+CPU_TYPE_ARM64 = CPU_TYPE_ARM | CPU_ARCH_ABI64
+CPU_TYPE_ARM64_32 = CPU_TYPE_ARM | CPU_ARCH_ABI64_32
+CPU_TYPE_POWERPC = 18
+CPU_TYPE_POWERPC64 = CPU_TYPE_POWERPC | CPU_ARCH_ABI64
+# Machine names as wheel platform tags spell them (macosx_11_0_arm64, ..._x86_64, ..._i386).
+_MACHINES = {
+    CPU_TYPE_X86: "i386",
+    CPU_TYPE_X86_64: "x86_64",
+    CPU_TYPE_ARM: "arm",
+    CPU_TYPE_ARM64: "arm64",
+    CPU_TYPE_ARM64_32: "arm64_32",
+    CPU_TYPE_POWERPC: "ppc",
+    CPU_TYPE_POWERPC64: "ppc64",
+}
+
+# -- mach-o/loader.h: load commands ---------------------------------------------------------------
+LC_REQ_DYLD = 0x80000000
+LC_SEGMENT = 0x1
+LC_SYMTAB = 0x2
+LC_DYSYMTAB = 0xB
+LC_LOAD_DYLIB = 0xC
+LC_ID_DYLIB = 0xD
+LC_LOAD_WEAK_DYLIB = 0x18 | LC_REQ_DYLD
+LC_SEGMENT_64 = 0x19
+LC_RPATH = 0x1C | LC_REQ_DYLD
+LC_REEXPORT_DYLIB = 0x1F | LC_REQ_DYLD
+LC_LAZY_LOAD_DYLIB = 0x20
+LC_DYLD_INFO = 0x22
+LC_DYLD_INFO_ONLY = 0x22 | LC_REQ_DYLD
+LC_LOAD_UPWARD_DYLIB = 0x23 | LC_REQ_DYLD
+LC_VERSION_MIN_MACOSX = 0x24
+LC_BUILD_VERSION = 0x32
+LC_DYLD_CHAINED_FIXUPS = 0x34 | LC_REQ_DYLD
+#: The commands that load a dylib; two-level ordinals 1..n index them in this (file) order.
+DYLIB_LOADING_COMMANDS = frozenset(
+    {
+        LC_LOAD_DYLIB,
+        LC_LOAD_WEAK_DYLIB,
+        LC_REEXPORT_DYLIB,
+        LC_LOAD_UPWARD_DYLIB,
+        LC_LAZY_LOAD_DYLIB,
+    }
+)
+PLATFORM_MACOS = 1
+
+_LOAD_COMMAND_SIZE = 8  # struct load_command: cmd, cmdsize
+_DYLIB_COMMAND_SIZE = 24  # cmd, cmdsize, name.offset, timestamp, current/compatibility version
+_RPATH_COMMAND_SIZE = 12  # cmd, cmdsize, path.offset
+_SYMTAB_COMMAND_SIZE = 24  # cmd, cmdsize, symoff, nsyms, stroff, strsize
+_DYSYMTAB_COMMAND_SIZE = 80  # cmd, cmdsize, 18 x uint32 (the first six are used)
+_DYLD_INFO_COMMAND_SIZE = 48  # cmd, cmdsize, 5 x (offset, size)
+_LINKEDIT_DATA_COMMAND_SIZE = 16  # cmd, cmdsize, dataoff, datasize
+_VERSION_MIN_COMMAND_SIZE = 16  # cmd, cmdsize, version, sdk
+_BUILD_VERSION_COMMAND_SIZE = 24  # cmd, cmdsize, platform, minos, sdk, ntools
+
+# section flags (loader.h)
+SECTION_TYPE = 0x000000FF
+S_THREAD_LOCAL_VARIABLES = 0x13
+S_ATTR_PURE_INSTRUCTIONS = 0x80000000
+S_ATTR_SOME_INSTRUCTIONS = 0x00000400
+
+# -- mach-o/nlist.h -------------------------------------------------------------------------------
+N_STAB = 0xE0
+N_PEXT = 0x10
+N_TYPE = 0x0E
+N_EXT = 0x01
+N_UNDF = 0x0
+N_ABS = 0x2
+N_INDR = 0xA
+N_PBUD = 0xC
+N_SECT = 0xE
+N_WEAK_REF = 0x0040
+N_WEAK_DEF = 0x0080
+SELF_LIBRARY_ORDINAL = 0x0
+MAX_LIBRARY_ORDINAL = 0xFD
+DYNAMIC_LOOKUP_ORDINAL = 0xFE
+EXECUTABLE_ORDINAL = 0xFF
+
+# -- mach-o/fixup-chains.h ------------------------------------------------------------------------
+DYLD_CHAINED_IMPORT = 1
+DYLD_CHAINED_IMPORT_ADDEND = 2
+DYLD_CHAINED_IMPORT_ADDEND64 = 3
+_CHAINED_FIXUPS_HEADER_SIZE = 28  # seven uint32
+# Special (non-positive) library ordinals of the import table (BIND_SPECIAL_DYLIB_*): self,
+# main executable, flat lookup and weak lookup are 0, -1, -2, -3 as signed 8- or 16-bit fields.
+
+#: Reads of a sequential source closer than this are merged (more than the 4 MB decompression
+#: step of :mod:`torch_abi_audit.sources.wheel_bytes`).
+_COALESCE_GAP = 8 << 20
+#: How much of the next slice of a universal file a sequential source reads ahead, so that the
+#: slice's header and load commands need no read behind the stream: all of a slice up to
+#: :data:`_LOOKAHEAD_WHOLE` bytes (its ``__LINKEDIT`` tables lie within a decompression step of
+#: its start), else its first :data:`_LOOKAHEAD` bytes.
+_LOOKAHEAD = 1 << 20
+_LOOKAHEAD_WHOLE = 16 << 20
+#: How far past the start of the last name needed the string table is read (see
+#: :meth:`_MachOImage._read_strings`).
+_NAME_MARGIN = 64 << 10
+
+
+def machine_name(cputype: int) -> str:
+    """The wheel-tag spelling of a ``cpu_type_t`` (``arm64``, ``x86_64``), or ``cpu-<n>``."""
+    return _MACHINES.get(cputype, f"cpu-{cputype}")
+
+
+def format_version(encoded: int) -> str:
+    """A ``xxxx.yy.zz`` nibble-encoded version as ``X.Y`` (``X.Y.Z`` when the patch is set)."""
+    major, minor, patch = encoded >> 16, (encoded >> 8) & 0xFF, encoded & 0xFF
+    return f"{major}.{minor}.{patch}" if patch else f"{major}.{minor}"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _strip_underscore(name: str) -> str:
+    return name[1:] if name.startswith("_") else name
+
+
+class _View:
+    """The bytes of one Mach-O image: the whole file, or one slice of a universal file.
+
+    Every offset in an image is relative to its start and must lie within it.
+    """
+
+    def __init__(self, source: ByteSource, base: int, size: int, label: str) -> None:
+        self.source = source
+        self.base = base
+        self.size = size
+        self.label = label
+
+    def check(self, offset: int, length: int, what: str) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise BinaryReadError(
+                f"{what} lies outside the {self.label} (offset {offset:#x}, {length} bytes, "
+                f"{self.label} is {self.size} bytes): truncated or corrupt"
+            )
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        self.check(offset, length, what)
+        return self.source.read(self.base + offset, length, what)
+
+
+class _Lookahead:
+    """A sequential source that also serves reads from one range read ahead (:meth:`keep`)."""
+
+    sequential = True
+
+    def __init__(self, source: ByteSource) -> None:
+        self._source = source
+        self._kept_at = 0
+        self._kept = b""
+
+    @property
+    def size(self) -> int:
+        return self._source.size
+
+    def keep(self, offset: int, data: bytes) -> None:
+        self._kept_at, self._kept = offset, data
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        start = offset - self._kept_at
+        if start >= 0 and start + length <= len(self._kept):
+            return self._kept[start : start + length]
+        return self._source.read(offset, length, what)
+
+
+class _Piece(NamedTuple):
+    """A planned read: ``length`` bytes at absolute ``offset``, filed under ``key``."""
+
+    offset: int
+    length: int
+    key: str
+    what: str
+
+
+def _fetch(source: ByteSource, pieces: Iterable[_Piece]) -> dict[str, bytes]:
+    """Read ``pieces`` in ascending file order.
+
+    A sequential source (a compressed wheel member) decompresses in steps of up to a few
+    megabytes and keeps only what was asked for outside its end windows, so a later read that
+    starts inside the step that served the previous one would force it to spill to disk:
+    pieces closer than :data:`_COALESCE_GAP` are read as one range there.
+    """
+    got: dict[str, bytes] = {}
+    groups: list[list[_Piece]] = []
+    group_end = 0
+    for piece in sorted(pieces, key=lambda p: p.offset):
+        if piece.length == 0:
+            got[piece.key] = b""
+        elif groups and source.sequential and piece.offset - group_end <= _COALESCE_GAP:
+            groups[-1].append(piece)
+            group_end = max(group_end, piece.offset + piece.length)
+        else:
+            groups.append([piece])
+            group_end = piece.offset + piece.length
+    for group in groups:
+        if len(group) == 1:
+            piece = group[0]
+            got[piece.key] = source.read(piece.offset, piece.length, piece.what)
+            continue
+        start = group[0].offset
+        end = max(p.offset + p.length for p in group)
+        data = source.read(start, end - start, " and ".join(p.what for p in group))
+        for piece in group:
+            got[piece.key] = data[piece.offset - start : piece.offset - start + piece.length]
+    return got
+
+
+# -- symbol tables --------------------------------------------------------------------------------
+
+
+def _column32(raw: bytes, entsize: int, offset: int, swap: bool) -> list[int]:
+    """The 32-bit field at ``offset`` of every ``entsize``-byte entry (``entsize % 4 == 0``)."""
+    values = array("I", memoryview(raw).cast("I")[offset // 4 :: entsize // 4])
+    if swap:
+        values.byteswap()
+    return values.tolist()
+
+
+def _column16(raw: bytes, entsize: int, offset: int, swap: bool) -> list[int]:
+    """The 16-bit field at ``offset`` of every ``entsize``-byte entry (``entsize % 2 == 0``)."""
+    values = array("H", memoryview(raw).cast("H")[offset // 2 :: entsize // 2])
+    if swap:
+        values.byteswap()
+    return values.tolist()
+
+
+class _Kind(IntEnum):
+    """Which entries of the symbol table a :class:`MachOSymbols` holds."""
+
+    IMPORT = 0
+    EXPORT = 1
+    LOCAL = 2
+
+
+# n_type -> what the entry is (nlist.h): stabs are debugger entries and never symbols.
+def _is_import(n_type: int) -> bool:
+    kind = n_type & N_TYPE
+    return not n_type & N_STAB and bool(n_type & N_EXT) and kind in (N_UNDF, N_PBUD)
+
+
+def _is_export(n_type: int) -> bool:
+    kind = n_type & N_TYPE
+    return (
+        not n_type & N_STAB
+        and n_type & (N_EXT | N_PEXT) == N_EXT
+        and kind in (N_SECT, N_ABS, N_INDR)
+    )
+
+
+def _is_local(n_type: int) -> bool:
+    """Defined but not exported: non-external, or a private extern (``N_PEXT``)."""
+    kind = n_type & N_TYPE
+    return (
+        not n_type & N_STAB
+        and kind in (N_SECT, N_ABS, N_INDR)
+        and (not n_type & N_EXT or bool(n_type & N_PEXT))
+    )
+
+
+_IS_IMPORT = bytes(_is_import(t) for t in range(256))
+_IS_EXPORT = bytes(_is_export(t) for t in range(256))
+_IS_LOCAL = bytes(_is_local(t) for t in range(256))
+_SELECTORS = {_Kind.IMPORT: _IS_IMPORT, _Kind.EXPORT: _IS_EXPORT, _Kind.LOCAL: _IS_LOCAL}
+
+
+class _NlistTable:
+    """The ``nlist``/``nlist_64`` entries read from ``LC_SYMTAB``, as columns.
+
+    ``n_strx``, ``n_type``, ``n_sect`` and ``n_desc`` of every entry are pulled out once with
+    ``memoryview.cast`` and slices; names are decoded from the string table only for the
+    entries somebody asks for, and :class:`Symbol` tuples built only when asked for.
+    """
+
+    def __init__(
+        self,
+        raw: bytes,
+        entsize: int,
+        *,
+        big_endian: bool,
+        strtab: bytes,
+        section_types: Sequence[SymbolType],
+    ) -> None:
+        swap = big_endian != (sys.byteorder == "big")
+        self.count = len(raw) // entsize
+        self.strx = _column32(raw, entsize, 0, swap)
+        self.types = raw[4::entsize]
+        self.sects = raw[5::entsize]
+        self.descs = _column16(raw, entsize, 6, swap)
+        self.strtab = strtab
+        self.section_types = section_types
+        self._text: tuple[str, bool] | None = None
+
+    def select(self, kind: _Kind, candidates: range) -> list[int]:
+        """The entries of ``candidates`` that are of ``kind`` and have a name."""
+        table = _SELECTORS[kind]
+        types, strx = self.types, self.strx
+        return [
+            i
+            for i in compress(candidates, map(table.__getitem__, types[candidates.start :]))
+            if strx[i]
+        ]
+
+    def validate_names(self, indices: Iterable[int]) -> None:
+        """Check that the names of ``indices`` are NUL-terminated strings inside the table,
+        and keep only the part of the table those names need.
+
+        Raises :class:`BinaryReadError` otherwise, so that the lazy tables never fail later.
+        """
+        highest = max((self.strx[i] for i in indices), default=-1)
+        if highest < 0:
+            self.strtab = b""
+            return
+        if highest >= len(self.strtab):
+            raise BinaryReadError("a symbol name points outside the string table")
+        end = self.strtab.find(b"\0", highest)
+        if end < 0:
+            raise BinaryReadError("a symbol name is not NUL-terminated")
+        if end + 1 < len(self.strtab):
+            self.strtab = self.strtab[: end + 1]
+
+    def _strings(self) -> tuple[str, bool]:
+        if self._text is None:
+            ascii_only = self.strtab.isascii()
+            self._text = (self.strtab.decode("ascii") if ascii_only else "", ascii_only)
+        return self._text
+
+    def names(self, indices: Sequence[int]) -> list[str]:
+        """The names of ``indices``, one leading ``_`` stripped (validated beforehand)."""
+        strx = self.strx
+        offsets = [strx[i] for i in indices]
+        text, ascii_only = self._strings()
+        if ascii_only:
+            find = text.find
+            # A bool is 0 or 1: skip the first character when it is the underscore.
+            return [text[o + (text[o] == "_") : find("\0", o)] for o in offsets]
+        strtab = self.strtab
+        names = []
+        for o in offsets:
+            end = strtab.find(b"\0", o)
+            start = o + (strtab[o] == 0x5F)
+            names.append(strtab[start:end].decode("utf-8", "backslashreplace"))
+        return names
+
+    def ordinals(self, indices: Sequence[int]) -> list[int]:
+        """``GET_LIBRARY_ORDINAL(n_desc)`` of ``indices``."""
+        descs = self.descs
+        return [(descs[i] >> 8) & 0xFF for i in indices]
+
+    def decode(
+        self,
+        indices: Sequence[int],
+        names: Sequence[str],
+        kind: _Kind,
+        libraries: Sequence[str | None] | None,
+    ) -> tuple[Symbol, ...]:
+        """:class:`Symbol` tuples for ``indices`` (whose ``names`` the caller already has)."""
+        types, sects, descs = self.types, self.sects, self.descs
+        n = len(indices)
+        if kind == _Kind.IMPORT:
+            weak_flags = [descs[i] & N_WEAK_REF for i in indices]
+            symbol_types = [SymbolType.NOTYPE] * n
+            visibilities = [SymbolVisibility.DEFAULT] * n
+        else:
+            weak_flags = [descs[i] & N_WEAK_DEF for i in indices]
+            section_types = self.section_types
+            symbol_types = [
+                section_types[sects[i]]
+                if types[i] & N_TYPE == N_SECT
+                else SymbolType.OBJECT
+                if types[i] & N_TYPE == N_ABS
+                else SymbolType.NOTYPE
+                for i in indices
+            ]
+            visibilities = [
+                SymbolVisibility.HIDDEN if types[i] & N_PEXT else SymbolVisibility.DEFAULT
+                for i in indices
+            ]
+        bindings = [SymbolBinding.WEAK if w else SymbolBinding.GLOBAL for w in weak_flags]
+        if kind == _Kind.LOCAL:
+            bindings = [
+                b if types[i] & N_EXT else SymbolBinding.LOCAL
+                for b, i in zip(bindings, indices, strict=True)
+            ]
+        rows = zip(
+            names,
+            [kind != _Kind.IMPORT] * n,
+            bindings,
+            symbol_types,
+            visibilities,
+            [None] * n,
+            [False] * n,
+            libraries if libraries is not None else [None] * n,
+            strict=True,
+        )
+        # tuple.__new__ skips the generated NamedTuple __new__ and its argument handling.
+        return tuple(map(partial(tuple.__new__, Symbol), rows))
+
+
+class MachOSymbols(SymbolTable):
+    """The imports, exports or local symbols of one image, decoded on demand.
+
+    ``extra`` holds symbols found outside the ``nlist`` table (chained-fixups imports), which
+    follow the table's entries.
+    """
+
+    __slots__ = ("_extra", "_indices", "_kind", "_libraries", "_names", "_symbols", "_table")
+
+    def __init__(
+        self,
+        table: _NlistTable,
+        indices: list[int],
+        kind: _Kind,
+        *,
+        names: list[str] | None = None,
+        libraries: list[str | None] | None = None,
+        extra: tuple[Symbol, ...] = (),
+    ) -> None:
+        self._table = table
+        self._indices = indices
+        self._kind = kind
+        self._libraries = libraries
+        self._extra = extra
+        self._names = names
+        self._symbols: tuple[Symbol, ...] | None = None
+
+    def _name_list(self) -> list[str]:
+        if self._names is None:
+            self._names = self._table.names(self._indices)
+        return self._names
+
+    def symbols(self) -> tuple[Symbol, ...]:
+        if self._symbols is None:
+            decoded = self._table.decode(
+                self._indices, self._name_list(), self._kind, self._libraries
+            )
+            self._symbols = decoded + self._extra
+        return self._symbols
+
+    def names(self) -> frozenset[str]:
+        if self._symbols is not None:
+            return frozenset(s.name for s in self._symbols)
+        return frozenset(self._name_list()).union(s.name for s in self._extra)
+
+    def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
+        if self._symbols is not None:
+            return super().with_prefix(*prefixes)
+        names = self._name_list()
+        picked = [k for k, name in enumerate(names) if name.startswith(prefixes)]
+        libraries = self._libraries
+        decoded = self._table.decode(
+            [self._indices[k] for k in picked],
+            [names[k] for k in picked],
+            self._kind,
+            None if libraries is None else [libraries[k] for k in picked],
+        )
+        return decoded + tuple(s for s in self._extra if s.name.startswith(prefixes))
+
+
+class UnionSymbols(SymbolTable):
+    """The union of the tables of a universal file's slices, in slice order, without repeats."""
+
+    __slots__ = ("_parts", "_symbols")
+
+    def __init__(self, parts: Sequence[SymbolTable]) -> None:
+        self._parts = tuple(parts)
+        self._symbols: tuple[Symbol, ...] | None = None
+
+    def symbols(self) -> tuple[Symbol, ...]:
+        if self._symbols is None:
+            merged = chain.from_iterable(part.symbols() for part in self._parts)
+            self._symbols = tuple(dict.fromkeys(merged))
+        return self._symbols
+
+    def names(self) -> frozenset[str]:
+        return frozenset().union(*(part.names() for part in self._parts))
+
+    def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
+        if self._symbols is not None:
+            return super().with_prefix(*prefixes)
+        found = chain.from_iterable(part.with_prefix(*prefixes) for part in self._parts)
+        return tuple(dict.fromkeys(found))
+
+
+# -- one image ------------------------------------------------------------------------------------
+
+
+class _Symtab(NamedTuple):
+    symoff: int
+    nsyms: int
+    stroff: int
+    strsize: int
+
+
+class _Dysymtab(NamedTuple):
+    ilocalsym: int
+    nlocalsym: int
+    iextdefsym: int
+    nextdefsym: int
+    iundefsym: int
+    nundefsym: int
+
+
+class ChainedImport(NamedTuple):
+    """One entry of a chained-fixups imports table (``dyld_chained_import*``)."""
+
+    lib_ordinal: int  # signed: 0 self, -1 main executable, -2 flat lookup, -3 weak lookup
+    weak_import: bool
+    name: str  # as stored, with its leading underscore
+
+
+class _MachOImage:
+    """Parses one thin Mach-O image; :meth:`library` builds the format-neutral model."""
+
+    def __init__(self, view: _View, path: Path, following: _View | None = None) -> None:
+        self.view = view
+        self.path = path
+        self.following = following  # the next slice of a universal file
+        self.label = view.label
+        magic = int.from_bytes(view.read(0, 4, "Mach-O magic"), "little")
+        if magic == MH_MAGIC:
+            self.bits, self.big_endian = 32, False
+        elif magic == MH_CIGAM:
+            self.bits, self.big_endian = 32, True
+        elif magic == MH_MAGIC_64:
+            self.bits, self.big_endian = 64, False
+        elif magic == MH_CIGAM_64:
+            self.bits, self.big_endian = 64, True
+        else:
+            raise BinaryReadError(f"the {self.label} is not a Mach-O image (magic {magic:#010x})")
+        self.order = ">" if self.big_endian else "<"
+        header_size = 32 if self.bits == 64 else 28
+        (
+            _magic,
+            self.cputype,
+            _cpusubtype,
+            self.filetype,
+            ncmds,
+            sizeofcmds,
+            self.flags,
+        ) = struct.unpack(self.order + "IiiIIII", view.read(0, 28, "Mach-O header"))
+        if self.bits == 64:
+            view.check(0, header_size, "Mach-O header")
+        if sizeofcmds > view.size - header_size:
+            raise BinaryReadError(
+                f"load commands ({sizeofcmds} bytes) extend past the end of the "
+                f"{view.size}-byte {self.label}: truncated or corrupt"
+            )
+        if ncmds > sizeofcmds // _LOAD_COMMAND_SIZE:
+            raise BinaryReadError(
+                f"{ncmds} load commands cannot fit in sizeofcmds ({sizeofcmds} bytes): corrupt"
+            )
+        self.ncmds = ncmds
+        self.commands = view.read(header_size, sizeofcmds, "load commands")
+        # What the load commands say.
+        self.section_types: list[SymbolType] = [SymbolType.OBJECT]  # n_sect 0 is NO_SECT
+        self.symtab: _Symtab | None = None
+        self.dysymtab: _Dysymtab | None = None
+        self.dylibs: list[str] = []
+        self.install_name: str | None = None
+        self.rpaths: list[str] = []
+        self.build_min_os: str | None = None
+        self.version_min_os: str | None = None
+        self.chained_fixups: tuple[int, int] | None = None
+        self._parse_commands()
+
+    @property
+    def machine(self) -> str:
+        return machine_name(self.cputype)
+
+    # -- load commands --------------------------------------------------------------------------
+
+    def _parse_commands(self) -> None:
+        raw = self.commands
+        order = self.order
+        offset = 0
+        for index in range(self.ncmds):
+            if offset + _LOAD_COMMAND_SIZE > len(raw):
+                raise BinaryReadError(
+                    f"load command {index} lies past the end of sizeofcmds: corrupt"
+                )
+            cmd, cmdsize = struct.unpack_from(order + "II", raw, offset)
+            if cmdsize < _LOAD_COMMAND_SIZE or cmdsize % 4:
+                raise BinaryReadError(
+                    f"load command {index} ({cmd:#x}) has an invalid cmdsize {cmdsize}: corrupt"
+                )
+            if offset + cmdsize > len(raw):
+                raise BinaryReadError(
+                    f"load command {index} ({cmd:#x}, {cmdsize} bytes) extends past "
+                    f"sizeofcmds ({len(raw)} bytes): corrupt"
+                )
+            self._command(cmd, raw[offset : offset + cmdsize])
+            offset += cmdsize
+
+    def _fields(self, body: bytes, fmt: str, minimum: int, what: str) -> tuple[int, ...]:
+        if len(body) < minimum:
+            raise BinaryReadError(f"{what} command is too small ({len(body)} bytes): corrupt")
+        return struct.unpack_from(self.order + fmt, body, _LOAD_COMMAND_SIZE)
+
+    def _lc_str(self, body: bytes, minimum: int, what: str) -> str:
+        """The string of an ``lc_str`` field (its offset is the command's third word)."""
+        (offset,) = self._fields(body, "I", minimum, what)
+        if not minimum <= offset < len(body):
+            raise BinaryReadError(
+                f"{what} string offset {offset} lies outside its command: corrupt"
+            )
+        end = body.find(b"\0", offset)
+        if end < 0:
+            raise BinaryReadError(f"{what} string is not NUL-terminated: corrupt")
+        return body[offset:end].decode("utf-8", "backslashreplace")
+
+    def _command(self, cmd: int, body: bytes) -> None:
+        if cmd in (LC_SEGMENT, LC_SEGMENT_64):
+            self._segment(body, is64=cmd == LC_SEGMENT_64)
+        elif cmd == LC_SYMTAB:
+            if self.symtab is not None:
+                raise BinaryReadError("more than one LC_SYMTAB command: corrupt")
+            self.symtab = _Symtab(*self._fields(body, "IIII", _SYMTAB_COMMAND_SIZE, "LC_SYMTAB"))
+        elif cmd == LC_DYSYMTAB:
+            if self.dysymtab is not None:
+                raise BinaryReadError("more than one LC_DYSYMTAB command: corrupt")
+            fields = self._fields(body, "6I", _DYSYMTAB_COMMAND_SIZE, "LC_DYSYMTAB")
+            self.dysymtab = _Dysymtab(*fields)
+        elif cmd in DYLIB_LOADING_COMMANDS:
+            self.dylibs.append(self._lc_str(body, _DYLIB_COMMAND_SIZE, "dylib load"))
+        elif cmd == LC_ID_DYLIB:
+            self.install_name = self._lc_str(body, _DYLIB_COMMAND_SIZE, "LC_ID_DYLIB")
+        elif cmd == LC_RPATH:
+            self.rpaths.append(self._lc_str(body, _RPATH_COMMAND_SIZE, "LC_RPATH"))
+        elif cmd == LC_BUILD_VERSION:
+            platform, minos = self._fields(
+                body, "II", _BUILD_VERSION_COMMAND_SIZE, "LC_BUILD_VERSION"
+            )
+            if platform == PLATFORM_MACOS and self.build_min_os is None:
+                self.build_min_os = format_version(minos)
+        elif cmd == LC_VERSION_MIN_MACOSX:
+            (version,) = self._fields(body, "I", _VERSION_MIN_COMMAND_SIZE, "LC_VERSION_MIN_MACOSX")
+            if self.version_min_os is None:
+                self.version_min_os = format_version(version)
+        elif cmd in (LC_DYLD_INFO, LC_DYLD_INFO_ONLY):
+            fields = self._fields(body, "10I", _DYLD_INFO_COMMAND_SIZE, "LC_DYLD_INFO")
+            names = ("rebase", "bind", "weak bind", "lazy bind", "export")
+            for name, offset, size in zip(names, fields[0::2], fields[1::2], strict=True):
+                if size:
+                    self.view.check(offset, size, f"LC_DYLD_INFO {name} information")
+        elif cmd == LC_DYLD_CHAINED_FIXUPS:
+            if self.chained_fixups is not None:
+                raise BinaryReadError("more than one LC_DYLD_CHAINED_FIXUPS command: corrupt")
+            dataoff, datasize = self._fields(
+                body, "II", _LINKEDIT_DATA_COMMAND_SIZE, "LC_DYLD_CHAINED_FIXUPS"
+            )
+            self.view.check(dataoff, datasize, "chained fixups")
+            self.chained_fixups = (dataoff, datasize)
+
+    def _segment(self, body: bytes, *, is64: bool) -> None:
+        # segment_command(_64): segname[16], addresses and sizes, protections, nsects, flags;
+        # then nsects section(_64) records: sectname[16], segname[16], addr, size, offset,
+        # align, reloff, nreloc, flags, reserved...
+        name = "LC_SEGMENT_64" if is64 else "LC_SEGMENT"
+        header, fmt = (72, "16sQQQQiiII") if is64 else (56, "16sIIIIiiII")
+        nsects = self._fields(body, fmt, header, name)[7]
+        section_size, flags_at = (80, 64) if is64 else (68, 56)
+        if nsects > (len(body) - header) // section_size:
+            raise BinaryReadError(f"{name} declares {nsects} sections, more than its cmdsize holds")
+        for k in range(nsects):
+            at = header + k * section_size
+            sectname = body[at : at + 16].split(b"\0", 1)[0]
+            (flags,) = struct.unpack_from(self.order + "I", body, at + flags_at)
+            if flags & (S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS) or (
+                sectname == b"__text"
+            ):
+                kind = SymbolType.FUNC
+            elif flags & SECTION_TYPE == S_THREAD_LOCAL_VARIABLES:
+                kind = SymbolType.TLS
+            else:
+                kind = SymbolType.OBJECT
+            self.section_types.append(kind)
+
+    # -- __LINKEDIT -----------------------------------------------------------------------------
+
+    def _symtab_span(self, local_symbols: bool) -> tuple[int, int]:
+        """The entries to read: all of them, or only the external ones that LC_DYSYMTAB finds."""
+        assert self.symtab is not None
+        nsyms = self.symtab.nsyms
+        dysymtab = self.dysymtab
+        if dysymtab is None:
+            return 0, nsyms
+        for what, first, count in (
+            ("local", dysymtab.ilocalsym, dysymtab.nlocalsym),
+            ("external", dysymtab.iextdefsym, dysymtab.nextdefsym),
+            ("undefined", dysymtab.iundefsym, dysymtab.nundefsym),
+        ):
+            if first + count > nsyms:
+                raise BinaryReadError(
+                    f"LC_DYSYMTAB {what} symbols ({count} from {first}) lie beyond the "
+                    f"{nsyms} symbols of LC_SYMTAB: corrupt"
+                )
+        if local_symbols:
+            return 0, nsyms
+        ranges = [
+            (first, first + count)
+            for first, count in (
+                (dysymtab.iextdefsym, dysymtab.nextdefsym),
+                (dysymtab.iundefsym, dysymtab.nundefsym),
+            )
+            if count
+        ]
+        if not ranges:
+            return 0, 0
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+    def _read_linkedit(
+        self, local_symbols: bool
+    ) -> tuple[bytes, int, bytes, list[ChainedImport] | None]:
+        """(nlist entries of the span, index of its first entry, string table, chained imports).
+
+        The pieces are read in ascending file order (see :func:`_fetch`), followed, for a
+        sequential source, by the start of the next slice of a universal file.
+        """
+        entsize = 16 if self.bits == 64 else 12
+        view = self.view
+        pieces: list[_Piece] = []
+        first = 0
+        if self.symtab is not None:
+            symtab = self.symtab
+            if symtab.nsyms > (view.size - min(symtab.symoff, view.size)) // entsize:
+                raise BinaryReadError(
+                    f"symbol table ({symtab.nsyms} entries at {symtab.symoff:#x}) extends past "
+                    f"the end of the {view.size}-byte {self.label}: truncated or corrupt"
+                )
+            view.check(symtab.stroff, symtab.strsize, "string table")
+            first, end = self._symtab_span(local_symbols)
+            at, length = symtab.symoff + first * entsize, (end - first) * entsize
+            pieces.append(_Piece(view.base + at, length, "symbols", "symbol table"))
+            if view.source.sequential:  # read in passing; trimmed to what is named later
+                strings = _Piece(view.base + symtab.stroff, symtab.strsize, "strings", "strtab")
+                pieces.append(strings)
+        if self.chained_fixups is not None:
+            dataoff, datasize = self.chained_fixups
+            pieces.append(_Piece(view.base + dataoff, datasize, "fixups", "chained fixups"))
+        following = self.following
+        lookahead = view.source if isinstance(view.source, _Lookahead) else None
+        if following is not None and lookahead is not None:
+            size = following.size
+            length = size if size <= _LOOKAHEAD_WHOLE else _LOOKAHEAD
+            pieces.append(_Piece(following.base, length, "following", "next slice"))
+        got = _fetch(view.source, pieces)
+        if following is not None and lookahead is not None:
+            lookahead.keep(following.base, got["following"])
+        if self.symtab is not None and "strings" not in got:
+            got["strings"] = self._read_strings(self.symtab, got["symbols"], entsize)
+        chained = None
+        if self.chained_fixups is not None:
+            chained = self._parse_chained_fixups(got["fixups"])
+        return got.get("symbols", b""), first, got.get("strings", b""), chained
+
+    def _read_strings(self, symtab: _Symtab, raw: bytes, entsize: int) -> bytes:
+        """The start of the string table, as far as the names of the ``raw`` entries reach.
+
+        ld64 writes the names of external symbols first, so an unstripped library's string
+        table is mostly local names the audit does not need (``libtorch_cpu.dylib``: 3 of 62
+        MB). A name not ended within :data:`_NAME_MARGIN` bytes makes the whole table read.
+        """
+        if not raw:
+            return b""
+        swap = self.big_endian != (sys.byteorder == "big")
+        highest = max(_column32(raw, entsize, 0, swap))
+        length = min(symtab.strsize, highest + _NAME_MARGIN)
+        data = self.view.read(symtab.stroff, length, "string table")
+        if length < symtab.strsize and data.find(b"\0", highest) < 0:
+            data = self.view.read(symtab.stroff, symtab.strsize, "string table")
+        return data
+
+    def _parse_chained_fixups(self, data: bytes) -> list[ChainedImport]:
+        """The imports table of ``LC_DYLD_CHAINED_FIXUPS`` (``dyld_chained_fixups_header``).
+
+        The bit fields of ``dyld_chained_import*`` are read from words in the file's byte
+        order, low bits first (every chained-fixups binary is little-endian).
+        """
+        datasize = len(data)
+        if datasize < _CHAINED_FIXUPS_HEADER_SIZE:
+            raise BinaryReadError(f"chained fixups data ({datasize} bytes) is too small: corrupt")
+        (
+            version,
+            _starts_offset,
+            imports_offset,
+            symbols_offset,
+            imports_count,
+            imports_format,
+            symbols_format,
+        ) = struct.unpack_from(self.order + "7I", data)
+        if version != 0:
+            raise BinaryReadError(f"unknown chained fixups version {version}")
+        if symbols_format != 0:
+            raise BinaryReadError(f"unsupported chained fixups symbol format {symbols_format}")
+        entry_size = {
+            DYLD_CHAINED_IMPORT: 4,
+            DYLD_CHAINED_IMPORT_ADDEND: 8,
+            DYLD_CHAINED_IMPORT_ADDEND64: 16,
+        }.get(imports_format)
+        if entry_size is None:
+            raise BinaryReadError(f"unknown chained fixups import format {imports_format}")
+        if imports_count > datasize // entry_size:
+            raise BinaryReadError(f"chained fixups declare {imports_count} imports: corrupt")
+        if imports_offset + imports_count * entry_size > datasize or symbols_offset > datasize:
+            raise BinaryReadError("chained fixups imports table lies outside its data: corrupt")
+        if imports_count == 0:
+            return []
+        names = data[symbols_offset:]
+        if imports_format == DYLD_CHAINED_IMPORT_ADDEND64:
+            words = struct.unpack_from(f"{self.order}{imports_count * 2}Q", data, imports_offset)
+            entries = [(w & 0xFFFF, (w >> 16) & 1, w >> 32, 0xFFFF) for w in words[0::2]]
+        else:
+            step = entry_size // 4
+            words = struct.unpack_from(f"{self.order}{imports_count * step}I", data, imports_offset)
+            entries = [(w & 0xFF, (w >> 8) & 1, w >> 9, 0xFF) for w in words[0::step]]
+        imports = []
+        last_nul = names.rfind(b"\0")
+        for ordinal, weak, name_offset, mask in entries:
+            if name_offset > last_nul:
+                raise BinaryReadError("a chained fixups import name lies outside its string table")
+            end = names.find(b"\0", name_offset)
+            name = names[name_offset:end].decode("utf-8", "backslashreplace")
+            # dyld: values above 0xF0 (0xFFF0) are the negative special ordinals.
+            signed = ordinal - (mask + 1) if ordinal > mask - 0xF else ordinal
+            imports.append(ChainedImport(signed, bool(weak), name))
+        return imports
+
+    # -- the model ------------------------------------------------------------------------------
+
+    def _library_of(self, ordinal: int) -> str | None:
+        """The install name an ``n_desc`` library ordinal (``GET_LIBRARY_ORDINAL``) names."""
+        if not self.flags & MH_TWOLEVEL or ordinal in (
+            SELF_LIBRARY_ORDINAL,
+            DYNAMIC_LOOKUP_ORDINAL,
+            EXECUTABLE_ORDINAL,
+        ):
+            return None
+        if ordinal > len(self.dylibs):
+            raise BinaryReadError(
+                f"a symbol is bound to library ordinal {ordinal}, but the {self.label} loads "
+                f"only {len(self.dylibs)} libraries: corrupt"
+            )
+        return self.dylibs[ordinal - 1]
+
+    def _chained_library_of(self, ordinal: int) -> str | None:
+        """The install name a chained-fixups ordinal names (non-positive ones are special)."""
+        if ordinal <= 0 or not self.flags & MH_TWOLEVEL:
+            return None
+        if ordinal > len(self.dylibs):
+            raise BinaryReadError(
+                f"a chained fixups import is bound to library ordinal {ordinal}, but the "
+                f"{self.label} loads only {len(self.dylibs)} libraries: corrupt"
+            )
+        return self.dylibs[ordinal - 1]
+
+    def library(self, *, local_symbols: bool) -> Library:
+        if self.filetype not in (MH_DYLIB, MH_BUNDLE):
+            kind = _FILETYPE_NAMES.get(self.filetype, f"file type {self.filetype}")
+            raise BinaryReadError(f"Mach-O {kind}, not a shared library")
+        raw, first, strtab, chained = self._read_linkedit(local_symbols)
+        entsize = 16 if self.bits == 64 else 12
+        table = _NlistTable(
+            raw,
+            entsize,
+            big_endian=self.big_endian,
+            strtab=strtab,
+            section_types=self.section_types + [SymbolType.OBJECT] * 256,
+        )
+        span = range(table.count)
+
+        def candidates(start: int, count: int) -> range:
+            if self.dysymtab is None:
+                return span
+            return range(max(0, start - first), max(0, start - first + count))
+
+        dysymtab = self.dysymtab or _Dysymtab(0, 0, 0, 0, 0, 0)
+        import_indices = table.select(
+            _Kind.IMPORT, candidates(dysymtab.iundefsym, dysymtab.nundefsym)
+        )
+        export_indices = table.select(
+            _Kind.EXPORT, candidates(dysymtab.iextdefsym, dysymtab.nextdefsym)
+        )
+        local_indices: list[int] = []
+        if local_symbols and self.symtab is not None:
+            # Private externs may sit among the external definitions: look at every entry.
+            local_indices = table.select(_Kind.LOCAL, span)
+        table.validate_names(chain(import_indices, export_indices, local_indices))
+
+        import_names = table.names(import_indices)
+        libraries = [self._library_of(o) for o in table.ordinals(import_indices)]
+        extra: list[Symbol] = []
+        if chained:
+            extra = self._merge_chained(chained, import_names, libraries, table, export_indices)
+        imports = MachOSymbols(
+            table,
+            import_indices,
+            _Kind.IMPORT,
+            names=import_names,
+            libraries=libraries,
+            extra=tuple(extra),
+        )
+        exports = MachOSymbols(table, export_indices, _Kind.EXPORT)
+        locals_: tuple[Symbol, ...] | None = None
+        if local_symbols and self.symtab is not None:
+            locals_ = MachOSymbols(table, local_indices, _Kind.LOCAL).symbols()
+        return Library(
+            path=self.path,
+            format=BinaryFormat.MACHO,
+            machine=self.machine,
+            bits=self.bits,
+            byte_order="big" if self.big_endian else "little",
+            imports=imports,
+            exports=exports,
+            needed=tuple(self.dylibs),
+            soname=self.install_name,
+            rpath=tuple(self.rpaths),
+            local_symbols=locals_,
+            min_os=self.build_min_os or self.version_min_os,
+        )
+
+    def _merge_chained(
+        self,
+        chained: list[ChainedImport],
+        import_names: list[str],
+        libraries: list[str | None],
+        table: _NlistTable,
+        export_indices: list[int],
+    ) -> list[Symbol]:
+        """Fill missing libraries from the chained-fixups imports; return imports only there.
+
+        A weak definition of the image itself is bound through the table too (ordinal 0 or
+        weak lookup, so that dyld can coalesce it): names the image exports are not imports.
+        """
+        position = {name: k for k, name in enumerate(import_names)}
+        exported: frozenset[str] | None = None
+        extra: dict[str, Symbol] = {}
+        for entry in chained:
+            name = _strip_underscore(entry.name)
+            if not name:
+                continue
+            library = self._chained_library_of(entry.lib_ordinal)
+            k = position.get(name)
+            if k is not None:
+                if libraries[k] is None and library is not None:
+                    libraries[k] = library
+                continue
+            if name in extra:
+                continue
+            if exported is None:
+                exported = frozenset(table.names(export_indices))
+            if name in exported:
+                continue
+            binding = SymbolBinding.WEAK if entry.weak_import else SymbolBinding.GLOBAL
+            extra[name] = Symbol(
+                name,
+                False,
+                binding,
+                SymbolType.NOTYPE,
+                SymbolVisibility.DEFAULT,
+                library=library,
+            )
+        return list(extra.values())
+
+
+# -- universal files ------------------------------------------------------------------------------
+
+
+class FatArch(NamedTuple):
+    """One ``fat_arch``/``fat_arch_64`` record."""
+
+    cputype: int
+    offset: int
+    size: int
+
+
+def fat_archs(source: ByteSource) -> list[FatArch]:
+    """The architecture slices a universal file declares, checked, in ascending file order.
+
+    Raises :class:`BinaryReadError` for an absurd count, a slice outside the file, over the
+    header or overlapping another.
+    """
+    magic, nfat_arch = struct.unpack(">II", source.read(0, 8, "fat header"))
+    record = _FAT_ARCH_64 if magic == FAT_MAGIC_64 else _FAT_ARCH
+    if nfat_arch == 0:
+        raise BinaryReadError("universal binary with no architectures")
+    if nfat_arch > MAX_FAT_ARCHS:
+        raise BinaryReadError(f"universal binary declares {nfat_arch} architectures: corrupt")
+    table_end = 8 + nfat_arch * record.size
+    raw = source.read(8, nfat_arch * record.size, "fat architecture table")
+    archs = []
+    for k in range(nfat_arch):
+        cputype, _subtype, offset, size, *_rest = record.unpack_from(raw, k * record.size)
+        name = machine_name(cputype)
+        if size == 0:
+            raise BinaryReadError(f"universal binary slice {k} ({name}) is empty: corrupt")
+        if offset < table_end:
+            raise BinaryReadError(
+                f"universal binary slice {k} ({name}) overlaps the fat header: corrupt"
+            )
+        if offset + size > source.size:
+            raise BinaryReadError(
+                f"universal binary slice {k} ({name}, {size} bytes at {offset:#x}) extends past "
+                f"the end of the {source.size}-byte file: truncated or corrupt"
+            )
+        archs.append(FatArch(cputype, offset, size))
+    archs.sort(key=lambda arch: arch.offset)
+    for current, following in pairwise(archs):
+        if current.offset + current.size > following.offset:
+            raise BinaryReadError(
+                f"universal binary slices {machine_name(current.cputype)} and "
+                f"{machine_name(following.cputype)} overlap: corrupt"
+            )
+    return archs
+
+
+def _ordered_union(groups: Iterable[Iterable[str]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(chain.from_iterable(groups)))
+
+
+def _parse_fat(source: ByteSource, path: Path, *, local_symbols: bool) -> Library:
+    archs = fat_archs(source)
+    if source.sequential:
+        source = _Lookahead(source)
+    views = [
+        _View(source, arch.offset, arch.size, f"{machine_name(arch.cputype)} slice")
+        for arch in archs
+    ]
+    slices = []
+    for k, (arch, view) in enumerate(zip(archs, views, strict=True)):
+        label = view.label
+        following = views[k + 1] if k + 1 < len(views) else None
+        try:
+            image = _MachOImage(view, path, following)
+            if image.cputype != arch.cputype:
+                raise BinaryReadError(
+                    f"the fat header says {machine_name(arch.cputype)} but the slice holds "
+                    f"{image.machine}: corrupt"
+                )
+            slices.append(image.library(local_symbols=local_symbols))
+        except BinaryReadError as exc:
+            raise BinaryReadError(f"{label}: {exc}") from exc
+    versions = [s.min_os for s in slices if s.min_os is not None]
+    orders = {s.byte_order for s in slices}
+    locals_: tuple[Symbol, ...] | None = None
+    if local_symbols:
+        locals_ = tuple(dict.fromkeys(chain.from_iterable(s.local_symbols or () for s in slices)))
+    return Library(
+        path=path,
+        format=BinaryFormat.MACHO,
+        machine="+".join(sorted({s.machine for s in slices})),
+        bits=max(s.bits for s in slices),
+        byte_order=orders.pop() if len(orders) == 1 else "mixed",
+        imports=UnionSymbols([s.imports for s in slices]),
+        exports=UnionSymbols([s.exports for s in slices]),
+        needed=_ordered_union(s.needed for s in slices),
+        soname=next((s.soname for s in slices if s.soname is not None), None),
+        rpath=_ordered_union(s.rpath for s in slices),
+        local_symbols=locals_,
+        slices=tuple(slices),
+        min_os=max(versions, key=_version_key, default=None),
+    )
+
+
+def parse_macho(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
+    """Parse the Mach-O dylib or bundle whose bytes ``source`` gives (``path`` names it).
+
+    A universal file gives one :class:`~torch_abi_audit.model.Library` with a ``slices`` entry
+    per architecture. With ``local_symbols`` the non-exported definitions of the symbol table
+    are read too.
+
+    Raises :class:`BinaryReadError` for anything that is not a readable Mach-O dylib or bundle
+    (object files and executables included).
+    """
+    try:
+        if source.size < 8:
+            raise BinaryReadError(f"{source.size}-byte file: too short for a Mach-O header")
+        magic = int.from_bytes(source.read(0, 4, "Mach-O magic"), "big")
+        if magic in (FAT_MAGIC, FAT_MAGIC_64):
+            return _parse_fat(source, path, local_symbols=local_symbols)
+        image = _MachOImage(_View(source, 0, source.size, "file"), path)
+        return image.library(local_symbols=local_symbols)
+    except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:
+        raise BinaryReadError(f"corrupt Mach-O structure ({exc})") from exc
+
+
+def chained_fixup_imports(source: ByteSource) -> dict[str, tuple[ChainedImport, ...] | None]:
+    """The ``LC_DYLD_CHAINED_FIXUPS`` imports table of each image, by machine.
+
+    ``None`` for an image without chained fixups. For diagnostics and tests:
+    :func:`parse_macho` already merges these tables into the imports it reports. Raises
+    :class:`BinaryReadError` as :func:`parse_macho` does.
+    """
+    try:
+        if source.size < 8:
+            raise BinaryReadError(f"{source.size}-byte file: too short for a Mach-O header")
+        magic = int.from_bytes(source.read(0, 4, "Mach-O magic"), "big")
+        if magic in (FAT_MAGIC, FAT_MAGIC_64):
+            views = [
+                _View(source, arch.offset, arch.size, f"{machine_name(arch.cputype)} slice")
+                for arch in fat_archs(source)
+            ]
+        else:
+            views = [_View(source, 0, source.size, "file")]
+        found: dict[str, tuple[ChainedImport, ...] | None] = {}
+        for view in views:
+            image = _MachOImage(view, Path(view.label))
+            table = None
+            if image.chained_fixups is not None:
+                dataoff, datasize = image.chained_fixups
+                data = view.read(dataoff, datasize, "chained fixups")
+                table = tuple(image._parse_chained_fixups(data))
+            found[image.machine] = table
+        return found
+    except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:
+        raise BinaryReadError(f"corrupt Mach-O structure ({exc})") from exc
+
+
+def read_macho(path: Path, *, local_symbols: bool = False) -> Library:
+    """Read the Mach-O dylib or bundle at ``path`` (see :func:`parse_macho`).
+
+    Raises :class:`BinaryReadError` as :func:`parse_macho` does, and :class:`OSError` if the
+    file cannot be opened.
+    """
+    with path.open("rb", buffering=0) as handle:
+        return parse_macho(FileBytes(handle), path, local_symbols=local_symbols)
