@@ -6,12 +6,13 @@ from __future__ import annotations
 import bz2
 import hashlib
 import lzma
+import random
 import shutil
 import tempfile
 import tracemalloc
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -233,6 +234,7 @@ def test_nothing_is_extracted_even_when_members_spill(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     # Windows far smaller than the libraries: reads outside them must spill to a temporary file.
     monkeypatch.setattr(wheel_bytes, "WINDOW", 256)
+    monkeypatch.setattr(wheel_bytes, "CHUNK", 64)
     spills: list[tuple[str, str | None]] = []
     original = StreamedMember._spill_to_file
 
@@ -284,6 +286,47 @@ def test_members_larger_than_a_decompression_step(
     [lib] = report.libraries
     assert lib.path == path / member
     assert replace(lib, path=disk_reports[member].path) == disk_reports[member]
+
+
+def streamed(data: bytes, chunk: int) -> StreamedMember:
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), chunk):
+            yield data[start : start + chunk]
+
+    return StreamedMember(chunks, len(data), "member")
+
+
+def test_streamed_reads_return_the_right_bytes_in_any_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wheel_bytes, "WINDOW", 256)
+    rng = random.Random(20261123)
+    data = rng.randbytes(5000)
+    for _ in range(500):
+        member = streamed(data, rng.choice([1, 7, 64, 999]))
+        for _ in range(12):
+            offset = rng.randrange(len(data))
+            length = rng.randrange(1, min(300, len(data) - offset) + 1)
+            assert member.read(offset, length, "range") == data[offset : offset + length]
+        member.close()
+
+
+def test_a_read_may_start_inside_the_chunk_the_last_one_ended_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forward reads that overlap by less than a chunk, or that straddle the head window's end,
+    are served from memory: only a read reaching further back spills."""
+    monkeypatch.setattr(wheel_bytes, "WINDOW", 100)
+    data = bytes(range(256)) * 8
+    member = streamed(data, 64)
+    assert member.read(90, 30, "straddles the head window") == data[90:120]
+    assert member.read(500, 20, "ends mid-chunk") == data[500:520]
+    assert member.read(510, 100, "starts in the same chunk") == data[510:610]
+    assert member.read(600, 4, "again") == data[600:604]
+    assert member._spilled is None
+    assert member.read(300, 4, "long passed") == data[300:304]
+    assert member._spilled is not None
+    member.close()
 
 
 def test_directory_of_wheels_and_a_library(built: Fixtures, tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ Nothing is extracted. A *stored* member is read with positional reads at its off
 archive. A *deflated* member is decompressed as a stream: reads that move forward through the
 member are served as the stream passes them, and two windows — the member's first and last
 :data:`WINDOW` bytes, where ELF headers, symbol tables and section headers live — are kept so
-that the reader may return to them. A read that the stream has already passed, outside both
-windows, makes the member spill into an anonymous temporary file (removed by the OS when closed,
+that the reader may return to them, and so is the last decompressed chunk, so that a read may
+start where the previous one ended. A read that the stream has already passed, outside all of
+these, makes the member spill into an anonymous temporary file (removed by the OS when closed,
 even on a crash) from which every further read is served. Either way, memory stays bounded by
 the windows and a decompression chunk, whatever the member's size.
 
@@ -248,6 +249,7 @@ class StreamedMember:
         self._tail_start = max(WINDOW, size - WINDOW)
         self._tail = bytearray()  # member[_tail_start : _tail_start + len(_tail)]
         self._captured: list[tuple[int, bytes]] = []  # ranges read beyond the windows
+        self._last = b""  # member[_position - len(_last) : _position], the last chunk consumed
         self._spill: BinaryIO | None = None
         self._spilled: FileBytes | None = None
 
@@ -271,12 +273,31 @@ class StreamedMember:
         for start, data in self._captured:
             if start <= offset and end <= start + len(data):
                 return data[offset - start : end - start]
-        if offset >= self._position:
-            data = self._advance(offset, end)
-            self._captured.append((offset, data))
-            return data
-        # The stream has passed this range and no window holds it: fall back to a copy.
+        passed = self._retained(offset, min(end, self._position))
+        if passed is not None:  # the part the stream has passed is still held; stream the rest
+            if end > self._position:
+                passed += self._advance(max(offset, self._position), end)
+            self._captured.append((offset, passed))
+            return passed
+        # The stream has passed this range and nothing holds it: fall back to a copy.
         return self._spill_to_file().read(offset, length, what)
+
+    def _retained(self, start: int, stop: int) -> bytes | None:
+        """``member[start:stop]`` for a range the stream has passed, pieced together from the
+        head window, the last chunk and earlier reads; None if some of it is held by none."""
+        held = [(0, memoryview(self._head)[: self._head_filled])]
+        held.append((self._position - len(self._last), memoryview(self._last)))
+        held.extend((offset, memoryview(data)) for offset, data in self._captured)
+        found = bytearray()
+        while start < stop:
+            piece = next(((at, data) for at, data in held if at <= start < at + len(data)), None)
+            if piece is None:
+                return None
+            at, data = piece
+            taken = data[start - at : stop - at]
+            found += taken
+            start += len(taken)
+        return bytes(found)
 
     def _advance(self, want_start: int, want_end: int) -> bytes:
         """Consume the stream up to ``want_end``, keeping windows and the wanted range."""
@@ -289,6 +310,8 @@ class StreamedMember:
             if chunk_end > want_start and chunk_start < want_end:
                 wanted += chunk[max(0, want_start - chunk_start) : want_end - chunk_start]
             self._position = chunk_end
+            if chunk:
+                self._last = chunk
         return bytes(wanted)
 
     def _next_chunk(self) -> bytes:
@@ -329,6 +352,7 @@ class StreamedMember:
         self._head = bytearray()
         self._head_filled = 0
         self._tail = bytearray()
+        self._last = b""
         self._captured.clear()
 
     def finish(self) -> None:
