@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from torch_abi_audit import (  # noqa: E402
+    CPythonLabel,
     ExtensionReport,
     PackageReport,
     TorchLabel,
@@ -77,12 +78,21 @@ class LibraryCheck:
     directory). At least one
     library must match. Every match must carry ``label`` (``None``: only require presence),
     import at least ``min_unstable`` unstable symbols and at least ``min_shims`` stable shims.
+    ``torch_libraries`` must all be among the libtorch libraries it links (by file name, such
+    as ``torch_cpu.dll``), and every unstable import the format binds to a library must be
+    bound to one of them. ``cpython`` (if set) is its CPython label, ``python_library`` (if
+    set) the Python library it links, and ``slices`` (if set) the architectures of its universal
+    binary, in file order.
     """
 
     pattern: str
     label: TorchLabel | None = None
     min_unstable: int = 0
     min_shims: int = 0
+    torch_libraries: tuple[str, ...] = ()
+    cpython: CPythonLabel | None = None
+    python_library: str | None = None
+    slices: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,14 @@ UNSTABLE = TorchLabel.UNSTABLE
 FLOOR_MISSING_2_11 = FindingCheck(
     "torch-floor-missing", Severity.WARNING, evidence=(("needs", "2.11.0"),)
 )
+
+FLOOR_MISSING_2_10 = FindingCheck(
+    "torch-floor-missing", Severity.WARNING, evidence=(("needs", "2.10.0"),)
+)
+#: The libc++ these macOS wheels vendor declares macOS 12.1; their tags say 11.0.
+MACOS_LIBCXX_12_1 = FindingCheck("macos-version-above-tag", Severity.WARNING)
+MACOS_ARM64 = "macosx_11_0_arm64"
+WINDOWS = "win_amd64"
 
 EXPECTATIONS: list[Expectation] = [
     # torchaudio 2.9 links against libtorch internals (at::Tensor, c10::...) and a few shims;
@@ -215,6 +233,202 @@ EXPECTATIONS: list[Expectation] = [
             ),
         ),
     ),
+    # -- macOS and Windows builds of the same releases. Each build is judged on its own
+    # imports: the floors differ from Linux's (torchaudio 2.11's macOS and Windows libraries
+    # import no 2.11-only shim; its Linux build ships one more library that does).
+    Expectation(
+        "torchaudio",
+        "2.9.1",
+        TorchVerdict.UNSTABLE,
+        libraries=(
+            LibraryCheck(
+                "torchaudio/lib/libtorchaudio.so", UNSTABLE, min_unstable=100, min_shims=1
+            ),
+        ),
+        # Its vendored libc++ needs macOS 12.1; the wheel is tagged 11.0.
+        findings=(MACOS_LIBCXX_12_1,),
+        requires_torch=("torch==2.9.1",),
+        platforms=(MACOS_ARM64,),
+    ),
+    Expectation(
+        "torchaudio",
+        "2.9.1",
+        TorchVerdict.UNSTABLE,
+        libraries=(
+            LibraryCheck(
+                "torchaudio/lib/libtorchaudio.pyd",
+                UNSTABLE,
+                min_unstable=100,
+                min_shims=1,
+                torch_libraries=("torch_cpu.dll", "c10.dll"),
+            ),
+            LibraryCheck(
+                "torchaudio/lib/_torchaudio.pyd",
+                UNSTABLE,
+                torch_libraries=("torch_cpu.dll", "c10.dll"),
+                python_library="python311.dll",
+            ),
+        ),
+        findings=(),
+        requires_torch=("torch==2.9.1",),
+        platforms=(WINDOWS,),
+    ),
+    Expectation(
+        "torchaudio",
+        "2.11.0",
+        TorchVerdict.STABLE,
+        libraries=(
+            LibraryCheck("torchaudio/lib/_torchaudio.abi3.so", STABLE),
+            LibraryCheck("torchaudio/lib/libtorchaudio.abi3.so", STABLE, min_shims=60),
+        ),
+        forbidden_labels=(UNSTABLE,),
+        min_torch="2.10.0",
+        findings=(FLOOR_MISSING_2_10, MACOS_LIBCXX_12_1),
+        platforms=(MACOS_ARM64,),
+    ),
+    Expectation(
+        "torchaudio",
+        "2.11.0",
+        TorchVerdict.STABLE,
+        libraries=(
+            LibraryCheck(
+                "torchaudio/lib/_torchaudio.pyd", STABLE, torch_libraries=("torch_cpu.dll",)
+            ),
+            LibraryCheck(
+                "torchaudio/lib/libtorchaudio.pyd",
+                STABLE,
+                min_shims=60,
+                torch_libraries=("torch_cpu.dll",),
+            ),
+        ),
+        library_count=2,
+        forbidden_labels=(UNSTABLE,),
+        min_torch="2.10.0",
+        findings=(FLOOR_MISSING_2_10,),
+        platforms=(WINDOWS,),
+    ),
+    # torchcodec 0.8.1 for macOS vendors libpython3.11.dylib, and its custom-ops libraries
+    # link it: a second interpreter in the process.
+    Expectation(
+        "torchcodec",
+        "0.8.1",
+        TorchVerdict.UNSTABLE,
+        libraries=(
+            LibraryCheck("torchcodec/libtorchcodec_core*.dylib", UNSTABLE),
+            LibraryCheck(
+                "torchcodec/libtorchcodec_custom_ops*.dylib",
+                UNSTABLE,
+                python_library="@loader_path/.dylibs/libpython3.11.dylib",
+            ),
+            LibraryCheck("torchcodec/.dylibs/libpython3.11.dylib"),
+        ),
+        findings=(
+            FindingCheck("torch-unpinned-unstable", Severity.ERROR),
+            MACOS_LIBCXX_12_1,
+            FindingCheck(
+                "bundled-libpython",
+                Severity.ERROR,
+                evidence=(
+                    ("libraries", "torchcodec/.dylibs/libpython3.11.dylib"),
+                    ("linked_by", "torchcodec/libtorchcodec_custom_ops4.dylib"),
+                ),
+            ),
+        ),
+        platforms=(MACOS_ARM64,),
+    ),
+    Expectation(
+        "torchcodec",
+        "0.8.1",
+        TorchVerdict.UNSTABLE,
+        libraries=(
+            LibraryCheck(
+                "torchcodec/libtorchcodec_core*.dll",
+                UNSTABLE,
+                torch_libraries=("c10.dll", "torch_cpu.dll"),
+            ),
+        ),
+        findings=(FindingCheck("torch-unpinned-unstable", Severity.ERROR),),
+        platforms=(WINDOWS,),
+    ),
+    # The index has torchcodec 0.17.0 for macOS 14 (arm64) only.
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        libraries=(
+            LibraryCheck("torchcodec/libtorchcodec_core*.dylib", STABLE),
+            LibraryCheck("torchcodec/libtorchcodec_custom_ops*.dylib", STABLE),
+        ),
+        forbidden_labels=(UNSTABLE,),
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
+        platforms=("macosx_14_0_arm64",),
+    ),
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        libraries=(
+            LibraryCheck(
+                "torchcodec/libtorchcodec_core*.dll", STABLE, torch_libraries=("torch_cpu.dll",)
+            ),
+            LibraryCheck(
+                "torchcodec/libtorchcodec_custom_ops*.dll",
+                STABLE,
+                torch_libraries=("torch_cpu.dll",),
+                python_library="python311.dll",
+            ),
+        ),
+        forbidden_labels=(UNSTABLE,),
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
+        platforms=(WINDOWS,),
+    ),
+    # CPython's stable ABI outside Linux: a universal2 abi3 extension whose x86_64 slice needs a
+    # newer macOS than the tag says, and a Windows abi3 extension linked to python3.dll (its
+    # file name carries no abi3 tag: the DLL it links says it). 48.0.1 is the newest release
+    # with a universal2 wheel (49.0.0 and later ship thin macOS wheels only); 50.0.2 is the
+    # newest for Windows.
+    Expectation(
+        "cryptography",
+        "48.0.1",
+        TorchVerdict.NO_TORCH,
+        libraries=(
+            LibraryCheck(
+                "cryptography/hazmat/bindings/_rust.abi3.so",
+                TorchLabel.NO_TORCH,
+                cpython=CPythonLabel.ABI3_OK,
+                slices=("x86_64", "arm64"),
+            ),
+        ),
+        library_count=1,
+        findings=(
+            FindingCheck(
+                "macos-version-above-tag",
+                Severity.WARNING,
+                evidence=(
+                    ("libraries", "cryptography/hazmat/bindings/_rust.abi3.so (x86_64): 10.13"),
+                ),
+            ),
+        ),
+        platforms=("macosx_10_9_universal2",),
+    ),
+    Expectation(
+        "cryptography",
+        "50.0.2",
+        TorchVerdict.NO_TORCH,
+        libraries=(
+            LibraryCheck(
+                "cryptography/hazmat/bindings/_rust.pyd",
+                TorchLabel.NO_TORCH,
+                cpython=CPythonLabel.ABI3_OK,
+                python_library="python3.dll",
+            ),
+        ),
+        library_count=1,
+        findings=(),
+        platforms=(WINDOWS,),
+    ),
     # torch itself: libtorch_cpu uses its own internals; vendored libgomp must be seen. torch
     # needs no torch requirement, so there is nothing to find.
     Expectation(
@@ -283,6 +497,38 @@ def _check_library(
         shims = library.torch.stable_shim_count
         if shims < check.min_shims:
             yield f"{name}: {shims} stable shim imports, expected at least {check.min_shims}"
+        yield from _check_linking(check, name, library)
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _check_linking(check: LibraryCheck, name: str, library: ExtensionReport) -> Iterator[str]:
+    """Torch libraries, Python library and slices of one library."""
+    linked = [_file_name(n) for n in library.torch.torch_libraries]
+    missing = [n for n in check.torch_libraries if n not in linked]
+    if missing:
+        yield f"{name}: links {', '.join(linked) or 'no torch library'}, expected {missing}"
+    if check.torch_libraries:
+        stray = {
+            _file_name(u.library)
+            for u in library.torch.unstable_details
+            if u.library and _file_name(u.library) not in check.torch_libraries
+        }
+        if stray:
+            yield f"{name}: unstable imports bound to {', '.join(sorted(stray))}"
+    if check.cpython is not None and library.cpython_label is not check.cpython:
+        yield f"{name}: CPython label {library.cpython_label}, expected {check.cpython}"
+    if check.python_library is not None and library.cpython.python_library != check.python_library:
+        yield (
+            f"{name}: links Python library {library.cpython.python_library}, "
+            f"expected {check.python_library}"
+        )
+    if check.slices is not None:
+        machines = tuple(part.machine for part in library.slices)
+        if machines != check.slices:
+            yield f"{name}: slices {machines or 'none (thin)'}, expected {check.slices}"
 
 
 def _evidence_holds(actual: str | list[str] | None, wanted: str) -> bool:

@@ -30,6 +30,7 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
+    bundled_library_findings,
     tag_findings,
     torch_requirement_findings,
 )
@@ -84,6 +85,8 @@ def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> li
             lib.kind is LibraryKind.EXTENSION,
             lib.torch,
             lib.cpython,
+            lib.needed,
+            _os_floors(lib),
         )
         for lib in libraries
         if lib.error is None and lib.skipped is None
@@ -94,7 +97,14 @@ def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> li
         findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
     tags = source.wheel.tags if source.wheel else (metadata.wheel_tags if metadata else ())
     findings += tag_findings(tags, facts)
+    findings += bundled_library_findings(facts)
     return findings
+
+
+def _os_floors(lib: ExtensionReport) -> tuple[tuple[str, str], ...]:
+    """(architecture, minimum OS) of each slice, or of the library itself when it is thin."""
+    parts = lib.slices or (lib,)
+    return tuple((p.machine, p.min_os) for p in parts if p.machine and p.min_os)
 
 
 def _relative_name(path: Path, root: Path) -> str:

@@ -23,16 +23,20 @@ from torch_abi_audit.readers import (
     parse_library,
     read_library,
 )
-from torch_abi_audit.report import ExtensionReport, LibraryKind
-from torch_abi_audit.rules.cpython_abi import analyse_cpython, entry_points, stable_abi_symbols
-from torch_abi_audit.rules.torch_abi import TorchRules
+from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
+from torch_abi_audit.rules.cpython_abi import (
+    CPythonAnalysis,
+    analyse_cpython,
+    entry_points,
+    stable_abi_symbols,
+)
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules, is_torch_library
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.wheels import WheelError, WheelMember, close_wheels, open_wheel
 
 if TYPE_CHECKING:  # the pool machinery costs ~30 ms to import: only load it when it is used
     from concurrent.futures import Future, ProcessPoolExecutor
 
-_TORCH_LIBRARY_PREFIXES = ("libtorch", "libc10", "torch_", "c10")
 _EXTENSION_NAME_MARKERS = (".cpython-", ".abi3.", ".pypy", ".pyd")
 # Below this many files a worker pool costs more than it saves.
 PARALLEL_THRESHOLD = 6
@@ -86,6 +90,13 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
     guessed_kind = LibraryKind.EXTENSION if _looks_like_extension(path) else LibraryKind.BUNDLED
     try:
         library = _read_member(member) if member else read_library(path)
+        # Symbol tables decode lazily: a bad entry found now is still this file's error.
+        entries = entry_points(library)
+        torch, cpython = judge(library, path.name)
+        slices = tuple(
+            SliceReport(part.machine, part.min_os, *judge(part, path.name))
+            for part in library.slices
+        )
     except UnsupportedFormatError as exc:
         return ExtensionReport(path, kind=guessed_kind, skipped=str(exc))
     except BinaryReadError as exc:
@@ -93,13 +104,10 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return ExtensionReport(path, kind=guessed_kind, error=f"cannot read file: {reason}")
-    entries = entry_points(library)
-    needs_torch = any(n.startswith(_TORCH_LIBRARY_PREFIXES) for n in library.needed)
-    imported = library.imports.names()
     return ExtensionReport(
         path=path,
-        cpython=analyse_cpython(imported, path.name),
-        torch=torch_rules().analyse(imported, needs_torch_library=needs_torch),
+        cpython=cpython,
+        torch=torch,
         kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
         format=str(library.format),
         machine=library.machine,
@@ -108,7 +116,18 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         runpath=library.runpath,
         rpath=library.rpath,
         entry_points=entries,
+        min_os=library.min_os,
+        slices=slices,
     )
+
+
+def judge(library: Library, filename: str) -> tuple[TorchAnalysis, CPythonAnalysis]:
+    """The torch and CPython analyses of one library (or one slice of a universal binary)."""
+    imported = library.imports.names()
+    torch_libraries = tuple(name for name in library.needed if is_torch_library(name))
+    bindings = library.imports.bound_to(is_torch_library) if torch_libraries else {}
+    torch = torch_rules().analyse(imported, torch_libraries=torch_libraries, bindings=bindings)
+    return torch, analyse_cpython(imported, filename, library.needed)
 
 
 def default_jobs() -> int:

@@ -1,6 +1,6 @@
 """The format-neutral model of a compiled library.
 
-Every binary reader (ELF today; Mach-O and PE next) turns bytes into one :class:`Library`.
+Every binary reader (ELF, Mach-O, PE) turns bytes into one :class:`Library`.
 Rules, reports and renderers only ever see this model, never a format's raw structures, so a
 rule written once applies to every platform.
 
@@ -11,7 +11,7 @@ materialises its table in tens of milliseconds, which a frozen dataclass per sym
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +102,18 @@ class SymbolTable(Sequence[Symbol]):
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         """The exported symbols whose names start with one of ``prefixes``."""
         return tuple(s for s in self.symbols() if s.name.startswith(prefixes))
+
+    def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
+        """Name -> library for the symbols bound to a library that ``accept`` says yes to.
+
+        Only formats that record bindings (PE import DLLs, Mach-O two-level namespace, ELF
+        symbol versions) give any. The first binding of a name wins.
+        """
+        bound: dict[str, str] = {}
+        for symbol in self.symbols():
+            if symbol.library is not None and symbol.name not in bound and accept(symbol.library):
+                bound[symbol.name] = symbol.library
+        return bound
 
     @overload
     def __getitem__(self, index: int) -> Symbol: ...

@@ -100,13 +100,66 @@ class WheelReport:
     tags: tuple[str, ...]
 
 
+def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
+    """STABLE / UNSTABLE / NO-TORCH for an audited library (or slice)."""
+    if not torch.uses_torch:
+        return TorchLabel.NO_TORCH
+    return TorchLabel.STABLE if torch.stable else TorchLabel.UNSTABLE
+
+
+def cpython_label_of(cpython: CPythonAnalysis) -> CPythonLabel:
+    """The documented CPython row label for an audited library (or slice).
+
+    Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
+    ``abi3-tagged-violations`` when some are not (or it links a Python library of one
+    version), ``abi3-tagged-no-capi`` when it imports none. Untagged: ``uses-private-api`` when
+    it imports symbols outside the stable ABI, else ``not-abi3`` (a build without
+    ``Py_LIMITED_API`` may use version-specific struct layouts through macros even when every
+    symbol it imports is stable, so the symbols alone do not make it abi3).
+    """
+    if cpython.violations:
+        return (
+            CPythonLabel.ABI3_TAGGED_VIOLATIONS if cpython.intent else CPythonLabel.USES_PRIVATE_API
+        )
+    if cpython.intent:
+        if cpython.python_version is not None:
+            return CPythonLabel.ABI3_TAGGED_VIOLATIONS
+        return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
+    return CPythonLabel.NOT_ABI3
+
+
+@dataclass(frozen=True)
+class SliceReport:
+    """One architecture of a universal (fat) Mach-O library, judged on its own.
+
+    The library's own verdict is the worst across its slices (it is judged on the union of
+    their imports); slices show where builds for different architectures differ.
+    """
+
+    machine: str
+    min_os: str | None = None
+    torch: TorchAnalysis = field(default_factory=TorchAnalysis)
+    cpython: CPythonAnalysis = field(default_factory=CPythonAnalysis)
+
+    @property
+    def torch_label(self) -> TorchLabel:
+        """STABLE / UNSTABLE / NO-TORCH for this slice."""
+        return torch_label_of(self.torch)
+
+    @property
+    def cpython_label(self) -> CPythonLabel:
+        """The CPython label for this slice."""
+        return cpython_label_of(self.cpython)
+
+
 @dataclass(frozen=True)
 class ExtensionReport:
     """Everything learnt about one compiled library.
 
     ``error`` names why the file could not be audited; ``skipped`` names why it was listed but
-    not audited (a binary format this release does not read yet). Either leaves the analyses at
-    their empty defaults.
+    not audited (a binary format this release does not read). Either leaves the analyses at
+    their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
+    newest across ``slices`` for a universal binary.
     """
 
     path: Path
@@ -122,6 +175,8 @@ class ExtensionReport:
     runpath: tuple[str, ...] = ()
     rpath: tuple[str, ...] = ()
     entry_points: tuple[str, ...] = ()
+    min_os: str | None = None
+    slices: tuple[SliceReport, ...] = ()
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -130,31 +185,12 @@ class ExtensionReport:
             return TorchLabel.ERROR
         if self.skipped:
             return TorchLabel.SKIPPED
-        if not self.torch.uses_torch:
-            return TorchLabel.NO_TORCH
-        return TorchLabel.STABLE if self.torch.stable else TorchLabel.UNSTABLE
+        return torch_label_of(self.torch)
 
     @property
     def cpython_label(self) -> CPythonLabel:
-        """The documented CPython row label.
-
-        Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
-        ``abi3-tagged-violations`` when some are not, ``abi3-tagged-no-capi`` when it imports
-        none. Untagged: ``uses-private-api`` when it imports symbols outside the stable ABI,
-        else ``not-abi3`` (a build without ``Py_LIMITED_API`` may use version-specific struct
-        layouts through macros even when every symbol it imports is stable, so the symbols
-        alone do not make it abi3).
-        """
-        cpython = self.cpython
-        if cpython.violations:
-            return (
-                CPythonLabel.ABI3_TAGGED_VIOLATIONS
-                if cpython.intent
-                else CPythonLabel.USES_PRIVATE_API
-            )
-        if cpython.intent:
-            return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
-        return CPythonLabel.NOT_ABI3
+        """The documented CPython row label (see :func:`cpython_label_of`)."""
+        return cpython_label_of(self.cpython)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Severity
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
+    bundled_library_findings,
     declared_floor,
     is_version_specific,
     pinned_release,
@@ -156,3 +157,75 @@ def test_none_abi_platform_wheel_using_the_capi() -> None:
     assert tag_findings(["py3-none-manylinux_2_28_x86_64"], [lib("x.so", STABLE_2_10)]) == []
     assert tag_findings(["py3-none-any"], libraries) == []
     assert tag_findings([], libraries) == []
+
+
+def mach_o(name: str, *floors: tuple[str, str], needed: tuple[str, ...] = ()) -> LibraryFacts:
+    return LibraryFacts(name, False, NO_TORCH, NO_CAPI, needed, floors)
+
+
+@pytest.mark.parametrize(
+    ("tags", "floors", "late"),
+    [
+        # universal2 at 10.9: x86_64 must run on 10.9; arm64 Macs start at 11.0 anyway
+        (["cp311-abi3-macosx_10_9_universal2"], [("x86_64", "10.13")], ["x86_64"]),
+        (["cp311-abi3-macosx_10_9_universal2"], [("arm64", "11.0")], []),
+        (["cp311-abi3-macosx_10_9_universal2"], [("arm64", "11.1")], ["arm64"]),
+        (["cp311-cp311-macosx_11_0_arm64"], [("arm64", "12.1")], ["arm64"]),
+        (["cp311-cp311-macosx_14_0_arm64"], [("arm64", "12.1")], []),
+        # several tags: the oldest one that covers an architecture is the promise
+        (
+            ["cp311-cp311-macosx_10_9_x86_64", "cp311-cp311-macosx_11_0_arm64"],
+            [("x86_64", "10.9"), ("arm64", "11.0")],
+            [],
+        ),
+        (["cp311-cp311-macosx_10_9_intel"], [("i386", "10.9"), ("x86_64", "10.10")], ["x86_64"]),
+        # an architecture no tag covers, or a Linux wheel: nothing to compare with
+        (["cp311-cp311-macosx_11_0_arm64"], [("x86_64", "13.0")], []),
+        (["cp311-cp311-manylinux_2_28_x86_64"], [("x86_64", "13.0")], []),
+    ],
+)
+def test_minimum_macos_against_the_tags(
+    tags: list[str], floors: list[tuple[str, str]], late: list[str]
+) -> None:
+    findings = tag_findings(tags, [mach_o("pkg/_ext.so", *floors)])
+    found = [f for f in findings if f.code == "macos-version-above-tag"]
+    if not late:
+        assert found == []
+        return
+    [finding] = found
+    assert finding.severity is Severity.WARNING
+    libraries = finding.evidence["libraries"]
+    assert isinstance(libraries, list)
+    assert [entry.split("(")[1].split(")")[0] for entry in libraries] == late
+
+
+def test_bundled_libpython_is_an_error_when_something_links_it() -> None:
+    shipped = mach_o("pkg/.dylibs/libpython3.11.dylib")
+    user = mach_o("pkg/_ops.so", needed=("@loader_path/.dylibs/libpython3.11.dylib",))
+    [finding] = bundled_library_findings([shipped, user, mach_o("pkg/other.so")])
+    assert (finding.code, finding.severity) == ("bundled-libpython", Severity.ERROR)
+    assert finding.evidence == {
+        "libraries": ["pkg/.dylibs/libpython3.11.dylib"],
+        "linked_by": ["pkg/_ops.so"],
+    }
+    [alone] = bundled_library_findings([mach_o("pkg.libs/libpython3.12.so.1.0")])
+    assert alone.severity is Severity.WARNING and alone.evidence["linked_by"] == []
+    [windows] = bundled_library_findings([mach_o("pkg/python311.dll")])
+    assert windows.evidence["libraries"] == ["pkg/python311.dll"]
+    assert bundled_library_findings([mach_o("pkg/libpythonize.so"), mach_o("pkg/python.py")]) == []
+
+
+def test_abi3_wheel_with_an_extension_linked_to_one_python() -> None:
+    linked = CPythonAnalysis(
+        intent=False, capi_symbol_count=2, python_library="python311.dll", python_version="3.11"
+    )
+    stable = CPythonAnalysis(intent=True, compliant=True, python_library="python3.dll")
+    libraries = [
+        LibraryFacts("pkg/_a.pyd", True, NO_TORCH, linked),
+        LibraryFacts("pkg/_b.pyd", True, NO_TORCH, stable),
+    ]
+    [finding] = tag_findings(["cp311-abi3-win_amd64"], libraries)
+    assert finding.code == "abi3-version-specific-extension"
+    assert finding.evidence["libraries"] == ["pkg/_a.pyd"]
+    assert finding.evidence["python_libraries"] == ["python311.dll"]
+    assert tag_findings(["cp311-cp311-win_amd64"], libraries) == []

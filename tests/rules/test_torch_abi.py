@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers.build import Fixtures
 from torch_abi_audit.readers import read_library
-from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason, demangle
+from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason, demangle, is_torch_library
 from torch_abi_audit.rules.torch_table import load_table
 
 RULES = TorchRules(load_table())
@@ -156,3 +158,53 @@ def test_compiled_signature_only_library(built: Fixtures) -> None:
     )
     assert result.unstable_symbols == ("mypkg::process(at::Tensor const&)",)
     assert result.unstable_details[0].reason is UnstableReason.SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("name", "torch"),
+    [
+        ("libtorch_cpu.so", True),
+        ("libc10.so", True),
+        ("libtorch.so.2.13", True),
+        ("@rpath/libc10.dylib", True),
+        ("@rpath/libtorch_python.dylib", True),
+        ("C10.dll", True),
+        ("torch_cuda.dll", True),
+        ("C:\\torch\\lib\\torch_cpu.dll", True),
+        ("libtorchaudio.so", False),
+        ("libtorchcodec_core4.dylib", False),
+        ("c10d_helper.py", False),
+        ("libc.so.6", False),
+        ("python3.dll", False),
+    ],
+)
+def test_torch_library_names(name: str, torch: bool) -> None:
+    assert is_torch_library(name) is torch
+
+
+def test_imports_bound_to_a_torch_library_that_are_not_shims() -> None:
+    bindings = {
+        "aoti_torch_get_dim": "torch_cpu.dll",
+        "aoti_torch_from_the_future": "torch_cpu.dll",
+        "c10_private_c_function": "c10.dll",
+        "THPVariableClass": "torch_python.dll",
+    }
+    result = RULES.analyse(
+        imports(*bindings, "memcpy"),
+        torch_libraries=("torch_cpu.dll", "c10.dll", "torch_python.dll"),
+        bindings=bindings,
+    )
+    assert not result.stable
+    assert result.stable_shims == ("aoti_torch_get_dim",)
+    assert result.unknown_shims == ("aoti_torch_from_the_future",)  # a newer shim, not unstable
+    details = {u.symbol: (u.reason, u.library) for u in result.unstable_details}
+    assert details == {
+        "THPVariableClass": (UnstableReason.C_SYMBOL, "torch_python.dll"),
+        "c10_private_c_function": (UnstableReason.LIBRARY, "c10.dll"),
+    }
+    assert result.torch_libraries == ("torch_cpu.dll", "c10.dll", "torch_python.dll")
+    # Without bindings (ELF: libtorch does not version its symbols) an unknown C name says nothing.
+    assert (
+        RULES.analyse(imports("c10_private_c_function"), needs_torch_library=True).uses_torch
+        is False
+    )

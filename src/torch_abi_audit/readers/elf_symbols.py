@@ -12,7 +12,7 @@ import re
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
@@ -301,6 +301,14 @@ class LazySymbols(SymbolTable):
         if self._symbols is not None:
             return frozenset(s.name for s in self._symbols)
         return self._table.names_at(self._entry_indices())
+
+    def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
+        # Bindings come from version requirements only: when no required library is accepted
+        # (the usual case: libtorch does not version its symbols), no symbol needs decoding.
+        libraries = {library for _, library in self._table.versions[1].values() if library}
+        if not any(accept(library) for library in libraries):
+            return {}
+        return super().bound_to(accept)
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:

@@ -14,22 +14,59 @@ from typing import Any
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.report import EnvironmentReport, ExtensionReport, PackageReport
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
 
 
+def _torch_object(torch: TorchAnalysis) -> JSONObject:
+    return {
+        "uses_torch": torch.uses_torch,
+        "stable": torch.stable,
+        "unstable_symbols": list(torch.unstable_symbols),
+        "stable_shim_count": torch.stable_shim_count,
+        "unstable_details": [
+            {
+                "symbol": u.symbol,
+                "demangled": u.demangled,
+                "reason": str(u.reason),
+                "detail": u.detail,
+                "library": u.library,
+            }
+            for u in torch.unstable_details
+        ],
+        "stable_shims": list(torch.stable_shims),
+        "unknown_shims": list(torch.unknown_shims),
+        "min_torch_version": torch.min_torch_version,
+        "min_torch_symbols": list(torch.min_torch_symbols),
+        "torch_libraries": list(torch.torch_libraries),
+    }
+
+
+def _cpython_object(cpython: CPythonAnalysis) -> JSONObject:
+    return {
+        "intent": cpython.intent,
+        "compliant": cpython.compliant,
+        "violations": list(cpython.violations),
+        "capi_symbol_count": cpython.capi_symbol_count,
+        "python_library": cpython.python_library,
+        "python_version": cpython.python_version,
+    }
+
+
 def library_object(lib: ExtensionReport) -> JSONObject:
     """One library (extension module or bundled library)."""
-    torch = lib.torch
     audited = lib.error is None and lib.skipped is None
     return {
         "path": str(lib.path),
         "kind": str(lib.kind),
         "format": lib.format,
         "machine": lib.machine,
+        "min_os": lib.min_os,
         "soname": lib.soname,
         "needed": list(lib.needed),
         "runpath": list(lib.runpath),
@@ -37,31 +74,19 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "entry_points": list(lib.entry_points),
         "torch_label": str(lib.torch_label),
         "cpython_label": str(lib.cpython_label) if audited else None,
-        "cpython": {
-            "intent": lib.cpython.intent,
-            "compliant": lib.cpython.compliant,
-            "violations": list(lib.cpython.violations),
-            "capi_symbol_count": lib.cpython.capi_symbol_count,
-        },
-        "torch": {
-            "uses_torch": torch.uses_torch,
-            "stable": torch.stable,
-            "unstable_symbols": list(torch.unstable_symbols),
-            "stable_shim_count": torch.stable_shim_count,
-            "unstable_details": [
-                {
-                    "symbol": u.symbol,
-                    "demangled": u.demangled,
-                    "reason": str(u.reason),
-                    "detail": u.detail,
-                }
-                for u in torch.unstable_details
-            ],
-            "stable_shims": list(torch.stable_shims),
-            "unknown_shims": list(torch.unknown_shims),
-            "min_torch_version": torch.min_torch_version,
-            "min_torch_symbols": list(torch.min_torch_symbols),
-        },
+        "cpython": _cpython_object(lib.cpython),
+        "torch": _torch_object(lib.torch),
+        "slices": [
+            {
+                "machine": part.machine,
+                "min_os": part.min_os,
+                "torch_label": str(part.torch_label),
+                "cpython_label": str(part.cpython_label),
+                "cpython": _cpython_object(part.cpython),
+                "torch": _torch_object(part.torch),
+            }
+            for part in lib.slices
+        ],
         "error": lib.error,
         "skipped": lib.skipped,
     }

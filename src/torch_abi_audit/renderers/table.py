@@ -15,6 +15,7 @@ from torch_abi_audit.report import (
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
+    SliceReport,
     TorchLabel,
     TorchVerdict,
 )
@@ -75,6 +76,22 @@ def _limited(lines: list[str], prefix: str, limit: int = VERBOSE_SYMBOL_LIMIT) -
     return shown
 
 
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _slice_line(part: SliceReport) -> str:
+    """``slice arm64: STABLE, abi3-ok, min-torch=2.10.0, macOS 11.0`` under a universal binary."""
+    facts = [str(part.torch_label), str(part.cpython_label)]
+    if part.torch.stable and part.torch.min_torch_version:
+        facts.append(f"min-torch={part.torch.min_torch_version}")
+    if part.torch.unstable_symbols:
+        facts.append(f"unstable={len(part.torch.unstable_symbols)}")
+    if part.min_os:
+        facts.append(f"macOS {part.min_os}")
+    return f"        slice {part.machine}: {', '.join(facts)}"
+
+
 def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
     """The row for one library, plus its ``-v`` detail lines."""
     shown = _display_path(lib.path, root)
@@ -89,9 +106,14 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
         line += f"  (stable_shim={torch.stable_shim_count}, unstable={len(torch.unstable_symbols)})"
         if torch.stable and torch.min_torch_version:
             line += f"  min-torch={torch.min_torch_version}"
+        if torch.torch_libraries:
+            line += f"  torch-libs={','.join(_basename(n) for n in torch.torch_libraries)}"
     lines = [line]
+    lines += [_slice_line(part) for part in lib.slices]
     if not verbose:
         return lines
+    if lib.min_os and not lib.slices:
+        lines.append(f"        minimum macOS: {lib.min_os}")
     if torch.stable and torch.min_torch_symbols:
         defining = ", ".join(torch.min_torch_symbols[:5])
         extra = len(torch.min_torch_symbols) - 5
@@ -101,7 +123,12 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
     if torch.unknown_shims:
         lines.extend(_limited(list(torch.unknown_shims), "shim not in the table (newer torch?): "))
     details = [
-        u.demangled if u.reason is UnstableReason.NAMESPACE else f"{u.demangled}  <- {u.detail}"
+        (u.demangled if u.reason is UnstableReason.NAMESPACE else f"{u.demangled}  <- {u.detail}")
+        + (
+            f"  [{_basename(u.library)}]"
+            if u.library and u.reason is not UnstableReason.LIBRARY
+            else ""
+        )
         for u in torch.unstable_details
     ]
     lines.extend(_limited(details, "torch unstable: "))

@@ -12,11 +12,18 @@ Codes (severity):
   the stable ABI, but the requirement does not rule out the releases that lack its shims.
 * ``torch-over-pinned`` (info): stable libraries pinned to one torch release anyway.
 * ``abi3-version-specific-extension`` (error): an ``abi3`` wheel ships an extension module built
-  for one Python version.
+  for one Python version (its file name says so, or it links ``python311.dll`` /
+  ``libpython3.11``).
 * ``version-specific-bundled-name`` (info): an ``abi3`` wheel ships a bundled library with a
   version-specific file name (harmless when it is loaded through torch, not imported).
 * ``none-abi-uses-capi`` (warning): a ``py3-none`` platform wheel whose extension modules call
   the CPython API.
+* ``macos-version-above-tag`` (warning): a Mach-O library (or one slice of it) declares a
+  minimum macOS newer than the wheel's ``macosx_X_Y`` tag promises, so pip installs it on
+  releases where it cannot load.
+* ``bundled-libpython`` (error when a library of the package links it, else warning): the
+  package ships a Python interpreter library (``libpython3.11.dylib``, ``libpython3.12.so.1.0``,
+  ``python311.dll``); modules that load it run against a second interpreter and crash.
 """
 
 from __future__ import annotations
@@ -40,12 +47,37 @@ if TYPE_CHECKING:
 
 
 class LibraryFacts(NamedTuple):
-    """What the metadata checks need to know about one library."""
+    """What the metadata checks need to know about one library.
+
+    ``os_floors`` pairs each architecture (``arm64``, ``x86_64``: one per slice of a universal
+    binary) with the minimum OS release it declares, where it declares one.
+    """
 
     name: str  # as reports show it, relative to the package root
     is_extension: bool
     torch: TorchAnalysis
     cpython: CPythonAnalysis
+    needed: tuple[str, ...] = ()
+    os_floors: tuple[tuple[str, str], ...] = ()
+
+
+# Which architectures a macOS platform tag's binary format covers (as pip and packaging read
+# them: packaging.tags._mac_binary_formats), by the Mach-O machine names the readers give.
+_MAC_FORMAT_ARCHES = {
+    "universal2": ("arm64", "x86_64"),
+    "universal": ("i386", "ppc", "ppc64", "x86_64"),
+    "intel": ("i386", "x86_64"),
+    "fat": ("i386", "ppc"),
+    "fat3": ("i386", "ppc", "x86_64"),
+    "fat32": ("i386", "ppc"),
+    "fat64": ("ppc64", "x86_64"),
+}
+_MAC_TAG = re.compile(r"macosx_(\d+)_(\d+)_(\w+)")
+# arm64 Macs run macOS 11 or later: a slice needing 11.0 is fine under a 10.x universal2 tag.
+_ARM64_FIRST_MACOS = (11, 0)
+_PYTHON_LIBRARY_FILE = re.compile(
+    r"(?:lib)?python3(?:\.?\d+)?t?(?:_d)?(?:\.so(?:\.[0-9.]+)?|\.dylib|\.dll)", re.IGNORECASE
+)
 
 
 def is_version_specific(filename: str) -> bool:
@@ -216,15 +248,28 @@ def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list
     platforms = {platform for _python, _abi, platform in parsed}
     findings = []
     if "abi3" in abis:
-        bad = [lib.name for lib in libraries if lib.is_extension and is_version_specific(lib.name)]
+        bad = [
+            lib.name
+            for lib in libraries
+            if lib.is_extension
+            and (is_version_specific(lib.name) or lib.cpython.python_version is not None)
+        ]
         if bad:
+            linked = sorted(
+                {
+                    lib.cpython.python_library
+                    for lib in libraries
+                    if lib.name in bad and lib.cpython.python_library
+                }
+            )
+            how = f", linked to {', '.join(linked)}" if linked else ""
             findings.append(
                 Finding(
                     "abi3-version-specific-extension",
                     Severity.ERROR,
                     "tagged abi3 but ships extension modules built for one Python version "
-                    f"({', '.join(bad[:3])}): they fail to import on other Pythons",
-                    {"tags": sorted(tags), "libraries": bad},
+                    f"({', '.join(bad[:3])}{how}): they fail to import on other Pythons",
+                    {"tags": sorted(tags), "libraries": bad, "python_libraries": linked},
                 )
             )
         named = [
@@ -252,4 +297,87 @@ def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list
                     {"tags": sorted(tags), "libraries": capi},
                 )
             )
+    findings += _macos_tag_findings(tags, libraries)
     return findings
+
+
+def _mac_version(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in re.findall(r"\d+", text)[:2]]
+    return (parts[0], parts[1] if len(parts) > 1 else 0) if parts else (0, 0)
+
+
+def _macos_tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list[Finding]:
+    """Libraries (or slices) that need a newer macOS than the wheel's tags let pip install on."""
+    promised: dict[str, tuple[int, int]] = {}  # architecture -> oldest macOS a tag admits
+    for tag in tags:
+        match = _MAC_TAG.search(tag)
+        if match is None:
+            continue
+        version = (int(match.group(1)), int(match.group(2)))
+        for arch in _MAC_FORMAT_ARCHES.get(match.group(3), (match.group(3),)):
+            floor = max(version, _ARM64_FIRST_MACOS) if arch == "arm64" else version
+            promised[arch] = min(promised.get(arch, floor), floor)
+    if not promised:
+        return []
+    late = [
+        (lib.name, arch, min_os, promised[arch])
+        for lib in libraries
+        for arch, min_os in lib.os_floors
+        if arch in promised and _mac_version(min_os) > promised[arch]
+    ]
+    if not late:
+        return []
+    newest = max(late, key=lambda item: _mac_version(item[2]))
+    shown = ", ".join(f"{name} ({arch}) needs {min_os}" for name, arch, min_os, _ in late[:3])
+    more = f" and {len(late) - 3} more" if len(late) > 3 else ""
+    tag_version = "{}.{}".format(*newest[3])
+    return [
+        Finding(
+            "macos-version-above-tag",
+            Severity.WARNING,
+            f"its tags let pip install it on macOS {tag_version}, but {shown}{more}: it cannot "
+            f"load there (raise the tag to macosx_{newest[2].replace('.', '_')})",
+            {
+                "tags": sorted(tags),
+                "libraries": [f"{name} ({arch}): {min_os}" for name, arch, min_os, _ in late],
+            },
+        )
+    ]
+
+
+def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]:
+    """Interpreter libraries a package ships (``libpython3.11.dylib`` and the like)."""
+    shipped = [lib.name for lib in libraries if _PYTHON_LIBRARY_FILE.fullmatch(_basename(lib.name))]
+    if not shipped:
+        return []
+    names = {_basename(name) for name in shipped}
+    users = sorted(
+        lib.name
+        for lib in libraries
+        if lib.name not in shipped and any(_basename(n) in names for n in lib.needed)
+    )
+    if users:
+        more = f" and {len(users) - 2} more" if len(users) > 2 else ""
+        verb = "links" if len(users) == 1 else "link"
+        message = (
+            f"ships {', '.join(shipped[:3])}, and {', '.join(users[:2])}{more} {verb} it: those "
+            "modules run against a second copy of the interpreter, which crashes (link against "
+            "the running interpreter's symbols instead)"
+        )
+    else:
+        message = (
+            f"ships {', '.join(shipped[:3])}: a second copy of the interpreter in the package is "
+            "a known source of crashes if anything loads it"
+        )
+    return [
+        Finding(
+            "bundled-libpython",
+            Severity.ERROR if users else Severity.WARNING,
+            message,
+            {"libraries": shipped, "linked_by": users},
+        )
+    ]
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]

@@ -11,7 +11,12 @@ symbols.
   a C++ entity whose own enclosing namespace is ``at``, ``c10``, ``caffe2`` or ``torch``
   (but not ``torch::stable`` / ``torch::headeronly`` or the header-only ``c10`` names), any C++
   import whose signature passes a libtorch type that is not header-only (``at::Tensor``,
-  ``c10::IValue``…), or one of libtorch's own C symbols (``THPVariableClass``…).
+  ``c10::IValue``…), one of libtorch's own C symbols (``THPVariableClass``…), or — where the
+  format records which library an import binds to (PE import DLLs, Mach-O two-level namespace)
+  — any other import bound to a libtorch library (``c10.dll``, ``@rpath/libtorch_cpu.dylib``).
+
+C++ names are judged by the entity they name, Itanium-mangled (``_ZN3c10…``, ELF and Mach-O)
+or MSVC-decorated (``?…@c10@@…``, PE) alike.
 
 See ``shared/reference/pytorch-stable-abi-facts.md`` for the binary-level facts behind these rules.
 """
@@ -19,13 +24,14 @@ See ``shared/reference/pytorch-stable-abi-facts.md`` for the binary-level facts 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import pycxxfilt
 
-from torch_abi_audit.rules.itanium import OPERATOR, entity_scope
+from torch_abi_audit.rules import itanium, msvc
+from torch_abi_audit.rules.itanium import OPERATOR
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 #: Namespaces libtorch implements. Anything a library imports from them is libtorch-internal
@@ -34,8 +40,14 @@ TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
 #: ``torch::`` sub-namespaces that are the stable surface (header-only, hidden visibility).
 STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
 # Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
-# identifiers cannot involve a torch namespace, so it is neither demangled nor parsed.
-_TORCH_CXX_NAME = re.compile("_Z.*?(?:3c10|2at|5torch|6caffe2)")
+# identifiers (an MSVC name none of these ``@``-delimited scope fragments) cannot involve a torch
+# namespace, so it is neither demangled nor parsed.
+_TORCH_CXX_NAME = re.compile(r"_Z.*?(?:3c10|2at|5torch|6caffe2)|\?.*?@(?:c10|at|torch|caffe2)@")
+# File names of the libraries a torch build installs (libtorch_cpu.so, libc10.dylib, c10.dll,
+# torch_cuda.dll, libtorch_python.so...), whatever directory or @rpath prefix names them.
+_TORCH_LIBRARY = re.compile(
+    r"(?:lib)?(?:torch|c10)(?:_\w+)?(?:\.so(?:\.[0-9.]+)?|\.dylib|\.dll)", re.IGNORECASE
+)
 # C names spelled like shims (judged against the table: a prefix alone is not proof).
 _SHIM_LIKE_NAME = re.compile("aoti_torch_|torch_")
 _QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
@@ -48,16 +60,19 @@ class UnstableReason(StrEnum):
     NAMESPACE = "namespace"  # the entity itself lives in a libtorch namespace
     SIGNATURE = "signature"  # its signature passes a libtorch type
     C_SYMBOL = "c-symbol"  # a C symbol that libtorch exports outside the shim
+    LIBRARY = "library"  # bound to a libtorch library, and not a shim
 
 
 @dataclass(frozen=True)
 class UnstableSymbol:
-    """One unstable import: raw name, demangled form, and why it counts."""
+    """One unstable import: raw name, demangled form, why it counts, and the library it binds
+    to where the format records that."""
 
     symbol: str
     demangled: str
     reason: UnstableReason
     detail: str
+    library: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,8 @@ class TorchAnalysis:
     """Torch verdict for one library.
 
     The first four fields are the documented ones (``uses_torch``, ``stable``,
-    ``unstable_symbols`` — demangled — and ``stable_shim_count``).
+    ``unstable_symbols`` — demangled — and ``stable_shim_count``). ``torch_libraries`` are the
+    libtorch libraries it names as needed (``libtorch_cpu.so``, ``torch_cpu.dll``...).
     """
 
     uses_torch: bool = False
@@ -77,6 +93,7 @@ class TorchAnalysis:
     unknown_shims: tuple[str, ...] = ()
     min_torch_version: str | None = None
     min_torch_symbols: tuple[str, ...] = field(default=())
+    torch_libraries: tuple[str, ...] = ()
 
 
 def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
@@ -99,6 +116,20 @@ def demangle(name: str) -> str:
         return name
 
 
+def is_torch_library(name: str) -> bool:
+    """True when ``name`` (a needed-library entry or an import's library) is one of libtorch's
+    own libraries: ``libc10.so``, ``@rpath/libtorch_cpu.dylib``, ``torch_cuda.dll``…"""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return _TORCH_LIBRARY.fullmatch(base) is not None
+
+
+def entity_scope(name: str) -> tuple[str, ...]:
+    """The scope of the entity a C++ linker name names, Itanium or MSVC; ``()`` for others."""
+    if name.startswith("?"):
+        return msvc.entity_scope(name)
+    return itanium.entity_scope(name)
+
+
 class TorchRules:
     """Classifies a library's imports against one :class:`TorchAbiTable`."""
 
@@ -109,20 +140,30 @@ class TorchRules:
         self._internal_names = frozenset(table.internal_c_symbols)
         self._known_c_names = self._shim_names | self._internal_names
 
-    def analyse(self, imports: Iterable[str], *, needs_torch_library: bool) -> TorchAnalysis:
+    def analyse(
+        self,
+        imports: Iterable[str],
+        *,
+        needs_torch_library: bool = False,
+        torch_libraries: Sequence[str] = (),
+        bindings: Mapping[str, str] | None = None,
+    ) -> TorchAnalysis:
         """Judge a library from the names of its imports.
 
-        ``needs_torch_library`` says whether the library lists a libtorch library as needed; it
-        lets unknown ``torch_*`` names count as probable shims newer than the table.
+        ``torch_libraries`` are the libtorch libraries it lists as needed (or say that there are
+        some with ``needs_torch_library``): they let unknown ``torch_*`` names count as probable
+        shims newer than the table. ``bindings`` maps imports to the libtorch library they are
+        bound to, where the format records it: any of those that is not a shim is unstable.
         """
         names = imports if isinstance(imports, (set, frozenset)) else frozenset(imports)
+        bindings = bindings or {}
         # Set algebra and one compiled-regex call per name keep this pass in C: a
         # libtorch_python.so imports 5,700 names, a whole environment ~100k.
         shims = sorted(names & self._shim_names)
         unstable = [
             finding
             for name in sorted(filter(_TORCH_CXX_NAME.match, names))
-            if (finding := self._judge_cxx(name)) is not None
+            if (finding := self._judge_cxx(name, bindings.get(name))) is not None
         ]
         unstable += [
             UnstableSymbol(
@@ -130,6 +171,7 @@ class TorchRules:
                 name,
                 UnstableReason.C_SYMBOL,
                 f"C symbol exported by {self._internal[name]}, outside the stable shim",
+                bindings.get(name),
             )
             for name in sorted(names & self._internal_names)
         ]
@@ -138,8 +180,21 @@ class TorchRules:
         )
         unknown = sorted(n for n in prefixed if n.startswith(_SHIM_PREFIXES))
         weak_unknown = sorted(prefixed.difference(unknown))
-        if weak_unknown and (shims or unknown or needs_torch_library):
+        if weak_unknown and (shims or unknown or needs_torch_library or torch_libraries):
             unknown = sorted(unknown + weak_unknown)
+        if bindings:
+            judged = {u.symbol for u in unstable}.union(shims, unknown)
+            unstable += [
+                UnstableSymbol(
+                    name,
+                    demangle(name),
+                    UnstableReason.LIBRARY,
+                    f"imported from {library}, outside the stable shim",
+                    library,
+                )
+                for name, library in sorted(bindings.items())
+                if name in names and name not in judged
+            ]
         uses_torch = bool(shims or unstable or unknown)
         floor = self.table.minimum_torch(shims)
         return TorchAnalysis(
@@ -152,9 +207,10 @@ class TorchRules:
             unknown_shims=tuple(unknown),
             min_torch_version=str(floor) if floor else None,
             min_torch_symbols=floor.defined_by if floor else (),
+            torch_libraries=tuple(torch_libraries),
         )
 
-    def _judge_cxx(self, name: str) -> UnstableSymbol | None:
+    def _judge_cxx(self, name: str, library: str | None) -> UnstableSymbol | None:
         scope = entity_scope(name)
         demangled = demangle(name)
         # An operator in c10 (operator<<, operator+) is judged by its argument types below.
@@ -170,6 +226,7 @@ class TorchRules:
                 demangled,
                 UnstableReason.NAMESPACE,
                 f"{'::'.join(scope)} is libtorch-internal (namespace {scope[0]})",
+                library,
             )
         # The entity is the library's own (or stable): it is still tied to one release when
         # its signature passes a libtorch type that is not header-only.
@@ -182,6 +239,7 @@ class TorchRules:
                 demangled,
                 UnstableReason.SIGNATURE,
                 f"signature passes {'::'.join(parts)}, a libtorch type",
+                library,
             )
         return None
 
