@@ -6,11 +6,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -64,6 +61,7 @@ from helpers.macho_builder import (
     undefined,
     version,
 )
+from helpers.real_wheels import real_wheel
 from torch_abi_audit.model import (
     BinaryFormat,
     Library,
@@ -869,47 +867,7 @@ def test_member_of_a_wheel(tmp_path: Path) -> None:
 
 # -- real wheels (PyPI) ---------------------------------------------------------------------------
 
-CACHE = Path(os.environ.get("TORCH_ABI_AUDIT_CACHE", Path.home() / ".cache/torch-abi-audit"))
-WHEEL_CACHE = CACHE / "wheels"
-#: wheel file name -> (pip requirement, platform tag)
-WHEELS = {
-    "cryptography-48.0.1-cp311-abi3-macosx_10_9_universal2.whl": (
-        "cryptography==48.0.1",
-        "macosx_10_9_universal2",
-    ),
-    "torchaudio-2.9.1-cp311-cp311-macosx_11_0_arm64.whl": (
-        "torchaudio==2.9.1",
-        "macosx_11_0_arm64",
-    ),
-    "torchaudio-2.11.0-cp311-cp311-macosx_11_0_arm64.whl": (
-        "torchaudio==2.11.0",
-        "macosx_11_0_arm64",
-    ),
-    "torchcodec-0.8.1-cp311-cp311-macosx_11_0_arm64.whl": (
-        "torchcodec==0.8.1",
-        "macosx_11_0_arm64",
-    ),
-    "torchcodec-0.17.0-cp311-cp311-macosx_14_0_arm64.whl": (
-        "torchcodec==0.17.0",
-        "macosx_14_0_arm64",
-    ),
-}
 PARITY = Path(__file__).resolve().parent.parent / "fixtures" / "macho_parity.json"
-
-
-def real_wheel(filename: str) -> Path:
-    """A wheel from the cache, downloaded with pip when it is not there."""
-    path = WHEEL_CACHE / filename
-    if path.is_file():
-        return path
-    spec, platform = WHEELS[filename]
-    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    command += ["--platform", platform, "--python-version", "3.11", "-d", str(WHEEL_CACHE), spec]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.is_file():
-        pytest.fail(f"pip download of {spec} failed: {result.stderr[-500:]}")
-    return path
 
 
 def read_member(wheel: Path, member: str) -> Library:

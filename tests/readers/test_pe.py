@@ -12,8 +12,6 @@ import json
 import pickle
 import random
 import struct
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +37,7 @@ from helpers.pe_builder import (
     PeImage,
     build_pe,
 )
+from helpers.real_wheels import library_members
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit.model import (
     BinaryFormat,
@@ -66,7 +65,6 @@ FUNC = SymbolType.FUNC
 DEFAULT = SymbolVisibility.DEFAULT
 
 PARITY = Path(__file__).parent.parent / "fixtures" / "pe_parity.json"
-WHEEL_CACHE = Path.home() / ".cache" / "torch-abi-audit" / "wheels"
 
 
 class BytesSource:
@@ -611,12 +609,12 @@ def test_section_data_beyond_the_end_of_the_file() -> None:
     image = full_image()
     header = image.sections[".rdata"].header_offset
     # PointerToRawData past the end of the file.
-    expect_error(set_u32(image.data, header + 20, len(image.data) + 0x200), "outside the file")
+    expect_error(set_u32(image.data, header + 20, len(image.data) + 0x200), "past the end of the")
     # SizeOfRawData past it: harmless while VirtualSize says how much is mapped...
     huge_raw = set_u32(image.data, header + 16, 0x7FFFFFFF)
     assert list(parse(huge_raw).imports) == EXPECTED_IMPORTS
     # ...but not without one (VirtualSize 0: SizeOfRawData is the section's size).
-    expect_error(set_u32(huge_raw, header + 8, 0), "outside the file")
+    expect_error(set_u32(huge_raw, header + 8, 0), "extends past the end of the")
 
 
 def test_import_directory_without_a_terminator() -> None:
@@ -796,38 +794,9 @@ def load_parity() -> dict[str, Any]:
     return document
 
 
-def wheel_path(filename: str) -> Path:
-    """The cached wheel, downloaded with pip the first time."""
-    path = WHEEL_CACHE / filename
-    if not path.is_file():
-        name, version = filename.split("-")[:2]
-        WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                "--platform", "win_amd64", "--python-version", "3.11", "-d", str(WHEEL_CACHE),
-                f"{name}=={version}",
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
-    assert path.is_file(), f"pip download did not produce {filename}"
-    return path
-
-
 def read_members(filename: str) -> Iterator[tuple[str, Library]]:
     """Every ``.pyd``/``.dll`` member of a wheel, read in place like the audit does."""
-    with WheelArchive(wheel_path(filename)) as archive:
-        for member in archive.library_members():
-            if not member.name.lower().endswith((".pyd", ".dll")):
-                continue
-            source = archive.open_member(member.name)
-            try:
-                library = parse_library(source, Path(member.name))
-                source.finish()
-            finally:
-                source.close()
-            yield member.name, library
+    return library_members(filename, (".pyd", ".dll"))
 
 
 def summary(entries: list[Any], expected: dict[str, Any]) -> dict[str, Any]:

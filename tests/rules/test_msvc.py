@@ -8,15 +8,14 @@ network-marked test does the same for every decorated import and export of real 
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import pycxxfilt
 import pytest
 
-from torch_abi_audit.model import Library
+from helpers.real_wheels import library_members
 from torch_abi_audit.rules import msvc
 from torch_abi_audit.rules.itanium import OPERATOR
 from torch_abi_audit.rules.msvc import entity_scope
@@ -384,16 +383,6 @@ WINDOWS_WHEELS = (
 _TORCH_NAMESPACE = re.compile(r"@(?:c10|at|torch|caffe2)@")
 
 
-def read_members(filename: str) -> Iterator[tuple[str, Library]]:
-    """Every ``.pyd``/``.dll`` member of a real wheel, read in place: the PE reader tests' helper,
-    which downloads the wheel with pip into the shared cache the first time."""
-    # Imported by name: mypy checks tests/readers/test_pe.py as module "test_pe", and a second
-    # static import under another name would make it refuse the file.
-    test_pe = importlib.import_module("readers.test_pe")
-    members: Iterator[tuple[str, Library]] = test_pe.read_members(filename)
-    return members
-
-
 @pytest.mark.network
 def test_real_wheel_names_agree_with_llvm() -> None:
     """Every MSVC-decorated import and export of real torch extension wheels: the scope read
@@ -401,7 +390,7 @@ def test_real_wheel_names_agree_with_llvm() -> None:
     names: set[str] = set()
     occurrences = 0
     for filename in WINDOWS_WHEELS:
-        for _member, library in read_members(filename):
+        for _member, library in library_members(filename, (".pyd", ".dll")):
             for symbol in (*library.imports, *library.exports):
                 if symbol.name.startswith("?"):
                     names.add(symbol.name)

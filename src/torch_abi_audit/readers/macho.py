@@ -767,7 +767,16 @@ class _MachOImage:
         # align, reloff, nreloc, flags, reserved...
         name = "LC_SEGMENT_64" if is64 else "LC_SEGMENT"
         header, fmt = (72, "16sQQQQiiII") if is64 else (56, "16sIIIIiiII")
-        nsects = self._fields(body, fmt, header, name)[7]
+        fields = self._fields(body, fmt, header, name)
+        fileoff, filesize, nsects = fields[3], fields[4], fields[7]
+        # dyld maps every segment's file range (and checks the code signature at the end of
+        # __LINKEDIT): one that runs past the image means it was cut short.
+        if fileoff + filesize > self.view.size:
+            label = body[:16].rstrip(b"\0").decode("ascii", "backslashreplace")
+            raise BinaryReadError(
+                f"segment {label} ({filesize} bytes at {fileoff:#x}) extends past the end of "
+                f"the {self.view.label} ({self.view.size} bytes): truncated or corrupt"
+            )
         section_size, flags_at = (80, 64) if is64 else (68, 56)
         if nsects > (len(body) - header) // section_size:
             raise BinaryReadError(f"{name} declares {nsects} sections, more than its cmdsize holds")

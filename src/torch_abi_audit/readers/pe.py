@@ -351,6 +351,14 @@ class _PeFile:
             # "Section Table": in an image, sections are in ascending order of their virtual
             # addresses, and do not overlap (the loader refuses anything else). RVA lookups
             # rely on it (a bisection, whatever the number of sections).
+            # The loader maps every section's file-backed bytes: a section whose bytes run past
+            # the end of the file means the file was cut short, even when the tables read here
+            # lie before the cut. (Only the alignment padding of the last one may be missing.)
+            if file_backed and raw_offset + file_backed > self.source.size:
+                raise BinaryReadError(
+                    f"section {section.name!r} ({file_backed} bytes at {raw_offset:#x}) extends "
+                    f"past the end of the {self.source.size}-byte file: truncated or corrupt"
+                )
             if virtual_address < end:
                 raise BinaryReadError(
                     f"section {section.name!r} at RVA {virtual_address:#x} overlaps the one "
