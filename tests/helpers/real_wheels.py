@@ -47,12 +47,24 @@ def real_wheel(filename: str) -> Path:
     return path
 
 
+def read_all(library: Library) -> None:
+    """Force every lazy part of ``library`` (and of its slices)."""
+    for part in (library, *library.slices):
+        part.imports.names()
+        part.exports.names()
+        part.exports.with_prefix("_Z", "Py")
+        part.imports.symbols()
+        part.exports.symbols()
+
+
 def read_member(wheel: Path, member: str) -> Library:
-    """Parse one member in place through the byte sources the audit uses, read to its end."""
+    """Parse one member in place through the byte sources the audit uses, with every lazy part
+    decoded while the member is open, and read it to its end (checking its CRC)."""
     with WheelArchive(wheel) as archive:
         source = archive.open_member(member)
         try:
             library = parse_library(source, wheel / member)
+            read_all(library)
             source.finish()
         finally:
             source.close()

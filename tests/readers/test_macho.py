@@ -61,7 +61,7 @@ from helpers.macho_builder import (
     undefined,
     version,
 )
-from helpers.real_wheels import real_wheel
+from helpers.real_wheels import read_all, read_member, real_wheel
 from torch_abi_audit.model import (
     BinaryFormat,
     Library,
@@ -209,16 +209,6 @@ class StreamSource(MemorySource):
             )
             self.position = max(self.position, -(-end // self.chunk) * self.chunk)
         return super().read(offset, length, what)
-
-
-def read_all(library: Library) -> None:
-    """Force every lazy part of ``library`` (and of its slices)."""
-    for part in (library, *library.slices):
-        part.imports.names()
-        part.exports.names()
-        part.exports.with_prefix("_Z", "sample")
-        part.imports.symbols()
-        part.exports.symbols()
 
 
 # -- thin images ----------------------------------------------------------------------------------
@@ -848,19 +838,11 @@ def test_dispatch_through_read_library(tmp_path: Path) -> None:
 
 def test_member_of_a_wheel(tmp_path: Path) -> None:
     from helpers.wheel_builder import write_wheel
-    from torch_abi_audit.sources.wheels import WheelArchive
 
     member = "fake/_ext.abi3.so"
     tags = ["cp311-abi3-macosx_10_9_universal2"]
     wheel = write_wheel(tmp_path, "fake", "1.0", tags, {member: fat_pair().data})
-    with WheelArchive(wheel) as archive:
-        source = archive.open_member(member)
-        try:
-            lib = parse_library(source, wheel / member)
-            read_all(lib)
-            source.finish()
-        finally:
-            source.close()
+    lib = read_member(wheel, member)
     assert lib.machine == "arm64+x86_64"
     assert list(lib.slices[1].imports) == FULL_IMPORTS
 
@@ -868,21 +850,6 @@ def test_member_of_a_wheel(tmp_path: Path) -> None:
 # -- real wheels (PyPI) ---------------------------------------------------------------------------
 
 PARITY = Path(__file__).resolve().parent.parent / "fixtures" / "macho_parity.json"
-
-
-def read_member(wheel: Path, member: str) -> Library:
-    """Parse one member in place, through the same byte sources the audit uses."""
-    from torch_abi_audit.sources.wheels import WheelArchive
-
-    with WheelArchive(wheel) as archive:
-        source = archive.open_member(member)
-        try:
-            lib = parse_library(source, wheel / member)
-            read_all(lib)
-            source.finish()
-        finally:
-            source.close()
-    return lib
 
 
 def member_chained_imports(wheel: Path, member: str) -> dict[str, tuple[FixupImport, ...] | None]:

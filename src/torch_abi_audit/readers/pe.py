@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import repeat
 from pathlib import Path
@@ -224,6 +224,12 @@ class _Imports(NamedTuple):
     dlls: list[str]
     names: list[str]
     libraries: list[str]
+
+    def add(self, dll: str, names: list[str]) -> None:
+        """Record the names imported from one DLL."""
+        self.dlls.append(dll)
+        self.names.extend(names)
+        self.libraries.extend([dll] * len(names))
 
 
 class _PeFile:
@@ -545,33 +551,41 @@ class _PeFile:
             raise BinaryReadError(f"{what} is empty")
         return name
 
+    def _descriptors(
+        self, directory: int, layout: struct.Struct, what: str
+    ) -> Iterator[tuple[int, tuple[int, ...]]]:
+        """``(index, fields)`` of each entry of a descriptor table, up to its all-zero
+        terminator, which must lie in the section the table starts in."""
+        rva, _size = self.directory(directory)
+        if not rva:
+            return
+        region = self.region_at(rva, what)
+        for index in range((region.end - rva) // layout.size):
+            at = rva + index * layout.size
+            fields = layout.unpack(self.bytes_at(at, layout.size, f"{what} entry"))
+            if not any(fields):
+                return
+            yield index, fields
+        raise BinaryReadError(
+            f"{what} at RVA {rva:#x} runs off the end of section {region.name!r} "
+            "without a terminating null entry"
+        )
+
     def imports(self) -> _Imports:
         """The Import Directory Table (".idata Section"), terminated by an all-zero entry."""
         result = _Imports([], [], [])
-        rva, _size = self.directory(IMAGE_DIRECTORY_ENTRY_IMPORT)
-        if not rva:
-            return result
-        region = self.region_at(rva, "import directory")
-        for index in range((region.end - rva) // _IMPORT_DESCRIPTOR.size):
-            at = rva + index * _IMPORT_DESCRIPTOR.size
-            fields = _IMPORT_DESCRIPTOR.unpack(
-                self.bytes_at(at, _IMPORT_DESCRIPTOR.size, "import directory entry")
-            )
-            if not any(fields):
-                return result
+        entries = self._descriptors(
+            IMAGE_DIRECTORY_ENTRY_IMPORT, _IMPORT_DESCRIPTOR, "import directory"
+        )
+        for index, fields in entries:
             lookup, _timestamp, _forwarder_chain, name_rva, address_table = fields
             dll = self._dll_name(name_rva, f"DLL name of import directory entry {index}")
             table = lookup or address_table
             if not table:
                 raise BinaryReadError(f"import directory entry for {dll} has no lookup table")
             names = self._symbol_names(table, "import lookup table", dll, va_based=False)
-            result.dlls.append(dll)
-            result.names.extend(names)
-            result.libraries.extend([dll] * len(names))
-        raise BinaryReadError(
-            f"import directory at RVA {rva:#x} runs off the end of section {region.name!r} "
-            "without a terminating null entry"
-        )
+            result.add(dll, names)
+        return result
 
     def delay_imports(self) -> _Imports:
         """The Delay-Load Directory Table ("Delay-Load Import Tables"), terminated by an
@@ -583,17 +597,10 @@ class _PeFile:
         always RVAs.
         """
         result = _Imports([], [], [])
-        rva, _size = self.directory(IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)
-        if not rva:
-            return result
-        region = self.region_at(rva, "delay-load directory")
-        for index in range((region.end - rva) // _DELAY_DESCRIPTOR.size):
-            at = rva + index * _DELAY_DESCRIPTOR.size
-            fields = _DELAY_DESCRIPTOR.unpack(
-                self.bytes_at(at, _DELAY_DESCRIPTOR.size, "delay-load directory entry")
-            )
-            if not any(fields):
-                return result
+        entries = self._descriptors(
+            IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT, _DELAY_DESCRIPTOR, "delay-load directory"
+        )
+        for index, fields in entries:
             attributes, name_at, _hmod, _iat, name_table, *_ = fields
             va_based = not attributes & DLATTR_RVA and self.bits == 32
             what = f"delay-load directory entry {index}"
@@ -606,13 +613,8 @@ class _PeFile:
             names = self._symbol_names(
                 name_table, "delay import name table", dll, va_based=va_based
             )
-            result.dlls.append(dll)
-            result.names.extend(names)
-            result.libraries.extend([dll] * len(names))
-        raise BinaryReadError(
-            f"delay-load directory at RVA {rva:#x} runs off the end of section {region.name!r} "
-            "without a terminating null entry"
-        )
+            result.add(dll, names)
+        return result
 
     def _va_to_rva(self, address: int, what: str) -> int:
         """The RVA of a virtual address (0 stays 0: no address)."""
