@@ -6,7 +6,8 @@ order alternates (forwards, backwards, ...):
 
 (a) **abi3 wheels** — ``torch-abi-audit WHEEL --json`` against ``abi3audit WHEEL --report``
     (abi3audit 0.0.26) on the torchao 0.18.0 and cryptography 50.0.2 manylinux x86_64 abi3
-    wheels, one wheel per run and both wheels in one run. Target: ours at least 5x faster per
+    wheels and, for abi3audit's other formats, the cryptography 48.0.1 universal2 (Mach-O) and
+    50.0.2 win_amd64 (PE) wheels, one wheel per run and all of them in one run. Target: ours at least 5x faster per
     wheel. Both tools' CPython verdicts are printed side by side, per shared object.
 
 (b) **torch wheel** — ``torch-abi-audit WHEEL --json`` on the torch 2.14.1 manylinux x86_64
@@ -102,6 +103,19 @@ ABI3_WHEELS: tuple[WheelSpec, ...] = (
         "cryptography-50.0.2-cp311-abi3-manylinux_2_28_x86_64.whl",
         "cryptography==50.0.2",
         ABI3_DOWNLOAD_OPTIONS,
+    ),
+    # abi3audit's other formats: a universal2 Mach-O (two slices) and a Windows PE.
+    WheelSpec(
+        "cryptography-mac",
+        "cryptography-48.0.1-cp311-abi3-macosx_10_9_universal2.whl",
+        "cryptography==48.0.1",
+        ("--platform", "macosx_10_9_universal2", "--python-version", "3.11"),
+    ),
+    WheelSpec(
+        "cryptography-win",
+        "cryptography-50.0.2-cp311-abi3-win_amd64.whl",
+        "cryptography==50.0.2",
+        ("--platform", "win_amd64", "--python-version", "3.11"),
     ),
 )
 TORCH_WHEEL = WheelSpec(
