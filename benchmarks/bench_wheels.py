@@ -7,8 +7,9 @@ order alternates (forwards, backwards, ...):
 (a) **abi3 wheels** — ``torch-abi-audit WHEEL --json`` against ``abi3audit WHEEL --report``
     (abi3audit 0.0.26) on the torchao 0.18.0 and cryptography 50.0.2 manylinux x86_64 abi3
     wheels and, for abi3audit's other formats, the cryptography 48.0.1 universal2 (Mach-O) and
-    50.0.2 win_amd64 (PE) wheels, one wheel per run and all of them in one run. Target: ours at least 5x faster per
-    wheel. Both tools' CPython verdicts are printed side by side, per shared object.
+    50.0.2 win_amd64 (PE) wheels, one wheel per run and all of them in one run. Target: ours
+    at least 5x faster per wheel. Both tools' CPython verdicts are printed side by side, per
+    shared object.
 
 (b) **torch wheel** — ``torch-abi-audit WHEEL --json`` on the torch 2.14.1 manylinux x86_64
     wheel against the pipeline that had to be used before wheels could be read directly:
