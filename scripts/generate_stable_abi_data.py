@@ -1,48 +1,77 @@
 #!/usr/bin/env python3
-"""Generate ``src/torch_abi_audit/data/torch_stable_abi.json`` from a real PyTorch release.
+"""Generate ``src/torch_abi_audit/data/torch_stable_abi.json`` from real PyTorch releases.
 
-The table is never edited by hand: re-run this script against a torch release to update it.
+The table is never edited by hand: re-run this script to update it.
 
-    python scripts/generate_stable_abi_data.py --torch /path/to/site-packages/torch
-    python scripts/generate_stable_abi_data.py --torch torch-2.13.0-cp311-...-x86_64.whl
-    python scripts/generate_stable_abi_data.py --check --torch ...   # exit 1 if the file differs
+    python scripts/generate_stable_abi_data.py                     # every release since 2.9.0
+    python scripts/generate_stable_abi_data.py --check             # exit 1 if the file differs
+    python scripts/generate_stable_abi_data.py --releases 2.9.1,2.10.0 --output /tmp/t.json
+    python scripts/generate_stable_abi_data.py --torch /path/to/site-packages/torch --output ...
 
-With no ``--torch`` the script looks for an installed ``torch`` next to the running interpreter
-(without importing it). What it reads:
+**Per-release mode** (the default, which produces the shipped file): the releases are those the
+package index lists for macOS arm64 from ``--minimum`` (2.9.0) on, final releases only
+(``pip index versions torch``). Of each it reads one small wheel, the macOS arm64 one (~75-140 MB),
+downloaded once with ``pip download --no-deps --only-binary :all:`` into
+``$TORCH_ABI_AUDIT_CACHE/wheels`` (default ``~/.cache/torch-abi-audit/wheels``, the cache the
+tests and benchmarks share) and read in place, never extracted. A symbol is dated by the releases
+themselves: ``since`` is the first release whose headers declare it or whose libraries export it,
+``removed`` the first later release that does neither. The ``TORCH_FEATURE_VERSION`` guards only
+corroborate; where a guard and the releases disagree the file lists it under ``disagreements``.
+
+**Single-release mode** (``--torch DIR_OR_WHEEL``): one installed torch directory or one wheel of
+any platform. With one release there is nothing to compare, so ``since`` is the guard around the
+declaration (unguarded: the 2.9.0 baseline), as PyTorch's own rule has it.
+
+What is read from each release:
 
 * the shim headers under ``torch/include`` (``aoti_torch/c/shim*.h``, ``aoti_torch/generated/
   c_shim_*.h``, ``stable/c/shim.h``): every ``AOTI_TORCH_EXPORT`` C function, with the
-  ``TORCH_FEATURE_VERSION >= TORCH_VERSION_X_Y_Z`` guard around it (unguarded means "before
-  2.10", recorded as the 2.9.0 baseline), its device tier, and ``[[deprecated]]`` markers;
+  ``TORCH_FEATURE_VERSION >= TORCH_VERSION_X_Y_Z`` guard around it, its device tier (from the
+  header and ``USE_CUDA``/``USE_XPU``/``USE_MPS`` blocks), ``[[deprecated]]`` markers and the
+  replacement a deprecation message or the comment above a declaration names;
 * ``torch/headeronly``: the ``c10`` names it re-exports with ``using c10::X`` — header-only code
   that may appear as defined (weak) symbols in stable extensions;
-* the exports of ``libtorch_cpu``, ``libc10``, ``libtorch`` and ``libtorch_python``: which shims the
-  release really exports, and the libtorch-owned C names (``THP*``, ``FLAGS_*``…) that are not
-  shims and therefore tie a library to one release.
+* the exports of ``libtorch_cpu``, ``libc10``, ``libtorch`` and ``libtorch_python`` (read with the
+  product's own ELF / Mach-O / PE readers): which shims the release really exports, and the
+  libtorch-owned C names (``THP*``, ``FLAGS_*``…) that are not shims and therefore tie a library
+  to one release. The macOS wheels export CPU and MPS shims; CUDA and XPU shims are dated by their
+  declarations alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
+import os
 import re
+import subprocess
 import sys
-import sysconfig
-import tempfile
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from torch_abi_audit.readers import BinaryReadError, read_library  # noqa: E402
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: E402
+from packaging.version import InvalidVersion, Version  # noqa: E402
+
+from torch_abi_audit.readers import BinaryReadError, parse_library, read_library  # noqa: E402
+from torch_abi_audit.sources.wheels import WheelArchive, WheelError  # noqa: E402
 
 OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+GENERATED_BY = "scripts/generate_stable_abi_data.py"
 BASELINE_VERSION = "2.9.0"
+# The wheels read per release. pip expands a macOS platform tag to every older one of the same
+# architecture, so this picks the 2.9-2.11 ``macosx_11_0_arm64`` wheels and the later
+# ``macosx_14_0_arm64`` ones alike.
+WHEEL_PLATFORM = "macosx_26_0_arm64"
+WHEEL_PYTHON = "3.11"
+WHEEL_INTERPRETER = "cp311"
+CACHE = Path(os.environ.get("TORCH_ABI_AUDIT_CACHE", Path.home() / ".cache" / "torch-abi-audit"))
 
 # Shim headers, relative to torch/include, with the device tier their declarations belong to.
 SHIM_HEADERS: dict[str, str] = {
@@ -64,8 +93,13 @@ TORCH_LIBRARIES = ("libtorch_cpu", "libc10", "libtorch", "libtorch_python")
 # C (unmangled) exports of the libraries above that belong to libtorch rather than to the
 # third-party code it bundles (MKL, Sleef, libuv, miniz, NNPACK, cpuinfo…).
 TORCH_OWNED_C_PREFIXES = ("THP", "FLAGS_", "torch_", "aoti_", "_torch_", "at_", "c10_")
-LIBRARY_STEMS = frozenset(TORCH_LIBRARIES) | {s.removeprefix("lib") for s in TORCH_LIBRARIES}
 PLATFORM_C_NAMES = {"_end", "_edata", "__bss_start", "_init", "_fini"}
+# Undeclared exports named like this are shims whose header the release does not ship.
+_DEVICE_BY_PREFIX = (
+    ("aoti_torch_cuda_", "cuda"),
+    ("aoti_torch_xpu_", "xpu"),
+    ("aoti_torch_mps_", "mps"),
+)
 
 _VERSION_GUARD = re.compile(r"TORCH_FEATURE_VERSION\s*>=\s*TORCH_VERSION_(\d+)_(\d+)_(\d+)")
 _DEVICE_GUARD = re.compile(r"\bUSE_(CUDA|XPU|MPS|ROCM)\b")
@@ -74,13 +108,22 @@ _DECLARATION = re.compile(
     r"AOTI_TORCH_EXPORT\b(?P<decl>[^;{]*?)\b(?P<name>[A-Za-z_]\w*)\s*\(",
     re.S,
 )
+# "Use aoti_torch_copy_ instead", "deprecated, use new_way", "replaced by `x`".
+_REPLACEMENT_HINT = re.compile(
+    r"\b(?:use|replaced\s+by|in\s+favou?r\s+of)\s+`?([A-Za-z_]\w*)", re.I
+)
 _USING_C10 = re.compile(r"\busing\s+(?:::)?(c10(?:::\w+)+)\s*;")
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 
 
 @dataclass
 class ShimDeclaration:
-    """One shim function as declared by one release's headers."""
+    """One shim function as declared by one release's headers.
+
+    ``replacement`` is the identifier the ``[[deprecated]]`` message or the comment right above
+    the declaration tells callers to use instead (unchecked: the table keeps it only when it
+    names a known shim).
+    """
 
     name: str
     header: str
@@ -88,25 +131,31 @@ class ShimDeclaration:
     guard: str | None
     deprecated: bool
     deprecation_message: str | None
+    replacement: str | None = None
 
 
 @dataclass
 class ReleaseData:
-    """What one torch release declares and exports."""
+    """What one torch release declares and exports.
+
+    ``c_exports`` maps every libtorch-owned unmangled export (and every declared shim that is
+    exported) to the libraries, by stem, that export it.
+    """
 
     version: str
     source: str
+    sha256: str | None
     declarations: dict[str, ShimDeclaration] = field(default_factory=dict)
-    exported_shims: dict[str, list[str]] = field(default_factory=dict)
+    c_exports: dict[str, list[str]] = field(default_factory=dict)
     header_only: set[str] = field(default_factory=set)
-    internal_c_symbols: dict[str, str] = field(default_factory=dict)
 
 
 # -- header parsing --------------------------------------------------------------------------
 
 
 def _strip_comments(text: str) -> str:
-    # Keep string literals intact enough for deprecation messages: comments never hold them.
+    # Comments become as many newlines as they held, so line numbers survive. (Deprecation
+    # messages are string literals outside comments.)
     return _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
@@ -118,6 +167,7 @@ def parse_shim_header(text: str, header: str, device: str) -> Iterator[ShimDecla
     older API and count as unguarded); ``USE_CUDA``/``USE_XPU``/``USE_MPS`` blocks set the
     device tier.
     """
+    hints = _comment_hints(text)
     # Each stack entry: (version guard or None, device or None, in_else_branch)
     stack: list[tuple[str | None, str | None, bool]] = []
     chunk: list[str] = []
@@ -129,14 +179,16 @@ def parse_shim_header(text: str, header: str, device: str) -> Iterator[ShimDecla
         devices = [d for _v, d, in_else in stack if d and not in_else]
         guard = max(guards, key=_version_key) if guards else None
         for match in _DECLARATION.finditer(body):
-            message = match.group("message")
+            name = match.group("name")
+            message = _c_string(match.group("message")) if match.group("message") else None
             yield ShimDeclaration(
-                name=match.group("name"),
+                name=name,
                 header=header,
                 device=devices[-1] if devices else device,
                 guard=guard,
                 deprecated=match.group("deprecated") is not None,
-                deprecation_message=_c_string(message) if message else None,
+                deprecation_message=message,
+                replacement=_replacement_in(message, name) or hints.get(name),
             )
 
     lines = _strip_comments(text).splitlines()
@@ -169,6 +221,32 @@ def parse_shim_header(text: str, header: str, device: str) -> Iterator[ShimDecla
     yield from flush()
 
 
+def _comment_hints(text: str) -> dict[str, str]:
+    """Declared name -> the replacement named by the ``//`` comment block right above it."""
+    raw_lines = text.splitlines()
+    stripped = _strip_comments(text)
+    hints: dict[str, str] = {}
+    for match in _DECLARATION.finditer(stripped):
+        line = stripped.count("\n", 0, match.start())
+        block: list[str] = []
+        above = line - 1
+        while above >= 0 and raw_lines[above].strip().startswith("//"):
+            block.append(raw_lines[above].strip().lstrip("/"))
+            above -= 1
+        name = match.group("name")
+        hint = _replacement_in(" ".join(reversed(block)), name)
+        if hint:
+            hints[name] = hint
+    return hints
+
+
+def _replacement_in(text: str | None, name: str) -> str | None:
+    for match in _REPLACEMENT_HINT.finditer(text or ""):
+        if match.group(1) != name and "_" in match.group(1):
+            return match.group(1)
+    return None
+
+
 def _condition(directive: str, keyword: str) -> tuple[str | None, str | None, bool]:
     version_match = _VERSION_GUARD.search(directive)
     version = ".".join(version_match.groups()) if version_match else None
@@ -185,8 +263,8 @@ def _c_string(text: str) -> str:
     return "".join(parts) if parts else text.strip()
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
+def _version_key(version: str) -> Version:
+    return Version(version)
 
 
 def parse_header_only_names(texts: Iterable[str]) -> set[str]:
@@ -202,186 +280,532 @@ def parse_header_only_names(texts: Iterable[str]) -> set[str]:
 # -- release sources ---------------------------------------------------------------------------
 
 
-class TorchTree:
-    """An unpacked torch package directory (``.../site-packages/torch``)."""
+class ReleaseFiles:
+    """The files of one torch release that the generator reads (``torch/`` is the root)."""
+
+    #: Wheel file name or directory path: where the data came from.
+    source: str
+    #: SHA-256 of the wheel file, ``None`` for a directory.
+    sha256: str | None = None
+
+    def read_text(self, relative: str) -> str | None:
+        """The text of ``torch/<relative>``, ``None`` when the release has no such file."""
+        raise NotImplementedError
+
+    def headers_under(self, relative_dir: str) -> list[str]:
+        """The texts of every ``.h`` file below ``torch/<relative_dir>``, in name order."""
+        raise NotImplementedError
+
+    def library_exports(self, stem: str) -> frozenset[str] | None:
+        """The names ``torch/lib/<stem>.{so,dylib,dll}`` exports; ``None`` if it is absent.
+
+        Raises :class:`SystemExit` when the library cannot be read.
+        """
+        raise NotImplementedError
+
+    def version(self) -> str:
+        """The release's public version (``2.13.0``, without ``+cpu``) from ``version.py``."""
+        text = self.read_text("version.py") or ""
+        match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+        if not match:
+            raise SystemExit(f"{self.source}: cannot find the torch version in version.py")
+        return Version(match.group(1)).public
+
+    def close(self) -> None:
+        """Release open files."""
+
+    @staticmethod
+    def library_names(stem: str) -> list[str]:
+        bare = stem.removeprefix("lib")
+        return [f"{stem}.so", f"{stem}.dylib", f"{bare}.dll", f"{stem}.dll"]
+
+
+class TorchTree(ReleaseFiles):
+    """An installed torch package directory (``.../site-packages/torch``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.source = str(root)
 
     def read_text(self, relative: str) -> str | None:
         path = self.root / relative
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
-    def glob_text(self, relative_dir: str, pattern: str) -> list[str]:
+    def headers_under(self, relative_dir: str) -> list[str]:
         base = self.root / relative_dir
-        return [
-            p.read_text(encoding="utf-8", errors="replace") for p in sorted(base.rglob(pattern))
-        ]
+        return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(base.rglob("*.h"))]
 
-    def library(self, stem: str) -> Path | None:
-        for suffix in (".so", ".dylib", ".dll"):
-            for candidate in (
-                self.root / "lib" / f"{stem}{suffix}",
-                self.root / "lib" / f"{stem.removeprefix('lib')}{suffix}",
-            ):
-                if candidate.is_file():
-                    return candidate
+    def library_exports(self, stem: str) -> frozenset[str] | None:
+        for name in self.library_names(stem):
+            path = self.root / "lib" / name
+            if path.is_file():
+                try:
+                    return read_library(path).exports.names()
+                except BinaryReadError as exc:
+                    raise SystemExit(f"{path}: {exc}") from exc
         return None
 
-    def version(self) -> str:
-        text = self.read_text("version.py") or ""
-        match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
-        if not match:
-            raise SystemExit(f"cannot find the torch version in {self.root / 'version.py'}")
-        return match.group(1)
+
+class TorchWheel(ReleaseFiles):
+    """A torch wheel, read in place: headers as text members, libraries through byte sources."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.archive = WheelArchive(path)
+        except WheelError as exc:
+            raise SystemExit(f"{path}: {exc}") from exc
+        self.source = path.name
+        self.sha256 = file_sha256(path)
+        self._members = frozenset(self.archive.member_names())
+
+    def read_text(self, relative: str) -> str | None:
+        member = f"torch/{relative}"
+        if member not in self._members:
+            return None
+        try:
+            return self.archive.read_text(member)
+        except WheelError as exc:
+            raise SystemExit(f"{self.source}: {exc}") from exc
+
+    def headers_under(self, relative_dir: str) -> list[str]:
+        prefix = f"torch/{relative_dir.rstrip('/')}/"
+        names = sorted(m for m in self._members if m.startswith(prefix) and m.endswith(".h"))
+        return [self.read_text(m.removeprefix("torch/")) or "" for m in names]
+
+    def library_exports(self, stem: str) -> frozenset[str] | None:
+        for name in self.library_names(stem):
+            member = f"torch/lib/{name}"
+            if member not in self._members:
+                continue
+            try:
+                source = self.archive.open_member(member)
+                try:
+                    exports = parse_library(source, Path(member)).exports.names()
+                    source.finish()  # reads the member to its end: checks its CRC-32
+                finally:
+                    source.close()
+            except BinaryReadError as exc:
+                raise SystemExit(f"{self.source}/{member}: {exc}") from exc
+            return exports
+        return None
+
+    def close(self) -> None:
+        self.archive.close()
 
 
-def open_release(path: Path, workdir: Path) -> TorchTree:
-    """A :class:`TorchTree` for an installed torch directory or a torch wheel."""
+def open_release(path: Path) -> ReleaseFiles:
+    """The files of an installed torch directory or of a torch wheel.
+
+    Raises :class:`SystemExit` for anything else.
+    """
     if path.is_dir():
         return TorchTree(path)
-    if path.suffix == ".whl":
-        wanted = ("torch/include/", "torch/version.py", "torch/lib/")
-        with zipfile.ZipFile(path) as wheel:
-            for member in wheel.namelist():
-                if not member.startswith(wanted):
-                    continue
-                stem = Path(member).name.split(".")[0]
-                if member.startswith("torch/lib/") and stem not in LIBRARY_STEMS:
-                    continue
-                wheel.extract(member, workdir)
-        return TorchTree(workdir / "torch")
+    if path.suffix == ".whl" and path.is_file():
+        return TorchWheel(path)
     raise SystemExit(f"{path}: expected a torch directory or a .whl file")
 
 
-def default_torch_dir() -> Path | None:
-    for key in ("platlib", "purelib"):
-        candidate = Path(sysconfig.get_paths()[key]) / "torch"
-        if (candidate / "include").is_dir():
-            return candidate
-    return None
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def read_release(tree: TorchTree, source: str) -> ReleaseData:
-    release = ReleaseData(version=tree.version().split("+")[0], source=source)
+# -- finding and fetching releases -------------------------------------------------------------
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    # A site pip.conf may cap torch with a constraints file; the index must be seen as it is.
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    command = [sys.executable, "-m", "pip", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+
+
+WHEEL_SELECTION: tuple[str, ...] = ("--only-binary", ":all:", "--platform", WHEEL_PLATFORM)
+WHEEL_SELECTION += ("--python-version", WHEEL_PYTHON)
+
+
+def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
+    """Every final torch release from ``minimum`` on with a macOS arm64 wheel, ascending.
+
+    Asks the index through ``pip index versions``; raises :class:`SystemExit` if that fails.
+    """
+    result = _pip("index", "versions", "torch", *WHEEL_SELECTION)
+    match = re.search(r"Available versions:\s*(.+)", result.stdout)
+    if result.returncode != 0 or not match:
+        raise SystemExit(
+            f"pip index versions torch failed (pass --releases): {result.stderr.strip()[-500:]}"
+        )
+    return select_releases(match.group(1).split(","), minimum)
+
+
+def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) -> list[str]:
+    """The final releases (no pre-, dev- or local versions) from ``minimum`` on, ascending."""
+    found: set[Version] = set()
+    for text in versions:
+        try:
+            version = Version(text.strip())
+        except InvalidVersion:
+            continue
+        if version.is_prerelease or version.is_devrelease or version.local:
+            continue
+        if version >= Version(minimum):
+            found.add(version)
+    return [str(v) for v in sorted(found)]
+
+
+def cached_wheel(version: str, cache: Path) -> Path | None:
+    """The macOS arm64 CPython 3.11 wheel of torch ``version`` in ``cache``, if one is there."""
+    wanted = Version(version)
+    candidates: list[tuple[tuple[int, str] | tuple[()], str, Path]] = []
+    for path in cache.glob(f"torch-{version}-*.whl"):
+        try:
+            _name, found, build, tags = parse_wheel_filename(path.name)
+        except InvalidWheelFilename:
+            continue
+        if found != wanted or found.local:
+            continue
+        if any(
+            tag.interpreter == WHEEL_INTERPRETER
+            and tag.platform.startswith("macosx_")
+            and tag.platform.endswith("_arm64")
+            for tag in tags
+        ):
+            candidates.append((build, path.name, path))
+    return max(candidates)[2] if candidates else None
+
+
+def fetch_wheel(version: str, cache: Path) -> Path:
+    """The macOS arm64 wheel of torch ``version``: from ``cache``, else downloaded into it.
+
+    Raises :class:`SystemExit` when pip cannot download it.
+    """
+    found = cached_wheel(version, cache)
+    if found is not None:
+        return found
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"downloading torch {version} ({WHEEL_PLATFORM}) into {cache}", file=sys.stderr)
+    result = _pip("download", "--no-deps", *WHEEL_SELECTION, "-d", str(cache), f"torch=={version}")
+    found = cached_wheel(version, cache)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"pip download torch=={version} failed: {result.stderr.strip()[-500:]}")
+    return found
+
+
+# -- reading one release -----------------------------------------------------------------------
+
+
+def read_release(files: ReleaseFiles) -> ReleaseData:
+    """Declarations, header-only names and libtorch-owned C exports of one release."""
+    release = ReleaseData(version=files.version(), source=files.source, sha256=files.sha256)
     for header, device in SHIM_HEADERS.items():
-        text = tree.read_text(f"include/{header}")
+        text = files.read_text(f"include/{header}")
         if text is None:
             continue
         for declaration in parse_shim_header(text, header, device):
             release.declarations.setdefault(declaration.name, declaration)
-    release.header_only = parse_header_only_names(
-        tree.glob_text(f"include/{HEADERONLY_DIR}", "*.h")
-    )
+    release.header_only = parse_header_only_names(files.headers_under(f"include/{HEADERONLY_DIR}"))
     for stem in TORCH_LIBRARIES:
-        path = tree.library(stem)
-        if path is None:
-            continue
-        try:
-            library = read_library(path)
-        except BinaryReadError as exc:
-            raise SystemExit(f"{path}: {exc}") from exc
-        for name in sorted(library.exports.names()):
+        exports = files.library_exports(stem)
+        for name in sorted(exports or ()):
             if name.startswith("_Z") or name in PLATFORM_C_NAMES:
                 continue
-            # Shims are what the headers declare; an undeclared aoti_torch_* export of
-            # libtorch_cpu is a shim too (declared in a header this release does not ship).
-            if name in release.declarations or (
-                stem == "libtorch_cpu" and name.startswith("aoti_torch_")
+            if (
+                name in release.declarations
+                or stem == "libtorch_python"
+                or name.startswith(TORCH_OWNED_C_PREFIXES)
             ):
-                release.exported_shims.setdefault(name, []).append(stem)
-            elif stem == "libtorch_python" or name.startswith(TORCH_OWNED_C_PREFIXES):
-                release.internal_c_symbols.setdefault(name, stem)
+                release.c_exports.setdefault(name, []).append(stem)
     return release
 
 
 # -- the table ---------------------------------------------------------------------------------
 
 
-def build_table(release: ReleaseData) -> dict[str, object]:
-    shims: dict[str, dict[str, object]] = {}
-    declared = release.declarations
-    exported = release.exported_shims
-    for name in sorted(set(declared) | set(exported)):
-        declaration = declared.get(name)
-        entry: dict[str, object] = {
-            "since": declaration.guard if declaration and declaration.guard else BASELINE_VERSION,
-            "guard": declaration.guard if declaration else None,
-            "device": declaration.device if declaration else "cpu",
-            "header": declaration.header if declaration else None,
-            "exported_by": exported.get(name, []),
-            "deprecated": bool(declaration and declaration.deprecated),
-        }
-        if declaration and declaration.deprecation_message:
+def shim_names(releases: Sequence[ReleaseData]) -> set[str]:
+    """Every shim of the releases: declared in a shim header, or an ``aoti_torch_*`` export of
+    ``libtorch_cpu`` (a shim whose header the release does not ship)."""
+    names: set[str] = set()
+    for release in releases:
+        names.update(release.declarations)
+        names.update(
+            name
+            for name, libraries in release.c_exports.items()
+            if name.startswith("aoti_torch_") and "libtorch_cpu" in libraries
+        )
+    return names
+
+
+def _device_of(name: str) -> str:
+    for prefix, device in _DEVICE_BY_PREFIX:
+        if name.startswith(prefix):
+            return device
+    return "cpu"
+
+
+def _evidence(release: ReleaseData, name: str) -> str:
+    declaration = release.declarations.get(name)
+    parts = []
+    if declaration is not None:
+        parts.append(f"declared in {declaration.header}")
+    if name in release.c_exports:
+        parts.append(f"exported by {', '.join(release.c_exports[name])}")
+    return f"{release.source}: {' and '.join(parts)}"
+
+
+def _shim_entry(
+    name: str, releases: Sequence[ReleaseData], known: set[str]
+) -> tuple[dict[str, object], dict[str, object] | None, list[str]]:
+    """One shim's table entry, its guard-vs-release disagreement (or None) and its gaps."""
+    present = [name in r.declarations or name in r.c_exports for r in releases]
+    first = present.index(True)
+    last = len(present) - 1 - present[::-1].index(True)
+    declaring = [r for r in releases if name in r.declarations]
+    exporting = [r for r in releases if name in r.c_exports]
+    declaration = declaring[-1].declarations[name] if declaring else None
+    guard = declaration.guard if declaration else None
+    claim = Version(guard or BASELINE_VERSION)
+    oldest = Version(releases[0].version)
+    first_seen = Version(releases[first].version)
+    # Nothing older than the oldest release read is known: what it already has is dated by the
+    # guard (PyTorch's own rule), which is all a single-release run can go by.
+    since = min(claim, oldest) if first == 0 else first_seen
+    removed = releases[last + 1].version if last + 1 < len(releases) else None
+    gaps = [
+        r.version
+        for r, here in zip(releases[first:last], present[first:last], strict=True)
+        if not here
+    ]
+    deprecated_in = [r for r in declaring if r.declarations[name].deprecated]
+    entry: dict[str, object] = {
+        "since": str(since),
+        "removed": removed,
+        "guard": guard,
+        "device": declaration.device if declaration else _device_of(name),
+        "header": declaration.header if declaration else None,
+        "exported_by": exporting[-1].c_exports[name] if exporting else [],
+        "first_declared": declaring[0].version if declaring else None,
+        "first_exported": exporting[0].version if exporting else None,
+        "deprecated": bool(declaration and declaration.deprecated),
+    }
+    if declaration and declaration.deprecated:
+        entry["deprecated_since"] = deprecated_in[0].version
+        if declaration.deprecation_message:
             entry["deprecation_message"] = declaration.deprecation_message
+    replacement = declaration.replacement if declaration else None
+    if replacement and replacement in known:
+        entry["replacement"] = replacement
+    disagreement: dict[str, object] | None = None
+    if first > 0 and claim != first_seen:
+        if guard is None:
+            kind = "unguarded but new"
+        elif claim > first_seen:
+            kind = "guard newer than the first release with it"
+        else:
+            kind = "guard older than the first release with it"
+        disagreement = {
+            "symbol": name,
+            "guard": guard,
+            "first_seen": str(first_seen),
+            "kind": kind,
+            "evidence": _evidence(releases[first], name),
+        }
+        lacking = [r for r in releases[:first] if Version(r.version) >= claim]
+        if lacking:
+            disagreement["evidence"] = (
+                f"{disagreement['evidence']}; {lacking[0].source} neither declares nor exports it"
+            )
+    return entry, disagreement, gaps
+
+
+def build_table(
+    releases: Sequence[ReleaseData], generated_on: str | None = None
+) -> dict[str, object]:
+    """The format-2 table for ``releases`` (any order; at least one)."""
+    releases = sorted(releases, key=lambda r: Version(r.version))
+    if not releases:
+        raise SystemExit("no release to build the table from")
+    known = shim_names(releases)
+    shims: dict[str, dict[str, object]] = {}
+    disagreements: list[dict[str, object]] = []
+    gaps: dict[str, list[str]] = {}
+    for name in sorted(known):
+        entry, disagreement, missing = _shim_entry(name, releases, known)
         shims[name] = entry
-    return {
+        if disagreement:
+            disagreements.append(disagreement)
+        if missing:
+            gaps[name] = missing
+    newest = releases[-1]
+    internal_all: dict[str, str] = {}
+    for release in reversed(releases):
+        for name, libraries in sorted(release.c_exports.items()):
+            if name not in known:
+                internal_all.setdefault(name, libraries[0])
+    internal_newest = {
+        name: libraries[0]
+        for name, libraries in sorted(newest.c_exports.items())
+        if name not in known
+    }
+    table: dict[str, object] = {
         "format": FORMAT_VERSION,
-        "generated_by": "scripts/generate_stable_abi_data.py",
-        "generated_on": dt.date.today().isoformat(),
+        "generated_by": GENERATED_BY,
+        "generated_on": generated_on or dt.date.today().isoformat(),
         "baseline_version": BASELINE_VERSION,
-        "releases": [{"version": release.version, "source": release.source}],
-        "notes": (
-            "since = the TORCH_FEATURE_VERSION guard around the declaration in the headers of the "
-            "releases listed; unguarded declarations predate 2.10 and are recorded as the 2.9.0 "
-            "baseline. Do not edit: re-run the generator."
-        ),
-        "shims": shims,
-        "header_only": sorted(release.header_only),
-        "internal_c_symbols": dict(sorted(release.internal_c_symbols.items())),
+        "notes": _notes(len(releases)),
+        "releases": [_release_summary(r, shims) for r in releases],
+        "disagreements": disagreements,
+    }
+    if gaps:
+        table["gaps"] = gaps
+    table["shims"] = {name: shims[name] for name in sorted(shims)}
+    # Header-only in any release read: an extension built against that release carries (and
+    # may import from a sibling library) the code, whatever later releases re-export.
+    table["header_only"] = sorted(set().union(*(r.header_only for r in releases)))
+    table["internal_c_symbols"] = internal_newest
+    table["internal_c_symbols_all_releases"] = dict(sorted(internal_all.items()))
+    return table
+
+
+def _notes(count: int) -> str:
+    if count == 1:
+        return (
+            "One release read: since = the TORCH_FEATURE_VERSION guard around the declaration "
+            f"(unguarded: the {BASELINE_VERSION} baseline). Do not edit: re-run the generator."
+        )
+    return (
+        "since = the first release read whose headers declare the shim or whose libraries export "
+        "it (what the oldest release already has is dated by its guard, unguarded = the "
+        f"{BASELINE_VERSION} baseline); removed = the first later release that does neither. "
+        "guard = the TORCH_FEATURE_VERSION guard in the newest release declaring it; "
+        "disagreements lists every shim whose guard says otherwise. exported_by = the libraries "
+        "of the newest release exporting it (macOS arm64 wheels: CUDA and XPU shims are dated by "
+        "their declarations). header_only = the c10 names torch/headeronly re-exports in any "
+        "release read. Do not edit: re-run scripts/generate_stable_abi_data.py."
+    )
+
+
+def _release_summary(
+    release: ReleaseData, shims: dict[str, dict[str, object]]
+) -> dict[str, object]:
+    version = release.version
+    exported = [n for n in shims if n in release.c_exports]
+    present = set(release.declarations) | set(exported)
+    where = (
+        {"wheel": release.source, "sha256": release.sha256}
+        if release.sha256
+        else {"directory": release.source}
+    )
+    return {
+        "version": version,
+        **where,
+        "declared": len(release.declarations),
+        "exported": len(exported),
+        "present": len(present),
+        "new": sum(1 for e in shims.values() if e["since"] == version),
+        "removed": sum(1 for e in shims.values() if e["removed"] == version),
+        "deprecated": sum(1 for d in release.declarations.values() if d.deprecated),
     }
 
 
 def render(table: dict[str, object]) -> str:
-    return json.dumps(table, indent=1, sort_keys=False) + "\n"
+    """JSON with one line per shim, release, symbol: small, and diffs read well."""
+    lines = ["{"]
+    items = list(table.items())
+    for index, (key, value) in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if isinstance(value, dict) and value:
+            inner = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+            lines.append(f" {json.dumps(key)}: {{")
+            lines.append(",\n".join(inner))
+            lines.append(f" }}{comma}")
+        elif isinstance(value, list) and value:
+            lines.append(f" {json.dumps(key)}: [")
+            lines.append(",\n".join(f"  {json.dumps(v)}" for v in value))
+            lines.append(f" ]{comma}")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
-def _comparable(text: str) -> dict[str, object]:
+def _comparable(text: str) -> object:
     data = json.loads(text)
-    data.pop("generated_on", None)
     if isinstance(data, dict):
-        for release in data.get("releases", []):
-            release.pop("source", None)
-    return data  # type: ignore[no-any-return]
+        data.pop("generated_on", None)
+    return data
+
+
+def _summary(table: dict[str, object]) -> str:
+    releases = table["releases"]
+    assert isinstance(releases, list)
+    rows = [
+        f"  {r['version']:>7}: {r['declared']} declared, {r['exported']} exported, "
+        f"{r['new']} new, {r['removed']} removed, {r['deprecated']} deprecated "
+        f"({r.get('wheel') or r.get('directory')})"
+        for r in releases
+    ]
+    shims, disagreements = table["shims"], table["disagreements"]
+    assert isinstance(shims, dict) and isinstance(disagreements, list)
+    internal = table["internal_c_symbols_all_releases"]
+    assert isinstance(internal, dict)
+    return "\n".join(
+        [
+            f"{len(shims)} shims, {len(disagreements)} guard/release disagreements, "
+            f"{len(internal)} internal C symbols over all releases",
+            *rows,
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--torch", type=Path, help="torch package directory or torch wheel")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--torch", type=Path, help="single-release mode: a torch package directory or wheel"
+    )
+    parser.add_argument(
+        "--releases", help="comma-separated releases to read (default: ask the index)"
+    )
+    parser.add_argument(
+        "--minimum", default=BASELINE_VERSION, help="oldest release to read (default %(default)s)"
+    )
+    parser.add_argument("--cache", type=Path, default=CACHE / "wheels", help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the output would change"
     )
     args = parser.parse_args(argv)
-    torch_path = args.torch or default_torch_dir()
-    if torch_path is None:
-        parser.error("no installed torch found; pass --torch DIR_OR_WHEEL")
-    with tempfile.TemporaryDirectory(prefix="torch-abi-data-") as workdir:
-        tree = open_release(torch_path.resolve(), Path(workdir))
-        release = read_release(tree, source=torch_path.name)
-    text = render(build_table(release))
+    if args.torch is not None:
+        sources = [args.torch.resolve()]
+    else:
+        versions = (
+            select_releases(args.releases.split(","), "0")
+            if args.releases
+            else discover_releases(args.minimum)
+        )
+        if not versions:
+            parser.error("no torch release to read")
+        sources = [fetch_wheel(version, args.cache) for version in versions]
+    releases: list[ReleaseData] = []
+    for source in sources:
+        files = open_release(source)
+        try:
+            releases.append(read_release(files))
+        finally:
+            files.close()
+    table = build_table(releases)
+    text = render(table)
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
         if _comparable(current) != _comparable(text):
             print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
             return 1
-        print(f"{args.output} matches torch {release.version}")
+        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
         return 0
     args.output.write_text(text, encoding="utf-8")
-    counts: dict[str, int] = {}
-    for name in release.declarations:
-        since = release.declarations[name].guard or BASELINE_VERSION
-        counts[since] = counts.get(since, 0) + 1
-    per_release = ", ".join(
-        f"{since}: {count}"
-        for since, count in sorted(counts.items(), key=lambda kv: _version_key(kv[0]))
-    )
-    print(
-        f"wrote {args.output}: torch {release.version}, {len(release.declarations)} declared "
-        f"shims ({per_release}), {len(release.exported_shims)} exported, "
-        f"{len(release.header_only)} header-only names, "
-        f"{len(release.internal_c_symbols)} internal C symbols"
-    )
+    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{_summary(table)}")
     return 0
 
 
