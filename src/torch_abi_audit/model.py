@@ -178,6 +178,20 @@ class Library:
     entries are reported as ``rpath``).
     ``local_symbols`` holds the static symbol table's ``LOCAL`` entries when the reader was asked
     for them and the file has one (stripped files do not), else ``None``.
+
+    ``rodata`` lists where the file keeps its read-only constant data, where compilers put C
+    string literals (a name passed to ``dlsym`` or ``GetProcAddress`` among them): ``(file
+    offset, size)`` pairs lying within the file, in ascending offset order, adjacent ones merged
+    (see :func:`merge_ranges`). The sections it covers are ELF ``SHT_PROGBITS`` sections that are
+    ``SHF_ALLOC`` without ``SHF_WRITE`` or ``SHF_EXECINSTR`` and are named ``.rodata``,
+    ``.rodata.*`` or ``.rodata1``; Mach-O ``S_CSTRING_LITERALS`` sections of any segment and
+    ``__TEXT,__const``; PE sections that are ``IMAGE_SCN_CNT_INITIALIZED_DATA`` without
+    ``IMAGE_SCN_MEM_WRITE`` or ``IMAGE_SCN_MEM_EXECUTE`` (``.rdata``), their file-backed part
+    only. Offsets are absolute: a universal Mach-O slice's ranges are shifted by the slice's
+    offset, and the universal file's ``rodata`` is the union of its slices'. It is empty when
+    the file does not say where those sections are: an ELF file without section headers
+    (``sstrip``) or whose section names cannot be read (see the ELF reader), and sections
+    that lie outside the file or hold no file bytes (zero-fill) are left out.
     """
 
     path: Path
@@ -194,8 +208,22 @@ class Library:
     local_symbols: tuple[Symbol, ...] | None = None
     slices: tuple[Library, ...] = ()
     min_os: str | None = None
+    rodata: tuple[tuple[int, int], ...] = ()
 
     @property
     def symbols(self) -> tuple[Symbol, ...]:
         """Every dynamic symbol: imports, then exports."""
         return self.imports.symbols() + self.exports.symbols()
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """``(offset, size)`` ranges in ascending offset order, overlapping or adjacent ones merged
+    and empty ones dropped: the form of :attr:`Library.rodata`."""
+    merged: list[list[int]] = []
+    for offset, size in sorted(r for r in ranges if r[1] > 0):
+        if merged and offset <= merged[-1][0] + merged[-1][1]:
+            last = merged[-1]
+            last[1] = max(last[1], offset + size - last[0])
+        else:
+            merged.append([offset, size])
+    return tuple((offset, size) for offset, size in merged)

@@ -8,7 +8,8 @@ a symbol table with ``LC_DYSYMTAB`` groups, dylib-loading commands, ``LC_ID_DYLI
 
 Layout of an image::
 
-    mach_header(_64) | load commands | chained fixups data | nlist entries | string table
+    mach_header(_64) | load commands | [section data] | chained fixups data | nlist entries
+    | string table
 
 The ``LC_SEGMENT(_64)`` command (``__TEXT``) carries the sections that ``n_sect`` numbers
 from 1. :class:`Built` says where the interesting fields landed, so that a test can corrupt
@@ -25,7 +26,7 @@ sections, ``dylib_command``, ``rpath_command``, ``symtab_command``, ``dysymtab_c
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,7 @@ PLATFORM_IOS = 2
 # section flags
 S_REGULAR = 0x0
 S_ZEROFILL = 0x1
+S_CSTRING_LITERALS = 0x2
 S_THREAD_LOCAL_VARIABLES = 0x13
 S_ATTR_PURE_INSTRUCTIONS = 0x80000000
 S_ATTR_SOME_INSTRUCTIONS = 0x00000400
@@ -213,6 +215,10 @@ class MachO:
     chained_format: int = DYLD_CHAINED_IMPORT
     #: Raw load commands appended last: (cmd, payload after cmd/cmdsize).
     extra_commands: Sequence[tuple[int, bytes]] = field(default_factory=list)
+    #: File contents of sections, by index in ``sections``: placed after the load commands (16-byte
+    #: aligned, in index order) with the section's ``offset`` and ``size`` set. The other
+    #: sections stay zero-fill (offset and size 0).
+    section_data: Mapping[int, bytes] = field(default_factory=dict)
 
     @property
     def order(self) -> str:
@@ -331,6 +337,11 @@ class MachO:
             at += len(raw)
         sizeofcmds = at - header_size
         linkedit = at + (-at % 16)
+        placed: dict[int, int] = {}
+        for index in sorted(self.section_data):
+            placed[index] = linkedit
+            linkedit += len(self.section_data[index])
+            linkedit += -linkedit % 16
         chained_blob = self._chained_blob() if self.chained is not None else b""
         chained_at = linkedit
         symoff = chained_at + len(chained_blob)
@@ -355,7 +366,20 @@ class MachO:
         offsets["first_cmdsize"] = header_size + 4
         for _key, raw in commands:
             out += raw
+        for index, at in placed.items():
+            out += bytes(at - len(out))
+            out += self.section_data[index]
+            offsets[f"section{index}"] = at
         out += bytes(linkedit - len(out))
+        # section(_64) k of the first (segment) command: size at 40 (36), offset at 48 (40).
+        records = offsets["segment"] + (72 if self.bits == 64 else 56)
+        for index, at in placed.items():
+            record = records + index * (80 if self.bits == 64 else 68)
+            if self.bits == 64:
+                struct.pack_into(o + "Q", out, record + 40, len(self.section_data[index]))
+                struct.pack_into(o + "I", out, record + 48, at)
+            else:
+                struct.pack_into(o + "II", out, record + 36, len(self.section_data[index]), at)
         out += chained_blob
         for sym, index in zip(symbols, strx, strict=True):
             if self.bits == 64:

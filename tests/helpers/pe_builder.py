@@ -99,12 +99,15 @@ class Export:
 @dataclass(frozen=True)
 class ExtraSection:
     """A section appended after the built ones: ``content`` is file-backed, the rest of
-    ``virtual_size`` zero-filled; ``raw`` False gives it no file data at all (like ``.bss``)."""
+    ``virtual_size`` zero-filled; ``raw`` False gives it no file data at all (like ``.bss``).
+    ``flags`` replaces its Characteristics (default: initialised, or uninitialised without
+    ``raw``, readable data)."""
 
     name: str
     content: bytes = b""
     virtual_size: int | None = None
     raw: bool = True
+    flags: int | None = None
 
 
 @dataclass(frozen=True)
@@ -309,9 +312,10 @@ def build_pe(
         blob.data += extra.content
         virtual_size = len(extra.content) if extra.virtual_size is None else extra.virtual_size
         flags = IMAGE_SCN_CNT_INITIALIZED_DATA if extra.raw else IMAGE_SCN_CNT_UNINITIALIZED_DATA
-        planned.append(
-            _Planned(extra.name, blob, flags | IMAGE_SCN_MEM_READ, virtual_size, raw=extra.raw)
-        )
+        flags |= IMAGE_SCN_MEM_READ
+        if extra.flags is not None:
+            flags = extra.flags
+        planned.append(_Planned(extra.name, blob, flags, virtual_size, raw=extra.raw))
         next_rva = align(next_rva + max(virtual_size, len(extra.content), 1), SECTION_ALIGNMENT)
     rvas.update(imports=import_dir, delay=delay_dir, exports=export_dir)
 

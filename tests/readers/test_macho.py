@@ -8,6 +8,7 @@ import hashlib
 import json
 import pickle
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -24,6 +25,7 @@ from helpers.macho_builder import (
     CPU_TYPE_POWERPC64,
     CPU_TYPE_X86,
     CPU_TYPE_X86_64,
+    DEFAULT_SECTIONS,
     DYLD_CHAINED_IMPORT,
     DYLD_CHAINED_IMPORT_ADDEND,
     DYLD_CHAINED_IMPORT_ADDEND64,
@@ -47,6 +49,8 @@ from helpers.macho_builder import (
     N_INDR,
     PLATFORM_IOS,
     PLATFORM_MACOS,
+    S_CSTRING_LITERALS,
+    S_REGULAR,
     SELF_LIBRARY_ORDINAL,
     Built,
     ChainedImport,
@@ -73,6 +77,7 @@ from torch_abi_audit.model import (
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
 from torch_abi_audit.readers.macho import ChainedImport as FixupImport
 from torch_abi_audit.readers.macho import chained_fixup_imports, parse_macho, read_macho
+from torch_abi_audit.readers.strings import find_strings
 
 GLOBAL, WEAK, LOCAL = SymbolBinding.GLOBAL, SymbolBinding.WEAK, SymbolBinding.LOCAL
 FUNC, OBJECT, NOTYPE, TLS = SymbolType.FUNC, SymbolType.OBJECT, SymbolType.NOTYPE, SymbolType.TLS
@@ -415,6 +420,72 @@ def test_ordinal_beyond_the_loaded_libraries_is_an_error() -> None:
     image = MachO(dylibs=[(LC_LOAD_DYLIB, SYSTEM)], imports=[undefined("_f", 2)])
     with pytest.raises(BinaryReadError, match="library ordinal 2, but the file loads only 1"):
         parse(image.build())
+
+
+# -- read-only data -------------------------------------------------------------------------------
+
+RODATA_SECTIONS = (
+    *DEFAULT_SECTIONS,  # __text, __data, __thread_vars: indices 0-2
+    ("__cstring", "__TEXT", S_CSTRING_LITERALS),  # 3
+    ("__const", "__DATA_CONST", S_REGULAR),  # 4: pointers, not literals
+    ("__const", "__TEXT", S_REGULAR),  # 5
+    ("__oslogstring", "__TEXT", S_CSTRING_LITERALS),  # 6: no data, so zero-fill (offset 0)
+)
+CSTRINGS = b"torch_from_the_future\0not a shim\0".ljust(48, b"\0")
+TEXT_CONST = b"\x01\x02aoti_torch_get_dim\0".ljust(32, b"\0")
+SHIM = re.compile(rb"(?<![A-Za-z0-9_])((?:aoti_torch|torch)_[A-Za-z0-9_]+)\x00")
+
+
+def rodata_image(*, bits: int = 64, big_endian: bool = False) -> MachO:
+    return MachO(
+        bits=bits,
+        big_endian=big_endian,
+        sections=RODATA_SECTIONS,
+        section_data={3: CSTRINGS, 4: b"torch_not_rodata\0".ljust(16, b"\0"), 5: TEXT_CONST},
+        dylibs=[(LC_LOAD_DYLIB, "/usr/lib/libSystem.B.dylib")],
+        imports=[undefined("_dlsym"), undefined("_aoti_torch_imported_only")],
+    )
+
+
+@pytest.mark.parametrize(("bits", "big_endian"), [(64, False), (32, False), (64, True), (32, True)])
+def test_rodata_is_cstring_sections_and_text_const(bits: int, big_endian: bool) -> None:
+    built = rodata_image(bits=bits, big_endian=big_endian).build()
+    lib = parse(built)
+    assert lib.rodata == (
+        (built.offsets["section3"], len(CSTRINGS)),
+        (built.offsets["section5"], len(TEXT_CONST)),
+    )
+    found = find_strings(MemorySource(built.data), lib.rodata, SHIM)
+    # The import's name is in the __LINKEDIT string table, not in read-only data.
+    assert "aoti_torch_imported_only" in lib.imports.names()
+    assert found == {"torch_from_the_future", "aoti_torch_get_dim"}
+
+
+def test_rodata_of_a_universal_file_is_shifted_per_slice() -> None:
+    arm = rodata_image().build()
+    x86 = MachO(
+        cputype=CPU_TYPE_X86_64,
+        sections=RODATA_SECTIONS,
+        section_data={3: b"torch_x86_only\0".ljust(16, b"\0")},
+    ).build()
+    fat = build_fat([FatSlice(CPU_TYPE_ARM64, arm.data), FatSlice(CPU_TYPE_X86_64, x86.data)])
+    lib = parse(fat)
+    arm_at, x86_at = fat.offsets["slice0"], fat.offsets["slice1"]
+    assert lib.slices[0].rodata == (
+        (arm_at + arm.offsets["section3"], len(CSTRINGS)),
+        (arm_at + arm.offsets["section5"], len(TEXT_CONST)),
+    )
+    assert lib.slices[1].rodata == ((x86_at + x86.offsets["section3"], 16),)
+    assert lib.rodata == lib.slices[0].rodata + lib.slices[1].rodata
+    found = find_strings(MemorySource(fat.data), lib.rodata, SHIM)
+    assert found == {"torch_from_the_future", "aoti_torch_get_dim", "torch_x86_only"}
+
+
+def test_rodata_section_past_the_end_of_the_image_is_left_out() -> None:
+    built = rodata_image().build()
+    size_at = built.offsets["segment"] + 72 + 3 * 80 + 40  # section_64 3: size
+    lib = parse(patched(built.data, (size_at, "<Q", len(built.data))))
+    assert lib.rodata == ((built.offsets["section5"], len(TEXT_CONST)),)
 
 
 # -- lazy tables ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 import json
 import pickle
 import random
+import re
 import struct
 import zipfile
 from collections.abc import Callable, Iterator
@@ -28,6 +29,10 @@ from helpers.pe_builder import (
     IMAGE_FILE_MACHINE_ARM64,
     IMAGE_FILE_MACHINE_ARMNT,
     IMAGE_FILE_MACHINE_I386,
+    IMAGE_SCN_CNT_INITIALIZED_DATA,
+    IMAGE_SCN_MEM_EXECUTE,
+    IMAGE_SCN_MEM_READ,
+    IMAGE_SCN_MEM_WRITE,
     IMAGE_SYM_CLASS_EXTERNAL,
     IMAGE_SYM_CLASS_FILE,
     CoffSymbol,
@@ -55,6 +60,7 @@ from torch_abi_audit.readers import (
 )
 from torch_abi_audit.readers.pe import MAX_NAME_LENGTH, PeSymbols, parse_pe, read_pe
 from torch_abi_audit.readers.source import check_range
+from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.sources import wheel_bytes
 from torch_abi_audit.sources.wheel_bytes import StreamedMember
 from torch_abi_audit.sources.wheels import WheelArchive
@@ -321,6 +327,36 @@ def test_zero_filled_part_of_a_section_reads_as_zeros() -> None:
     )
     library = parse(data)
     assert list(library.imports) == [] and library.needed == ()
+
+
+def test_rodata_is_the_file_backed_part_of_read_only_data_sections() -> None:
+    data = IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ
+    image = full_image(
+        rdata_tail=b"torch_from_the_future\0",
+        extra_sections=[
+            # 0x300 bytes in the file, of which the section maps only 0x280.
+            ExtraSection(".rodat2", b"aoti_torch_get_dim\0".ljust(0x300, b"x"), 0x280),
+            ExtraSection(".wdata", b"torch_writable\0", flags=data | IMAGE_SCN_MEM_WRITE),
+            ExtraSection(".xdata", b"torch_executable\0", flags=data | IMAGE_SCN_MEM_EXECUTE),
+            ExtraSection(".bss", virtual_size=0x100, raw=False),
+        ],
+    )
+    rdata, rodat2 = image.sections[".rdata"], image.sections[".rodat2"]
+    # .rdata's file data is padded to the file alignment; the padding is not part of it.
+    assert rdata.virtual_size < rdata.raw_size
+    assert rdata.raw_offset + rdata.raw_size == rodat2.raw_offset
+    library = parse(image.data)
+    assert library.rodata == ((rdata.raw_offset, rdata.virtual_size), (rodat2.raw_offset, 0x280))
+    shim = re.compile(rb"(?<![A-Za-z0-9_])((?:aoti_torch|torch)_[A-Za-z0-9_]+)\x00")
+    found = find_strings(BytesSource(image.data), library.rodata, shim)
+    assert found == {"torch_from_the_future", "aoti_torch_get_dim"}
+    # MSVC and this builder keep the import directory in .rdata: its hint/name entries (the
+    # names of imported functions) are read-only data too.
+    imported = re.compile(rb"(GetProcAddress|LoadLibraryA)\x00")
+    assert find_strings(BytesSource(image.data), library.rodata, imported) == {
+        "GetProcAddress",
+        "LoadLibraryA",
+    }
 
 
 def test_zero_length_sections_are_harmless() -> None:

@@ -1,12 +1,15 @@
 """ELF shared-object reader (System V gABI, with the GNU symbol-versioning extensions).
 
 Reads only what the audit needs, with positional reads: the file header, the program and section
-header tables, the dynamic section, the dynamic symbol table with its string table, and the
-``.gnu.version*`` sections. ``libtorch_cpu.so`` (434 MB) costs about 7 MB of reads.
+header tables, the dynamic section, the dynamic symbol table with its string table, the
+``.gnu.version*`` sections, and the few bytes of the section name table that name the read-only
+data sections (``Library.rodata``). ``libtorch_cpu.so`` (434 MB) costs about 7 MB of reads.
 
 Where the section headers are missing (``sstrip``-ed files) or do not describe the dynamic
 symbols, the reader falls back to the loader's view: ``PT_DYNAMIC`` and the ``DT_*`` entries,
-with the symbol count taken from ``DT_HASH`` or ``DT_GNU_HASH``.
+with the symbol count taken from ``DT_HASH`` or ``DT_GNU_HASH``. It then reports no read-only
+data ranges: the program headers do not tell ``.rodata`` from the rest of a read-only segment
+(``.eh_frame``, ``.dynsym``...).
 
 References: System V gABI chapter 4 (ELF header, sections, symbol table) and chapter 5 (program
 headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_r``/``_d``.
@@ -27,6 +30,7 @@ from torch_abi_audit.model import (
     SymbolBinding,
     SymbolTable,
     SymbolType,
+    merge_ranges,
 )
 from torch_abi_audit.readers.elf_symbols import (
     VERSYM_INDEX,
@@ -52,7 +56,9 @@ _ET_DYN = 3
 _ET_NAMES = {0: "untyped", 1: "relocatable object", 2: "executable", 4: "core dump"}
 
 # section types
+_SHT_PROGBITS = 1
 _SHT_SYMTAB = 2
+_SHT_STRTAB = 3
 _SHT_DYNAMIC = 6
 _SHT_NOBITS = 8
 _SHT_DYNSYM = 11
@@ -82,6 +88,12 @@ _DT_VERDEFNUM = 0x6FFFFFFD
 _DT_VERNEED = 0x6FFFFFFE
 _DT_VERNEEDNUM = 0x6FFFFFFF
 
+# section flags
+_SHF_WRITE = 0x1
+_SHF_ALLOC = 0x2
+_SHF_EXECINSTR = 0x4
+
+_SHN_UNDEF = 0
 _SHN_XINDEX = 0xFFFF
 _VER_NDX_GLOBAL = 1
 _VER_FLG_BASE = 0x1
@@ -112,6 +124,21 @@ _MACHINES = {
 _MAX_VERSION_ENTRIES = 65536
 _MAX_DYNAMIC_ENTRIES = 1 << 20
 
+#: Read-only data sections are those named ``.rodata``, ``.rodata.<anything>`` or ``.rodata1``
+#: (gABI "Special Sections"; GCC's ``.rodata.str1.1`` and ``-fdata-sections`` names): the
+#: longest name prefix to look at is ``.rodata1`` and its NUL.
+_RODATA_NAMES = (b".rodata\0", b".rodata.", b".rodata1\0")
+_RODATA_NAME_SPAN = max(len(prefix) for prefix in _RODATA_NAMES)
+#: How far before the section header table a sequential source is asked for the section names.
+#: A streamed wheel member keeps its last 32 MiB (``sources.wheel_bytes.WINDOW``) once the
+#: table, at the end of the file, has been read; GNU ld and gold write ``.shstrtab`` just
+#: before the table, but lld writes ``.strtab`` between them, and going back further would make
+#: the member spill to a temporary file.
+_SEQUENTIAL_NAMES_REACH = 16 << 20
+#: Most of the section name table read for them (a linked library's is a few hundred bytes; a
+#: hostile one must not pull in the file).
+_MAX_NAMES_READ = 1 << 20
+
 
 class _Section(NamedTuple):
     """One section header (the fields the reader uses)."""
@@ -123,6 +150,8 @@ class _Section(NamedTuple):
     info: int
     entsize: int
     addr: int
+    name: int  # offset of the name in the section name string table
+    flags: int
 
 
 class _Segment(NamedTuple):
@@ -165,7 +194,7 @@ class _ElfFile:
             self.e_phnum,
             self.e_shentsize,
             self.e_shnum,
-            _shstrndx,
+            self.e_shstrndx,
         ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
         self.segments = self._segments()
         if reader.sequential:
@@ -212,10 +241,10 @@ class _ElfFile:
         return self._unpack_section(raw, 0)
 
     def _unpack_section(self, raw: bytes, offset: int) -> _Section:
-        _name, sh_type, _flags, addr, sh_offset, sh_size, link, info, _align, entsize = (
+        name, sh_type, flags, addr, sh_offset, sh_size, link, info, _align, entsize = (
             struct.unpack_from(self.layout.section, raw, offset)
         )
-        return _Section(sh_type, sh_offset, sh_size, link, info, entsize, addr)
+        return _Section(sh_type, sh_offset, sh_size, link, info, entsize, addr, name, flags)
 
     def _segments(self) -> list[_Segment]:
         if self.e_phoff == 0 or self.e_phnum == 0:
@@ -449,6 +478,63 @@ class _ElfFile:
             and s.type not in (SymbolType.FILE, SymbolType.SECTION)
         )
 
+    # -- read-only data -----------------------------------------------------------------------
+
+    def _rodata(self) -> tuple[tuple[int, int], ...]:
+        """(file offset, size) of the read-only data sections (``.rodata``, ``.rodata.*``,
+        ``.rodata1``), merged; empty without section headers.
+
+        Only the names of the candidate sections (allocated, read-only, not code, with file
+        bytes) are read from the section name table, in one read. A name table that cannot be
+        read, spans more than :data:`_MAX_NAMES_READ` bytes for them, or lies out of a
+        sequential source's reach (:data:`_SEQUENTIAL_NAMES_REACH`) gives no ranges: the reader
+        does not fail on what it needs only for this.
+        """
+        size = self.reader.size
+        candidates = [
+            s
+            for s in self.sections
+            if s.type == _SHT_PROGBITS
+            and s.flags & _SHF_ALLOC
+            and not s.flags & (_SHF_WRITE | _SHF_EXECINSTR)
+            and 0 < s.size <= size - min(s.offset, size)
+        ]
+        names = self._section_names(candidates)
+        if names is None:
+            return ()
+        start, table = names
+        found = []
+        for section in candidates:
+            at = section.name - start
+            if table.startswith(_RODATA_NAMES, at, at + _RODATA_NAME_SPAN):
+                found.append((section.offset, section.size))
+        return merge_ranges(found)
+
+    def _section_names(self, candidates: list[_Section]) -> tuple[int, bytes] | None:
+        """(offset in the name table, bytes) of the part of ``.shstrtab`` that holds the
+        ``candidates``' names, or ``None`` when it cannot (or should not) be read."""
+        if not candidates:
+            return None
+        index = self.e_shstrndx
+        if index == _SHN_XINDEX:  # gABI: the real index is in section 0's sh_link
+            index = self.sections[0].link
+        if index == _SHN_UNDEF or index >= len(self.sections):
+            return None
+        shstrtab = self.sections[index]
+        if shstrtab.type != _SHT_STRTAB:
+            return None
+        start = min(s.name for s in candidates)
+        end = min(max(s.name for s in candidates) + _RODATA_NAME_SPAN, shstrtab.size)
+        if not 0 <= start < end <= start + _MAX_NAMES_READ:
+            return None
+        offset = shstrtab.offset + start
+        if self.reader.sequential and self.e_shoff - offset > _SEQUENTIAL_NAMES_REACH:
+            return None
+        try:
+            return start, self.reader.read(offset, end - start, "section name table")
+        except BinaryReadError:
+            return None
+
     # -- the model ----------------------------------------------------------------------------
 
     def library(self, *, local_symbols: bool) -> Library:
@@ -494,6 +580,7 @@ class _ElfFile:
             rpath=tuple(p for p in rpath if p),
             runpath=tuple(p for p in runpath if p),
             local_symbols=self._local_symbols() if local_symbols else None,
+            rodata=self._rodata(),
         )
 
     def _dynamic_strings(self, dynamic: list[tuple[int, int]]) -> bytes:

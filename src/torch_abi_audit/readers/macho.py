@@ -28,6 +28,10 @@ names before local ones).
 A universal file becomes one :class:`~torch_abi_audit.model.Library` whose ``slices`` hold one
 ``Library`` per architecture; its own imports and exports are the union of theirs.
 
+``Library.rodata`` comes from the section records of the segment commands (no extra read): the
+``S_CSTRING_LITERALS`` sections of any segment (``__TEXT,__cstring``, ``__oslogstring``...) and
+``__TEXT,__const``, as absolute file offsets (a slice's are shifted by the slice's offset).
+
 References (Apple's cctools / dyld headers): ``mach-o/loader.h`` (``mach_header``, load
 commands, ``segment_command``/``section``, ``dylib_command``, ``rpath_command``,
 ``build_version_command``, ``linkedit_data_command``), ``mach-o/nlist.h`` (``nlist``/``nlist_64``,
@@ -52,6 +56,7 @@ from torch_abi_audit.model import (
     SymbolBinding,
     SymbolType,
     SymbolVisibility,
+    merge_ranges,
 )
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.macho_symbols import (
@@ -166,6 +171,7 @@ _BUILD_VERSION_COMMAND_SIZE = 24  # cmd, cmdsize, platform, minos, sdk, ntools
 
 # section flags (loader.h)
 SECTION_TYPE = 0x000000FF
+S_CSTRING_LITERALS = 0x2
 S_THREAD_LOCAL_VARIABLES = 0x13
 S_ATTR_PURE_INSTRUCTIONS = 0x80000000
 S_ATTR_SOME_INSTRUCTIONS = 0x00000400
@@ -387,6 +393,7 @@ class _MachOImage:
         self.build_min_os: str | None = None
         self.version_min_os: str | None = None
         self.chained_fixups: tuple[int, int] | None = None
+        self.rodata: list[tuple[int, int]] = []  # (offset in the image, size)
         self._parse_commands()
 
     @property
@@ -494,12 +501,22 @@ class _MachOImage:
                 f"the {self.view.label} ({self.view.size} bytes): truncated or corrupt"
             )
         section_size, flags_at = (80, 64) if is64 else (68, 56)
+        # section(_64): size (uint64 or uint32) at 40 (36), offset (uint32) at 48 (40).
+        placement = self.order + ("QI" if is64 else "II")
+        placement_at = 40 if is64 else 36
         if nsects > (len(body) - header) // section_size:
             raise BinaryReadError(f"{name} declares {nsects} sections, more than its cmdsize holds")
         for k in range(nsects):
             at = header + k * section_size
             sectname = body[at : at + 16].split(b"\0", 1)[0]
             (flags,) = struct.unpack_from(self.order + "I", body, at + flags_at)
+            if flags & SECTION_TYPE == S_CSTRING_LITERALS or (
+                sectname == b"__const" and body[at + 16 : at + 32].split(b"\0", 1)[0] == b"__TEXT"
+            ):
+                size, offset = struct.unpack_from(placement, body, at + placement_at)
+                # Offset 0 is a zero-fill section: nothing in the file.
+                if offset and size and offset + size <= self.view.size:
+                    self.rodata.append((self.view.base + offset, size))
             if flags & (S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS) or (
                 sectname == b"__text"
             ):
@@ -751,6 +768,7 @@ class _MachOImage:
             rpath=tuple(self.rpaths),
             local_symbols=locals_,
             min_os=self.build_min_os or self.version_min_os,
+            rodata=merge_ranges(self.rodata),
         )
 
     def _merge_chained(
@@ -893,6 +911,7 @@ def _parse_fat(source: ByteSource, path: Path, *, local_symbols: bool) -> Librar
         local_symbols=locals_,
         slices=tuple(slices),
         min_os=max(versions, key=_version_key, default=None),
+        rodata=merge_ranges(chain.from_iterable(s.rodata for s in slices)),
     )
 
 

@@ -2,9 +2,9 @@
 
 Reads only what the audit needs: the MS-DOS stub's ``e_lfanew``, the PE signature, the COFF
 file header, the optional header (PE32 and PE32+) with its data directories, the section table,
-and then the import, delay-load import and export directories. Imports come with the DLL they
-are bound to (``Symbol.library``); an import by ordinal is named ``#<ordinal>``, and so is an
-export that has no name.
+and then the import, delay-load import and export directories (``Library.rodata`` comes from the
+section table alone). Imports come with the DLL they are bound to (``Symbol.library``); an import
+by ordinal is named ``#<ordinal>``, and so is an export that has no name.
 
 Every table is parsed from whole sections read into memory, one read per section, in ascending
 file order: a streamed wheel member (``ByteSource.sequential``) then serves them in one pass
@@ -38,6 +38,7 @@ from torch_abi_audit.model import (
     SymbolTable,
     SymbolType,
     SymbolVisibility,
+    merge_ranges,
 )
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
 from torch_abi_audit.readers.source import ByteSource, FileBytes
@@ -100,7 +101,9 @@ _DATA_DIRECTORY = struct.Struct("<II")  # VirtualAddress, Size
 # NumberOfLinenumbers, Characteristics.
 _SECTION_HEADER = struct.Struct("<8sIIIIIIHHI")
 IMAGE_SCN_CNT_CODE = 0x00000020
+IMAGE_SCN_CNT_INITIALIZED_DATA = 0x00000040
 IMAGE_SCN_MEM_EXECUTE = 0x20000000
+IMAGE_SCN_MEM_WRITE = 0x80000000
 
 # ".idata Section": Import Directory Table entry (OriginalFirstThunk alias Import Lookup Table
 # RVA, TimeDateStamp, ForwarderChain, Name RVA, FirstThunk alias Import Address Table RVA).
@@ -796,6 +799,18 @@ class _PeFile:
 
     # -- the model ----------------------------------------------------------------------------
 
+    def rodata(self) -> tuple[tuple[int, int], ...]:
+        """(file offset, size) of the file-backed part of the read-only initialised data
+        sections (``.rdata``): ``IMAGE_SCN_CNT_INITIALIZED_DATA`` without
+        ``IMAGE_SCN_MEM_WRITE`` or ``IMAGE_SCN_MEM_EXECUTE``. The section table already
+        checked that every section's file-backed bytes lie within the file."""
+        return merge_ranges(
+            (s.raw_offset, s.raw_size)
+            for s in self.sections
+            if s.characteristics & IMAGE_SCN_CNT_INITIALIZED_DATA
+            and not s.characteristics & (IMAGE_SCN_MEM_WRITE | IMAGE_SCN_MEM_EXECUTE)
+        )
+
     def library(self, *, local_symbols: bool) -> Library:
         if not self.characteristics & IMAGE_FILE_DLL:
             raise BinaryReadError("PE executable, not a DLL")
@@ -839,6 +854,7 @@ class _PeFile:
             needed=tuple(needed),
             soname=soname,
             local_symbols=locals_,
+            rodata=self.rodata(),
         )
 
 
