@@ -61,6 +61,8 @@ PREDECESSOR_VERSION = "0.3.0"
 MARKER_NAME = ".torch-abi-audit-bench-complete"
 DEFAULT_ROUNDS = 5
 DEFAULT_TARGET = 30.0
+#: Load prediction may cost at most this factor over the same scan without it.
+LOAD_OVERHEAD_TARGET = 1.5
 HINT_WIDTH = 110
 
 # Package roll-up labels: worst case wins, in this order.
@@ -773,6 +775,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     our_exe = install_checkout(args.ours_dir.expanduser(), args.venv_python)
     tail = ["--site-packages", str(site), "--all", "--json"]
     ours = ToolRuns("ours", [str(our_exe), *tail], our_libraries)
+    # The same scan without predicting loads on the environment's torch: what prediction costs.
+    bare = ToolRuns("ours-no-load", [str(our_exe), *tail, "--no-load-prediction"], our_libraries)
     pred = ToolRuns("predecessor", [str(pred_exe), *tail], predecessor_libraries)
     versions = {
         "ours": tool_version([str(our_exe)]),
@@ -785,16 +789,17 @@ def run_benchmark(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    measure([ours, pred], rounds)
+    measure([ours, bare, pred], rounds)
 
-    stats = {tool.name: summarise(tool.runs) for tool in (ours, pred)}
+    stats = {tool.name: summarise(tool.runs) for tool in (ours, bare, pred)}
+    load_overhead = stats["ours"].median_seconds / stats["ours-no-load"].median_seconds
     sizes = {"ours": scan_size(ours.last_document), "predecessor": scan_size(pred.last_document)}
     ratio_median = stats["predecessor"].median_seconds / stats["ours"].median_seconds
     ratio_min = stats["predecessor"].min_seconds / stats["ours"].min_seconds
     passed = ratio_median >= args.target
     comparison = compare(ours.last_document, pred.last_document)
-    exit_codes = {t.name: sorted({r.exit_code for r in t.runs}) for t in (ours, pred)}
-    deterministic = {t.name: len(t.fingerprints) == 1 for t in (ours, pred)}
+    exit_codes = {t.name: sorted({r.exit_code for r in t.runs}) for t in (ours, bare, pred)}
+    deterministic = {t.name: len(t.fingerprints) == 1 for t in (ours, bare, pred)}
 
     lines = [
         "torch-abi-audit environment benchmark",
@@ -825,6 +830,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
         f"Target >= {args.target:g}x: {'PASS' if passed else 'FAIL'} "
         f"({ratio_median:.1f}x {'>=' if passed else '<'} {args.target:g}x)"
         f"{'' if args.strict else '  [informational]'}",
+        f"Load prediction, ours / ours-no-load: {load_overhead:.2f}x on medians "
+        f"(target <= {LOAD_OVERHEAD_TARGET:g}x: "
+        f"{'PASS' if load_overhead <= LOAD_OVERHEAD_TARGET else 'FAIL'})",
     ]
     for name, codes in exit_codes.items():
         if codes != [0]:
@@ -847,10 +855,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 "python": platform.python_version(),
             },
             "rounds": rounds,
-            "runs": [asdict(r) for t in (ours, pred) for r in t.runs],
+            "runs": [asdict(r) for t in (ours, bare, pred) for r in t.runs],
             "stats": {name: asdict(s) for name, s in stats.items()},
             "scanned": {name: asdict(s) for name, s in sizes.items()},
             "speedup_median": ratio_median,
+            "load_prediction_overhead": load_overhead,
             "speedup_min": ratio_min,
             "target": args.target,
             "target_met": passed,
@@ -866,7 +875,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         }
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"\nmeasurements written to {args.json_out}")
-    return 1 if args.strict and not passed else 0
+    load_passed = load_overhead <= LOAD_OVERHEAD_TARGET
+    return 1 if args.strict and not (passed and load_passed) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

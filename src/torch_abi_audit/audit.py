@@ -18,6 +18,14 @@ from torch_abi_audit.engine import (
     analyse_libraries,
     inspect_extension,
 )
+from torch_abi_audit.loading import (
+    LoadTarget,
+    LoadTargetError,
+    apply_load_target,
+    environment_target,
+    install_target,
+    release_target,
+)
 from torch_abi_audit.report import (
     Distribution,
     EnvironmentReport,
@@ -34,11 +42,14 @@ from torch_abi_audit.rules.metadata_checks import (
     tag_findings,
     torch_requirement_findings,
 )
+from torch_abi_audit.rules.torch_findings import deprecated_shim_findings
+from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
 from torch_abi_audit.sources.packages import (
     PackageSource,
     download_sources,
+    looks_like_path,
     site_packages_sources,
     target_sources,
 )
@@ -98,6 +109,7 @@ def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> li
     tags = source.wheel.tags if source.wheel else (metadata.wheel_tags if metadata else ())
     findings += tag_findings(tags, facts)
     findings += bundled_library_findings(facts)
+    findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
     return findings
 
 
@@ -130,17 +142,56 @@ def _sources(target: str | Path) -> list[PackageSource]:
     return target_sources(str(target.absolute()) if isinstance(target, Path) else target)
 
 
-def inspect_package(name_or_path: str | Path, *, jobs: int | None = None) -> PackageReport:
+def load_target(
+    torch: Path | None = None,
+    torch_version: str | None = None,
+    environment: Sequence[Path] = (),
+) -> LoadTarget | None:
+    """What to predict loading against: ``torch`` (an installation or wheel), else the release
+    ``torch_version``, else the torch installed in the first of ``environment`` that has one.
+
+    Raises :class:`LoadTargetError` when ``torch`` or ``torch_version`` names nothing usable,
+    or both are given.
+    """
+    if torch is not None and torch_version is not None:
+        raise LoadTargetError("--torch and --torch-version exclude each other")
+    if torch is not None:
+        return install_target(torch, "--torch")
+    if torch_version is not None:
+        return release_target(torch_version)
+    return environment_target(environment)
+
+
+def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list[PackageReport]:
+    return apply_load_target(reports, target) if target is not None else reports
+
+
+def _is_import_name(target: str | Path) -> bool:
+    return isinstance(target, str) and not looks_like_path(target)
+
+
+def inspect_package(
+    name_or_path: str | Path,
+    *,
+    jobs: int | None = None,
+    torch: Path | None = None,
+    torch_version: str | None = None,
+) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
     An import name is resolved without importing anything. An unknown name or a missing path
     gives a report with ``error`` set. Raises :class:`ValueError` for a target that holds
     several packages (a directory of wheels): :func:`inspect_targets` audits those.
+    Loading is predicted against ``torch`` (an installation directory or wheel) or the release
+    ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
+    for an import name, against the torch of the running interpreter's site-packages.
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
         raise ValueError(f"{name_or_path} holds {len(sources)} packages: use inspect_targets")
-    return _audit_sources(sources, jobs)[0]
+    auto = default_site_packages() if _is_import_name(name_or_path) else []
+    target = load_target(torch, torch_version, auto)
+    return _with_loads(_audit_sources(sources, jobs), target)[0]
 
 
 def inspect_targets(
@@ -151,17 +202,29 @@ def inspect_targets(
     platforms: Sequence[str] = (),
     python_version: str | None = None,
     cache: Path | None = None,
+    torch: Path | None = None,
+    torch_version: str | None = None,
+    predict_loads: bool = True,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
     A target may give several packages (a directory holding wheels); they come in order.
     ``downloads`` are requirement specs fetched from the index with pip (once per platform in
     ``platforms``, for ``python_version``, into ``cache``) and audited after the targets.
+    Loading is predicted as :func:`inspect_package` does (for import names, unless
+    ``predict_loads`` is false); :class:`LoadTargetError` if ``torch`` / ``torch_version``
+    name nothing usable.
     """
+    auto = (
+        default_site_packages()
+        if predict_loads and any(_is_import_name(t) for t in targets)
+        else []
+    )
+    target = load_target(torch, torch_version, auto)
     sources = [s for target in targets for s in _sources(target)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache)
-    return _audit_sources(sources, jobs)
+    return _with_loads(_audit_sources(sources, jobs), target)
 
 
 def default_site_packages() -> list[Path]:
@@ -184,12 +247,20 @@ def default_site_packages() -> list[Path]:
 
 
 def inspect_site_packages(
-    path: Path | str | Sequence[Path] | None = None, *, jobs: int | None = None
+    path: Path | str | Sequence[Path] | None = None,
+    *,
+    jobs: int | None = None,
+    torch: Path | None = None,
+    torch_version: str | None = None,
+    predict_loads: bool = True,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
 
     Libraries are grouped by the installed distribution that owns them. A directory that does
-    not exist or cannot be listed is reported in ``problems``.
+    not exist or cannot be listed is reported in ``problems``. Loading is predicted against
+    ``torch`` or ``torch_version`` when given, else (unless ``predict_loads`` is false) against
+    the torch installed in the scanned directories; :class:`LoadTargetError` if ``torch`` /
+    ``torch_version`` name nothing usable.
     """
     if path is None:
         directories = default_site_packages()
@@ -221,20 +292,26 @@ def inspect_site_packages(
             analysis.submit(path for source in found for path in source.libraries)
             sources.extend(found)
             problems.extend(loose)
+        # Read torch's exports while the workers read the libraries.
+        target = load_target(torch, torch_version, directories if predict_loads else [])
         results = analysis.results()
+    packages = _with_loads([_package_report(source, results) for source in sources], target)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
-        packages=tuple(_package_report(source, results) for source in sources),
+        packages=tuple(packages),
         search_paths=tuple(directories),
         problems=_problems(problems),
+        torch_reference=target.reference if target is not None else None,
     )
 
 
 __all__ = [
+    "LoadTargetError",
     "analyse_libraries",
     "default_site_packages",
     "inspect_extension",
     "inspect_package",
     "inspect_site_packages",
     "inspect_targets",
+    "load_target",
 ]

@@ -10,7 +10,11 @@
   that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
 * ``metadata``: a packaging-metadata finding of severity error or warning (the torch
   requirement does not match what the libraries need, the wheel tags do not match the modules).
-* ``both``: ``torch`` and ``abi3``; ``all``: ``torch``, ``abi3`` and ``metadata``.
+* ``load``: a library predicted not to load on the torch loading is predicted against (the
+  scanned environment's torch, ``--torch PATH`` or ``--torch-version X.Y``): the
+  ``load-failure`` and ``needs-newer-torch`` findings. Without such a torch there is nothing
+  to gate.
+* ``both``: ``torch`` and ``abi3``; ``all``: every gate.
 
 ``--check`` may be given several times; a package fails if it fails any gate given.
 """
@@ -35,6 +39,7 @@ class CheckPolicy(StrEnum):
     TORCH = "torch"
     ABI3 = "abi3"
     METADATA = "metadata"
+    LOAD = "load"
     BOTH = "both"
     ALL = "all"
 
@@ -43,8 +48,9 @@ _GATES = {
     CheckPolicy.TORCH: {CheckPolicy.TORCH},
     CheckPolicy.ABI3: {CheckPolicy.ABI3},
     CheckPolicy.METADATA: {CheckPolicy.METADATA},
+    CheckPolicy.LOAD: {CheckPolicy.LOAD},
     CheckPolicy.BOTH: {CheckPolicy.TORCH, CheckPolicy.ABI3},
-    CheckPolicy.ALL: {CheckPolicy.TORCH, CheckPolicy.ABI3, CheckPolicy.METADATA},
+    CheckPolicy.ALL: {CheckPolicy.TORCH, CheckPolicy.ABI3, CheckPolicy.METADATA, CheckPolicy.LOAD},
 }
 
 
@@ -109,8 +115,20 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
     return reasons
 
 
+#: Findings that say a library will not load; the ``load`` gate's, not the ``metadata`` one's.
+LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
+
+
 def _metadata_reasons(package: PackageReport) -> list[str]:
-    return [f"{f.code}: {f.message}" for f in package.findings if f.fails_check]
+    return [
+        f"{f.code}: {f.message}"
+        for f in package.findings
+        if f.fails_check and f.code not in LOAD_FINDINGS
+    ]
+
+
+def _load_reasons(package: PackageReport) -> list[str]:
+    return [f"{f.code}: {f.message}" for f in package.findings if f.code in LOAD_FINDINGS]
 
 
 def violations(
@@ -127,6 +145,8 @@ def violations(
             reasons += _abi3_reasons(package)
         if CheckPolicy.METADATA in active:
             reasons += _metadata_reasons(package)
+        if CheckPolicy.LOAD in active:
+            reasons += _load_reasons(package)
         if reasons:
             found.append(Violation(package.name, tuple(reasons)))
     return found

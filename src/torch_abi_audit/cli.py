@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
-from torch_abi_audit.audit import inspect_site_packages, inspect_targets
+from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
 from torch_abi_audit.checks import CheckPolicy, format_violations, violations
 from torch_abi_audit.renderers import json_report, table
 from torch_abi_audit.report import EnvironmentReport, PackageReport
@@ -77,13 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=CheckPolicy,
         choices=list(CheckPolicy),
         action="append",
-        metavar="{torch,abi3,metadata,both,all}",
+        metavar="{torch,abi3,metadata,load,both,all}",
         help=(
             "CI gate (repeatable): exit 1 if a package violates the policy. torch: uses "
             "libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, or "
             "torch-using package that is not abi3-compliant; metadata: a packaging finding of "
-            "severity error or warning; both: torch and abi3; all: all three"
+            "severity error or warning; load: a library predicted not to load on the torch "
+            "below; both: torch and abi3; all: every gate"
         ),
+    )
+    loading = parser.add_argument_group("predicting loads on a torch")
+    loading.add_argument(
+        "--torch",
+        metavar="PATH",
+        type=Path,
+        help="predict whether each library loads on this torch installation: a torch package "
+        "directory, a site-packages holding one, or a torch wheel (default with --env, "
+        "--site-packages and import names: the torch installed there)",
+    )
+    loading.add_argument(
+        "--torch-version",
+        metavar="X.Y[.Z]",
+        help="predict loading on this torch release from the stable-ABI table (shims newer "
+        "than it, or removed by it); unstable libraries are tied to their build's release",
+    )
+    loading.add_argument(
+        "--no-load-prediction",
+        action="store_true",
+        help="do not predict loading on the torch found in the scanned environment",
     )
     index = parser.add_argument_group("fetching wheels from the index (with pip)")
     index.add_argument(
@@ -148,8 +169,13 @@ def _exit_code(
 
 
 def _run(args: argparse.Namespace) -> int:
+    loads = {
+        "torch": args.torch,
+        "torch_version": args.torch_version,
+        "predict_loads": not args.no_load_prediction,
+    }
     if args.env or args.site_packages:
-        environment = inspect_site_packages(args.site_packages, jobs=args.jobs)
+        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
         if args.json:
             _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
         else:
@@ -163,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
+        **loads,
     )
     for report in reports:
         if report.unavailable:
@@ -190,6 +217,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "TARGETs and --download cannot be combined with --env or --site-packages"
     if (args.platform or args.python_version or args.cache_dir) and not args.download:
         return "--platform, --python-version and --cache-dir go with --download"
+    if args.torch is not None and args.torch_version is not None:
+        return "--torch and --torch-version exclude each other"
     return None
 
 
@@ -206,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     try:
         return _run(args)
+    except LoadTargetError as exc:
+        print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)
         return 130

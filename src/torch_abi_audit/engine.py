@@ -9,20 +9,24 @@ discovering files, so reading libraries overlaps with walking the tree.
 from __future__ import annotations
 
 import os
+import re
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from torch_abi_audit.model import Library
+from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.readers import (
     BinaryReadError,
+    ByteSource,
+    FileBytes,
     UnsupportedFormatError,
     parse_library,
-    read_library,
 )
+from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
 from torch_abi_audit.rules.cpython_abi import (
     CPythonAnalysis,
@@ -61,18 +65,49 @@ def _looks_like_extension(path: Path) -> bool:
 LibraryLocation = Path | WheelMember
 
 
-def _read_member(member: WheelMember) -> Library:
-    try:
-        archive = open_wheel(member.wheel)
-    except WheelError as exc:
-        raise BinaryReadError(f"{member.wheel.name}: {exc}") from exc
-    source = archive.open_member(member.name)
-    try:
-        library = parse_library(source, member.display_path)
-        source.finish()  # read to the end: the member's CRC-32 and size are checked
-        return library
-    finally:
-        source.close()
+# The functions that look a symbol up by name at run time (POSIX, Windows).
+_RUNTIME_LOOKUP_FUNCTIONS = frozenset({"dlsym", "dlvsym", "GetProcAddress"})
+# Shim names as C string literals.
+_SHIM_STRING = re.compile(rb"((?:aoti_)?torch_[A-Za-z0-9_]+)\x00")
+# Read-only data scanned at most per library (a stable extension has well under 1 MB).
+_MAX_RODATA_SCAN = 16 << 20
+
+
+def _runtime_lookups(
+    source: ByteSource, library: Library, imported: frozenset[str]
+) -> frozenset[str]:
+    """Shim-like names a library carries as strings and may look up with ``dlsym``.
+
+    Only asked of libraries that import a run-time lookup function, use libtorch, and are not
+    libtorch themselves; the names it imports or exports are left out (PE keeps its import and
+    export names among its read-only data).
+    """
+    if not imported & _RUNTIME_LOOKUP_FUNCTIONS or not library.rodata:
+        return frozenset()
+    if is_torch_library(library.path.name) or not any(is_torch_library(n) for n in library.needed):
+        return frozenset()
+    names = find_strings(source, library.rodata, _SHIM_STRING, max_bytes=_MAX_RODATA_SCAN)
+    return names - imported - library.exports.names()
+
+
+@contextmanager
+def _opened(location: LibraryLocation, path: Path) -> Iterator[ByteSource]:
+    """The bytes of a library file, or of a wheel member (read to its end on success, so that
+    its CRC-32 and size are checked)."""
+    if isinstance(location, WheelMember):
+        try:
+            archive = open_wheel(location.wheel)
+        except WheelError as exc:
+            raise BinaryReadError(f"{location.wheel.name}: {exc}") from exc
+        member = archive.open_member(location.name)
+        try:
+            yield member
+            member.finish()
+        finally:
+            member.close()
+        return
+    with path.open("rb", buffering=0) as handle:
+        yield FileBytes(handle)
 
 
 def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
@@ -89,12 +124,14 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         path = Path(location).absolute()
     guessed_kind = LibraryKind.EXTENSION if _looks_like_extension(path) else LibraryKind.BUNDLED
     try:
-        library = _read_member(member) if member else read_library(path)
-        # Symbol tables decode lazily: a bad entry found now is still this file's error.
-        entries = entry_points(library)
-        torch, cpython = judge(library, path.name)
+        with _opened(member or path, path) as source:
+            library = parse_library(source, path)
+            # Symbol tables decode lazily: a bad entry found now is still this file's error.
+            entries = entry_points(library)
+            lookups = _runtime_lookups(source, library, library.imports.names())
+        torch, cpython = judge(library, path.name, lookups)
         slices = tuple(
-            SliceReport(part.machine, part.min_os, *judge(part, path.name))
+            SliceReport(part.machine, part.min_os, *judge(part, path.name, lookups))
             for part in library.slices
         )
     except UnsupportedFormatError as exc:
@@ -121,12 +158,28 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
     )
 
 
-def judge(library: Library, filename: str) -> tuple[TorchAnalysis, CPythonAnalysis]:
-    """The torch and CPython analyses of one library (or one slice of a universal binary)."""
+def _any_library(_name: str) -> bool:
+    return True
+
+
+def judge(
+    library: Library, filename: str, runtime_lookups: frozenset[str] = frozenset()
+) -> tuple[TorchAnalysis, CPythonAnalysis]:
+    """The torch and CPython analyses of one library (or one slice of a universal binary);
+    ``runtime_lookups`` are the names it may look up with ``dlsym``."""
     imported = library.imports.names()
     torch_libraries = tuple(name for name in library.needed if is_torch_library(name))
-    bindings = library.imports.bound_to(is_torch_library) if torch_libraries else {}
-    torch = torch_rules().analyse(imported, torch_libraries=torch_libraries, bindings=bindings)
+    # PE import tables and Mach-O ordinals bind every import to a library; ELF records bindings
+    # only through symbol versions, which libtorch does not use (and decoding every versioned
+    # glibc import of a large library to learn nothing would cost time).
+    binds = torch_libraries and library.format is not BinaryFormat.ELF
+    bindings = library.imports.bound_to(_any_library) if binds else {}
+    torch = torch_rules().analyse(
+        imported,
+        torch_libraries=torch_libraries,
+        bindings=bindings,
+        runtime_lookups=runtime_lookups,
+    )
     return torch, analyse_cpython(imported, filename, library.needed)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
@@ -92,6 +93,23 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class TorchReference:
+    """The torch that loading is predicted against.
+
+    ``label`` names it in messages (``torch 2.13.0+cpu``, ``torch 2.12``); ``version`` is its
+    version when known; ``root`` the installation (``torch`` directory or wheel) whose exports
+    were read, ``None`` for a release known only from the stable-ABI table; ``origin`` says
+    where it came from: ``environment`` (the scanned site-packages), ``--torch`` or
+    ``--torch-version``.
+    """
+
+    label: str
+    version: str | None
+    root: Path | None
+    origin: str
+
+
+@dataclass(frozen=True)
 class WheelReport:
     """The wheel a package report was read from: its path, file name and the tags it names."""
 
@@ -159,7 +177,8 @@ class ExtensionReport:
     ``error`` names why the file could not be audited; ``skipped`` names why it was listed but
     not audited (a binary format this release does not read). Either leaves the analyses at
     their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
-    newest across ``slices`` for a universal binary.
+    newest across ``slices`` for a universal binary. ``load`` is the load prediction against
+    the package's :class:`TorchReference`, when there is one and the library concerns torch.
     """
 
     path: Path
@@ -177,6 +196,7 @@ class ExtensionReport:
     entry_points: tuple[str, ...] = ()
     min_os: str | None = None
     slices: tuple[SliceReport, ...] = ()
+    load: LoadPrediction | None = None
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -211,6 +231,7 @@ class PackageReport:
     wheel: WheelReport | None = None
     unavailable: str | None = None
     findings: tuple[Finding, ...] = ()
+    torch_reference: TorchReference | None = None
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:
@@ -255,6 +276,22 @@ class PackageReport:
         return CPythonVerdict.MIXED
 
     @property
+    def load_failures(self) -> tuple[ExtensionReport, ...]:
+        """The libraries predicted not to load on the :attr:`torch_reference`."""
+        return tuple(lib for lib in self.libraries if lib.load is not None and lib.load.fails)
+
+    @property
+    def load_status(self) -> LoadStatus | None:
+        """``fails`` if any library is predicted not to load, ``tied-to-build`` if some are
+        only judged tied to their build, ``loads`` if all that concern torch load; ``None``
+        without a prediction."""
+        statuses = {lib.load.status for lib in self.libraries if lib.load is not None}
+        for status in (LoadStatus.FAILS, LoadStatus.TIED, LoadStatus.LOADS):
+            if status in statuses:
+                return status
+        return None
+
+    @property
     def min_torch_version(self) -> str | None:
         """The oldest torch release every library can load on: the newest per-library floor.
 
@@ -271,13 +308,15 @@ class EnvironmentReport:
     """Every package found in one or more site-packages directories.
 
     ``site_packages`` is the first directory scanned (the documented field);
-    ``search_paths`` lists all of them.
+    ``search_paths`` lists all of them. ``torch_reference`` is the torch loading was predicted
+    against, if any.
     """
 
     site_packages: Path
     packages: tuple[PackageReport, ...] = ()
     search_paths: tuple[Path, ...] = ()
     problems: tuple[Problem, ...] = ()
+    torch_reference: TorchReference | None = None
 
     @property
     def has_error(self) -> bool:

@@ -13,11 +13,17 @@ from importlib.resources import files
 from typing import Any
 
 from torch_abi_audit._version import __version__
-from torch_abi_audit.report import EnvironmentReport, ExtensionReport, PackageReport
+from torch_abi_audit.report import (
+    EnvironmentReport,
+    ExtensionReport,
+    PackageReport,
+    TorchReference,
+)
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -44,6 +50,7 @@ def _torch_object(torch: TorchAnalysis) -> JSONObject:
         "min_torch_version": torch.min_torch_version,
         "min_torch_symbols": list(torch.min_torch_symbols),
         "torch_libraries": list(torch.torch_libraries),
+        "optional_shims": list(torch.optional_shims),
     }
 
 
@@ -87,8 +94,34 @@ def library_object(lib: ExtensionReport) -> JSONObject:
             }
             for part in lib.slices
         ],
+        "load": _load_object(lib.load),
         "error": lib.error,
         "skipped": lib.skipped,
+    }
+
+
+def _load_object(load: LoadPrediction | None) -> JSONObject | None:
+    if load is None:
+        return None
+    return {
+        "against": load.against,
+        "status": str(load.status),
+        "message": load.message,
+        "missing_libraries": list(load.missing_libraries),
+        "undefined_symbols": list(load.undefined_symbols),
+        "newer_shims": list(load.newer_shims),
+        "removed_shims": list(load.removed_shims),
+    }
+
+
+def _reference_object(reference: TorchReference | None) -> JSONObject | None:
+    if reference is None:
+        return None
+    return {
+        "label": reference.label,
+        "version": reference.version,
+        "root": str(reference.root) if reference.root else None,
+        "origin": reference.origin,
     }
 
 
@@ -134,6 +167,8 @@ def package_object(report: PackageReport) -> JSONObject:
             for f in report.findings
         ],
         "unavailable": report.unavailable,
+        "torch_reference": _reference_object(report.torch_reference),
+        "load_status": str(report.load_status) if report.load_status else None,
     }
 
 
@@ -152,6 +187,7 @@ def environment_object(report: EnvironmentReport) -> JSONObject:
         "search_paths": [str(p) for p in report.search_paths],
         "packages": [package_object(p) for p in report.packages],
         "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
+        "torch_reference": _reference_object(report.torch_reference),
     }
 
 

@@ -19,6 +19,7 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
+from torch_abi_audit.rules.load_prediction import LoadStatus
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
 #: How many symbols ``-v`` lists per library before "... N more".
@@ -92,6 +93,20 @@ def _slice_line(part: SliceReport) -> str:
     return f"        slice {part.machine}: {', '.join(facts)}"
 
 
+def _load_details(lib: ExtensionReport) -> list[str]:
+    """``-v``: every missing library and undefined symbol behind a failed load prediction."""
+    load = lib.load
+    if load is None or not load.fails:
+        return []
+    demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
+    lines = _limited(list(load.missing_libraries[1:]), "also: ")
+    lines += _limited(
+        [demangled.get(name, name) for name in load.undefined_symbols],
+        f"not exported by {load.against}: ",
+    )
+    return lines
+
+
 def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
     """The row for one library, plus its ``-v`` detail lines."""
     shown = _display_path(lib.path, root)
@@ -110,8 +125,11 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
             line += f"  torch-libs={','.join(_basename(n) for n in torch.torch_libraries)}"
     lines = [line]
     lines += [_slice_line(part) for part in lib.slices]
+    if lib.load is not None and lib.load.fails:
+        lines.append(f"        {lib.load.message}")
     if not verbose:
         return lines
+    lines.extend(_load_details(lib))
     if lib.min_os and not lib.slices:
         lines.append(f"        minimum macOS: {lib.min_os}")
     if torch.stable and torch.min_torch_symbols:
@@ -120,6 +138,8 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
         if extra > 0:
             defining += f", +{extra} more"
         lines.append(f"        requires torch {torch.min_torch_version}: {defining}")
+    if torch.optional_shims:
+        lines.extend(_limited(list(torch.optional_shims), "optional at run time (dlsym): "))
     if torch.unknown_shims:
         lines.extend(_limited(list(torch.unknown_shims), "shim not in the table (newer torch?): "))
     details = [
@@ -134,6 +154,32 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
     lines.extend(_limited(details, "torch unstable: "))
     lines.extend(_limited(list(lib.cpython.violations), "cpython violation: "))
     return lines
+
+
+#: The LOADS column of the environment table, by package load status.
+LOAD_STATUS_LABELS = {
+    LoadStatus.LOADS: "yes",
+    LoadStatus.FAILS: "NO",
+    LoadStatus.TIED: "tied",
+}
+
+
+def _load_line(report: PackageReport) -> list[str]:
+    """``Loads:`` in a package block, when loading was predicted against a torch."""
+    reference = report.torch_reference
+    status = report.load_status
+    if reference is None or status is None:
+        return []
+    if status is LoadStatus.FAILS:
+        judged = sum(1 for lib in report.libraries if lib.load is not None)
+        failed = len(report.load_failures)
+        return [f"  Loads:       NO, not with {reference.label} ({failed} of {judged} libraries)"]
+    if status is LoadStatus.TIED:
+        return [
+            f"  Loads:       only with the torch it was built for (unstable); "
+            f"{reference.label} is unverified"
+        ]
+    return [f"  Loads:       yes, with {reference.label}"]
 
 
 def format_package(report: PackageReport, *, verbose: bool = False) -> str:
@@ -151,6 +197,7 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
     lines += [
         f"  Torch ABI:   {TORCH_VERDICT_LABELS[report.torch_verdict]}",
         f"  Min torch:   {report.min_torch_version or 'n/a'}",
+        *_load_line(report),
         f"  CPython ABI: {CPYTHON_VERDICT_LABELS[report.cpython_verdict]}",
         f"  Extensions:  {len(report.extensions)}",
         f"  Bundled libs: {len(report.bundled_libs)}",
@@ -190,31 +237,44 @@ def format_environment(
     that need attention (unstable, error, stable with a torch floor, or failing findings)."""
     header = [f"Site-packages: {report.site_packages}"]
     header += [f"  also scanned: {extra}" for extra in report.search_paths[1:]]
+    if report.torch_reference is not None:
+        reference = report.torch_reference
+        where = f" ({reference.root})" if reference.root else ""
+        header.append(f"Loads predicted against: {reference.label}{where}")
     shown = [p for p in report.packages if show_all or p.torch_verdict is not TorchVerdict.NO_TORCH]
     out = list(header)
     if shown:
         name_width = max(16, min(40, max(len(p.name) for p in shown)))
         out.append("")
         version_width = max(7, *(len(_version(p)) for p in shown))
+        # LOADS, a trailing column, only when loading was predicted against a torch.
+        loads = report.torch_reference is not None
+        findings_width = max(8, *(len(_finding_counts(p)) for p in shown)) if loads else 0
         out.append(
             f"  {'PACKAGE':<{name_width}}  {'TORCH':<8}  {'MIN-TORCH':<9}  {'CPYTHON':<8}  "
-            f"EXTS  BUNDLED  {'VERSION':<{version_width}}  FINDINGS"
+            f"EXTS  BUNDLED  {'VERSION':<{version_width}}  {'FINDINGS':<{findings_width}}"
+            + ("  LOADS" if loads else "")
         )
         out.append(
             f"  {'-' * name_width}  {'-' * 8}  {'-' * 9}  {'-' * 8}  ----  -------  "
-            f"{'-' * version_width}  --------"
+            f"{'-' * version_width}  {'-' * max(8, findings_width)}" + ("  -----" if loads else "")
         )
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
             name = package.name
             if len(name) > name_width:
                 name = name[: name_width - 1] + "…"
-            out.append(
+            row = (
                 f"  {name:<{name_width}}  {TORCH_VERDICT_LABELS[package.torch_verdict]:<8}  "
                 f"{package.min_torch_version or '-':<9}  "
                 f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
                 f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  "
-                f"{_version(package):<{version_width}}  {_finding_counts(package)}"
+                f"{_version(package):<{version_width}}  "
+                f"{_finding_counts(package):<{findings_width}}"
             )
+            if loads:
+                status = package.load_status
+                row += f"  {LOAD_STATUS_LABELS[status] if status else '-'}"
+            out.append(row.rstrip())
     else:
         out.append("  (no packages with libtorch use found; pass --all to list everything)")
     for problem in report.problems:
@@ -228,10 +288,17 @@ def format_environment(
     if hidden:
         summary += f"; {hidden} without torch use hidden (--all shows them)"
     out += ["", summary]
+    failing = [p.name for p in report.packages if p.load_status is LoadStatus.FAILS]
+    if report.torch_reference is not None and failing:
+        out.append(
+            f"{_count(len(failing), 'package')} will not load with "
+            f"{report.torch_reference.label}: {', '.join(failing)}"
+        )
     if verbose:
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
             expand = (
                 package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR)
+                or package.load_status is LoadStatus.FAILS
                 or (package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version)
                 or any(f.fails_check for f in package.findings)
             )

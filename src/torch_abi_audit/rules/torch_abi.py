@@ -81,7 +81,9 @@ class TorchAnalysis:
 
     The first four fields are the documented ones (``uses_torch``, ``stable``,
     ``unstable_symbols`` — demangled — and ``stable_shim_count``). ``torch_libraries`` are the
-    libtorch libraries it names as needed (``libtorch_cpu.so``, ``torch_cpu.dll``...).
+    libtorch libraries it names as needed (``libtorch_cpu.so``, ``torch_cpu.dll``...);
+    ``optional_shims`` the shims it does not import but may look up at run time (``dlsym``),
+    which set no floor.
     """
 
     uses_torch: bool = False
@@ -94,6 +96,7 @@ class TorchAnalysis:
     min_torch_version: str | None = None
     min_torch_symbols: tuple[str, ...] = field(default=())
     torch_libraries: tuple[str, ...] = ()
+    optional_shims: tuple[str, ...] = ()
 
 
 def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
@@ -147,13 +150,18 @@ class TorchRules:
         needs_torch_library: bool = False,
         torch_libraries: Sequence[str] = (),
         bindings: Mapping[str, str] | None = None,
+        runtime_lookups: frozenset[str] = frozenset(),
     ) -> TorchAnalysis:
         """Judge a library from the names of its imports.
 
         ``torch_libraries`` are the libtorch libraries it lists as needed (or say that there are
         some with ``needs_torch_library``): they let unknown ``torch_*`` names count as probable
-        shims newer than the table. ``bindings`` maps imports to the libtorch library they are
-        bound to, where the format records it: any of those that is not a shim is unstable.
+        shims newer than the table. ``bindings`` maps imports to the library they are bound to,
+        where the format records it (PE, Mach-O two-level namespace): any import bound to a
+        libtorch library that is not a shim is unstable, and every unstable import carries its
+        library. ``runtime_lookups`` are names the library may look up at run time (``dlsym``
+        and a string constant): the shims among them are reported as optional and do not
+        count toward its minimum torch.
         """
         names = imports if isinstance(imports, (set, frozenset)) else frozenset(imports)
         bindings = bindings or {}
@@ -193,7 +201,7 @@ class TorchRules:
                     library,
                 )
                 for name, library in sorted(bindings.items())
-                if name in names and name not in judged
+                if name in names and name not in judged and is_torch_library(library)
             ]
         uses_torch = bool(shims or unstable or unknown)
         floor = self.table.minimum_torch(shims)
@@ -208,6 +216,7 @@ class TorchRules:
             min_torch_version=str(floor) if floor else None,
             min_torch_symbols=floor.defined_by if floor else (),
             torch_libraries=tuple(torch_libraries),
+            optional_shims=tuple(sorted(runtime_lookups & self._shim_names)),
         )
 
     def _judge_cxx(self, name: str, library: str | None) -> UnstableSymbol | None:

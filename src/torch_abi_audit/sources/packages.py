@@ -236,7 +236,9 @@ def file_source(path: Path, name: str | None = None) -> PackageSource:
     )
 
 
-def _looks_like_path(target: str) -> bool:
+def looks_like_path(target: str) -> bool:
+    """True when a target string is a path (a separator, ``.``/``..``, a library or wheel file
+    name) rather than an import name."""
     return (
         os.sep in target
         or "/" in target
@@ -322,7 +324,7 @@ def target_sources(target: str) -> list[PackageSource]:
     to the current directory. Never raises: an unknown name or missing path becomes the
     source's ``error``.
     """
-    if not _looks_like_path(target):
+    if not looks_like_path(target):
         try:
             locations = resolve_import_name(target)
         except ImportNameError as exc:

@@ -217,6 +217,17 @@ class WheelArchive:
             if not info.is_dir() and name not in self._unsafe and is_library_name(name)
         ]
 
+    def member_names(self) -> list[str]:
+        """Every member that is safe to read (directories included), in name order."""
+        return sorted(name for name in self._infos if name not in self._unsafe)
+
+    def read_text(self, name: str) -> str:
+        """A small text member (metadata, ``version.py``), decoded leniently.
+
+        Raises :class:`WheelError` if it is missing, unsafe, too large or corrupt.
+        """
+        return self._read_small(name).decode("utf-8", errors="replace")
+
     def dist_info_dir(self) -> str | None:
         """The archive's ``*.dist-info`` directory (PEP 427: exactly one, at the top)."""
         found = sorted(
