@@ -110,6 +110,33 @@ class FindingCheck:
 
 
 @dataclass(frozen=True)
+class LoadCheck:
+    """Predict loading on a torch and check the outcome.
+
+    The torch is the wheel of release ``torch_wheel`` for ``torch_platforms`` (fetched like
+    the audited wheels, read in place), the installed torch (``installed``), or a release of
+    the stable-ABI table (``release``). ``loads`` is whether the package is predicted to load;
+    ``message`` (if set) a text the first failing library's message must contain; ``missing``
+    shims that must be among the symbols some failing library misses.
+    """
+
+    loads: bool
+    torch_wheel: str | None = None
+    torch_platforms: tuple[str, ...] = ()
+    installed: bool = False
+    release: str | None = None
+    message: str | None = None
+    missing: tuple[str, ...] = ()
+
+    @property
+    def against(self) -> str:
+        """``torch 2.9.1`` / ``installed torch`` for titles."""
+        if self.installed:
+            return "installed torch"
+        return f"torch {self.torch_wheel or self.release}"
+
+
+@dataclass(frozen=True)
 class Expectation:
     """The verdicts and findings expected for one release of one distribution on one platform.
 
@@ -134,17 +161,23 @@ class Expectation:
     source: Source = Source.WHEEL
     platforms: tuple[str, ...] = ("manylinux_2_28_x86_64",)
     python_version: str = "3.11"
+    load: LoadCheck | None = None
 
     @property
     def title(self) -> str:
-        """Short display name: ``name version`` plus the platform for wheels."""
+        """Short display name: ``name version`` plus the platform for wheels, and the torch
+        loading is predicted against."""
         where = "installed" if self.source is Source.INSTALLED_TORCH else self.platforms[0]
-        return f"{self.name} {self.version} ({where})"
+        against = f" on {self.load.against}" if self.load else ""
+        return f"{self.name} {self.version} ({where}){against}"
 
     @property
     def expected(self) -> str:
-        """The expected verdict (and torch floor) as shown in the summary table."""
-        return self.verdict + (f" >={self.min_torch}" if self.min_torch else "")
+        """The expected verdict (and torch floor, and load outcome) as in the summary table."""
+        text = self.verdict + (f" >={self.min_torch}" if self.min_torch else "")
+        if self.load is not None:
+            text += ", loads" if self.load.loads else ", fails"
+        return text
 
 
 STABLE = TorchLabel.STABLE
@@ -161,6 +194,8 @@ FLOOR_MISSING_2_10 = FindingCheck(
 #: The libc++ these macOS wheels vendor declares macOS 12.1; their tags say 11.0.
 MACOS_LIBCXX_12_1 = FindingCheck("macos-version-above-tag", Severity.WARNING)
 MACOS_ARM64 = "macosx_11_0_arm64"
+MACOS_14_ARM64 = "macosx_14_0_arm64"
+NEEDS_NEWER_TORCH = FindingCheck("needs-newer-torch", Severity.ERROR)
 WINDOWS = "win_amd64"
 
 EXPECTATIONS: list[Expectation] = [
@@ -429,6 +464,94 @@ EXPECTATIONS: list[Expectation] = [
         findings=(),
         platforms=(WINDOWS,),
     ),
+    # -- Which torch will it load on. Against real torch builds (macOS arm64 wheels, read in
+    # place) and against releases of the stable-ABI table.
+    Expectation(
+        "torchaudio",
+        "2.11.0",
+        TorchVerdict.STABLE,
+        min_torch="2.10.0",
+        findings=(FLOOR_MISSING_2_10, MACOS_LIBCXX_12_1, NEEDS_NEWER_TORCH),
+        platforms=(MACOS_ARM64,),
+        load=LoadCheck(
+            loads=False,
+            torch_wheel="2.9.1",
+            torch_platforms=(MACOS_ARM64,),
+            message="Symbol not found: _",
+            missing=("torch_call_dispatcher", "torch_library_impl"),
+        ),
+    ),
+    Expectation(
+        "torchaudio",
+        "2.11.0",
+        TorchVerdict.STABLE,
+        min_torch="2.10.0",
+        findings=(FLOOR_MISSING_2_10, MACOS_LIBCXX_12_1),
+        platforms=(MACOS_ARM64,),
+        load=LoadCheck(loads=True, torch_wheel="2.13.0", torch_platforms=(MACOS_14_ARM64,)),
+    ),
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11, NEEDS_NEWER_TORCH),
+        platforms=(MACOS_14_ARM64,),
+        load=LoadCheck(
+            loads=False,
+            torch_wheel="2.9.1",
+            torch_platforms=(MACOS_ARM64,),
+            missing=("torch_call_dispatcher",),
+        ),
+    ),
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
+        platforms=(MACOS_14_ARM64,),
+        load=LoadCheck(loads=True, torch_wheel="2.13.0", torch_platforms=(MACOS_14_ARM64,)),
+    ),
+    # Unstable, built for 2.9.1: loads on the torch 2.9.1 build of its platform...
+    Expectation(
+        "torchaudio",
+        "2.9.1",
+        TorchVerdict.UNSTABLE,
+        findings=(MACOS_LIBCXX_12_1,),
+        platforms=(MACOS_ARM64,),
+        load=LoadCheck(loads=True, torch_wheel="2.9.1", torch_platforms=(MACOS_ARM64,)),
+    ),
+    # ...and not next to torch 2.13.0 (its CUDA build meets a CPU torch; 'import torchaudio'
+    # there raises "OSError: libtorch_cuda.so: cannot open shared object file").
+    Expectation(
+        "torchaudio",
+        "2.9.1",
+        TorchVerdict.UNSTABLE,
+        findings=(FindingCheck("load-failure", Severity.ERROR),),
+        load=LoadCheck(
+            loads=False,
+            installed=True,
+            message="libtorch_cuda.so: cannot open shared object file: No such file or directory",
+        ),
+    ),
+    # Against releases of the table: the Linux builds need 2.11.
+    Expectation(
+        "torchaudio",
+        "2.11.0",
+        TorchVerdict.STABLE,
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11, NEEDS_NEWER_TORCH),
+        load=LoadCheck(loads=False, release="2.10", missing=()),
+    ),
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11,),
+        load=LoadCheck(loads=True, release="2.11.0"),
+    ),
     # torch itself: libtorch_cpu uses its own internals; vendored libgomp must be seen. torch
     # needs no torch requirement, so there is nothing to find.
     Expectation(
@@ -633,7 +756,36 @@ def check_report(expectation: Expectation, report: PackageReport) -> list[str]:
                 f"requires torch: expected {expectation.requires_torch}, got {declared}"
             )
     failures += _check_findings(expectation, report.findings)
+    if expectation.load is not None:
+        failures += _check_load(expectation.load, report)
     return failures
+
+
+def _check_load(check: LoadCheck, report: PackageReport) -> Iterator[str]:
+    """The load prediction must say what ``check`` expects."""
+    if report.torch_reference is None or report.load_status is None:
+        yield "no load prediction was made"
+        return
+    failing = report.load_failures
+    if check.loads and failing:
+        yield f"expected to load on {report.torch_reference.label}: {_load_messages(failing)}"
+    if not check.loads and not failing:
+        yield f"expected not to load on {report.torch_reference.label}, but every library loads"
+    if check.message and failing:
+        first = failing[0].load
+        assert first is not None
+        if check.message not in first.message:
+            yield f"load message {first.message!r} does not contain {check.message!r}"
+    missed = {s for lib in failing if lib.load for s in lib.load.undefined_symbols}
+    absent = [name for name in check.missing if name not in missed]
+    if absent:
+        yield f"expected missing symbols not reported: {', '.join(absent)}"
+
+
+def _load_messages(libraries: Sequence[ExtensionReport]) -> str:
+    return "; ".join(
+        f"{lib.path.name}: {lib.load.message}" for lib in libraries[:QUOTED_SYMBOLS] if lib.load
+    )
 
 
 # -- wheels ------------------------------------------------------------------------------------
@@ -712,6 +864,34 @@ def download_wheel(cache: Path, expectation: Expectation) -> Path:
     if downloaded is None:
         raise WheelError(f"pip download succeeded but no matching wheel is in {cache}")
     return downloaded
+
+
+def _load_target(
+    expectation: Expectation, cache: Path, outcome: Outcome
+) -> tuple[Path | None, str | None]:
+    """The ``torch`` path or ``torch_version`` to predict loading against, if any (setting
+    ``outcome.skipped`` when the installed torch it needs is not there)."""
+    check = expectation.load
+    if check is None:
+        return None, None
+    if check.release is not None:
+        return None, check.release
+    if check.installed:
+        torch_dir, searched = find_torch_dir()
+        if torch_dir is None:
+            outcome.skipped = f"torch is not installed (looked in {searched})"
+        return torch_dir, None
+    assert check.torch_wheel is not None
+    torch_wheel = Expectation(
+        "torch",
+        check.torch_wheel,
+        TorchVerdict.UNSTABLE,
+        platforms=check.torch_platforms or expectation.platforms,
+        python_version=expectation.python_version,
+    )
+    path = download_wheel(cache, torch_wheel)
+    outcome.rows.append(f"torch wheel: {path}")
+    return path, None
 
 
 # -- installed torch ---------------------------------------------------------------------------
@@ -802,6 +982,8 @@ def _judge(outcome: Outcome, report: PackageReport) -> None:
     outcome.got = report.torch_verdict + (
         f" >={report.min_torch_version}" if report.min_torch_version else ""
     )
+    if report.torch_reference is not None and report.load_status is not None:
+        outcome.got += ", fails" if report.load_failures else ", loads"
     outcome.failures += check_report(outcome.expectation, report)
     outcome.rows += metadata_rows(report) + library_rows(report)
 
@@ -813,7 +995,10 @@ def run_wheel(expectation: Expectation, cache: Path) -> Outcome:
     try:
         wheel = download_wheel(cache, expectation)
         outcome.rows.append(f"wheel: {wheel}")
-        _judge(outcome, inspect_package(wheel))
+        torch, torch_version = _load_target(expectation, cache, outcome)
+        if outcome.skipped:
+            return outcome
+        _judge(outcome, inspect_package(wheel, torch=torch, torch_version=torch_version))
     except WheelError as exc:
         outcome.got = "-"
         outcome.failures.append(str(exc))

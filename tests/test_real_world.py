@@ -19,8 +19,9 @@ from torch_abi_audit import (
     TorchAnalysis,
     TorchVerdict,
 )
-from torch_abi_audit.report import WheelReport
+from torch_abi_audit.report import TorchReference, WheelReport
 from torch_abi_audit.rules.findings import Finding, Severity
+from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_real_world.py"
 
@@ -285,6 +286,47 @@ def test_package_error_and_problems_are_failures(script: ModuleType, tmp_path: P
         "package error: bad zip file",
         f"cannot scan {wheel}: member fake/x.so: truncated",
     ]
+
+
+def test_load_expectations_are_checked(script: ModuleType, tmp_path: Path) -> None:
+    wheel = tmp_path / WHEEL_NAME
+    liba, libb = _stable_pair(wheel)
+    fails = LoadPrediction(
+        "torch 2.9.1",
+        LoadStatus.FAILS,
+        "will not load with torch 2.9.1: undefined symbol: torch_x",
+        undefined_symbols=("torch_x",),
+    )
+    loads = LoadPrediction("torch 2.9.1", LoadStatus.LOADS, "loads with torch 2.9.1")
+    reference = TorchReference("torch 2.9.1", "2.9.1", None, "--torch")
+    failing = dataclasses.replace(
+        _report(
+            wheel, dataclasses.replace(liba, load=fails), dataclasses.replace(libb, load=loads)
+        ),
+        torch_reference=reference,
+    )
+    loading = dataclasses.replace(
+        _report(
+            wheel, dataclasses.replace(liba, load=loads), dataclasses.replace(libb, load=loads)
+        ),
+        torch_reference=reference,
+    )
+    expect_fail = _expectation(
+        script,
+        load=script.LoadCheck(
+            loads=False, release="2.9.1", message="undefined", missing=("torch_x",)
+        ),
+    )
+    assert script.check_report(expect_fail, failing) == []
+    assert script.check_report(expect_fail, loading) == [
+        "expected not to load on torch 2.9.1, but every library loads",
+        "expected missing symbols not reported: torch_x",
+    ]
+    expect_load = _expectation(script, load=script.LoadCheck(loads=True, release="2.9.1"))
+    [failure] = script.check_report(expect_load, failing)
+    assert failure.startswith("expected to load on torch 2.9.1: liba.so: will not load")
+    unpredicted = script.check_report(expect_load, _report(wheel, liba, libb))
+    assert unpredicted == ["no load prediction was made"]
 
 
 def test_verbose_rows_show_tags_and_findings(script: ModuleType, tmp_path: Path) -> None:
