@@ -278,13 +278,14 @@ class SymbolColumns:
 class LazySymbols(SymbolTable):
     """The undefined (imports) or defined (exports) entries of ``.dynsym``, decoded on demand."""
 
-    __slots__ = ("_defined", "_indices", "_symbols", "_table")
+    __slots__ = ("_defined", "_indices", "_names", "_symbols", "_table")
 
     def __init__(self, table: SymbolColumns, *, defined: bool) -> None:
         self._table = table
         self._defined = defined
         self._indices: list[int] | None = None
         self._symbols: tuple[Symbol, ...] | None = None
+        self._names: frozenset[str] | None = None
 
     def _entry_indices(self) -> list[int]:
         if self._indices is None:
@@ -298,9 +299,13 @@ class LazySymbols(SymbolTable):
         return self._symbols
 
     def names(self) -> frozenset[str]:
-        if self._symbols is not None:
-            return frozenset(s.name for s in self._symbols)
-        return self._table.names_at(self._entry_indices())
+        # Asked several times per library (rules, entry points, run-time lookups): kept.
+        if self._names is None:
+            if self._symbols is not None:
+                self._names = frozenset(s.name for s in self._symbols)
+            else:
+                self._names = self._table.names_at(self._entry_indices())
+        return self._names
 
     def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
         # Bindings come from version requirements only: when no required library is accepted

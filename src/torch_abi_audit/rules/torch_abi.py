@@ -122,6 +122,9 @@ def demangle(name: str) -> str:
 def is_torch_library(name: str) -> bool:
     """True when ``name`` (a needed-library entry or an import's library) is one of libtorch's
     own libraries: ``libc10.so``, ``@rpath/libtorch_cpu.dylib``, ``torch_cuda.dll``…"""
+    lowered = name.lower()
+    if "torch" not in lowered and "c10" not in lowered:
+        return False  # the common case, decided without the regular expression
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     return _TORCH_LIBRARY.fullmatch(base) is not None
 
