@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from helpers.small_table import SMALL, shim_entry
 from torch_abi_audit.rules.torch_table import (
     Shim,
     TableError,
@@ -222,50 +223,6 @@ def test_shipped_table_answers_per_release() -> None:
 # -- a small hand-built table ------------------------------------------------------------------
 
 
-def _shim(since: str, removed: str | None = None, **extra: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "since": since,
-        "removed": removed,
-        "guard": None,
-        "device": "cpu",
-        "header": "torch/csrc/stable/c/shim.h",
-        "exported_by": ["libtorch_cpu"],
-        "deprecated": False,
-    }
-    entry.update(extra)
-    return entry
-
-
-SMALL: dict[str, Any] = {
-    "format": 2,
-    "generated_by": "hand",
-    "generated_on": "2026-01-01",
-    "baseline_version": "2.9.0",
-    "releases": [{"version": v} for v in ("2.9.0", "2.10.0", "2.12.0", "2.12.1", "2.13.0")],
-    "disagreements": [],
-    "shims": {
-        "old": _shim("2.9.0"),
-        "gone": _shim("2.9.0", "2.12.0"),
-        "patch_gone": _shim("2.10.0", "2.12.1"),
-        "new": _shim("2.12.0", guard="2.12.0"),
-        "patch_new": _shim("2.12.1"),
-        "newest": _shim("2.13.0"),
-        "dep": _shim(
-            "2.9.0",
-            deprecated=True,
-            deprecation_message="dep is deprecated, use old",
-            replacement="old",
-        ),
-    },
-    "header_only": ["c10::Half"],
-    "internal_c_symbols": {"THPVariableClass": "libtorch_python"},
-    "internal_c_symbols_all_releases": {
-        "THPVariableClass": "libtorch_python",
-        "THPGone": "libtorch_python",
-    },
-}
-
-
 @pytest.fixture
 def small() -> TorchAbiTable:
     return parse_table(copy.deepcopy(SMALL))
@@ -390,15 +347,15 @@ def _with_shim(entry: dict[str, Any]) -> dict[str, Any]:
         _broken(releases=[{"version": "2.10.0"}, {"version": "2.9.0"}]),  # not ascending
         _broken(releases=[{"version": "2.9.0"}, {"version": "2.9.0"}]),  # duplicate
         _broken(releases=[{"version": "two"}]),
-        _with_shim({**_shim("2.9.0"), "since": "not a version"}),
-        _with_shim({**_shim("2.9.0"), "since": 2.9}),
-        _with_shim({**_shim("2.9.0"), "device": "tpu"}),
-        _with_shim({**_shim("2.9.0"), "deprecated": "yes"}),
-        _with_shim({**_shim("2.9.0"), "guard": "soon"}),
-        _with_shim(_shim("2.12.0", "2.12.0")),  # removed the release it appeared
-        _with_shim(_shim("2.12.0", "2.10.0")),  # removed before it appeared
-        _with_shim({k: v for k, v in _shim("2.9.0").items() if k != "removed"}),
-        _with_shim({**_shim("2.9.0"), "replacement": 3}),
+        _with_shim({**shim_entry("2.9.0"), "since": "not a version"}),
+        _with_shim({**shim_entry("2.9.0"), "since": 2.9}),
+        _with_shim({**shim_entry("2.9.0"), "device": "tpu"}),
+        _with_shim({**shim_entry("2.9.0"), "deprecated": "yes"}),
+        _with_shim({**shim_entry("2.9.0"), "guard": "soon"}),
+        _with_shim(shim_entry("2.12.0", "2.12.0")),  # removed the release it appeared
+        _with_shim(shim_entry("2.12.0", "2.10.0")),  # removed before it appeared
+        _with_shim({k: v for k, v in shim_entry("2.9.0").items() if k != "removed"}),
+        _with_shim({**shim_entry("2.9.0"), "replacement": 3}),
         _broken(shims={"x": "2.9.0"}),
         _broken(shims=["x"]),
     ],
