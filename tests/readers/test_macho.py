@@ -65,6 +65,7 @@ from helpers.macho_builder import (
     undefined,
     version,
 )
+from helpers.memory_source import MemorySource
 from helpers.real_wheels import read_all, read_member, real_wheel
 from torch_abi_audit.model import (
     BinaryFormat,
@@ -171,25 +172,6 @@ FULL_NEEDED = (C10, WEAKLIB, REEXPORTED, UPWARD, LAZY, TORCH_CPU)
 def parse(data: bytes | Built, *, local_symbols: bool = False) -> Library:
     raw = data.data if isinstance(data, Built) else data
     return parse_macho(MemorySource(raw), Path("libsample.dylib"), local_symbols=local_symbols)
-
-
-class MemorySource:
-    """A :class:`~torch_abi_audit.readers.source.ByteSource` over bytes, recording its reads."""
-
-    def __init__(self, data: bytes, *, sequential: bool = False) -> None:
-        self.data = data
-        self.sequential = sequential
-        self.reads: list[tuple[int, int]] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int, what: str) -> bytes:
-        if offset < 0 or length < 0 or offset + length > len(self.data):
-            raise BinaryReadError(f"{what} lies outside the file")
-        self.reads.append((offset, length))
-        return self.data[offset : offset + length]
 
 
 class StreamSource(MemorySource):

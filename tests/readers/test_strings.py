@@ -14,6 +14,7 @@ import pytest
 from helpers.build import compiler
 from helpers.elf_builder import drop_section_headers
 from helpers.elf_inspect import layout_of, patched, write
+from helpers.memory_source import MemorySource
 from helpers.real_wheels import real_wheel
 from torch_abi_audit.model import BinaryFormat, merge_ranges
 from torch_abi_audit.readers import BinaryReadError, FileBytes, parse_library, read_library
@@ -48,25 +49,6 @@ int call_imported(void) { return aoti_torch_imported_only(); }
 """
 IN_RODATA = {"torch_from_the_future", "aoti_torch_get_dim", "torch_in_rodata1"}
 ELSEWHERE = {"aoti_torch_imported_only", "torch_exported_here", "torch_not_rodata"}
-
-
-class MemorySource:
-    """A :class:`~torch_abi_audit.readers.source.ByteSource` over bytes, recording its reads."""
-
-    def __init__(self, data: bytes, *, sequential: bool = False) -> None:
-        self.data = data
-        self.sequential = sequential
-        self.reads: list[tuple[int, int]] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int, what: str) -> bytes:
-        if offset < 0 or length < 0 or offset + length > len(self.data):
-            raise BinaryReadError(f"{what} lies outside the file")
-        self.reads.append((offset, length))
-        return self.data[offset : offset + length]
 
 
 @pytest.fixture(scope="module")
