@@ -11,20 +11,13 @@ import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch_abi_audit.engine import (
     LibraryAnalysis,
     LibraryLocation,
     analyse_libraries,
     inspect_extension,
-)
-from torch_abi_audit.loading import (
-    LoadTarget,
-    LoadTargetError,
-    apply_load_target,
-    environment_target,
-    install_target,
-    release_target,
 )
 from torch_abi_audit.report import (
     Distribution,
@@ -53,6 +46,10 @@ from torch_abi_audit.sources.packages import (
     site_packages_sources,
     target_sources,
 )
+from torch_abi_audit.sources.torch_install import LoadTargetError
+
+if TYPE_CHECKING:  # the load-prediction machinery is imported only when it is used
+    from torch_abi_audit.loading import LoadTarget
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -153,17 +150,25 @@ def load_target(
     Raises :class:`LoadTargetError` when ``torch`` or ``torch_version`` names nothing usable,
     or both are given.
     """
+    if torch is None and torch_version is None and not environment:
+        return None  # nothing to predict against: the prediction machinery is not loaded
+    from torch_abi_audit import loading
+
     if torch is not None and torch_version is not None:
         raise LoadTargetError("--torch and --torch-version exclude each other")
     if torch is not None:
-        return install_target(torch, "--torch")
+        return loading.install_target(torch, "--torch")
     if torch_version is not None:
-        return release_target(torch_version)
-    return environment_target(environment)
+        return loading.release_target(torch_version)
+    return loading.environment_target(environment)
 
 
 def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list[PackageReport]:
-    return apply_load_target(reports, target) if target is not None else reports
+    if target is None:
+        return reports
+    from torch_abi_audit import loading
+
+    return loading.apply_load_target(reports, target)
 
 
 def _is_import_name(target: str | Path) -> bool:
@@ -292,8 +297,10 @@ def inspect_site_packages(
             analysis.submit(path for source in found for path in source.libraries)
             sources.extend(found)
             problems.extend(loose)
-        # Read torch's exports while the workers read the libraries.
+        # While the workers read the libraries: torch's exports, and the table the findings
+        # need (the parent would otherwise load it after them, on the critical path).
         target = load_target(torch, torch_version, directories if predict_loads else [])
+        load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results) for source in sources], target)
     return EnvironmentReport(

@@ -38,16 +38,13 @@ from torch_abi_audit.sources.library_search import (
     site_packages_context,
 )
 from torch_abi_audit.sources.torch_install import (
+    LoadTargetError,
     TorchInstall,
     TorchInstallError,
     find_torch,
     load_torch_install,
 )
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError
-
-
-class LoadTargetError(Exception):
-    """``--torch`` or ``--torch-version`` names nothing usable (the message says why)."""
 
 
 @dataclass(frozen=True)

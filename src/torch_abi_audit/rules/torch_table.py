@@ -169,11 +169,17 @@ class TorchAbiTable:
         return tuple(sorted({len(name) for name in self.header_only}))
 
 
+@cache
+def _parsed_version(text: str) -> Version:
+    # A dozen distinct versions among thousands of fields: each is parsed once.
+    return Version(text)
+
+
 def _version(value: Any, where: str) -> Version:
     if not isinstance(value, str):
         raise TableError(f"{where}: expected a version string, got {value!r}")
     try:
-        return Version(value)
+        return _parsed_version(value)
     except InvalidVersion as exc:
         raise TableError(f"{where}: invalid version {value!r}") from exc
 

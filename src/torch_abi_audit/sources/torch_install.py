@@ -27,6 +27,10 @@ class TorchInstallError(Exception):
     """The path is not a readable torch installation (the message says why)."""
 
 
+class LoadTargetError(Exception):
+    """``--torch`` or ``--torch-version`` names nothing usable (the message says why)."""
+
+
 @dataclass(frozen=True)
 class TorchInstall:
     """What a torch installation provides to the libraries that load against it.
