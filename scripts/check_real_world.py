@@ -196,6 +196,8 @@ MACOS_LIBCXX_12_1 = FindingCheck("macos-version-above-tag", Severity.WARNING)
 MACOS_ARM64 = "macosx_11_0_arm64"
 MACOS_14_ARM64 = "macosx_14_0_arm64"
 NEEDS_NEWER_TORCH = FindingCheck("needs-newer-torch", Severity.ERROR)
+#: Every abi3 wheel without abi3t: free-threaded Pythons do not load .abi3 modules.
+NOT_FREE_THREADED = FindingCheck("abi3-not-free-threaded", Severity.INFO)
 WINDOWS = "win_amd64"
 
 EXPECTATIONS: list[Expectation] = [
@@ -261,6 +263,7 @@ EXPECTATIONS: list[Expectation] = [
         min_torch="2.11.0",
         findings=(
             FLOOR_MISSING_2_11,
+            NOT_FREE_THREADED,
             FindingCheck(
                 "version-specific-bundled-name",
                 Severity.INFO,
@@ -438,6 +441,7 @@ EXPECTATIONS: list[Expectation] = [
         ),
         library_count=1,
         findings=(
+            NOT_FREE_THREADED,
             FindingCheck(
                 "macos-version-above-tag",
                 Severity.WARNING,
@@ -461,7 +465,7 @@ EXPECTATIONS: list[Expectation] = [
             ),
         ),
         library_count=1,
-        findings=(),
+        findings=(NOT_FREE_THREADED,),
         platforms=(WINDOWS,),
     ),
     # -- Which torch will it load on. Against real torch builds (macOS arm64 wheels, read in

@@ -116,7 +116,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.3"
+    assert document["schema_version"] == "1.4"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
@@ -395,7 +395,10 @@ def test_wheel_targets_findings_and_check_metadata(
     )
     code, document = run_json(capsys, str(fixed), "--check", "all")
     assert code == 0
-    assert document["findings"] == []
+    # Only information remains: an abi3 tag says nothing for free-threaded Pythons.
+    assert [(f["code"], f["severity"]) for f in document["findings"]] == [
+        ("abi3-not-free-threaded", "info")
+    ]
     assert document["wheel"] == {"path": str(fixed), "filename": fixed.name, "tags": [tag]}
     assert document["distribution"]["requires_torch"] == ["torch>=2.11"]
 

@@ -260,6 +260,7 @@ def test_mach_o_bindings_and_findings(mac_wheel: Path) -> None:
     assert linked.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS
     findings = {f.code: f for f in report.findings}
     assert sorted(findings) == [
+        "abi3-not-free-threaded",
         "abi3-version-specific-extension",
         "bundled-libpython",
         "macos-version-above-tag",

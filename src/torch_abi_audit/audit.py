@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from torch_abi_audit.report import (
     Problem,
     WheelReport,
 )
+from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
@@ -35,10 +37,17 @@ from torch_abi_audit.rules.metadata_checks import (
     tag_findings,
     torch_requirement_findings,
 )
+from torch_abi_audit.rules.python_findings import (
+    Interpreter,
+    abi3_version_findings,
+    free_threading_findings,
+    interpreter_findings,
+)
 from torch_abi_audit.rules.torch_findings import deprecated_shim_findings
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
+from torch_abi_audit.sources.interpreter import running_interpreter, site_packages_interpreter
 from torch_abi_audit.sources.packages import (
     PackageSource,
     download_sources,
@@ -65,11 +74,48 @@ def _problems(items: Iterable[ScanProblem]) -> tuple[Problem, ...]:
     return tuple(Problem(item.path.absolute(), item.reason) for item in items)
 
 
+@dataclass(frozen=True)
+class _PythonContext:
+    """What the CPython checks need beyond the binaries: the abi3 version to assume when no
+    wheel tag says, and the interpreter of the environment (when known)."""
+
+    assume_minimum_abi3: str = FIRST_ABI3
+    interpreter: Interpreter | None = None
+
+
+def _tags(source: PackageSource) -> tuple[str, ...]:
+    metadata = source.metadata
+    return source.wheel.tags if source.wheel else (metadata.wheel_tags if metadata else ())
+
+
+def _with_baselines(
+    libraries: list[ExtensionReport], tags: Sequence[str], assume: str
+) -> list[ExtensionReport]:
+    """Each abi3 library judged against the abi3 version its package promises."""
+    from_tags = abi3_baseline(tags)
+    baseline, origin = (from_tags, "wheel tag") if from_tags else (assume, "assumed")
+
+    def judged(cpython: CPythonAnalysis) -> CPythonAnalysis:
+        return cpython.with_baseline(baseline, origin) if cpython.intent else cpython
+
+    result = []
+    for lib in libraries:
+        if lib.error or lib.skipped or not lib.cpython.intent:
+            result.append(lib)
+            continue
+        slices = tuple(replace(part, cpython=judged(part.cpython)) for part in lib.slices)
+        result.append(replace(lib, cpython=judged(lib.cpython), slices=slices))
+    return result
+
+
 def _package_report(
-    source: PackageSource, results: dict[LibraryLocation, ExtensionReport]
+    source: PackageSource,
+    results: dict[LibraryLocation, ExtensionReport],
+    python: _PythonContext = _PythonContext(),
 ) -> PackageReport:
     libraries = [results[location] for location in source.libraries]
-    findings = _findings(source, libraries)
+    libraries = _with_baselines(libraries, _tags(source), python.assume_minimum_abi3)
+    findings = _findings(source, libraries, python.interpreter)
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -84,7 +130,11 @@ def _package_report(
     )
 
 
-def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> list[Finding]:
+def _findings(
+    source: PackageSource,
+    libraries: Sequence[ExtensionReport],
+    interpreter: Interpreter | None = None,
+) -> list[Finding]:
     """The packaging-metadata checks, for packages whose metadata is known."""
     root = source.root
     facts = [
@@ -103,10 +153,17 @@ def _findings(source: PackageSource, libraries: Sequence[ExtensionReport]) -> li
     metadata = source.metadata
     if metadata is not None and metadata.problem is None:
         findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
-    tags = source.wheel.tags if source.wheel else (metadata.wheel_tags if metadata else ())
+    tags = _tags(source)
     findings += tag_findings(tags, facts)
     findings += bundled_library_findings(facts)
     findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
+    findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
+    if source.wheel is not None:
+        findings += free_threading_findings(tags)
+    if interpreter is not None:
+        findings += interpreter_findings(
+            [(f.name, f.cpython, f.is_extension) for f in facts], interpreter
+        )
     return findings
 
 
@@ -129,9 +186,11 @@ def _wheel(source: PackageSource) -> WheelReport | None:
     return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
 
 
-def _audit_sources(sources: Sequence[PackageSource], jobs: int | None) -> list[PackageReport]:
+def _audit_sources(
+    sources: Sequence[PackageSource], jobs: int | None, python: _PythonContext = _PythonContext()
+) -> list[PackageReport]:
     results = analyse_libraries((p for s in sources for p in s.libraries), jobs=jobs)
-    return [_package_report(source, results) for source in sources]
+    return [_package_report(source, results, python) for source in sources]
 
 
 def _sources(target: str | Path) -> list[PackageSource]:
@@ -181,6 +240,7 @@ def inspect_package(
     jobs: int | None = None,
     torch: Path | None = None,
     torch_version: str | None = None,
+    assume_minimum_abi3: str = FIRST_ABI3,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -194,9 +254,10 @@ def inspect_package(
     sources = _sources(name_or_path)
     if len(sources) != 1:
         raise ValueError(f"{name_or_path} holds {len(sources)} packages: use inspect_targets")
-    auto = default_site_packages() if _is_import_name(name_or_path) else []
-    target = load_target(torch, torch_version, auto)
-    return _with_loads(_audit_sources(sources, jobs), target)[0]
+    installed = _is_import_name(name_or_path)
+    target = load_target(torch, torch_version, default_site_packages() if installed else [])
+    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
+    return _with_loads(_audit_sources(sources, jobs, python), target)[0]
 
 
 def inspect_targets(
@@ -210,6 +271,7 @@ def inspect_targets(
     torch: Path | None = None,
     torch_version: str | None = None,
     predict_loads: bool = True,
+    assume_minimum_abi3: str = FIRST_ABI3,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -217,19 +279,18 @@ def inspect_targets(
     ``downloads`` are requirement specs fetched from the index with pip (once per platform in
     ``platforms``, for ``python_version``, into ``cache``) and audited after the targets.
     Loading is predicted as :func:`inspect_package` does (for import names, unless
-    ``predict_loads`` is false); :class:`LoadTargetError` if ``torch`` / ``torch_version``
+    ``predict_loads`` is false); abi3 modules without a wheel tag to say otherwise are judged
+    against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
     name nothing usable.
     """
-    auto = (
-        default_site_packages()
-        if predict_loads and any(_is_import_name(t) for t in targets)
-        else []
-    )
+    installed = any(_is_import_name(t) for t in targets)
+    auto = default_site_packages() if predict_loads and installed else []
     target = load_target(torch, torch_version, auto)
+    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
     sources = [s for target in targets for s in _sources(target)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache)
-    return _with_loads(_audit_sources(sources, jobs), target)
+    return _with_loads(_audit_sources(sources, jobs, python), target)
 
 
 def default_site_packages() -> list[Path]:
@@ -258,6 +319,7 @@ def inspect_site_packages(
     torch: Path | None = None,
     torch_version: str | None = None,
     predict_loads: bool = True,
+    assume_minimum_abi3: str = FIRST_ABI3,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
 
@@ -267,13 +329,18 @@ def inspect_site_packages(
     the torch installed in the scanned directories; :class:`LoadTargetError` if ``torch`` /
     ``torch_version`` name nothing usable.
     """
+    interpreter: Interpreter | None
     if path is None:
         directories = default_site_packages()
+        interpreter = running_interpreter()
     elif isinstance(path, (str, Path)):
         directories = [Path(path)]
     else:
         directories = [Path(p) for p in path]
     directories = [d.absolute() for d in directories]
+    if path is not None:
+        interpreter = site_packages_interpreter(directories[0]) if directories else None
+    python = _PythonContext(assume_minimum_abi3, interpreter)
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
     with LibraryAnalysis(jobs, eager=True) as analysis:
@@ -302,7 +369,7 @@ def inspect_site_packages(
         target = load_target(torch, torch_version, directories if predict_loads else [])
         load_table()
         results = analysis.results()
-    packages = _with_loads([_package_report(source, results) for source in sources], target)
+    packages = _with_loads([_package_report(source, results, python) for source in sources], target)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),

@@ -4,10 +4,12 @@
   internals and will break on another torch release). torch itself implements those internals
   and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
   the stable ABI.
-* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI (the tag
-  promises something the binary does not keep), or a torch-using package whose extension modules
-  are not all abi3-compliant. Packages without torch and without an abi3 claim are out of scope, so
-  that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
+* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
+  stable-ABI symbols newer than the version its tag promises (the tag promises something the
+  binary does not keep; what ``abi3audit --strict`` fails), or a torch-using package whose
+  extension modules are not all abi3-compliant. Packages without torch and without an abi3
+  claim are out of scope, so that ``--env --check abi3`` gates the packages this tool is about
+  rather than all of NumPy.
 * ``metadata``: a packaging-metadata finding of severity error or warning (the torch
   requirement does not match what the libraries need, the wheel tags do not match the modules).
 * ``load``: a library predicted not to load on the torch loading is predicted against (the
@@ -100,6 +102,14 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
         if more > 0:
             symbols += f" and {more} more"
         reasons.append(f"{ext.path.name} is tagged abi3 but imports {symbols}")
+    for lib in package.libraries:
+        cpython = lib.cpython
+        if cpython.future_symbols:
+            symbols = ", ".join(name for name, _ in cpython.future_symbols[:3])
+            reasons.append(
+                f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
+                f"{cpython.baseline} ({symbols})"
+            )
     uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
     verdict = package.cpython_verdict
     if (

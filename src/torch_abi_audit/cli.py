@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspec
 from torch_abi_audit.checks import CheckPolicy, format_violations, violations
 from torch_abi_audit.renderers import json_report, table
 from torch_abi_audit.report import EnvironmentReport, PackageReport
+from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -85,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
             "severity error or warning; load: a library predicted not to load on the torch "
             "below; both: torch and abi3; all: every gate"
         ),
+    )
+    parser.add_argument(
+        "--assume-minimum-abi3",
+        metavar="X.Y",
+        default=FIRST_ABI3,
+        help="abi3 version to judge abi3 modules against when no wheel tag says "
+        "(default: %(default)s, as abi3audit)",
     )
     loading = parser.add_argument_group("predicting loads on a torch")
     loading.add_argument(
@@ -173,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         "torch": args.torch,
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
+        "assume_minimum_abi3": args.assume_minimum_abi3,
     }
     if args.env or args.site_packages:
         environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
@@ -219,6 +229,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:
         return "--torch and --torch-version exclude each other"
+    if not re.fullmatch(r"3\.([2-9]|[1-9]\d)", args.assume_minimum_abi3):
+        return "--assume-minimum-abi3 takes a version 3.x with x >= 2 (e.g. 3.9)"
     return None
 
 

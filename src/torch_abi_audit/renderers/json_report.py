@@ -23,7 +23,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -62,6 +62,14 @@ def _cpython_object(cpython: CPythonAnalysis) -> JSONObject:
         "capi_symbol_count": cpython.capi_symbol_count,
         "python_library": cpython.python_library,
         "python_version": cpython.python_version,
+        "baseline": cpython.baseline,
+        "baseline_source": cpython.baseline_source,
+        "computed": cpython.computed,
+        "needs_python": cpython.needs_python,
+        "non_abi3_symbols": list(cpython.violations),
+        "future_symbols": dict(cpython.future_symbols),
+        "abi3t": cpython.abi3t,
+        "free_threaded": cpython.free_threaded,
     }
 
 

@@ -19,6 +19,7 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
+from torch_abi_audit.rules.cpython_abi import version_key
 from torch_abi_audit.rules.load_prediction import LoadStatus
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
@@ -127,6 +128,13 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
     lines += [_slice_line(part) for part in lib.slices]
     if lib.load is not None and lib.load.fails:
         lines.append(f"        {lib.load.message}")
+    cpython = lib.cpython
+    if cpython.future_symbols:
+        symbols = ", ".join(f"{name} ({version})" for name, version in cpython.future_symbols)
+        lines.append(
+            f"        uses the Python {cpython.computed} ABI, but is tagged for the Python "
+            f"{cpython.baseline} ABI: {symbols}"
+        )
     if not verbose:
         return lines
     lines.extend(_load_details(lib))
@@ -182,6 +190,17 @@ def _load_line(report: PackageReport) -> list[str]:
     return [f"  Loads:       yes, with {reference.label}"]
 
 
+def _abi3_version_line(report: PackageReport) -> list[str]:
+    """``abi3 version: tagged 3.9 (wheel tag), uses 3.10`` for packages with abi3 modules."""
+    judged = [lib.cpython for lib in report.libraries if lib.cpython.baseline]
+    if not judged:
+        return []
+    baseline = judged[0].baseline
+    source = judged[0].baseline_source
+    computed = max((c.computed or "3.2" for c in judged), key=version_key)
+    return [f"  abi3 version: tagged {baseline} ({source}), uses {computed}"]
+
+
 def format_package(report: PackageReport, *, verbose: bool = False) -> str:
     """The documented per-package block."""
     lines = [f"Package: {report.name}"]
@@ -199,6 +218,7 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
         f"  Min torch:   {report.min_torch_version or 'n/a'}",
         *_load_line(report),
         f"  CPython ABI: {CPYTHON_VERDICT_LABELS[report.cpython_verdict]}",
+        *_abi3_version_line(report),
         f"  Extensions:  {len(report.extensions)}",
         f"  Bundled libs: {len(report.bundled_libs)}",
     ]

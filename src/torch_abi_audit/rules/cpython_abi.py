@@ -10,14 +10,27 @@ Two signals, as in abi3audit:
   ``Python.framework/Versions/3.11/Python``).
 
 Module entry points (``PyInit_*``, PEP 793 ``PyModExport_*``) are the extension's own definitions,
-not imports, and local (static) symbols never count.
+not imports, and local (static) symbols never count: they are the extension's own copies of code
+the headers inline, which the limited API sanctions.
+
+Versions, as abi3audit: a symbol belongs to the stable ABI *from* the Python version that
+stabilised it (``abi3info``'s ``added``); an extension's **computed** version is the newest among
+the symbols it imports; its **baseline** is the version it promises — from its wheel's tags
+(``cp39-abi3`` -> 3.9), else an assumed minimum (3.2 unless told otherwise) — and symbols newer
+than the baseline are **future** symbols: the module fails to import on the older Pythons its tag
+admits.
+
+Free threading (PEP 703, PEP 803): a free-threaded interpreter does not load ``.abi3.so``
+modules (from 3.15 they are not among its extension suffixes); it loads ``.abi3t.so`` ones
+(the Stable ABI for free-threaded builds, ``Py_TARGET_ABI3T``, wheel tag ``abi3t``, from 3.15)
+and version-specific ``cpython-3XYt`` ones.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from torch_abi_audit.model import Library
@@ -25,7 +38,12 @@ from torch_abi_audit.model import Library
 #: Names a CPython extension module exports for the import system to call.
 ENTRY_POINT_PREFIXES = ("PyInit_", "PyInitU_", "PyModExport_", "PyModExportU_")
 _CAPI_NAME = re.compile("_?Py")
-_ABI3_TAG = re.compile(r"\.abi3(?=\.)")
+_ABI3_TAG = re.compile(r"\.abi3t?(?=\.)")
+_ABI3T_TAG = re.compile(r"\.abi3t(?=\.)")
+# Version-specific free-threaded modules: .cpython-313t-x86_64-linux-gnu.so, .cp314t-win_amd64.pyd
+_FREE_THREADED_TAG = re.compile(r"\.(?:cpython-3\d+t|cp3\d+t)[-.]", re.IGNORECASE)
+#: The first Python with a stable ABI (PEP 384), abi3audit's default assumption.
+FIRST_ABI3 = "3.2"
 # The Python library a module links, by its needed-library entry. Group "version" is set for a
 # library of one Python version, absent for the stable-ABI library (python3.dll, libpython3.so).
 _PYTHON_LIBRARY = re.compile(
@@ -48,6 +66,13 @@ class CPythonAnalysis:
     ``capi_symbol_count`` counts the CPython symbols it imports. ``python_library`` is the
     Python library it links, if any, and ``python_version`` the one Python release
     (``"3.11"``) that library ties it to (``None`` for the stable-ABI library).
+
+    ``computed`` is the newest stable-ABI version among its imports (``None`` without any);
+    ``versioned_symbols`` the imported stable-ABI symbols stabilised after 3.2, with their
+    version. ``abi3t`` marks a ``.abi3t`` file, ``free_threaded`` a version-specific
+    free-threaded one (``cpython-313t``). ``baseline`` (set by :meth:`with_baseline` once the
+    package's tags are known), ``baseline_source`` and ``future_symbols`` are the abi3
+    version it promises, where that comes from, and the imports newer than it.
     """
 
     intent: bool = False
@@ -56,21 +81,84 @@ class CPythonAnalysis:
     capi_symbol_count: int = 0
     python_library: str | None = None
     python_version: str | None = None
+    computed: str | None = None
+    versioned_symbols: tuple[tuple[str, str], ...] = ()
+    abi3t: bool = False
+    free_threaded: bool = False
+    baseline: str | None = None
+    baseline_source: str | None = None
+    future_symbols: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def needs_python(self) -> str | None:
+        """The oldest Python that has every stable-ABI symbol it imports (``None`` without
+        any): what importing it takes, whatever its tag promises."""
+        newest = max((v for _, v in self.versioned_symbols), key=version_key, default=None)
+        return newest or (FIRST_ABI3 if self.capi_symbol_count else None)
+
+    @property
+    def baseline_compatible(self) -> bool:
+        """True unless it imports stable-ABI symbols newer than its baseline."""
+        return not self.future_symbols
+
+    def with_baseline(self, baseline: str, source: str) -> CPythonAnalysis:
+        """This analysis judged against the abi3 version ``baseline`` promised by ``source``
+        (``wheel tag cp39-abi3``, ``assumed``): the imported symbols newer than it are its
+        future symbols."""
+        floor = version_key(baseline)
+        future = tuple((n, v) for n, v in self.versioned_symbols if version_key(v) > floor)
+        # As abi3audit: a module using only older symbols is still built for its baseline
+        # (CPython does not promise that a newer abi3 build runs on older Pythons).
+        computed = max(baseline, self.computed or baseline, key=version_key)
+        return replace(
+            self,
+            baseline=baseline,
+            baseline_source=source,
+            future_symbols=future,
+            computed=computed,
+        )
+
+
+def abi3_baseline(tags: Sequence[str]) -> str | None:
+    """The abi3 version a wheel's tags promise: the newest ``cpXY`` among its ``abi3`` (or
+    ``abi3t``) tags (``cp39-abi3-manylinux_2_28_x86_64`` -> ``3.9``); ``None`` without one."""
+    found = []
+    for tag in tags:
+        parts = tag.split("-")
+        if len(parts) != 3 or parts[1] not in ("abi3", "abi3t"):
+            continue
+        match = re.fullmatch(r"cp3(\d+)", parts[0])
+        if match:
+            found.append(f"3.{match.group(1)}")
+    return max(found, key=version_key) if found else None
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"3.10"`` -> ``(3, 10)``: Python versions compared as numbers."""
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+@cache
+def stable_abi_versions() -> dict[str, str]:
+    """Every function and data symbol of the CPython stable ABI, with the Python version that
+    stabilised it (``"3.2"``, ``"3.10"``…), from ``abi3info``."""
+    import abi3info  # ~40 ms to import: only when an audit needs it
+
+    versions: dict[str, str] = {}
+    for table in (abi3info.FUNCTIONS, abi3info.DATAS):
+        for symbol, entry in table.items():
+            versions[symbol.name] = f"{entry.added.major}.{entry.added.minor}"
+    return versions
 
 
 @cache
 def stable_abi_symbols() -> frozenset[str]:
     """Names of every function and data symbol of the CPython stable ABI (from ``abi3info``)."""
-    import abi3info  # ~40 ms to import: only when an audit needs it
-
-    names: set[str] = set()
-    for table in (abi3info.FUNCTIONS, abi3info.DATAS):
-        names.update(symbol.name for symbol in table)
-    return frozenset(names)
+    return frozenset(stable_abi_versions())
 
 
 def has_abi3_tag(filename: str) -> bool:
-    """True when ``filename`` carries the ``abi3`` tag (``name.abi3.so``)."""
+    """True when ``filename`` carries the ``abi3`` or ``abi3t`` tag (``name.abi3.so``)."""
     return _ABI3_TAG.search(filename) is not None
 
 
@@ -110,6 +198,9 @@ def analyse_cpython(
     }
     # The stable-ABI table is loaded only when there is something to look up in it.
     violations = tuple(sorted(capi - stable_abi_symbols())) if capi else ()
+    versions = stable_abi_versions() if capi else {}
+    stable = [(name, versions[name]) for name in sorted(capi) if name in versions]
+    computed = max((v for _, v in stable), key=version_key, default=None)
     python_library, python_version = linked_python(needed)
     return CPythonAnalysis(
         intent=has_abi3_tag(filename) or (python_library is not None and python_version is None),
@@ -118,4 +209,8 @@ def analyse_cpython(
         capi_symbol_count=len(capi),
         python_library=python_library,
         python_version=python_version,
+        computed=computed,
+        versioned_symbols=tuple((n, v) for n, v in stable if v != FIRST_ABI3),
+        abi3t=_ABI3T_TAG.search(filename) is not None,
+        free_threaded=_FREE_THREADED_TAG.search(filename) is not None,
     )

@@ -1,0 +1,120 @@
+"""Findings about the Python versions and builds a package's extension modules can load on.
+
+* ``abi3-newer-than-tag`` (error): an abi3 module imports stable-ABI symbols newer than the
+  version its tag promises ("uses the Python 3.12 ABI, but is tagged for 3.10", as abi3audit
+  says): it fails to import on the older Pythons the tag admits.
+* ``abi3-not-free-threaded`` (info): an ``abi3`` wheel without ``abi3t``: free-threaded
+  Pythons (``cp313t``, ``cp314t``…) do not load ``.abi3`` modules (PEP 803), so their users need
+  another wheel.
+* ``load-failure`` (error): in an environment whose interpreter is known, a module that needs a
+  newer Python than it, or an ``.abi3`` module under a free-threaded interpreter.
+
+Inputs are plain facts, so the checks serve wheels, directories and installed environments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, version_key
+from torch_abi_audit.rules.findings import Finding, Severity
+
+NAMED = 3
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:NAMED])
+    return shown + (f" and {len(items) - NAMED} more" if len(items) > NAMED else "")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python an environment runs: ``version`` (``"3.11"``) and whether it is a
+    free-threaded build (``Py_GIL_DISABLED``)."""
+
+    version: str
+    free_threaded: bool = False
+
+    @property
+    def label(self) -> str:
+        """``Python 3.13t`` style."""
+        return f"Python {self.version}{'t' if self.free_threaded else ''}"
+
+
+def abi3_version_findings(libraries: Sequence[tuple[str, CPythonAnalysis]]) -> list[Finding]:
+    """One error listing the abi3 modules that use symbols newer than their baseline."""
+    late = [(name, c) for name, c in libraries if c.future_symbols and c.baseline]
+    if not late:
+        return []
+    first = late[0][1]
+    symbols = sorted({f"{s} ({v})" for _, c in late for s, v in c.future_symbols})
+    return [
+        Finding(
+            "abi3-newer-than-tag",
+            Severity.ERROR,
+            f"{_names([n for n, _ in late])} uses the Python {first.computed} ABI, but is tagged "
+            f"for the Python {first.baseline} ABI ({_names(symbols)}): it fails to import on "
+            "the older Pythons the tag admits",
+            {
+                "libraries": [n for n, _ in late],
+                "symbols": symbols,
+                "baselines": sorted({f"{n}: {c.baseline} ({c.baseline_source})" for n, c in late}),
+            },
+        )
+    ]
+
+
+def free_threading_findings(tags: Sequence[str]) -> list[Finding]:
+    """Information for an ``abi3`` wheel that has no ``abi3t`` tag."""
+    abis = {parts[1] for tag in tags if len(parts := tag.split("-")) == 3}
+    if "abi3" not in abis or "abi3t" in abis:
+        return []
+    return [
+        Finding(
+            "abi3-not-free-threaded",
+            Severity.INFO,
+            "tagged abi3 only: free-threaded Pythons (cp313t, cp314t, …) do not load .abi3 "
+            "modules; they need version-specific wheels, or abi3t builds (Python 3.15+, "
+            "PEP 803)",
+            {"tags": sorted(tags)},
+        )
+    ]
+
+
+def interpreter_findings(
+    libraries: Sequence[tuple[str, CPythonAnalysis, bool]], interpreter: Interpreter
+) -> list[Finding]:
+    """Extension modules the environment's interpreter will not load.
+
+    ``libraries`` are ``(name, analysis, is_extension)``; only extension modules are judged.
+    """
+    failures: list[tuple[str, str]] = []
+    for name, cpython, is_extension in libraries:
+        if not is_extension:
+            continue
+        if cpython.intent and interpreter.free_threaded and not cpython.abi3t:
+            failures.append(
+                (name, f"{interpreter.label} does not load .abi3 modules (free-threaded build)")
+            )
+            continue
+        needed = cpython.needs_python if cpython.intent else None
+        if needed and version_key(needed) > version_key(interpreter.version):
+            failures.append(
+                (name, f"needs Python {needed}, the environment runs {interpreter.label}")
+            )
+    if not failures:
+        return []
+    return [
+        Finding(
+            "load-failure",
+            Severity.ERROR,
+            f"{_names([n for n, _ in failures])} will not import with {interpreter.label}: "
+            f"{failures[0][1]}",
+            {
+                "against": interpreter.label,
+                "libraries": [n for n, _ in failures],
+                "errors": [f"{n}: {reason}" for n, reason in failures],
+            },
+        )
+    ]
