@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from torch_abi_audit.report import CPythonLabel, cpython_label_of
-from torch_abi_audit.rules.cpython_abi import analyse_cpython, linked_python
+from torch_abi_audit.rules.cpython_abi import abi3_baseline, analyse_cpython, linked_python
+from torch_abi_audit.rules.python_findings import Interpreter, interpreter_findings
+from torch_abi_audit.sources.interpreter import site_packages_interpreter
 
 
 @pytest.mark.parametrize(
@@ -48,3 +52,72 @@ def test_abi3_tag_and_a_versioned_python_library_is_a_violation() -> None:
     result = analyse_cpython({"PyLong_FromLong"}, "_x.abi3.so", ["libpython3.11.so.1.0"])
     assert result.intent and not result.compliant and result.violations == ()
     assert cpython_label_of(result) is CPythonLabel.ABI3_TAGGED_VIOLATIONS
+
+
+def test_abi3_baseline_from_tags() -> None:
+    assert abi3_baseline(["cp39-abi3-manylinux_2_28_x86_64"]) == "3.9"
+    assert abi3_baseline(["cp39-abi3-macosx_11_0_arm64", "cp310-abi3-macosx_11_0_arm64"]) == "3.10"
+    assert abi3_baseline(["cp315-abi3t-manylinux_2_28_x86_64"]) == "3.15"
+    assert abi3_baseline(["cp311-cp311-win_amd64", "py3-none-any"]) is None
+
+
+def test_with_baseline_as_abi3audit() -> None:
+    analysis = analyse_cpython({"PyLong_FromLong", "PyUnicode_AsUTF8AndSize"}, "_x.abi3.so")
+    assert (analysis.computed, analysis.needs_python) == ("3.10", "3.10")
+    older = analysis.with_baseline("3.9", "wheel tag")
+    assert older.future_symbols == (("PyUnicode_AsUTF8AndSize", "3.10"),)
+    assert not older.baseline_compatible
+    newer = analysis.with_baseline("3.12", "wheel tag")
+    # Computed never goes below the baseline (abi3audit's rule); what imports need stays 3.10.
+    assert (newer.computed, newer.needs_python, newer.future_symbols) == ("3.12", "3.10", ())
+
+
+def test_free_threading_file_tags() -> None:
+    assert analyse_cpython(set(), "_x.abi3t.so").abi3t
+    assert analyse_cpython(set(), "_x.abi3t.so").intent
+    assert analyse_cpython(set(), "_x.cpython-313t-x86_64-linux-gnu.so").free_threaded
+    assert not analyse_cpython(set(), "_x.cpython-313-x86_64-linux-gnu.so").free_threaded
+
+
+@pytest.mark.parametrize(
+    ("parts", "cfg", "expected"),
+    [
+        (("lib", "python3.11", "site-packages"), None, Interpreter("3.11")),
+        (("lib", "python3.14t", "site-packages"), None, Interpreter("3.14", free_threaded=True)),
+        (
+            ("Lib", "site-packages"),
+            "home = C:\\\\Python312\nversion = 3.12.4\n",
+            Interpreter("3.12"),
+        ),
+        (("Lib", "site-packages"), None, None),
+    ],
+)
+def test_site_packages_interpreter(
+    tmp_path: Path, parts: tuple[str, ...], cfg: str | None, expected: Interpreter | None
+) -> None:
+    site = tmp_path.joinpath(*parts)
+    site.mkdir(parents=True)
+    if cfg is not None:
+        (tmp_path / "pyvenv.cfg").write_text(cfg)
+    assert site_packages_interpreter(site) == expected
+
+
+def test_interpreter_findings() -> None:
+    needs_312 = analyse_cpython({"PyType_FromMetaclass"}, "a.abi3.so").with_baseline(
+        "3.9", "wheel tag"
+    )
+    version_specific = analyse_cpython(
+        {"PyType_FromMetaclass"}, "b.cpython-311-x86_64-linux-gnu.so"
+    )
+    libraries = [
+        ("a.abi3.so", needs_312, True),
+        ("b.so", version_specific, True),
+        ("c.so", needs_312, False),
+    ]
+    [finding] = interpreter_findings(libraries, Interpreter("3.11"))
+    assert finding.evidence["libraries"] == ["a.abi3.so"]  # not the bundled one, nor a cp311 one
+    assert interpreter_findings(libraries, Interpreter("3.12")) == []
+    [ft] = interpreter_findings(libraries, Interpreter("3.13", free_threaded=True))
+    assert ft.evidence["errors"] == [
+        "a.abi3.so: Python 3.13t does not load .abi3 modules (free-threaded build)"
+    ]
