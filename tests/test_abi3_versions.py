@@ -162,6 +162,45 @@ def test_free_threaded_environments_do_not_load_abi3(extension: bytes, tmp_path:
     assert abi3t[0].cpython.abi3t and abi3t[0].cpython.intent
 
 
+@pytest.fixture(scope="module")
+def abi3t_module(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("abi3t") / "ft.abi3t.so"
+    include = ["-I", sysconfig.get_paths()["include"]]
+    return compile_shared("abi3t_module.c", out, *include).read_bytes()
+
+
+def test_abi3t_builds_export_the_module_hook(
+    extension: bytes, abi3t_module: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tags = ("cp315-abi3-manylinux_2_28_x86_64", "cp315-abi3t-manylinux_2_28_x86_64")
+    good = write_wheel(tmp_path, "ftpkg", "1.0", list(tags), {"ftpkg/ft.abi3t.so": abi3t_module})
+    report = inspect_package(good, jobs=1)
+    [lib] = report.libraries
+    assert lib.entry_points == ("PyModExport_ft",)
+    assert (lib.cpython.abi3t, lib.cpython.intent, lib.cpython.violations) == (True, True, ())
+    assert [f.code for f in report.findings] == []
+    assert main([str(good), "--check", "abi3"]) == 0
+    capsys.readouterr()
+
+    # The 3.10 fixture renamed .abi3t, in a wheel tagged abi3t: PyInit_ and a PyModuleDef.
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    files = {"abi3pkg/ext.abi3t.so": extension, "abi3pkg/ft.abi3t.so": abi3t_module}
+    bad = write_wheel(bad_dir, "abi3pkg", "1.0", list(tags), files)
+    [finding] = [
+        f for f in inspect_package(bad, jobs=1).findings if f.code == "abi3t-without-export-hook"
+    ]
+    assert finding.severity.value == "error"
+    assert finding.evidence["libraries"] == ["abi3pkg/ext.abi3t.so"]  # not the hooked one
+    assert finding.evidence["entry_points"] == ["PyInit_first", "PyInit_second"]
+    assert finding.message.startswith(
+        "abi3pkg/ext.abi3t.so claims abi3t but exports PyInit_first, PyInit_second and no "
+        "PyModExport_ hook"
+    )
+    assert main([str(bad), "--check", "abi3"]) == 1
+    assert "abi3pkg/ext.abi3t.so claims abi3t" in capsys.readouterr().err
+
+
 def test_free_threading_tags(extension: bytes, tmp_path: Path) -> None:
     plain = inspect_package(wheel(tmp_path, extension, "cp312-abi3-manylinux_2_28_x86_64"), jobs=1)
     assert "abi3-not-free-threaded" in {f.code for f in plain.findings}
@@ -175,7 +214,10 @@ def test_free_threading_tags(extension: bytes, tmp_path: Path) -> None:
         name="ext.abi3t.so",
     )
     report = inspect_package(both, jobs=1)
-    assert "abi3-not-free-threaded" not in {f.code for f in report.findings}
+    codes = {f.code for f in report.findings}
+    assert "abi3-not-free-threaded" not in codes
+    # The fixture defines itself through PyInit_ and a PyModuleDef: an abi3 build renamed.
+    assert "abi3t-without-export-hook" in codes
     [lib] = report.libraries
     assert (lib.cpython.baseline, lib.cpython.abi3t) == ("3.15", True)
     versioned_dir = tmp_path / "ft"

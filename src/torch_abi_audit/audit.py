@@ -40,6 +40,7 @@ from torch_abi_audit.rules.metadata_checks import (
 from torch_abi_audit.rules.python_findings import (
     Interpreter,
     abi3_version_findings,
+    abi3t_findings,
     free_threading_findings,
     interpreter_findings,
 )
@@ -158,6 +159,8 @@ def _findings(
     findings += bundled_library_findings(facts)
     findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
     findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
+    entries = {_relative_name(lib.path, root): lib.entry_points for lib in libraries}
+    findings += abi3t_findings([(f.name, f.cpython, entries.get(f.name, ())) for f in facts], tags)
     if source.wheel is not None:
         findings += free_threading_findings(tags)
     if interpreter is not None:

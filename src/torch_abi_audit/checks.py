@@ -6,10 +6,11 @@
   the stable ABI.
 * ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
   stable-ABI symbols newer than the version its tag promises (the tag promises something the
-  binary does not keep; what ``abi3audit --strict`` fails), or a torch-using package whose
-  extension modules are not all abi3-compliant. Packages without torch and without an abi3
-  claim are out of scope, so that ``--env --check abi3`` gates the packages this tool is about
-  rather than all of NumPy.
+  binary does not keep; what ``abi3audit --strict`` fails), a module that claims ``abi3t``
+  without the export hook an abi3t build has (``abi3t-without-export-hook``), or a torch-using
+  package whose extension modules are not all abi3-compliant. Packages without torch and
+  without an abi3 claim are out of scope, so that ``--env --check abi3`` gates the packages
+  this tool is about rather than all of NumPy.
 * ``metadata``: a packaging-metadata finding of severity error or warning (the torch
   requirement does not match what the libraries need, the wheel tags do not match the modules).
 * ``load``: a library predicted not to load on the torch loading is predicted against (the
@@ -110,6 +111,9 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
                 f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
                 f"{cpython.baseline} ({symbols})"
             )
+    for finding in package.findings:
+        if finding.code in ABI3_FINDINGS:
+            reasons.append(finding.message)
     uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
     verdict = package.cpython_verdict
     if (
@@ -127,6 +131,10 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
 
 #: Findings that say a library will not load; the ``load`` gate's, not the ``metadata`` one's.
 LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
+#: Findings about a broken abi3 promise that the per-library verdicts do not carry; the ``abi3``
+#: gate fails them (as an error finding, the ``metadata`` gate does too, like
+#: ``abi3-newer-than-tag``).
+ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
 
 
 def _metadata_reasons(package: PackageReport) -> list[str]:

@@ -8,7 +8,11 @@ import pytest
 
 from torch_abi_audit.report import CPythonLabel, cpython_label_of
 from torch_abi_audit.rules.cpython_abi import abi3_baseline, analyse_cpython, linked_python
-from torch_abi_audit.rules.python_findings import Interpreter, interpreter_findings
+from torch_abi_audit.rules.python_findings import (
+    Interpreter,
+    abi3t_findings,
+    interpreter_findings,
+)
 from torch_abi_audit.sources.interpreter import site_packages_interpreter
 
 
@@ -121,3 +125,24 @@ def test_interpreter_findings() -> None:
     assert ft.evidence["errors"] == [
         "a.abi3.so: Python 3.13t does not load .abi3 modules (free-threaded build)"
     ]
+
+
+def test_abi3t_needs_the_export_hook() -> None:
+    renamed = analyse_cpython({"PyModule_Create2"}, "a.abi3t.so")
+    hooked = analyse_cpython({"PyModule_AddIntConstant"}, "b.abi3t.so")
+    plain = analyse_cpython({"PyModule_Create2"}, "c.abi3.so")
+    libraries = [
+        ("a.abi3t.so", renamed, ("PyInit_a",)),
+        ("b.abi3t.so", hooked, ("PyModExport_b",)),
+        ("c.abi3.so", plain, ("PyInit_c",)),
+        ("d.abi3t.so", renamed, ()),  # not an extension module: nothing to define
+    ]
+    [finding] = abi3t_findings(libraries)
+    assert finding.code == "abi3t-without-export-hook"
+    assert finding.evidence["libraries"] == ["a.abi3t.so"]  # a plain abi3 file claims no abi3t
+    assert finding.evidence["claimed_by"] == ["a.abi3t.so: file name .abi3t"]
+    assert "PyModuleDef and PyModuleDef_Base are opaque in abi3t" in finding.message  # abi3info
+    # A wheel tagged abi3t claims it for its .abi3 modules too.
+    [tagged] = abi3t_findings(libraries, ["cp315-abi3t-manylinux_2_28_x86_64"])
+    assert tagged.evidence["libraries"] == ["a.abi3t.so", "c.abi3.so"]
+    assert abi3t_findings(libraries[1:], ["cp315-abi3-manylinux_2_28_x86_64"]) == []

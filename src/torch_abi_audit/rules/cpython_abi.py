@@ -37,6 +37,8 @@ from torch_abi_audit.model import Library
 
 #: Names a CPython extension module exports for the import system to call.
 ENTRY_POINT_PREFIXES = ("PyInit_", "PyInitU_", "PyModExport_", "PyModExportU_")
+#: The PEP 793 export hook (Python 3.15+), the only way an abi3t module can define itself.
+EXPORT_HOOK_PREFIXES = ("PyModExport_", "PyModExportU_")
 _CAPI_NAME = re.compile("_?Py")
 _ABI3_TAG = re.compile(r"\.abi3t?(?=\.)")
 _ABI3T_TAG = re.compile(r"\.abi3t(?=\.)")
@@ -149,6 +151,21 @@ def stable_abi_versions() -> dict[str, str]:
         for symbol, entry in table.items():
             versions[symbol.name] = f"{entry.added.major}.{entry.added.minor}"
     return versions
+
+
+@cache
+def opaque_in_abi3t() -> tuple[str, ...]:
+    """The structs with a stable layout in abi3 that abi3t makes opaque (``PyModuleDef``,
+    ``PyModuleDef_Base``), from ``abi3info``."""
+    import abi3info
+
+    return tuple(
+        sorted(
+            name
+            for name, struct in abi3info.STRUCTS.items()
+            if getattr(struct, "abi3t_opaque", False)
+        )
+    )
 
 
 @cache

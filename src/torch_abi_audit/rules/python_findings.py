@@ -6,6 +6,11 @@
 * ``abi3-not-free-threaded`` (info): an ``abi3`` wheel without ``abi3t``: free-threaded
   Pythons (``cp313t``, ``cp314t``…) do not load ``.abi3`` modules (PEP 803), so their users need
   another wheel.
+* ``abi3t-without-export-hook`` (error): a module that claims ``abi3t`` (an ``.abi3t`` file, or
+  a wheel tagged ``abi3t``) but exports ``PyInit_*`` only. abi3t (PEP 803, ``Py_TARGET_ABI3T``)
+  makes ``PyObject`` opaque, and with it ``PyModuleDef`` (``abi3info`` marks the struct
+  ``abi3t_opaque``), so an abi3t build cannot define the module the ``PyInit_`` way: it must
+  export the PEP 793 hook ``PyModExport_*``. Without one the file was built for plain abi3.
 * ``load-failure`` (error): in an environment whose interpreter is known, a module that needs a
   newer Python than it, or an ``.abi3`` module under a free-threaded interpreter.
 
@@ -17,7 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, version_key
+from torch_abi_audit.rules.cpython_abi import (
+    EXPORT_HOOK_PREFIXES,
+    CPythonAnalysis,
+    opaque_in_abi3t,
+    version_key,
+)
 from torch_abi_audit.rules.findings import Finding, Severity
 
 NAMED = 3
@@ -78,6 +88,44 @@ def free_threading_findings(tags: Sequence[str]) -> list[Finding]:
             "modules; they need version-specific wheels, or abi3t builds (Python 3.15+, "
             "PEP 803)",
             {"tags": sorted(tags)},
+        )
+    ]
+
+
+def abi3t_findings(
+    libraries: Sequence[tuple[str, CPythonAnalysis, tuple[str, ...]]], tags: Sequence[str] = ()
+) -> list[Finding]:
+    """An error for the modules that claim abi3t but lack the export hook an abi3t build needs.
+
+    ``libraries`` are ``(name, analysis, entry points)``; ``tags`` the package's wheel tags (a
+    wheel tagged ``abi3t`` claims it for every abi3 module it ships).
+    """
+    wheel_claims = any(len(parts := tag.split("-")) == 3 and parts[1] == "abi3t" for tag in tags)
+    missing: list[tuple[str, tuple[str, ...], str]] = []
+    for name, cpython, entries in libraries:
+        if not entries or any(entry.startswith(EXPORT_HOOK_PREFIXES) for entry in entries):
+            continue
+        if cpython.abi3t:
+            missing.append((name, entries, f"{name}: file name .abi3t"))
+        elif wheel_claims and cpython.intent:
+            missing.append((name, entries, f"{name}: wheel tag abi3t"))
+    if not missing:
+        return []
+    names = [name for name, _, _ in missing]
+    opaque = " and ".join(opaque_in_abi3t()) or "PyModuleDef"
+    return [
+        Finding(
+            "abi3t-without-export-hook",
+            Severity.ERROR,
+            f"{_names(names)} claims abi3t but exports {_names(missing[0][1])} and no "
+            f"PyModExport_ hook: {opaque} are opaque in abi3t (PEP 803), so an abi3t build must "
+            "define its module through the PEP 793 export hook; this one was built for plain "
+            "abi3, and a free-threaded Python would run it against the wrong object layout",
+            {
+                "libraries": names,
+                "entry_points": sorted({e for _, entries, _ in missing for e in entries}),
+                "claimed_by": [claim for _, _, claim in missing],
+            },
         )
     ]
 
