@@ -203,7 +203,9 @@ def test_abi3t_builds_export_the_module_hook(
 
 def test_free_threading_tags(extension: bytes, tmp_path: Path) -> None:
     plain = inspect_package(wheel(tmp_path, extension, "cp312-abi3-manylinux_2_28_x86_64"), jobs=1)
-    assert "abi3-not-free-threaded" in {f.code for f in plain.findings}
+    [info] = [f for f in plain.findings if f.code == "abi3-not-free-threaded"]
+    assert info.evidence["libraries"] == ["abi3pkg/ext.abi3.so"]
+    assert "do not load .abi3 modules such as abi3pkg/ext.abi3.so" in info.message
     both_dir = tmp_path / "both"
     both_dir.mkdir()
     both = wheel(

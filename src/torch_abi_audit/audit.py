@@ -161,12 +161,11 @@ def _findings(
     findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
     entries = {_relative_name(lib.path, root): lib.entry_points for lib in libraries}
     findings += abi3t_findings([(f.name, f.cpython, entries.get(f.name, ())) for f in facts], tags)
+    modules = [(f.name, f.cpython, f.is_extension) for f in facts]
     if source.wheel is not None:
-        findings += free_threading_findings(tags)
+        findings += free_threading_findings(tags, modules)
     if interpreter is not None:
-        findings += interpreter_findings(
-            [(f.name, f.cpython, f.is_extension) for f in facts], interpreter
-        )
+        findings += interpreter_findings(modules, interpreter)
     return findings
 
 

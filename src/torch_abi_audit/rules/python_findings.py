@@ -3,9 +3,9 @@
 * ``abi3-newer-than-tag`` (error): an abi3 module imports stable-ABI symbols newer than the
   version its tag promises ("uses the Python 3.12 ABI, but is tagged for 3.10", as abi3audit
   says): it fails to import on the older Pythons the tag admits.
-* ``abi3-not-free-threaded`` (info): an ``abi3`` wheel without ``abi3t``: free-threaded
-  Pythons (``cp313t``, ``cp314t``…) do not load ``.abi3`` modules (PEP 803), so their users need
-  another wheel.
+* ``abi3-not-free-threaded`` (info): an ``abi3`` wheel without ``abi3t`` that ships ``.abi3``
+  extension modules: free-threaded Pythons (``cp313t``, ``cp314t``…) do not load them
+  (PEP 803), so their users need another wheel.
 * ``abi3t-without-export-hook`` (error): a module that claims ``abi3t`` (an ``.abi3t`` file, or
   a wheel tagged ``abi3t``) but exports ``PyInit_*`` only. abi3t (PEP 803, ``Py_TARGET_ABI3T``)
   makes ``PyObject`` opaque, and with it ``PyModuleDef`` (``abi3info`` marks the struct
@@ -75,19 +75,26 @@ def abi3_version_findings(libraries: Sequence[tuple[str, CPythonAnalysis]]) -> l
     ]
 
 
-def free_threading_findings(tags: Sequence[str]) -> list[Finding]:
-    """Information for an ``abi3`` wheel that has no ``abi3t`` tag."""
+def free_threading_findings(
+    tags: Sequence[str], libraries: Sequence[tuple[str, CPythonAnalysis, bool]]
+) -> list[Finding]:
+    """Information for an ``abi3`` wheel without ``abi3t`` that ships ``.abi3`` extension
+    modules. ``libraries`` are ``(name, analysis, is_extension)``: a wheel of libraries that
+    torch loads (``torch.ops.load_library``), with no module to import, is not concerned."""
     abis = {parts[1] for tag in tags if len(parts := tag.split("-")) == 3}
     if "abi3" not in abis or "abi3t" in abis:
+        return []
+    modules = [name for name, c, is_ext in libraries if is_ext and c.intent and not c.abi3t]
+    if not modules:
         return []
     return [
         Finding(
             "abi3-not-free-threaded",
             Severity.INFO,
-            "tagged abi3 only: free-threaded Pythons (cp313t, cp314t, …) do not load .abi3 "
-            "modules; they need version-specific wheels, or abi3t builds (Python 3.15+, "
-            "PEP 803)",
-            {"tags": sorted(tags)},
+            f"tagged abi3 only: free-threaded Pythons (cp313t, cp314t, …) do not load .abi3 "
+            f"modules such as {_names(modules)}; they need version-specific wheels, or abi3t "
+            "builds (Python 3.15+, PEP 803)",
+            {"tags": sorted(tags), "libraries": modules},
         )
     ]
 
