@@ -146,6 +146,7 @@ def _findings(
             lib.cpython,
             lib.needed,
             _os_floors(lib),
+            lib.entry_points,
         )
         for lib in libraries
         if lib.error is None and lib.skipped is None
@@ -159,8 +160,7 @@ def _findings(
     findings += bundled_library_findings(facts)
     findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
     findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
-    entries = {_relative_name(lib.path, root): lib.entry_points for lib in libraries}
-    findings += abi3t_findings([(f.name, f.cpython, entries.get(f.name, ())) for f in facts], tags)
+    findings += abi3t_findings([(f.name, f.cpython, f.entry_points) for f in facts], tags)
     modules = [(f.name, f.cpython, f.is_extension) for f in facts]
     if source.wheel is not None:
         findings += free_threading_findings(tags, modules)

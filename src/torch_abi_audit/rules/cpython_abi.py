@@ -135,6 +135,11 @@ def abi3_baseline(tags: Sequence[str]) -> str | None:
     return max(found, key=version_key) if found else None
 
 
+def abi_tags(tags: Sequence[str]) -> frozenset[str]:
+    """The ABI parts of wheel tags (``cp315-abi3t-manylinux_2_28_x86_64`` -> ``abi3t``)."""
+    return frozenset(parts[1] for tag in tags if len(parts := tag.split("-")) == 3)
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """``"3.10"`` -> ``(3, 10)``: Python versions compared as numbers."""
     return tuple(int(part) for part in version.split(".") if part.isdigit())

@@ -59,6 +59,7 @@ class LibraryFacts(NamedTuple):
     cpython: CPythonAnalysis
     needed: tuple[str, ...] = ()
     os_floors: tuple[tuple[str, str], ...] = ()
+    entry_points: tuple[str, ...] = ()  # PyInit_* / PyModExport_* it exports
 
 
 # Which architectures a macOS platform tag's binary format covers (as pip and packaging read

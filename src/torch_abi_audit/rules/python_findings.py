@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from torch_abi_audit.rules.cpython_abi import (
     EXPORT_HOOK_PREFIXES,
     CPythonAnalysis,
+    abi_tags,
     opaque_in_abi3t,
     version_key,
 )
@@ -81,7 +82,7 @@ def free_threading_findings(
     """Information for an ``abi3`` wheel without ``abi3t`` that ships ``.abi3`` extension
     modules. ``libraries`` are ``(name, analysis, is_extension)``: a wheel of libraries that
     torch loads (``torch.ops.load_library``), with no module to import, is not concerned."""
-    abis = {parts[1] for tag in tags if len(parts := tag.split("-")) == 3}
+    abis = abi_tags(tags)
     if "abi3" not in abis or "abi3t" in abis:
         return []
     modules = [name for name, c, is_ext in libraries if is_ext and c.intent and not c.abi3t]
@@ -107,7 +108,7 @@ def abi3t_findings(
     ``libraries`` are ``(name, analysis, entry points)``; ``tags`` the package's wheel tags (a
     wheel tagged ``abi3t`` claims it for every abi3 module it ships).
     """
-    wheel_claims = any(len(parts := tag.split("-")) == 3 and parts[1] == "abi3t" for tag in tags)
+    wheel_claims = "abi3t" in abi_tags(tags)
     missing: list[tuple[str, tuple[str, ...], str]] = []
     for name, cpython, entries in libraries:
         if not entries or any(entry.startswith(EXPORT_HOOK_PREFIXES) for entry in entries):
