@@ -7,6 +7,7 @@ raises here; it comes back as reports whose ``error`` (or ``problems``) say what
 
 from __future__ import annotations
 
+import re
 import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from torch_abi_audit.engine import (
     analyse_libraries,
     inspect_extension,
 )
+from torch_abi_audit.python_model import Interpreter, is_torch_distribution
 from torch_abi_audit.report import (
     Distribution,
     EnvironmentReport,
@@ -30,21 +32,8 @@ from torch_abi_audit.report import (
     WheelReport,
 )
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
-from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.metadata_checks import (
-    LibraryFacts,
-    bundled_library_findings,
-    tag_findings,
-    torch_requirement_findings,
-)
-from torch_abi_audit.rules.python_findings import (
-    Interpreter,
-    abi3_version_findings,
-    abi3t_findings,
-    free_threading_findings,
-    interpreter_findings,
-)
-from torch_abi_audit.rules.torch_findings import deprecated_shim_findings
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.pipeline import package_findings
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -114,9 +103,11 @@ def _package_report(
     results: dict[LibraryLocation, ExtensionReport],
     python: _PythonContext = _PythonContext(),
 ) -> PackageReport:
+    """The package's report, without findings yet (they need the load predictions)."""
     libraries = [results[location] for location in source.libraries]
     libraries = _with_baselines(libraries, _tags(source), python.assume_minimum_abi3)
-    findings = _findings(source, libraries, python.interpreter)
+    base = source.base or source.root
+    libraries = [replace(lib, distribution_path=_inside(lib.path, base)) for lib in libraries]
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -127,46 +118,49 @@ def _package_report(
         problems=_problems(source.problems),
         wheel=_wheel(source),
         unavailable=source.unavailable,
-        findings=tuple(findings),
     )
 
 
-def _findings(
-    source: PackageSource,
-    libraries: Sequence[ExtensionReport],
-    interpreter: Interpreter | None = None,
-) -> list[Finding]:
-    """The packaging-metadata checks, for packages whose metadata is known."""
-    root = source.root
-    facts = [
+def _package_facts(source: PackageSource, report: PackageReport) -> PackageFacts:
+    """What the finding rules are given about a package (its audited libraries only)."""
+    libraries = tuple(
         LibraryFacts(
-            _relative_name(lib.path, root),
+            lib.distribution_path or lib.path.name,
             lib.kind is LibraryKind.EXTENSION,
             lib.torch,
             lib.cpython,
             lib.needed,
             _os_floors(lib),
             lib.entry_points,
+            lib.load,
         )
-        for lib in libraries
+        for lib in report.libraries
         if lib.error is None and lib.skipped is None
-    ]
-    findings: list[Finding] = []
+    )
     metadata = source.metadata
-    if metadata is not None and metadata.problem is None:
-        findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
-    tags = _tags(source)
-    findings += tag_findings(tags, facts)
-    findings += bundled_library_findings(facts)
-    findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
-    findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
-    findings += abi3t_findings([(f.name, f.cpython, f.entry_points) for f in facts], tags)
-    modules = [(f.name, f.cpython, f.is_extension) for f in facts]
-    if source.wheel is not None:
-        findings += free_threading_findings(tags, modules)
-    if interpreter is not None:
-        findings += interpreter_findings(modules, interpreter)
-    return findings
+    readable = metadata is not None and metadata.problem is None
+    return PackageFacts(
+        name=metadata.name if metadata is not None and readable else source.name,
+        libraries=libraries,
+        requirements=metadata.torch_requirements if metadata is not None and readable else None,
+        tags=_tags(source),
+        from_wheel=source.wheel is not None,
+        is_torch=is_torch_distribution(metadata.name if metadata is not None else source.name),
+    )
+
+
+def _with_findings(
+    reports: Sequence[PackageReport],
+    sources: Sequence[PackageSource],
+    python: _PythonContext = _PythonContext(),
+) -> list[PackageReport]:
+    """Each report with the findings of every rule (after load prediction, whose failures are
+    findings too)."""
+    context = RuleContext(interpreter=python.interpreter)
+    return [
+        replace(report, findings=package_findings(_package_facts(source, report), context))
+        for report, source in zip(reports, sources, strict=True)
+    ]
 
 
 def _os_floors(lib: ExtensionReport) -> tuple[tuple[str, str], ...]:
@@ -175,11 +169,18 @@ def _os_floors(lib: ExtensionReport) -> tuple[tuple[str, str], ...]:
     return tuple((p.machine, p.min_os) for p in parts if p.machine and p.min_os)
 
 
-def _relative_name(path: Path, root: Path) -> str:
+# Wheel members under <name>.data/platlib/ or purelib/ are installed at the top of site-packages.
+_WHEEL_LIB_DATA = re.compile(r"^[^/]+\.data/(?:platlib|purelib)/")
+
+
+def _inside(path: Path, base: Path) -> str:
+    """Where a library lies inside its distribution: relative to ``base``, with a wheel's
+    ``.data/platlib/`` prefix dropped (as installing it would), or just its name."""
     try:
-        return path.relative_to(root).as_posix()
+        relative = path.relative_to(base).as_posix()
     except ValueError:
         return path.name
+    return _WHEEL_LIB_DATA.sub("", relative)
 
 
 def _wheel(source: PackageSource) -> WheelReport | None:
@@ -189,10 +190,15 @@ def _wheel(source: PackageSource) -> WheelReport | None:
 
 
 def _audit_sources(
-    sources: Sequence[PackageSource], jobs: int | None, python: _PythonContext = _PythonContext()
+    sources: Sequence[PackageSource],
+    jobs: int | None,
+    python: _PythonContext = _PythonContext(),
+    target: LoadTarget | None = None,
 ) -> list[PackageReport]:
+    """Read and judge the sources' libraries, predict their loads on ``target``, find."""
     results = analyse_libraries((p for s in sources for p in s.libraries), jobs=jobs)
-    return [_package_report(source, results, python) for source in sources]
+    reports = _with_loads([_package_report(source, results, python) for source in sources], target)
+    return _with_findings(reports, sources, python)
 
 
 def _sources(target: str | Path) -> list[PackageSource]:
@@ -259,7 +265,44 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _with_loads(_audit_sources(sources, jobs, python), target)[0]
+    return _audit_sources(sources, jobs, python, target)[0]
+
+
+@dataclass(frozen=True)
+class TargetReports:
+    """The packages one requested target gave: ``target`` as given (a ``TARGET``, or
+    ``SPEC [platform]`` for a download), ``packages`` in order (none, one, or one per wheel of
+    a directory)."""
+
+    target: str
+    packages: tuple[PackageReport, ...]
+
+
+def inspect_requests(
+    targets: Sequence[str | Path],
+    *,
+    jobs: int | None = None,
+    downloads: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    cache: Path | None = None,
+    torch: Path | None = None,
+    torch_version: str | None = None,
+    predict_loads: bool = True,
+    assume_minimum_abi3: str = FIRST_ABI3,
+) -> list[TargetReports]:
+    """:func:`inspect_targets`, with the packages grouped by the target that gave them."""
+    installed = any(_is_import_name(t) for t in targets)
+    auto = default_site_packages() if predict_loads and installed else []
+    target = load_target(torch, torch_version, auto)
+    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
+    groups = [(str(t), _sources(t)) for t in targets]
+    for spec in downloads:
+        fetched = download_sources(spec, platforms, python_version, cache)
+        labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
+        groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
+    reports = iter(_audit_sources([s for _, group in groups for s in group], jobs, python, target))
+    return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 
 
 def inspect_targets(
@@ -285,14 +328,19 @@ def inspect_targets(
     against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
     name nothing usable.
     """
-    installed = any(_is_import_name(t) for t in targets)
-    auto = default_site_packages() if predict_loads and installed else []
-    target = load_target(torch, torch_version, auto)
-    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    sources = [s for target in targets for s in _sources(target)]
-    for spec in downloads:
-        sources += download_sources(spec, platforms, python_version, cache)
-    return _with_loads(_audit_sources(sources, jobs, python), target)
+    requests = inspect_requests(
+        targets,
+        jobs=jobs,
+        downloads=downloads,
+        platforms=platforms,
+        python_version=python_version,
+        cache=cache,
+        torch=torch,
+        torch_version=torch_version,
+        predict_loads=predict_loads,
+        assume_minimum_abi3=assume_minimum_abi3,
+    )
+    return [package for request in requests for package in request.packages]
 
 
 def default_site_packages() -> list[Path]:
@@ -372,6 +420,7 @@ def inspect_site_packages(
         load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results, python) for source in sources], target)
+    packages = _with_findings(packages, sources, python)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),
@@ -383,10 +432,12 @@ def inspect_site_packages(
 
 __all__ = [
     "LoadTargetError",
+    "TargetReports",
     "analyse_libraries",
     "default_site_packages",
     "inspect_extension",
     "inspect_package",
+    "inspect_requests",
     "inspect_site_packages",
     "inspect_targets",
     "load_target",

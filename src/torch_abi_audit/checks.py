@@ -1,39 +1,46 @@
-"""``--check`` gates: which audited packages violate a policy, and why.
+"""``--check`` gates: which findings fail which gate, with exceptions, and the failure text.
 
-* ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
-  internals and will break on another torch release). torch itself implements those internals
-  and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
-  the stable ABI.
-* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
-  stable-ABI symbols newer than the version its tag promises (the tag promises something the
-  binary does not keep; what ``abi3audit --strict`` fails), a module that claims ``abi3t``
-  without the export hook an abi3t build has (``abi3t-without-export-hook``), or a torch-using
-  package whose extension modules are not all abi3-compliant. Packages without torch and
-  without an abi3 claim are out of scope, so that ``--env --check abi3`` gates the packages
-  this tool is about rather than all of NumPy.
-* ``metadata``: a packaging-metadata finding of severity error or warning (the torch
-  requirement does not match what the libraries need, the wheel tags do not match the modules).
-* ``load``: a library predicted not to load on the torch loading is predicted against (the
-  scanned environment's torch, ``--torch PATH`` or ``--torch-version X.Y``): the
-  ``load-failure`` and ``needs-newer-torch`` findings. Without such a torch there is nothing
-  to gate.
+A gate fails on the findings whose code the registry (:mod:`torch_abi_audit.rules.registry`)
+lists for it:
+
+* ``torch``: ``torch-unstable`` — a library reaches into libtorch internals and will break on
+  another torch release. torch itself implements them and is never gated: ``--env --check
+  torch`` asks whether the packages *built on* torch keep to the stable ABI.
+* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI
+  (``abi3-tagged-violations``, what ``abi3audit --strict`` fails), or stable-ABI symbols newer
+  than its tag promises (``abi3-newer-than-tag``), a module that claims ``abi3t`` without the
+  export hook, or a torch-using package whose extension modules are not all abi3
+  (``not-abi3-compliant``). Packages without torch and without an abi3 claim are out of scope,
+  so that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
+* ``metadata``: the packaging findings (torch requirement, wheel tags, bundled interpreter,
+  deprecated shims) of severity error or warning.
+* ``load``: a library predicted not to load (``load-failure``, ``needs-newer-torch``); without
+  a torch to predict against there is nothing to gate.
 * ``both``: ``torch`` and ``abi3``; ``all``: every gate.
 
-``--check`` may be given several times; a package fails if it fails any gate given.
+``--check`` takes comma lists and may be repeated. A violation's code given to ``--ignore`` is
+ignored; one covered by a baseline entry is allowed; both are still reported, with their
+status. Baseline entries that cover nothing, or are past their date, fail the gate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import argparse
+from collections.abc import Iterable, Sequence
+from datetime import date
 from enum import StrEnum
 
-from torch_abi_audit.report import (
-    CPythonLabel,
-    CPythonVerdict,
-    PackageReport,
-    TorchVerdict,
+from torch_abi_audit.baseline import entry_gates, entry_matches
+from torch_abi_audit.gate_report import (
+    AllowEntry,
+    GateReport,
+    GateResult,
+    GateStatus,
+    expired_message,
+    stale_message,
 )
+from torch_abi_audit.report import PackageReport
+from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 
 
 class CheckPolicy(StrEnum):
@@ -48,131 +55,144 @@ class CheckPolicy(StrEnum):
 
 
 _GATES = {
-    CheckPolicy.TORCH: {CheckPolicy.TORCH},
-    CheckPolicy.ABI3: {CheckPolicy.ABI3},
-    CheckPolicy.METADATA: {CheckPolicy.METADATA},
-    CheckPolicy.LOAD: {CheckPolicy.LOAD},
-    CheckPolicy.BOTH: {CheckPolicy.TORCH, CheckPolicy.ABI3},
-    CheckPolicy.ALL: {CheckPolicy.TORCH, CheckPolicy.ABI3, CheckPolicy.METADATA, CheckPolicy.LOAD},
+    CheckPolicy.TORCH: (Gate.TORCH,),
+    CheckPolicy.ABI3: (Gate.ABI3,),
+    CheckPolicy.METADATA: (Gate.METADATA,),
+    CheckPolicy.LOAD: (Gate.LOAD,),
+    CheckPolicy.BOTH: (Gate.TORCH, Gate.ABI3),
+    CheckPolicy.ALL: tuple(Gate),
 }
 
 
-def gates(policies: Iterable[CheckPolicy]) -> frozenset[CheckPolicy]:
-    """The elementary gates (torch, abi3, metadata) that ``policies`` switch on."""
-    return frozenset(gate for policy in policies for gate in _GATES[policy])
+def parse_policies(text: str) -> list[CheckPolicy]:
+    """The policies in a comma list (``torch,abi3``); raises :class:`ValueError` naming an
+    unknown one."""
+    policies = []
+    for part in text.split(","):
+        name = part.strip()
+        try:
+            policies.append(CheckPolicy(name))
+        except ValueError:
+            known = ", ".join(str(p) for p in CheckPolicy)
+            raise ValueError(f"invalid choice: {name!r} (choose from {known})") from None
+    return policies
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One package failing the policy, with the reasons in words."""
-
-    package: str
-    reasons: tuple[str, ...]
-
-
-#: Distributions that implement libtorch rather than build on it.
-TORCH_IMPLEMENTATIONS = frozenset({"torch"})
+def policy_argument(text: str) -> list[CheckPolicy]:
+    """:func:`parse_policies` as an argparse ``type``."""
+    try:
+        return parse_policies(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def is_torch_itself(package: PackageReport) -> bool:
-    """True for the torch distribution (or an unowned ``torch`` directory)."""
-    name = package.distribution.name if package.distribution else package.name
-    return name.lower().replace("_", "-") in TORCH_IMPLEMENTATIONS
+def gates(policies: Iterable[CheckPolicy]) -> tuple[Gate, ...]:
+    """The elementary gates ``policies`` switch on, in the registry's order."""
+    wanted = {gate for policy in policies for gate in _GATES[CheckPolicy(policy)]}
+    return tuple(gate for gate in Gate if gate in wanted)
 
 
-def _torch_reasons(package: PackageReport) -> list[str]:
-    if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
-        return []
-    unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
-    names = ", ".join(lib.path.name for lib in unstable[:3])
-    if len(unstable) > 3:
-        names += f" and {len(unstable) - 3} more"
-    return [f"uses libtorch internals outside the stable ABI ({names})"]
+def _package_names(package: PackageReport) -> tuple[str, ...]:
+    names = [package.name]
+    if package.distribution is not None and package.distribution.name:
+        names.append(package.distribution.name)
+    return tuple(names)
 
 
-def _abi3_reasons(package: PackageReport) -> list[str]:
-    reasons = []
-    tagged_violations = [
-        ext
-        for ext in package.extensions
-        if ext.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS
-    ]
-    for ext in tagged_violations:
-        symbols = ", ".join(ext.cpython.violations[:3])
-        more = len(ext.cpython.violations) - 3
-        if more > 0:
-            symbols += f" and {more} more"
-        reasons.append(f"{ext.path.name} is tagged abi3 but imports {symbols}")
-    for lib in package.libraries:
-        cpython = lib.cpython
-        if cpython.future_symbols:
-            symbols = ", ".join(name for name, _ in cpython.future_symbols[:3])
-            reasons.append(
-                f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
-                f"{cpython.baseline} ({symbols})"
-            )
-    for finding in package.findings:
-        if finding.code in ABI3_FINDINGS:
-            reasons.append(finding.message)
-    uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
-    verdict = package.cpython_verdict
-    if (
-        uses_torch
-        and not tagged_violations
-        and verdict
-        in (
-            CPythonVerdict.NOT_ABI3,
-            CPythonVerdict.MIXED,
-        )
-    ):
-        reasons.append(f"CPython ABI is {verdict} (not abi3-compliant)")
-    return reasons
+def _is_expired(entry: AllowEntry, today: date) -> bool:
+    return entry.expires is not None and today >= entry.expires
 
 
-#: Findings that say a library will not load; the ``load`` gate's, not the ``metadata`` one's.
-LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
-#: Findings about a broken abi3 promise that the per-library verdicts do not carry; the ``abi3``
-#: gate fails them (as an error finding, the ``metadata`` gate does too, like
-#: ``abi3-newer-than-tag``).
-ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
-
-
-def _metadata_reasons(package: PackageReport) -> list[str]:
-    return [
-        f"{f.code}: {f.message}"
-        for f in package.findings
-        if f.fails_check and f.code not in LOAD_FINDINGS
-    ]
-
-
-def _load_reasons(package: PackageReport) -> list[str]:
-    return [f"{f.code}: {f.message}" for f in package.findings if f.code in LOAD_FINDINGS]
-
-
-def violations(
-    packages: Iterable[PackageReport], policies: Iterable[CheckPolicy]
-) -> list[Violation]:
-    """The packages that fail any of ``policies``, in the order given."""
-    active = gates(policies)
-    found = []
+def evaluate(
+    packages: Iterable[PackageReport],
+    checked: Sequence[Gate],
+    *,
+    ignore: Iterable[str] = (),
+    allow: Sequence[AllowEntry] = (),
+    today: date | None = None,
+) -> GateReport:
+    """Every violation of the ``checked`` gates in ``packages``, with its status, and the
+    baseline entries that are stale or expired (those concerning only gates not checked are
+    ``unchecked``, not judged)."""
+    today = today or date.today()
+    ignored = frozenset(ignore)
+    relevant = [entry for entry in allow if entry_gates(entry) & set(checked)]
+    expired = [entry for entry in relevant if _is_expired(entry, today)]
+    used: set[AllowEntry] = set()
+    results = []
     for package in packages:
-        reasons: list[str] = []
-        if CheckPolicy.TORCH in active:
-            reasons += _torch_reasons(package)
-        if CheckPolicy.ABI3 in active:
-            reasons += _abi3_reasons(package)
-        if CheckPolicy.METADATA in active:
-            reasons += _metadata_reasons(package)
-        if CheckPolicy.LOAD in active:
-            reasons += _load_reasons(package)
-        if reasons:
-            found.append(Violation(package.name, tuple(reasons)))
-    return found
+        names = _package_names(package)
+        for found in package.findings:
+            declared = FINDING_CODES.get(found.code)
+            for gate in declared.gates if declared else ():
+                if gate not in checked:
+                    continue
+                for library in found.libraries or (None,):
+                    matching = [
+                        entry
+                        for entry in relevant
+                        if entry_matches(entry, gate, found.code, names, library)
+                    ]
+                    used.update(matching)
+                    valid = [entry for entry in matching if entry not in expired]
+                    if found.code in ignored:
+                        status, by = GateStatus.IGNORED, None
+                    elif valid:
+                        status, by = GateStatus.ALLOWED, valid[0]
+                    else:
+                        status, by = GateStatus.FAILED, None
+                    results.append(
+                        GateResult(
+                            gate, package.name, library, found.code, found.message, status, by
+                        )
+                    )
+    return GateReport(
+        gates=tuple(checked),
+        results=tuple(results),
+        stale=tuple(e for e in relevant if e not in used and e not in expired),
+        expired=tuple(expired),
+        unchecked=tuple(entry for entry in allow if entry not in relevant),
+    )
 
 
-def format_violations(found: list[Violation], policies: Iterable[CheckPolicy]) -> str:
-    """The summary printed on stderr when a gate fails."""
-    named = ", ".join(str(p) for p in dict.fromkeys(policies))
-    lines = [f"FAIL: --check {named} found {len(found)} non-compliant package(s):"]
-    lines += [f"  {v.package}: {'; '.join(v.reasons)}" for v in found]
+def _failure_lines(report: GateReport) -> list[str]:
+    """One line per failed finding and gate (naming the failing libraries when only some of
+    the finding's libraries fail)."""
+    groups: dict[tuple[str, Gate, str, str], list[GateResult]] = {}
+    for result in report.results:
+        groups.setdefault((result.package, result.gate, result.code, result.message), []).append(
+            result
+        )
+    lines = []
+    for (package, gate, code, message), results in groups.items():
+        failing = [r for r in results if r.status is GateStatus.FAILED]
+        if not failing:
+            continue
+        only = ""
+        if len(failing) < len(results):
+            only = f" [failing: {', '.join(str(r.library) for r in failing)}]"
+        lines.append(f"  {package}: [{gate}] {code}: {message}{only}")
+    return lines
+
+
+def format_failures(report: GateReport, policies: Iterable[CheckPolicy]) -> str:
+    """The summary printed on stderr when a gate fails (empty when every gate passed)."""
+    if not (report.failed or report.stale or report.expired):
+        return ""
+    named = ",".join(str(p) for p in dict.fromkeys(policies))
+    failing_packages = list(dict.fromkeys(r.package for r in report.failed))
+    if failing_packages:
+        lines = [f"FAIL: --check {named} found {len(failing_packages)} non-compliant package(s):"]
+    else:
+        lines = [f"FAIL: --check {named}: the baseline is out of date:"]
+    lines += _failure_lines(report)
+    lines += [f"  {stale_message(entry)}" for entry in report.stale]
+    lines += [f"  {expired_message(entry)}" for entry in report.expired]
+    allowed = sum(1 for r in report.results if r.status is GateStatus.ALLOWED)
+    ignored = sum(1 for r in report.results if r.status is GateStatus.IGNORED)
+    if allowed or ignored:
+        lines.append(
+            f"  ({allowed} violation(s) allowed by the baseline, {ignored} ignored: the report "
+            "lists them)"
+        )
     return "\n".join(lines)

@@ -14,16 +14,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch_abi_audit import gating
 from torch_abi_audit._version import __version__
-from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
-from torch_abi_audit.checks import CheckPolicy, format_violations, violations
-from torch_abi_audit.renderers import json_report, table
-from torch_abi_audit.report import EnvironmentReport, PackageReport
+from torch_abi_audit.audit import LoadTargetError, inspect_requests, inspect_site_packages
+from torch_abi_audit.checks import policy_argument
+from torch_abi_audit.gate_report import GateReport
+from torch_abi_audit.gating import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
+from torch_abi_audit.renderers import gates, json_report, table
+from torch_abi_audit.renderers.json_report import JSONObject
+from torch_abi_audit.report import EnvironmentReport
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_ERROR = 2
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,20 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list offending symbols (first 15 per library) and what sets the torch floor",
     )
-    parser.add_argument(
-        "--check",
-        type=CheckPolicy,
-        choices=list(CheckPolicy),
-        action="append",
-        metavar="{torch,abi3,metadata,load,both,all}",
-        help=(
-            "CI gate (repeatable): exit 1 if a package violates the policy. torch: uses "
-            "libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, or "
-            "torch-using package that is not abi3-compliant; metadata: a packaging finding of "
-            "severity error or warning; load: a library predicted not to load on the torch "
-            "below; both: torch and abi3; all: every gate"
-        ),
-    )
+    _add_gate_arguments(parser)
     parser.add_argument(
         "--assume-minimum-abi3",
         metavar="X.Y",
@@ -152,6 +141,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("gates (CI)")
+    group.add_argument(
+        "--check",
+        type=policy_argument,
+        action="extend",
+        metavar="{torch,abi3,metadata,load,both,all}[,...]",
+        help=(
+            "CI gate (comma list, repeatable): exit 1 if a package violates the policy. torch: "
+            "uses libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, "
+            "or torch-using package that is not abi3-compliant; metadata: a packaging finding "
+            "of severity error or warning; load: a library predicted not to load on the torch "
+            "below; both: torch and abi3; all: every gate"
+        ),
+    )
+    group.add_argument(
+        "--ignore",
+        metavar="CODE",
+        action="append",
+        help="a finding code no gate counts (repeatable); still reported, marked ignored",
+    )
+    group.add_argument(
+        "--baseline",
+        metavar="FILE",
+        type=Path,
+        help="TOML file of [[allow]] entries: known violations the gates accept; entries "
+        "that match nothing any more, or are past their expires date, fail the gate",
+    )
+    group.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        type=Path,
+        help='write the current violations to FILE as [[allow]] entries (reason = "TODO"), '
+        "keeping the --baseline entries still in use",
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="read settings from FILE (default: [tool.torch-abi-audit] in the nearest "
+        "pyproject.toml upward from the working directory)",
+    )
+    group.add_argument("--no-config", action="store_true", help="read no configuration file")
+
+
 def _tty() -> bool:
     return sys.stdout.isatty()
 
@@ -160,24 +194,19 @@ def _emit(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def _exit_code(
-    packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
-) -> int:
-    code = EXIT_OK
-    if has_error:
-        failed = [p.name for p in packages if p.has_error]
-        subject = ", ".join(failed) if failed else "the environment"
-        print(f"error: inspection failed for {subject}", file=sys.stderr)
-        code = EXIT_ERROR
-    if policies:
-        found = violations(packages, policies)
-        if found:
-            print(format_violations(found, policies), file=sys.stderr)
-            code = code or EXIT_CHECK_FAILED
-    return code
+def _emit_report(document: JSONObject | None, text: str | None, gate: GateReport | None) -> None:
+    """Print the report (JSON document or table text) with the gate results added."""
+    if document is not None:
+        document["gates"] = gates.gate_object(gate)
+        _emit(json_report.dumps(document, pretty=_tty()))
+        return
+    assert text is not None
+    if gate is not None:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(gates.gate_lines(gate))
+    _emit(text)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
     loads = {
         "torch": args.torch,
         "torch_version": args.torch_version,
@@ -186,13 +215,15 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.env or args.site_packages:
         environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
+        gate = gating.judge(settings, environment.packages, gating.empty_environment(environment))
         if args.json:
-            _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
+            _emit_report(json_report.environment_object(environment), None, gate)
         else:
-            _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
-        return _exit_code(environment.packages, environment.has_error, args.check)
+            text = table.format_environment(environment, verbose=args.verbose, show_all=args.all)
+            _emit_report(None, text, gate)
+        return gating.conclude(environment.packages, environment.has_error, settings, gate)
 
-    reports = inspect_targets(
+    requests = inspect_requests(
         args.targets,
         jobs=args.jobs,
         downloads=args.download,
@@ -201,6 +232,8 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache_dir,
         **loads,
     )
+    reports = [package for request in requests for package in request.packages]
+    gate = gating.judge(settings, reports, gating.nothing_audited(requests))
     for report in reports:
         if report.unavailable:
             print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
@@ -210,13 +243,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         if len(reports) == 1:
             document = json_report.single_package_object(reports[0])
-            _emit(json_report.dumps(document, pretty=_tty()))
         else:
             envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
-            _emit(json_report.dumps(json_report.environment_object(envelope), pretty=_tty()))
+            document = json_report.environment_object(envelope)
+        _emit_report(document, None, gate)
     else:
-        _emit(table.format_packages(reports, verbose=args.verbose))
-    return _exit_code(reports, any(r.has_error for r in reports), args.check)
+        _emit_report(None, table.format_packages(reports, verbose=args.verbose), gate)
+    return gating.conclude(reports, any(r.has_error for r in reports), settings, gate)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -229,6 +262,14 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:
         return "--torch and --torch-version exclude each other"
+    if args.config is not None and args.no_config:
+        return "--config and --no-config exclude each other"
+    for platform in args.platform:
+        from torch_abi_audit.sources.index_answers import platform_tag_problem
+
+        tag_problem = platform_tag_problem(platform)
+        if tag_problem is not None:
+            return f"--platform {platform}: {tag_problem}"
     if not re.fullmatch(r"3\.([2-9]|[1-9]\d)", args.assume_minimum_abi3):
         return "--assume-minimum-abi3 takes a version 3.x with x >= 2 (e.g. 3.9)"
     return None
@@ -246,8 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
-        return _run(args)
-    except LoadTargetError as exc:
+        settings = gating.configure(args, Path.cwd())
+        return _run(args, settings)
+    except (LoadTargetError, gating.SettingsError) as exc:
         print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """Load prediction for audited packages: which torch to predict against, and what it says.
 
 After the libraries are read and judged, each package's reports get a :class:`LoadPrediction`
-per library that concerns torch, and the ``load-failure`` / ``needs-newer-torch`` findings.
+per library that concerns torch (the finding rules turn failed predictions into the
+``load-failure`` / ``needs-newer-torch`` findings).
 
 The torch comes from ``--torch PATH`` (an installation directory or a wheel), from
 ``--torch-version X.Y`` (a release known from the stable-ABI table), or — by default for
@@ -19,7 +20,6 @@ from pathlib import Path, PurePosixPath
 
 from packaging.version import InvalidVersion, Version
 
-from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
 from torch_abi_audit.rules.load_prediction import (
@@ -28,7 +28,6 @@ from torch_abi_audit.rules.load_prediction import (
     predict_against_release,
 )
 from torch_abi_audit.rules.torch_abi import is_torch_library
-from torch_abi_audit.rules.torch_findings import load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 from torch_abi_audit.sources.library_search import (
     LoadContext,
@@ -216,14 +215,14 @@ def _predict_release(package: PackageReport, target: LoadTarget) -> list[Extensi
 
 
 def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> list[PackageReport]:
-    """The packages with a load prediction per library and the load findings added.
+    """The packages with a load prediction per library that concerns torch.
 
     torch itself is left alone: it is what the others load against.
     """
     contexts = _Contexts(target.install) if target.install is not None else None
     result = []
     for package in packages:
-        if package.unavailable or is_torch_itself(package):
+        if package.unavailable or package.is_torch:
             result.append(replace(package, torch_reference=target.reference))
             continue
         if contexts is not None:
@@ -232,29 +231,15 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
             libraries = _predict_release(package, target)
         extensions = tuple(libraries[: len(package.extensions)])
         bundled = tuple(libraries[len(package.extensions) :])
-        predictions = [
-            (_relative(lib.path, package.root), lib.load)
-            for lib in libraries
-            if lib.load is not None
-        ]
-        findings = package.findings + tuple(load_findings(predictions))
         result.append(
             replace(
                 package,
                 extensions=extensions,
                 bundled_libs=bundled,
-                findings=findings,
                 torch_reference=target.reference,
             )
         )
     return result
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.name
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 ``ExtensionReport`` (one library), ``PackageReport`` (one package or distribution) and
 ``EnvironmentReport`` (one site-packages) are the public result types of the Python API and the
-input of every renderer. Verdicts are ordered enums, so a roll-up is a ``max()`` over ranks.
+input of every renderer. A package's verdicts roll up its libraries' (the worst one wins:
+:data:`TORCH_SEVERITY` ranks the torch verdicts).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.python_model import is_torch_distribution
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, CPythonLabel, cpython_label_of
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
@@ -32,16 +34,6 @@ class TorchLabel(StrEnum):
     NO_TORCH = "NO-TORCH"
     ERROR = "ERROR"
     SKIPPED = "SKIPPED"
-
-
-class CPythonLabel(StrEnum):
-    """Per-library CPython label, as printed in the table."""
-
-    ABI3_OK = "abi3-ok"
-    ABI3_TAGGED_VIOLATIONS = "abi3-tagged-violations"
-    ABI3_TAGGED_NO_CAPI = "abi3-tagged-no-capi"
-    USES_PRIVATE_API = "uses-private-api"
-    NOT_ABI3 = "not-abi3"
 
 
 class TorchVerdict(StrEnum):
@@ -125,27 +117,6 @@ def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
     return TorchLabel.STABLE if torch.stable else TorchLabel.UNSTABLE
 
 
-def cpython_label_of(cpython: CPythonAnalysis) -> CPythonLabel:
-    """The documented CPython row label for an audited library (or slice).
-
-    Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
-    ``abi3-tagged-violations`` when some are not (or it links a Python library of one
-    version), ``abi3-tagged-no-capi`` when it imports none. Untagged: ``uses-private-api`` when
-    it imports symbols outside the stable ABI, else ``not-abi3`` (a build without
-    ``Py_LIMITED_API`` may use version-specific struct layouts through macros even when every
-    symbol it imports is stable, so the symbols alone do not make it abi3).
-    """
-    if cpython.violations:
-        return (
-            CPythonLabel.ABI3_TAGGED_VIOLATIONS if cpython.intent else CPythonLabel.USES_PRIVATE_API
-        )
-    if cpython.intent:
-        if cpython.python_version is not None:
-            return CPythonLabel.ABI3_TAGGED_VIOLATIONS
-        return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
-    return CPythonLabel.NOT_ABI3
-
-
 @dataclass(frozen=True)
 class SliceReport:
     """One architecture of a universal (fat) Mach-O library, judged on its own.
@@ -179,6 +150,9 @@ class ExtensionReport:
     their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
+    ``distribution_path`` is where the library lies inside its distribution (the wheel member
+    name, or the path relative to site-packages: ``torchaudio/lib/libtorchaudio.so``, the same
+    for a wheel and an installed copy), what findings and baseline entries name it by.
     """
 
     path: Path
@@ -197,6 +171,7 @@ class ExtensionReport:
     min_os: str | None = None
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
+    distribution_path: str | None = None
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -237,6 +212,12 @@ class PackageReport:
     def libraries(self) -> tuple[ExtensionReport, ...]:
         """Extensions, then bundled libraries."""
         return self.extensions + self.bundled_libs
+
+    @property
+    def is_torch(self) -> bool:
+        """True for torch itself (by its distribution name, else the package name): the
+        implementation of the internals that the torch gate keeps others from using."""
+        return is_torch_distribution(self.distribution.name if self.distribution else self.name)
 
     @property
     def has_error(self) -> bool:
@@ -322,3 +303,23 @@ class EnvironmentReport:
     def has_error(self) -> bool:
         """True if any package, library or directory could not be audited."""
         return bool(self.problems) or any(p.has_error for p in self.packages)
+
+
+__all__ = [
+    "TORCH_SEVERITY",
+    "CPythonLabel",
+    "CPythonVerdict",
+    "Distribution",
+    "EnvironmentReport",
+    "ExtensionReport",
+    "LibraryKind",
+    "PackageReport",
+    "Problem",
+    "SliceReport",
+    "TorchLabel",
+    "TorchReference",
+    "TorchVerdict",
+    "WheelReport",
+    "cpython_label_of",
+    "torch_label_of",
+]

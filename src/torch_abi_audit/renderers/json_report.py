@@ -21,9 +21,10 @@ from torch_abi_audit.report import (
 )
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
+from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -78,6 +79,7 @@ def library_object(lib: ExtensionReport) -> JSONObject:
     audited = lib.error is None and lib.skipped is None
     return {
         "path": str(lib.path),
+        "distribution_path": lib.distribution_path,
         "kind": str(lib.kind),
         "format": lib.format,
         "machine": lib.machine,
@@ -120,6 +122,12 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "newer_shims": list(load.newer_shims),
         "removed_shims": list(load.removed_shims),
     }
+
+
+def finding_gates(code: str) -> tuple[Gate, ...]:
+    """The gates a finding code fails (none for a code this release does not declare)."""
+    declared = FINDING_CODES.get(code)
+    return declared.gates if declared is not None else ()
 
 
 def _reference_object(reference: TorchReference | None) -> JSONObject | None:
@@ -171,6 +179,8 @@ def package_object(report: PackageReport) -> JSONObject:
                 "severity": str(f.severity),
                 "message": f.message,
                 "evidence": f.evidence,
+                "libraries": list(f.libraries),
+                "gates": [str(gate) for gate in finding_gates(f.code)],
             }
             for f in report.findings
         ],

@@ -20,7 +20,9 @@ from torch_abi_audit.report import (
     TorchVerdict,
 )
 from torch_abi_audit.rules.cpython_abi import version_key
+from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadStatus
+from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
 #: How many symbols ``-v`` lists per library before "... N more".
@@ -50,10 +52,20 @@ def _version(package: PackageReport) -> str:
     return package.distribution.version if package.distribution else "-"
 
 
+def listed_findings(package: PackageReport) -> tuple[Finding, ...]:
+    """The findings the table lists: not those that restate a row label (``torch-unstable``
+    and the like, there for the gates), which the rows already show."""
+    return tuple(
+        f
+        for f in package.findings
+        if not ((code := FINDING_CODES.get(f.code)) is not None and code.restates_verdict)
+    )
+
+
 def _finding_counts(package: PackageReport) -> str:
-    """``1 error, 2 info`` style counts of a package's findings, or ``-``."""
+    """``1 error, 2 info`` style counts of a package's listed findings, or ``-``."""
     counts: dict[str, int] = {}
-    for finding in package.findings:
+    for finding in listed_findings(package):
         counts[finding.severity] = counts.get(finding.severity, 0) + 1
     order = ("error", "warning", "info")
     parts = [f"{counts[s]} {s}" for s in order if s in counts]
@@ -231,9 +243,10 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
             if where != "."
             else f"  Problem: {problem.reason}"
         )
-    if report.findings:
+    findings = listed_findings(report)
+    if findings:
         lines.append("  Findings:")
-        lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in report.findings]
+        lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in findings]
     if report.extensions:
         lines.append("  -- extensions --")
         for lib in report.extensions:
@@ -320,7 +333,7 @@ def format_environment(
                 package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR)
                 or package.load_status is LoadStatus.FAILS
                 or (package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version)
-                or any(f.fails_check for f in package.findings)
+                or any(f.fails_check for f in listed_findings(package))
             )
             if expand:
                 out += ["", format_package(package, verbose=True)]

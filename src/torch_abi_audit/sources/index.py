@@ -2,8 +2,10 @@
 
 ``pip download --no-deps --only-binary :all:`` does the resolving, the index access and the
 caching rules users already trust; this module only runs it once per requested platform and
-reads which wheel it saved. A platform for which the index has no wheel is an answer
-(``unavailable``), not an error of the audit.
+reads which wheel it saved. A release without a wheel for a requested platform is an answer
+(``unavailable``), not an error of the audit; a project or release the index does not have, or
+a malformed platform tag, is an error (:mod:`torch_abi_audit.sources.index_answers` tells
+them apart from pip's verbose log).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def pip_command(
         "--only-binary",
         ":all:",
         "--disable-pip-version-check",
+        "-vv",  # the log names every file the index offered: see index_answers
         "--dest",
         str(destination),
     ]
@@ -88,11 +91,17 @@ def download(
     cache: Path | None = None,
 ) -> list[Download]:
     """Fetch ``spec`` once per platform (or once for this interpreter when none is given)."""
+    from torch_abi_audit.sources.index_answers import explain_not_found, platform_tag_problem
+
     destination = cache or default_cache()
     destination.mkdir(parents=True, exist_ok=True)
     results = []
     requested: list[str | None] = list(platforms) or [None]
     for platform in requested:
+        problem = platform_tag_problem(platform) if platform else None
+        if problem is not None:
+            results.append(Download(spec, platform, error=f"--platform {platform}: {problem}"))
+            continue
         command = pip_command(spec, destination, platform, python_version)
         try:
             completed = subprocess.run(
@@ -112,9 +121,9 @@ def download(
             else:
                 results.append(Download(spec, platform, wheel=wheel))
         elif any(marker in output for marker in _NOT_FOUND):
-            where = f"platform {platform}" if platform else "this interpreter"
+            answer = explain_not_found(output, spec, platform, python_version)
             results.append(
-                Download(spec, platform, unavailable=f"the index has no wheel for {where}")
+                Download(spec, platform, unavailable=answer.unavailable, error=answer.error)
             )
         elif "No module named pip" in output:
             results.append(

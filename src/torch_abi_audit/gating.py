@@ -1,0 +1,210 @@
+"""The command line's gate step: configuration merged, exceptions read, gates judged, verdict.
+
+:func:`configure` folds the configuration file into the parsed arguments (the command line
+wins) and reads the baseline; :func:`judge` evaluates the gates on the audited packages;
+:func:`conclude` prints what failed and returns the exit code. The CLI only calls these three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from torch_abi_audit.audit import TargetReports
+from torch_abi_audit.baseline import (
+    BaselineError,
+    baseline_text,
+    check_problem,
+    load_baseline,
+    write_baseline,
+)
+from torch_abi_audit.checks import CheckPolicy, evaluate, format_failures, gates
+from torch_abi_audit.config import Config, ConfigError, discover
+from torch_abi_audit.gate_report import AllowEntry, GateReport, GateStatus, NothingAudited
+from torch_abi_audit.report import EnvironmentReport, PackageReport
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_ERROR = 2
+
+
+class SettingsError(ValueError):
+    """A configuration, baseline or gate option that cannot be used (exit 2)."""
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What the gates run with: the policies, the ignored codes, the allow entries (the
+    configuration's, then the baseline file's), and where to write a baseline."""
+
+    policies: tuple[CheckPolicy, ...] = ()
+    ignore: tuple[str, ...] = ()
+    allow: tuple[AllowEntry, ...] = ()
+    baseline: Path | None = None
+    write_baseline: Path | None = None
+    config: Config = field(default_factory=Config)
+
+    @property
+    def active(self) -> bool:
+        """True when some gate is checked."""
+        return bool(self.policies)
+
+
+def _merge(args: argparse.Namespace, config: Config) -> None:
+    """The configuration's values where the command line gave none."""
+    if args.check is None and config.check:
+        args.check = list(config.check)
+    if args.ignore is None:
+        args.ignore = list(config.ignore)
+    if args.baseline is None:
+        args.baseline = config.baseline
+    if args.jobs is None:
+        args.jobs = config.jobs
+    if args.torch_version is None and args.torch is None and config.torch_version:
+        args.torch_version = config.torch_version
+    if config.format is not None:
+        if getattr(args, "format", None) is None and hasattr(args, "format"):
+            args.format = config.format
+        elif config.format == "json":
+            args.json = True
+
+
+def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
+    """Read the configuration (``args.config``, else the nearest ``pyproject.toml`` above
+    ``cwd``), fold it into ``args`` and read the baseline. Raises :class:`SettingsError`."""
+    given = [
+        flag
+        for flag, value in (
+            ("--ignore", args.ignore),
+            ("--baseline", args.baseline),
+            ("--write-baseline", args.write_baseline),
+        )
+        if value
+    ]
+    try:
+        config = discover(args.config, cwd, enabled=not args.no_config)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    _merge(args, config)
+    if args.verbose:
+        where = config.path or f"none (no pyproject.toml with [tool.torch-abi-audit] above {cwd})"
+        print(f"config: {where}", file=sys.stderr)
+    policies = tuple(args.check or ())
+    if given and not policies:
+        raise SettingsError(f"{', '.join(given)} go with --check (which gates to judge)")
+    for code in args.ignore or ():
+        problem = check_problem(code, gates=False)
+        if problem is not None:
+            raise SettingsError(f"--ignore {problem}")
+    allow = config.allow
+    baseline = args.baseline.absolute() if args.baseline else None
+    if baseline is not None and policies:
+        if not baseline.is_file() and args.write_baseline is not None:
+            entries: tuple[AllowEntry, ...] = ()  # adopting: the file is about to be written
+        else:
+            try:
+                entries = load_baseline(baseline)
+            except BaselineError as exc:
+                raise SettingsError(str(exc)) from None
+        if args.verbose:
+            print(f"baseline: {baseline} ({len(entries)} entries)", file=sys.stderr)
+        allow += entries
+    return GateSettings(
+        policies=policies,
+        ignore=tuple(args.ignore or ()),
+        allow=allow,
+        baseline=baseline,
+        write_baseline=args.write_baseline.absolute() if args.write_baseline else None,
+        config=config,
+    )
+
+
+def nothing_audited(requests: Sequence[TargetReports]) -> list[NothingAudited]:
+    """The requested targets that gave no library to judge (and no error of their own)."""
+    empty = []
+    for request in requests:
+        packages = request.packages
+        if any(p.libraries or p.has_error for p in packages):
+            continue
+        unavailable = [p.unavailable for p in packages if p.unavailable]
+        reason = (
+            unavailable[0]
+            if unavailable
+            else (
+                "no compiled library found (a pure-Python package, or a build that left its "
+                "extensions out?)"
+            )
+        )
+        empty.append(NothingAudited(request.target, reason))
+    return empty
+
+
+def empty_environment(environment: EnvironmentReport) -> list[NothingAudited]:
+    """The environment, if it held no package with a compiled library (and no error)."""
+    if environment.has_error or any(p.libraries for p in environment.packages):
+        return []
+    where = ", ".join(str(p) for p in environment.search_paths) or str(environment.site_packages)
+    return [NothingAudited(where, "no package with a compiled library")]
+
+
+def judge(
+    settings: GateSettings,
+    packages: Sequence[PackageReport],
+    empty: Sequence[NothingAudited] = (),
+) -> GateReport | None:
+    """The gates' verdict on ``packages`` (``None`` without ``--check``)."""
+    if not settings.active:
+        return None
+    report = evaluate(
+        packages, gates(settings.policies), ignore=settings.ignore, allow=settings.allow
+    )
+    return replace(report, nothing_audited=tuple(empty))
+
+
+def _write(settings: GateSettings, report: GateReport, path: Path) -> None:
+    text = baseline_text(report.results, keep_from=settings.baseline)
+    try:
+        write_baseline(path, text)
+    except BaselineError as exc:
+        raise SettingsError(str(exc)) from None
+    new = sum(1 for r in report.results if r.status is GateStatus.FAILED)
+    print(
+        f"wrote {path}: {text.count('[[allow]]')} entries ({new} violation(s) newly recorded "
+        'with reason = "TODO": give each its reason)',
+        file=sys.stderr,
+    )
+
+
+def conclude(
+    packages: Sequence[PackageReport],
+    has_error: bool,
+    settings: GateSettings,
+    report: GateReport | None,
+) -> int:
+    """Print what went wrong and return the exit code: 2 for operational errors (an
+    unreadable input, a target that audited nothing under ``--check``), else 1 when a gate
+    failed, else 0. With ``--write-baseline`` the baseline is written and the gates pass."""
+    code = EXIT_OK
+    if has_error:
+        failed = [p.name for p in packages if p.has_error]
+        subject = ", ".join(failed) if failed else "the environment"
+        print(f"error: inspection failed for {subject}", file=sys.stderr)
+        code = EXIT_ERROR
+    if report is None:
+        return code
+    for item in report.nothing_audited:
+        print(
+            f"error: {item.target}: nothing audited under --check: {item.reason}", file=sys.stderr
+        )
+        code = EXIT_ERROR
+    if settings.write_baseline is not None:
+        _write(settings, report, settings.write_baseline)
+        return code
+    failures = format_failures(report, settings.policies)
+    if failures:
+        print(failures, file=sys.stderr)
+        code = code or EXIT_CHECK_FAILED
+    return code
