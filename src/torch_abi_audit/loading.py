@@ -228,6 +228,7 @@ def _predict_install(
             binary_format=fmt,
             table=table,
             release=target.release,
+            torch_cxx11_abi=install.cxx11_abi,
         )
         updated.append(replace(lib, load=prediction))
     return updated

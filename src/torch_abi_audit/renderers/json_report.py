@@ -124,6 +124,7 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "weak_undefined_symbols": list(load.weak_undefined_symbols),
         "missing_optional_libraries": list(load.missing_optional_libraries),
         "failed_dependencies": list(load.failed_dependencies),
+        "cxx11_abi_mismatch": list(load.cxx11_abi_mismatch),
     }
 
 

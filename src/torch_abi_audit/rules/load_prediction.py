@@ -37,7 +37,13 @@ from enum import StrEnum
 
 from packaging.version import Version
 
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, UnstableReason, is_torch_library
+from torch_abi_audit.rules.cxx_abi import abi_mismatch, abi_name
+from torch_abi_audit.rules.torch_abi import (
+    TorchAnalysis,
+    UnstableReason,
+    demangle,
+    is_torch_library,
+)
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 #: How many missing symbols a message quotes before "and N more".
@@ -64,7 +70,10 @@ class LoadPrediction:
     missing but does not stop the load (weak imports, weak-linked dylibs, delay-loaded DLLs):
     the code that uses them finds a null address, or fails at its first call.
     ``failed_dependencies`` are the libraries of the same package this one needs that will not
-    load (so neither will this one), as reports name them.
+    load (so neither will this one), as reports name them. ``cxx11_abi_mismatch`` are the
+    undefined symbols that name the other libstdc++ string ABI than the torch's
+    (:mod:`~torch_abi_audit.rules.cxx_abi`): built with ``_GLIBCXX_USE_CXX11_ABI`` set the other
+    way, the library cannot resolve them; the message then says so.
     """
 
     against: str
@@ -77,6 +86,7 @@ class LoadPrediction:
     weak_undefined_symbols: tuple[str, ...] = ()
     missing_optional_libraries: tuple[str, ...] = ()
     failed_dependencies: tuple[str, ...] = ()
+    cxx11_abi_mismatch: tuple[str, ...] = ()
 
     @property
     def fails(self) -> bool:
@@ -128,6 +138,19 @@ def _optional_note(weak: Sequence[str], libraries: Sequence[str]) -> str:
     return f" (missing but optional: {' and '.join(parts)})" if parts else ""
 
 
+def _abi_note(mismatch: Sequence[str], against: str, torch_cxx11: bool | None) -> str:
+    """``; built with the other libstdc++ ABI…`` when undefined symbols say so."""
+    if not mismatch or torch_cxx11 is None:
+        return ""
+    return (
+        f"; it was built with {abi_name(not torch_cxx11)} but {against} with "
+        f"{abi_name(torch_cxx11)}, so its imports taking or returning std::string cannot "
+        f"resolve ({demangle(mismatch[0])}"
+        + (f" and {len(mismatch) - 1} more" if len(mismatch) > 1 else "")
+        + ")"
+    )
+
+
 def predict_against_install(
     torch: TorchAnalysis,
     against: str,
@@ -138,6 +161,7 @@ def predict_against_install(
     binary_format: str | None = None,
     table: TorchAbiTable | None = None,
     release: Version | None = None,
+    torch_cxx11_abi: bool | None = None,
 ) -> LoadPrediction:
     """Will a library with analysis ``torch`` load on the installation named ``against``, whose
     libtorch libraries export ``exports``? ``missing_libraries`` are the loader's messages for
@@ -145,7 +169,9 @@ def predict_against_install(
     ``missing_optional_libraries`` those for weak-linked or delay-loaded ones, which do not stop
     it. Weak imports (``torch.weak_imports``) the installation does not export do not either.
     With the ``table`` and the installation's ``release``, undefined shims are told apart as
-    too new for it or removed by it."""
+    too new for it or removed by it. ``torch_cxx11_abi`` is the installation's libstdc++
+    string ABI (ELF; see :func:`~torch_abi_audit.rules.cxx_abi.uses_cxx11_abi`): undefined
+    symbols naming the other one are explained."""
     weak = set(torch.weak_imports)
     missing = [name for name in torch_owned_imports(torch) if name not in exports]
     undefined = tuple(name for name in missing if name not in weak)
@@ -170,15 +196,18 @@ def predict_against_install(
     if undefined:
         first = _symbol_error(undefined[0], binary_format)
         more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
+        mismatch = abi_mismatch(undefined, torch_cxx11_abi) if binary_format == "elf" else ()
         return LoadPrediction(
             against,
             LoadStatus.FAILS,
-            f"will not load with {against}: {first}{more}",
+            f"will not load with {against}: {first}{more}"
+            + _abi_note(mismatch, against, torch_cxx11_abi),
             undefined_symbols=undefined,
             newer_shims=newer,
             removed_shims=removed,
             weak_undefined_symbols=weak_undefined,
             missing_optional_libraries=optional,
+            cxx11_abi_mismatch=mismatch,
         )
     return LoadPrediction(
         against,
