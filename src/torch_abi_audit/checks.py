@@ -175,10 +175,11 @@ def _failure_lines(report: GateReport) -> list[str]:
     return lines
 
 
-def format_failures(report: GateReport, policies: Iterable[CheckPolicy]) -> str:
-    """The summary printed on stderr when a gate fails (empty when every gate passed)."""
+def failure_lines(report: GateReport, policies: Iterable[CheckPolicy]) -> list[str]:
+    """The summary printed on stderr when a gate fails (none when every gate passed), as built:
+    the names in it come from the audited input and are escaped where they are printed."""
     if not (report.failed or report.stale or report.expired):
-        return ""
+        return []
     named = ",".join(str(p) for p in dict.fromkeys(policies))
     failing_packages = list(dict.fromkeys(r.package for r in report.failed))
     if failing_packages:
@@ -195,4 +196,4 @@ def format_failures(report: GateReport, policies: Iterable[CheckPolicy]) -> str:
             f"  ({allowed} violation(s) allowed by the baseline, {ignored} ignored: the report "
             "lists them)"
         )
-    return "\n".join(lines)
+    return lines

@@ -8,10 +8,11 @@ bad usage). 2 wins over 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit import gating
@@ -21,24 +22,38 @@ from torch_abi_audit.checks import policy_argument
 from torch_abi_audit.gate_report import GateReport
 from torch_abi_audit.gating import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
 from torch_abi_audit.renderers import gates, json_report, table
+from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.renderers.json_report import JSONObject
 from torch_abi_audit.report import EnvironmentReport
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
-__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "SUBCOMMANDS", "build_parser", "main"]
+
+#: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
+#: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _epilog() -> str:
+    lines = []
+    if SUBCOMMANDS:
+        lines.append("subcommands (torch-abi-audit SUBCOMMAND --help for each):")
+        lines += [f"  {name:<9} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+        lines.append("")
+    lines.append("exit status: 0 audit ran, 1 --check found a violation, 2 operational error")
+    lines.append("(unknown name, missing path, unreadable or corrupt file)")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-abi-audit",
         description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI "
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
             "(abi3) use, from their symbol tables, without importing them."
         ),
-        epilog=(
-            "exit status: 0 audit ran, 1 --check found a violation, "
-            "2 operational error (unknown name, missing path, unreadable or corrupt file)"
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -194,6 +209,13 @@ def _emit(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _warn(*lines: str) -> None:
+    """A message on stderr, one line per argument. The names in it come from the audited
+    input: each line is escaped as the table escapes its own (a line feed in a name cannot
+    start a line)."""
+    print(terminal_lines(list(lines)), file=sys.stderr)
+
+
 def _emit_report(document: JSONObject | None, text: str | None, gate: GateReport | None) -> None:
     """Print the report (JSON document or table text) with the gate results added."""
     if document is not None:
@@ -202,8 +224,15 @@ def _emit_report(document: JSONObject | None, text: str | None, gate: GateReport
         return
     assert text is not None
     if gate is not None:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(gates.gate_lines(gate))
+        text = text.rstrip("\n") + "\n\n" + gates.format_gates(gate)
     _emit(text)
+
+
+def _conclude(verdict: tuple[int, list[str]]) -> int:
+    code, messages = verdict
+    if messages:
+        _warn(*messages)
+    return code
 
 
 def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
@@ -221,7 +250,9 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
         else:
             text = table.format_environment(environment, verbose=args.verbose, show_all=args.all)
             _emit_report(None, text, gate)
-        return gating.conclude(environment.packages, environment.has_error, settings, gate)
+        return _conclude(
+            gating.conclude(environment.packages, environment.has_error, settings, gate)
+        )
 
     requests = inspect_requests(
         args.targets,
@@ -236,10 +267,10 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
     gate = gating.judge(settings, reports, gating.nothing_audited(requests))
     for report in reports:
         if report.unavailable:
-            print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
+            _warn(f"note: {report.name}: {report.unavailable}")
     for report in reports:
         if report.error:
-            print(f"error: {report.name}: {report.error}", file=sys.stderr)
+            _warn(f"error: {report.name}: {report.error}")
     if args.json:
         if len(reports) == 1:
             document = json_report.single_package_object(reports[0])
@@ -249,7 +280,7 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
         _emit_report(document, None, gate)
     else:
         _emit_report(None, table.format_packages(reports, verbose=args.verbose), gate)
-    return gating.conclude(reports, any(r.has_error for r in reports), settings, gate)
+    return _conclude(gating.conclude(reports, any(r.has_error for r in reports), settings, gate))
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -275,10 +306,29 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def run_subcommand(name: str, argv: Sequence[str]) -> int:
+    """Run the subcommand ``name`` (a key of :data:`SUBCOMMANDS`) with ``argv``; its exit code."""
+    module = importlib.import_module(f"torch_abi_audit.commands.{SUBCOMMANDS[name][0]}")
+    code: int = module.main(list(argv))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    When the first argument names a subcommand (:data:`SUBCOMMANDS`), that subcommand runs with
+    the rest; otherwise the arguments are the audit command's (a target that happens to be
+    spelled like a subcommand is given as a path: ``./diff``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SUBCOMMANDS:
+        return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
+    return _audit_command(arguments)
+
+
+def _audit_command(arguments: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     problem = _usage_problem(args)
     if problem:
         parser.print_usage(sys.stderr)
@@ -286,11 +336,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    return guarded(lambda: _configured_run(args))
+
+
+def _configured_run(args: argparse.Namespace) -> int:
     try:
         settings = gating.configure(args, Path.cwd())
-        return _run(args, settings)
-    except (LoadTargetError, gating.SettingsError) as exc:
-        print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
+    except gating.SettingsError as exc:
+        _warn(f"torch-abi-audit: error: {exc}")
+        return EXIT_ERROR
+    if settings.notes:
+        _warn(*settings.notes)
+    return _run(args, settings)
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command`` (the audit or a subcommand) and turn the interruptions every command
+    shares into exit codes: a torch to load against that is unusable (2), Ctrl-C (130), a
+    reader that went away (``| head``: 0)."""
+    try:
+        return command()
+    except LoadTargetError as exc:
+        _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)

@@ -2,13 +2,13 @@
 
 :func:`configure` folds the configuration file into the parsed arguments (the command line
 wins) and reads the baseline; :func:`judge` evaluates the gates on the audited packages;
-:func:`conclude` prints what failed and returns the exit code. The CLI only calls these three.
+:func:`conclude` says what failed and gives the exit code. The CLI calls these three and prints
+their messages (escaped: they name things from the audited input).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,9 +21,9 @@ from torch_abi_audit.baseline import (
     load_baseline,
     write_baseline,
 )
-from torch_abi_audit.checks import CheckPolicy, evaluate, format_failures, gates
+from torch_abi_audit.checks import CheckPolicy, evaluate, failure_lines, gates
 from torch_abi_audit.config import Config, ConfigError, discover
-from torch_abi_audit.gate_report import AllowEntry, GateReport, GateStatus, NothingAudited
+from torch_abi_audit.gate_report import AllowEntry, GateReport, NothingAudited
 from torch_abi_audit.report import EnvironmentReport, PackageReport
 
 EXIT_OK = 0
@@ -38,7 +38,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class GateSettings:
     """What the gates run with: the policies, the ignored codes, the allow entries (the
-    configuration's, then the baseline file's), and where to write a baseline."""
+    configuration's, then the baseline file's), where to write a baseline, and what ``-v``
+    says about where they came from (``notes``)."""
 
     policies: tuple[CheckPolicy, ...] = ()
     ignore: tuple[str, ...] = ()
@@ -46,6 +47,7 @@ class GateSettings:
     baseline: Path | None = None
     write_baseline: Path | None = None
     config: Config = field(default_factory=Config)
+    notes: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -89,9 +91,10 @@ def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
     except ConfigError as exc:
         raise SettingsError(str(exc)) from None
     _merge(args, config)
+    notes = []
     if args.verbose:
         where = config.path or f"none (no pyproject.toml with [tool.torch-abi-audit] above {cwd})"
-        print(f"config: {where}", file=sys.stderr)
+        notes.append(f"config: {where}")
     policies = tuple(args.check or ())
     if given and not policies:
         raise SettingsError(f"{', '.join(given)} go with --check (which gates to judge)")
@@ -110,7 +113,7 @@ def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
             except BaselineError as exc:
                 raise SettingsError(str(exc)) from None
         if args.verbose:
-            print(f"baseline: {baseline} ({len(entries)} entries)", file=sys.stderr)
+            notes.append(f"baseline: {baseline} ({len(entries)} entries)")
         allow += entries
     return GateSettings(
         policies=policies,
@@ -119,6 +122,7 @@ def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
         baseline=baseline,
         write_baseline=args.write_baseline.absolute() if args.write_baseline else None,
         config=config,
+        notes=tuple(notes),
     )
 
 
@@ -164,17 +168,13 @@ def judge(
     return replace(report, nothing_audited=tuple(empty))
 
 
-def _write(settings: GateSettings, report: GateReport, path: Path) -> None:
+def _write(settings: GateSettings, report: GateReport, path: Path) -> str:
     text = baseline_text(report.results, keep_from=settings.baseline)
-    try:
-        write_baseline(path, text)
-    except BaselineError as exc:
-        raise SettingsError(str(exc)) from None
-    new = sum(1 for r in report.results if r.status is GateStatus.FAILED)
-    print(
-        f"wrote {path}: {text.count('[[allow]]')} entries ({new} violation(s) newly recorded "
-        'with reason = "TODO": give each its reason)',
-        file=sys.stderr,
+    write_baseline(path, text)
+    new = len({(r.package, r.library, r.code) for r in report.failed})
+    return (
+        f"wrote {path}: {text.count('[[allow]]')} entries ({new} newly recorded with "
+        'reason = "TODO": give each its reason)'
     )
 
 
@@ -183,28 +183,31 @@ def conclude(
     has_error: bool,
     settings: GateSettings,
     report: GateReport | None,
-) -> int:
-    """Print what went wrong and return the exit code: 2 for operational errors (an
-    unreadable input, a target that audited nothing under ``--check``), else 1 when a gate
-    failed, else 0. With ``--write-baseline`` the baseline is written and the gates pass."""
+) -> tuple[int, list[str]]:
+    """The exit code and what to say on stderr: 2 for operational errors (an unreadable input,
+    a target that audited nothing under ``--check``, a baseline that cannot be written), else 1
+    when a gate failed, else 0. With ``--write-baseline`` the baseline is written and the gates
+    pass."""
     code = EXIT_OK
+    messages = []
     if has_error:
         failed = [p.name for p in packages if p.has_error]
         subject = ", ".join(failed) if failed else "the environment"
-        print(f"error: inspection failed for {subject}", file=sys.stderr)
+        messages.append(f"error: inspection failed for {subject}")
         code = EXIT_ERROR
     if report is None:
-        return code
+        return code, messages
     for item in report.nothing_audited:
-        print(
-            f"error: {item.target}: nothing audited under --check: {item.reason}", file=sys.stderr
-        )
+        messages.append(f"error: {item.target}: nothing audited under --check: {item.reason}")
         code = EXIT_ERROR
     if settings.write_baseline is not None:
-        _write(settings, report, settings.write_baseline)
-        return code
-    failures = format_failures(report, settings.policies)
+        try:
+            messages.append(_write(settings, report, settings.write_baseline))
+        except BaselineError as exc:
+            return EXIT_ERROR, [*messages, f"torch-abi-audit: error: {exc}"]
+        return code, messages
+    failures = failure_lines(report, settings.policies)
     if failures:
-        print(failures, file=sys.stderr)
+        messages += failures
         code = code or EXIT_CHECK_FAILED
-    return code
+    return code, messages

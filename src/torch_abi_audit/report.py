@@ -150,9 +150,11 @@ class ExtensionReport:
     their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
-    ``distribution_path`` is where the library lies inside its distribution (the wheel member
-    name, or the path relative to site-packages: ``torchaudio/lib/libtorchaudio.so``, the same
-    for a wheel and an installed copy), what findings and baseline entries name it by.
+    ``optional_needed`` are the needed libraries whose absence does not stop the load
+    (weak-linked dylibs, delay-loaded DLLs). ``distribution_path`` is where the library lies
+    inside its distribution (the wheel member name, or the path relative to site-packages:
+    ``torchaudio/lib/libtorchaudio.so``, the same for a wheel and an installed copy), what
+    findings and baseline entries name it by.
     """
 
     path: Path
@@ -171,6 +173,7 @@ class ExtensionReport:
     min_os: str | None = None
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
+    optional_needed: tuple[str, ...] = ()
     distribution_path: str | None = None
 
     @property

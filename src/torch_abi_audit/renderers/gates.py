@@ -17,6 +17,7 @@ from torch_abi_audit.gate_report import (
     expired_message,
     stale_message,
 )
+from torch_abi_audit.renderers.escape import terminal_lines
 
 JSONObject = dict[str, Any]
 
@@ -39,7 +40,8 @@ def _result_line(result: GateResult) -> str:
 
 
 def gate_lines(report: GateReport) -> list[str]:
-    """The ``Gates:`` section printed after the report when ``--check`` is given."""
+    """The ``Gates:`` section printed after the report when ``--check`` is given (as built:
+    :func:`format_gates` escapes it for the terminal)."""
     verdict = "passed" if report.passed else "FAILED"
     gates = ", ".join(str(gate) for gate in report.gates)
     counts = dict.fromkeys(GateStatus, 0)
@@ -55,6 +57,11 @@ def gate_lines(report: GateReport) -> list[str]:
         for item in report.nothing_audited
     ]
     return lines
+
+
+def format_gates(report: GateReport) -> str:
+    """:func:`gate_lines` as text for the terminal (every name in it escaped)."""
+    return terminal_lines(gate_lines(report))
 
 
 def _entry_object(entry: AllowEntry) -> JSONObject:

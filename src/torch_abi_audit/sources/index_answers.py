@@ -107,11 +107,18 @@ class IndexAnswer:
     unavailable: str | None = None
 
 
+def pip_errors(output: str) -> str:
+    """The ``ERROR:`` lines of pip's output, joined (empty when it printed none): its own words
+    for what went wrong, without the log and traceback ``-vv`` adds."""
+    errors = [line.strip() for line in output.splitlines() if line.startswith("ERROR:")]
+    return " / ".join(line.removeprefix("ERROR:").strip() for line in errors)
+
+
 def _pip_reason(output: str) -> tuple[str, bool]:
     """pip's first error line, with why it could not read the index if it says so; and
     whether the index was unreachable (rather than answering "not found")."""
-    errors = [line.strip() for line in output.splitlines() if line.startswith("ERROR:")]
-    reason = errors[0].removeprefix("ERROR:").strip() if errors else "pip found no distribution"
+    errors = pip_errors(output).split(" / ")
+    reason = errors[0] or "pip found no distribution"
     fetch = _FETCH_FAILED.search(output)
     if fetch is None:
         return reason, False
