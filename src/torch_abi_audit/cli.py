@@ -244,15 +244,15 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
     }
     if args.env or args.site_packages:
         environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
-        gate = gating.judge(settings, environment.packages, gating.empty_environment(environment))
+        empty = gating.empty_environment(environment)
+        gate, written = gating.judge(settings, environment.packages, empty)
         if args.json:
             _emit_report(json_report.environment_object(environment), None, gate)
         else:
             text = table.format_environment(environment, verbose=args.verbose, show_all=args.all)
             _emit_report(None, text, gate)
-        return _conclude(
-            gating.conclude(environment.packages, environment.has_error, settings, gate)
-        )
+        has_error = environment.has_error
+        return _conclude(gating.conclude(environment.packages, has_error, settings, gate, written))
 
     requests = inspect_requests(
         args.targets,
@@ -264,7 +264,7 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
         **loads,
     )
     reports = [package for request in requests for package in request.packages]
-    gate = gating.judge(settings, reports, gating.nothing_audited(requests))
+    gate, written = gating.judge(settings, reports, gating.nothing_audited(requests))
     for report in reports:
         if report.unavailable:
             _warn(f"note: {report.name}: {report.unavailable}")
@@ -280,7 +280,8 @@ def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
         _emit_report(document, None, gate)
     else:
         _emit_report(None, table.format_packages(reports, verbose=args.verbose), gate)
-    return _conclude(gating.conclude(reports, any(r.has_error for r in reports), settings, gate))
+    has_error = any(r.has_error for r in reports)
+    return _conclude(gating.conclude(reports, has_error, settings, gate, written))
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

@@ -43,13 +43,17 @@ class AllowEntry:
     index: int = 0
 
     @property
+    def where(self) -> str:
+        """``baseline.toml, entry 3``."""
+        return f"{self.source.name}, entry {self.index}" if self.source else f"entry {self.index}"
+
+    @property
     def label(self) -> str:
         """``baseline.toml, entry 3 (library "pkg/_C.so", check "torch")``."""
-        where = f"{self.source.name}, " if self.source else ""
         subject = [f'library "{self.library}"'] if self.library else []
         subject += [f'package "{self.package}"'] if self.package else []
         subject.append(f'check "{self.check}"')
-        return f"{where}entry {self.index} ({', '.join(subject)})"
+        return f"{self.where} ({', '.join(subject)})"
 
 
 @dataclass(frozen=True)

@@ -154,28 +154,46 @@ def empty_environment(environment: EnvironmentReport) -> list[NothingAudited]:
     return [NothingAudited(where, "no package with a compiled library")]
 
 
+@dataclass(frozen=True)
+class Written:
+    """What ``--write-baseline`` did: the message to show, and whether it failed."""
+
+    message: str
+    failed: bool = False
+
+
 def judge(
     settings: GateSettings,
     packages: Sequence[PackageReport],
     empty: Sequence[NothingAudited] = (),
-) -> GateReport | None:
-    """The gates' verdict on ``packages`` (``None`` without ``--check``)."""
+) -> tuple[GateReport | None, Written | None]:
+    """The gates' verdict on ``packages`` (``None`` without ``--check``).
+
+    With ``--write-baseline`` the current violations are written first, and the verdict is the
+    one against the baseline written (so the report shows them allowed, with their ``TODO``).
+    """
     if not settings.active:
-        return None
-    report = evaluate(
-        packages, gates(settings.policies), ignore=settings.ignore, allow=settings.allow
-    )
-    return replace(report, nothing_audited=tuple(empty))
-
-
-def _write(settings: GateSettings, report: GateReport, path: Path) -> str:
-    text = baseline_text(report.results, keep_from=settings.baseline)
-    write_baseline(path, text)
-    new = len({(r.package, r.library, r.code) for r in report.failed})
-    return (
-        f"wrote {path}: {text.count('[[allow]]')} entries ({new} newly recorded with "
-        'reason = "TODO": give each its reason)'
-    )
+        return None, None
+    checked = gates(settings.policies)
+    report = evaluate(packages, checked, ignore=settings.ignore, allow=settings.allow)
+    written = None
+    path = settings.write_baseline
+    if path is not None:
+        text = baseline_text(report.results, keep_from=settings.baseline)
+        new = len({(r.package, r.library, r.code) for r in report.failed})
+        try:
+            write_baseline(path, text)
+            entries = load_baseline(path)
+        except BaselineError as exc:
+            written = Written(f"torch-abi-audit: error: {exc}", failed=True)
+        else:
+            kept = tuple(e for e in settings.allow if e.source != settings.baseline)
+            report = evaluate(packages, checked, ignore=settings.ignore, allow=kept + entries)
+            written = Written(
+                f"wrote {path}: {len(entries)} entries ({new} newly recorded with "
+                'reason = "TODO": give each its reason)'
+            )
+    return replace(report, nothing_audited=tuple(empty)), written
 
 
 def conclude(
@@ -183,11 +201,11 @@ def conclude(
     has_error: bool,
     settings: GateSettings,
     report: GateReport | None,
+    written: Written | None = None,
 ) -> tuple[int, list[str]]:
     """The exit code and what to say on stderr: 2 for operational errors (an unreadable input,
     a target that audited nothing under ``--check``, a baseline that cannot be written), else 1
-    when a gate failed, else 0. With ``--write-baseline`` the baseline is written and the gates
-    pass."""
+    when a gate failed, else 0."""
     code = EXIT_OK
     messages = []
     if has_error:
@@ -200,12 +218,10 @@ def conclude(
     for item in report.nothing_audited:
         messages.append(f"error: {item.target}: nothing audited under --check: {item.reason}")
         code = EXIT_ERROR
-    if settings.write_baseline is not None:
-        try:
-            messages.append(_write(settings, report, settings.write_baseline))
-        except BaselineError as exc:
-            return EXIT_ERROR, [*messages, f"torch-abi-audit: error: {exc}"]
-        return code, messages
+    if written is not None:
+        messages.append(written.message)
+        if written.failed:
+            return EXIT_ERROR, messages
     failures = failure_lines(report, settings.policies)
     if failures:
         messages += failures

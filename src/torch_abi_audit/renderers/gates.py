@@ -24,13 +24,13 @@ JSONObject = dict[str, Any]
 
 def _entry_note(entry: AllowEntry) -> str:
     expires = f"; expires {entry.expires}" if entry.expires else ""
-    return f"allowed by {entry.label}: {entry.reason}{expires}"
+    return f"{entry.where}: {entry.reason}{expires}"
 
 
-def _result_line(result: GateResult) -> str:
+def _result_line(result: GateResult, package_width: int, library_width: int) -> str:
     line = (
-        f"  [{result.status:<7}] {result.gate:<8}  {result.package}  {result.library or '-'}  "
-        f"{result.code}"
+        f"  [{result.status:<7}] {result.gate:<8}  {result.package:<{package_width}}  "
+        f"{result.library or '-':<{library_width}}  {result.code}"
     )
     if result.status is GateStatus.ALLOWED and result.allowed_by is not None:
         line += f"  ({_entry_note(result.allowed_by)})"
@@ -49,7 +49,9 @@ def gate_lines(report: GateReport) -> list[str]:
         counts[result.status] += 1
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     lines = [f"Gates: {gates}: {verdict} ({summary})"]
-    lines += [_result_line(result) for result in report.results]
+    package_width = max((len(r.package) for r in report.results), default=0)
+    library_width = max((len(r.library or "-") for r in report.results), default=0)
+    lines += [_result_line(r, package_width, library_width) for r in report.results]
     lines += [f"  [stale  ] {stale_message(entry)}" for entry in report.stale]
     lines += [f"  [expired] {expired_message(entry)}" for entry in report.expired]
     lines += [
