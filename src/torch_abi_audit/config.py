@@ -101,12 +101,12 @@ def _parse(table: dict[str, object], path: Path, where: str) -> Config:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known: {', '.join(KEYS)}")
     check: list[CheckPolicy] = []
-    for text in _strings(table.get("check", ()), "check", where):
+    for text in _strings(table.get("check", []), "check", where):
         try:
             check += parse_policies(text)
         except ValueError as exc:
             raise ConfigError(f"{where}: check: {exc}") from None
-    ignore = _strings(table.get("ignore", ()), "ignore", where)
+    ignore = _strings(table.get("ignore", []), "ignore", where)
     for code in ignore:
         problem = check_problem(code, gates=False)
         if problem is not None:
