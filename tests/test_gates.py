@@ -149,6 +149,12 @@ def test_gate_results_in_table_and_json(
             "allowed_by": None,
         }
     ]
+    # A package that could not be read leaves the gates incomplete, whatever else passed.
+    broken = wheels["clean"].parent / "broken-1.0-py3-none-any.whl"
+    broken.write_bytes(b"not a zip")
+    code, document, _ = run_json(capsys, str(wheels["clean"]), str(broken), "--check", "all")
+    assert code == 2 and not document["gates"]["passed"]
+    assert [u["target"] for u in document["gates"]["unaudited"]] == ["broken"]
     # Without --check the key is there, and null.
     assert run_json(capsys, str(wheels["torch"]))[1]["gates"] is None
 

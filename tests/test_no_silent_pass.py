@@ -49,6 +49,8 @@ def test_unknown_project_or_release_is_an_error(
     assert "error: linuxonyl==2.0: the index has no project named linuxonyl: " in err
     assert "Could not find a version that satisfies the requirement linuxonyl==2.0" in err
     assert "  Error: the index has no project named linuxonyl" in out  # the report says so too
+    assert "Gates: torch, abi3, metadata, load: INCOMPLETE" in out
+    assert "  [error  ] linuxonyl==2.0: not audited: the index has no project named" in out
     # Without --check too: a request for nothing is an operational error, not "not available".
     code, _, err = run(capsys, "--download", "linuxonly==2.1", *local_index, "--platform", LINUX)
     assert code == 2

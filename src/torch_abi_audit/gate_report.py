@@ -83,7 +83,9 @@ class NothingAudited:
 class GateReport:
     """The gates checked, every violation with its status, and the baseline entries that fail
     the gate themselves: ``stale`` (they cover no current violation) and ``expired``.
-    ``unchecked`` entries concern only gates this run did not check: not judged."""
+    ``unchecked`` entries concern only gates this run did not check: not judged.
+    ``nothing_audited`` are the targets that gave nothing to judge, ``unaudited`` the packages
+    (or directories) that could not be read: the gates cannot pass on them (exit 2)."""
 
     gates: tuple[Gate, ...]
     results: tuple[GateResult, ...] = ()
@@ -91,6 +93,7 @@ class GateReport:
     expired: tuple[AllowEntry, ...] = ()
     unchecked: tuple[AllowEntry, ...] = ()
     nothing_audited: tuple[NothingAudited, ...] = ()
+    unaudited: tuple[NothingAudited, ...] = ()
 
     @property
     def failed(self) -> tuple[GateResult, ...]:
@@ -99,9 +102,11 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        """True when no violation failed, every baseline entry is current and every target
-        audited something."""
-        return not (self.failed or self.stale or self.expired or self.nothing_audited)
+        """True when no violation failed, every baseline entry is current, and every target
+        was read and audited something."""
+        return not (
+            self.failed or self.stale or self.expired or self.nothing_audited or self.unaudited
+        )
 
 
 def stale_message(entry: AllowEntry) -> str:

@@ -146,6 +146,22 @@ def nothing_audited(requests: Sequence[TargetReports]) -> list[NothingAudited]:
     return empty
 
 
+def unaudited(packages: Sequence[PackageReport]) -> list[NothingAudited]:
+    """The packages that could not be (wholly) read, with why."""
+    found = []
+    for package in packages:
+        if not package.has_error:
+            continue
+        broken = [lib for lib in package.libraries if lib.error]
+        reason = package.error or (
+            f"{len(broken)} of {len(package.libraries)} libraries could not be read"
+            if broken
+            else "; ".join(problem.reason for problem in package.problems)
+        )
+        found.append(NothingAudited(package.name, reason))
+    return found
+
+
 def empty_environment(environment: EnvironmentReport) -> list[NothingAudited]:
     """The environment, if it held no package with a compiled library (and no error)."""
     if environment.has_error or any(p.libraries for p in environment.packages):
@@ -193,7 +209,9 @@ def judge(
                 f"wrote {path}: {len(entries)} entries ({new} newly recorded with "
                 'reason = "TODO": give each its reason)'
             )
-    return replace(report, nothing_audited=tuple(empty)), written
+    return replace(
+        report, nothing_audited=tuple(empty), unaudited=tuple(unaudited(packages))
+    ), written
 
 
 def conclude(

@@ -42,7 +42,12 @@ def _result_line(result: GateResult, package_width: int, library_width: int) -> 
 def gate_lines(report: GateReport) -> list[str]:
     """The ``Gates:`` section printed after the report when ``--check`` is given (as built:
     :func:`format_gates` escapes it for the terminal)."""
-    verdict = "passed" if report.passed else "FAILED"
+    if report.failed or report.stale or report.expired:
+        verdict = "FAILED"
+    elif report.nothing_audited or report.unaudited:
+        verdict = "INCOMPLETE (not everything asked for was audited)"
+    else:
+        verdict = "passed"
     gates = ", ".join(str(gate) for gate in report.gates)
     counts = dict.fromkeys(GateStatus, 0)
     for result in report.results:
@@ -58,6 +63,7 @@ def gate_lines(report: GateReport) -> list[str]:
         f"  [nothing] {item.target}: nothing audited: {item.reason}"
         for item in report.nothing_audited
     ]
+    lines += [f"  [error  ] {item.target}: not audited: {item.reason}" for item in report.unaudited]
     return lines
 
 
@@ -107,4 +113,5 @@ def gate_object(report: GateReport | None) -> JSONObject | None:
         "nothing_audited": [
             {"target": item.target, "reason": item.reason} for item in report.nothing_audited
         ],
+        "unaudited": [{"target": item.target, "reason": item.reason} for item in report.unaudited],
     }
