@@ -16,14 +16,15 @@ from pathlib import Path
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
-from torch_abi_audit.checks import CheckPolicy, format_violations, violations
-from torch_abi_audit.renderers import json_report, table
-from torch_abi_audit.report import EnvironmentReport, PackageReport
+from torch_abi_audit.checks import CheckPolicy, gate_results, gates
+from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
+from torch_abi_audit.output import OutputError, write_report
+from torch_abi_audit.renderers.base import RenderOptions
+from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
+from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_ERROR = 2
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +59,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="audit every package in this site-packages directory (repeatable)",
     )
-    parser.add_argument(
+    output = parser.add_argument_group("output")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument(
+        "--format",
+        choices=list(RENDERERS),
+        default=DEFAULT_FORMAT,
+        help="report format: "
+        + "; ".join(f"{name}: {r.description}" for name, r in RENDERERS.items()),
+    )
+    formats.add_argument(
         "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="same as --format json (indented on a terminal, one line when piped)",
+    )
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the report to FILE (atomically: the old file or the whole new one, never "
+        "half of it) instead of standard output",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
         action="store_true",
-        help="print JSON instead of the table (indented on a terminal, one line when piped)",
+        help="no progress and no notes on standard error: only errors and failed gates",
     )
     parser.add_argument(
         "--all",
@@ -152,46 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tty() -> bool:
-    return sys.stdout.isatty()
-
-
-def _emit(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
-def _exit_code(
-    packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
-) -> int:
-    code = EXIT_OK
-    if has_error:
-        failed = [p.name for p in packages if p.has_error]
-        subject = ", ".join(failed) if failed else "the environment"
-        print(f"error: inspection failed for {subject}", file=sys.stderr)
-        code = EXIT_ERROR
-    if policies:
-        found = violations(packages, policies)
-        if found:
-            print(format_violations(found, policies), file=sys.stderr)
-            code = code or EXIT_CHECK_FAILED
-    return code
-
-
-def _run(args: argparse.Namespace) -> int:
+def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
+    """Run the audit the arguments ask for, and the gates."""
     loads = {
         "torch": args.torch,
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
     }
+    checks = tuple(str(gate) for gate in sorted(gates(args.check or ())))
     if args.env or args.site_packages:
         environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
-        if args.json:
-            _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
-        else:
-            _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
-        return _exit_code(environment.packages, environment.has_error, args.check)
-
+        found = gate_results(environment.packages, args.check or ())
+        return AuditResult.of_environment(environment, checks, found)
     reports = inspect_targets(
         args.targets,
         jobs=args.jobs,
@@ -201,22 +200,26 @@ def _run(args: argparse.Namespace) -> int:
         cache=args.cache_dir,
         **loads,
     )
-    for report in reports:
-        if report.unavailable:
-            print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
-    for report in reports:
-        if report.error:
-            print(f"error: {report.name}: {report.error}", file=sys.stderr)
-    if args.json:
-        if len(reports) == 1:
-            document = json_report.single_package_object(reports[0])
-            _emit(json_report.dumps(document, pretty=_tty()))
-        else:
-            envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
-            _emit(json_report.dumps(json_report.environment_object(envelope), pretty=_tty()))
-    else:
-        _emit(table.format_packages(reports, verbose=args.verbose))
-    return _exit_code(reports, any(r.has_error for r in reports), args.check)
+    return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))
+
+
+def _run(args: argparse.Namespace) -> int:
+    renderer = get_renderer(args.format)
+    console = Console(quiet=args.quiet, show_progress=renderer.shows_progress)
+    result = _audit(args, console)
+    options = RenderOptions(
+        verbose=args.verbose,
+        show_all=args.all,
+        pretty=args.output is None and sys.stdout.isatty(),
+        working_directory=Path.cwd(),
+    )
+    try:
+        write_report(renderer.render(result, options), args.output)
+    except OutputError as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    console.outcome(result, args.check or ())
+    return exit_code(result)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.report import (
     CPythonVerdict,
     EnvironmentReport,
@@ -325,3 +326,15 @@ def format_environment(
             if expand:
                 out += ["", format_package(package, verbose=True)]
     return "\n".join(out)
+
+
+def render(document: Document, options: RenderOptions) -> str:
+    """``--format table``: the environment table, or one block per target package."""
+    if document.environment is not None:
+        return format_environment(
+            document.environment, verbose=options.verbose, show_all=options.show_all
+        )
+    return format_packages(list(document.packages), verbose=options.verbose)
+
+
+RENDERER = Renderer("table", "the human-readable table (the default)", render)
