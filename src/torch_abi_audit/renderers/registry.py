@@ -5,7 +5,7 @@ The command line looks a renderer up here and never branches on the format itsel
 
 from __future__ import annotations
 
-from torch_abi_audit.renderers import json_report, table
+from torch_abi_audit.renderers import json_report, markdown, table
 from torch_abi_audit.renderers.base import Renderer
 
 #: ``--format`` name -> renderer, in the order ``--help`` lists them (the first is the default).
@@ -14,6 +14,7 @@ RENDERERS: dict[str, Renderer] = {
     for renderer in (
         table.RENDERER,
         json_report.RENDERER,
+        markdown.RENDERER,
     )
 }
 
