@@ -200,12 +200,13 @@ def gate_results(
     )
 
 
-def format_violations(failed: Sequence[GateResult], policies: Iterable[CheckPolicy]) -> str:
-    """The summary printed on stderr when a gate fails: one line per package, its reasons."""
+def violation_lines(failed: Sequence[GateResult], policies: Iterable[CheckPolicy]) -> list[str]:
+    """The summary printed on stderr when a gate fails: one line per package and its reasons
+    (as built: names in them come from the audited input and are escaped where printed)."""
     named = ", ".join(str(p) for p in dict.fromkeys(policies))
     packages = list(dict.fromkeys(r.package for r in failed))
     lines = [f"FAIL: --check {named} found {len(packages)} non-compliant package(s):"]
     for package in packages:
         reasons = "; ".join(r.message for r in failed if r.package == package)
         lines.append(f"  {package}: {reasons}")
-    return "\n".join(lines)
+    return lines

@@ -8,10 +8,11 @@ bad usage). 2 wins over 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
@@ -20,24 +21,38 @@ from torch_abi_audit.checks import CheckPolicy, gate_results, gates
 from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
 from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers.base import RenderOptions
+from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
 from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
 __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
+#: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
+#: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _epilog() -> str:
+    lines = []
+    if SUBCOMMANDS:
+        lines.append("subcommands (torch-abi-audit SUBCOMMAND --help for each):")
+        lines += [f"  {name:<9} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+        lines.append("")
+    lines.append("exit status: 0 audit ran, 1 --check found a violation, 2 operational error")
+    lines.append("(unknown name, missing path, unreadable or corrupt file)")
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-abi-audit",
         description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI "
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
             "(abi3) use, from their symbol tables, without importing them."
         ),
-        epilog=(
-            "exit status: 0 audit ran, 1 --check found a violation, "
-            "2 operational error (unknown name, missing path, unreadable or corrupt file)"
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -178,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn(*lines: str) -> None:
+    """A message on stderr, one line per argument, escaped as the table escapes its own (the
+    names in it come from the audited input)."""
+    print(terminal_lines(list(lines)), file=sys.stderr)
+
+
 def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
     """Run the audit the arguments ask for, and the gates."""
     loads = {
@@ -237,10 +258,29 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def run_subcommand(name: str, argv: Sequence[str]) -> int:
+    """Run the subcommand ``name`` (a key of :data:`SUBCOMMANDS`) with ``argv``; its exit code."""
+    module = importlib.import_module(f"torch_abi_audit.commands.{SUBCOMMANDS[name][0]}")
+    code: int = module.main(list(argv))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    When the first argument names a subcommand (:data:`SUBCOMMANDS`), that subcommand runs with
+    the rest; otherwise the arguments are the audit command's (a target that happens to be
+    spelled like a subcommand is given as a path: ``./diff``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SUBCOMMANDS:
+        return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
+    return _audit_command(arguments)
+
+
+def _audit_command(arguments: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     problem = _usage_problem(args)
     if problem:
         parser.print_usage(sys.stderr)
@@ -248,10 +288,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    return guarded(lambda: _run(args))
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command`` (the audit or a subcommand) and turn the interruptions every command
+    shares into exit codes: a torch to load against that is unusable (2), Ctrl-C (130), a
+    reader that went away (``| head``: 0)."""
     try:
-        return _run(args)
+        return command()
     except LoadTargetError as exc:
-        print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
+        _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from torch_abi_audit.checks import CheckPolicy, format_violations
+from torch_abi_audit.checks import CheckPolicy, violation_lines
 from torch_abi_audit.progress import NO_PROGRESS, Progress, TerminalProgress
+from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.report import AuditResult
 
 EXIT_OK = 0
@@ -55,9 +56,11 @@ class Console:
             else NO_PROGRESS
         )
 
-    def _say(self, line: str) -> None:
+    def _say(self, *lines: str) -> None:
+        """Print ``lines`` (escaped for the terminal: names in them come from the audited
+        input), after erasing any progress line."""
         self.progress.finish()
-        print(line, file=self.stream)
+        print(terminal_lines(list(lines)), file=self.stream)
 
     def note(self, text: str) -> None:
         """Something worth knowing that is not a problem (not with ``--quiet``)."""
@@ -87,4 +90,4 @@ class Console:
             subject = ", ".join(failed) if failed else "the environment"
             self.error(f"inspection failed for {subject}")
         if result.failed:
-            self._say(format_violations(result.failed, policies))
+            self._say(*violation_lines(result.failed, policies))

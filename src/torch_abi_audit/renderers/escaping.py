@@ -5,34 +5,18 @@ are chosen by whoever built it, so every renderer treats them as hostile: they m
 the structure of the output (a new table row, a closed ``<details>``, a forged workflow
 command) nor reach a terminal or a browser as control characters.
 
-:func:`visible` makes control characters visible; the format-specific functions build on it:
-Markdown code spans and text (CommonMark / GitHub Flavored Markdown), HTML text (``<summary>``
-lines), and GitHub Actions workflow-command data and properties.
+Each function first shows control, format and undecodable characters as escapes, exactly as
+the terminal does (:func:`torch_abi_audit.renderers.escape.terminal_text`, the one rule for
+that), then applies its own format's rules: Markdown code spans and text (CommonMark / GitHub
+Flavored Markdown), HTML text (``<summary>`` lines), GitHub Actions workflow-command data and
+properties.
 """
 
 from __future__ import annotations
 
 import re
 
-# C0 and C1 controls and DEL; Unicode line and paragraph separators; bidirectional overrides
-# and isolates (they reorder what a reader sees, "Trojan Source", CVE-2021-42574); zero-width
-# and byte-order marks that hide text.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_invisible(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every control, line-breaking, bidirectional and zero-width character
-    written as an escape (``\\n``, ``\\x1b``, ``\\u202e``): one line, shown as it is stored."""
-    return _INVISIBLE.sub(_escape_invisible, text)
+from torch_abi_audit.renderers.escape import terminal_text
 
 
 def markdown_code(text: str) -> str:
@@ -42,7 +26,7 @@ def markdown_code(text: str) -> str:
     6.1), padded with spaces when the text starts or ends with a backtick; ``|`` is escaped so
     a table cell does not split (GFM tables: escaped pipes are allowed inside code spans).
     """
-    shown = visible(text).replace("|", "\\|")
+    shown = terminal_text(text).replace("|", "\\|")
     runs = [len(run) for run in re.findall("`+", shown)]
     fence = "`" * (max(runs, default=0) + 1)
     if shown.startswith("`") or shown.endswith("`") or not shown.strip():
@@ -60,13 +44,13 @@ _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 
 def markdown_text(text: str) -> str:
     """``text`` as literal Markdown text: one line, no structure, no mentions."""
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", visible(text))
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", terminal_text(text))
     return _MENTION.sub("@\u2060", escaped)
 
 
 def html_text(text: str) -> str:
     """``text`` for HTML content (``<summary>`` lines): one line, ``&<>"`` as entities."""
-    shown = visible(text)
+    shown = terminal_text(text)
     for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
         shown = shown.replace(char, entity)
     return _MENTION.sub("@\u2060", shown)
@@ -80,7 +64,7 @@ def workflow_data(text: str) -> str:
     cannot start a second one. Other control characters are made visible.
     """
     escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return visible(escaped)
+    return terminal_text(escaped)
 
 
 def workflow_property(text: str) -> str:
