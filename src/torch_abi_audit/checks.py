@@ -159,9 +159,7 @@ def _evidence_library(package: PackageReport, finding: Finding) -> str | None:
 
 
 def _finding_reason(package: PackageReport, finding: Finding) -> _Reason:
-    return _Reason(
-        f"{finding.code}: {finding.message}", _evidence_library(package, finding), finding.code
-    )
+    return _Reason(finding.message, _evidence_library(package, finding), finding.code)
 
 
 def _metadata_reasons(package: PackageReport) -> list[_Reason]:
@@ -192,7 +190,13 @@ def gate_results(
     active = [gate for gate in _REASONS if gate in gates(policies)]
     return tuple(
         GateResult(
-            str(gate), package.name, GateStatus.FAILED, reason.message, reason.library, reason.code
+            str(gate),
+            package.name,
+            GateStatus.FAILED,
+            reason.message,
+            reason.library,
+            reason.code,
+            root=package.root,
         )
         for package in packages
         for gate in active
@@ -207,6 +211,10 @@ def violation_lines(failed: Sequence[GateResult], policies: Iterable[CheckPolicy
     packages = list(dict.fromkeys(r.package for r in failed))
     lines = [f"FAIL: --check {named} found {len(packages)} non-compliant package(s):"]
     for package in packages:
-        reasons = "; ".join(r.message for r in failed if r.package == package)
+        reasons = "; ".join(
+            f"{r.code}: {r.message}" if r.code and r.gate != CheckPolicy.ABI3 else r.message
+            for r in failed
+            if r.package == package
+        )
         lines.append(f"  {package}: {reasons}")
     return lines

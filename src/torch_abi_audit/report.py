@@ -356,9 +356,10 @@ class GateResult:
     """One violation of one ``--check`` gate.
 
     ``gate`` is the elementary gate (``torch``, ``abi3``, ``metadata``, ``load``); ``package``
-    the package's name; ``library`` the library's path inside the package when the violation
-    is a library's; ``code`` the finding code behind it, if any; ``message`` the reason in
-    words; ``justification`` why it is allowed or ignored.
+    the package's name and ``root`` its root (which tells apart two wheels of one package);
+    ``library`` the library's path inside the package when the violation is a library's;
+    ``code`` the finding code behind it, if any; ``message`` the reason in words;
+    ``justification`` why it is allowed or ignored.
     """
 
     gate: str
@@ -368,6 +369,11 @@ class GateResult:
     library: str | None = None
     code: str | None = None
     justification: str | None = None
+    root: Path | None = None
+
+    def concerns(self, package: PackageReport) -> bool:
+        """True if this violation is ``package``'s."""
+        return self.package == package.name and self.root in (None, package.root)
 
 
 @dataclass(frozen=True)

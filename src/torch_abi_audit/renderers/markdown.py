@@ -167,7 +167,7 @@ def _gate_lines(result: AuditResult) -> list[str]:
     others = [r for r in result.gate_results if r.status is not GateStatus.FAILED]
     if others:
         outcome += f" ({len(others)} allowed or ignored, shown below)"
-    lines = ["", f"Gates `--check {asked}`: {outcome}."]
+    lines = ["", f"Gates ({asked}): {outcome}."]
     if result.gate_results:
         lines += [
             "",
@@ -222,9 +222,11 @@ def _symbol_table(
     shown = uses if limit is None else uses[:limit]
     left_out.symbols += len(uses) - len(shown)
     lines = ["", f"**{title}**: {len(uses)} distinct, {imports} imports", ""]
-    if shown:
+    if shown and any(u.reason for u in shown):
         rows = [[markdown_code(u.shown), _cell(u.reason), _where(u)] for u in shown]
         lines += _table(("Symbol", "Why", "Where"), rows)
+    elif shown:
+        lines += _table(("Symbol", "Where"), [[markdown_code(u.shown), _where(u)] for u in shown])
     if len(shown) < len(uses):
         lines += ["", f"… and {len(uses) - len(shown)} more."]
     return lines

@@ -5,7 +5,7 @@ The command line looks a renderer up here and never branches on the format itsel
 
 from __future__ import annotations
 
-from torch_abi_audit.renderers import json_report, markdown, table
+from torch_abi_audit.renderers import github, json_report, markdown, sarif, table
 from torch_abi_audit.renderers.base import Renderer
 
 #: ``--format`` name -> renderer, in the order ``--help`` lists them (the first is the default).
@@ -15,6 +15,8 @@ RENDERERS: dict[str, Renderer] = {
         table.RENDERER,
         json_report.RENDERER,
         markdown.RENDERER,
+        github.RENDERER,
+        sarif.RENDERER,
     )
 }
 
