@@ -121,7 +121,8 @@ class SymbolLedger:
         lines = _limited(shown, prefix)
         repeated = len(items) - len(fresh)
         if repeated:
-            lines.append(f"        ({repeated} more {what} listed above)")
+            also = "also " if fresh else ""
+            lines.append(f"        ({also}{repeated} {what} listed above)")
         return lines
 
 
