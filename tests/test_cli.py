@@ -249,7 +249,7 @@ def test_operational_errors_exit_2(
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str], built: Fixtures) -> None:
     assert run(capsys)[0] == 2
-    code, _, err = run(capsys, "--env", str(built.abi3_ext))
+    code, _, err = run(capsys, "--env", "--download", "x==1")
     assert code == 2 and "cannot be combined" in err
     with pytest.raises(SystemExit) as exc:
         main(["--check", "nonsense", str(built.abi3_ext)])

@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
-from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
+from torch_abi_audit.audit import (
+    LoadTargetError,
+    default_site_packages,
+    inspect_site_packages,
+    inspect_targets,
+)
 from torch_abi_audit.checks import CheckPolicy, gate_results, gates
 from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
 from torch_abi_audit.output import OutputError, write_report
@@ -25,6 +30,12 @@ from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
 from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
+from torch_abi_audit.sources.environments import (
+    EnvironmentNotFound,
+    find_environment,
+    site_packages_directories,
+    tool_environment,
+)
 
 __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
@@ -72,7 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         action="append",
-        help="audit every package in this site-packages directory (repeatable)",
+        help="audit every package in this site-packages directory, or in the environment "
+        "whose root this is (repeatable)",
+    )
+    mode.add_argument(
+        "--python",
+        metavar="PATH",
+        type=Path,
+        help="audit the environment of this interpreter or virtual environment (found from its "
+        "files: the interpreter is not run); the way to audit your project's environment when "
+        "this tool runs from its own (uvx, pipx)",
     )
     output = parser.add_argument_group("output")
     formats = output.add_mutually_exclusive_group()
@@ -199,6 +219,30 @@ def _warn(*lines: str) -> None:
     print(terminal_lines(list(lines)), file=sys.stderr)
 
 
+def _environment(args: argparse.Namespace, console: Console) -> list[Path] | None:
+    """The site-packages directories ``--python`` or ``--site-packages`` name (``None`` for the
+    running interpreter's); says on stderr which environment ``--python`` found, and warns when
+    ``--env`` would audit this tool's own isolated environment. Raises
+    :class:`EnvironmentNotFound`."""
+    if args.python is not None:
+        found = find_environment(args.python)
+        console.note(f"auditing {found.describe()}")
+        return list(found.site_packages)
+    if args.site_packages:
+        return site_packages_directories(args.site_packages)
+    if args.env:
+        tool = tool_environment(Path(sys.prefix), default_site_packages())
+        if tool is not None:
+            active = os.environ.get("VIRTUAL_ENV")
+            hint = f" (your active one: --python {active})" if active else ""
+            console.warning(
+                f"--env audits the environment torch-abi-audit runs in, {sys.prefix}, which is "
+                f"its own ({tool}), not your project's: pass --python PATH, an interpreter or a "
+                f"virtual environment{hint}"
+            )
+    return None
+
+
 def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
     """Run the audit the arguments ask for, and the gates."""
     loads = {
@@ -206,19 +250,23 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
+        "jobs": args.jobs,
+        "progress": console.progress,
     }
     checks = tuple(str(gate) for gate in sorted(gates(args.check or ())))
-    if args.env or args.site_packages:
-        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
+    directories = _environment(args, console)
+    environment_mode = args.env or args.site_packages or args.python
+    if environment_mode and not args.targets:
+        environment = inspect_site_packages(directories, **loads)
         found = gate_results(environment.packages, args.check or ())
         return AuditResult.of_environment(environment, checks, found)
     reports = inspect_targets(
         args.targets,
-        jobs=args.jobs,
         downloads=args.download,
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
+        site_packages=directories,
         **loads,
     )
     return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))
@@ -227,7 +275,13 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
 def _run(args: argparse.Namespace) -> int:
     renderer = get_renderer(args.format)
     console = Console(quiet=args.quiet, show_progress=renderer.shows_progress)
-    result = _audit(args, console)
+    try:
+        result = _audit(args, console)
+    except EnvironmentNotFound as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    finally:
+        console.progress.finish()
     options = RenderOptions(
         verbose=args.verbose,
         show_all=args.all,
@@ -244,11 +298,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
-    environment = args.env or args.site_packages
+    environment = args.env or args.site_packages or args.python
     if not environment and not args.targets and not args.download:
-        return "give at least one TARGET, or --download SPEC, --env or --site-packages PATH"
-    if environment and (args.targets or args.download):
-        return "TARGETs and --download cannot be combined with --env or --site-packages"
+        return (
+            "give at least one TARGET, or --download SPEC, --env, --site-packages PATH or "
+            "--python PATH"
+        )
+    if environment and args.download:
+        return "--download cannot be combined with --env, --site-packages or --python"
     if (args.platform or args.python_version or args.cache_dir) and not args.download:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:

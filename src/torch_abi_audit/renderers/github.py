@@ -24,7 +24,7 @@ from pathlib import Path
 from torch_abi_audit.renderers import table
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.escaping import workflow_data, workflow_property
-from torch_abi_audit.renderers.summary import relative_path
+from torch_abi_audit.renderers.summary import nothing_found, relative_path
 from torch_abi_audit.report import (
     AuditResult,
     GateResult,
@@ -95,14 +95,9 @@ def _finding_annotations(package: PackageReport, covered: set[str], base: Path) 
 def _error_annotations(package: PackageReport, base: Path) -> list[Annotation]:
     found = []
     if package.error:
-        found.append(
-            Annotation(
-                "error",
-                "torch-abi-audit: not audited",
-                f"{package.name}: {package.error}",
-                _file(package, None, base),
-            )
-        )
+        where = None if nothing_found(package) else _file(package, None, base)
+        message = f"{package.name}: {package.error}"
+        found.append(Annotation("error", "torch-abi-audit: not audited", message, where))
     if package.unavailable:
         found.append(
             Annotation(

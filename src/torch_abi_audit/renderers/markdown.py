@@ -28,6 +28,7 @@ from torch_abi_audit.renderers.summary import (
     environment_order,
     finding_counts,
     needs_attention,
+    nothing_found,
     unstable_symbol_uses,
 )
 from torch_abi_audit.report import (
@@ -233,6 +234,8 @@ def _symbol_table(
 
 
 def _source_lines(package: PackageReport) -> list[str]:
+    if nothing_found(package):
+        return []
     facts = []
     if package.wheel is not None:
         facts.append(f"wheel {markdown_code(package.wheel.filename)}")

@@ -29,7 +29,7 @@ from torch_abi_audit._version import __version__
 from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.json_report import dumps
-from torch_abi_audit.renderers.summary import relative_path
+from torch_abi_audit.renderers.summary import nothing_found, relative_path
 from torch_abi_audit.report import (
     AuditResult,
     CPythonLabel,
@@ -157,11 +157,13 @@ def _result(
     identity: str = "",
 ) -> None:
     package, library = subject.package, subject.library
+    # A target that names nothing (an unknown import name) has no file to point at.
+    locations = [] if nothing_found(package) else [_location(package, library, run.base)]
     result: JSONObject = {
         "ruleId": rule_id,
         "level": "error" if any(g.status is GateStatus.FAILED for g in gates) else level,
         "message": {"text": message},
-        "locations": [_location(package, library, run.base)],
+        "locations": locations,
         "partialFingerprints": _fingerprint(rule_id, package.name, library or "", identity),
         "properties": {
             "package": package.name,

@@ -70,6 +70,14 @@ def needs_attention(package: PackageReport) -> bool:
     )
 
 
+def nothing_found(package: PackageReport) -> bool:
+    """True for a target that names nothing (an unknown import name, a missing path): it has
+    an error and no file, distribution or wheel, so there is no root to show."""
+    return bool(package.error) and not (
+        package.libraries or package.problems or package.distribution or package.wheel
+    )
+
+
 def relative_path(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` (POSIX separators) when it lies under it, else as given."""
     try:

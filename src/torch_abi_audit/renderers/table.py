@@ -21,6 +21,7 @@ from torch_abi_audit.renderers.summary import (
     environment_order,
     finding_counts,
     needs_attention,
+    nothing_found,
 )
 from torch_abi_audit.report import (
     EnvironmentReport,
@@ -242,6 +243,9 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     lines = [f"Package: {report.name}"]
     if report.unavailable:
         lines.append(f"  Not available: {report.unavailable}")
+        return lines
+    if nothing_found(report):  # an unknown name or missing path: no root to invent
+        lines.append(f"  Error: {report.error}")
         return lines
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
