@@ -31,7 +31,7 @@ def close_names(name: str, locations: Sequence[str] | None = None) -> list[str]:
     name), best first: top-level ones on ``sys.path`` or, given ``locations``, the modules in
     those directories (a package's, for a submodule). Only directory listings are read."""
     found = {info.name for info in pkgutil.iter_modules(None if locations is None else locations)}
-    return difflib.get_close_matches(name, sorted(found), n=3, cutoff=0.7)
+    return difflib.get_close_matches(name, sorted(found), n=3, cutoff=0.6)
 
 
 def _suggestion(name: str, locations: Sequence[str] | None, parent: str) -> str:
