@@ -97,6 +97,10 @@ class _LeftOut:
         ]
 
 
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def _cell(text: str) -> str:
     return markdown_text(text) if text else "-"
 
@@ -143,7 +147,8 @@ def _shown(result: AuditResult, show_all: bool) -> list[PackageReport]:
 
 def _heading(result: AuditResult, shown: Sequence[PackageReport]) -> list[str]:
     libraries = sum(len(p.libraries) for p in result.packages)
-    what = f"{len(result.packages)} packages, {libraries} libraries"
+    what = f"{_plural(len(result.packages), 'package')}, "
+    what += _plural(libraries, "library", "libraries")
     if result.environment is not None:
         what += f" in {markdown_code(str(result.environment.site_packages))}"
     hidden = len(result.packages) - len(shown)
@@ -162,7 +167,9 @@ def _gate_lines(result: AuditResult) -> list[str]:
     failed = result.failed
     if failed:
         packages = len({r.package for r in failed})
-        outcome = f"**failed**: {len(failed)} violations in {packages} packages"
+        outcome = (
+            f"**failed**: {_plural(len(failed), 'violation')} in {_plural(packages, 'package')}"
+        )
     else:
         outcome = "passed"
     others = [r for r in result.gate_results if r.status is not GateStatus.FAILED]
@@ -244,8 +251,8 @@ def _source_lines(package: PackageReport) -> list[str]:
         facts.append(f"at {markdown_code(str(package.root))}")
     dist = package.distribution
     if dist is not None:
-        requires = ", ".join(dist.requires_torch) or "no torch requirement"
-        facts.append(f"requires {markdown_code(requires)}")
+        requires = ", ".join(dist.requires_torch)
+        facts.append(f"requires {markdown_code(requires)}" if requires else "no torch requirement")
     return ["", "; ".join(facts) + "."]
 
 
