@@ -21,4 +21,4 @@ def test_changelog_has_an_unreleased_section_first() -> None:
     text = (ROOT / "CHANGELOG.md").read_text()
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[0] == "## Unreleased"
-    assert "--format" in text and "schema_version` 1.5" in text
+    assert "--format" in text and "schema_version` 1.6" in text
