@@ -55,23 +55,8 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torch-abi-audit",
-        description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
-            "(abi3) use, from their symbol tables, without importing them."
-        ),
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "targets",
-        nargs="*",
-        metavar="TARGET",
-        help="import name (resolved without importing), package directory, or library file",
-    )
+def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to audit: --env, --site-packages, --python."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--env",
@@ -94,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         "files: the interpreter is not run); the way to audit your project's environment when "
         "this tool runs from its own (uvx, pipx)",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the report goes, in which format: --format, --json, -o, -q."""
     output = parser.add_argument_group("output")
     formats = output.add_mutually_exclusive_group()
     formats.add_argument(
@@ -124,6 +113,82 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress and no notes on standard error: only errors and failed gates",
     )
+
+
+def _add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    """The torch loading is predicted against."""
+    loading = parser.add_argument_group("predicting loads on a torch")
+    loading.add_argument(
+        "--torch",
+        metavar="PATH",
+        type=Path,
+        help="predict whether each library loads on this torch installation: a torch package "
+        "directory, a site-packages holding one, or a torch wheel (default with --env, "
+        "--site-packages and import names: the torch installed there)",
+    )
+    loading.add_argument(
+        "--torch-version",
+        metavar="X.Y[.Z]",
+        help="predict loading on this torch release from the stable-ABI table (shims newer "
+        "than it, or removed by it); unstable libraries are tied to their build's release",
+    )
+    loading.add_argument(
+        "--no-load-prediction",
+        action="store_true",
+        help="do not predict loading on the torch found in the scanned environment",
+    )
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """Fetching wheels from the index: --download and its companions."""
+    index = parser.add_argument_group("fetching wheels from the index (with pip)")
+    index.add_argument(
+        "--download",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="fetch the wheel(s) for a requirement (e.g. torchcodec==0.17.0) and audit them",
+    )
+    index.add_argument(
+        "--platform",
+        metavar="TAG",
+        action="append",
+        default=[],
+        help="with --download: a platform tag (repeatable: one wheel per platform)",
+    )
+    index.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="with --download: the Python version to fetch wheels for",
+    )
+    index.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=Path,
+        help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
+        "or $TORCH_ABI_AUDIT_CACHE/wheels)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torch-abi-audit",
+        description=(
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
+            "(abi3) use, from their symbol tables, without importing them."
+        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="import name (resolved without importing), package directory, or library file",
+    )
+    _add_mode_arguments(parser)
+    _add_output_arguments(parser)
     parser.add_argument(
         "--all",
         action="store_true",
@@ -156,53 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
-    loading = parser.add_argument_group("predicting loads on a torch")
-    loading.add_argument(
-        "--torch",
-        metavar="PATH",
-        type=Path,
-        help="predict whether each library loads on this torch installation: a torch package "
-        "directory, a site-packages holding one, or a torch wheel (default with --env, "
-        "--site-packages and import names: the torch installed there)",
-    )
-    loading.add_argument(
-        "--torch-version",
-        metavar="X.Y[.Z]",
-        help="predict loading on this torch release from the stable-ABI table (shims newer "
-        "than it, or removed by it); unstable libraries are tied to their build's release",
-    )
-    loading.add_argument(
-        "--no-load-prediction",
-        action="store_true",
-        help="do not predict loading on the torch found in the scanned environment",
-    )
-    index = parser.add_argument_group("fetching wheels from the index (with pip)")
-    index.add_argument(
-        "--download",
-        metavar="SPEC",
-        action="append",
-        default=[],
-        help="fetch the wheel(s) for a requirement (e.g. torchcodec==0.17.0) and audit them",
-    )
-    index.add_argument(
-        "--platform",
-        metavar="TAG",
-        action="append",
-        default=[],
-        help="with --download: a platform tag (repeatable: one wheel per platform)",
-    )
-    index.add_argument(
-        "--python-version",
-        metavar="X.Y",
-        help="with --download: the Python version to fetch wheels for",
-    )
-    index.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        type=Path,
-        help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
-        "or $TORCH_ABI_AUDIT_CACHE/wheels)",
-    )
+    _add_loading_arguments(parser)
+    _add_index_arguments(parser)
     parser.add_argument(
         "-j",
         "--jobs",
