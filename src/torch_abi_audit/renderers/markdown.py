@@ -60,6 +60,9 @@ class Level:
 #: From everything to the bare summary; the first rendering that fits is kept.
 LEVELS = (
     Level(None, None, "all"),
+    Level(200, None, "all"),
+    Level(100, None, "all"),
+    Level(50, None, "all"),
     Level(25, None, "all"),
     Level(10, 40, "all"),
     Level(5, 15, "attention"),
