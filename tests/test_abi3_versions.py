@@ -105,11 +105,12 @@ def test_check_abi3_table_and_json(
     assert main([str(path), "--check", "abi3"]) == 1
     captured = capsys.readouterr()
     assert (
-        "  abi3pkg: [abi3] abi3-newer-than-tag: abi3pkg/ext.abi3.so uses the Python 3.12 ABI, but "
+        "  abi3pkg: [abi3] abi3-newer-than-tag (abi3pkg/ext.abi3.so): abi3pkg/ext.abi3.so uses the "
+        "Python 3.12 ABI, but "
         "is tagged for the Python 3.10 ABI (PyType_FromMetaclass (3.12))"
     ) in captured.err
     assert (
-        "  abi3pkg: [abi3] abi3-tagged-violations: abi3pkg/ext.abi3.so is tagged abi3 but imports "
+        "  abi3pkg: [abi3] abi3-tagged-violations (abi3pkg/ext.abi3.so): tagged abi3 but imports "
         "PyUnicode_AsUTF8"
     ) in captured.err.splitlines()
     lines = captured.out.splitlines()

@@ -116,7 +116,8 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.6"
+    assert document["schema_version"] == "1.7"
+    assert document["document"] == "package"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
@@ -131,11 +132,14 @@ def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Pat
     assert plugin["torch_label"] == "STABLE"
 
 
-def test_json_several_targets_use_the_environment_envelope(
+def test_json_several_targets_make_a_targets_document(
     capsys: pytest.CaptureFixture[str], built: Fixtures
 ) -> None:
     code, document = run_json(capsys, str(built.abi3_ext), str(built.unstable_lib))
     assert code == 0
+    # No made-up environment: no site-packages was scanned.
+    assert document["document"] == "targets"
+    assert "site_packages" not in document and "search_paths" not in document
     assert [p["name"] for p in document["packages"]] == [
         "goodabi3.abi3.so",
         "libunstable.so",
@@ -205,13 +209,13 @@ def test_check_gates(capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_pa
     assert code == 1
     assert "FAIL: --check torch found 1 non-compliant package(s):" in err
     assert (
-        "  libunstable.so: [torch] torch-unstable: libunstable.so uses libtorch internals outside "
-        "the stable ABI (c10::detail::torchCheckFail, at::Tensor::dim)"
+        "  libunstable.so: [torch] torch-unstable (libunstable.so): uses libtorch internals "
+        "outside the stable ABI (c10::detail::torchCheckFail, at::Tensor::dim)"
     ) in err.splitlines()
     assert run(capsys, str(built.unstable_lib), "--check", "abi3")[0] == 0
     code, _, err = run(capsys, str(built.abi3_bad_ext), "--check", "abi3")
     assert code == 1
-    assert "badabi3.abi3.so is tagged abi3 but imports PyCode_Addr2Line" in err
+    assert "(badabi3.abi3.so): tagged abi3 but imports PyCode_Addr2Line" in err
     # A torch-using package whose extension is not abi3-compliant fails abi3 too.
     mixed = tmp_path / "torchext"
     mixed.mkdir()
@@ -252,7 +256,7 @@ def test_operational_errors_exit_2(
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str], built: Fixtures) -> None:
     assert run(capsys)[0] == 2
-    code, _, err = run(capsys, "--env", str(built.abi3_ext))
+    code, _, err = run(capsys, "--env", "--download", "x==1")
     assert code == 2 and "cannot be combined" in err
     with pytest.raises(SystemExit) as exc:
         main(["--check", "nonsense", str(built.abi3_ext)])

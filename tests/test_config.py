@@ -56,13 +56,15 @@ def test_nearest_pyproject_with_the_table(
     configure(project / "src", '[project]\nname = "inner"\n')
     code, _, err = run(capsys, wheel(project), "-v")
     assert code == 1
-    assert err.splitlines()[0] == f"config: {config}"
-    assert "  mixedpkg: [torch] torch-unstable: mixedpkg/libcore.so uses" in err
+    assert err.splitlines()[0] == f"note: config: {config}"
+    assert "  mixedpkg: [torch] torch-unstable (mixedpkg/libcore.so): uses" in err
     # Nothing configured: the audit alone, and -v says so.
     config.unlink()
     code, _, err = run(capsys, wheel(project), "-v")
     assert code == 0
-    assert err.startswith("config: none (no pyproject.toml with [tool.torch-abi-audit] above ")
+    assert err.startswith(
+        "note: config: none (no pyproject.toml with [tool.torch-abi-audit] above "
+    )
 
 
 def test_command_line_overrides_the_configuration(
@@ -138,7 +140,7 @@ def test_format_jobs_and_torch_version(capsys: pytest.CaptureFixture[str], proje
         ("jobs = 0", "jobs must be a whole number of at least 1"),
         ("jobs = true", "jobs must be a whole number of at least 1"),
         ("torch-version = 2.10", 'torch-version must be a string (torch-version = "2.12")'),
-        ('format = "xml"', "format must be one of table, json, not 'xml'"),
+        ('format = "xml"', "format must be one of table, json, markdown, github, sarif, not 'xml'"),
         ('baseline = ""', "baseline must be a path"),
         ('allow = [{library = "x.so", check = "torch"}]', "allow entry 1: reason is required"),
         ("check = [", "not valid TOML"),
@@ -159,7 +161,7 @@ def test_explicit_configuration_files(
 ) -> None:
     standalone = configure(tmp_path, 'check = "torch"\n', "abi-audit.toml")
     code, _, err = run(capsys, wheel(project), "--config", str(standalone), "-v")
-    assert code == 1 and err.startswith(f"config: {standalone}")
+    assert code == 1 and err.startswith(f"note: config: {standalone}")
     bare = configure(tmp_path, '[project]\nname = "x"\n')
     code, _, err = run(capsys, wheel(project), "--config", str(bare))
     assert code == 2 and "no [tool.torch-abi-audit] table" in err

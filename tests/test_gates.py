@@ -92,10 +92,10 @@ def allow_file(directory: Path, *entries: str) -> Path:
 @pytest.mark.parametrize(
     ("wheel", "gate", "line"),
     [
-        ("torch", "torch", "  unstablepkg: [torch] torch-unstable: unstablepkg/libcore.so uses"),
-        ("abi3", "abi3", "  badabi3: [abi3] abi3-tagged-violations: badabi3/badabi3.abi3.so is"),
+        ("torch", "torch", "  unstablepkg: [torch] torch-unstable (unstablepkg/libcore.so): uses"),
+        ("abi3", "abi3", "  badabi3: [abi3] abi3-tagged-violations (badabi3/badabi3.abi3.so): "),
         ("metadata", "metadata", "  floorless: [metadata] torch-floor-missing: needs torch>="),
-        ("clean", "load", "  cleanpkg: [load] needs-newer-torch: cleanpkg/libops.so need a"),
+        ("clean", "load", "  cleanpkg: [load] needs-newer-torch (cleanpkg/libops.so): cleanpkg/"),
     ],
 )
 def test_each_gate_fails_on_its_codes_only(
@@ -258,7 +258,7 @@ def test_baseline_matched_in_the_wheel_and_in_an_installed_copy(
     wheel = real_wheel(TORCHAUDIO)
     code, _, err = run(capsys, str(wheel), "--check", "torch")
     assert code == 1
-    assert f"  torchaudio: [torch] torch-unstable: {LIBTORCHAUDIO} uses libtorch internals" in err
+    assert f"  torchaudio: [torch] torch-unstable ({LIBTORCHAUDIO}): uses libtorch internals" in err
     baseline = allow_file(
         tmp_path,
         f'library = "{LIBTORCHAUDIO}"\ncheck = "torch"\nreason = "not yet ported"\n'
@@ -326,7 +326,7 @@ def test_expired_entries_fail_the_gate(capsys: pytest.CaptureFixture[str], tmp_p
         "renew the entry with a new date"
     ) in err.splitlines()
     # An expired entry allows nothing: the violation fails again, and the entry is listed.
-    assert f"  torchaudio: [torch] torch-unstable: {LIBTORCHAUDIO} uses" in err
+    assert f"  torchaudio: [torch] torch-unstable ({LIBTORCHAUDIO}): uses" in err
     assert [r["status"] for r in document["gates"]["results"]] == ["failed"]
     assert document["gates"]["expired"][0]["expires"] == "2020-01-01"
     assert document["gates"]["stale"] == []

@@ -215,7 +215,7 @@ def test_cli_table_json_and_check(site: Site, capsys: pytest.CaptureFixture[str]
 
     assert main(["--site-packages", str(site.site), "--check", "load"]) == 1
     err = capsys.readouterr().err
-    assert "  ops: [load] load-failure: " in err and "  legacy: [load] load-failure: " in err
+    assert "  ops: [load] load-failure (ops/" in err and "  legacy: [load] load-failure (" in err
     assert main(["--site-packages", str(site.site), "--check", "load", "--no-load-prediction"]) == 0
     capsys.readouterr()
 

@@ -268,9 +268,7 @@ def test_mach_o_bindings_and_findings(mac_wheel: Path) -> None:
         "torch-unstable",  # liblegacy.dylib's row label, for the torch gate
     ]
     assert findings["abi3-tagged-violations"].message == (
-        "macpkg/_linked.abi3.so is tagged abi3 but links @loader_path/.dylibs/libpython3.11.dylib, "
-        "the library of "
-        "Python 3.11"
+        "tagged abi3 but links @loader_path/.dylibs/libpython3.11.dylib, the library of Python 3.11"
     )
     assert findings["torch-unstable"].libraries == ("macpkg/liblegacy.dylib",)
     late = findings["macos-version-above-tag"]

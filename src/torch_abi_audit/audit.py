@@ -21,6 +21,7 @@ from torch_abi_audit.engine import (
     analyse_libraries,
     inspect_extension,
 )
+from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.python_model import Interpreter, is_torch_distribution
 from torch_abi_audit.report import (
     Distribution,
@@ -194,16 +195,20 @@ def _audit_sources(
     jobs: int | None,
     python: _PythonContext = _PythonContext(),
     target: LoadTarget | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[PackageReport]:
     """Read and judge the sources' libraries, predict their loads on ``target``, find."""
-    results = analyse_libraries((p for s in sources for p in s.libraries), jobs=jobs)
+    libraries = (p for s in sources for p in s.libraries)
+    results = analyse_libraries(libraries, jobs=jobs, progress=progress)
     reports = _with_loads([_package_report(source, results, python) for source in sources], target)
     return _with_findings(reports, sources, python)
 
 
-def _sources(target: str | Path) -> list[PackageSource]:
+def _sources(target: str | Path, search_path: Sequence[Path] | None = None) -> list[PackageSource]:
     # A Path is always a path; a string may also be an import name.
-    return target_sources(str(target.absolute()) if isinstance(target, Path) else target)
+    if isinstance(target, Path):
+        return target_sources(str(target.absolute()))
+    return target_sources(target, search_path)
 
 
 def load_target(
@@ -290,18 +295,25 @@ def inspect_requests(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    site_packages: Sequence[Path] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[TargetReports]:
     """:func:`inspect_targets`, with the packages grouped by the target that gave them."""
     installed = any(_is_import_name(t) for t in targets)
-    auto = default_site_packages() if predict_loads and installed else []
-    target = load_target(torch, torch_version, auto)
-    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    groups = [(str(t), _sources(t)) for t in targets]
+    interpreter: Interpreter | None = running_interpreter() if installed else None
+    environment = default_site_packages() if installed else []
+    if site_packages is not None:
+        environment = [p.absolute() for p in site_packages]
+        interpreter = site_packages_interpreter(environment[0]) if environment else None
+    target = load_target(torch, torch_version, environment if predict_loads else [])
+    python = _PythonContext(assume_minimum_abi3, interpreter)
+    groups = [(str(t), _sources(t, site_packages)) for t in targets]
     for spec in downloads:
-        fetched = download_sources(spec, platforms, python_version, cache)
+        fetched = download_sources(spec, platforms, python_version, cache, progress)
         labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
         groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
-    reports = iter(_audit_sources([s for _, group in groups for s in group], jobs, python, target))
+    sources = [s for _, group in groups for s in group]
+    reports = iter(_audit_sources(sources, jobs, python, target, progress))
     return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 
 
@@ -317,16 +329,20 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    site_packages: Sequence[Path] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
     A target may give several packages (a directory holding wheels); they come in order.
     ``downloads`` are requirement specs fetched from the index with pip (once per platform in
     ``platforms``, for ``python_version``, into ``cache``) and audited after the targets.
-    Loading is predicted as :func:`inspect_package` does (for import names, unless
-    ``predict_loads`` is false); abi3 modules without a wheel tag to say otherwise are judged
-    against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
-    name nothing usable.
+    Import names are resolved in ``site_packages`` when given (another environment's), else as
+    this interpreter would. Loading is predicted as :func:`inspect_package` does (for import
+    names, or in ``site_packages``, unless ``predict_loads`` is false), against the torch of
+    that environment; abi3 modules without a wheel tag to say otherwise are judged against
+    ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
+    nothing usable. ``progress`` hears about downloads and the libraries read.
     """
     requests = inspect_requests(
         targets,
@@ -339,6 +355,8 @@ def inspect_targets(
         torch_version=torch_version,
         predict_loads=predict_loads,
         assume_minimum_abi3=assume_minimum_abi3,
+        site_packages=site_packages,
+        progress=progress,
     )
     return [package for request in requests for package in request.packages]
 
@@ -370,6 +388,7 @@ def inspect_site_packages(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    progress: Progress = NO_PROGRESS,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
 
@@ -393,7 +412,7 @@ def inspect_site_packages(
     python = _PythonContext(assume_minimum_abi3, interpreter)
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
-    with LibraryAnalysis(jobs, eager=True) as analysis:
+    with LibraryAnalysis(jobs, eager=True, progress=progress) as analysis:
         for directory in directories:
             if not directory.is_dir():
                 reason = "not a directory" if directory.exists() else "directory does not exist"

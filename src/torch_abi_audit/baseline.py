@@ -27,8 +27,9 @@ from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 
-from torch_abi_audit.gate_report import AllowEntry, GateResult, GateStatus
+from torch_abi_audit.gate_report import AllowEntry
 from torch_abi_audit.python_model import normalize_name
+from torch_abi_audit.report import GateResult, GateStatus
 from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 
 #: The keys an ``[[allow]]`` entry may have.
@@ -251,7 +252,7 @@ def baseline_text(results: Sequence[GateResult], keep_from: Path | None = None) 
                 kept[result.allowed_by] = None
         elif result.status is GateStatus.FAILED:
             package = None if result.library else result.package
-            new[(result.library, package, result.code)] = None
+            new[(result.library, package, result.code or result.gate)] = None
     entries = list(kept)
     entries += [
         AllowEntry(

@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from torch_abi_audit.baseline import entry_gates, entry_matches
-from torch_abi_audit.gate_report import (
-    AllowEntry,
-    GateReport,
-    GateResult,
-    GateStatus,
-    expired_message,
-    stale_message,
-)
-from torch_abi_audit.report import PackageReport
+from torch_abi_audit.gate_report import AllowEntry, expired_message, stale_message
+from torch_abi_audit.report import AuditResult, GateResult, GateStatus, PackageReport
+from torch_abi_audit.rules.findings import Finding, name_list
 from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 
 
@@ -103,6 +98,47 @@ def _is_expired(entry: AllowEntry, today: date) -> bool:
     return entry.expires is not None and today >= entry.expires
 
 
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the gates found: every violation with its status, and the baseline entries that
+    fail the gates themselves (``stale``, ``expired``) or were not judged (``unchecked``)."""
+
+    results: tuple[GateResult, ...] = ()
+    stale: tuple[AllowEntry, ...] = ()
+    expired: tuple[AllowEntry, ...] = ()
+    unchecked: tuple[AllowEntry, ...] = ()
+
+
+def _justification(entry: AllowEntry) -> str:
+    expires = f"; expires {entry.expires}" if entry.expires else ""
+    return f"{entry.where}: {entry.reason}{expires}"
+
+
+def _judged(
+    package: PackageReport,
+    gate: Gate,
+    found: Finding,
+    library: str | None,
+    status: tuple[GateStatus, AllowEntry | None],
+) -> GateResult:
+    state, entry = status
+    if state is GateStatus.ALLOWED and entry is not None:
+        justification: str | None = _justification(entry)
+    else:
+        justification = "--ignore" if state is GateStatus.IGNORED else None
+    return GateResult(
+        str(gate),
+        package.name,
+        state,
+        found.message,
+        library,
+        found.code,
+        justification,
+        package.root,
+        entry,
+    )
+
+
 def evaluate(
     packages: Iterable[PackageReport],
     checked: Sequence[Gate],
@@ -110,7 +146,7 @@ def evaluate(
     ignore: Iterable[str] = (),
     allow: Sequence[AllowEntry] = (),
     today: date | None = None,
-) -> GateReport:
+) -> GateVerdict:
     """Every violation of the ``checked`` gates in ``packages``, with its status, and the
     baseline entries that are stale or expired (those concerning only gates not checked are
     ``unchecked``, not judged)."""
@@ -122,10 +158,10 @@ def evaluate(
     results = []
     for package in packages:
         names = _package_names(package)
-        for found in package.findings:
-            declared = FINDING_CODES.get(found.code)
-            for gate in declared.gates if declared else ():
-                if gate not in checked:
+        for gate in checked:  # by gate, then in the order of the findings
+            for found in package.findings:
+                declared = FINDING_CODES.get(found.code)
+                if declared is None or gate not in declared.gates:
                     continue
                 for library in found.libraries or (None,):
                     matching = [
@@ -136,18 +172,13 @@ def evaluate(
                     used.update(matching)
                     valid = [entry for entry in matching if entry not in expired]
                     if found.code in ignored:
-                        status, by = GateStatus.IGNORED, None
+                        status: tuple[GateStatus, AllowEntry | None] = (GateStatus.IGNORED, None)
                     elif valid:
-                        status, by = GateStatus.ALLOWED, valid[0]
+                        status = (GateStatus.ALLOWED, valid[0])
                     else:
-                        status, by = GateStatus.FAILED, None
-                    results.append(
-                        GateResult(
-                            gate, package.name, library, found.code, found.message, status, by
-                        )
-                    )
-    return GateReport(
-        gates=tuple(checked),
+                        status = (GateStatus.FAILED, None)
+                    results.append(_judged(package, gate, found, library, status))
+    return GateVerdict(
         results=tuple(results),
         stale=tuple(e for e in relevant if e not in used and e not in expired),
         expired=tuple(expired),
@@ -155,30 +186,24 @@ def evaluate(
     )
 
 
-def _failure_lines(report: GateReport) -> list[str]:
-    """One line per failed finding and gate (naming the failing libraries when only some of
-    the finding's libraries fail)."""
-    groups: dict[tuple[str, Gate, str, str], list[GateResult]] = {}
-    for result in report.results:
-        groups.setdefault((result.package, result.gate, result.code, result.message), []).append(
-            result
-        )
+def _failure_lines(report: AuditResult) -> list[str]:
+    """One line per failed finding and gate, naming the libraries that fail it."""
+    groups: dict[tuple[str, str, str | None, str], list[GateResult]] = {}
+    for result in report.failed:
+        key = (result.package, result.gate, result.code, result.message)
+        groups.setdefault(key, []).append(result)
     lines = []
     for (package, gate, code, message), results in groups.items():
-        failing = [r for r in results if r.status is GateStatus.FAILED]
-        if not failing:
-            continue
-        only = ""
-        if len(failing) < len(results):
-            only = f" [failing: {', '.join(str(r.library) for r in failing)}]"
-        lines.append(f"  {package}: [{gate}] {code}: {message}{only}")
+        libraries = [r.library for r in results if r.library]
+        where = f" ({name_list(libraries)})" if libraries else ""
+        lines.append(f"  {package}: [{gate}] {code}{where}: {message}")
     return lines
 
 
-def failure_lines(report: GateReport, policies: Iterable[CheckPolicy]) -> list[str]:
+def failure_lines(report: AuditResult, policies: Iterable[CheckPolicy]) -> list[str]:
     """The summary printed on stderr when a gate fails (none when every gate passed), as built:
     the names in it come from the audited input and are escaped where they are printed."""
-    if not (report.failed or report.stale or report.expired):
+    if not report.gates_failed:
         return []
     named = ",".join(str(p) for p in dict.fromkeys(policies))
     failing_packages = list(dict.fromkeys(r.package for r in report.failed))
@@ -189,8 +214,8 @@ def failure_lines(report: GateReport, policies: Iterable[CheckPolicy]) -> list[s
     lines += _failure_lines(report)
     lines += [f"  {stale_message(entry)}" for entry in report.stale]
     lines += [f"  {expired_message(entry)}" for entry in report.expired]
-    allowed = sum(1 for r in report.results if r.status is GateStatus.ALLOWED)
-    ignored = sum(1 for r in report.results if r.status is GateStatus.IGNORED)
+    allowed = sum(1 for r in report.gate_results if r.status is GateStatus.ALLOWED)
+    ignored = sum(1 for r in report.gate_results if r.status is GateStatus.IGNORED)
     if allowed or ignored:
         lines.append(
             f"  ({allowed} violation(s) allowed by the baseline, {ignored} ignored: the report "

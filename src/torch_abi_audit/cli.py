@@ -17,17 +17,28 @@ from pathlib import Path
 
 from torch_abi_audit import gating
 from torch_abi_audit._version import __version__
-from torch_abi_audit.audit import LoadTargetError, inspect_requests, inspect_site_packages
+from torch_abi_audit.audit import (
+    LoadTargetError,
+    default_site_packages,
+    inspect_requests,
+    inspect_site_packages,
+)
 from torch_abi_audit.checks import policy_argument
-from torch_abi_audit.gate_report import GateReport
-from torch_abi_audit.gating import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK
-from torch_abi_audit.renderers import gates, json_report, table
+from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
+from torch_abi_audit.output import OutputError, write_report
+from torch_abi_audit.renderers.base import RenderOptions
 from torch_abi_audit.renderers.escape import terminal_lines
-from torch_abi_audit.renderers.json_report import JSONObject
-from torch_abi_audit.report import EnvironmentReport
+from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
+from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
+from torch_abi_audit.sources.environments import (
+    EnvironmentNotFound,
+    find_environment,
+    site_packages_directories,
+    tool_environment,
+)
 
-__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
 #: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
 #: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
@@ -45,23 +56,8 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torch-abi-audit",
-        description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
-            "(abi3) use, from their symbol tables, without importing them."
-        ),
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "targets",
-        nargs="*",
-        metavar="TARGET",
-        help="import name (resolved without importing), package directory, or library file",
-    )
+def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to audit: --env, --site-packages, --python."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--env",
@@ -73,32 +69,54 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         action="append",
-        help="audit every package in this site-packages directory (repeatable)",
+        help="audit every package in this site-packages directory, or in the environment "
+        "whose root this is (repeatable)",
     )
-    parser.add_argument(
+    mode.add_argument(
+        "--python",
+        metavar="PATH",
+        type=Path,
+        help="audit the environment of this interpreter or virtual environment (found from its "
+        "files: the interpreter is not run); the way to audit your project's environment when "
+        "this tool runs from its own (uvx, pipx)",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the report goes, in which format: --format, --json, -o, -q."""
+    output = parser.add_argument_group("output")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument(
+        "--format",
+        choices=list(RENDERERS),
+        help=f"report format (default: {DEFAULT_FORMAT}, or the configuration's): "
+        + "; ".join(f"{name}: {r.description}" for name, r in RENDERERS.items()),
+    )
+    formats.add_argument(
         "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="same as --format json (indented on a terminal, one line when piped)",
+    )
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the report to FILE (atomically: the old file or the whole new one, never "
+        "half of it) instead of standard output",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
         action="store_true",
-        help="print JSON instead of the table (indented on a terminal, one line when piped)",
+        help="no progress and no notes on standard error: only errors and failed gates",
     )
-    parser.add_argument(
-        "--all",
-        action="store_true",
-        help="in environment mode, also list packages that do not use torch",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="list offending symbols (first 15 per library) and what sets the torch floor",
-    )
-    _add_gate_arguments(parser)
-    parser.add_argument(
-        "--assume-minimum-abi3",
-        metavar="X.Y",
-        default=FIRST_ABI3,
-        help="abi3 version to judge abi3 modules against when no wheel tag says "
-        "(default: %(default)s, as abi3audit)",
-    )
+
+
+def _add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    """The torch loading is predicted against."""
     loading = parser.add_argument_group("predicting loads on a torch")
     loading.add_argument(
         "--torch",
@@ -119,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not predict loading on the torch found in the scanned environment",
     )
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """Fetching wheels from the index: --download and its companions."""
     index = parser.add_argument_group("fetching wheels from the index (with pip)")
     index.add_argument(
         "--download",
@@ -146,17 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
         "or $TORCH_ABI_AUDIT_CACHE/wheels)",
     )
-    parser.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        metavar="N",
-        help="worker processes for reading libraries (default: one per CPU)",
-    )
-    return parser
 
 
 def _add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CI gates: --check, the exceptions, the configuration."""
     group = parser.add_argument_group("gates (CI)")
     group.add_argument(
         "--check",
@@ -201,95 +216,164 @@ def _add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-config", action="store_true", help="read no configuration file")
 
 
-def _tty() -> bool:
-    return sys.stdout.isatty()
-
-
-def _emit(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torch-abi-audit",
+        description=(
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
+            "(abi3) use, from their symbol tables, without importing them."
+        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="import name (resolved without importing), package directory, or library file",
+    )
+    _add_mode_arguments(parser)
+    _add_output_arguments(parser)
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="in environment mode, also list packages that do not use torch",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list offending symbols (first 15 per library) and what sets the torch floor",
+    )
+    _add_gate_arguments(parser)
+    parser.add_argument(
+        "--assume-minimum-abi3",
+        metavar="X.Y",
+        default=FIRST_ABI3,
+        help="abi3 version to judge abi3 modules against when no wheel tag says "
+        "(default: %(default)s, as abi3audit)",
+    )
+    _add_loading_arguments(parser)
+    _add_index_arguments(parser)
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes for reading libraries (default: one per CPU)",
+    )
+    return parser
 
 
 def _warn(*lines: str) -> None:
-    """A message on stderr, one line per argument. The names in it come from the audited
-    input: each line is escaped as the table escapes its own (a line feed in a name cannot
-    start a line)."""
+    """A message on stderr, one line per argument, escaped as the table escapes its own (the
+    names in it come from the audited input)."""
     print(terminal_lines(list(lines)), file=sys.stderr)
 
 
-def _emit_report(document: JSONObject | None, text: str | None, gate: GateReport | None) -> None:
-    """Print the report (JSON document or table text) with the gate results added."""
-    if document is not None:
-        document["gates"] = gates.gate_object(gate)
-        _emit(json_report.dumps(document, pretty=_tty()))
-        return
-    assert text is not None
-    if gate is not None:
-        text = text.rstrip("\n") + "\n\n" + gates.format_gates(gate)
-    _emit(text)
+def _environment(args: argparse.Namespace, console: Console) -> list[Path] | None:
+    """The site-packages directories ``--python`` or ``--site-packages`` name (``None`` for the
+    running interpreter's); says on stderr which environment ``--python`` found, and warns when
+    ``--env`` would audit this tool's own isolated environment. Raises
+    :class:`EnvironmentNotFound`."""
+    if args.python is not None:
+        found = find_environment(args.python)
+        console.note(f"auditing {found.describe()}")
+        return list(found.site_packages)
+    if args.site_packages:
+        return site_packages_directories(args.site_packages)
+    if args.env:
+        tool = tool_environment(Path(sys.prefix), default_site_packages())
+        if tool is not None:
+            active = os.environ.get("VIRTUAL_ENV")
+            hint = f" (your active one: --python {active})" if active else ""
+            console.warning(
+                f"--env audits the environment torch-abi-audit runs in, {sys.prefix}, which is "
+                f"its own ({tool}), not your project's: pass --python PATH, an interpreter or a "
+                f"virtual environment{hint}"
+            )
+    return None
 
 
-def _conclude(verdict: tuple[int, list[str]]) -> int:
-    code, messages = verdict
-    if messages:
-        _warn(*messages)
-    return code
-
-
-def _run(args: argparse.Namespace, settings: gating.GateSettings) -> int:
+def _audit(
+    args: argparse.Namespace, console: Console, settings: gating.GateSettings
+) -> tuple[AuditResult, gating.Written | None]:
+    """Run the audit the arguments ask for, and the gates."""
     loads = {
         "torch": args.torch,
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
+        "jobs": args.jobs,
+        "progress": console.progress,
     }
-    if args.env or args.site_packages:
-        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
+    directories = _environment(args, console)
+    environment_mode = args.env or args.site_packages or args.python
+    if environment_mode and not args.targets:
+        environment = inspect_site_packages(directories, **loads)
         empty = gating.empty_environment(environment)
-        gate, written = gating.judge(settings, environment.packages, empty)
-        if args.json:
-            _emit_report(json_report.environment_object(environment), None, gate)
-        else:
-            text = table.format_environment(environment, verbose=args.verbose, show_all=args.all)
-            _emit_report(None, text, gate)
-        has_error = environment.has_error
-        return _conclude(gating.conclude(environment.packages, has_error, settings, gate, written))
-
+        return gating.judge(settings, AuditResult.of_environment(environment), empty)
     requests = inspect_requests(
         args.targets,
-        jobs=args.jobs,
         downloads=args.download,
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
+        site_packages=directories,
         **loads,
     )
-    reports = [package for request in requests for package in request.packages]
-    gate, written = gating.judge(settings, reports, gating.nothing_audited(requests))
-    for report in reports:
-        if report.unavailable:
-            _warn(f"note: {report.name}: {report.unavailable}")
-    for report in reports:
-        if report.error:
-            _warn(f"error: {report.name}: {report.error}")
-    if args.json:
-        if len(reports) == 1:
-            document = json_report.single_package_object(reports[0])
-        else:
-            envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
-            document = json_report.environment_object(envelope)
-        _emit_report(document, None, gate)
-    else:
-        _emit_report(None, table.format_packages(reports, verbose=args.verbose), gate)
-    has_error = any(r.has_error for r in reports)
-    return _conclude(gating.conclude(reports, has_error, settings, gate, written))
+    reports = tuple(package for request in requests for package in request.packages)
+    return gating.judge(settings, AuditResult(reports), gating.nothing_audited(requests))
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = gating.configure(args, Path.cwd())
+    except gating.SettingsError as exc:
+        _warn(f"torch-abi-audit: error: {exc}")
+        return EXIT_ERROR
+    args.format = args.format or DEFAULT_FORMAT
+    renderer = get_renderer(args.format)
+    console = Console(quiet=args.quiet, show_progress=renderer.shows_progress)
+    for note in settings.notes:
+        console.note(note)
+    try:
+        result, written = _audit(args, console, settings)
+    except EnvironmentNotFound as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    finally:
+        console.progress.finish()
+    options = RenderOptions(
+        verbose=args.verbose,
+        show_all=args.all,
+        pretty=args.output is None and sys.stdout.isatty(),
+        working_directory=Path.cwd(),
+    )
+    try:
+        write_report(renderer.render(result, options), args.output)
+    except OutputError as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    console.outcome(result, settings.policies)
+    if written is not None:
+        if written.failed:
+            console.error(written.message)
+            return EXIT_ERROR
+        console.note(written.message)
+    return exit_code(result)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
-    environment = args.env or args.site_packages
+    environment = args.env or args.site_packages or args.python
     if not environment and not args.targets and not args.download:
-        return "give at least one TARGET, or --download SPEC, --env or --site-packages PATH"
-    if environment and (args.targets or args.download):
-        return "TARGETs and --download cannot be combined with --env or --site-packages"
+        return (
+            "give at least one TARGET, or --download SPEC, --env, --site-packages PATH or "
+            "--python PATH"
+        )
+    if environment and args.download:
+        return "--download cannot be combined with --env, --site-packages or --python"
     if (args.platform or args.python_version or args.cache_dir) and not args.download:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:
@@ -337,18 +421,7 @@ def _audit_command(arguments: Sequence[str]) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    return guarded(lambda: _configured_run(args))
-
-
-def _configured_run(args: argparse.Namespace) -> int:
-    try:
-        settings = gating.configure(args, Path.cwd())
-    except gating.SettingsError as exc:
-        _warn(f"torch-abi-audit: error: {exc}")
-        return EXIT_ERROR
-    if settings.notes:
-        _warn(*settings.notes)
-    return _run(args, settings)
+    return guarded(lambda: _run(args))
 
 
 def guarded(command: Callable[[], int]) -> int:

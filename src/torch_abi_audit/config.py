@@ -10,7 +10,7 @@ or a TOML file whose top level is the table), ``--no-config`` uses none. Keys::
     baseline = "ci/abi-baseline.toml"  # relative to this file (--baseline)
     jobs = 4                         # --jobs
     torch-version = "2.12"           # --torch-version (a string: 2.10 as a number is 2.1)
-    format = "json"                  # --format (table, json)
+    format = "json"                  # --format (table, json, markdown, github, sarif)
 
     [[tool.torch-abi-audit.allow]]   # baseline entries written in place
     library = "vllm/_C.abi3.so"
@@ -31,11 +31,10 @@ from pathlib import Path
 from torch_abi_audit.baseline import BaselineError, check_problem, parse_entries, read_toml
 from torch_abi_audit.checks import CheckPolicy, parse_policies
 from torch_abi_audit.gate_report import AllowEntry
+from torch_abi_audit.renderers.registry import RENDERERS
 
 #: The keys ``[tool.torch-abi-audit]`` takes.
 KEYS = ("check", "ignore", "allow", "baseline", "jobs", "torch-version", "format")
-#: Output formats the ``format`` key accepts (those of ``--format``).
-FORMATS = ("table", "json")
 TABLE = "tool.torch-abi-audit"
 
 
@@ -122,8 +121,9 @@ def _parse(table: dict[str, object], path: Path, where: str) -> Config:
     if torch_version is not None and not isinstance(torch_version, str):
         raise ConfigError(f'{where}: torch-version must be a string (torch-version = "2.12")')
     output = table.get("format")
-    if output is not None and output not in FORMATS:
-        raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}, not {output!r}")
+    if output is not None and output not in RENDERERS:
+        known = ", ".join(RENDERERS)
+        raise ConfigError(f"{where}: format must be one of {known}, not {output!r}")
     baseline = table.get("baseline")
     if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
         raise ConfigError(f"{where}: baseline must be a path (a string)")

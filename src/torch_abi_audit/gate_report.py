@@ -1,28 +1,19 @@
-"""What the ``--check`` gates decided: result types, as frozen dataclasses.
+"""Baseline entries and unaudited targets, as the gate results carry them.
 
-A *violation* is one finding of a code a checked gate lists, for one library it names (or for
-the package, when the finding is about the package as a whole). Each gets a status: ``failed``
-(it fails the gate), ``allowed`` (a baseline entry covers it), ``ignored`` (its code was given
-to ``--ignore``). Baseline entries that cover nothing (stale) or are past their date (expired)
-fail the gate too. Renderers read these; :mod:`torch_abi_audit.checks` makes them.
+A *violation* (:class:`torch_abi_audit.report.GateResult`) is one finding of a code a checked
+gate lists, for one library it names (or for the package, when the finding is about the
+package as a whole), with a status: ``failed``, ``allowed`` (an :class:`AllowEntry` covers it)
+or ``ignored`` (its code was given to ``--ignore``). Entries that cover nothing (stale) or are
+past their date (expired) fail the gate too. This module sits below the report, which refers
+to its types; :mod:`torch_abi_audit.checks` judges, :mod:`torch_abi_audit.baseline` reads and
+writes entries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
-
-from torch_abi_audit.rules.registry import Gate
-
-
-class GateStatus(StrEnum):
-    """What became of one violation."""
-
-    FAILED = "failed"
-    ALLOWED = "allowed"
-    IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
@@ -57,56 +48,12 @@ class AllowEntry:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """One violation of a gate: the package, the library (``None``: the package as a whole),
-    the finding's code and message, and its status (with the entry that allowed it)."""
-
-    gate: Gate
-    package: str
-    library: str | None
-    code: str
-    message: str
-    status: GateStatus
-    allowed_by: AllowEntry | None = None
-
-
-@dataclass(frozen=True)
 class NothingAudited:
     """A requested target that gave nothing to judge under ``--check`` (an operational error:
     a gate must not pass on a typo or an empty build)."""
 
     target: str
     reason: str
-
-
-@dataclass(frozen=True)
-class GateReport:
-    """The gates checked, every violation with its status, and the baseline entries that fail
-    the gate themselves: ``stale`` (they cover no current violation) and ``expired``.
-    ``unchecked`` entries concern only gates this run did not check: not judged.
-    ``nothing_audited`` are the targets that gave nothing to judge, ``unaudited`` the packages
-    (or directories) that could not be read: the gates cannot pass on them (exit 2)."""
-
-    gates: tuple[Gate, ...]
-    results: tuple[GateResult, ...] = ()
-    stale: tuple[AllowEntry, ...] = ()
-    expired: tuple[AllowEntry, ...] = ()
-    unchecked: tuple[AllowEntry, ...] = ()
-    nothing_audited: tuple[NothingAudited, ...] = ()
-    unaudited: tuple[NothingAudited, ...] = ()
-
-    @property
-    def failed(self) -> tuple[GateResult, ...]:
-        """The violations that fail their gate."""
-        return tuple(r for r in self.results if r.status is GateStatus.FAILED)
-
-    @property
-    def passed(self) -> bool:
-        """True when no violation failed, every baseline entry is current, and every target
-        was read and audited something."""
-        return not (
-            self.failed or self.stale or self.expired or self.nothing_audited or self.unaudited
-        )
 
 
 def stale_message(entry: AllowEntry) -> str:

@@ -1,9 +1,8 @@
 """The command line's gate step: configuration merged, exceptions read, gates judged, verdict.
 
 :func:`configure` folds the configuration file into the parsed arguments (the command line
-wins) and reads the baseline; :func:`judge` evaluates the gates on the audited packages;
-:func:`conclude` says what failed and gives the exit code. The CLI calls these three and prints
-their messages (escaped: they name things from the audited input).
+wins) and reads the baseline; :func:`judge` evaluates the gates on the audited packages (and
+writes a baseline when asked). The console says what failed; the CLI only calls these.
 """
 
 from __future__ import annotations
@@ -21,14 +20,10 @@ from torch_abi_audit.baseline import (
     load_baseline,
     write_baseline,
 )
-from torch_abi_audit.checks import CheckPolicy, evaluate, failure_lines, gates
+from torch_abi_audit.checks import CheckPolicy, GateVerdict, evaluate, gates
 from torch_abi_audit.config import Config, ConfigError, discover
-from torch_abi_audit.gate_report import AllowEntry, GateReport, NothingAudited
-from torch_abi_audit.report import EnvironmentReport, PackageReport
-
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_ERROR = 2
+from torch_abi_audit.gate_report import AllowEntry, NothingAudited
+from torch_abi_audit.report import AuditResult, EnvironmentReport, GateStatus
 
 
 class SettingsError(ValueError):
@@ -67,11 +62,8 @@ def _merge(args: argparse.Namespace, config: Config) -> None:
         args.jobs = config.jobs
     if args.torch_version is None and args.torch is None and config.torch_version:
         args.torch_version = config.torch_version
-    if config.format is not None:
-        if getattr(args, "format", None) is None and hasattr(args, "format"):
-            args.format = config.format
-        elif config.format == "json":
-            args.json = True
+    if args.format is None:
+        args.format = config.format
 
 
 def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
@@ -146,22 +138,6 @@ def nothing_audited(requests: Sequence[TargetReports]) -> list[NothingAudited]:
     return empty
 
 
-def unaudited(packages: Sequence[PackageReport]) -> list[NothingAudited]:
-    """The packages that could not be (wholly) read, with why."""
-    found = []
-    for package in packages:
-        if not package.has_error:
-            continue
-        broken = [lib for lib in package.libraries if lib.error]
-        reason = package.error or (
-            f"{len(broken)} of {len(package.libraries)} libraries could not be read"
-            if broken
-            else "; ".join(problem.reason for problem in package.problems)
-        )
-        found.append(NothingAudited(package.name, reason))
-    return found
-
-
 def empty_environment(environment: EnvironmentReport) -> list[NothingAudited]:
     """The environment, if it held no package with a compiled library (and no error)."""
     if environment.has_error or any(p.libraries for p in environment.packages):
@@ -179,69 +155,49 @@ class Written:
 
 
 def judge(
-    settings: GateSettings,
-    packages: Sequence[PackageReport],
-    empty: Sequence[NothingAudited] = (),
-) -> tuple[GateReport | None, Written | None]:
-    """The gates' verdict on ``packages`` (``None`` without ``--check``).
+    settings: GateSettings, result: AuditResult, empty: Sequence[NothingAudited] = ()
+) -> tuple[AuditResult, Written | None]:
+    """``result`` with the gates' verdict (unchanged without ``--check``): every violation
+    with its status, stale / expired / unchecked baseline entries, and the targets in
+    ``empty`` that gave nothing to judge.
 
     With ``--write-baseline`` the current violations are written first, and the verdict is the
     one against the baseline written (so the report shows them allowed, with their ``TODO``).
     """
     if not settings.active:
-        return None, None
+        return result, None
     checked = gates(settings.policies)
-    report = evaluate(packages, checked, ignore=settings.ignore, allow=settings.allow)
+
+    def verdict_with(allow: Sequence[AllowEntry]) -> GateVerdict:
+        return evaluate(result.packages, checked, ignore=settings.ignore, allow=allow)
+
+    verdict = verdict_with(settings.allow)
     written = None
     path = settings.write_baseline
     if path is not None:
-        text = baseline_text(report.results, keep_from=settings.baseline)
-        new = len({(r.package, r.library, r.code) for r in report.failed})
+        text = baseline_text(verdict.results, keep_from=settings.baseline)
+        failed = [r for r in verdict.results if r.status is GateStatus.FAILED]
+        new = len({(r.package, r.library, r.code) for r in failed})
         try:
             write_baseline(path, text)
             entries = load_baseline(path)
         except BaselineError as exc:
-            written = Written(f"torch-abi-audit: error: {exc}", failed=True)
+            written = Written(str(exc), failed=True)
         else:
-            kept = tuple(e for e in settings.allow if e.source != settings.baseline)
-            report = evaluate(packages, checked, ignore=settings.ignore, allow=kept + entries)
+            verdict = verdict_with(
+                tuple(e for e in settings.allow if e.source != settings.baseline) + entries
+            )
             written = Written(
                 f"wrote {path}: {len(entries)} entries ({new} newly recorded with "
                 'reason = "TODO": give each its reason)'
             )
-    return replace(
-        report, nothing_audited=tuple(empty), unaudited=tuple(unaudited(packages))
-    ), written
-
-
-def conclude(
-    packages: Sequence[PackageReport],
-    has_error: bool,
-    settings: GateSettings,
-    report: GateReport | None,
-    written: Written | None = None,
-) -> tuple[int, list[str]]:
-    """The exit code and what to say on stderr: 2 for operational errors (an unreadable input,
-    a target that audited nothing under ``--check``, a baseline that cannot be written), else 1
-    when a gate failed, else 0."""
-    code = EXIT_OK
-    messages = []
-    if has_error:
-        failed = [p.name for p in packages if p.has_error]
-        subject = ", ".join(failed) if failed else "the environment"
-        messages.append(f"error: inspection failed for {subject}")
-        code = EXIT_ERROR
-    if report is None:
-        return code, messages
-    for item in report.nothing_audited:
-        messages.append(f"error: {item.target}: nothing audited under --check: {item.reason}")
-        code = EXIT_ERROR
-    if written is not None:
-        messages.append(written.message)
-        if written.failed:
-            return EXIT_ERROR, messages
-    failures = failure_lines(report, settings.policies)
-    if failures:
-        messages += failures
-        code = code or EXIT_CHECK_FAILED
-    return code, messages
+    judged = replace(
+        result,
+        checks=tuple(str(gate) for gate in checked),
+        gate_results=verdict.results,
+        stale=verdict.stale,
+        expired=verdict.expired,
+        unchecked=verdict.unchecked,
+        nothing_audited=tuple(empty),
+    )
+    return judged, written

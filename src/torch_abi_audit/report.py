@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
+from torch_abi_audit.gate_report import AllowEntry, NothingAudited
 from torch_abi_audit.python_model import is_torch_distribution
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, CPythonLabel, cpython_label_of
 from torch_abi_audit.rules.findings import Finding
@@ -154,7 +156,7 @@ class ExtensionReport:
     (weak-linked dylibs, delay-loaded DLLs). ``distribution_path`` is where the library lies
     inside its distribution (the wheel member name, or the path relative to site-packages:
     ``torchaudio/lib/libtorchaudio.so``, the same for a wheel and an installed copy), what
-    findings and baseline entries name it by.
+    findings, gate results and baseline entries name it by.
     """
 
     path: Path
@@ -215,6 +217,33 @@ class PackageReport:
     def libraries(self) -> tuple[ExtensionReport, ...]:
         """Extensions, then bundled libraries."""
         return self.extensions + self.bundled_libs
+
+    @cached_property
+    def _distribution_paths(self) -> dict[Path, str]:
+        return {lib.path: lib.distribution_path for lib in self.libraries if lib.distribution_path}
+
+    def library_name(self, path: Path) -> str:
+        """How findings and gates name the library at ``path``: its path inside the
+        distribution (``torchaudio/lib/libfoo.so``; for a wheel, the member's name); for a file
+        the audit did not place in a distribution, its path relative to :attr:`root`, or its
+        file name when it lies outside."""
+        known = self._distribution_paths.get(path)
+        if known is not None:
+            return known
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
+
+    def library_named(self, name: str) -> ExtensionReport | None:
+        """The library that findings and gates call ``name`` (see :meth:`library_name`)."""
+        return next((lib for lib in self.libraries if self.library_name(lib.path) == name), None)
+
+    def finding_libraries(self, finding: Finding) -> tuple[ExtensionReport, ...]:
+        """The libraries a finding is about (none for a finding about the package as a
+        whole)."""
+        named = set(finding.libraries)
+        return tuple(lib for lib in self.libraries if self.library_name(lib.path) in named)
 
     @property
     def is_torch(self) -> bool:
@@ -308,13 +337,136 @@ class EnvironmentReport:
         return bool(self.problems) or any(p.has_error for p in self.packages)
 
 
+class GateStatus(StrEnum):
+    """What became of a gate violation: it fails the run, a baseline entry allows it, or its
+    finding code is ignored. Allowed and ignored violations are shown, never hidden."""
+
+    FAILED = "failed"
+    ALLOWED = "allowed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One violation of one ``--check`` gate.
+
+    ``gate`` is the elementary gate (``torch``, ``abi3``, ``metadata``, ``load``); ``package``
+    the package's name and ``root`` its root (which tells apart two wheels of one package);
+    ``library`` the library's path inside the package when the violation is a library's;
+    ``code`` the finding code behind it; ``message`` the reason in words;
+    ``justification`` why it is allowed or ignored, and ``allowed_by`` the baseline entry that
+    allows it.
+    """
+
+    gate: str
+    package: str
+    status: GateStatus
+    message: str
+    library: str | None = None
+    code: str | None = None
+    justification: str | None = None
+    root: Path | None = None
+    allowed_by: AllowEntry | None = None
+
+    def concerns(self, package: PackageReport) -> bool:
+        """True if this violation is ``package``'s."""
+        return self.package == package.name and self.root in (None, package.root)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything one run of the audit command found: what every renderer renders.
+
+    ``packages`` are the audited packages in order; ``environment`` is set when a whole
+    environment was scanned (``--env``, ``--site-packages``, ``--python``; then ``packages`` are
+    its packages). ``checks`` are the elementary gates that were asked for and
+    ``gate_results`` every violation they found, with its status. The baseline entries that
+    fail the gates themselves are ``stale`` (they match no current violation) and ``expired``;
+    ``unchecked`` ones concern only gates not checked. ``nothing_audited`` are the requested
+    targets that gave nothing to judge under ``--check`` (exit code 2).
+    """
+
+    packages: tuple[PackageReport, ...] = ()
+    environment: EnvironmentReport | None = None
+    checks: tuple[str, ...] = ()
+    gate_results: tuple[GateResult, ...] = ()
+    stale: tuple[AllowEntry, ...] = ()
+    expired: tuple[AllowEntry, ...] = ()
+    unchecked: tuple[AllowEntry, ...] = ()
+    nothing_audited: tuple[NothingAudited, ...] = ()
+
+    @classmethod
+    def of_environment(
+        cls,
+        environment: EnvironmentReport,
+        checks: tuple[str, ...] = (),
+        gate_results: tuple[GateResult, ...] = (),
+    ) -> AuditResult:
+        """The result of an environment scan."""
+        return cls(environment.packages, environment, checks, gate_results)
+
+    @property
+    def has_error(self) -> bool:
+        """True if anything could not be audited (exit code 2)."""
+        if self.environment is not None:
+            return self.environment.has_error
+        return any(p.has_error for p in self.packages)
+
+    @property
+    def failed(self) -> tuple[GateResult, ...]:
+        """The gate violations that fail the run (exit code 1)."""
+        return tuple(r for r in self.gate_results if r.status is GateStatus.FAILED)
+
+    @property
+    def gates_failed(self) -> bool:
+        """True when a violation failed or a baseline entry is stale or expired (exit 1)."""
+        return bool(self.failed or self.stale or self.expired)
+
+    @property
+    def gates_passed(self) -> bool:
+        """True when gates were checked and passed on everything asked for: no failure, no
+        stale or expired entry, no target that audited nothing or could not be read."""
+        return bool(self.checks) and not (
+            self.gates_failed or self.nothing_audited or self.has_error
+        )
+
+    @property
+    def unaudited(self) -> tuple[NothingAudited, ...]:
+        """The packages that could not be (wholly) read, with why: the gates cannot pass on
+        them."""
+        found = []
+        for package in self.packages:
+            if not package.has_error:
+                continue
+            broken = [lib for lib in package.libraries if lib.error]
+            reason = package.error or (
+                f"{len(broken)} of {len(package.libraries)} libraries could not be read"
+                if broken
+                else "; ".join(problem.reason for problem in package.problems)
+            )
+            found.append(NothingAudited(package.name, reason))
+        if self.environment is not None:
+            found += [NothingAudited(str(p.path), p.reason) for p in self.environment.problems]
+        return tuple(found)
+
+    @property
+    def torch_reference(self) -> TorchReference | None:
+        """The torch loading was predicted against (the same for every package of a run)."""
+        if self.environment is not None:
+            return self.environment.torch_reference
+        return next((p.torch_reference for p in self.packages if p.torch_reference), None)
+
+
 __all__ = [
     "TORCH_SEVERITY",
+    "AuditResult",
     "CPythonLabel",
     "CPythonVerdict",
     "Distribution",
     "EnvironmentReport",
     "ExtensionReport",
+    "GateResult",
+    "GateStatus",
     "LibraryKind",
     "PackageReport",
     "Problem",

@@ -1,30 +1,20 @@
-"""The ``--check`` gate results, as table lines and as the JSON ``gates`` object.
+"""The ``--check`` gate results, as the table's ``Gates:`` section and the JSON ``gates`` object.
 
-Pure functions of a :class:`~torch_abi_audit.gate_report.GateReport`: every violation is
-listed with its status (failed, allowed with the entry that allows it, ignored), then the
-baseline entries that fail the gate themselves (stale, expired).
+Pure functions of an :class:`~torch_abi_audit.report.AuditResult`: every violation is listed
+with its status (failed, allowed with the entry that allows it, ignored), then the baseline
+entries that fail the gate themselves (stale, expired), the targets that gave nothing to judge
+and the packages that could not be read.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch_abi_audit.gate_report import (
-    AllowEntry,
-    GateReport,
-    GateResult,
-    GateStatus,
-    expired_message,
-    stale_message,
-)
+from torch_abi_audit.gate_report import AllowEntry, expired_message, stale_message
 from torch_abi_audit.renderers.escape import terminal_lines
+from torch_abi_audit.report import AuditResult, GateResult, GateStatus
 
 JSONObject = dict[str, Any]
-
-
-def _entry_note(entry: AllowEntry) -> str:
-    expires = f"; expires {entry.expires}" if entry.expires else ""
-    return f"{entry.where}: {entry.reason}{expires}"
 
 
 def _result_line(result: GateResult, package_width: int, library_width: int) -> str:
@@ -32,44 +22,44 @@ def _result_line(result: GateResult, package_width: int, library_width: int) -> 
         f"  [{result.status:<7}] {result.gate:<8}  {result.package:<{package_width}}  "
         f"{result.library or '-':<{library_width}}  {result.code}"
     )
-    if result.status is GateStatus.ALLOWED and result.allowed_by is not None:
-        line += f"  ({_entry_note(result.allowed_by)})"
-    elif result.status is GateStatus.IGNORED:
-        line += "  (--ignore)"
+    if result.justification and result.status is not GateStatus.FAILED:
+        line += f"  ({result.justification})"
     return line
 
 
-def gate_lines(report: GateReport) -> list[str]:
+def verdict(result: AuditResult) -> str:
+    """``passed``, ``FAILED``, or ``INCOMPLETE`` when something asked for was not audited."""
+    if result.gates_failed:
+        return "FAILED"
+    if result.nothing_audited or result.has_error:
+        return "INCOMPLETE (not everything asked for was audited)"
+    return "passed"
+
+
+def gate_lines(result: AuditResult) -> list[str]:
     """The ``Gates:`` section printed after the report when ``--check`` is given (as built:
     :func:`format_gates` escapes it for the terminal)."""
-    if report.failed or report.stale or report.expired:
-        verdict = "FAILED"
-    elif report.nothing_audited or report.unaudited:
-        verdict = "INCOMPLETE (not everything asked for was audited)"
-    else:
-        verdict = "passed"
-    gates = ", ".join(str(gate) for gate in report.gates)
     counts = dict.fromkeys(GateStatus, 0)
-    for result in report.results:
-        counts[result.status] += 1
+    for gate in result.gate_results:
+        counts[gate.status] += 1
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
-    lines = [f"Gates: {gates}: {verdict} ({summary})"]
-    package_width = max((len(r.package) for r in report.results), default=0)
-    library_width = max((len(r.library or "-") for r in report.results), default=0)
-    lines += [_result_line(r, package_width, library_width) for r in report.results]
-    lines += [f"  [stale  ] {stale_message(entry)}" for entry in report.stale]
-    lines += [f"  [expired] {expired_message(entry)}" for entry in report.expired]
+    lines = [f"Gates: {', '.join(result.checks)}: {verdict(result)} ({summary})"]
+    package_width = max((len(r.package) for r in result.gate_results), default=0)
+    library_width = max((len(r.library or "-") for r in result.gate_results), default=0)
+    lines += [_result_line(r, package_width, library_width) for r in result.gate_results]
+    lines += [f"  [stale  ] {stale_message(entry)}" for entry in result.stale]
+    lines += [f"  [expired] {expired_message(entry)}" for entry in result.expired]
     lines += [
         f"  [nothing] {item.target}: nothing audited: {item.reason}"
-        for item in report.nothing_audited
+        for item in result.nothing_audited
     ]
-    lines += [f"  [error  ] {item.target}: not audited: {item.reason}" for item in report.unaudited]
+    lines += [f"  [error  ] {item.target}: not audited: {item.reason}" for item in result.unaudited]
     return lines
 
 
-def format_gates(report: GateReport) -> str:
+def format_gates(result: AuditResult) -> str:
     """:func:`gate_lines` as text for the terminal (every name in it escaped)."""
-    return terminal_lines(gate_lines(report))
+    return terminal_lines(gate_lines(result))
 
 
 def _entry_object(entry: AllowEntry) -> JSONObject:
@@ -84,34 +74,34 @@ def _entry_object(entry: AllowEntry) -> JSONObject:
     }
 
 
-def gate_object(report: GateReport | None) -> JSONObject | None:
+def gate_object(result: AuditResult) -> JSONObject | None:
     """The JSON ``gates`` object (``None`` without ``--check``)."""
-    if report is None:
+    if not result.checks:
         return None
     return {
-        "checked": [str(gate) for gate in report.gates],
-        "passed": report.passed,
+        "checked": list(result.checks),
+        "passed": result.gates_passed,
         "results": [
             {
-                "gate": str(result.gate),
-                "package": result.package,
-                "library": result.library,
-                "code": result.code,
-                "status": str(result.status),
-                "message": result.message,
-                "allowed_by": _entry_object(result.allowed_by) if result.allowed_by else None,
+                "gate": gate.gate,
+                "package": gate.package,
+                "library": gate.library,
+                "code": gate.code,
+                "status": str(gate.status),
+                "message": gate.message,
+                "allowed_by": _entry_object(gate.allowed_by) if gate.allowed_by else None,
             }
-            for result in report.results
+            for gate in result.gate_results
         ],
         "stale": [
-            {**_entry_object(entry), "message": stale_message(entry)} for entry in report.stale
+            {**_entry_object(entry), "message": stale_message(entry)} for entry in result.stale
         ],
         "expired": [
-            {**_entry_object(entry), "message": expired_message(entry)} for entry in report.expired
+            {**_entry_object(entry), "message": expired_message(entry)} for entry in result.expired
         ],
-        "unchecked": [_entry_object(entry) for entry in report.unchecked],
+        "unchecked": [_entry_object(entry) for entry in result.unchecked],
         "nothing_audited": [
-            {"target": item.target, "reason": item.reason} for item in report.nothing_audited
+            {"target": item.target, "reason": item.reason} for item in result.nothing_audited
         ],
-        "unaudited": [{"target": item.target, "reason": item.reason} for item in report.unaudited],
+        "unaudited": [{"target": item.target, "reason": item.reason} for item in result.unaudited],
     }

@@ -184,7 +184,7 @@ def abi3_label_findings(package: PackageFacts, context: RuleContext) -> list[Fin
         findings.append(
             finding(
                 "abi3-tagged-violations",
-                f"{lib.name} is tagged abi3 but {broken}",
+                f"tagged abi3 but {broken}",
                 {"symbols": list(cpython.violations), "python_library": cpython.python_library},
                 libraries=[lib.name],
             )

@@ -37,8 +37,7 @@ def unstable_library_findings(package: PackageFacts, context: RuleContext) -> li
         findings.append(
             finding(
                 "torch-unstable",
-                f"{lib.name} uses libtorch internals outside the stable ABI "
-                f"({name_list(names, 2)})",
+                f"uses libtorch internals outside the stable ABI ({name_list(names, 2)})",
                 {"symbols": symbols[:10]},
                 libraries=[lib.name],
             )
