@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 
 from helpers.build import Fixtures
+from helpers.cli_run import run
 from helpers.real_wheels import real_wheel
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit.cli import main
@@ -29,12 +30,6 @@ LIBTORCHAUDIO = "torchaudio/lib/libtorchaudio.so"
 TAG = "cp311-cp311-manylinux_2_28_x86_64"
 ABI3_TAG = "cp311-abi3-manylinux_2_28_x86_64"
 PIN = "torch==2.13.*"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any], str]:
@@ -394,3 +389,37 @@ def test_written_baseline_escapes_glob_characters(
     [entry] = tomllib.loads(written.read_text())["allow"]
     assert entry["library"] == "oddpkg/lib[[]v1][*].so"
     assert run(capsys, str(odd), "--check", "torch", "--baseline", str(written))[0] == 0
+
+
+def test_every_format_shows_allowed_and_ignored_violations(
+    capsys: pytest.CaptureFixture[str], wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    baseline = allow_file(
+        tmp_path,
+        'library = "unstablepkg/libcore.so"\ncheck = "torch"\nreason = "porting in 2.0"',
+        'library = "unstablepkg/libgone.so"\ncheck = "torch"\nreason = "ported"',
+    )
+    argv = [str(wheels["torch"]), str(wheels["metadata"]), "--check", "torch,metadata"]
+    argv += ["--baseline", str(baseline), "--ignore", "torch-floor-missing"]
+    outputs = {}
+    for output in ("table", "json", "markdown", "github", "sarif"):
+        code, out, err = run(capsys, *argv, "--format", output)
+        assert code == 1, output  # the stale entry fails the gate, in every format
+        assert "stale baseline entry baseline.toml, entry 2" in err
+        outputs[output] = out
+    assert "(baseline.toml, entry 1: porting in 2.0)" in outputs["table"]
+    assert "  [ignored] metadata  floorless" in outputs["table"]
+    assert "[stale  ] stale baseline entry baseline.toml, entry 2" in outputs["table"]
+    gates = json.loads(outputs["json"])["gates"]
+    assert [r["status"] for r in gates["results"]] == ["allowed", "ignored"]
+    assert "| torch | allowed |" in outputs["markdown"]
+    assert "| metadata | ignored |" in outputs["markdown"]
+    assert "**stale** stale baseline entry" in outputs["markdown"]
+    assert "title=torch-abi-audit%3A torch-unstable torch gate allowed::" in outputs["github"]
+    assert "title=torch-abi-audit%3A baseline::stale baseline entry" in outputs["github"]
+    results = json.loads(outputs["sarif"])["runs"][0]["results"]
+    suppressed = {r["ruleId"]: r["suppressions"] for r in results if "suppressions" in r}
+    assert (
+        suppressed["torch-unstable"][0]["justification"] == "baseline.toml, entry 1: porting in 2.0"
+    )
+    assert suppressed["torch-floor-missing"][0]["justification"] == "--ignore"

@@ -14,16 +14,10 @@ from pathlib import Path
 import pytest
 
 from helpers.build import Fixtures
+from helpers.cli_run import run
 from helpers.wheel_builder import write_wheel
-from torch_abi_audit.cli import main
 
 LINUX = "manylinux_2_28_x86_64"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
