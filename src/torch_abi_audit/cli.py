@@ -25,6 +25,13 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 
+#: Subcommands: the first argument names one, and that module's ``main(argv) -> int`` runs
+#: with the rest. Anything else is the audit command. (A target that happens to carry a
+#: subcommand's name is given as a path: ``./survey``.)
+SUBCOMMANDS = {
+    "survey": "torch_abi_audit.survey.cli",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -34,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(abi3) use, from their symbol tables, without importing them."
         ),
         epilog=(
+            "subcommands: 'torch-abi-audit survey --help' (audit many packages' wheels from "
+            "the index into a store, and report). "
             "exit status: 0 audit ran, 1 --check found a violation, "
             "2 operational error (unknown name, missing path, unreadable or corrupt file)"
         ),
@@ -234,10 +243,25 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _subcommand(argv: Sequence[str]) -> int | None:
+    """Run the subcommand ``argv`` names, if it names one; its exit code."""
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return None
+    import importlib
+
+    module = importlib.import_module(SUBCOMMANDS[argv[0]])
+    code: int = module.main(list(argv[1:]))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    code = _subcommand(arguments)
+    if code is not None:
+        return code
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     problem = _usage_problem(args)
     if problem:
         parser.print_usage(sys.stderr)
