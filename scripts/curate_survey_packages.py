@@ -39,10 +39,10 @@ from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.audit import inspect_targets
 from torch_abi_audit.report import TorchVerdict
-from torch_abi_audit.sources.index import download
+from torch_abi_audit.sources.index import default_cache, download
 from torch_abi_audit.survey.curated import CURATED_FILE
 
-DEFAULT_PATTERN = r"torch|cuda|kernel|attention|triton|gpu"
+DEFAULT_PATTERN = r"torch|cuda|kernel|attention|triton|gpu|transformer|llm|quantiz|optimizer"
 #: Wheels larger than this are not fetched to look for libtorch imports.
 MAX_AUDIT_BYTES = 150_000_000
 _JSON_API = "https://pypi.org/pypi/{name}/json"
@@ -72,16 +72,23 @@ def read_candidates(path: Path, pattern: str) -> list[Candidate]:
     return sorted(found, key=lambda c: c.rank)
 
 
-def _project_json(name: str) -> dict[str, Any] | None:
+def _project_json(name: str, cache: Path | None) -> dict[str, Any] | None:
+    cached = cache / f"{name}.json" if cache else None
+    if cached is not None and cached.is_file():
+        stored: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+        return stored
     request = urllib.request.Request(
         _JSON_API.format(name=name), headers={"User-Agent": "torch-abi-audit curation script"}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             document: dict[str, Any] = json.load(response)
-            return document
     except OSError:
         return None
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(document), encoding="utf-8")
+    return document
 
 
 def _platforms(filename: str) -> set[str]:
@@ -92,6 +99,8 @@ def _platforms(filename: str) -> set[str]:
 
 
 def _newest_with_wheels(releases: dict[str, list[dict[str, Any]]]) -> tuple[str, list[Any]]:
+    """The newest final release with wheels (a pre-release only when there is no final one,
+    as pip chooses)."""
     ordered = []
     for text, files in releases.items():
         try:
@@ -99,11 +108,12 @@ def _newest_with_wheels(releases: dict[str, list[dict[str, Any]]]) -> tuple[str,
         except InvalidVersion:
             continue
         wheels = [f for f in files if f["filename"].endswith(".whl") and not f.get("yanked")]
-        if wheels and not version.is_prerelease and not version.is_devrelease:
-            ordered.append((version, text, wheels))
+        if wheels:
+            final = not (version.is_prerelease or version.is_devrelease)
+            ordered.append((final, version, text, wheels))
     if not ordered:
         return "", []
-    _, text, wheels = max(ordered)
+    _, _, text, wheels = max(ordered)
     return text, wheels
 
 
@@ -135,11 +145,11 @@ def _audit_smallest(name: str, version: str, wheels: list[dict[str, Any]]) -> tu
         return str(report.torch_verdict), fetched.wheel.name
 
 
-def judge(candidate: Candidate) -> tuple[dict[str, Any] | None, str]:
+def judge(candidate: Candidate, cache: Path | None) -> tuple[dict[str, Any] | None, str]:
     """The curated entry for a candidate, or ``None`` and why it is left out."""
     if candidate.name == "torch":
         return None, "torch itself"
-    document = _project_json(candidate.name)
+    document = _project_json(candidate.name, cache)
     if document is None:
         return None, "not on the index"
     version, wheels = _newest_with_wheels(document.get("releases") or {})
@@ -168,11 +178,13 @@ def judge(candidate: Candidate) -> tuple[dict[str, Any] | None, str]:
     return None, detail if not verdict else f"no torch requirement, libraries {verdict} ({detail})"
 
 
-def curate(candidates: list[Candidate], source: str, pattern: str) -> dict[str, Any]:
+def curate(
+    candidates: list[Candidate], source: str, pattern: str, cache: Path | None
+) -> dict[str, Any]:
     """The curated-list document."""
     packages, rejected = [], []
     for number, candidate in enumerate(candidates, 1):
-        entry, reason = judge(candidate)
+        entry, reason = judge(candidate, cache)
         if entry is not None:
             packages.append(entry)
             print(f"[{number}/{len(candidates)}] + {candidate.name}: {entry['evidence']}")
@@ -202,9 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-packages", type=Path, required=True, metavar="TSV")
     parser.add_argument("--pattern", default=DEFAULT_PATTERN)
     parser.add_argument("--output", type=Path, default=CURATED_FILE)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=default_cache().parent / "curation",
+        help="where the index's answers are kept between runs (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     candidates = read_candidates(args.top_packages, args.pattern)
-    document = curate(candidates, args.top_packages.name, args.pattern)
+    document = curate(candidates, args.top_packages.name, args.pattern, args.cache)
     args.output.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(f"{len(document['packages'])} packages of {len(candidates)} candidates -> {args.output}")
     return 0

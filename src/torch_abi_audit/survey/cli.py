@@ -261,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_abi_audit.survey.engines import EngineError
     from torch_abi_audit.survey.plan import ReleaseSpecError
     from torch_abi_audit.survey.platforms import PlatformError
+    from torch_abi_audit.survey.runner import WorkDirError
     from torch_abi_audit.survey.store import StoreError
 
     parser = build_parser()
@@ -273,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"torch-abi-audit survey: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (StoreError, EngineError, CuratedListError) as exc:
+    except (StoreError, EngineError, CuratedListError, WorkDirError) as exc:
         print(f"torch-abi-audit survey: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ torch-abi-audit installed and pip able to reach the index.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from abc import ABC, abstractmethod
@@ -171,6 +172,7 @@ class DaskEngine(Engine):
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    silence_logs=logging.ERROR,
                 )
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError) as exc:

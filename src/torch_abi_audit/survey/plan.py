@@ -33,12 +33,12 @@ class ReleaseFilter:
     include_pre: bool = False
 
     def choose(self, project: Project) -> list[Version]:
-        """The chosen release versions, newest first."""
-        versions = project.versions(include_pre=self.include_pre)
+        """The chosen release versions, newest first. A project that has published only
+        pre-releases is surveyed on those, as pip installs them when nothing else exists."""
+        include_pre = self.include_pre or not project.versions()
+        versions = project.versions(include_pre=include_pre)
         if self.specifier is not None:
-            versions = [
-                v for v in versions if self.specifier.contains(v, prereleases=self.include_pre)
-            ]
+            versions = [v for v in versions if self.specifier.contains(v, prereleases=include_pre)]
         return versions if self.count is None else versions[: self.count]
 
 

@@ -151,6 +151,20 @@ def _placed(job: WheelJob, options: SurveyOptions, work_dir: Path | None) -> Whe
     )
 
 
+class WorkDirError(Exception):
+    """The directory wheels are fetched to cannot be made."""
+
+
+def _work_dir(options: SurveyOptions) -> Path:
+    """A fresh directory for this run's downloads (removed when the run ends)."""
+    try:
+        if options.work_dir is not None:
+            options.work_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="torch-abi-audit-survey-", dir=options.work_dir))
+    except OSError as exc:
+        raise WorkDirError(f"cannot make a download directory: {exc}") from exc
+
+
 @dataclass
 class _Tally:
     audited: int = 0
@@ -175,14 +189,10 @@ def run_survey(
     (false for a remote cluster, whose workers use their own).
     """
     started = time.perf_counter()
+    work_dir = _work_dir(options) if local_work_dir and options.keep_dir is None else None
     run_id = store.start_run(command, engine.name, engine.workers)
     tally = _Tally()
     summary = PlanSummary()
-    work_dir = (
-        Path(tempfile.mkdtemp(prefix="torch-abi-audit-survey-", dir=options.work_dir))
-        if local_work_dir and options.keep_dir is None
-        else None
-    )
     outcome_name = "crashed"
     try:
         summary = plan_survey(options, store, progress)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -27,11 +28,16 @@ from torch_abi_audit._version import __version__
 from torch_abi_audit.report import ExtensionReport, PackageReport
 from torch_abi_audit.survey.plan import WheelJob
 
+# pip's words for a file that is not a readable wheel ("Wheel 'x' located at ... is invalid").
+_INVALID_WHEEL = re.compile(r"Wheel '[^']*' located at .* is invalid")
+
 AUDITED = "audited"
 FAILED = "failed"
 
-#: Failure stages. Download, checksum and worker failures may pass on a later run and are
-#: retried by a rerun; an archive the audit cannot read stays failed.
+#: Failure stages: ``download`` (pip fetched nothing), ``archive`` (pip refused the file as an
+#: invalid wheel), ``checksum`` (the file is not the one the index lists), ``audit`` (the audit
+#: could not read the archive), ``worker`` (the worker died), ``internal`` (a bug). Those that
+#: may pass on a later run are retried by a rerun; a broken archive stays failed.
 RETRIED_STAGES = frozenset({"download", "checksum", "worker", "internal"})
 
 
@@ -192,7 +198,7 @@ def audited_outcome(job: WheelJob, report: PackageReport, sha256: str, size: int
 
 
 def _fetch(job: WheelJob, directory: Path) -> tuple[Path | None, str | None]:
-    """The downloaded wheel, or why there is none."""
+    """The downloaded wheel, or why there is none (pip's words)."""
     from torch_abi_audit.sources.index import download
 
     # pip's own HTTP cache would keep a second copy of every wheel: the survey's disk use is
@@ -219,8 +225,9 @@ def _run(job: WheelJob, directory: Path) -> WheelOutcome:
     wheel, problem = _fetch(job, directory)
     fetched = time.perf_counter()
     if wheel is None:
-        outcome = failed_outcome(job, "download", problem or "no wheel")
-        return replace(outcome, seconds_download=fetched - started)
+        problem = problem or "no wheel"
+        stage = "archive" if _INVALID_WHEEL.search(problem) else "download"
+        return replace(failed_outcome(job, stage, problem), seconds_download=fetched - started)
     sha256 = file_sha256(wheel)
     size = wheel.stat().st_size
     if job.sha256 and sha256 != job.sha256:
