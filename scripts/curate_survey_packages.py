@@ -140,7 +140,10 @@ def _audit_smallest(name: str, version: str, wheels: list[dict[str, Any]]) -> tu
     with tempfile.TemporaryDirectory() as directory:
         fetched = download(f"{name}=={version}", [tag.platform], python, Path(directory))[0]
         if fetched.wheel is None:
-            return "", f"could not fetch {smallest['filename']}: {fetched.error or fetched.unavailable}"
+            return (
+                "",
+                f"could not fetch {smallest['filename']}: {fetched.error or fetched.unavailable}",
+            )
         report = inspect_targets([fetched.wheel], jobs=1, predict_loads=False)[0]
         return str(report.torch_verdict), fetched.wheel.name
 

@@ -43,9 +43,14 @@ class LocalIndex:
     _server: ThreadingHTTPServer | None = None
 
     def add(
-        self, project: str, path: Path, upload_time: str, *, yanked: bool = False,
+        self,
+        project: str,
+        path: Path,
+        upload_time: str,
+        *,
+        yanked: bool = False,
         missing: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.projects.setdefault(canonicalize_name(project), []).append(
             IndexedFile(path, upload_time, yanked, missing)
         )
@@ -97,7 +102,7 @@ class LocalIndex:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+            def do_GET(self) -> None:
                 index.requests.append(self.path)
                 parts = [p for p in self.path.split("?")[0].split("/") if p]
                 if len(parts) == 2 and parts[0] == "simple":

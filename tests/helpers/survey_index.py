@@ -12,16 +12,30 @@ from helpers.wheel_builder import write_wheel
 LINUX = "cp312-cp312-manylinux_2_28_x86_64"
 PLATFORMS = ["--platform", "manylinux_2_39_x86_64", "--platform", "win_amd64"]
 PACKAGES = [
-    "survey-stable", "survey-unstable", "survey-corrupt", "survey-damaged", "survey-missing",
-]  # fmt: skip
+    "survey-stable",
+    "survey-unstable",
+    "survey-corrupt",
+    "survey-damaged",
+    "survey-missing",
+]
+
+
+def run_arguments(index: LocalIndex, store: Path, *packages: str) -> list[str]:
+    """``survey run`` arguments for ``packages`` of ``index`` into ``store``, on the test
+    platforms (manylinux x86_64 and Windows)."""
+    return ["run", *packages, "--store", str(store), *PLATFORMS, "--index-url", index.url]
 
 
 def stable_wheel(directory: Path, built: Fixtures, version: str) -> Path:
     library = built.stable_plugin.read_bytes()
     return write_wheel(
-        directory, "survey-stable", version, [LINUX],
-        {"survey_stable/libstable_plugin.so": library}, requires=["torch>=2.0"],
-    )  # fmt: skip
+        directory,
+        "survey-stable",
+        version,
+        [LINUX],
+        {"survey_stable/libstable_plugin.so": library},
+        requires=["torch>=2.0"],
+    )
 
 
 def build_index(directory: Path, built: Fixtures) -> LocalIndex:
@@ -35,18 +49,25 @@ def build_index(directory: Path, built: Fixtures) -> LocalIndex:
     )
     index.add("survey-stable", pure, "2026-01-10T10:05:00Z")
     unstable = write_wheel(
-        directory, "survey-unstable", "2.0", [LINUX],
-        {"survey_unstable/libunstable.so": built.unstable_lib.read_bytes()}, requires=["torch"],
-    )  # fmt: skip
+        directory,
+        "survey-unstable",
+        "2.0",
+        [LINUX],
+        {"survey_unstable/libunstable.so": built.unstable_lib.read_bytes()},
+        requires=["torch"],
+    )
     index.add("survey-unstable", unstable, "2026-02-01T10:00:00Z")
     corrupt = directory / f"survey_corrupt-0.1-{LINUX}.whl"
     corrupt.write_bytes(b"this is not a zip archive\n" * 100)
     index.add("survey-corrupt", corrupt, "2026-02-02T10:00:00Z")
     damaged = write_wheel(
-        directory, "survey-damaged", "0.1", [LINUX],
+        directory,
+        "survey-damaged",
+        "0.1",
+        [LINUX],
         {"survey_damaged/libstable_plugin.so": built.stable_plugin.read_bytes()},
         compression=zipfile.ZIP_STORED,
-    )  # fmt: skip
+    )
     data = bytearray(damaged.read_bytes())
     data[data.index(b"\x7fELF") + 5000] ^= 0xFF  # the member's CRC-32 no longer matches
     damaged.write_bytes(bytes(data))

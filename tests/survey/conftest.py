@@ -26,20 +26,16 @@ import pytest
 
 from helpers.build import Fixtures
 from helpers.local_index import LocalIndex
-from helpers.survey_index import PACKAGES, PLATFORMS, build_index
+from helpers.survey_index import PACKAGES, build_index, run_arguments
 from torch_abi_audit.survey import cli as survey_cli
 
-@pytest.fixture(scope="module")
-def local_index(
-    built: Fixtures, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalIndex]:
-    """The fixture index, served on 127.0.0.1, named by ``PIP_INDEX_URL`` (for pip too)."""
+
+@pytest.fixture(scope="session")
+def local_index(built: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex]:
+    """The fixture index, served on 127.0.0.1 (runs name it with ``--index-url``)."""
     index = build_index(tmp_path_factory.mktemp("index"), built)
-    url = index.start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIP_INDEX_URL", url)
-        patch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        yield index
+    index.start()
+    yield index
     index.close()
 
 
@@ -53,7 +49,7 @@ class Surveyed:
     stderr: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def surveyed(
     local_index: LocalIndex, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Surveyed]:
@@ -61,8 +57,6 @@ def surveyed(
     store, work = base / "store.db", base / "work"
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        code = survey_cli.main(
-            ["run", *PACKAGES, "survey-nowhere", "--store", str(store), *PLATFORMS,
-             "--work-dir", str(work), "-j", "2"]
-        )  # fmt: skip
+        arguments = run_arguments(local_index, store, *PACKAGES, "survey-nowhere")
+        code = survey_cli.main([*arguments, "--work-dir", str(work), "-j", "2"])
     yield Surveyed(store, work, code, stderr.getvalue())

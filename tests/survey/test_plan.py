@@ -55,21 +55,39 @@ def test_platform_tags_accept_older_baselines_as_an_installer_does() -> None:
     ("files", "platform", "expected"),
     [
         # Version-specific ABI before abi3 before a pure wheel, as pip ranks them.
-        (["p-1-cp39-abi3-manylinux_2_28_x86_64.whl", "p-1-cp312-cp312-manylinux_2_28_x86_64.whl",
-          "p-1-py3-none-any.whl"], "manylinux_2_39_x86_64",
-         "p-1-cp312-cp312-manylinux_2_28_x86_64.whl"),
+        (
+            [
+                "p-1-cp39-abi3-manylinux_2_28_x86_64.whl",
+                "p-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+                "p-1-py3-none-any.whl",
+            ],
+            "manylinux_2_39_x86_64",
+            "p-1-cp312-cp312-manylinux_2_28_x86_64.whl",
+        ),
         # A newer glibc baseline than the platform has does not install there.
-        (["p-1-cp312-cp312-manylinux_2_40_x86_64.whl", "p-1-cp312-cp312-manylinux2014_x86_64.whl"],
-         "manylinux_2_39_x86_64", "p-1-cp312-cp312-manylinux2014_x86_64.whl"),
+        (
+            [
+                "p-1-cp312-cp312-manylinux_2_40_x86_64.whl",
+                "p-1-cp312-cp312-manylinux2014_x86_64.whl",
+            ],
+            "manylinux_2_39_x86_64",
+            "p-1-cp312-cp312-manylinux2014_x86_64.whl",
+        ),
         # The higher build number wins among equal tags.
-        (["p-1-1-cp312-cp312-win_amd64.whl", "p-1-2-cp312-cp312-win_amd64.whl"], "win_amd64",
-         "p-1-2-cp312-cp312-win_amd64.whl"),
+        (
+            ["p-1-1-cp312-cp312-win_amd64.whl", "p-1-2-cp312-cp312-win_amd64.whl"],
+            "win_amd64",
+            "p-1-2-cp312-cp312-win_amd64.whl",
+        ),
         # Another Python's wheel does not fit; a pure wheel does.
-        (["p-1-cp311-cp311-win_amd64.whl", "p-1-py3-none-any.whl"], "win_amd64",
-         "p-1-py3-none-any.whl"),
+        (
+            ["p-1-cp311-cp311-win_amd64.whl", "p-1-py3-none-any.whl"],
+            "win_amd64",
+            "p-1-py3-none-any.whl",
+        ),
         (["p-1-cp312-cp312-macosx_14_0_x86_64.whl"], "macosx_26_0_arm64", None),
     ],
-)  # fmt: skip
+)
 def test_best_wheel_is_pips_choice(files: list[str], platform: str, expected: str | None) -> None:
     chosen = best_wheel([_file(name) for name in files], ranking(platform, "3.12"))
     assert (chosen.filename if chosen else None) == expected
@@ -91,9 +109,13 @@ def test_pip_is_asked_for_the_chosen_wheels_own_platform() -> None:
 
 def test_releases_newest_n_all_or_a_specifier() -> None:
     project = _project(
-        {"1.0": ["p-1.0.tar.gz"], "1.1": ["p-1.1.tar.gz"], "2.0rc1": ["p-2.0rc1.tar.gz"],
-         "1.2": ["p-1.2.tar.gz"]}
-    )  # fmt: skip
+        {
+            "1.0": ["p-1.0.tar.gz"],
+            "1.1": ["p-1.1.tar.gz"],
+            "2.0rc1": ["p-2.0rc1.tar.gz"],
+            "1.2": ["p-1.2.tar.gz"],
+        }
+    )
     assert parse_releases("2").choose(project) == [Version("1.2"), Version("1.1")]
     assert len(parse_releases("all").choose(project)) == 3
     assert parse_releases("all", include_pre=True).choose(project)[0] == Version("2.0rc1")
@@ -113,9 +135,11 @@ def test_plan_one_job_per_distinct_wheel_and_reasons_for_the_rest() -> None:
         }
     )
     plan = plan_project(
-        project, parse_releases("all"), ["manylinux_2_39_x86_64", "win_amd64", "macosx_26_0_arm64"],
+        project,
+        parse_releases("all"),
+        ["manylinux_2_39_x86_64", "win_amd64", "macosx_26_0_arm64"],
         "3.12",
-    )  # fmt: skip
+    )
     assert [job.filename for job in plan.jobs] == [
         "p-1.1-cp312-cp312-manylinux_2_28_x86_64.whl",
         "p-1.1-py3-none-any.whl",
@@ -133,19 +157,29 @@ def test_parse_project_reads_pep_691_and_700_fields() -> None:
     document = {
         "name": "Some_Pkg",
         "files": [
-            {"filename": "some_pkg-1.0-py3-none-any.whl", "url": "../../f/a.whl",
-             "hashes": {"sha256": "ab" * 32}, "size": 5, "upload-time": "2025-03-04T00:00:00Z",
-             "yanked": "broken", "core-metadata": {"sha256": "cd" * 32}},
+            {
+                "filename": "some_pkg-1.0-py3-none-any.whl",
+                "url": "../../f/a.whl",
+                "hashes": {"sha256": "ab" * 32},
+                "size": 5,
+                "upload-time": "2025-03-04T00:00:00Z",
+                "yanked": "broken",
+                "core-metadata": {"sha256": "cd" * 32},
+            },
             {"filename": "some_pkg-1.0.tar.gz", "url": "b.tar.gz", "hashes": {}},
             {"filename": "some_pkg-1.0.win32.exe", "url": "c.exe", "hashes": {}},
         ],
-    }  # fmt: skip
+    }
     project = parse_project("some-pkg", document, "https://index.example/simple/some-pkg/")
     assert project.name == "some-pkg"
     wheel, sdist = project.releases[Version("1.0")]
     assert wheel.url == "https://index.example/f/a.whl"  # relative to the page
-    assert (wheel.sha256, wheel.size, wheel.yanked, wheel.has_metadata) == ("ab" * 32, 5, True,
-                                                                             True)  # fmt: skip
+    assert (wheel.sha256, wheel.size, wheel.yanked, wheel.has_metadata) == (
+        "ab" * 32,
+        5,
+        True,
+        True,
+    )
     assert wheel.upload_time == "2025-03-04T00:00:00Z" and sdist.sha256 is None
     with pytest.raises(IndexReadError):
         parse_project("x", {"files": "no"}, "u")

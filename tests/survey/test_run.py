@@ -18,7 +18,7 @@ import pytest
 
 from helpers.build import Fixtures
 from helpers.local_index import LocalIndex
-from helpers.survey_index import PLATFORMS, stable_wheel
+from helpers.survey_index import run_arguments, stable_wheel
 from survey.conftest import Surveyed
 from torch_abi_audit.survey import cli as survey_cli
 
@@ -48,8 +48,10 @@ def test_rows_per_wheel_library_and_finding(surveyed: Surveyed) -> None:
     (library,) = _rows(surveyed.store, "SELECT * FROM libraries WHERE key=?", (stable["key"],))
     assert library["path"] == "survey_stable/libstable_plugin.so"
     assert library["torch_label"] == "STABLE" and library["stable_shims"] >= 2
-    codes = {r["code"] for r in _rows(surveyed.store, "SELECT code FROM findings WHERE key=?",
-                                      (stable["key"],))}  # fmt: skip
+    codes = {
+        r["code"]
+        for r in _rows(surveyed.store, "SELECT code FROM findings WHERE key=?", (stable["key"],))
+    }
     assert "torch-floor-too-low" in codes
     report = json.loads(zlib.decompress(stable["report_json"]))
     assert report["schema_version"] and report["torch_verdict"] == "torch-stable"
@@ -81,8 +83,9 @@ def test_failures_are_rows_with_reasons(surveyed: Surveyed) -> None:
 def test_selections_say_what_each_platform_gets(surveyed: Surveyed) -> None:
     rows = _rows(surveyed.store, "SELECT * FROM selections WHERE package='survey-stable'")
     chosen = {(r["version"], r["platform"]): (r["key"], r["reason"]) for r in rows}
-    assert set(chosen) == {(v, p) for v in ("1.0", "1.1")
-                           for p in ("manylinux_2_39_x86_64", "win_amd64")}  # fmt: skip
+    assert set(chosen) == {
+        (v, p) for v in ("1.0", "1.1") for p in ("manylinux_2_39_x86_64", "win_amd64")
+    }
     key, reason = chosen[("1.0", "win_amd64")]
     assert key is None and "no wheel for win_amd64" in reason
     pure = _wheel(surveyed.store, "survey_stable-1.1-py3-none-any")
@@ -91,7 +94,7 @@ def test_selections_say_what_each_platform_gets(surveyed: Surveyed) -> None:
 
 
 def test_run_row_and_bounded_disk(surveyed: Surveyed) -> None:
-    (run,) = _rows(surveyed.store, "SELECT * FROM runs")
+    run = _rows(surveyed.store, "SELECT * FROM runs ORDER BY id")[0]
     assert (run["engine"], run["workers"], run["outcome"]) == ("local", 2, "finished")
     assert (run["planned"], run["audited"], run["failed"], run["skipped"]) == (7, 5, 2, 0)
     assert run["bytes"] > 0 and run["wall_seconds"] > 0 and run["cpu_seconds"] > 0
@@ -101,17 +104,21 @@ def test_run_row_and_bounded_disk(surveyed: Surveyed) -> None:
 
 
 def test_rerun_resumes_and_adds_new_releases_only(
-    surveyed: Surveyed, local_index: LocalIndex, built: Fixtures, tmp_path: Path,
+    surveyed: Surveyed,
+    local_index: LocalIndex,
+    built: Fixtures,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    local_index.add(
-        "survey-stable", stable_wheel(tmp_path, built, "1.2"), "2026-03-01T10:00:00Z"
-    )
+) -> None:
+    local_index.add("survey-stable", stable_wheel(tmp_path, built, "1.2"), "2026-03-01T10:00:00Z")
     try:
         code = survey_cli.main(
-            ["run", "survey-stable", "survey-missing", "--store", str(surveyed.store),
-             *PLATFORMS, "-j", "1"]
-        )  # fmt: skip
+            [
+                *run_arguments(local_index, surveyed.store, "survey-stable", "survey-missing"),
+                "-j",
+                "1",
+            ]
+        )
     finally:
         local_index.projects["survey-stable"].pop()
     err = capsys.readouterr().err
@@ -136,9 +143,12 @@ def test_export_csv_and_parquet(surveyed: Surveyed, tmp_path: Path) -> None:
     for table in ("libraries", "findings", "selections", "runs"):
         assert (tmp_path / f"{table}.csv").stat().st_size > 0
     parquet = tmp_path / "parquet"
-    assert survey_cli.main(
-        ["export", "--store", str(surveyed.store), "-o", str(parquet), "--format", "parquet"]
-    ) == 0  # fmt: skip
+    assert (
+        survey_cli.main(
+            ["export", "--store", str(surveyed.store), "-o", str(parquet), "--format", "parquet"]
+        )
+        == 0
+    )
     import pyarrow.parquet as pq
 
     table = pq.read_table(parquet / "wheels.parquet")
@@ -150,10 +160,10 @@ def test_dask_engine_on_a_local_cluster(
     surveyed: Surveyed, local_index: LocalIndex, tmp_path: Path
 ) -> None:
     store = tmp_path / "dask.db"
+    packages = ("survey-stable", "survey-unstable", "survey-corrupt")
     code = survey_cli.main(
-        ["run", "survey-stable", "survey-unstable", "survey-corrupt", "--store", str(store),
-         *PLATFORMS, "--engine", "dask", "-j", "2", "-q"]
-    )  # fmt: skip
+        [*run_arguments(local_index, store, *packages), "--engine", "dask", "-j", "2", "-q"]
+    )
     assert code == 2  # the corrupt wheel
     (run,) = _rows(store, "SELECT * FROM runs")
     assert (run["engine"], run["workers"], run["audited"], run["failed"]) == ("dask", 2, 4, 1)
@@ -169,10 +179,9 @@ def test_dask_engine_on_a_local_cluster(
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(local_index: LocalIndex, tmp_path: Path) -> None:
     store, work = tmp_path / "store.db", tmp_path / "work"
-    command = [
-        sys.executable, "-m", "torch_abi_audit", "survey", "run", "survey-stable",
-        "survey-unstable", "--store", str(store), *PLATFORMS, "-j", "1", "--work-dir", str(work),
-    ]  # fmt: skip
+    arguments = run_arguments(local_index, store, "survey-stable", "survey-unstable")
+    command = [sys.executable, "-m", "torch_abi_audit", "survey", *arguments]
+    command += ["-j", "1", "--work-dir", str(work)]
     local_index.delay = 1.0
     try:
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ)
@@ -208,19 +217,25 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(local_index: LocalIndex, tmp_p
         (["run", "x", "--store", "{store}", "--platform", "Windows 11"], "not a platform tag"),
         (["run", "x", "--store", "{store}", "--python-version", "3"], "--python-version"),
         (["run", "x", "--store", "{store}", "--torch-version", "banana"], "not a torch version"),
-        (["run", "x", "--store", "{store}", "--address", "tcp://127.0.0.1:1"],
-         "--address goes with --engine dask"),
+        (
+            ["run", "x", "--store", "{store}", "--address", "tcp://127.0.0.1:1"],
+            "--address goes with --engine dask",
+        ),
         (["report", "--store", "{missing}", "-o", "{out}"], "no survey store"),
         (["export", "--store", "{garbage}", "-o", "{out}"], "not a survey store"),
     ],
-)  # fmt: skip
+)
 def test_usage_errors_exit_2(
     arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not sqlite" * 100)
-    paths = {"store": tmp_path / "s.db", "missing": tmp_path / "none.db", "out": tmp_path / "o",
-             "garbage": garbage}  # fmt: skip
+    paths = {
+        "store": tmp_path / "s.db",
+        "missing": tmp_path / "none.db",
+        "out": tmp_path / "o",
+        "garbage": garbage,
+    }
     argv = [a.format(**paths) for a in arguments]
     assert survey_cli.main(argv) == 2
     err = capsys.readouterr().err

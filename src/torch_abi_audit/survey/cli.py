@@ -200,7 +200,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{job.package} {job.version} {job.filename}")
             return EXIT_ERROR if summary.listing_errors else EXIT_OK
         engine = start_engine(args.engine, workers=args.jobs, address=args.address)
-        command = "torch-abi-audit survey " + shlex.join(sys.argv[2:] if args.argv is None else args.argv)
+        command = "torch-abi-audit survey " + shlex.join(
+            sys.argv[2:] if args.argv is None else args.argv
+        )
         try:
             totals, summary = run_survey(
                 options, store, engine, progress, command=command, local_work_dir=not args.address

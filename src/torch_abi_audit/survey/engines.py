@@ -18,6 +18,7 @@ torch-abi-audit installed and pip able to reach the index.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -157,7 +158,8 @@ class DaskEngine(Engine):
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         try:
-            from distributed import Client, LocalCluster
+            # distributed's API is not annotated: it is held as Any, not called untyped.
+            self._dask: Any = importlib.import_module("distributed")
         except ImportError as exc:
             raise EngineError(
                 "--engine dask needs Dask: pip install 'torch-abi-audit[survey]'"
@@ -165,16 +167,16 @@ class DaskEngine(Engine):
         self._cluster: Any = None
         try:
             if address:
-                self._client = Client(address, timeout="30s")
+                self._client = self._dask.Client(address, timeout="30s")
             else:
-                self._cluster = LocalCluster(
+                self._cluster = self._dask.LocalCluster(
                     n_workers=workers or os.cpu_count() or 1,
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
                 )
-                self._client = Client(self._cluster)
+                self._client = self._dask.Client(self._cluster)
         except (OSError, TimeoutError) as exc:
             raise EngineError(f"cannot reach a Dask scheduler at {address}: {exc}") from exc
         threads = self._client.nthreads()
@@ -184,9 +186,7 @@ class DaskEngine(Engine):
         return self._client.submit(survey_wheel, job, pure=False)
 
     def _wait(self, futures: Iterable[Any]) -> set[Any]:
-        from distributed import wait
-
-        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
+        done, _ = self._dask.wait(list(futures), return_when="FIRST_COMPLETED")
         return set(done)
 
     def _result(self, future: Any) -> WheelOutcome:

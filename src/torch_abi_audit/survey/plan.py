@@ -55,8 +55,7 @@ def parse_releases(text: str, *, include_pre: bool = False) -> ReleaseFilter:
         specifier = SpecifierSet(value)
     except InvalidSpecifier as exc:
         raise ReleaseSpecError(
-            f"--releases takes N, 'all' or a version specifier such as '>=0.10,<1', "
-            f"not {text!r}"
+            f"--releases takes N, 'all' or a version specifier such as '>=0.10,<1', not {text!r}"
         ) from exc
     return ReleaseFilter(None, specifier, include_pre)
 
@@ -65,7 +64,8 @@ def parse_releases(text: str, *, include_pre: bool = False) -> ReleaseFilter:
 class WheelJob:
     """One wheel to fetch and audit: everything a worker needs, nothing it must look up.
 
-    ``pip_platform`` is the ``--platform`` that makes pip fetch exactly this file; ``keep_dir``
+    ``pip_platform`` is the ``--platform`` that makes pip fetch exactly this file; ``index`` the
+    index it was listed on when that is not pip's own (``--index-url``); ``keep_dir``
     keeps the wheel there after the audit (``None``: fetched into a temporary directory under
     ``work_dir``, or the worker's temporary directory, and deleted); ``torch_version`` is the
     release loading is predicted against.
@@ -83,6 +83,7 @@ class WheelJob:
     torch_version: str | None = None
     work_dir: str | None = None
     keep_dir: str | None = None
+    index: str | None = None
 
     @property
     def key(self) -> str:

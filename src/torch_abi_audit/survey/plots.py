@@ -9,7 +9,7 @@ extra), with the non-interactive SVG backend.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch_abi_audit.survey.summary import Summary
@@ -52,7 +52,7 @@ def _svg(draw: Callable[[Any, Any], None], size: tuple[float, float], title: str
 
 
 def _stacked(
-    axes: Any, labels: Sequence[str], series: dict[str, Sequence[int]], *, horizontal: bool
+    axes: Any, labels: Sequence[str], series: Mapping[str, Sequence[int]], *, horizontal: bool
 ) -> None:
     base = [0] * len(labels)
     positions = list(range(len(labels)))
@@ -131,11 +131,21 @@ def _bars(
             axes.set_ylabel(axis)
         for position, value in zip(positions, values, strict=True):
             if horizontal:
-                axes.annotate(str(value), (value, position), xytext=(3, 0),
-                              textcoords="offset points", va="center")  # fmt: skip
+                axes.annotate(
+                    str(value),
+                    (value, position),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                )
             else:
-                axes.annotate(str(value), (position, value), xytext=(0, 3),
-                              textcoords="offset points", ha="center")  # fmt: skip
+                axes.annotate(
+                    str(value),
+                    (position, value),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                )
 
     height = 0.35 * len(labels) + 1.5 if horizontal else 3.5
     return _svg(draw, (7.0, height), title)
@@ -147,8 +157,13 @@ def min_torch_plot(summary: Summary) -> str | None:
         return None
     labels = [release for release, _ in summary.min_torch]
     values = [count for _, count in summary.min_torch]
-    return _bars(labels, values, [COLOURS["stable"]] * len(labels),
-                 "Oldest torch the stable wheels load on", "stable wheels")  # fmt: skip
+    return _bars(
+        labels,
+        values,
+        [COLOURS["stable"]] * len(labels),
+        "Oldest torch the stable wheels load on",
+        "stable wheels",
+    )
 
 
 def findings_plot(summary: Summary) -> str | None:

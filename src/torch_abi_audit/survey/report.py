@@ -29,9 +29,11 @@ def _names(items: Sequence[str], limit: int = 12) -> str:
 def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
     """(id, label, value) of each headline number, in order."""
     h = summary.headline
-    share = f"{h.stable_wheels / (h.stable_wheels + h.unstable_wheels):.0%}" if (
-        h.stable_wheels + h.unstable_wheels
-    ) else "n/a"
+    share = (
+        f"{h.stable_wheels / (h.stable_wheels + h.unstable_wheels):.0%}"
+        if (h.stable_wheels + h.unstable_wheels)
+        else "n/a"
+    )
     per_core = h.bytes / 1e6 / h.cpu_seconds if h.cpu_seconds else 0.0
     return [
         ("packages", "Packages surveyed", str(h.packages)),
@@ -39,23 +41,47 @@ def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
         ("wheels", "Wheels", f"{h.wheels} ({h.audited} audited, {h.failed} failed)"),
         ("libraries", "Libraries read", str(h.libraries)),
         ("bytes", "Read", f"{h.bytes / 1e9:.2f} GB"),
-        ("time", "Time", f"{h.wall_seconds:.0f} s wall, {h.cpu_seconds:.0f} CPU-s "
-                         f"({per_core:.1f} MB per CPU-second)"),  # fmt: skip
-        ("stable-share", "Wheels using torch that keep to the stable ABI",
-         f"{share} ({h.stable_wheels} stable, {h.unstable_wheels} unstable; "
-         f"{h.no_torch_wheels} use no torch)"),  # fmt: skip
-        ("packages-stable", "Packages shipping stable-ABI wheels",
-         f"{len(h.packages_with_stable)}: {_names(h.packages_with_stable)}"
-         if h.packages_with_stable else "0"),  # fmt: skip
-        ("packages-all-stable", "Packages whose newest release is stable on every platform",
-         f"{len(h.packages_all_stable)}: {_names(h.packages_all_stable)}"
-         if h.packages_all_stable else "0"),  # fmt: skip
-        ("under-declared", "Stable wheels that under-declare their torch floor",
-         f"{h.under_declared} (of {len(h.under_declared_packages)} packages: "
-         f"{_names(h.under_declared_packages)})" if h.under_declared else "0"),  # fmt: skip
-        ("unpinned", "Unstable wheels that do not pin torch",
-         f"{h.unpinned} (of {len(h.unpinned_packages)} packages: "
-         f"{_names(h.unpinned_packages)})" if h.unpinned else "0"),  # fmt: skip
+        (
+            "time",
+            "Time",
+            f"{h.wall_seconds:.0f} s wall, {h.cpu_seconds:.0f} CPU-s "
+            f"({per_core:.1f} MB per CPU-second)",
+        ),
+        (
+            "stable-share",
+            "Wheels using torch that keep to the stable ABI",
+            f"{share} ({h.stable_wheels} stable, {h.unstable_wheels} unstable; "
+            f"{h.no_torch_wheels} use no torch)",
+        ),
+        (
+            "packages-stable",
+            "Packages shipping stable-ABI wheels",
+            f"{len(h.packages_with_stable)}: {_names(h.packages_with_stable)}"
+            if h.packages_with_stable
+            else "0",
+        ),
+        (
+            "packages-all-stable",
+            "Packages whose newest release is stable on every platform",
+            f"{len(h.packages_all_stable)}: {_names(h.packages_all_stable)}"
+            if h.packages_all_stable
+            else "0",
+        ),
+        (
+            "under-declared",
+            "Stable wheels that under-declare their torch floor",
+            f"{h.under_declared} (of {len(h.under_declared_packages)} packages: "
+            f"{_names(h.under_declared_packages)})"
+            if h.under_declared
+            else "0",
+        ),
+        (
+            "unpinned",
+            "Unstable wheels that do not pin torch",
+            f"{h.unpinned} (of {len(h.unpinned_packages)} packages: {_names(h.unpinned_packages)})"
+            if h.unpinned
+            else "0",
+        ),
     ]
 
 
@@ -68,8 +94,10 @@ def plot_tables(summary: Summary) -> dict[str, Table]:
         ),
         "packages": (
             ("package", "stable", "unstable", "no torch", "failed"),
-            [(p.name, str(p.stable), str(p.unstable), str(p.no_torch), str(p.failed))
-             for p in summary.packages],  # fmt: skip
+            [
+                (p.name, str(p.stable), str(p.unstable), str(p.no_torch), str(p.failed))
+                for p in summary.packages
+            ],
         ),
         "min-torch": (
             ("oldest torch", "stable wheels"),
@@ -89,12 +117,27 @@ def plot_tables(summary: Summary) -> dict[str, Table]:
 def package_table(summary: Summary) -> Table:
     """One row per package: releases, wheels, verdict counts and its newest release."""
     platforms = summary.platforms
-    header = ("package", "releases", "wheels", "stable", "unstable", "newest",
-              *platforms, "newest min torch")  # fmt: skip
+    header = (
+        "package",
+        "releases",
+        "wheels",
+        "stable",
+        "unstable",
+        "newest",
+        *platforms,
+        "newest min torch",
+    )
     rows = [
-        (p.name, str(p.releases), str(p.wheels), str(p.stable), str(p.unstable), p.newest,
-         *(p.newest_verdicts.get(platform, "-") for platform in platforms),
-         p.newest_min_torch or "-")  # fmt: skip
+        (
+            p.name,
+            str(p.releases),
+            str(p.wheels),
+            str(p.stable),
+            str(p.unstable),
+            p.newest,
+            *(p.newest_verdicts.get(platform, "-") for platform in platforms),
+            p.newest_min_torch or "-",
+        )
         for p in summary.packages
     ]
     return header, rows

@@ -108,9 +108,10 @@ class Progress:
         else:
             verdict = f"FAILED at {outcome.stage}: {outcome.error}"
         width = len(str(self.total))
+        seconds = outcome.seconds_download + outcome.seconds_audit
         self.say(
             f"[{self.done:>{width}}/{self.total}] {job.filename}: {verdict} "
-            f"[{_human_bytes(outcome.size or 0)}, {outcome.seconds_download + outcome.seconds_audit:.1f}s]"
+            f"[{_human_bytes(outcome.size or 0)}, {seconds:.1f}s]"
             f" | {rate * 60:.1f} wheels/min, {_human_bytes(self.bytes / elapsed)}/s, "
             f"{_duration(left)} left"
         )
@@ -148,6 +149,7 @@ def _placed(job: WheelJob, options: SurveyOptions, work_dir: Path | None) -> Whe
         job,
         keep_dir=str(options.keep_dir) if options.keep_dir else None,
         work_dir=str(work_dir) if work_dir else None,
+        index=options.index,
     )
 
 

@@ -182,7 +182,16 @@ class SurveyStore:
             self.connection.executemany(
                 "INSERT OR REPLACE INTO selections VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (s.package, s.version, s.platform, s.python, s.upload_time, s.key, s.reason, now)
+                    (
+                        s.package,
+                        s.version,
+                        s.platform,
+                        s.python,
+                        s.upload_time,
+                        s.key,
+                        s.reason,
+                        now,
+                    )
                     for s in selections
                 ],
             )
@@ -195,14 +204,38 @@ class SurveyStore:
         unstable = sum(1 for lib in outcome.libraries if lib.torch_label == "UNSTABLE")
         codes = " ".join(sorted({f.code for f in outcome.findings}))
         row = (
-            job.key, job.package, job.version, job.filename, job.url, job.upload_time,
-            job.python, outcome.status, outcome.stage, outcome.error, outcome.sha256,
-            outcome.size, outcome.torch_verdict, outcome.cpython_verdict, outcome.min_torch,
-            outcome.requires_torch, outcome.tags, len(outcome.libraries), stable, unstable,
-            int(outcome.has_library_errors), outcome.load_against, outcome.load_status, codes,
-            outcome.report_json, outcome.seconds_download, outcome.seconds_audit,
-            outcome.cpu_seconds, outcome.worker, outcome.tool_version, _now(),
-        )  # fmt: skip
+            job.key,
+            job.package,
+            job.version,
+            job.filename,
+            job.url,
+            job.upload_time,
+            job.python,
+            outcome.status,
+            outcome.stage,
+            outcome.error,
+            outcome.sha256,
+            outcome.size,
+            outcome.torch_verdict,
+            outcome.cpython_verdict,
+            outcome.min_torch,
+            outcome.requires_torch,
+            outcome.tags,
+            len(outcome.libraries),
+            stable,
+            unstable,
+            int(outcome.has_library_errors),
+            outcome.load_against,
+            outcome.load_status,
+            codes,
+            outcome.report_json,
+            outcome.seconds_download,
+            outcome.seconds_audit,
+            outcome.cpu_seconds,
+            outcome.worker,
+            outcome.tool_version,
+            _now(),
+        )
         with self.connection:
             self.connection.execute("DELETE FROM wheels WHERE key=?", (job.key,))
             self.connection.execute(
@@ -212,11 +245,21 @@ class SurveyStore:
                 "INSERT INTO libraries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        job.key, lib.path, lib.kind, lib.format, lib.machine, lib.torch_label,
-                        lib.cpython_label, lib.min_torch, lib.stable_shims,
-                        lib.unstable_symbols, lib.abi3_computed, lib.load_status,
-                        lib.load_message, lib.error,
-                    )  # fmt: skip
+                        job.key,
+                        lib.path,
+                        lib.kind,
+                        lib.format,
+                        lib.machine,
+                        lib.torch_label,
+                        lib.cpython_label,
+                        lib.min_torch,
+                        lib.stable_shims,
+                        lib.unstable_symbols,
+                        lib.abi3_computed,
+                        lib.load_status,
+                        lib.load_message,
+                        lib.error,
+                    )
                     for lib in outcome.libraries
                 ],
             )
@@ -242,10 +285,17 @@ class SurveyStore:
                 "UPDATE runs SET finished_at=?, planned=?, skipped=?, audited=?, failed=?, "
                 "bytes=?, wall_seconds=?, cpu_seconds=?, outcome=? WHERE id=?",
                 (
-                    _now(), totals.planned, totals.skipped, totals.audited, totals.failed,
-                    totals.bytes, totals.wall_seconds, totals.cpu_seconds, totals.outcome,
+                    _now(),
+                    totals.planned,
+                    totals.skipped,
+                    totals.audited,
+                    totals.failed,
+                    totals.bytes,
+                    totals.wall_seconds,
+                    totals.cpu_seconds,
+                    totals.outcome,
                     run_id,
-                ),  # fmt: skip
+                ),
             )
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:

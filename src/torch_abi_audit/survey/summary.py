@@ -105,9 +105,7 @@ def _packages(store: SurveyStore) -> tuple[PackageSummary, ...]:
         rows = grouped[name]
         newest = max((version for version, _, _ in rows), key=_version_key)
         keys = {key for _, _, key in rows if key in by_key}
-        verdicts = Counter(
-            by_key[key]["torch_verdict"] or by_key[key]["status"] for key in keys
-        )
+        verdicts = Counter(by_key[key]["torch_verdict"] or by_key[key]["status"] for key in keys)
         newest_verdicts = {
             platform: (by_key[key]["torch_verdict"] or by_key[key]["status"])
             if key in by_key
@@ -233,7 +231,9 @@ def summarize(store: SurveyStore) -> Summary:
         packages=packages,
         months=_months(store),
         min_torch=tuple(
-            sorted(((r["min_torch"], int(r["n"])) for r in floors), key=lambda p: _version_key(p[0]))
+            sorted(
+                ((r["min_torch"], int(r["n"])) for r in floors), key=lambda p: _version_key(p[0])
+            )
         ),
         findings=tuple((r["code"], r["severity"], int(r["n"])) for r in findings),
         loads=tuple((r["status"], int(r["n"])) for r in loads),

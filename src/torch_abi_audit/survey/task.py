@@ -21,6 +21,8 @@ import tempfile
 import time
 import traceback
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -197,15 +199,31 @@ def audited_outcome(job: WheelJob, report: PackageReport, sha256: str, size: int
     )
 
 
+@contextmanager
+def _pip_environment(index: str | None) -> Iterator[None]:
+    """pip's settings for one download: no HTTP cache (pip would keep a second copy of every
+    wheel behind the survey's back, unbounding its disk use) and the index the job was planned
+    on, if it was not pip's own."""
+    settings = {"PIP_NO_CACHE_DIR": "1", **({"PIP_INDEX_URL": index} if index else {})}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _fetch(job: WheelJob, directory: Path) -> tuple[Path | None, str | None]:
     """The downloaded wheel, or why there is none (pip's words)."""
     from torch_abi_audit.sources.index import download
 
-    # pip's own HTTP cache would keep a second copy of every wheel: the survey's disk use is
-    # bounded by deleting what it fetched, so pip must not cache behind its back.
-    os.environ["PIP_NO_CACHE_DIR"] = "1"
     platforms = [job.pip_platform] if job.pip_platform else []
-    fetched = download(f"{job.package}=={job.version}", platforms, job.python, directory)[0]
+    with _pip_environment(job.index):
+        fetched = download(f"{job.package}=={job.version}", platforms, job.python, directory)[0]
     if fetched.wheel is None:
         return None, fetched.error or fetched.unavailable or "pip fetched nothing"
     return fetched.wheel, None
@@ -214,9 +232,7 @@ def _fetch(job: WheelJob, directory: Path) -> tuple[Path | None, str | None]:
 def _audit(job: WheelJob, wheel: Path) -> PackageReport:
     from torch_abi_audit.audit import inspect_targets
 
-    reports = inspect_targets(
-        [wheel], jobs=1, torch_version=job.torch_version, predict_loads=False
-    )
+    reports = inspect_targets([wheel], jobs=1, torch_version=job.torch_version, predict_loads=False)
     return reports[0]
 
 
