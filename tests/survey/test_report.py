@@ -140,3 +140,23 @@ def test_html_report_in_headless_chromium(report_dir: Path, browser: object) -> 
     assert resources == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[attr-defined]
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("verdict", "status", "requirements", "expected"),
+    [
+        ("torch-stable", "loads", "torch>=2.9", "loads"),
+        ("torch-stable", "fails", None, "fails"),
+        ("torch-unstable", "tied-to-build", "torch==2.9.1", "unstable, pinned elsewhere"),
+        ("torch-unstable", "tied-to-build", "torch>=2.4; torch<2.16", "unstable, admits it"),
+        ("torch-unstable", "tied-to-build", "torch", "unstable, admits it"),
+        ("torch-unstable", "tied-to-build", None, "unstable, no torch requirement"),
+        ("torch-unstable", "tied-to-build", "not a requirement", "unstable, no torch requirement"),
+    ],
+)
+def test_load_categories_on_the_newest_release(
+    verdict: str, status: str, requirements: str | None, expected: str
+) -> None:
+    from torch_abi_audit.survey.summary import load_category
+
+    assert load_category(verdict, status, requirements, "2.15.0") == expected

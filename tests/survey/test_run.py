@@ -240,3 +240,31 @@ def test_usage_errors_exit_2(
     assert survey_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_progress_lines(surveyed: Surveyed) -> None:
+    lines = surveyed.stderr.splitlines()
+    assert "listed survey-stable: 2 releases, 3 wheels" in lines
+    assert any(line.startswith("7 wheels planned, 0 already stored, 7 to do") for line in lines)
+    wheel_lines = [line for line in lines if line.startswith("[")]
+    assert len(wheel_lines) == 7
+    assert wheel_lines[-1].startswith("[7/7] ") and "wheels/min" in wheel_lines[-1]
+    assert lines[-1].startswith("done: 5 audited, 2 failed, 0 already stored")
+
+
+def test_dry_run_and_keep(
+    local_index: LocalIndex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "store.db"
+    arguments = run_arguments(local_index, store, "survey-unstable")
+    assert survey_cli.main([*arguments, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 wheels planned, 0 stored, 1 to fetch" in out
+    assert "survey_unstable-2.0-cp312-cp312-manylinux_2_28_x86_64.whl" in out
+    assert _rows(store, "SELECT COUNT(*) AS n FROM wheels")[0]["n"] == 0
+    assert _rows(store, "SELECT COUNT(*) AS n FROM selections")[0]["n"] == 2
+    kept = tmp_path / "kept"
+    assert survey_cli.main([*arguments, "--keep", str(kept), "-q", "-j", "1"]) == 0
+    (wheel,) = kept.glob("*.whl")
+    assert wheel.name == "survey_unstable-2.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    assert _wheel(store, "survey_unstable")["status"] == "audited"

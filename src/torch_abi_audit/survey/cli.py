@@ -69,6 +69,11 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="X.Y",
         help="the Python to fetch wheels for (default %(default)s)",
     )
+    _add_execution(run)
+
+
+def _add_execution(run: argparse.ArgumentParser) -> None:
+    """``survey run``'s options for where and how the tasks run."""
     run.add_argument(
         "--engine",
         choices=("local", "dask"),
@@ -99,7 +104,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--index-url",
         metavar="URL",
-        help="the simple index to list (default: $PIP_INDEX_URL, else PyPI)",
+        help="the simple index (PEP 691) to list and fetch from (default: $PIP_INDEX_URL, "
+        "else PyPI)",
     )
     run.add_argument("--dry-run", action="store_true", help="list and plan, fetch nothing")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -200,9 +206,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{job.package} {job.version} {job.filename}")
             return EXIT_ERROR if summary.listing_errors else EXIT_OK
         engine = start_engine(args.engine, workers=args.jobs, address=args.address)
-        command = "torch-abi-audit survey " + shlex.join(
-            sys.argv[2:] if args.argv is None else args.argv
-        )
+        command = shlex.join(["torch-abi-audit", "survey", *args.argv])
         try:
             totals, summary = run_survey(
                 options, store, engine, progress, command=command, local_work_dir=not args.address
@@ -268,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else None
+    args.argv = list(sys.argv[2:] if argv is None else argv)  # recorded in the runs table
     handlers = {"run": _run, "report": _report, "export": _export, "packages": _list_packages}
     try:
         return handlers[args.command](args)

@@ -39,8 +39,12 @@ def _pyplot() -> Any:
 
 def _svg(draw: Callable[[Any, Any], None], size: tuple[float, float], title: str) -> str:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = plt.subplots(figsize=size, layout="constrained")
     try:
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True))  # counts of wheels
         draw(figure, axes)
         axes.set_title(title)
         buffer = io.StringIO()
@@ -81,10 +85,23 @@ def months_plot(summary: Summary) -> str | None:
         "no torch": [n for _, _, _, n in summary.months],
     }
 
+    shares = [100 * s / (s + u) if s + u else None for _, s, u, _ in summary.months]
+
     def draw(_figure: Any, axes: Any) -> None:
         _stacked(axes, labels, series, horizontal=False)
         axes.set_xlabel("month the wheel was uploaded")
         axes.set_ylabel("wheels")
+        share_axis = axes.twinx()
+        points = [(i, v) for i, v in enumerate(shares) if v is not None]
+        share_axis.plot(
+            [i for i, _ in points],
+            [v for _, v in points],
+            color="#0072B2",
+            marker="o",
+            label="stable share of wheels using torch (%)",
+        )
+        share_axis.set_ylim(0, 105)
+        share_axis.set_ylabel("stable share of wheels using torch (%)")
 
     width = max(6.0, 0.35 * len(labels) + 2)
     return _svg(draw, (width, 4.0), "Stable-ABI wheels per month")
@@ -180,7 +197,12 @@ def loads_plot(summary: Summary) -> str | None:
     """Wheels that use torch, by their predicted load on the newest torch."""
     if not summary.loads:
         return None
-    palette = {"loads": COLOURS["stable"], "fails": COLOURS["unstable"]}
+    palette = {
+        "loads": COLOURS["stable"],
+        "fails": COLOURS["error"],
+        "unstable, admits it": COLOURS["unstable"],
+        "unstable, no torch requirement": COLOURS["warning"],
+    }
     labels = [status for status, _ in summary.loads]
     values = [count for _, count in summary.loads]
     colours = [palette.get(status, COLOURS["no torch"]) for status in labels]

@@ -85,6 +85,21 @@ def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
     ]
 
 
+#: What each plot shows, said under its caption.
+PLOT_NOTES = {
+    "months": "Wheels surveyed by the month the index received them, by torch verdict; the "
+    "line is the stable share of those that use torch.",
+    "packages": "Every surveyed wheel of each package (all releases and platforms surveyed).",
+    "min-torch": "For wheels that keep to the stable ABI: the oldest torch release whose shims "
+    "they all find (the newest shim they import).",
+    "findings": "Wheels with each finding; colour is severity (error, warning, info).",
+    "loads": "Wheels that use torch, on the newest torch release of the stable-ABI table. "
+    "Stable wheels load unless they import shims it lacks; unstable wheels are tied to the "
+    "torch they were built with, so what matters is whether their Requires-Dist lets pip put "
+    "them beside this release (admits it: they will break unless built for it).",
+}
+
+
 def plot_tables(summary: Summary) -> dict[str, Table]:
     """The numbers behind each plot, by plot stem."""
     return {
@@ -174,7 +189,7 @@ def render_markdown(summary: Summary, title: str, plots: dict[str, str]) -> str:
     parts += [f"- **{label}**: {_md_cell(value)}" for _, label, value in headline_items(summary)]
     tables = plot_tables(summary)
     for stem, caption, _ in PLOTS:
-        parts += ["", f"## {caption}", ""]
+        parts += ["", f"## {caption}", "", _md_cell(PLOT_NOTES[stem]), ""]
         if stem in plots:
             parts += [f"![{caption}]({plots[stem]})", ""]
         parts.append(_md_table(tables[stem]) if tables[stem][1] else "Nothing to show.")
@@ -222,7 +237,8 @@ def render_html(summary: Summary, title: str, plots: dict[str, str]) -> str:
             else "<p>Nothing to show.</p>"
         )
         sections.append(
-            f"<section id='section-{stem}'><h2>{html.escape(caption)}</h2>{figure}"
+            f"<section id='section-{stem}'><h2>{html.escape(caption)}</h2>"
+            f"<p>{html.escape(PLOT_NOTES[stem])}</p>{figure}"
             f"{_html_table(tables[stem], f'data-{stem}')}</section>"
         )
     sections.append(

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.survey.store import SurveyStore
@@ -204,6 +207,66 @@ def _months(store: SurveyStore) -> tuple[tuple[str, int, int, int], ...]:
     )
 
 
+def admits(requirements: str | None, release: str) -> bool | None:
+    """Whether ``Requires-Dist: torch`` entries (``'; '``-joined, as stored) let pip install
+    torch ``release`` beside the wheel; ``None`` when the wheel declares no torch."""
+    specifier = SpecifierSet()
+    found = False
+    for text in (requirements or "").split("; "):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) == "torch":
+            specifier &= requirement.specifier
+            found = True
+    return specifier.contains(release, prereleases=True) if found else None
+
+
+def load_category(
+    verdict: str, status: str | None, requirements: str | None, release: str | None
+) -> str:
+    """What loading a wheel that uses torch on the newest ``release`` is predicted to do.
+
+    Stable wheels: ``loads`` or ``fails`` (shims newer than, or removed by, the release).
+    Unstable wheels are tied to the torch they were built with; their metadata decides whether
+    pip would put them beside the release at all.
+    """
+    if verdict == STABLE:
+        return status or "no prediction"
+    if release is None:
+        return "unstable"
+    allowed = admits(requirements, release)
+    if allowed is None:
+        return "unstable, no torch requirement"
+    return "unstable, admits it" if allowed else "unstable, pinned elsewhere"
+
+
+def _loads(store: SurveyStore) -> tuple[tuple[str, int], ...]:
+    rows = store.query(
+        "SELECT torch_verdict, load_status, requires_torch, load_against FROM wheels "
+        "WHERE status='audited' AND torch_verdict IN (?, ?)",
+        (STABLE, UNSTABLE),
+    )
+    counts: Counter[str] = Counter()
+    for row in rows:
+        against = row["load_against"]
+        release = against.split()[-1] if against else None
+        counts[
+            load_category(row["torch_verdict"], row["load_status"], row["requires_torch"], release)
+        ] += 1
+    order = [
+        "loads",
+        "fails",
+        "unstable, pinned elsewhere",
+        "unstable, admits it",
+        "unstable, no torch requirement",
+        "unstable",
+        "no prediction",
+    ]
+    return tuple((name, counts[name]) for name in order if counts[name])
+
+
 def summarize(store: SurveyStore) -> Summary:
     """The :class:`Summary` of everything in ``store``."""
     packages = _packages(store)
@@ -217,11 +280,7 @@ def summarize(store: SurveyStore) -> Summary:
         "JOIN wheels w ON w.key = f.key WHERE w.status='audited' "
         "GROUP BY f.code, f.severity ORDER BY n DESC, f.code"
     )
-    loads = store.query(
-        "SELECT COALESCE(load_status, 'no prediction') AS status, COUNT(*) AS n FROM wheels "
-        "WHERE status='audited' AND torch_verdict IN (?, ?) GROUP BY status ORDER BY n DESC",
-        (STABLE, UNSTABLE),
-    )
+    loads = _loads(store)
     failures = store.query(
         "SELECT filename, stage, error FROM wheels WHERE status='failed' ORDER BY filename"
     )
@@ -236,7 +295,7 @@ def summarize(store: SurveyStore) -> Summary:
             )
         ),
         findings=tuple((r["code"], r["severity"], int(r["n"])) for r in findings),
-        loads=tuple((r["status"], int(r["n"])) for r in loads),
+        loads=loads,
         failures=tuple((r["filename"], r["stage"] or "", r["error"] or "") for r in failures),
         platforms=tuple(r["platform"] for r in platforms),
     )
