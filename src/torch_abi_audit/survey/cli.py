@@ -18,6 +18,9 @@ from pathlib import Path
 
 from torch_abi_audit.survey.curated import CuratedListError, load_curated, read_package_file
 
+#: One line for ``torch-abi-audit --help``.
+SUMMARY = "audit every wheel of many packages' releases into a store; report"
+
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130

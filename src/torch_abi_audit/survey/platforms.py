@@ -3,7 +3,8 @@
 A survey platform is named by the newest tag of a platform (``manylinux_2_39_x86_64``,
 ``macosx_26_0_arm64``, ``win_amd64``); like pip on such a machine, it accepts the older tags
 that machine also runs (older glibc baselines and the legacy ``manylinux2014``/``2010``/``1``
-aliases; older macOS releases and ``universal2``). For a Python version, the wheel chosen is the
+aliases; older macOS releases and ``universal2``: :func:`~torch_abi_audit.sources.index.
+expand_platform`). For a Python version, the wheel chosen is the
 one whose best tag ranks first in the list :mod:`packaging.tags` builds for that interpreter
 (version-specific ABI before ``abi3`` before ``none``; newer platform before older; then the
 higher build number) — the choice pip makes.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from packaging import tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from torch_abi_audit.sources.index import expand_platform
 from torch_abi_audit.survey.simple_api import IndexFile
 
 #: manylinux x86_64 (glibc of a current distribution), macOS arm64, Windows x86-64.
@@ -25,9 +27,6 @@ DEFAULT_PLATFORMS = ("manylinux_2_39_x86_64", "macosx_26_0_arm64", "win_amd64")
 #: The one Python the survey fetches wheels for unless told otherwise.
 DEFAULT_PYTHON = "3.12"
 
-_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
-_MACOS = re.compile(r"^macosx_(\d+)_(\d+)_(\w+)$")
-_LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
 
 
 class PlatformError(ValueError):
@@ -35,21 +34,11 @@ class PlatformError(ValueError):
 
 
 def platform_tags(platform: str) -> list[str]:
-    """The platform tags a machine of ``platform`` accepts, most preferred first."""
-    if match := _MANYLINUX.match(platform):
-        major, minor, arch = int(match[1]), int(match[2]), match[3]
-        accepted = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
-        for legacy, (_, legacy_minor) in _LEGACY_MANYLINUX.items():
-            if major == 2 and legacy_minor <= minor:
-                position = accepted.index(f"manylinux_2_{legacy_minor}_{arch}")
-                accepted.insert(position + 1, f"{legacy}_{arch}")
-        return accepted
-    if match := _MACOS.match(platform):
-        version = (int(match[1]), int(match[2]))
-        return list(tags.mac_platforms(version, match[3]))
+    """The platform tags a machine of ``platform`` accepts, most preferred first (as pip
+    expands ``--platform``). Raises :class:`PlatformError` for what is not a platform tag."""
     if not re.fullmatch(r"[a-z0-9_]+", platform):
         raise PlatformError(f"{platform!r} is not a platform tag (e.g. {DEFAULT_PLATFORMS[0]})")
-    return [platform]
+    return expand_platform(platform)
 
 
 def python_tuple(version: str) -> tuple[int, int]:
