@@ -202,9 +202,15 @@ def audited_outcome(job: WheelJob, report: PackageReport, sha256: str, size: int
 @contextmanager
 def _pip_environment(index: str | None) -> Iterator[None]:
     """pip's settings for one download: no HTTP cache (pip would keep a second copy of every
-    wheel behind the survey's back, unbounding its disk use) and the index the job was planned
-    on, if it was not pip's own."""
-    settings = {"PIP_NO_CACHE_DIR": "1", **({"PIP_INDEX_URL": index} if index else {})}
+    wheel behind the survey's back, unbounding its disk use), no constraints file (a site may
+    cap what it installs, e.g. ``torchvision<=0.29.1``; the survey fetches the one file the
+    index lists, with ``--no-deps``, installing nothing), and the index the job was planned on,
+    if it was not pip's own."""
+    settings = {
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_CONSTRAINT": os.devnull,
+        **({"PIP_INDEX_URL": index} if index else {}),
+    }
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
