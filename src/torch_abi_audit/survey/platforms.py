@@ -28,7 +28,6 @@ DEFAULT_PLATFORMS = ("manylinux_2_39_x86_64", "macosx_26_0_arm64", "win_amd64")
 DEFAULT_PYTHON = "3.12"
 
 
-
 class PlatformError(ValueError):
     """A platform tag or Python version the survey cannot use."""
 

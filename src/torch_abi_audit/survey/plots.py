@@ -71,7 +71,7 @@ def _stacked(
         axes.invert_yaxis()
     else:
         axes.set_xticks(positions, labels, rotation=60, ha="right")
-    axes.legend(loc="best", frameon=False)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def months_plot(summary: Summary) -> str | None:

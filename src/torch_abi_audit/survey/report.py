@@ -62,7 +62,7 @@ def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
         ),
         (
             "packages-all-stable",
-            "Packages whose newest release is stable on every platform",
+            "Packages whose newest release is stable on every platform it ships for",
             f"{len(h.packages_all_stable)}: {_names(h.packages_all_stable)}"
             if h.packages_all_stable
             else "0",

@@ -10,7 +10,6 @@ a directory of its own and removed afterwards, so a worker holds at most one whe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.report import ExtensionReport, PackageReport
+from torch_abi_audit.sources.index import file_sha256
 from torch_abi_audit.survey.plan import WheelJob
 
 # pip's words for a file that is not a readable wheel ("Wheel 'x' located at ... is invalid").
@@ -118,15 +118,6 @@ def failed_outcome(job: WheelJob, stage: str, error: str) -> WheelOutcome:
 def _cpu_now() -> float:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _relative(lib: ExtensionReport, root: Path) -> str:
