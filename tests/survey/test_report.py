@@ -160,3 +160,20 @@ def test_load_categories_on_the_newest_release(
     from torch_abi_audit.survey.summary import load_category
 
     assert load_category(verdict, status, requirements, "2.15.0") == expected
+
+
+def test_hostile_text_is_escaped_in_both_formats() -> None:
+    from torch_abi_audit.survey.report import render_html, render_markdown
+    from torch_abi_audit.survey.summary import Headline, Summary
+
+    headline = Headline(1, 1, 1, 0, 1, 0, 10, 0, 0, 0, (), (), 0, (), 0, (), None, 1.0, 1.0)
+    reason = "pip said <script>alert(1)</script> | a \x1b[31mred\x1b[0m line"
+    summary = Summary(headline, (), (), (), (), (), (("evil.whl", "download", reason),))
+    markdown = render_markdown(summary, "t", {})
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    cells = [t.content for t in tokens if t.type == "inline"]
+    row = cells[cells.index("evil.whl") : cells.index("evil.whl") + 3]
+    assert len(row) == 3 and "\x1b" not in row[2] and "\\x1b" in row[2]
+    assert "html_block" not in {t.type for t in tokens}
+    page = render_html(summary, "t", {})
+    assert "<script>" not in page and "&lt;script&gt;" in page and "\x1b" not in page

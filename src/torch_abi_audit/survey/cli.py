@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch_abi_audit.renderers.escape import terminal_text
 from torch_abi_audit.survey.curated import CuratedListError, load_curated, read_package_file
 
 #: One line for ``torch-abi-audit --help``.
@@ -206,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{len(summary.todo)} to fetch ({size / 1e9:.2f} GB)"
             )
             for job in summary.todo:
-                print(f"{job.package} {job.version} {job.filename}")
+                print(terminal_text(f"{job.package} {job.version} {job.filename}"))
             return EXIT_ERROR if summary.listing_errors else EXIT_OK
         engine = start_engine(args.engine, workers=args.jobs, address=args.address)
         command = shlex.join(["torch-abi-audit", "survey", *args.argv])
@@ -216,8 +217,10 @@ def _run(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt:
             print(
-                f"survey: interrupted; what was stored stays in {args.store}: run the same "
-                "command again to resume",
+                terminal_text(
+                    f"survey: interrupted; what was stored stays in {args.store}: run the "
+                    "same command again to resume"
+                ),
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
@@ -237,7 +240,7 @@ def _report(args: argparse.Namespace) -> int:
     with SurveyStore(args.store, create=False) as store:
         written = write_report(store, args.output, title=args.title)
     for path in written:
-        print(path)
+        print(terminal_text(str(path)))
     return EXIT_OK
 
 
@@ -246,7 +249,7 @@ def _export(args: argparse.Namespace) -> int:
 
     with SurveyStore(args.store, create=False) as store:
         for path in store.export(args.output, args.format):
-            print(path)
+            print(terminal_text(str(path)))
     return EXIT_OK
 
 
@@ -281,10 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except (_UsageError, ReleaseSpecError, PlatformError, LoadTargetError) as exc:
         parser.print_usage(sys.stderr)
-        print(f"torch-abi-audit survey: error: {exc}", file=sys.stderr)
+        print(terminal_text(f"torch-abi-audit survey: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except (StoreError, EngineError, CuratedListError, WorkDirError) as exc:
-        print(f"torch-abi-audit survey: error: {exc}", file=sys.stderr)
+        print(terminal_text(f"torch-abi-audit survey: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit survey: interrupted", file=sys.stderr)

@@ -5,15 +5,16 @@ headline numbers, the five plots (as ``plots/*.svg`` beside the markdown, inline
 each followed by its numbers as a table), a table per package and the wheels that failed. The
 HTML page loads nothing from anywhere: no script, no stylesheet, no font, no image from outside.
 Names and messages come from the index and the audited files: they are escaped for the format
-they are written in.
+they are written in, with the project's escaping rules (:mod:`torch_abi_audit.renderers.
+escaping`).
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch_abi_audit.renderers.escaping import html_text, markdown_text
 from torch_abi_audit.survey.plots import PLOTS
 from torch_abi_audit.survey.store import SurveyStore
 from torch_abi_audit.survey.summary import Summary, summarize
@@ -167,10 +168,7 @@ def failure_table(summary: Summary) -> Table:
 
 
 def _md_cell(text: str) -> str:
-    return (
-        text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
-        or " "
-    )
+    return markdown_text(text) or " "
 
 
 def _md_table(table: Table) -> str:
@@ -214,9 +212,9 @@ figure svg { max-width: 100%; height: auto; }
 
 def _html_table(table: Table, table_id: str) -> str:
     header, rows = table
-    head = "".join(f"<th scope='col'>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th scope='col'>{html_text(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -224,21 +222,21 @@ def _html_table(table: Table, table_id: str) -> str:
 def render_html(summary: Summary, title: str, plots: dict[str, str]) -> str:
     """The HTML page; ``plots`` maps plot stems that were drawn to their SVG markup."""
     items = "".join(
-        f"<dt>{html.escape(label)}</dt><dd id='headline-{key}'>{html.escape(value)}</dd>"
+        f"<dt>{html_text(label)}</dt><dd id='headline-{key}'>{html_text(value)}</dd>"
         for key, label, value in headline_items(summary)
     )
     sections = []
     tables = plot_tables(summary)
     for stem, caption, _ in PLOTS:
         figure = (
-            f"<figure id='plot-{stem}'>{plots[stem]}<figcaption>{html.escape(caption)}"
+            f"<figure id='plot-{stem}'>{plots[stem]}<figcaption>{html_text(caption)}"
             "</figcaption></figure>"
             if stem in plots
             else "<p>Nothing to show.</p>"
         )
         sections.append(
-            f"<section id='section-{stem}'><h2>{html.escape(caption)}</h2>"
-            f"<p>{html.escape(PLOT_NOTES[stem])}</p>{figure}"
+            f"<section id='section-{stem}'><h2>{html_text(caption)}</h2>"
+            f"<p>{html_text(PLOT_NOTES[stem])}</p>{figure}"
             f"{_html_table(tables[stem], f'data-{stem}')}</section>"
         )
     sections.append(
@@ -254,8 +252,8 @@ def render_html(summary: Summary, title: str, plots: dict[str, str]) -> str:
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><dl class='headline'>{items}</dl>"
+        f"<title>{html_text(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html_text(title)}</h1><dl class='headline'>{items}</dl>"
         + "".join(sections)
         + "</body></html>\n"
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
+from torch_abi_audit.renderers.escape import terminal_text
 from torch_abi_audit.survey.engines import Engine
 from torch_abi_audit.survey.plan import Plan, ReleaseFilter, WheelJob, plan_project
 from torch_abi_audit.survey.simple_api import IndexReadError, fetch_project
@@ -85,8 +86,8 @@ class Progress:
 
     def say(self, text: str) -> None:
         """Print one line (unless quiet)."""
-        if not self.quiet:
-            print(text, file=self.stream, flush=True)
+        if not self.quiet:  # file names and pip's words come from outside: escaped
+            print(terminal_text(text), file=self.stream, flush=True)
 
     def start(self, total: int) -> None:
         """The tasks begin: ``total`` wheels to do."""
