@@ -104,11 +104,6 @@ class WheelOutcome:
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     tool_version: str = __version__
 
-    @property
-    def retried(self) -> bool:
-        """True for a failure a rerun tries again."""
-        return self.status == FAILED and self.stage in RETRIED_STAGES
-
 
 def failed_outcome(job: WheelJob, stage: str, error: str) -> WheelOutcome:
     """A failure row for ``job`` (also what engines record when a worker dies)."""
