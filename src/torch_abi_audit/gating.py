@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch_abi_audit.audit import TargetReports
@@ -41,7 +41,6 @@ class GateSettings:
     allow: tuple[AllowEntry, ...] = ()
     baseline: Path | None = None
     write_baseline: Path | None = None
-    config: Config = field(default_factory=Config)
     notes: tuple[str, ...] = ()
 
     @property
@@ -113,7 +112,6 @@ def configure(args: argparse.Namespace, cwd: Path) -> GateSettings:
         allow=allow,
         baseline=baseline,
         write_baseline=args.write_baseline.absolute() if args.write_baseline else None,
-        config=config,
         notes=tuple(notes),
     )
 
