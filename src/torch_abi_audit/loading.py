@@ -4,11 +4,13 @@ After the libraries are read and judged, each package's reports get a :class:`Lo
 per library that concerns torch, and the ``load-failure`` / ``needs-newer-torch`` findings.
 
 The torch comes from ``--torch PATH`` (an installation directory or a wheel), from
-``--torch-version X.Y`` (a release known from the stable-ABI table), or — by default for
+``--torch-version X.Y[+variant]`` (a release known from the tables,
+:mod:`torch_abi_audit.release_loading`), or — by default for
 environment scans and import names — from the site-packages being scanned. Against an
 installation, each library's torch-family and CUDA-runtime needed libraries are looked up the
 way the loader would (:mod:`torch_abi_audit.sources.library_search`) and its torch-owned imports
-are resolved against the installation's exports; against a release only the shim table speaks.
+are resolved against the installation's exports; against a release, against what the release
+data says of the default build of the library's platform.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from torch_abi_audit.rules.load_prediction import (
     predict_against_install,
     predict_against_release,
 )
-from torch_abi_audit.rules.torch_abi import is_torch_library
+from torch_abi_audit.release_loading import (
+    RequestedRelease,
+    build_view,
+    parse_requested,
+    reference_cuda_major,
+)
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_findings import load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 from torch_abi_audit.sources.library_search import (
@@ -49,11 +57,13 @@ from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """The torch loading is predicted against: an installation, or a release of the table."""
+    """The torch loading is predicted against: an installation, or a release of the tables
+    (``requested``: the release and the build variant asked for)."""
 
     reference: TorchReference
     install: TorchInstall | None = None
     release: Version | None = None
+    requested: RequestedRelease | None = None
 
 
 def _release_of(version: str | None) -> Version | None:
@@ -79,18 +89,25 @@ def install_target(path: Path, origin: str) -> LoadTarget:
 
 
 def release_target(text: str, table: TorchAbiTable | None = None) -> LoadTarget:
-    """A release given as ``X.Y`` or ``X.Y.Z`` (``X.Y`` means its newest known patch release).
+    """A release given as ``X.Y`` or ``X.Y.Z`` (``X.Y`` means its newest known patch release),
+    optionally with a build variant (``2.14+cu126``, ``2.13+cpu``).
 
-    Raises :class:`LoadTargetError` for anything that is not a version.
+    Raises :class:`LoadTargetError` for anything that is not a version, an unknown variant, or
+    a release the tables do not know (the message names the known ones).
     """
-    table = table or load_table()
-    try:
-        Version(text)
-        release = table.resolve_release(text)
-    except (InvalidVersion, ValueError) as exc:
-        raise LoadTargetError(f"--torch-version {text}: not a torch version") from exc
-    reference = TorchReference(f"torch {text}", str(release), None, "--torch-version")
-    return LoadTarget(reference, release=release)
+    requested = parse_requested(text, table or load_table())
+    version = str(requested.release)
+    if requested.variant:
+        version += f"+{requested.variant}"
+    reference = TorchReference(
+        f"torch {text}",
+        version,
+        None,
+        "--torch-version",
+        variant=requested.variant,
+        cuda_major=reference_cuda_major(requested),
+    )
+    return LoadTarget(reference, release=requested.release, requested=requested)
 
 
 def environment_target(directories: Sequence[Path]) -> LoadTarget | None:
@@ -130,20 +147,26 @@ def _concerns_torch(lib: ExtensionReport) -> bool:
 
 
 class _Contexts:
-    """The loader's search context for each package (a wheel's member list is read once)."""
+    """The loader's search context for each package (a wheel's member list is read once).
 
-    def __init__(self, install: TorchInstall) -> None:
+    Against a release there is no installation: nothing is preloaded and the system is not
+    searched (the question is the release's, not this machine's).
+    """
+
+    def __init__(self, install: TorchInstall | None) -> None:
         self.install = install
         self._wheels: dict[Path, WheelNamespace] = {}
 
     def _torch_dir(self) -> Path | None:
+        if self.install is None:
+            return None
         return self.install.root if self.install.root.is_dir() else None
 
     def for_library(
         self, package: PackageReport, lib: ExtensionReport, fmt: BinaryFormat
     ) -> tuple[LoadContext, PurePosixPath]:
         """The context, and where the library lies in that context's namespace."""
-        preloaded = frozenset(self.install.lib_files)
+        preloaded = frozenset(self.install.lib_files) if self.install else frozenset()
         if package.wheel is not None:
             namespace = self._wheels.get(package.wheel.path)
             if namespace is None:
@@ -159,6 +182,8 @@ class _Contexts:
         torch_dir = self._torch_dir()
         site = torch_dir.parent if torch_dir is not None else _site_of(package.root)
         base = site_packages_context(site, torch_dir, fmt)
+        if self.install is None:
+            base = replace(base, extra_dirs=(), system_dirs=())
         context = replace(base, preloaded=base.preloaded | preloaded)
         return context, PurePosixPath(lib.path.as_posix())
 
@@ -172,7 +197,7 @@ def _predict_install(
     package: PackageReport, target: LoadTarget, contexts: _Contexts
 ) -> list[ExtensionReport]:
     install = target.install
-    assert install is not None
+    assert install is not None and contexts.install is install
     table = load_table()
     updated = []
     for lib in package.libraries:
@@ -201,18 +226,37 @@ def _predict_install(
     return updated
 
 
-def _predict_release(package: PackageReport, target: LoadTarget) -> list[ExtensionReport]:
-    assert target.release is not None
+def _release_torch(lib: ExtensionReport) -> TorchAnalysis:
+    """The analysis a release build judges: a universal library's arm64 slice's (the only
+    macOS architecture torch builds since 2.9), else the library's own."""
+    arm64 = [s.torch for s in lib.slices if s.machine == "arm64"]
+    return arm64[0] if arm64 else lib.torch
+
+
+def _predict_release(
+    package: PackageReport, target: LoadTarget, contexts: _Contexts
+) -> list[ExtensionReport]:
+    assert target.release is not None and target.requested is not None
     table = load_table()
-    return [
-        replace(
-            lib,
-            load=predict_against_release(lib.torch, table, target.release, target.reference.label),
+    updated = []
+    for lib in package.libraries:
+        if lib.error or lib.skipped or lib.format is None or not _concerns_torch(lib):
+            updated.append(lib)
+            continue
+        fmt = BinaryFormat(lib.format)
+        context, location = contexts.for_library(package, lib, fmt)
+        torch = _release_torch(lib)
+        view = build_view(lib, _library_of(lib, location), torch, target.requested, context)
+        prediction = predict_against_release(
+            torch,
+            table,
+            target.release,
+            target.reference.label,
+            view,
+            binary_format=lib.format,
         )
-        if not (lib.error or lib.skipped)
-        else lib
-        for lib in package.libraries
-    ]
+        updated.append(replace(lib, load=prediction) if prediction is not None else lib)
+    return updated
 
 
 def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> list[PackageReport]:
@@ -220,16 +264,16 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
 
     torch itself is left alone: it is what the others load against.
     """
-    contexts = _Contexts(target.install) if target.install is not None else None
+    contexts = _Contexts(target.install)
     result = []
     for package in packages:
         if package.unavailable or is_torch_itself(package):
             result.append(replace(package, torch_reference=target.reference))
             continue
-        if contexts is not None:
+        if target.install is not None:
             libraries = _predict_install(package, target, contexts)
         else:
-            libraries = _predict_release(package, target)
+            libraries = _predict_release(package, target, contexts)
         extensions = tuple(libraries[: len(package.extensions)])
         bundled = tuple(libraries[len(package.extensions) :])
         predictions = [

@@ -97,9 +97,14 @@ def _slice_line(part: SliceReport) -> str:
 def _load_details(lib: ExtensionReport) -> list[str]:
     """``-v``: every missing library and undefined symbol behind a failed load prediction."""
     load = lib.load
-    if load is None or not load.fails:
+    if load is None or load.status is LoadStatus.LOADS:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
+    if load.status is LoadStatus.UNKNOWN:
+        lines = _limited(list(load.undecided_libraries), "not known to be installed: ")
+        return lines + _limited(
+            [demangled.get(name, name) for name in load.undecided_symbols], "not recorded: "
+        )
     lines = _limited(list(load.missing_libraries[1:]), "also: ")
     lines += _limited(
         [demangled.get(name, name) for name in load.undefined_symbols],
@@ -126,7 +131,7 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
             line += f"  torch-libs={','.join(_basename(n) for n in torch.torch_libraries)}"
     lines = [line]
     lines += [_slice_line(part) for part in lib.slices]
-    if lib.load is not None and lib.load.fails:
+    if lib.load is not None and lib.load.status in (LoadStatus.FAILS, LoadStatus.UNKNOWN):
         lines.append(f"        {lib.load.message}")
     cpython = lib.cpython
     if cpython.future_symbols:
@@ -168,6 +173,7 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
 LOAD_STATUS_LABELS = {
     LoadStatus.LOADS: "yes",
     LoadStatus.FAILS: "NO",
+    LoadStatus.UNKNOWN: "unknown",
     LoadStatus.TIED: "tied",
 }
 
@@ -182,6 +188,15 @@ def _load_line(report: PackageReport) -> list[str]:
         judged = sum(1 for lib in report.libraries if lib.load is not None)
         failed = len(report.load_failures)
         return [f"  Loads:       NO, not with {reference.label} ({failed} of {judged} libraries)"]
+    if status is LoadStatus.UNKNOWN:
+        judged = sum(1 for lib in report.libraries if lib.load is not None)
+        unknown = sum(
+            1 for lib in report.libraries if lib.load and lib.load.status is LoadStatus.UNKNOWN
+        )
+        return [
+            f"  Loads:       unknown with {reference.label} (the data cannot tell for {unknown} "
+            f"of {judged} libraries)"
+        ]
     if status is LoadStatus.TIED:
         return [
             f"  Loads:       only with the torch it was built for (unstable); "

@@ -3,9 +3,11 @@
 Two questions, two kinds of evidence:
 
 * **Against a release** (``--torch-version 2.12``): the stable-ABI table says which shims that
-  release provides. A stable library loads when every shim it imports exists there (none newer,
-  none removed). An unstable library is tied to the release it was built with: the table cannot
-  say more.
+  release provides, and the release-exports data what the default build of the library's
+  platform exports, which libraries it installs and with which CUDA major. A stable library
+  loads when every shim it imports exists there (none newer, none removed); any library — an
+  unstable one too — fails when that build lacks a needed library or an import, exactly as
+  against an installation; what the data does not hold is ``unknown``.
 * **Against an installation** (the torch in the scanned environment, or ``--torch PATH``): the
   dynamic loader first finds the libraries a library needs, then resolves its undefined symbols
   (CPython loads extension modules with ``RTLD_NOW``). So: every torch-family and CUDA-runtime
@@ -23,11 +25,12 @@ import the format binds to a library other than libtorch's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from packaging.version import Version
 
+from torch_abi_audit.rules.release_exports import undecidable
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, UnstableReason, is_torch_library
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
@@ -40,7 +43,8 @@ class LoadStatus(StrEnum):
 
     LOADS = "loads"
     FAILS = "fails"
-    TIED = "tied-to-build"  # unstable, judged against a release: only its build's release is safe
+    UNKNOWN = "unknown"  # the data cannot decide (a platform or build variant it does not hold)
+    TIED = "tied-to-build"  # no longer produced (schema 1.4 and older): now loads/fails/unknown
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,9 @@ class LoadPrediction:
     are the loader's messages for needed libraries it cannot find; ``undefined_symbols`` the
     torch-owned imports the installation does not export; ``newer_shims`` / ``removed_shims``
     the imported shims the release does not have yet / any more. ``message`` says it in the
-    loader's words.
+    loader's words. Against a release, ``build`` names the build of the library's platform the
+    data judged it against (``torch 2.13.0+cu130 (linux_x86_64)``), and ``undecided_symbols``
+    / ``undecided_libraries`` what the data cannot tell (then the status is ``unknown``).
     """
 
     against: str
@@ -61,6 +67,9 @@ class LoadPrediction:
     undefined_symbols: tuple[str, ...] = ()
     newer_shims: tuple[str, ...] = ()
     removed_shims: tuple[str, ...] = ()
+    build: str | None = None
+    undecided_symbols: tuple[str, ...] = ()
+    undecided_libraries: tuple[str, ...] = ()
 
     @property
     def fails(self) -> bool:
@@ -144,23 +153,31 @@ def predict_against_install(
     return LoadPrediction(against, LoadStatus.LOADS, f"loads with {against}")
 
 
-def predict_against_release(
+@dataclass(frozen=True)
+class ReleaseBuildView:
+    """What the release data tells of the build one library is judged against.
+
+    ``label`` names the build (``torch 2.13.0+cu130 (linux_x86_64)``); ``exports`` its recorded
+    exports, ``None`` when the data does not hold that build (then ``unknown_reason`` says why);
+    ``missing_libraries`` are the loader's messages for needed torch or CUDA libraries the build
+    does not provide, ``undecided_libraries`` needed names the data cannot place; ``no_devices``
+    the shim device tiers the build lacks (``cuda`` on a CPU build, ``mps`` off macOS).
+    """
+
+    label: str | None = None
+    exports: frozenset[str] | None = None
+    unknown_reason: str | None = None
+    missing_libraries: tuple[str, ...] = ()
+    undecided_libraries: tuple[str, ...] = ()
+    no_devices: frozenset[str] = frozenset()
+
+
+def _shim_failure(
     torch: TorchAnalysis, table: TorchAbiTable, release: Version, label: str
 ) -> LoadPrediction | None:
-    """Will a library with analysis ``torch`` load on torch ``release``? ``None`` when it does
-    not use torch (nothing to say). ``label`` names the release in messages (``torch 2.12``)."""
-    if not torch.uses_torch:
-        return None
-    if not torch.stable:
-        return LoadPrediction(
-            label,
-            LoadStatus.TIED,
-            f"tied to the torch release it was built with (uses libtorch internals); "
-            f"{label} is safe only if that is the one",
-        )
     newer, removed = table.missing_in(torch.stable_shims, release)
     if not newer and not removed:
-        return LoadPrediction(label, LoadStatus.LOADS, f"loads with {label}")
+        return None
     reasons = []
     if newer:
         reasons.append(f"needs torch>={torch.min_torch_version} ({_quoted(newer)})")
@@ -172,4 +189,77 @@ def predict_against_release(
         f"will not load with {label}: {'; '.join(reasons)}",
         newer_shims=newer,
         removed_shims=removed,
+    )
+
+
+def predict_against_release(
+    torch: TorchAnalysis,
+    table: TorchAbiTable,
+    release: Version,
+    label: str,
+    build: ReleaseBuildView | None = None,
+    *,
+    binary_format: str | None = None,
+) -> LoadPrediction | None:
+    """Will a library with analysis ``torch`` load on torch ``release``? ``None`` when it
+    neither uses torch nor needs a torch or CUDA library (nothing to say). ``label`` names the
+    release in messages (``torch 2.12``); ``build`` is what the release data says of its
+    platform's build.
+
+    Needed libraries come first, as for the loader. A stable library is then judged by the shim
+    table (shims too new or removed), and by the device tiers the build has. Where the data holds
+    the build's exports, every torch-owned import is resolved against them exactly as against an
+    installation (:func:`predict_against_install`); imports of kinds the data does not record,
+    a build it does not hold (for an unstable library) and needed libraries it cannot place make
+    the answer ``unknown``, never a guess.
+    """
+    view = build or ReleaseBuildView()
+    if not (torch.uses_torch or view.missing_libraries or view.undecided_libraries):
+        return None
+    if torch.stable and not view.missing_libraries:
+        failure = _shim_failure(torch, table, release, label)
+        if failure is not None:
+            return replace(failure, build=view.label)
+    owned = torch_owned_imports(torch)
+    undecided = undecidable(owned, table.internal_c_symbols)
+    exports = view.exports
+    if exports is None:
+        # Without the build's exports only the shim table speaks: shims of a device tier the
+        # build lacks are missing, everything else is taken as present.
+        absent = {
+            name
+            for name in torch.stable_shims
+            if (shim := table.shims.get(name)) is not None and shim.device in view.no_devices
+        }
+        exports = frozenset(owned) - absent
+    prediction = predict_against_install(
+        torch,
+        label,
+        exports | frozenset(undecided),
+        missing_libraries=view.missing_libraries,
+        binary_format=binary_format,
+        table=table,
+        release=release,
+    )
+    prediction = replace(prediction, build=view.label)
+    if prediction.fails:
+        return prediction
+    reasons = []
+    if view.exports is None and torch.uses_torch and not torch.stable:
+        reasons.append(view.unknown_reason or "the data holds no build of its platform")
+    if view.exports is not None and undecided:
+        reasons.append(f"imports the data does not record ({_quoted(undecided)})")
+    if view.undecided_libraries:
+        reasons.append(
+            f"needs {_quoted(view.undecided_libraries)}, which {view.label or label} does not "
+            "install (found only where the environment provides it)"
+        )
+    if not reasons:
+        return prediction
+    return replace(
+        prediction,
+        status=LoadStatus.UNKNOWN,
+        message=f"cannot tell whether it loads with {label}: {'; '.join(reasons)}",
+        undecided_symbols=undecided if view.exports is not None else (),
+        undecided_libraries=view.undecided_libraries,
     )
