@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 from packaging.version import Version
@@ -10,6 +11,7 @@ from packaging.version import Version
 from helpers.small_table import SMALL
 from torch_abi_audit.rules.load_prediction import (
     LoadStatus,
+    ReleaseBuildView,
     predict_against_install,
     predict_against_release,
     torch_owned_imports,
@@ -75,8 +77,90 @@ def test_release_prediction(table: TorchAbiTable) -> None:
         "will not load with torch 2.12: needs torch>=2.13.0 (newest); "
         "imports shims removed by torch 2.12 (gone)"
     )
-    tied = predict_against_release(UNSTABLE, table, V("2.12.1"), label)
-    assert tied is not None and tied.status is LoadStatus.TIED and not tied.fails
+    unknown = predict_against_release(UNSTABLE, table, V("2.12.1"), label)
+    assert unknown is not None and unknown.status is LoadStatus.UNKNOWN and not unknown.fails
+    assert unknown.message == (
+        "cannot tell whether it loads with torch 2.12: the data holds no build of its platform"
+    )
+
+
+BUILD = "torch 2.12.1+cu130 (linux_x86_64)"
+OWNED = frozenset({"old", "_ZN3c104fooEv", "?baz@c10@@YAXXZ"})
+
+
+def test_release_build_decides_like_an_installation(table: TorchAbiTable) -> None:
+    """With the build's exports, an unstable library loads or fails on its symbols."""
+    label = "torch 2.12"
+    view = ReleaseBuildView(label=BUILD, exports=OWNED)
+    recorded = replace(UNSTABLE, unstable_details=UNSTABLE.unstable_details[:4])
+    # A C import bound to c10.dll that is not libtorch-owned by name: the data does not
+    # record such names, so whether the build exports it is undecided.
+    orphan = UnstableSymbol("orphan", "orphan", UnstableReason.LIBRARY, "bound", "c10.dll")
+    odd = replace(recorded, unstable_details=(*recorded.unstable_details, orphan))
+    unknown = predict_against_release(odd, table, V("2.12.1"), label, view)
+    assert unknown is not None and unknown.status is LoadStatus.UNKNOWN
+    assert unknown.undecided_symbols == ("orphan",) and unknown.build == BUILD
+    assert unknown.message == (
+        "cannot tell whether it loads with torch 2.12: imports the data does not record (orphan)"
+    )
+    loads = predict_against_release(recorded, table, V("2.12.1"), label, view)
+    assert loads is not None and loads.status is LoadStatus.LOADS and loads.build == BUILD
+    fails = predict_against_release(
+        recorded, table, V("2.12.1"), label, replace(view, exports=frozenset({"old"}))
+    )
+    assert fails is not None and fails.fails
+    assert fails.undefined_symbols == ("?baz@c10@@YAXXZ", "_ZN3c104fooEv")
+    assert (
+        fails.message
+        == "will not load with torch 2.12: undefined symbol: ?baz@c10@@YAXXZ (and 1 more)"
+    )
+    pe = predict_against_release(
+        recorded,
+        table,
+        V("2.12.1"),
+        label,
+        replace(view, exports=frozenset({"old"})),
+        binary_format="pe",
+    )
+    assert pe is not None
+    assert pe.message.endswith(
+        "The specified procedure could not be found (?baz@c10@@YAXXZ) (and 1 more)"
+    )
+
+
+def test_release_build_libraries_come_first(table: TorchAbiTable) -> None:
+    label = "torch 2.12"
+    cudart = "libcudart.so.12: cannot open shared object file: No such file or directory"
+    view = ReleaseBuildView(label=BUILD, missing_libraries=(cudart,))
+    # Stable and fully within the shim table, yet its CUDA 12 runtime is not there.
+    failed = predict_against_release(stable("old"), table, V("2.12.1"), label, view)
+    assert failed is not None and failed.fails and failed.missing_libraries == (cudart,)
+    assert failed.message == f"will not load with torch 2.12: {cudart}"
+    # A library that imports nothing of torch but needs its CUDA runtime is judged too.
+    plain = predict_against_release(TorchAnalysis(), table, V("2.12.1"), label, view)
+    assert plain is not None and plain.fails
+    undecided = ReleaseBuildView(label=BUILD, undecided_libraries=("libnpp.so.12",))
+    maybe = predict_against_release(stable("old"), table, V("2.12.1"), label, undecided)
+    assert maybe is not None and maybe.status is LoadStatus.UNKNOWN
+    assert maybe.undecided_libraries == ("libnpp.so.12",)
+    assert "needs libnpp.so.12, which torch 2.12.1+cu130 (linux_x86_64) does not install" in (
+        maybe.message
+    )
+
+
+def test_release_build_without_a_device_tier(table: TorchAbiTable) -> None:
+    """A +cpu build has no CUDA shims: importing one fails even without export data."""
+    gpu = copy.deepcopy(SMALL)
+    gpu["shims"]["aoti_torch_cuda_x"] = {**gpu["shims"]["old"], "device": "cuda"}
+    cuda_table = parse_table(gpu)
+    view = ReleaseBuildView(label="torch 2.12.1+cpu (linux_x86_64)", no_devices=frozenset({"cuda"}))
+    failed = predict_against_release(
+        stable("old", "aoti_torch_cuda_x"), cuda_table, V("2.12.1"), "torch 2.12+cpu", view
+    )
+    assert failed is not None and failed.fails
+    assert failed.undefined_symbols == ("aoti_torch_cuda_x",)
+    loads = predict_against_release(stable("old"), cuda_table, V("2.12.1"), "torch 2.12+cpu", view)
+    assert loads is not None and loads.status is LoadStatus.LOADS
 
 
 def test_install_prediction(table: TorchAbiTable) -> None:

@@ -221,7 +221,7 @@ def predict_against_release(
         if failure is not None:
             return replace(failure, build=view.label)
     owned = torch_owned_imports(torch)
-    undecided = undecidable(owned, table.internal_c_symbols)
+    undecided = undecidable(owned, (*table.internal_c_symbols, *table.shims))
     exports = view.exports
     if exports is None:
         # Without the build's exports only the shim table speaks: shims of a device tier the

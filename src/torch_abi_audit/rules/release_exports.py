@@ -256,8 +256,9 @@ def load_release_exports() -> ReleaseExports:
         raise ReleaseExportsError(f"{INDEX_FILE}: {exc}") from exc
 
 
-def undecidable(names: Iterable[str], internal_c_symbols: Iterable[str] = ()) -> tuple[str, ...]:
-    """The names among ``names`` whose presence the data cannot tell: neither recorded kinds
-    nor libtorch C symbols the stable-ABI table knows."""
-    known = frozenset(internal_c_symbols)
+def undecidable(names: Iterable[str], table_names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The names among ``names`` whose presence the data cannot tell: neither of a recorded
+    kind nor among ``table_names`` (the shims and libtorch C symbols the stable-ABI table
+    knows, all of which the data records)."""
+    known = frozenset(table_names)
     return tuple(n for n in names if n not in known and not recorded_export(n))
