@@ -23,7 +23,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -119,6 +119,9 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "undefined_symbols": list(load.undefined_symbols),
         "newer_shims": list(load.newer_shims),
         "removed_shims": list(load.removed_shims),
+        "build": load.build,
+        "undecided_symbols": list(load.undecided_symbols),
+        "undecided_libraries": list(load.undecided_libraries),
     }
 
 
@@ -130,6 +133,8 @@ def _reference_object(reference: TorchReference | None) -> JSONObject | None:
         "version": reference.version,
         "root": str(reference.root) if reference.root else None,
         "origin": reference.origin,
+        "variant": reference.variant,
+        "cuda_major": reference.cuda_major,
     }
 
 
