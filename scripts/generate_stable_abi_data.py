@@ -695,8 +695,9 @@ def build_table(
     table["shims"] = {name: shims[name] for name in sorted(shims)}
     # Header-only in any release read: an extension built against that release carries (and
     # may import from a sibling library) the code, whatever later releases re-export.
-    table["header_only"] = sorted(set().union(*(r.header_only for r in releases)))
-    table["header_only_exported"] = header_only_exported(table["header_only"], c10_exports or {})
+    names = sorted(set().union(*(r.header_only for r in releases)))
+    table["header_only"] = names
+    table["header_only_exported"] = header_only_exported(names, c10_exports or {})
     table["internal_c_symbols"] = internal_newest
     table["internal_c_symbols_all_releases"] = dict(sorted(internal_all.items()))
     return table
@@ -718,7 +719,8 @@ def _notes(count: int) -> str:
         "their declarations). header_only = the c10 names torch/headeronly re-exports in any "
         "release read; header_only_exported = the symbols those names (or c10 operators on "
         "header-only types) would exempt but that a libtorch library of a release read (Linux "
-        "x86_64, macOS arm64, Windows x64 builds) exports: not header-only. Do not edit: re-run scripts/generate_stable_abi_data.py."
+        "x86_64, macOS arm64, Windows x64 builds) exports: not header-only. Do not edit: "
+        "re-run scripts/generate_stable_abi_data.py."
     )
 
 

@@ -56,9 +56,21 @@ PIP_PLATFORMS = {
 }
 #: The environment ``Requires-Dist`` markers are evaluated in, per platform (CPython 3.11).
 MARKER_ENVIRONMENTS = {
-    "linux_x86_64": {"platform_system": "Linux", "platform_machine": "x86_64", "sys_platform": "linux"},
-    "macos_arm64": {"platform_system": "Darwin", "platform_machine": "arm64", "sys_platform": "darwin"},
-    "win_amd64": {"platform_system": "Windows", "platform_machine": "AMD64", "sys_platform": "win32"},
+    "linux_x86_64": {
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "sys_platform": "linux",
+    },
+    "macos_arm64": {
+        "platform_system": "Darwin",
+        "platform_machine": "arm64",
+        "sys_platform": "darwin",
+    },
+    "win_amd64": {
+        "platform_system": "Windows",
+        "platform_machine": "AMD64",
+        "sys_platform": "win32",
+    },
 }
 _CUDA_SUFFIX = re.compile(r"-cu(\d+)$")
 _VERSION_FIELD = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.M)
@@ -204,7 +216,8 @@ def _check_cuda(build: BuildExports) -> None:
     """The three witnesses of the CUDA major must agree: requirements, version.py, libcudart."""
     cudart = {int(m.group(1)) for n in build.cuda_runtime if (m := _CUDART_MAJOR.match(n))}
     from_version = int(build.cuda_version.split(".")[0]) if build.cuda_version else None
-    witnesses = {build.cuda_major, from_version} | (cudart or {None})
+    witnesses: set[int | None] = {build.cuda_major, from_version}
+    witnesses |= cudart if cudart else {None}
     if len(witnesses) > 1:
         raise SystemExit(
             f"{build.wheel}: CUDA majors disagree: requirements {build.cuda_major}, "
@@ -379,6 +392,8 @@ def c10_exports(builds: Iterable[BuildExports]) -> dict[str, str]:
     """:func:`c10_exports_of` over ``builds``: each symbol with its oldest build exporting it."""
     found: dict[str, str] = {}
     for build in _ordered(list(builds)):
-        for name, where in c10_exports_of(build.exports, f"{build.platform} {build.release}").items():
+        for name, where in c10_exports_of(
+            build.exports, f"{build.platform} {build.release}"
+        ).items():
             found.setdefault(name, where)
     return found

@@ -186,7 +186,9 @@ def test_against_a_release_of_the_table(site: Site) -> None:
     assert loads["liblegacy.so"].build == "torch 2.13.0+cu130 (linux_x86_64)"
     toonew = loads["libtoonew.so"]
     assert toonew.fails and toonew.undefined_symbols == ("_ZN2at6Tensor3dimEv",)
-    assert toonew.message == "will not load with torch 2.13.0: undefined symbol: _ZN2at6Tensor3dimEv"
+    assert (
+        toonew.message == "will not load with torch 2.13.0: undefined symbol: _ZN2at6Tensor3dimEv"
+    )
     assert [f.code for f in legacy.findings] == ["load-failure"]
 
 

@@ -63,13 +63,7 @@ def build(directory: Path, name: str, source: str, *flags: str, cxx: bool = Fals
 
 def stand_in(directory: Path, soname: str) -> None:
     """A library named and sonamed ``soname`` to link against (never loaded)."""
-    build(directory, soname, f"int stand_in_{abs(hash(soname))}(void) {{ return 1; }}\n")
-    subprocess.run(
-        [compiler("c"), "-shared", "-fPIC", "-o", str(directory / soname), "-Wl,-soname," + soname]
-        + [str(directory / (soname + ".c"))],
-        check=True,
-        capture_output=True,
-    )
+    build(directory, soname, "int stand_in(void) { return 1; }\n", "-Wl,-soname," + soname)
 
 
 def shim_user(*calls: str) -> str:
@@ -93,17 +87,21 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for soname in ("libcudart.so.12", "libtorch_cpu.so", "libc10.so"):
         stand_in(links, soname)
     link = ["-L", str(links), "-Wl,--no-as-needed", "-l:libtorch_cpu.so", "-l:libc10.so"]
-    cuda = (root / "cuda12").mkdir() or root / "cuda12"
+    cuda = root / "cuda12"
+    cuda.mkdir()
     build(cuda, "libcuda12ops.so", shim_user(), *link, "-l:libcudart.so.12")
-    vendored = (root / "vendored").mkdir() or root / "vendored"
+    vendored = root / "vendored"
+    vendored.mkdir()
     build(
         vendored, "libvendored.so", shim_user(), *link, "-l:libcudart.so.12", "-Wl,-rpath,$ORIGIN"
     )
     shutil.copy(links / "libcudart.so.12", vendored / "libcudart.so.12")
-    unstable = (root / "unstable").mkdir() or root / "unstable"
+    unstable = root / "unstable"
+    unstable.mkdir()
     build(unstable, "libchecks.so", shim_user(CHECK_FAIL), *link)
     build(unstable, "libgone.so", shim_user(CHECK_FAIL, "_ZN2at6Tensor3dimEv"), *link)
-    lookalike = (root / "lookalike").mkdir() or root / "lookalike"
+    lookalike = root / "lookalike"
+    lookalike.mkdir()
     build(lookalike, "liblookalike.so", HEADER_ONLY_LOOKALIKES, *link, cxx=True)
     return root
 

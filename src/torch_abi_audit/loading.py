@@ -23,17 +23,17 @@ from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.model import BinaryFormat, Library
-from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
-from torch_abi_audit.rules.load_prediction import (
-    LoadPrediction,
-    predict_against_install,
-    predict_against_release,
-)
 from torch_abi_audit.release_loading import (
     RequestedRelease,
     build_view,
     parse_requested,
     reference_cuda_major,
+)
+from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
+from torch_abi_audit.rules.load_prediction import (
+    LoadPrediction,
+    predict_against_install,
+    predict_against_release,
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_findings import load_findings
