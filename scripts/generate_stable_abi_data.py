@@ -44,9 +44,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +54,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
 
 import release_exports  # noqa: E402
@@ -68,6 +65,13 @@ from torch_abi_audit.rules.release_exports import (  # noqa: E402
 )
 from torch_abi_audit.rules.torch_abi import TorchRules  # noqa: E402
 from torch_abi_audit.rules.torch_table import parse_table  # noqa: E402
+from torch_abi_audit.sources.index import (  # noqa: E402
+    DownloadError,
+    default_cache,
+    fetch_wheel,
+    find_cached_wheel,
+    index_versions,
+)
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError  # noqa: E402
 
 OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
@@ -76,8 +80,6 @@ GENERATED_BY = "scripts/generate_stable_abi_data.py"
 BASELINE_VERSION = "2.9.0"
 # The wheels read per release: CPython 3.11 (the platforms are release_exports.PIP_PLATFORMS).
 WHEEL_PYTHON = "3.11"
-WHEEL_INTERPRETER = "cp311"
-CACHE = Path(os.environ.get("TORCH_ABI_AUDIT_CACHE", Path.home() / ".cache" / "torch-abi-audit"))
 
 # Shim headers, relative to torch/include, with the device tier their declarations belong to.
 SHIM_HEADERS: dict[str, str] = {
@@ -417,23 +419,8 @@ def file_sha256(path: Path) -> str:
 
 # -- finding and fetching releases -------------------------------------------------------------
 
-
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
-    # A site pip.conf may cap torch with a constraints file, and a local find-links directory may
-    # offer a local build (2.13.0+cpu) that pip prefers to the index's: the index must be seen as
-    # it is.
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-    env.pop("PIP_FIND_LINKS", None)
-    command = [sys.executable, "-m", "pip", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-
-
-def _selection(platform: str) -> tuple[str, ...]:
-    pip_platform = release_exports.PIP_PLATFORMS[platform]
-    return ("--only-binary", ":all:", "--platform", pip_platform, "--python-version", WHEEL_PYTHON)
-
-
-WHEEL_SELECTION = _selection("macos_arm64")
+# A site pip.conf may cap torch with a constraints file (``unconstrained``): the index must be
+# seen as it is.
 
 
 def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
@@ -441,13 +428,16 @@ def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
 
     Asks the index through ``pip index versions``; raises :class:`SystemExit` if that fails.
     """
-    result = _pip("index", "versions", "torch", *WHEEL_SELECTION)
-    match = re.search(r"Available versions:\s*(.+)", result.stdout)
-    if result.returncode != 0 or not match:
-        raise SystemExit(
-            f"pip index versions torch failed (pass --releases): {result.stderr.strip()[-500:]}"
+    try:
+        listed = index_versions(
+            "torch",
+            platforms=(release_exports.PIP_PLATFORMS["macos_arm64"],),
+            python_version=WHEEL_PYTHON,
+            unconstrained=True,
         )
-    return select_releases(match.group(1).split(","), minimum)
+    except DownloadError as exc:
+        raise SystemExit(f"{exc} (pass --releases)") from exc
+    return select_releases(listed, minimum)
 
 
 def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) -> list[str]:
@@ -465,42 +455,32 @@ def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) ->
     return [str(v) for v in sorted(found)]
 
 
-def cached_wheel(version: str, cache: Path, platform: str = "macos_arm64") -> Path | None:
+def fetch_release_wheel(
+    version: str, cache: Path | None = None, platform: str = "macos_arm64"
+) -> Path:
     """The CPython 3.11 wheel of torch ``version`` for ``platform`` (``macos_arm64``,
-    ``linux_x86_64``, ``win_amd64``) in ``cache``, if one is there; the highest build tag
-    wins, as it does for pip. Local versions (``+cpu``) are not the index's default build."""
-    wanted = Version(version)
-    candidates: list[tuple[tuple[int, str] | tuple[()], str, Path]] = []
-    for path in cache.glob(f"torch-{version}-*.whl"):
-        try:
-            _name, found, build, tags = parse_wheel_filename(path.name)
-        except InvalidWheelFilename:
-            continue
-        if found != wanted or found.local:
-            continue
-        if release_exports.wheel_platform(path.name) == platform and any(
-            tag.interpreter == WHEEL_INTERPRETER for tag in tags
-        ):
-            candidates.append((build, path.name, path))
-    return max(candidates)[2] if candidates else None
-
-
-def fetch_wheel(version: str, cache: Path, platform: str = "macos_arm64") -> Path:
-    """The ``platform`` wheel of torch ``version``: from ``cache``, else downloaded into it.
-
-    Raises :class:`SystemExit` when pip cannot download it.
+    ``linux_x86_64``, ``win_amd64``): from the cache, else downloaded into it (the project's
+    one downloader). Raises :class:`SystemExit` on failure.
     """
-    found = cached_wheel(version, cache, platform)
-    if found is not None:
-        return found
-    cache.mkdir(parents=True, exist_ok=True)
-    print(f"downloading torch {version} ({platform}) into {cache}", file=sys.stderr)
-    selection = _selection(platform)
-    result = _pip("download", "--no-deps", *selection, "-d", str(cache), f"torch=={version}")
-    found = cached_wheel(version, cache, platform)
-    if result.returncode != 0 or found is None:
-        raise SystemExit(f"pip download torch=={version} failed: {result.stderr.strip()[-500:]}")
-    return found
+    platforms = (release_exports.PIP_PLATFORMS[platform],)
+    if (
+        find_cached_wheel(
+            "torch", version, platforms=platforms, python_version=WHEEL_PYTHON, cache=cache
+        )
+        is None
+    ):
+        print(f"downloading torch {version} ({platforms[0]})", file=sys.stderr)
+    try:
+        return fetch_wheel(
+            "torch",
+            version,
+            platforms=platforms,
+            python_version=WHEEL_PYTHON,
+            cache=cache,
+            unconstrained=True,
+        )
+    except DownloadError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 # -- reading one release -----------------------------------------------------------------------
@@ -825,7 +805,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(PLATFORMS),
         help="platforms whose builds' exports are read (default %(default)s)",
     )
-    parser.add_argument("--cache", type=Path, default=CACHE / "wheels", help="wheel cache")
+    parser.add_argument("--cache", type=Path, default=default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--exports-dir",
@@ -864,11 +844,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not versions:
             raise SystemExit("no torch release to read")
-        sources = [fetch_wheel(version, args.cache) for version in versions]
+        sources = [fetch_release_wheel(version, args.cache) for version in versions]
         exports_cache = args.cache.parent / "release-exports"
         for platform in args.platforms.split(","):
             for version in versions:
-                wheel = fetch_wheel(version, args.cache, platform)
+                wheel = fetch_release_wheel(version, args.cache, platform)
                 builds.append(release_exports.read_build(wheel, file_sha256(wheel), exports_cache))
         c10 = release_exports.c10_exports(builds)
     releases: list[ReleaseData] = []

@@ -35,6 +35,7 @@ from packaging.markers import Marker  # noqa: E402
 from packaging.requirements import InvalidRequirement, Requirement  # noqa: E402
 from packaging.version import Version  # noqa: E402
 
+from torch_abi_audit.library_search import is_cuda_runtime  # noqa: E402
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library  # noqa: E402
 from torch_abi_audit.rules.release_exports import (  # noqa: E402
     INDEX_FILE,
@@ -43,7 +44,6 @@ from torch_abi_audit.rules.release_exports import (  # noqa: E402
     recorded_export,
 )
 from torch_abi_audit.rules.torch_abi import entity_scope, is_torch_library  # noqa: E402
-from torch_abi_audit.sources.library_search import is_cuda_runtime  # noqa: E402
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError  # noqa: E402
 
 DATA = REPO / "src" / "torch_abi_audit" / "data"

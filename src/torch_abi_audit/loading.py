@@ -8,7 +8,7 @@ The torch comes from ``--torch PATH`` (an installation directory or a wheel), fr
 :mod:`torch_abi_audit.release_loading`), or — by default for
 environment scans and import names — from the site-packages being scanned. Against an
 installation, each library's torch-family and CUDA-runtime needed libraries are looked up the
-way the loader would (:mod:`torch_abi_audit.sources.library_search`) and its torch-owned imports
+way the loader would (:mod:`torch_abi_audit.library_search`) and its torch-owned imports
 are resolved against the installation's exports; against a release, against what the release
 data says of the default build of the library's platform.
 """
@@ -22,6 +22,13 @@ from pathlib import Path, PurePosixPath
 from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.checks import is_torch_itself
+from torch_abi_audit.library_search import (
+    LoadContext,
+    WheelNamespace,
+    is_cuda_runtime,
+    resolve_needed,
+    site_packages_context,
+)
 from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.release_loading import (
     RequestedRelease,
@@ -38,13 +45,6 @@ from torch_abi_audit.rules.load_prediction import (
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_findings import load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
-from torch_abi_audit.sources.library_search import (
-    LoadContext,
-    WheelNamespace,
-    is_cuda_runtime,
-    resolve_needed,
-    site_packages_context,
-)
 from torch_abi_audit.sources.torch_install import (
     LoadTargetError,
     TorchInstall,

@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 
 from packaging.version import InvalidVersion, Version
 
+from torch_abi_audit.library_search import LoadContext, is_cuda_runtime, resolve_needed
 from torch_abi_audit.model import Library
 from torch_abi_audit.report import ExtensionReport
 from torch_abi_audit.rules.load_prediction import ReleaseBuildView
@@ -35,7 +36,6 @@ from torch_abi_audit.rules.release_exports import (
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_table import TorchAbiTable
-from torch_abi_audit.sources.library_search import LoadContext, is_cuda_runtime, resolve_needed
 from torch_abi_audit.sources.torch_install import LoadTargetError
 
 _CUDA_VARIANT = re.compile(r"cu(\d{2,3})")

@@ -9,6 +9,7 @@ anything that could break a consumer.
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
 from typing import Any
 
@@ -209,15 +210,27 @@ def single_package_object(report: PackageReport) -> JSONObject:
     return {**_envelope(), **package_object(report)}
 
 
+# Characters the json module leaves raw with ensure_ascii=False that must not reach a stream as
+# they are: lone surrogates (file-name bytes that are not UTF-8, PEP 383: a UTF-8 stream refuses
+# them), DEL and the C1 controls (a terminal acts on U+009B), U+2028/U+2029 (line breaks to
+# JavaScript). They only ever occur inside strings, where \uXXXX stands for them exactly.
+_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def dumps(document: JSONObject, *, pretty: bool = True) -> str:
     """Serialise a document: indented for people, or compact on one line.
 
     Compact output goes through the json module's C encoder (indentation forces the pure-Python
-    one), which matters for an environment report of several megabytes.
+    one), which matters for an environment report of several megabytes. Lone surrogates, DEL,
+    the C1 controls and U+2028/U+2029 are written as ``\\uXXXX`` escapes (the json module
+    already escapes the C0 controls), so that the output is valid UTF-8 and safe on a terminal,
+    and reads back to the same strings.
     """
     if pretty:
-        return json.dumps(document, indent=2, ensure_ascii=False)
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _RAW_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def load_schema() -> JSONObject:

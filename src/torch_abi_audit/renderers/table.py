@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
 from torch_abi_audit.report import (
     CPythonVerdict,
     EnvironmentReport,
@@ -114,7 +115,8 @@ def _load_details(lib: ExtensionReport) -> list[str]:
 
 
 def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
-    """The row for one library, plus its ``-v`` detail lines."""
+    """The row for one library, plus its ``-v`` detail lines (as built: the ``format_*``
+    functions escape every line before it is printed)."""
     shown = _display_path(lib.path, root)
     label = lib.torch_label
     if label is TorchLabel.ERROR:
@@ -217,11 +219,15 @@ def _abi3_version_line(report: PackageReport) -> list[str]:
 
 
 def format_package(report: PackageReport, *, verbose: bool = False) -> str:
-    """The documented per-package block."""
+    """The documented per-package block (every name in it escaped for the terminal)."""
+    return terminal_lines(_package_lines(report, verbose=verbose))
+
+
+def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]:
     lines = [f"Package: {report.name}"]
     if report.unavailable:
         lines.append(f"  Not available: {report.unavailable}")
-        return "\n".join(lines)
+        return lines
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
         lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
@@ -257,7 +263,7 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose))
-    return "\n".join(lines)
+    return lines
 
 
 def format_packages(reports: list[PackageReport], *, verbose: bool = False) -> str:
@@ -269,7 +275,8 @@ def format_environment(
     report: EnvironmentReport, *, verbose: bool = False, show_all: bool = False
 ) -> str:
     """The environment table, unstable packages first; ``-v`` adds the blocks of the packages
-    that need attention (unstable, error, stable with a torch floor, or failing findings)."""
+    that need attention (unstable, error, stable with a torch floor, or failing findings).
+    Every name in it is escaped for the terminal."""
     header = [f"Site-packages: {report.site_packages}"]
     header += [f"  also scanned: {extra}" for extra in report.search_paths[1:]]
     if report.torch_reference is not None:
@@ -279,9 +286,12 @@ def format_environment(
     shown = [p for p in report.packages if show_all or p.torch_verdict is not TorchVerdict.NO_TORCH]
     out = list(header)
     if shown:
-        name_width = max(16, min(40, max(len(p.name) for p in shown)))
+        # Cells are escaped before they are measured, so that the columns stay aligned.
+        names = {id(p): terminal_text(p.name) for p in shown}
+        versions = {id(p): terminal_text(_version(p)) for p in shown}
+        name_width = max(16, min(40, max(map(len, names.values()))))
         out.append("")
-        version_width = max(7, *(len(_version(p)) for p in shown))
+        version_width = max(7, *map(len, versions.values()))
         # LOADS, a trailing column, only when loading was predicted against a torch.
         loads = report.torch_reference is not None
         findings_width = max(8, *(len(_finding_counts(p)) for p in shown)) if loads else 0
@@ -295,7 +305,7 @@ def format_environment(
             f"{'-' * version_width}  {'-' * max(8, findings_width)}" + ("  -----" if loads else "")
         )
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
-            name = package.name
+            name = names[id(package)]
             if len(name) > name_width:
                 name = name[: name_width - 1] + "…"
             row = (
@@ -303,7 +313,7 @@ def format_environment(
                 f"{package.min_torch_version or '-':<9}  "
                 f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
                 f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  "
-                f"{_version(package):<{version_width}}  "
+                f"{versions[id(package)]:<{version_width}}  "
                 f"{_finding_counts(package):<{findings_width}}"
             )
             if loads:
@@ -338,5 +348,5 @@ def format_environment(
                 or any(f.fails_check for f in package.findings)
             )
             if expand:
-                out += ["", format_package(package, verbose=True)]
-    return "\n".join(out)
+                out += ["", *_package_lines(package, verbose=True)]
+    return terminal_lines(out)
