@@ -544,6 +544,24 @@ EXPECTATIONS: list[Expectation] = [
             message="libtorch_cuda.so: cannot open shared object file: No such file or directory",
         ),
     ),
+    # Against a release, an unstable library is resolved against that release's Linux build:
+    # 2.13 is a CUDA 13 build (libcudart.so.12 missing) that no longer exports five libtorch
+    # symbols torchaudio 2.9.1 imports — the five `ldd -r` reports beside the real 2.13 libraries.
+    Expectation(
+        "torchaudio",
+        "2.9.1",
+        TorchVerdict.UNSTABLE,
+        findings=(FindingCheck("load-failure", Severity.ERROR),),
+        load=LoadCheck(
+            loads=False,
+            release="2.13",
+            message="libcudart.so.12: cannot open shared object file",
+            missing=(
+                "_ZN3c1013MessageLoggerC1EPKcii",
+                "_ZN3c104impl3cow23materialize_cow_storageERNS_11StorageImplE",
+            ),
+        ),
+    ),
     # Against releases of the table: the Linux builds need 2.11.
     Expectation(
         "torchaudio",
