@@ -562,14 +562,20 @@ EXPECTATIONS: list[Expectation] = [
             ),
         ),
     ),
-    # Against releases of the table: the Linux builds need 2.11.
+    # Against releases of the table: the Linux builds need 2.11, and a CUDA 13 runtime that the
+    # 2.10 build (CUDA 12) does not install: the loader stops there first.
     Expectation(
         "torchaudio",
         "2.11.0",
         TorchVerdict.STABLE,
         min_torch="2.11.0",
-        findings=(FLOOR_MISSING_2_11, NEEDS_NEWER_TORCH),
-        load=LoadCheck(loads=False, release="2.10", missing=()),
+        findings=(FLOOR_MISSING_2_11, FindingCheck("load-failure", Severity.ERROR)),
+        load=LoadCheck(
+            loads=False,
+            release="2.10",
+            message="libcudart.so.13: cannot open shared object file",
+            missing=(),
+        ),
     ),
     Expectation(
         "torchcodec",

@@ -9,14 +9,13 @@ function; what it leaves out is what the extensions then miss. Nothing is ever l
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from helpers.build import compiler
+from helpers.build import build_source as build
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_extension, inspect_package, inspect_site_packages
 from torch_abi_audit.audit import LoadTargetError, load_target
@@ -62,15 +61,6 @@ def ext_source(*shims: str, check_fail: bool = False, lookup: str | None = None)
         + " return d; }"
     )
     return "\n".join(lines) + "\n"
-
-
-def build(directory: Path, name: str, source: str, *flags: str, cxx: bool = False) -> Path:
-    src = directory / (name + (".cpp" if cxx else ".c"))
-    src.write_text(source)
-    out = directory / name
-    command = [compiler("c++" if cxx else "c"), "-shared", "-fPIC", "-o", str(out), str(src)]
-    subprocess.run([*command, *flags], check=True, capture_output=True, text=True)
-    return out
 
 
 @dataclass(frozen=True)

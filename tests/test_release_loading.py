@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from helpers.build import compiler
+from helpers.build import build_source as build
 from helpers.real_wheels import real_wheel
 from torch_abi_audit import inspect_package
 from torch_abi_audit.audit import LoadTargetError, load_target
@@ -50,15 +50,6 @@ __attribute__((visibility("default"))) int64_t overflowing(std::ostream& out) {
   return dim;
 }
 """
-
-
-def build(directory: Path, name: str, source: str, *flags: str, cxx: bool = False) -> Path:
-    src = directory / (name + (".cpp" if cxx else ".c"))
-    src.write_text(source)
-    out = directory / name
-    command = [compiler("c++" if cxx else "c"), "-shared", "-fPIC", "-o", str(out), str(src)]
-    subprocess.run([*command, *flags], check=True, capture_output=True, text=True)
-    return out
 
 
 def stand_in(directory: Path, soname: str) -> None:
