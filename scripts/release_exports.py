@@ -22,30 +22,28 @@ import gzip
 import json
 import lzma
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import Version
 
-from packaging.markers import Marker  # noqa: E402
-from packaging.requirements import InvalidRequirement, Requirement  # noqa: E402
-from packaging.version import Version  # noqa: E402
-
-from torch_abi_audit.library_search import is_cuda_runtime  # noqa: E402
-from torch_abi_audit.readers import BinaryReadError, parse_library, read_library  # noqa: E402
-from torch_abi_audit.rules.release_exports import (  # noqa: E402
+# Imported by generate_stable_abi_data.py, which puts the checkout's src/ on sys.path first.
+from torch_abi_audit.library_search import is_cuda_runtime
+from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
+from torch_abi_audit.rules.release_exports import (
     INDEX_FILE,
     PLATFORMS,
     SUPPORTED_FORMAT,
     recorded_export,
 )
-from torch_abi_audit.rules.torch_abi import entity_scope, is_torch_library  # noqa: E402
-from torch_abi_audit.sources.wheels import WheelArchive, WheelError  # noqa: E402
+from torch_abi_audit.rules.torch_abi import entity_scope, is_torch_library
+from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
+REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "src" / "torch_abi_audit" / "data"
 CACHE_FORMAT = 1
 #: pip ``--platform`` per platform of the data. pip expands a macOS tag to every older one.

@@ -13,13 +13,17 @@ import json
 import shutil
 import subprocess
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from helpers.build import build_source as build
+from helpers.fake_torch import build_library as build
+from helpers.macho_builder import LC_LOAD_DYLIB, LC_LOAD_WEAK_DYLIB, MH_BUNDLE, MachO, undefined
+from helpers.pe_builder import Export, Import, build_pe
 from helpers.real_wheels import real_wheel
+from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_package
 from torch_abi_audit.audit import LoadTargetError, load_target
 from torch_abi_audit.cli import main
@@ -68,11 +72,60 @@ def shim_user(*calls: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+TLS_VARIABLE = "_ZN3c104impl26raw_local_dispatch_key_setE"  # libc10 exports it (Linux)
+WEAK_TLS_INIT = "_ZTHN3c104impl26raw_local_dispatch_key_setE"  # no release exports it
+# What any code reading c10::impl::raw_local_dispatch_key_set compiles to: a strong import of
+# the variable and a weak one of its TLS init function, called only if it exists.
+TLS_USER = """
+#include <cstdint>
+namespace c10 { namespace impl {
+struct PODLocalDispatchKeySet { uint64_t included_; uint64_t excluded_; };
+extern thread_local PODLocalDispatchKeySet raw_local_dispatch_key_set;
+} }
+extern "C" int32_t aoti_torch_get_dim(void*, int64_t*);
+extern "C" uint64_t included_keys() {
+    int64_t d = 0;
+    aoti_torch_get_dim(nullptr, &d);
+    return c10::impl::raw_local_dispatch_key_set.included_ + d;
+}
+"""
+# torchCheckFail(…, const std::string&): spelled after the string ABI it is compiled with.
+STRING_USER = """
+#include <cstdint>
+#include <string>
+namespace c10 { namespace detail {
+void torchCheckFail(const char*, const char*, uint32_t, const std::string&);
+} }
+extern "C" void check(bool ok) { if (!ok) c10::detail::torchCheckFail("f", "x.cpp", 1, "no"); }
+"""
+CXX11_CHECK_FAIL = (
+    "_ZN3c106detail14torchCheckFailEPKcS2_jRKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
+)
+OLD_CHECK_FAIL = "_ZN3c106detail14torchCheckFailEPKcS2_jRKSs"
+
+
+def plain(name: str) -> str:
+    return f'__attribute__((visibility("default"))) int {name}(void) {{ return 1; }}\n'
+
+
+def _build_chain(chain: Path, link: list[str], links: Path) -> None:
+    """``chain/``: ``_ext.so`` needs ``libhelper.so`` (CUDA 12 runtime), ``_stable.so`` needs
+    ``libinternal.so`` (unstable), both found beside them ($ORIGIN)."""
+    cudart = ["-L", str(links), "-l:libcudart.so.12"]
+    build(chain, "libhelper.so", shim_user(), *link, *cudart, "-Wl,-soname,libhelper.so")
+    build(chain, "libinternal.so", shim_user(CHECK_FAIL), *link, "-Wl,-soname,libinternal.so")
+    local = ["-L", str(chain), "-Wl,-rpath,$ORIGIN", "-Wl,--no-as-needed"]
+    build(chain, "_ext.so", plain("ext"), *local, "-l:libhelper.so")
+    build(chain, "_stable.so", shim_user(), *link, *local, "-l:libinternal.so")
+
+
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``cuda12/`` (stable, needs libcudart.so.12), ``vendored/`` (the same with its own copy
     of libcudart.so.12), ``unstable/`` (torchCheckFail and an at:: symbol no release exports),
-    ``lookalike/`` (a shim plus two header-only-looking imports libc10 defines)."""
+    ``lookalike/`` (a shim plus two header-only-looking imports libc10 defines), ``weak/`` (a
+    weak TLS init reference), ``abi/`` (std::string imports of either libstdc++ ABI) and
+    ``chain/`` (libraries needing libraries of their package)."""
     root = tmp_path_factory.mktemp("release")
     links = tmp_path_factory.mktemp("links")
     for soname in ("libcudart.so.12", "libtorch_cpu.so", "libc10.so"):
@@ -94,6 +147,11 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lookalike = root / "lookalike"
     lookalike.mkdir()
     build(lookalike, "liblookalike.so", HEADER_ONLY_LOOKALIKES, *link, cxx=True)
+    build(root / "weak", "libtls.so", TLS_USER, *link, cxx=True)
+    for abi in ("0", "1"):
+        flag = f"-D_GLIBCXX_USE_CXX11_ABI={abi}"
+        build(root / "abi", f"libabi{abi}.so", STRING_USER, *link, flag, cxx=True)
+    _build_chain(root / "chain", link, links)
     return root
 
 
@@ -216,6 +274,162 @@ def test_check_load_and_unknown_releases(
     assert loads["libgone.so"]["undefined_symbols"] == ["_ZN2at6Tensor3dimEv"]
 
 
+# -- the installation's rules hold against a release ----------------------------------------------
+
+
+def test_a_weak_tls_init_reference_does_not_fail_against_a_release(packages: Path) -> None:
+    """No release exports the TLS init function (raw_local_dispatch_key_set is constant-
+    initialised); the loader leaves the weak reference at 0, so the library loads."""
+    [lib] = inspect_package(packages / "weak", torch_version="2.13").libraries
+    assert lib.torch_label == "UNSTABLE" and lib.torch.weak_imports == (WEAK_TLS_INIT,)
+    load = lib.load
+    assert load is not None and load.status is LoadStatus.LOADS
+    assert load.undefined_symbols == () and load.weak_undefined_symbols == (WEAK_TLS_INIT,)
+    assert load.message == (
+        f"loads with torch 2.13 (missing but optional: 1 weak import ({WEAK_TLS_INIT}))"
+    )
+
+
+def test_release_builds_name_their_string_abi() -> None:
+    """Read from the recorded exports: every Linux default build uses the C++11 ABI; libc++
+    (macOS) and MSVC (Windows) have no dual ABI."""
+    data = load_release_exports()
+    abis = {(b.platform, str(b.release)): data.cxx11_abi(b) for b in data.builds}
+    assert {abi for (platform, _), abi in abis.items() if platform == "linux_x86_64"} == {True}
+    assert {abi for (platform, _), abi in abis.items() if platform != "linux_x86_64"} == {None}
+
+
+def test_the_other_string_abi_is_explained_against_a_release(packages: Path) -> None:
+    loads = loads_of(inspect_package(packages / "abi", torch_version="2.13"))
+    assert loads["libabi1.so"].status is LoadStatus.LOADS  # the build exports CXX11_CHECK_FAIL
+    old = loads["libabi0.so"]
+    assert old.fails and old.undefined_symbols == (OLD_CHECK_FAIL,)
+    assert old.cxx11_abi_mismatch == (OLD_CHECK_FAIL,)
+    assert old.message == (
+        f"will not load with torch 2.13: undefined symbol: {OLD_CHECK_FAIL}; it was built with "
+        "the pre-C++11 ABI (_GLIBCXX_USE_CXX11_ABI=0) but torch 2.13 with the C++11 ABI "
+        "(_GLIBCXX_USE_CXX11_ABI=1), so its imports taking or returning std::string cannot "
+        "resolve (c10::detail::torchCheckFail(char const*, char const*, unsigned int, "
+        "std::string const&))"
+    )
+
+
+def test_failures_spread_through_a_package_against_a_release(
+    packages: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain = packages / "chain"
+    loads = loads_of(inspect_package(chain, torch_version="2.13"))
+    assert loads["libhelper.so"].message == f"will not load with torch 2.13: {CUDART12}"
+    ext = loads["_ext.so"]  # uses nothing of torch: it fails through the helper
+    assert ext.fails and ext.failed_dependencies == ("libhelper.so",)
+    assert ext.build == "torch 2.13.0+cu130 (linux_x86_64)"
+    assert ext.message == (
+        f"will not load with torch 2.13: needs libhelper.so (bundled), which will not load: "
+        f"{CUDART12}"
+    )
+    assert loads["_stable.so"].status is LoadStatus.LOADS
+    assert "_ext.so" not in loads_of(inspect_package(chain, torch_version="2.10"))
+    # A CUDA 12 variant: the helper loads; the unstable library cannot be told, nor can the
+    # stable one that needs it.
+    variant = loads_of(inspect_package(chain, torch_version="2.13+cu126"))
+    assert variant["libhelper.so"].status is LoadStatus.LOADS and "_ext.so" not in variant
+    assert variant["libinternal.so"].status is LoadStatus.UNKNOWN
+    stable = variant["_stable.so"]
+    assert stable.status is LoadStatus.UNKNOWN
+    assert stable.message.startswith(
+        "cannot tell whether it loads with torch 2.13+cu126: needs libinternal.so (bundled), "
+        "which may not load: the data holds the index's default build"
+    )
+    assert main([str(chain), "--torch-version", "2.13", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "        judged against: torch 2.13.0+cu130 (linux_x86_64)" in out
+    assert "        needs, and will not load: libhelper.so" in out
+
+
+CUDA_SHIM = "aoti_torch_create_cuda_guard"  # a CUDA-device shim: CUDA builds only
+
+
+def _optional_cuda_module(directory: Path, fmt: str, optional: bool) -> Path:
+    """A wheel whose module needs the CPU shim and, weakly (``optional``) or not, a CUDA shim
+    from torch's CUDA library: a weak-linked ``libtorch_cuda.dylib`` on macOS arm64 (with a weak
+    TLS init import too), a delay-loaded ``torch_cuda.dll`` and ``cudart64_12.dll`` on Windows —
+    neither of which the release's default build installs there."""
+    if fmt == "mach-o":
+        kinds = (LC_LOAD_DYLIB, LC_LOAD_DYLIB, LC_LOAD_WEAK_DYLIB if optional else LC_LOAD_DYLIB)
+        names = ("libtorch_cpu", "libc10", "libtorch_cuda")  # ordinals 1, 2, 3
+        module = MachO(
+            filetype=MH_BUNDLE,
+            dylibs=[
+                (kind, f"@rpath/{name}.dylib") for kind, name in zip(kinds, names, strict=True)
+            ],
+            imports=[
+                undefined(f"_{SHIM}", 1),
+                undefined("__ZTWN3c104impl26raw_local_dispatch_key_setE", 2),  # macOS has it
+                undefined(f"_{WEAK_TLS_INIT}", 2, weak=True),
+                undefined(f"_{CUDA_SHIM}", 3, weak=optional),
+            ],
+        ).build()
+        files = {"ext/_C.abi3.so": module.data}
+        return write_wheel(directory, "ext", "1.0", ["cp311-abi3-macosx_11_0_arm64"], files)
+    cuda = [Import("cudart64_12.dll", ["cudaMalloc"]), Import("torch_cuda.dll", [CUDA_SHIM])]
+    pe = build_pe(
+        imports=[Import("torch_cpu.dll", [SHIM]), *([] if optional else cuda)],
+        delay_imports=cuda if optional else [],
+        exports=[Export("PyInit__C")],
+        export_name="_C.pyd",
+    )
+    return write_wheel(directory, "ext", "1.0", ["cp311-abi3-win_amd64"], {"ext/_C.pyd": pe.data})
+
+
+@dataclass(frozen=True)
+class OptionalCuda:
+    """What a release's default build of one platform makes of :func:`_optional_cuda_module`:
+    the build, the optional libraries and weak imports it lacks, and the loader's error when
+    they are required."""
+
+    fmt: str
+    build: str
+    libraries: tuple[str, ...]
+    weak: tuple[str, ...]
+    failure: str
+
+
+OPTIONAL_CUDA = [
+    OptionalCuda(
+        "mach-o",
+        "torch 2.13.0 (macos_arm64)",
+        ("@rpath/libtorch_cuda.dylib",),
+        (WEAK_TLS_INIT, CUDA_SHIM),
+        "Library not loaded: @rpath/libtorch_cuda.dylib\n",
+    ),
+    OptionalCuda(
+        "pe",
+        "torch 2.13.0+cpu (win_amd64)",
+        ("cudart64_12.dll", "torch_cuda.dll"),
+        (CUDA_SHIM,),
+        "DLL load failed while importing _C: The specified module could not be found.",
+    ),
+]
+
+
+@pytest.mark.parametrize("optional", [True, False])
+@pytest.mark.parametrize("expected", OPTIONAL_CUDA, ids=lambda e: e.fmt)
+def test_weak_dylibs_and_delay_loaded_dlls_against_a_release(
+    tmp_path: Path, expected: OptionalCuda, optional: bool
+) -> None:
+    wheel = _optional_cuda_module(tmp_path, expected.fmt, optional)
+    [lib] = inspect_package(wheel, torch_version="2.13", jobs=1).libraries
+    load = lib.load
+    assert load is not None and load.build == expected.build
+    if optional:
+        assert load.status is LoadStatus.LOADS, load.message
+        assert load.missing_optional_libraries == expected.libraries
+        assert load.weak_undefined_symbols == expected.weak
+    else:
+        assert load.fails
+        assert load.message.startswith(f"will not load with torch 2.13: {expected.failure}")
+
+
 # -- real wheels -------------------------------------------------------------------------------
 
 TORCHAUDIO_291 = "torchaudio-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -230,8 +444,6 @@ MISSING_IN_2_13 = (
     "_ZNR5torch7Library4_defEOSt7variantIJN3c1012OperatorNameENS2_14FunctionSchemaEEEONS_11CppF"
     "unctionERKSt6vectorIN2at3TagESaISB_EE",
 )
-# A weak reference to a TLS init function: the loader does not require it (undefined weak).
-WEAK_TLS_INIT = "_ZTHN3c104impl26raw_local_dispatch_key_setE"
 
 
 @pytest.mark.network
@@ -240,13 +452,19 @@ def test_torchaudio_2_9_1_against_releases() -> None:
     at_2_13 = loads_of(inspect_package(wheel, torch_version="2.13"))["libtorchaudio.so"]
     assert at_2_13.fails
     assert at_2_13.missing_libraries == (CUDART12,)  # built for CUDA 12, 2.13 is CUDA 13
-    assert set(MISSING_IN_2_13) <= set(at_2_13.undefined_symbols)
-    # Exactly what the loader reports, and the weak reference it lets pass.
-    assert set(at_2_13.undefined_symbols) - set(MISSING_IN_2_13) <= {WEAK_TLS_INIT}
+    # Exactly what the loader reports; the weak reference it lets pass is optional.
+    assert at_2_13.undefined_symbols == MISSING_IN_2_13
+    assert at_2_13.weak_undefined_symbols == (WEAK_TLS_INIT,)
+    assert at_2_13.cxx11_abi_mismatch == ()
     at_2_9_1 = loads_of(inspect_package(wheel, torch_version="2.9.1"))["libtorchaudio.so"]
     # Built for 2.9.1: nothing is missing but the weak reference the loader lets pass.
-    assert set(at_2_9_1.undefined_symbols) <= {WEAK_TLS_INIT}
-    assert at_2_9_1.missing_libraries == ()
+    assert at_2_9_1.status is LoadStatus.LOADS
+    assert at_2_9_1.message == (
+        f"loads with torch 2.9.1 (missing but optional: 1 weak import ({WEAK_TLS_INIT}))"
+    )
+    assert at_2_9_1.undefined_symbols == () and at_2_9_1.missing_libraries == ()
+    assert at_2_9_1.weak_undefined_symbols == (WEAK_TLS_INIT,)
+    assert at_2_9_1.build == "torch 2.9.1+cu128 (linux_x86_64)"
 
 
 @pytest.mark.network
@@ -279,7 +497,9 @@ def test_torchaudio_2_9_1_against_a_real_torch_2_13(tmp_path: Path) -> None:
         if "undefined symbol: " in line and "libtorchaudio.so)" in line
     }
     predicted = loads_of(inspect_package(wheel, torch_version="2.13"))["libtorchaudio.so"]
-    assert set(predicted.undefined_symbols) - {WEAK_TLS_INIT} <= real
+    assert set(predicted.undefined_symbols) <= real
+    # The weak reference the prediction calls optional is one the real loader lets pass.
+    assert predicted.weak_undefined_symbols == (WEAK_TLS_INIT,) and WEAK_TLS_INIT not in real
     build = next(
         b
         for b in load_release_exports().builds

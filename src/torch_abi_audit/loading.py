@@ -6,15 +6,20 @@ per library that concerns torch, and the ``load-failure`` / ``needs-newer-torch`
 The torch comes from ``--torch PATH`` (an installation directory or a wheel), from
 ``--torch-version X.Y[+variant]`` (a release known from the tables,
 :mod:`torch_abi_audit.release_loading`), or — by default for
-environment scans and import names — from the site-packages being scanned. Against an
-installation, each library's torch-family and CUDA-runtime needed libraries are looked up the
-way the loader would (:mod:`torch_abi_audit.library_search`) and its torch-owned imports
-are resolved against the installation's exports; against a release, against what the release
-data says of the default build of the library's platform.
+environment scans and import names — from the site-packages being scanned. Each library's
+torch-family and CUDA-runtime needed libraries are looked up the way the loader would
+(:mod:`torch_abi_audit.library_search`) — against a release, among what the default build of
+the library's platform installs — and its torch-owned imports are resolved against that
+installation's or build's exports, by the same rules either way
+(:mod:`torch_abi_audit.rules.load_prediction`: weak imports and weak-linked libraries are
+optional, the libstdc++ dual ABI is explained). Then a library that needs a library of its
+package that will not load fails too.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -24,6 +29,7 @@ from packaging.version import InvalidVersion, Version
 from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.library_search import (
     LoadContext,
+    Resolution,
     WheelNamespace,
     is_cuda_runtime,
     resolve_needed,
@@ -35,12 +41,15 @@ from torch_abi_audit.release_loading import (
     build_view,
     parse_requested,
     reference_cuda_major,
+    release_provision,
 )
 from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
 from torch_abi_audit.rules.load_prediction import (
     LoadPrediction,
+    LoadStatus,
     predict_against_install,
     predict_against_release,
+    with_failed_dependencies,
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_findings import load_findings
@@ -135,6 +144,7 @@ def _library_of(lib: ExtensionReport, location: PurePosixPath) -> Library:
         soname=lib.soname,
         rpath=lib.rpath,
         runpath=lib.runpath,
+        optional_needed=lib.optional_needed,
     )
 
 
@@ -146,42 +156,62 @@ def _concerns_torch(lib: ExtensionReport) -> bool:
     return lib.torch.uses_torch or any(_loader_dependency(n) for n in lib.needed)
 
 
+def _format_of(lib: ExtensionReport) -> BinaryFormat | None:
+    """The library's format, or ``None`` when it was not audited (an error, skipped)."""
+    if lib.error or lib.skipped or lib.format is None:
+        return None
+    return BinaryFormat(lib.format)
+
+
 class _Contexts:
     """The loader's search context for each package (a wheel's member list is read once).
 
-    Against a release there is no installation: nothing is preloaded and the system is not
-    searched (the question is the release's, not this machine's).
+    ``install`` is the torch predicted against; ``None`` for a release, whose libraries are
+    not on disk: then nothing is preloaded (the release's build says what it installs) and
+    neither the system nor the environment is searched (the question is the release's, not
+    this machine's).
     """
 
     def __init__(self, install: TorchInstall | None) -> None:
         self.install = install
         self._wheels: dict[Path, WheelNamespace] = {}
+        self._sites: dict[tuple[Path, Path | None, BinaryFormat], LoadContext] = {}
 
     def _torch_dir(self) -> Path | None:
         if self.install is None:
             return None
         return self.install.root if self.install.root.is_dir() else None
 
+    def _wheel_namespace(self, wheel: Path) -> WheelNamespace:
+        namespace = self._wheels.get(wheel)
+        if namespace is None:
+            try:
+                with WheelArchive(wheel) as archive:
+                    namespace = WheelNamespace(archive.member_names())
+            except WheelError:
+                namespace = WheelNamespace(())
+            self._wheels[wheel] = namespace
+        return namespace
+
+    def _site_context(self, site: Path, torch_dir: Path | None, fmt: BinaryFormat) -> LoadContext:
+        key = (site, torch_dir, fmt)
+        if key not in self._sites:
+            self._sites[key] = site_packages_context(site, torch_dir, fmt)
+        return self._sites[key]
+
     def for_library(
         self, package: PackageReport, lib: ExtensionReport, fmt: BinaryFormat
     ) -> tuple[LoadContext, PurePosixPath]:
         """The context, and where the library lies in that context's namespace."""
-        preloaded = frozenset(self.install.lib_files) if self.install else frozenset()
+        preloaded = frozenset(self.install.lib_files if self.install is not None else ())
         if package.wheel is not None:
-            namespace = self._wheels.get(package.wheel.path)
-            if namespace is None:
-                try:
-                    with WheelArchive(package.wheel.path) as archive:
-                        namespace = WheelNamespace(archive.member_names())
-                except WheelError:
-                    namespace = WheelNamespace(())
-                self._wheels[package.wheel.path] = namespace
+            namespace = self._wheel_namespace(package.wheel.path)
             # Installed from a wheel, the package meets the torch the prediction is against.
             context = LoadContext(fmt, preloaded, (), (), namespace)
             return context, namespace.path(lib.path.relative_to(package.root).as_posix())
         torch_dir = self._torch_dir()
         site = torch_dir.parent if torch_dir is not None else _site_of(package.root)
-        base = site_packages_context(site, torch_dir, fmt)
+        base = self._site_context(site, torch_dir, fmt)
         if self.install is None:
             base = replace(base, extra_dirs=(), system_dirs=())
         context = replace(base, preloaded=base.preloaded | preloaded)
@@ -193,37 +223,21 @@ def _site_of(root: Path) -> Path:
     return root.parent if root.is_dir() else root.parent.parent
 
 
-def _predict_install(
-    package: PackageReport, target: LoadTarget, contexts: _Contexts
-) -> list[ExtensionReport]:
-    install = target.install
-    assert install is not None and contexts.install is install
-    table = load_table()
-    updated = []
-    for lib in package.libraries:
-        if lib.error or lib.skipped or lib.format is None or not _concerns_torch(lib):
-            updated.append(lib)
-            continue
-        if install.formats and lib.format not in install.formats:
-            updated.append(lib)  # a macOS build next to a Linux torch: nothing to predict
-            continue
-        fmt = BinaryFormat(lib.format)
-        context, location = contexts.for_library(package, lib, fmt)
-        resolutions = resolve_needed(
-            _library_of(lib, location), location, context, only=_loader_dependency
-        )
-        missing = [r.error_message(lib.path.name) for r in resolutions if r.missing]
-        prediction = predict_against_install(
-            lib.torch,
-            target.reference.label,
-            install.exports,
-            missing_libraries=missing,
-            binary_format=lib.format,
-            table=table,
-            release=target.release,
-        )
-        updated.append(replace(lib, load=prediction))
-    return updated
+def _missing_needed(
+    lib: ExtensionReport, context: LoadContext, location: PurePosixPath
+) -> tuple[list[Resolution], list[Resolution]]:
+    """The torch and CUDA libraries ``lib`` needs that the loader would not find in
+    ``context``: ``(required, optional)``, optional being its weak-linked dylibs and
+    delay-loaded DLLs, which do not stop the load."""
+    optional = set(lib.optional_needed)
+    required: list[Resolution] = []
+    weak: list[Resolution] = []
+    for resolution in resolve_needed(
+        _library_of(lib, location), location, context, only=_loader_dependency
+    ):
+        if resolution.missing:
+            (weak if resolution.needed in optional else required).append(resolution)
+    return required, weak
 
 
 def _release_torch(lib: ExtensionReport) -> TorchAnalysis:
@@ -233,30 +247,138 @@ def _release_torch(lib: ExtensionReport) -> TorchAnalysis:
     return arm64[0] if arm64 else lib.torch
 
 
-def _predict_release(
+def _prediction(
+    lib: ExtensionReport,
+    fmt: BinaryFormat,
+    placed: tuple[LoadContext, PurePosixPath],
+    target: LoadTarget,
+    table: TorchAbiTable,
+) -> LoadPrediction | None:
+    """``lib`` (placed in its package: the loader's context and its path there) against the
+    installation — its needed libraries looked up beside it, its imports resolved against its
+    exports — or against the release's build of its platform: looked up among what that build
+    installs, resolved against what the release data says it exports."""
+    context, location = placed
+    install = target.install
+    if install is not None:
+        if install.formats and fmt not in install.formats:
+            return None  # a macOS build next to a Linux torch: nothing to predict
+        required, optional = _missing_needed(lib, context, location)
+        return predict_against_install(
+            lib.torch,
+            target.reference.label,
+            install.exports,
+            missing_libraries=[r.error_message(lib.path.name) for r in required],
+            missing_optional_libraries=[r.needed for r in optional],
+            binary_format=fmt,
+            table=table,
+            release=target.release,
+            torch_cxx11_abi=install.cxx11_abi,
+        )
+    assert target.release is not None and target.requested is not None
+    provision = release_provision(lib, target.requested)
+    if provision.platform is None and not lib.torch.uses_torch:
+        return None  # its needed libraries are all there is, and no data speaks of them
+    context = replace(context, preloaded=provision.preloaded)
+    required, optional = _missing_needed(lib, context, location)
+    torch = _release_torch(lib)
+    return predict_against_release(
+        torch,
+        table,
+        target.release,
+        target.reference.label,
+        build_view(provision, torch, required, optional, lib.path.name),
+        binary_format=fmt,
+    )
+
+
+def _predict(
     package: PackageReport, target: LoadTarget, contexts: _Contexts
 ) -> list[ExtensionReport]:
-    assert target.release is not None and target.requested is not None
+    """The package's libraries, each with its prediction against ``target`` (an installation
+    or a release: the same search, split of required and optional needs, and rules)."""
     table = load_table()
     updated = []
     for lib in package.libraries:
-        if lib.error or lib.skipped or lib.format is None or not _concerns_torch(lib):
+        fmt = _format_of(lib)
+        if fmt is None or not _concerns_torch(lib):
             updated.append(lib)
             continue
-        fmt = BinaryFormat(lib.format)
-        context, location = contexts.for_library(package, lib, fmt)
-        torch = _release_torch(lib)
-        view = build_view(lib, _library_of(lib, location), torch, target.requested, context)
-        prediction = predict_against_release(
-            torch,
-            table,
-            target.release,
-            target.reference.label,
-            view,
-            binary_format=lib.format,
-        )
-        updated.append(replace(lib, load=prediction) if prediction is not None else lib)
+        prediction = _prediction(lib, fmt, contexts.for_library(package, lib, fmt), target, table)
+        updated.append(lib if prediction is None else replace(lib, load=prediction))
     return updated
+
+
+def _file_name(name: str, fmt: BinaryFormat) -> str:
+    """The file name a needed entry or a path ends in (case-folded where the loader folds)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.lower() if fmt is BinaryFormat.PE else base
+
+
+def _same_file(path: PurePosixPath, real: bool) -> str:
+    """A key under which two spellings of one file compare equal (symlinks followed on disk)."""
+    return os.path.realpath(path) if real else posixpath.normpath(str(path))
+
+
+def _package_dependencies(
+    package: PackageReport, libraries: Sequence[ExtensionReport], contexts: _Contexts
+) -> list[list[tuple[int, str]]]:
+    """Each library's required needed entries that the loader would find among the package's
+    own libraries (its directory, ``.libs``/``.dylibs``…), as ``(index, needed name)``.
+
+    Only entries whose file name is the name or soname of one of the package's libraries are
+    looked up, so an environment scan resolves a handful of names per package, not every libc.
+    """
+    on_disk = package.wheel is None
+    by_name: set[str] = set()
+    located: dict[str, int] = {}
+    contexts_of: dict[int, tuple[LoadContext, PurePosixPath]] = {}
+    for k, lib in enumerate(libraries):
+        fmt = _format_of(lib)
+        if fmt is None:
+            continue
+        by_name.add(_file_name(lib.path.name, fmt))
+        if lib.soname:
+            by_name.add(_file_name(lib.soname, fmt))
+        context, location = contexts.for_library(package, lib, fmt)
+        contexts_of[k] = (context, location)
+        located[_same_file(location, on_disk)] = k
+    dependencies: list[list[tuple[int, str]]] = [[] for _ in libraries]
+    for k, (context, location) in contexts_of.items():
+        lib = libraries[k]
+        wanted = {
+            n
+            for n in lib.needed
+            if n not in lib.optional_needed and _file_name(n, context.format) in by_name
+        }
+        if not wanted:
+            continue
+        for resolution in resolve_needed(
+            _library_of(lib, location), location, context, only=wanted.__contains__
+        ):
+            if resolution.found is None:
+                continue
+            index = located.get(_same_file(resolution.found, on_disk))
+            if index is not None and index != k:
+                dependencies[k].append((index, resolution.needed))
+    return dependencies
+
+
+def _with_failed_dependencies(
+    package: PackageReport, libraries: list[ExtensionReport], contexts: _Contexts
+) -> list[ExtensionReport]:
+    """``libraries`` once those needing a library of the package that will not load fail too
+    (and those needing one whose load is unknown are unknown too)."""
+    spreading = (LoadStatus.FAILS, LoadStatus.UNKNOWN)
+    if not any(lib.load is not None and lib.load.status in spreading for lib in libraries):
+        return libraries
+    dependencies = _package_dependencies(package, libraries, contexts)
+    paths = [_relative(lib.path, package.root) for lib in libraries]
+    predictions = with_failed_dependencies([lib.load for lib in libraries], dependencies, paths)
+    return [
+        lib if prediction is lib.load else replace(lib, load=prediction)
+        for lib, prediction in zip(libraries, predictions, strict=True)
+    ]
 
 
 def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> list[PackageReport]:
@@ -270,10 +392,9 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
         if package.unavailable or is_torch_itself(package):
             result.append(replace(package, torch_reference=target.reference))
             continue
-        if target.install is not None:
-            libraries = _predict_install(package, target, contexts)
-        else:
-            libraries = _predict_release(package, target, contexts)
+        libraries = _with_failed_dependencies(
+            package, _predict(package, target, contexts), contexts
+        )
         extensions = tuple(libraries[: len(package.extensions)])
         bundled = tuple(libraries[len(package.extensions) :])
         predictions = [

@@ -16,14 +16,13 @@ libraries judged against it are ``unknown`` unless a needed library already deci
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
-from pathlib import PurePosixPath
 
 from packaging.version import InvalidVersion, Version
 
-from torch_abi_audit.library_search import LoadContext, is_cuda_runtime, resolve_needed
-from torch_abi_audit.model import Library
+from torch_abi_audit.library_search import Resolution
 from torch_abi_audit.report import ExtensionReport
 from torch_abi_audit.rules.load_prediction import ReleaseBuildView
 from torch_abi_audit.rules.release_exports import (
@@ -108,44 +107,55 @@ def reference_cuda_major(requested: RequestedRelease) -> int | None:
 
 
 @dataclass(frozen=True)
-class _Provision:
-    """What a build installs, as far as the data knows it."""
+class BuildProvision:
+    """What the build a library is judged against installs, as far as the data knows it.
 
-    label: str
-    torch_libraries: frozenset[str] | None  # None: not known (a CUDA variant of a CPU default)
-    cuda_runtime: frozenset[str]
-    cuda_families: frozenset[str]
-    has_cuda: bool
-    build: ReleaseBuild | None  # the build whose exports hold, if the data read it
-    reason: str | None
+    ``platform`` is the data's platform of the library (``None``: the data holds none for it,
+    then nothing is known); ``label`` names the build; ``torch_libraries`` are torch's library
+    files it installs (``None``: not known, a CUDA variant of a CPU default); ``cuda_runtime``
+    the CUDA runtime sonames its requirements install, ``cuda_families`` their families;
+    ``build`` the build whose exports hold, if the data read it (else ``reason`` says why not).
+    """
+
+    platform: str | None
+    label: str | None
+    torch_libraries: frozenset[str] | None
+    cuda_runtime: frozenset[str] = frozenset()
+    cuda_families: frozenset[str] = frozenset()
+    has_cuda: bool = False
+    build: ReleaseBuild | None = None
+    reason: str | None = None
+
+    @property
+    def preloaded(self) -> frozenset[str]:
+        """The file names the loader finds already loaded with this build: torch's libraries
+        (``import torch`` loaded them) and the CUDA runtime it depends on."""
+        return (self.torch_libraries or frozenset()) | self.cuda_runtime
 
 
 def _lower(names: frozenset[str]) -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
-def _provision(data: ReleaseExports, platform: str, requested: RequestedRelease) -> _Provision:
+def _provision(data: ReleaseExports, platform: str, requested: RequestedRelease) -> BuildProvision:
     build = data.build(platform, requested.release)
     if build is None:
-        return _Provision(
+        return BuildProvision(
+            platform,
             f"torch {requested.release} ({platform})",
             None,
-            frozenset(),
-            frozenset(),
-            False,
-            None,
-            f"the data holds no {platform} build of torch {requested.release}",
+            reason=f"the data holds no {platform} build of torch {requested.release}",
         )
     variant = requested.variant
     if variant is None or variant == build.variant or (variant == "cpu" and not build.cuda_major):
-        return _Provision(
+        return BuildProvision(
+            platform,
             build.label,
             frozenset(build.libraries),
             frozenset(build.cuda_runtime),
             build.cuda_families,
             build.cuda_major is not None,
             build,
-            None,
         )
     label = f"torch {requested.release}+{variant} ({platform})"
     reason = (
@@ -154,26 +164,37 @@ def _provision(data: ReleaseExports, platform: str, requested: RequestedRelease)
     )
     if variant == "cpu":
         cpu_libraries = {n for n in build.libraries if not _TORCH_CUDA_LIBRARY.fullmatch(n)}
-        return _Provision(
-            label, frozenset(cpu_libraries), frozenset(), frozenset(), False, None, reason
-        )
+        return BuildProvision(platform, label, frozenset(cpu_libraries), reason=reason)
     if platform == "macos_arm64":
-        return _Provision(label, None, frozenset(), frozenset(), False, None, "no CUDA on macOS")
+        return BuildProvision(platform, label, None, reason="no CUDA on macOS")
     same_major = [b for b in data.builds if b.platform == platform and b.cuda_major]
     same_major = [b for b in same_major if b.cuda_major == requested.cuda_major]
     runtime = frozenset(n for b in same_major for n in b.cuda_runtime)
-    return _Provision(
+    return BuildProvision(
+        platform,
         label,
         frozenset(build.libraries) if build.cuda_major else None,
         runtime,
         frozenset(soname_family(n) for n in runtime),
         True,
-        None,
-        reason,
+        reason=reason,
     )
 
 
-def _placement(name: str, provision: _Provision) -> bool | None:
+def release_provision(lib: ExtensionReport, requested: RequestedRelease) -> BuildProvision:
+    """What the build of ``requested`` for ``lib``'s platform installs (see
+    :class:`BuildProvision`)."""
+    data = _release_data()
+    platform = library_platform(lib.format, lib.machine)
+    if data is None or platform is None:
+        where = f"{lib.format or 'unknown'} {lib.machine or ''}".strip()
+        return BuildProvision(
+            None, None, None, reason=f"the data holds no build for {where} libraries"
+        )
+    return _provision(data, platform, requested)
+
+
+def _placement(name: str, provision: BuildProvision) -> bool | None:
     """Does the build provide the needed ``name``? ``None`` when the data cannot tell."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     if is_torch_library(base):
@@ -188,58 +209,51 @@ def _placement(name: str, provision: _Provision) -> bool | None:
 
 
 def build_view(
-    lib: ExtensionReport,
-    library: Library,
+    provision: BuildProvision,
     torch: TorchAnalysis,
-    requested: RequestedRelease,
-    context: LoadContext,
+    missing: Sequence[Resolution],
+    missing_optional: Sequence[Resolution],
+    library_name: str,
 ) -> ReleaseBuildView:
-    """What the data says of the build ``lib`` is judged against (see :class:`ReleaseBuildView`).
+    """What the data says of the build a library is judged against (see
+    :class:`ReleaseBuildView`).
 
-    ``library`` is ``lib`` placed among its package's files (its ``path``) in
-    ``context.namespace``, so that a needed library the package ships itself (a vendored
-    ``libcudart.so.12``) is found there; ``context.preloaded`` is replaced by what the build
-    installs. ``torch`` is the analysis to judge (a universal library's arm64 slice's).
+    ``missing`` / ``missing_optional`` are the torch and CUDA libraries the library needs (and
+    needs only weakly: weak-linked dylibs, delay-loaded DLLs) that the loader would not find
+    among its package's files nor in ``provision.preloaded``; each is placed: the build lacks
+    it, or the data cannot tell. ``library_name`` names the library in the loader's messages;
+    ``torch`` is the analysis judged (a universal library's arm64 slice's). The build's exports
+    are read only when the library needs more of libtorch than shims.
     """
-    data = _release_data()
-    platform = library_platform(lib.format, lib.machine)
-    if data is None or platform is None:
-        where = f"{lib.format or 'unknown'} {lib.machine or ''}".strip()
-        return ReleaseBuildView(unknown_reason=f"the data holds no build for {where} libraries")
-    provision = _provision(data, platform, requested)
-    preloaded = (provision.torch_libraries or frozenset()) | provision.cuda_runtime
-    missing: list[str] = []
+    if provision.platform is None:
+        return ReleaseBuildView(unknown_reason=provision.reason)
+    failed: list[str] = []
     undecided: list[str] = []
-    for resolution in resolve_needed(
-        library,
-        PurePosixPath(library.path.as_posix()),
-        replace(context, preloaded=preloaded),
-        only=_loader_dependency,
-    ):
-        if not resolution.missing:
-            continue
+    for resolution in missing:
         placed = _placement(resolution.needed, provision)
         if placed is False:
-            missing.append(resolution.error_message(lib.path.name))
+            failed.append(resolution.error_message(library_name))
         elif placed is None:
             undecided.append(resolution.needed)
+    optional = [r.needed for r in missing_optional if _placement(r.needed, provision) is False]
     exports = None
-    if provision.build is not None and torch.uses_torch and not torch.stable:
+    cxx11_abi = None
+    data = _release_data()
+    if data is not None and provision.build is not None and torch.uses_torch and not torch.stable:
         exports = data.exports(provision.build)  # read only for unstable libraries
+        cxx11_abi = data.cxx11_abi(provision.build)
     no_devices = {"xpu"}
     if not provision.has_cuda:
         no_devices.add("cuda")
-    if platform != "macos_arm64":
+    if provision.platform != "macos_arm64":
         no_devices.add(_MACOS_ONLY)
     return ReleaseBuildView(
         label=provision.label,
         exports=exports,
         unknown_reason=provision.reason,
-        missing_libraries=tuple(missing),
+        missing_libraries=tuple(failed),
+        missing_optional_libraries=tuple(optional),
         undecided_libraries=tuple(undecided),
         no_devices=frozenset(no_devices) if provision.torch_libraries is not None else frozenset(),
+        cxx11_abi=cxx11_abi,
     )
-
-
-def _loader_dependency(name: str) -> bool:
-    return is_torch_library(name) or is_cuda_runtime(name)

@@ -47,16 +47,6 @@ def compile_shared(source: str, output: Path, *flags: str, language: str | None 
     return output
 
 
-def build_source(directory: Path, name: str, source: str, *flags: str, cxx: bool = False) -> Path:
-    """Write ``source`` beside ``directory/name`` and build it into that shared library."""
-    src = directory / (name + (".cpp" if cxx else ".c"))
-    src.write_text(source)
-    out = directory / name
-    command = [compiler("c++" if cxx else "c"), "-shared", "-fPIC", "-o", str(out), str(src)]
-    subprocess.run([*command, *flags], check=True, capture_output=True, text=True)
-    return out
-
-
 @dataclass(frozen=True)
 class Fixtures:
     """Paths of every compiled fixture."""

@@ -96,20 +96,35 @@ def _slice_line(part: SliceReport) -> str:
 
 
 def _load_details(lib: ExtensionReport) -> list[str]:
-    """``-v``: every missing library and undefined symbol behind a failed load prediction."""
+    """``-v``: the release build judged against, every missing library, undefined symbol and
+    failed bundled dependency behind a failed load prediction, what the data cannot tell behind
+    an unknown one, and what is missing but optional (weak imports, weak-linked or delay-loaded
+    libraries)."""
     load = lib.load
-    if load is None or load.status is LoadStatus.LOADS:
+    if load is None:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
-    if load.status is LoadStatus.UNKNOWN:
-        lines = _limited(list(load.undecided_libraries), "not known to be installed: ")
-        return lines + _limited(
+    lines: list[str] = []
+    if load.build is not None:
+        lines.append(f"        judged against: {load.build}")
+    if load.fails:
+        lines += _limited(list(load.missing_libraries[1:]), "also: ")
+        lines += _limited(
+            [demangled.get(name, name) for name in load.undefined_symbols],
+            f"not exported by {load.against}: ",
+        )
+        lines += _limited(list(load.failed_dependencies), "needs, and will not load: ")
+    elif load.status is LoadStatus.UNKNOWN:
+        lines += _limited(list(load.undecided_libraries), "not known to be installed: ")
+        lines += _limited(
             [demangled.get(name, name) for name in load.undecided_symbols], "not recorded: "
         )
-    lines = _limited(list(load.missing_libraries[1:]), "also: ")
     lines += _limited(
-        [demangled.get(name, name) for name in load.undefined_symbols],
-        f"not exported by {load.against}: ",
+        [demangled.get(name, name) for name in load.weak_undefined_symbols],
+        f"weak, not in {load.against} (the load goes on): ",
+    )
+    lines += _limited(
+        list(load.missing_optional_libraries), "weak-linked or delay-loaded, not found: "
     )
     return lines
 

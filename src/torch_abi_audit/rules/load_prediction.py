@@ -4,10 +4,11 @@ Two questions, two kinds of evidence:
 
 * **Against a release** (``--torch-version 2.12``): the stable-ABI table says which shims that
   release provides, and the release-exports data what the default build of the library's
-  platform exports, which libraries it installs and with which CUDA major. A stable library
-  loads when every shim it imports exists there (none newer, none removed); any library — an
-  unstable one too — fails when that build lacks a needed library or an import, exactly as
-  against an installation; what the data does not hold is ``unknown``.
+  platform exports, which libraries it installs and with which CUDA major
+  (:class:`ReleaseBuildView`). A stable library loads when every shim it needs exists there
+  (none newer, none removed); any library — an unstable one too — fails when that build lacks a
+  needed library or an import, exactly as against an installation (the same function decides:
+  :func:`predict_against_install`); what the data does not hold is ``unknown``.
 * **Against an installation** (the torch in the scanned environment, or ``--torch PATH``): the
   dynamic loader first finds the libraries a library needs, then resolves its undefined symbols
   (CPython loads extension modules with ``RTLD_NOW``). So: every torch-family and CUDA-runtime
@@ -20,6 +21,15 @@ A *torch-owned import* is a shim (known or shim-like), a C++ name whose entity l
 libtorch namespace, a libtorch C symbol, or anything bound to a libtorch library — but not a
 package's own function that merely passes ``at::Tensor`` (that one lives in the package), nor an
 import the format binds to a library other than libtorch's.
+
+Whether a library *loads* and whether it is *stable* are separate questions. A weak import
+(ELF ``STB_WEAK`` undefined, Mach-O weak import, or an import from a weak-linked dylib or a PE
+delay-loaded DLL) never makes loading fail: glibc's ``_dl_lookup_symbol_x`` leaves an undefined
+weak reference at 0, dyld binds a missing weak import to 0, and Windows resolves a delay-loaded
+import at its first call. Compilers rely on it: every access to a libtorch ``thread_local``
+declared ``extern`` references its TLS init function (``_ZTH…``) weakly, and calls it only when
+it exists. Such imports are listed (``weak_undefined_symbols``), not failed on; they still count
+for the torch verdict. This holds against a release as against an installation.
 """
 
 from __future__ import annotations
@@ -30,8 +40,14 @@ from enum import StrEnum
 
 from packaging.version import Version
 
+from torch_abi_audit.rules.cxx_abi import abi_mismatch, abi_name
 from torch_abi_audit.rules.release_exports import undecidable
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, UnstableReason, is_torch_library
+from torch_abi_audit.rules.torch_abi import (
+    TorchAnalysis,
+    UnstableReason,
+    demangle,
+    is_torch_library,
+)
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 #: How many missing symbols a message quotes before "and N more".
@@ -44,7 +60,7 @@ class LoadStatus(StrEnum):
     LOADS = "loads"
     FAILS = "fails"
     UNKNOWN = "unknown"  # the data cannot decide (a platform or build variant it does not hold)
-    TIED = "tied-to-build"  # no longer produced (schema 1.4 and older): now loads/fails/unknown
+    TIED = "tied-to-build"  # no longer produced (schema 1.5 and older): now loads/fails/unknown
 
 
 @dataclass(frozen=True)
@@ -55,9 +71,17 @@ class LoadPrediction:
     are the loader's messages for needed libraries it cannot find; ``undefined_symbols`` the
     torch-owned imports the installation does not export; ``newer_shims`` / ``removed_shims``
     the imported shims the release does not have yet / any more. ``message`` says it in the
-    loader's words. Against a release, ``build`` names the build of the library's platform the
-    data judged it against (``torch 2.13.0+cu130 (linux_x86_64)``), and ``undecided_symbols``
-    / ``undecided_libraries`` what the data cannot tell (then the status is ``unknown``).
+    loader's words. ``weak_undefined_symbols`` and ``missing_optional_libraries`` are what is
+    missing but does not stop the load (weak imports, weak-linked dylibs, delay-loaded DLLs):
+    the code that uses them finds a null address, or fails at its first call.
+    ``failed_dependencies`` are the libraries of the same package this one needs that will not
+    load (so neither will this one), as reports name them. ``cxx11_abi_mismatch`` are the
+    undefined symbols that name the other libstdc++ string ABI than the torch's
+    (:mod:`~torch_abi_audit.rules.cxx_abi`): built with ``_GLIBCXX_USE_CXX11_ABI`` set the other
+    way, the library cannot resolve them; the message then says so. Against a release,
+    ``build`` names the build of the library's platform the data judged it against
+    (``torch 2.13.0+cu130 (linux_x86_64)``), and ``undecided_symbols`` /
+    ``undecided_libraries`` what the data cannot tell (then the status is ``unknown``).
     """
 
     against: str
@@ -67,6 +91,10 @@ class LoadPrediction:
     undefined_symbols: tuple[str, ...] = ()
     newer_shims: tuple[str, ...] = ()
     removed_shims: tuple[str, ...] = ()
+    weak_undefined_symbols: tuple[str, ...] = ()
+    missing_optional_libraries: tuple[str, ...] = ()
+    failed_dependencies: tuple[str, ...] = ()
+    cxx11_abi_mismatch: tuple[str, ...] = ()
     build: str | None = None
     undecided_symbols: tuple[str, ...] = ()
     undecided_libraries: tuple[str, ...] = ()
@@ -109,22 +137,57 @@ def _symbol_error(name: str, binary_format: str | None) -> str:
     return f"undefined symbol: {name}"
 
 
+def _optional_note(weak: Sequence[str], libraries: Sequence[str]) -> str:
+    """`` (optional, missing: …)`` for what is missing but does not stop the load."""
+    parts = []
+    if libraries:
+        parts.append(
+            f"{len(libraries)} weak or delay-loaded librar{'y' if len(libraries) == 1 else 'ies'}"
+        )
+    if weak:
+        parts.append(f"{len(weak)} weak import{'s' if len(weak) > 1 else ''} ({_quoted(weak)})")
+    return f" (missing but optional: {' and '.join(parts)})" if parts else ""
+
+
+def _abi_note(mismatch: Sequence[str], against: str, torch_cxx11: bool | None) -> str:
+    """``; built with the other libstdc++ ABI…`` when undefined symbols say so."""
+    if not mismatch or torch_cxx11 is None:
+        return ""
+    return (
+        f"; it was built with {abi_name(not torch_cxx11)} but {against} with "
+        f"{abi_name(torch_cxx11)}, so its imports taking or returning std::string cannot "
+        f"resolve ({demangle(mismatch[0])}"
+        + (f" and {len(mismatch) - 1} more" if len(mismatch) > 1 else "")
+        + ")"
+    )
+
+
 def predict_against_install(
     torch: TorchAnalysis,
     against: str,
     exports: frozenset[str],
     *,
     missing_libraries: Sequence[str] = (),
+    missing_optional_libraries: Sequence[str] = (),
     binary_format: str | None = None,
     table: TorchAbiTable | None = None,
     release: Version | None = None,
+    torch_cxx11_abi: bool | None = None,
 ) -> LoadPrediction:
     """Will a library with analysis ``torch`` load on the installation named ``against``, whose
     libtorch libraries export ``exports``? ``missing_libraries`` are the loader's messages for
-    the needed libraries it would not find (checked first, as the loader does). With the
-    ``table`` and the installation's ``release``, undefined shims are told apart as too new
-    for it or removed by it."""
-    undefined = tuple(name for name in torch_owned_imports(torch) if name not in exports)
+    the needed libraries it would not find (checked first, as the loader does);
+    ``missing_optional_libraries`` those for weak-linked or delay-loaded ones, which do not stop
+    it. Weak imports (``torch.weak_imports``) the installation does not export do not either.
+    With the ``table`` and the installation's ``release``, undefined shims are told apart as
+    too new for it or removed by it. ``torch_cxx11_abi`` is the installation's libstdc++
+    string ABI (ELF; see :func:`~torch_abi_audit.rules.cxx_abi.uses_cxx11_abi`): undefined
+    symbols naming the other one are explained."""
+    weak = set(torch.weak_imports)
+    missing = [name for name in torch_owned_imports(torch) if name not in exports]
+    undefined = tuple(name for name in missing if name not in weak)
+    weak_undefined = tuple(name for name in missing if name in weak)
+    optional = tuple(missing_optional_libraries)
     newer: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     if table is not None and release is not None:
@@ -134,23 +197,36 @@ def predict_against_install(
             against,
             LoadStatus.FAILS,
             f"will not load with {against}: {missing_libraries[0]}",
-            tuple(missing_libraries),
-            undefined,
-            newer,
-            removed,
+            missing_libraries=tuple(missing_libraries),
+            undefined_symbols=undefined,
+            newer_shims=newer,
+            removed_shims=removed,
+            weak_undefined_symbols=weak_undefined,
+            missing_optional_libraries=optional,
         )
     if undefined:
         first = _symbol_error(undefined[0], binary_format)
         more = f" (and {len(undefined) - 1} more)" if len(undefined) > 1 else ""
+        mismatch = abi_mismatch(undefined, torch_cxx11_abi) if binary_format == "elf" else ()
         return LoadPrediction(
             against,
             LoadStatus.FAILS,
-            f"will not load with {against}: {first}{more}",
+            f"will not load with {against}: {first}{more}"
+            + _abi_note(mismatch, against, torch_cxx11_abi),
             undefined_symbols=undefined,
             newer_shims=newer,
             removed_shims=removed,
+            weak_undefined_symbols=weak_undefined,
+            missing_optional_libraries=optional,
+            cxx11_abi_mismatch=mismatch,
         )
-    return LoadPrediction(against, LoadStatus.LOADS, f"loads with {against}")
+    return LoadPrediction(
+        against,
+        LoadStatus.LOADS,
+        f"loads with {against}{_optional_note(weak_undefined, optional)}",
+        weak_undefined_symbols=weak_undefined,
+        missing_optional_libraries=optional,
+    )
 
 
 @dataclass(frozen=True)
@@ -158,38 +234,59 @@ class ReleaseBuildView:
     """What the release data tells of the build one library is judged against.
 
     ``label`` names the build (``torch 2.13.0+cu130 (linux_x86_64)``); ``exports`` its recorded
-    exports, ``None`` when the data does not hold that build (then ``unknown_reason`` says why);
-    ``missing_libraries`` are the loader's messages for needed torch or CUDA libraries the build
-    does not provide, ``undecided_libraries`` needed names the data cannot place; ``no_devices``
-    the shim device tiers the build lacks (``cuda`` on a CPU build, ``mps`` off macOS).
+    exports, ``None`` when the data does not hold that build (then ``unknown_reason`` says why)
+    or they were not needed; ``missing_libraries`` are the loader's messages for needed torch or
+    CUDA libraries the build does not provide, ``missing_optional_libraries`` the weak-linked or
+    delay-loaded ones it does not provide (they do not stop the load), ``undecided_libraries``
+    required needed names the data cannot place; ``no_devices`` the shim device tiers the build
+    lacks (``cuda`` on a CPU build, ``mps`` off macOS); ``cxx11_abi`` the libstdc++ string ABI
+    its exports name (Linux builds; ``None`` elsewhere or when not known).
     """
 
     label: str | None = None
     exports: frozenset[str] | None = None
     unknown_reason: str | None = None
     missing_libraries: tuple[str, ...] = ()
+    missing_optional_libraries: tuple[str, ...] = ()
     undecided_libraries: tuple[str, ...] = ()
     no_devices: frozenset[str] = frozenset()
+    cxx11_abi: bool | None = None
 
 
-def _shim_failure(
-    torch: TorchAnalysis, table: TorchAbiTable, release: Version, label: str
-) -> LoadPrediction | None:
+def _absent_by_table(
+    torch: TorchAnalysis, table: TorchAbiTable, release: Version, view: ReleaseBuildView
+) -> frozenset[str]:
+    """The imported shims (weak ones too) the release lacks by the shim table alone: newer than
+    it, removed by it, or of a device tier its build does not have."""
     newer, removed = table.missing_in(torch.stable_shims, release)
+    other_device = {
+        name
+        for name in torch.stable_shims
+        if (shim := table.shims.get(name)) is not None and shim.device in view.no_devices
+    }
+    return frozenset(newer) | frozenset(removed) | frozenset(other_device)
+
+
+def _shim_reasons(prediction: LoadPrediction, torch: TorchAnalysis) -> LoadPrediction:
+    """A stable library that fails on shims too new or removed says so in those words."""
+    if not torch.stable or prediction.missing_libraries:
+        return prediction
+    newer, removed = prediction.newer_shims, prediction.removed_shims
     if not newer and not removed:
-        return None
+        return prediction
+    label = prediction.against
     reasons = []
     if newer:
         reasons.append(f"needs torch>={torch.min_torch_version} ({_quoted(newer)})")
     if removed:
         reasons.append(f"imports shims removed by {label} ({_quoted(removed)})")
-    return LoadPrediction(
-        label,
-        LoadStatus.FAILS,
-        f"will not load with {label}: {'; '.join(reasons)}",
-        newer_shims=newer,
-        removed_shims=removed,
-    )
+    return replace(prediction, message=f"will not load with {label}: {'; '.join(reasons)}")
+
+
+def _needs_build_exports(torch: TorchAnalysis, owned: Sequence[str]) -> bool:
+    """Does loading need torch-owned imports beyond shims (what only a build's exports tell)?"""
+    decided = {*torch.stable_shims, *torch.unknown_shims, *torch.weak_imports}
+    return any(name not in decided for name in owned)
 
 
 def predict_against_release(
@@ -200,52 +297,47 @@ def predict_against_release(
     build: ReleaseBuildView | None = None,
     *,
     binary_format: str | None = None,
-) -> LoadPrediction | None:
-    """Will a library with analysis ``torch`` load on torch ``release``? ``None`` when it
-    neither uses torch nor needs a torch or CUDA library (nothing to say). ``label`` names the
+) -> LoadPrediction:
+    """Will a library with analysis ``torch`` load on torch ``release``? ``label`` names the
     release in messages (``torch 2.12``); ``build`` is what the release data says of its
-    platform's build.
+    platform's build. (Which libraries concern torch — they use it or need a torch or CUDA
+    library — is the caller's to say, as against an installation.)
 
-    Needed libraries come first, as for the loader. A stable library is then judged by the shim
-    table (shims too new or removed), and by the device tiers the build has. Where the data holds
-    the build's exports, every torch-owned import is resolved against them exactly as against an
-    installation (:func:`predict_against_install`); imports of kinds the data does not record,
-    a build it does not hold (for an unstable library) and needed libraries it cannot place make
-    the answer ``unknown``, never a guess.
+    The library is judged by :func:`predict_against_install`, as against an installation, with
+    the build's recorded exports — or, where the data does not hold them, every torch-owned
+    import but the shims the table says the release lacks (too new, removed, of a device tier
+    the build does not have). So needed libraries come first, weak imports and weak-linked
+    libraries never fail the load, and undefined symbols naming the other libstdc++ string ABI
+    than the build's are explained. What the data cannot decide — required imports of a kind it
+    does not record, required imports beyond shims without the build's exports, required
+    needed libraries it cannot place — makes a load that nothing fails ``unknown``, never a
+    guess.
     """
     view = build or ReleaseBuildView()
-    if not (torch.uses_torch or view.missing_libraries or view.undecided_libraries):
-        return None
-    if torch.stable and not view.missing_libraries:
-        failure = _shim_failure(torch, table, release, label)
-        if failure is not None:
-            return replace(failure, build=view.label)
     owned = torch_owned_imports(torch)
-    undecided = undecidable(owned, (*table.internal_c_symbols, *table.shims))
-    exports = view.exports
-    if exports is None:
-        # Without the build's exports only the shim table speaks: shims of a device tier the
-        # build lacks are missing, everything else is taken as present.
-        absent = {
-            name
-            for name in torch.stable_shims
-            if (shim := table.shims.get(name)) is not None and shim.device in view.no_devices
-        }
-        exports = frozenset(owned) - absent
+    unrecorded = undecidable(owned, (*table.internal_c_symbols, *table.shims))
+    if view.exports is not None:
+        exports = view.exports
+    else:
+        exports = frozenset(owned) - _absent_by_table(torch, table, release, view)
     prediction = predict_against_install(
         torch,
         label,
-        exports | frozenset(undecided),
+        exports | frozenset(unrecorded),
         missing_libraries=view.missing_libraries,
+        missing_optional_libraries=view.missing_optional_libraries,
         binary_format=binary_format,
         table=table,
         release=release,
+        torch_cxx11_abi=view.cxx11_abi,
     )
     prediction = replace(prediction, build=view.label)
     if prediction.fails:
-        return prediction
+        return _shim_reasons(prediction, torch)
+    weak = set(torch.weak_imports)
+    undecided = tuple(name for name in unrecorded if name not in weak)
     reasons = []
-    if view.exports is None and torch.uses_torch and not torch.stable:
+    if view.exports is None and _needs_build_exports(torch, owned):
         reasons.append(view.unknown_reason or "the data holds no build of its platform")
     if view.exports is not None and undecided:
         reasons.append(f"imports the data does not record ({_quoted(undecided)})")
@@ -263,3 +355,119 @@ def predict_against_release(
         undecided_symbols=undecided if view.exports is not None else (),
         undecided_libraries=view.undecided_libraries,
     )
+
+
+#: A library's in-package dependencies: ``(index of the library it needs, the name it needs it
+#: by)`` per library, in its ``needed`` order (what :func:`with_failed_dependencies` takes).
+Dependencies = Sequence[Sequence[tuple[int, str]]]
+
+
+def _reason(prediction: LoadPrediction) -> str:
+    """What a prediction's message says after ``will not load with <torch>:`` (or ``cannot
+    tell whether it loads with <torch>:``)."""
+    message = prediction.message
+    for prefix in (
+        f"will not load with {prediction.against}: ",
+        f"cannot tell whether it loads with {prediction.against}: ",
+    ):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+#: A dependency reached: ``(name it is needed by, its prediction, its path)``.
+_Reached = tuple[str, LoadPrediction, str]
+
+
+#: How a message says that a needed library of the package fails, or may: ``(the opening, with
+#: the torch's label to fill in, and how the dependency is said to load)``.
+_THROUGH = {
+    LoadStatus.FAILS: ("will not load with {}", "which will not load"),
+    LoadStatus.UNKNOWN: ("cannot tell whether it loads with {}", "which may not load"),
+}
+
+
+def _through(
+    status: LoadStatus, prediction: LoadPrediction | None, via: Sequence[_Reached]
+) -> LoadPrediction:
+    """``prediction`` (``None``: the library had none) once its needed libraries ``via`` (in
+    needed order) will not load (``status`` fails), or may not (``unknown``)."""
+    paths = tuple(path for _name, _prediction, path in via)
+    if prediction is not None and prediction.status is not LoadStatus.LOADS:
+        # Failing on its own already: that stays its message. Unknown on its own (the failures
+        # have spread already): so it stays. Unknown, reached by a failure: it fails.
+        if prediction.fails:
+            return replace(prediction, failed_dependencies=prediction.failed_dependencies + paths)
+        if status is LoadStatus.UNKNOWN:
+            return prediction
+    needed, dependency, _path = via[0]
+    opening, how = _THROUGH[status]
+    against = dependency.against
+    base = prediction or LoadPrediction(against, status, "", build=dependency.build)
+    return replace(
+        base,
+        status=status,
+        message=(
+            f"{opening.format(against)}: needs {needed} (bundled), {how}: {_reason(dependency)}"
+        ),
+        failed_dependencies=paths if status is LoadStatus.FAILS else base.failed_dependencies,
+    )
+
+
+def _spread(
+    result: list[LoadPrediction | None],
+    dependencies: Dependencies,
+    paths: Sequence[str],
+    status: LoadStatus,
+    *,
+    fixed: frozenset[int] = frozenset(),
+) -> None:
+    """Spread ``status`` outward from the libraries that have it to those needing them, one
+    layer per round (see :func:`_through`), never to those in ``fixed``."""
+    seeds = {k for k, p in enumerate(result) if p is not None and p.status is status}
+    spread = set(seeds)
+    frontier = set(seeds)
+    settled = set(fixed)  # reached, with the dependencies reached before them listed
+    while frontier:
+        reached: dict[int, list[_Reached]] = {}
+        for k, needs in enumerate(dependencies):
+            if k in settled:
+                continue  # what is reached after it (through it, in a cycle) is not its cause
+            for index, name in needs:
+                dependency = result[index]
+                if index in frontier and index != k and dependency is not None:
+                    reached.setdefault(k, []).append((name, dependency, paths[index]))
+        settled |= spread
+        for k, via in reached.items():
+            result[k] = _through(status, result[k], via)
+        frontier = set(reached) - spread
+        spread |= frontier
+
+
+def with_failed_dependencies(
+    predictions: Sequence[LoadPrediction | None],
+    dependencies: Dependencies,
+    paths: Sequence[str],
+) -> list[LoadPrediction | None]:
+    """The predictions of one package's libraries once a library whose needed library (of the
+    same package) will not load is predicted to fail too: the loader loads what a library
+    needs before the library itself, and gives up on the first failure.
+
+    ``dependencies`` are each library's in-package needed libraries (see :data:`Dependencies`;
+    only the required ones: weak-linked dylibs and delay-loaded DLLs do not stop the load),
+    ``paths`` their names as reports show them. The failure spreads outward from the libraries
+    that fail on their own, one layer per round, so each library names a dependency that failed
+    in an earlier round, and libraries that would fail only through each other (a cycle) do
+    not fail: at most one round per library, whatever the graph. The message says it as
+    ``needs libfoo.so.0 (bundled), which will not load: <why libfoo fails>``; every needed
+    library that fails is listed in ``failed_dependencies``.
+
+    Then, the same way, a library that would load but needs one whose load is ``unknown``
+    (against a release the data cannot fully tell) is ``unknown`` too: ``needs libfoo.so.0
+    (bundled), which may not load: <why that is unknown>``.
+    """
+    result = list(predictions)
+    _spread(result, dependencies, paths, LoadStatus.FAILS)
+    failed = frozenset(k for k, p in enumerate(result) if p is not None and p.fails)
+    _spread(result, dependencies, paths, LoadStatus.UNKNOWN, fixed=failed)
+    return result

@@ -34,6 +34,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import TORCH_NAMESPACES, entity_scope
 
 INDEX_FILE = "torch_release_exports.json"
@@ -134,6 +135,7 @@ class ReleaseExports:
     builds: tuple[ReleaseBuild, ...]
     symbol_files: dict[str, str]
     _loaded: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict, compare=False)
+    _abis: dict[tuple[str, int], bool | None] = field(default_factory=dict, compare=False)
 
     @cached_property
     def releases(self) -> tuple[Version, ...]:
@@ -161,6 +163,19 @@ class ReleaseExports:
             columns = _read_symbols(self.symbol_files[build.platform], build.platform)
             self._loaded[build.platform] = columns
         return columns.get(build.column, frozenset())
+
+    def cxx11_abi(self, build: ReleaseBuild) -> bool | None:
+        """The libstdc++ string ABI ``build``'s recorded exports name
+        (:func:`~torch_abi_audit.rules.cxx_abi.uses_cxx11_abi`): ``True`` for the C++11 ABI,
+        ``False`` for the old one, ``None`` when they say neither or the platform has no
+        libstdc++ (macOS: libc++, Windows: MSVC). Read from the exports, never assumed; once per
+        build. Raises :class:`ReleaseExportsError` as :meth:`exports` does."""
+        if not build.platform.startswith("linux"):
+            return None
+        key = (build.platform, build.column)
+        if key not in self._abis:
+            self._abis[key] = uses_cxx11_abi(self.exports(build))
+        return self._abis[key]
 
 
 def _read_symbols(name: str, platform: str) -> dict[int, frozenset[str]]:
