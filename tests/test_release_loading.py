@@ -344,6 +344,11 @@ def test_failures_spread_through_a_package_against_a_release(
     out = capsys.readouterr().out
     assert "        judged against: torch 2.13.0+cu130 (linux_x86_64)" in out
     assert "        needs, and will not load: libhelper.so" in out
+    # Pull-request comments say what cannot be told, as they say what will not load.
+    assert main([str(chain), "--torch-version", "2.13+cu126", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "**Cannot tell whether it loads**" in markdown
+    assert "- `_stable.so`: cannot tell whether it loads with torch 2.13+cu126: needs" in markdown
 
 
 CUDA_SHIM = "aoti_torch_create_cuda_guard"  # a CUDA-device shim: CUDA builds only
