@@ -60,7 +60,7 @@ class LoadStatus(StrEnum):
     LOADS = "loads"
     FAILS = "fails"
     UNKNOWN = "unknown"  # the data cannot decide (a platform or build variant it does not hold)
-    TIED = "tied-to-build"  # no longer produced (schema 1.5 and older): now loads/fails/unknown
+    TIED = "tied-to-build"  # no longer produced (schema 1.6 and older): now loads/fails/unknown
 
 
 @dataclass(frozen=True)
