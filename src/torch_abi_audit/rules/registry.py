@@ -129,9 +129,9 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         _ERROR,
         (_L,),
         "a library is predicted not to load on the torch loading is predicted against (a needed "
-        "libtorch/CUDA library not found, a libtorch symbol not exported, a shim removed), or an "
-        "extension module on the environment's interpreter (too old, or free-threaded for an "
-        "`.abi3` module)",
+        "libtorch/CUDA library not found, a libtorch symbol not exported, a shim removed, a "
+        "library of its own package it needs that will not load), or an extension module on the "
+        "environment's interpreter (too old, or free-threaded for an `.abi3` module)",
     ),
     FindingCode(
         "needs-newer-torch",
