@@ -125,7 +125,7 @@ def _package_report(
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
-        wheel=_wheel(source),
+        wheel=_wheel(source, libraries),
         unavailable=source.unavailable,
         findings=tuple(findings),
     )
@@ -182,16 +182,24 @@ def _relative_name(path: Path, root: Path) -> str:
         return path.name
 
 
-def _wheel(source: PackageSource) -> WheelReport | None:
+def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:
     if source.wheel is None:
         return None
-    return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
+    unverified = tuple(
+        _relative_name(lib.path, source.root) for lib in libraries if lib.verified is False
+    )
+    return WheelReport(source.root, source.wheel.filename, source.wheel.tags, unverified)
 
 
 def _audit_sources(
-    sources: Sequence[PackageSource], jobs: int | None, python: _PythonContext = _PythonContext()
+    sources: Sequence[PackageSource],
+    jobs: int | None,
+    python: _PythonContext = _PythonContext(),
+    *,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
-    results = analyse_libraries((p for s in sources for p in s.libraries), jobs=jobs)
+    locations = (p for s in sources for p in s.libraries)
+    results = analyse_libraries(locations, jobs=jobs, verify_archive=verify_archive)
     return [_package_report(source, results, python) for source in sources]
 
 
@@ -243,6 +251,7 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -252,6 +261,8 @@ def inspect_package(
     Loading is predicted against ``torch`` (an installation directory or wheel) or the release
     ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
     for an import name, against the torch of the running interpreter's site-packages.
+    A wheel's members are decompressed only as far as the audit needs, unless
+    ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
@@ -259,7 +270,8 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _with_loads(_audit_sources(sources, jobs, python), target)[0]
+    audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
+    return _with_loads(audited, target)[0]
 
 
 def inspect_targets(
@@ -274,6 +286,7 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -283,7 +296,7 @@ def inspect_targets(
     Loading is predicted as :func:`inspect_package` does (for import names, unless
     ``predict_loads`` is false); abi3 modules without a wheel tag to say otherwise are judged
     against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
-    name nothing usable.
+    name nothing usable; wheels are verified as with :func:`inspect_package`.
     """
     installed = any(_is_import_name(t) for t in targets)
     auto = default_site_packages() if predict_loads and installed else []
@@ -292,7 +305,8 @@ def inspect_targets(
     sources = [s for target in targets for s in _sources(target)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache)
-    return _with_loads(_audit_sources(sources, jobs, python), target)
+    audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
+    return _with_loads(audited, target)
 
 
 def default_site_packages() -> list[Path]:

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
+    parser.add_argument(
+        "--verify-archive",
+        action="store_true",
+        help="read every library member of a wheel to its end and check its size and CRC-32 "
+        "(by default members are decompressed only as far as the audit needs; the report says "
+        "when a wheel was not fully verified)",
+    )
     loading = parser.add_argument_group("predicting loads on a torch")
     loading.add_argument(
         "--torch",
@@ -199,6 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
+        verify_archive=args.verify_archive,
         **loads,
     )
     for report in reports:
