@@ -398,7 +398,13 @@ def test_wheel_targets_findings_and_check_metadata(
     # Nothing remains; not even abi3-not-free-threaded: torch loads libops.so, no Python
     # imports it, so a free-threaded Python is no concern of its abi3 tag.
     assert document["findings"] == []
-    assert document["wheel"] == {"path": str(fixed), "filename": fixed.name, "tags": [tag]}
+    assert document["wheel"] == {
+        "path": str(fixed),
+        "filename": fixed.name,
+        "tags": [tag],
+        "verified": True,  # a small member: read to its end, its CRC-32 checked
+        "unverified_members": [],
+    }
     assert document["distribution"]["requires_torch"] == ["torch>=2.11"]
 
 

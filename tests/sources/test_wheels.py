@@ -118,7 +118,9 @@ def by_member(report: PackageReport, wheel: Path) -> dict[str, ExtensionReport]:
 
 def as_in_wheel(disk: ExtensionReport) -> ExtensionReport:
     """A library's report from disk as the wheel's report gives it: abi3 modules judged
-    against the wheel's cp311-abi3 tag."""
+    against the wheel's cp311-abi3 tag, and verified (the fixtures are small: each member is
+    read to its end and its CRC-32 checked)."""
+    disk = replace(disk, verified=True)
     if not disk.cpython.intent:
         return disk
     return replace(disk, cpython=disk.cpython.with_baseline("3.11", "wheel tag"))
@@ -295,7 +297,11 @@ def test_members_larger_than_a_decompression_step(
     assert not report.has_error
     [lib] = report.libraries
     assert lib.path == path / member
-    assert replace(lib, path=disk_reports[member].path) == as_in_wheel(disk_reports[member])
+    # Read as far as needed: the rest of the zeros (more than the budget) is left unchecked.
+    expected = replace(as_in_wheel(disk_reports[member]), verified=False)
+    assert replace(lib, path=disk_reports[member].path) == expected
+    verified = inspect_package(path, jobs=1, verify_archive=True)
+    assert [lib.verified for lib in verified.libraries] == [True]
 
 
 def streamed(data: bytes, chunk: int) -> StreamedMember:
