@@ -8,16 +8,18 @@ bad usage). 2 wins over 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
-from torch_abi_audit.checks import CheckPolicy, format_violations, violations
+from torch_abi_audit.checks import CheckPolicy, violation_lines, violations
 from torch_abi_audit.renderers import json_report, table
+from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.report import EnvironmentReport, PackageReport
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
@@ -25,18 +27,31 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 
+#: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
+#: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _epilog() -> str:
+    lines = []
+    if SUBCOMMANDS:
+        lines.append("subcommands (torch-abi-audit SUBCOMMAND --help for each):")
+        lines += [f"  {name:<9} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+        lines.append("")
+    lines.append("exit status: 0 audit ran, 1 --check found a violation, 2 operational error")
+    lines.append("(unknown name, missing path, unreadable or corrupt file)")
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-abi-audit",
         description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI "
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
             "(abi3) use, from their symbol tables, without importing them."
         ),
-        epilog=(
-            "exit status: 0 audit ran, 1 --check found a violation, "
-            "2 operational error (unknown name, missing path, unreadable or corrupt file)"
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -167,6 +182,13 @@ def _emit(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _warn(*lines: str) -> None:
+    """A message on stderr, one line per argument. The names in it come from the audited
+    input: each line is escaped as the table escapes its own (a line feed in a name cannot
+    start a line)."""
+    print(terminal_lines(list(lines)), file=sys.stderr)
+
+
 def _exit_code(
     packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
 ) -> int:
@@ -174,12 +196,12 @@ def _exit_code(
     if has_error:
         failed = [p.name for p in packages if p.has_error]
         subject = ", ".join(failed) if failed else "the environment"
-        print(f"error: inspection failed for {subject}", file=sys.stderr)
+        _warn(f"error: inspection failed for {subject}")
         code = EXIT_ERROR
     if policies:
         found = violations(packages, policies)
         if found:
-            print(format_violations(found, policies), file=sys.stderr)
+            _warn(*violation_lines(found, policies))
             code = code or EXIT_CHECK_FAILED
     return code
 
@@ -211,10 +233,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     for report in reports:
         if report.unavailable:
-            print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
+            _warn(f"note: {report.name}: {report.unavailable}")
     for report in reports:
         if report.error:
-            print(f"error: {report.name}: {report.error}", file=sys.stderr)
+            _warn(f"error: {report.name}: {report.error}")
     if args.json:
         if len(reports) == 1:
             document = json_report.single_package_object(reports[0])
@@ -242,10 +264,29 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def run_subcommand(name: str, argv: Sequence[str]) -> int:
+    """Run the subcommand ``name`` (a key of :data:`SUBCOMMANDS`) with ``argv``; its exit code."""
+    module = importlib.import_module(f"torch_abi_audit.commands.{SUBCOMMANDS[name][0]}")
+    code: int = module.main(list(argv))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    When the first argument names a subcommand (:data:`SUBCOMMANDS`), that subcommand runs with
+    the rest; otherwise the arguments are the audit command's (a target that happens to be
+    spelled like a subcommand is given as a path: ``./diff``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SUBCOMMANDS:
+        return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
+    return _audit_command(arguments)
+
+
+def _audit_command(arguments: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     problem = _usage_problem(args)
     if problem:
         parser.print_usage(sys.stderr)
@@ -253,10 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    return guarded(lambda: _run(args))
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command`` (the audit or a subcommand) and turn the interruptions every command
+    shares into exit codes: a torch to load against that is unusable (2), Ctrl-C (130), a
+    reader that went away (``| head``: 0)."""
     try:
-        return _run(args)
+        return command()
     except LoadTargetError as exc:
-        print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
+        _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)

@@ -190,8 +190,10 @@ class ExtensionReport:
     their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
-    ``verified`` is, for a wheel member, whether its size and CRC-32 were checked (``False``:
-    it was decompressed only as far as the audit needed); ``None`` for a file.
+    ``optional_needed`` are the needed libraries whose absence does not stop the load
+    (weak-linked dylibs, delay-loaded DLLs). ``verified`` is, for a wheel member, whether its
+    size and CRC-32 were checked (``False``: it was decompressed only as far as the audit
+    needed); ``None`` for a file.
     """
 
     path: Path
@@ -210,6 +212,7 @@ class ExtensionReport:
     min_os: str | None = None
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
+    optional_needed: tuple[str, ...] = ()
     verified: bool | None = None
 
     @property

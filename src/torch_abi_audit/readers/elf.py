@@ -34,6 +34,7 @@ from torch_abi_audit.model import (
     SymbolBinding,
     SymbolTable,
     SymbolType,
+    VersionNeed,
     merge_ranges,
 )
 from torch_abi_audit.readers.elf_symbols import (
@@ -56,8 +57,9 @@ _ELFDATA2LSB = 1
 _ELFDATA2MSB = 2
 
 # e_type
+_ET_EXEC = 2
 _ET_DYN = 3
-_ET_NAMES = {0: "untyped", 1: "relocatable object", 2: "executable", 4: "core dump"}
+_ET_NAMES = {0: "untyped", 1: "relocatable object", 4: "core dump"}
 
 # section types
 _SHT_PROGBITS = 1
@@ -73,6 +75,7 @@ _SHT_GNU_VERSYM = 0x6FFFFFFF
 # program header types
 _PT_LOAD = 1
 _PT_DYNAMIC = 2
+_PT_INTERP = 3
 
 # dynamic tags
 _DT_NULL = 0
@@ -85,6 +88,7 @@ _DT_SYMENT = 11
 _DT_SONAME = 14
 _DT_RPATH = 15
 _DT_RUNPATH = 29
+_DT_FLAGS_1 = 0x6FFFFFFB
 _DT_GNU_HASH = 0x6FFFFEF5
 _DT_VERSYM = 0x6FFFFFF0
 _DT_VERDEF = 0x6FFFFFFC
@@ -101,6 +105,8 @@ _SHN_UNDEF = 0
 _SHN_XINDEX = 0xFFFF
 _VER_NDX_GLOBAL = 1
 _VER_FLG_BASE = 0x1
+_VER_FLG_WEAK = 0x2
+_DF_1_PIE = 0x08000000
 
 # ELF64 machines whose DT_HASH table is made of 8-byte words instead of the gABI's Elf32_Word:
 # s390x and Alpha (binutils elf64-s390.c / elf64-alpha.c: sizeof_hash_entry = 8; glibc's
@@ -196,6 +202,8 @@ class _ElfFile:
         ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
         self.segments = self._segments()
         self._section_table: list[_Section] | None = None
+        # (version index, needed file, version name, weak) of every Elf_Vernaux read.
+        self.version_needs: list[tuple[int, str, str, bool]] = []
 
     @property
     def sections(self) -> list[_Section]:
@@ -311,8 +319,11 @@ class _ElfFile:
         the symbol table; else the ``SHT_DYNSYM`` section and the string table it links.
         """
         tags = dict(dynamic)
+        count: int | None = None
         if self._loader_view(tags):
-            return self._loader_symbol_table(tags)
+            count = self._symbol_count_from_hash(tags)
+            if count is not None:
+                return self._loader_symbol_table(tags, count)
         section = self._section(_SHT_DYNSYM)
         if section is not None:
             strtab = self._linked(section)
@@ -324,7 +335,10 @@ class _ElfFile:
             )
         if _DT_SYMTAB not in tags or _DT_STRTAB not in tags:
             return None
-        return self._loader_symbol_table(tags)  # fails: there is no hash table to size it
+        if count is None:  # a GNU hash table that hashes nothing: its symbol offset, at least
+            count = self._symbol_count_from_hash(tags, at_least=True)
+        assert count is not None
+        return self._loader_symbol_table(tags, count)
 
     def _loader_view(self, tags: dict[int, int]) -> bool:
         """Whether the dynamic section locates the symbol table, its strings and a hash table
@@ -333,10 +347,9 @@ class _ElfFile:
             _DT_SYMTAB in tags and _DT_STRTAB in tags and (_DT_HASH in tags or _DT_GNU_HASH in tags)
         )
 
-    def _loader_symbol_table(self, tags: dict[int, int]) -> tuple[bytes, int, bytes]:
+    def _loader_symbol_table(self, tags: dict[int, int], count: int) -> tuple[bytes, int, bytes]:
         symtab_offset = self._file_offset(tags[_DT_SYMTAB], "DT_SYMTAB")
         entsize = tags.get(_DT_SYMENT) or struct.calcsize(self.layout.symbol)
-        count = self._symbol_count_from_hash(tags)
         strtab_offset = self._file_offset(tags[_DT_STRTAB], "DT_STRTAB")
         strsz = tags.get(_DT_STRSZ, 0)
         return (
@@ -345,7 +358,13 @@ class _ElfFile:
             self.reader.read(strtab_offset, strsz, "dynamic string table"),
         )
 
-    def _symbol_count_from_hash(self, tags: dict[int, int]) -> int:
+    def _symbol_count_from_hash(
+        self, tags: dict[int, int], *, at_least: bool = False
+    ) -> int | None:
+        """How many entries the dynamic symbol table has, from ``DT_HASH`` (its chain count)
+        or ``DT_GNU_HASH`` (the end of the last hashed symbol's chain). A GNU hash table that
+        hashes no symbol does not tell: ``None`` (an executable that exports nothing keeps its
+        imports after the symbol offset), or with ``at_least`` its symbol offset."""
         order = self.layout.order
         if _DT_HASH in tags:
             offset = self._file_offset(tags[_DT_HASH], "DT_HASH")
@@ -355,10 +374,11 @@ class _ElfFile:
             _nbucket, nchain = struct.unpack(fmt, raw)
             return int(nchain)
         if _DT_GNU_HASH in tags:
-            return self._gnu_hash_symbol_count(self._file_offset(tags[_DT_GNU_HASH], "GNU_HASH"))
+            offset = self._file_offset(tags[_DT_GNU_HASH], "GNU_HASH")
+            return self._gnu_hash_symbol_count(offset, at_least=at_least)
         raise BinaryReadError("no section headers and no hash table: cannot size .dynsym")
 
-    def _gnu_hash_symbol_count(self, offset: int) -> int:
+    def _gnu_hash_symbol_count(self, offset: int, *, at_least: bool) -> int | None:
         order = self.layout.order
         nbuckets, symoffset, bloom_size, _shift = struct.unpack(
             order + "IIII", self.reader.read(offset, 16, "GNU_HASH header")
@@ -371,7 +391,7 @@ class _ElfFile:
         )
         last = max(buckets, default=0)
         if last < symoffset:
-            return int(symoffset)
+            return int(symoffset) if at_least else None
         chains_at = buckets_at + nbuckets * 4
         start = chains_at + (last - symoffset) * 4
         # The chain of the last bucket ends at the first value with its low bit set. Read it in
@@ -441,12 +461,13 @@ class _ElfFile:
             library = string_at(strtab, file_off, "version requirement file")
             aux_offset = offset + aux
             for _ in range(min(cnt, _MAX_VERSION_ENTRIES)):
-                _hash, _flags, other, name_off, aux_next = struct.unpack(
+                _hash, flags, other, name_off, aux_next = struct.unpack(
                     order + "IHHII", self.reader.read(aux_offset, 16, "version requirement entry")
                 )
-                names[other & VERSYM_INDEX] = (
-                    string_at(strtab, name_off, "version name"),
-                    library,
+                version = string_at(strtab, name_off, "version name")
+                names[other & VERSYM_INDEX] = (version, library)
+                self.version_needs.append(
+                    (other & VERSYM_INDEX, library, version, bool(flags & _VER_FLG_WEAK))
                 )
                 if aux_next == 0:
                     break
@@ -545,14 +566,36 @@ class _ElfFile:
 
     # -- the model ----------------------------------------------------------------------------
 
+    def _version_needs(self, table: SymbolColumns | None) -> tuple[VersionNeed, ...]:
+        """The version requirements, each with the first import bound to it (if any)."""
+        if not self.version_needs:
+            return ()
+        users = table.first_users() if table is not None else {}
+        return tuple(
+            VersionNeed(library, version, weak, users.get(index))
+            for index, library, version, weak in self.version_needs
+        )
+
+    def _is_executable(self, dynamic: list[tuple[int, int]], soname: str | None) -> bool:
+        """ET_EXEC, or a position-independent executable: ``DF_1_PIE`` (binutils >= 2.26,
+        lld, gold), or, for older linkers, an interpreter (``PT_INTERP``) and no soname.
+        (glibc's ``libc.so.6`` has an interpreter too, and a soname.)"""
+        if self.e_type == _ET_EXEC:
+            return True
+        flags_1 = dict(dynamic).get(_DT_FLAGS_1, 0)
+        if flags_1 & _DF_1_PIE:
+            return True
+        return soname is None and any(s.type == _PT_INTERP for s in self.segments)
+
     def library(self, *, local_symbols: bool) -> Library:
-        if self.e_type != _ET_DYN:
+        if self.e_type not in (_ET_DYN, _ET_EXEC):
             kind = _ET_NAMES.get(self.e_type, f"type {self.e_type}")
-            raise BinaryReadError(f"ELF {kind}, not a shared object")
+            raise BinaryReadError(f"ELF {kind}, not a shared object or executable")
         dynamic = self._dynamic_entries()
         found = self._dynamic_symbol_table(dynamic)
         imports: SymbolTable = StaticSymbolTable()
         exports: SymbolTable = StaticSymbolTable()
+        table: SymbolColumns | None = None
         if found is not None:
             raw, entsize, dynstr = found
             table = SymbolColumns(self.layout, raw, entsize, dynstr)
@@ -593,6 +636,8 @@ class _ElfFile:
             rodata=LazyRanges(self._rodata_or_none)
             if self.reader.sequential
             else self._rodata_or_none(),
+            executable=self._is_executable(dynamic, soname),
+            version_needs=self._version_needs(table),
         )
 
     def _rodata_or_none(self) -> tuple[tuple[int, int], ...]:
@@ -618,8 +663,11 @@ def parse_elf(source: ByteSource, path: Path, *, local_symbols: bool = False) ->
     the static symbol table's local entries are read too (slow on unstripped giants such as
     ``libtorch_cpu.so``, so off by default).
 
-    Raises :class:`BinaryReadError` for anything that is not a readable ELF shared object
-    (relocatable objects and executables included).
+    Executables (``ET_EXEC`` and position-independent ones) are read like shared objects and
+    marked ``executable``.
+
+    Raises :class:`BinaryReadError` for anything that is not a readable ELF shared object or
+    executable (relocatable objects and core dumps included).
     """
     try:
         return _ElfFile(path, source).library(local_symbols=local_symbols)

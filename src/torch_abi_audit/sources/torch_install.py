@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import re
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
+from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import is_torch_library
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
@@ -44,7 +45,10 @@ class TorchInstall:
     (``2.13.0+cpu``), ``None`` if ``version.py`` is missing; ``libraries`` the libtorch
     libraries whose exports were read (file names) and ``exports`` the union of their defined
     dynamic symbols; ``lib_files`` every file name in ``torch/lib`` (what ``import torch`` may
-    have loaded). ``problems`` names libraries that could not be read.
+    have loaded). ``problems`` names libraries that could not be read. ``formats`` are the
+    binary formats of the libraries read; ``cxx11_abi`` says which libstdc++ string ABI an ELF
+    build uses (:func:`~torch_abi_audit.rules.cxx_abi.uses_cxx11_abi`), ``None`` for other
+    formats.
     """
 
     root: Path
@@ -54,6 +58,7 @@ class TorchInstall:
     lib_files: tuple[str, ...]
     problems: tuple[str, ...] = ()
     formats: frozenset[str] = frozenset()
+    cxx11_abi: bool | None = None
 
     @property
     def release(self) -> str | None:
@@ -143,16 +148,27 @@ def load_torch_install(path: Path) -> TorchInstall:
     exports: set[str] = set()
     read: list[str] = []
     problems: list[str] = []
+    formats: set[str] = set()
     for name in lib_files:
         if not is_torch_library(name):
             continue
         try:
-            exports.update(read_library(package / "lib" / name).exports.names())
+            library = read_library(package / "lib" / name)
+            exports.update(library.exports.names())
+            formats.add(str(library.format))
             read.append(name)
         except (BinaryReadError, OSError) as exc:
             problems.append(f"{name}: {exc}")
     return _checked(
-        TorchInstall(package, version, tuple(read), frozenset(exports), lib_files, tuple(problems))
+        TorchInstall(
+            package,
+            version,
+            tuple(read),
+            frozenset(exports),
+            lib_files,
+            tuple(problems),
+            frozenset(formats),
+        )
     )
 
 
@@ -194,7 +210,15 @@ def _from_wheel(path: Path) -> TorchInstall:
             except (BinaryReadError, OSError, WheelError) as exc:
                 problems.append(f"{name}: {exc}")
     return _checked(
-        TorchInstall(path, version, tuple(read), frozenset(exports), lib_files, tuple(problems))
+        TorchInstall(
+            path,
+            version,
+            tuple(read),
+            frozenset(exports),
+            lib_files,
+            tuple(problems),
+            frozenset(formats),
+        )
     )
 
 
@@ -204,4 +228,6 @@ def _checked(install: TorchInstall) -> TorchInstall:
         raise TorchInstallError(
             f"{install.root}: no readable libtorch library in torch/lib{detail}"
         )
+    if install.formats == {"elf"}:
+        return replace(install, cxx11_abi=uses_cxx11_abi(install.exports))
     return install
