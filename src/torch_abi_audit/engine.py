@@ -88,7 +88,14 @@ def _runtime_lookups(
         return frozenset()
     if not library.rodata:  # last: an ELF wheel member reads its section headers for this
         return frozenset()
-    names = find_strings(source, library.rodata, _SHIM_STRING, max_bytes=_MAX_RODATA_SCAN)
+    names = find_strings(
+        source,
+        library.rodata,
+        _SHIM_STRING,
+        max_bytes=_MAX_RODATA_SCAN,
+        needle=b"torch_",
+        needle_lead=len("aoti_"),
+    )
     return names - imported - library.exports.names()
 
 

@@ -26,6 +26,7 @@ Reference: PKWARE APPNOTE.TXT 4.3.7 (local file header), 4.4 (field meanings).
 
 from __future__ import annotations
 
+import bisect
 import struct
 import tempfile
 import zlib
@@ -266,13 +267,15 @@ class StreamedMember:
         self.name = name
         self._stream: ChunkStream | None = chunks()
         self._position = 0  # decompressed bytes consumed from the stream
-        self._head = bytearray()  # member[0 : len(_head)], at most WINDOW bytes
         # The tail window starts where the head window ends at the earliest, so that no byte of
         # a member smaller than two windows is kept twice.
         self._tail_start = max(WINDOW, size - WINDOW)
-        self._tail = bytearray()  # member[_tail_start : _tail_start + len(_tail)]
-        self._last = b""  # member[_position - len(_last) : _position], the last chunk consumed
-        self._last_read = (0, b"")  # the last read served outside the windows: (offset, bytes)
+        # The chunks that overlap a window, as the stream produced them (kept, not copied):
+        # (offset in the member, bytes), in ascending order; _starts holds their offsets.
+        self._pieces: list[tuple[int, bytes]] = []
+        self._starts: list[int] = []
+        self._last = (0, b"")  # the last chunk consumed
+        self._last_read = (0, b"")  # the last read served outside the windows
         self._spill: BinaryIO | None = None
         self._spilled = 0  # bytes of the member written to the spill file
 
@@ -291,57 +294,63 @@ class StreamedMember:
         end = offset + length
         if self._spill is not None:
             return self._from_spill(offset, end, what)
-        if end <= WINDOW:  # the head window: fill it up to here if the stream is not there yet
-            if end > len(self._head):
-                self._advance(end, end)
-            return bytes(self._head[offset:end])
-        if offset >= self._tail_start:  # the tail window, likewise
-            if end > self._tail_start + len(self._tail):
-                self._advance(end, end)
-            return bytes(self._tail[offset - self._tail_start : end - self._tail_start])
-        passed = self._retained(offset, min(end, self._position))
-        if passed is not None:  # the part the stream has passed is still held; stream the rest
-            if end > self._position:
-                passed += self._advance(max(offset, self._position), end)
-            self._last_read = (offset, passed)
-            return passed
-        # The stream has passed this range and nothing holds it: decompress again, to a file.
-        self._start_spill()
-        return self._from_spill(offset, end, what)
+        data = b""
+        if offset < self._position:  # the part the stream has passed, if something holds it
+            passed = self._retained(offset, min(end, self._position))
+            if passed is None:  # nothing does: decompress again, into a file
+                self._start_spill()
+                return self._from_spill(offset, end, what)
+            data = passed
+        if end > self._position:
+            data += self._advance(max(offset, self._position), end)
+        if offset >= WINDOW and end <= self._tail_start:
+            self._last_read = (offset, data)
+        return data
 
     def _retained(self, start: int, stop: int) -> bytes | None:
         """``member[start:stop]`` for a range the stream has passed, pieced together from the
-        head window, the last chunk and the last read; None if some of it is held by none."""
-        held = [
-            (0, memoryview(self._head)),
-            (self._position - len(self._last), memoryview(self._last)),
-            (self._last_read[0], memoryview(self._last_read[1])),
-        ]
-        found = bytearray()
+        windows, the last chunk and the last read; None if some of it is held by none."""
+        found: list[bytes] = []
         while start < stop:
-            piece = next(((at, data) for at, data in held if at <= start < at + len(data)), None)
+            piece = self._piece_at(start)
             if piece is None:
                 return None
             at, data = piece
             taken = data[start - at : stop - at]
-            found += taken
+            found.append(taken)
             start += len(taken)
-        return bytes(found)
+        return found[0] if len(found) == 1 else b"".join(found)  # b"" when nothing is
+
+    def _piece_at(self, offset: int) -> tuple[int, bytes] | None:
+        index = bisect.bisect_right(self._starts, offset) - 1
+        if index >= 0:
+            at, data = self._pieces[index]
+            if offset < at + len(data):
+                return at, data
+        for at, data in (self._last, self._last_read):
+            if at <= offset < at + len(data):
+                return at, data
+        return None
 
     def _advance(self, want_start: int, want_end: int) -> bytes:
-        """Consume the stream up to ``want_end``, keeping windows and the wanted range."""
-        wanted = bytearray()
+        """Consume the stream up to ``want_end``, keeping the windows and the wanted range."""
+        wanted: list[bytes] = []
         while self._position < want_end:
             chunk = self._next_chunk()
-            self._keep(chunk)
             chunk_start = self._position
             chunk_end = chunk_start + len(chunk)
+            if chunk_start < WINDOW or chunk_end > self._tail_start:
+                self._pieces.append((chunk_start, chunk))
+                self._starts.append(chunk_start)
             if chunk_end > want_start and chunk_start < want_end:
-                wanted += chunk[max(0, want_start - chunk_start) : want_end - chunk_start]
+                if want_start <= chunk_start and chunk_end <= want_end:
+                    wanted.append(chunk)
+                else:
+                    wanted.append(chunk[max(0, want_start - chunk_start) : want_end - chunk_start])
             self._position = chunk_end
             if chunk:
-                self._last = chunk
-        return bytes(wanted)
+                self._last = (chunk_start, chunk)
+        return wanted[0] if len(wanted) == 1 else b"".join(wanted)  # b"" when nothing is
 
     def _next_chunk(self) -> bytes:
         assert self._stream is not None
@@ -351,14 +360,6 @@ class StreamedMember:
             raise BinaryReadError(
                 f"{self.name}: ends at {self._position} bytes, before its declared size"
             ) from None
-
-    def _keep(self, chunk: bytes) -> None:
-        start = self._position
-        end = start + len(chunk)
-        if start < WINDOW and start == len(self._head):
-            self._head += memoryview(chunk)[: WINDOW - start]
-        if end > self._tail_start:
-            self._tail += chunk[max(0, self._tail_start - start) :]
 
     # -- spilling --------------------------------------------------------------------------
 
@@ -408,9 +409,9 @@ class StreamedMember:
             if close is not None:
                 close()
             self._stream = None
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._last = b""
+        self._pieces = []
+        self._starts = []
+        self._last = (0, b"")
         self._last_read = (0, b"")
 
     def close(self) -> None:
