@@ -238,3 +238,28 @@ def _same_libraries(partial: PackageReport, full: PackageReport, wheel: Path) ->
     for member, lib in ours.items():
         assert _normalised(lib, wheel) == _normalised(theirs[member], wheel), member
     return True
+
+
+def test_a_forked_worker_keeps_the_directory_and_reads_through_its_own_descriptor(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    from torch_abi_audit.sources import wheels
+
+    library = built.stable_plugin.read_bytes()
+    path = _padded_wheel(tmp_path, library, b"")
+    try:
+        archive = wheels.open_wheel(path)
+        parent_fd = archive._handle.fileno()
+        wheels._after_fork()  # what a forked worker runs
+        again = wheels.open_wheel(path)
+        assert again is archive  # the parsed directory is kept...
+        assert archive._handle.fileno() != parent_fd  # ...read through a descriptor of its own
+        member = archive.open_member(MEMBER)
+        try:
+            assert member.read(0, 4, "magic") == b"\x7fELF"
+            assert member.finish(verify=True)
+        finally:
+            member.close()
+        assert archive.metadata().name == "padded"  # zipfile reads through the new descriptor
+    finally:
+        wheels.close_wheels()
