@@ -134,6 +134,8 @@ def test_damage_past_the_needed_prefix_is_found_on_request(
     assert document["wheel"]["verified"] is False
     assert document["wheel"]["unverified_members"] == [MEMBER]
     assert document["bundled_libs"][0]["verified"] is False
+    assert main([str(wheel), "--format", "markdown"]) == 0
+    assert "not fully verified (1 library read only as far as needed" in capsys.readouterr().out
 
 
 def test_damage_within_the_needed_prefix_is_always_an_error(
