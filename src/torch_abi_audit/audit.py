@@ -117,7 +117,7 @@ def _package_report(
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
-        wheel=_wheel(source),
+        wheel=_wheel(source, libraries),
         unavailable=source.unavailable,
     )
 
@@ -184,10 +184,13 @@ def _inside(path: Path, base: Path) -> str:
     return _WHEEL_LIB_DATA.sub("", relative)
 
 
-def _wheel(source: PackageSource) -> WheelReport | None:
+def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:
     if source.wheel is None:
         return None
-    return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
+    unverified = tuple(
+        lib.path.relative_to(source.root).as_posix() for lib in libraries if lib.verified is False
+    )
+    return WheelReport(source.root, source.wheel.filename, source.wheel.tags, unverified)
 
 
 def _audit_sources(
@@ -196,10 +199,14 @@ def _audit_sources(
     python: _PythonContext = _PythonContext(),
     target: LoadTarget | None = None,
     progress: Progress = NO_PROGRESS,
+    *,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     """Read and judge the sources' libraries, predict their loads on ``target``, find."""
     libraries = (p for s in sources for p in s.libraries)
-    results = analyse_libraries(libraries, jobs=jobs, progress=progress)
+    results = analyse_libraries(
+        libraries, jobs=jobs, progress=progress, verify_archive=verify_archive
+    )
     reports = _with_loads([_package_report(source, results, python) for source in sources], target)
     return _with_findings(reports, sources, python)
 
@@ -254,6 +261,7 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -263,6 +271,8 @@ def inspect_package(
     Loading is predicted against ``torch`` (an installation directory or wheel) or the release
     ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
     for an import name, against the torch of the running interpreter's site-packages.
+    A wheel's members are decompressed only as far as the audit needs, unless
+    ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
@@ -270,7 +280,7 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _audit_sources(sources, jobs, python, target)[0]
+    return _audit_sources(sources, jobs, python, target, verify_archive=verify_archive)[0]
 
 
 @dataclass(frozen=True)
@@ -297,6 +307,7 @@ def inspect_requests(
     assume_minimum_abi3: str = FIRST_ABI3,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
 ) -> list[TargetReports]:
     """:func:`inspect_targets`, with the packages grouped by the target that gave them."""
     installed = any(_is_import_name(t) for t in targets)
@@ -313,7 +324,8 @@ def inspect_requests(
         labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
         groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
     sources = [s for _, group in groups for s in group]
-    reports = iter(_audit_sources(sources, jobs, python, target, progress))
+    audited = _audit_sources(sources, jobs, python, target, progress, verify_archive=verify_archive)
+    reports = iter(audited)
     return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 
 
@@ -331,6 +343,7 @@ def inspect_targets(
     assume_minimum_abi3: str = FIRST_ABI3,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -342,7 +355,8 @@ def inspect_targets(
     names, or in ``site_packages``, unless ``predict_loads`` is false), against the torch of
     that environment; abi3 modules without a wheel tag to say otherwise are judged against
     ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
-    nothing usable. ``progress`` hears about downloads and the libraries read.
+    nothing usable. ``progress`` hears about downloads and the libraries read. Wheels are
+    verified as :func:`inspect_package` says (``verify_archive``).
     """
     requests = inspect_requests(
         targets,
@@ -357,6 +371,7 @@ def inspect_targets(
         assume_minimum_abi3=assume_minimum_abi3,
         site_packages=site_packages,
         progress=progress,
+        verify_archive=verify_archive,
     )
     return [package for request in requests for package in request.packages]
 
