@@ -170,9 +170,10 @@ def violations(
     return found
 
 
-def format_violations(found: list[Violation], policies: Iterable[CheckPolicy]) -> str:
-    """The summary printed on stderr when a gate fails."""
+def violation_lines(found: list[Violation], policies: Iterable[CheckPolicy]) -> list[str]:
+    """The lines of the summary printed on stderr when a gate fails (as built: names in them
+    come from the audited input and are escaped where they are printed)."""
     named = ", ".join(str(p) for p in dict.fromkeys(policies))
     lines = [f"FAIL: --check {named} found {len(found)} non-compliant package(s):"]
     lines += [f"  {v.package}: {'; '.join(v.reasons)}" for v in found]
-    return "\n".join(lines)
+    return lines

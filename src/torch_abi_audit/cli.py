@@ -17,8 +17,9 @@ from pathlib import Path
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
-from torch_abi_audit.checks import CheckPolicy, format_violations, violations
+from torch_abi_audit.checks import CheckPolicy, violation_lines, violations
 from torch_abi_audit.renderers import json_report, table
+from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.report import EnvironmentReport, PackageReport
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 
@@ -174,6 +175,13 @@ def _emit(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _warn(*lines: str) -> None:
+    """A message on stderr, one line per argument. The names in it come from the audited
+    input: each line is escaped as the table escapes its own (a line feed in a name cannot
+    start a line)."""
+    print(terminal_lines(list(lines)), file=sys.stderr)
+
+
 def _exit_code(
     packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
 ) -> int:
@@ -181,12 +189,12 @@ def _exit_code(
     if has_error:
         failed = [p.name for p in packages if p.has_error]
         subject = ", ".join(failed) if failed else "the environment"
-        print(f"error: inspection failed for {subject}", file=sys.stderr)
+        _warn(f"error: inspection failed for {subject}")
         code = EXIT_ERROR
     if policies:
         found = violations(packages, policies)
         if found:
-            print(format_violations(found, policies), file=sys.stderr)
+            _warn(*violation_lines(found, policies))
             code = code or EXIT_CHECK_FAILED
     return code
 
@@ -217,10 +225,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     for report in reports:
         if report.unavailable:
-            print(f"note: {report.name}: {report.unavailable}", file=sys.stderr)
+            _warn(f"note: {report.name}: {report.unavailable}")
     for report in reports:
         if report.error:
-            print(f"error: {report.name}: {report.error}", file=sys.stderr)
+            _warn(f"error: {report.name}: {report.error}")
     if args.json:
         if len(reports) == 1:
             document = json_report.single_package_object(reports[0])
@@ -288,7 +296,7 @@ def guarded(command: Callable[[], int]) -> int:
     try:
         return command()
     except LoadTargetError as exc:
-        print(f"torch-abi-audit: error: {exc}", file=sys.stderr)
+        _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)

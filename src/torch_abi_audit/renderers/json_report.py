@@ -9,6 +9,7 @@ anything that could break a consumer.
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -51,6 +52,7 @@ def _torch_object(torch: TorchAnalysis) -> JSONObject:
         "min_torch_symbols": list(torch.min_torch_symbols),
         "torch_libraries": list(torch.torch_libraries),
         "optional_shims": list(torch.optional_shims),
+        "weak_imports": list(torch.weak_imports),
     }
 
 
@@ -84,6 +86,7 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "min_os": lib.min_os,
         "soname": lib.soname,
         "needed": list(lib.needed),
+        "optional_needed": list(lib.optional_needed),
         "runpath": list(lib.runpath),
         "rpath": list(lib.rpath),
         "entry_points": list(lib.entry_points),
@@ -119,6 +122,10 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "undefined_symbols": list(load.undefined_symbols),
         "newer_shims": list(load.newer_shims),
         "removed_shims": list(load.removed_shims),
+        "weak_undefined_symbols": list(load.weak_undefined_symbols),
+        "missing_optional_libraries": list(load.missing_optional_libraries),
+        "failed_dependencies": list(load.failed_dependencies),
+        "cxx11_abi_mismatch": list(load.cxx11_abi_mismatch),
     }
 
 
@@ -204,15 +211,27 @@ def single_package_object(report: PackageReport) -> JSONObject:
     return {**_envelope(), **package_object(report)}
 
 
+# Characters the json module leaves raw with ensure_ascii=False that must not reach a stream as
+# they are: lone surrogates (file-name bytes that are not UTF-8, PEP 383: a UTF-8 stream refuses
+# them), DEL and the C1 controls (a terminal acts on U+009B), U+2028/U+2029 (line breaks to
+# JavaScript). They only ever occur inside strings, where \uXXXX stands for them exactly.
+_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def dumps(document: JSONObject, *, pretty: bool = True) -> str:
     """Serialise a document: indented for people, or compact on one line.
 
     Compact output goes through the json module's C encoder (indentation forces the pure-Python
-    one), which matters for an environment report of several megabytes.
+    one), which matters for an environment report of several megabytes. Lone surrogates, DEL,
+    the C1 controls and U+2028/U+2029 are written as ``\\uXXXX`` escapes (the json module
+    already escapes the C0 controls), so that the output is valid UTF-8 and safe on a terminal,
+    and reads back to the same strings.
     """
     if pretty:
-        return json.dumps(document, indent=2, ensure_ascii=False)
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _RAW_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def load_schema() -> JSONObject:

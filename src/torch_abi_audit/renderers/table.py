@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
 from torch_abi_audit.report import (
     CPythonVerdict,
     EnvironmentReport,
@@ -95,21 +96,33 @@ def _slice_line(part: SliceReport) -> str:
 
 
 def _load_details(lib: ExtensionReport) -> list[str]:
-    """``-v``: every missing library and undefined symbol behind a failed load prediction."""
+    """``-v``: every missing library and undefined symbol behind a failed load prediction, and
+    what is missing but optional (weak imports, weak-linked or delay-loaded libraries)."""
     load = lib.load
-    if load is None or not load.fails:
+    if load is None:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
-    lines = _limited(list(load.missing_libraries[1:]), "also: ")
+    lines: list[str] = []
+    if load.fails:
+        lines += _limited(list(load.missing_libraries[1:]), "also: ")
+        lines += _limited(
+            [demangled.get(name, name) for name in load.undefined_symbols],
+            f"not exported by {load.against}: ",
+        )
+        lines += _limited(list(load.failed_dependencies), "needs, and will not load: ")
     lines += _limited(
-        [demangled.get(name, name) for name in load.undefined_symbols],
-        f"not exported by {load.against}: ",
+        [demangled.get(name, name) for name in load.weak_undefined_symbols],
+        f"weak, not in {load.against} (the load goes on): ",
+    )
+    lines += _limited(
+        list(load.missing_optional_libraries), "weak-linked or delay-loaded, not found: "
     )
     return lines
 
 
 def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
-    """The row for one library, plus its ``-v`` detail lines."""
+    """The row for one library, plus its ``-v`` detail lines (as built: the ``format_*``
+    functions escape every line before it is printed)."""
     shown = _display_path(lib.path, root)
     label = lib.torch_label
     if label is TorchLabel.ERROR:
@@ -202,11 +215,15 @@ def _abi3_version_line(report: PackageReport) -> list[str]:
 
 
 def format_package(report: PackageReport, *, verbose: bool = False) -> str:
-    """The documented per-package block."""
+    """The documented per-package block (every name in it escaped for the terminal)."""
+    return terminal_lines(_package_lines(report, verbose=verbose))
+
+
+def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]:
     lines = [f"Package: {report.name}"]
     if report.unavailable:
         lines.append(f"  Not available: {report.unavailable}")
-        return "\n".join(lines)
+        return lines
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
         lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
@@ -242,7 +259,7 @@ def format_package(report: PackageReport, *, verbose: bool = False) -> str:
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose))
-    return "\n".join(lines)
+    return lines
 
 
 def format_packages(reports: list[PackageReport], *, verbose: bool = False) -> str:
@@ -254,7 +271,8 @@ def format_environment(
     report: EnvironmentReport, *, verbose: bool = False, show_all: bool = False
 ) -> str:
     """The environment table, unstable packages first; ``-v`` adds the blocks of the packages
-    that need attention (unstable, error, stable with a torch floor, or failing findings)."""
+    that need attention (unstable, error, stable with a torch floor, or failing findings).
+    Every name in it is escaped for the terminal."""
     header = [f"Site-packages: {report.site_packages}"]
     header += [f"  also scanned: {extra}" for extra in report.search_paths[1:]]
     if report.torch_reference is not None:
@@ -264,9 +282,12 @@ def format_environment(
     shown = [p for p in report.packages if show_all or p.torch_verdict is not TorchVerdict.NO_TORCH]
     out = list(header)
     if shown:
-        name_width = max(16, min(40, max(len(p.name) for p in shown)))
+        # Cells are escaped before they are measured, so that the columns stay aligned.
+        names = {id(p): terminal_text(p.name) for p in shown}
+        versions = {id(p): terminal_text(_version(p)) for p in shown}
+        name_width = max(16, min(40, max(map(len, names.values()))))
         out.append("")
-        version_width = max(7, *(len(_version(p)) for p in shown))
+        version_width = max(7, *map(len, versions.values()))
         # LOADS, a trailing column, only when loading was predicted against a torch.
         loads = report.torch_reference is not None
         findings_width = max(8, *(len(_finding_counts(p)) for p in shown)) if loads else 0
@@ -280,7 +301,7 @@ def format_environment(
             f"{'-' * version_width}  {'-' * max(8, findings_width)}" + ("  -----" if loads else "")
         )
         for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
-            name = package.name
+            name = names[id(package)]
             if len(name) > name_width:
                 name = name[: name_width - 1] + "…"
             row = (
@@ -288,7 +309,7 @@ def format_environment(
                 f"{package.min_torch_version or '-':<9}  "
                 f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
                 f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  "
-                f"{_version(package):<{version_width}}  "
+                f"{versions[id(package)]:<{version_width}}  "
                 f"{_finding_counts(package):<{findings_width}}"
             )
             if loads:
@@ -323,5 +344,5 @@ def format_environment(
                 or any(f.fails_check for f in package.findings)
             )
             if expand:
-                out += ["", format_package(package, verbose=True)]
-    return "\n".join(out)
+                out += ["", *_package_lines(package, verbose=True)]
+    return terminal_lines(out)
