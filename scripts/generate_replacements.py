@@ -615,7 +615,7 @@ def _release_sources(args: argparse.Namespace) -> list[Path]:
     versions = [r["version"] for r in table["releases"]]
     if args.releases:
         versions = args.releases.split(",")
-    return [RELEASES.fetch_wheel(version, args.cache) for version in versions]
+    return [RELEASES.fetch_release_wheel(version, args.cache) for version in versions]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -624,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--releases", help="comma-separated releases (default: those of torch_stable_abi.json)"
     )
-    parser.add_argument("--cache", type=Path, default=RELEASES.CACHE / "wheels")
+    parser.add_argument("--cache", type=Path, default=RELEASES.default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--check", action="store_true", help="exit 1 if the output would change")
     parser.add_argument("-v", "--verbose", action="store_true", help="list dropped statements")
