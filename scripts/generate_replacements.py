@@ -411,13 +411,14 @@ def entity_entries(
         public = {m: d for m, d in by_macro.items() if not m.startswith("_")}
         if not public or not re.fullmatch(r"(?:at|c10|torch|caffe2)(?:::\w+)+", entity):
             continue
-        ranked = sorted(public, key=lambda m: (m not in macros, public[m], len(m), m))
+        # The most direct first; among equals, one with a replacement, then the shortest.
+        ranked = sorted(public, key=lambda m: (public[m], m not in macros, len(m), m))
         via = ranked[:VIA_LIMIT]
         existing = entities.get(entity)
         if existing is not None:
             existing["via"] = via
             continue
-        best = ranked[0]
+        best = next((m for m in ranked if m in macros), ranked[0])
         definition = libtorch.macros[best]
         if best in macros:
             inherited = {k: v for k, v in macros[best].items() if k != "alternatives"}

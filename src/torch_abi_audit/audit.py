@@ -44,7 +44,8 @@ from torch_abi_audit.rules.python_findings import (
     free_threading_findings,
     interpreter_findings,
 )
-from torch_abi_audit.rules.torch_findings import deprecated_shim_findings
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
+from torch_abi_audit.rules.torch_findings import deprecated_shim_findings, target_version_findings
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -60,6 +61,7 @@ from torch_abi_audit.sources.torch_install import LoadTargetError
 
 if TYPE_CHECKING:  # the load-prediction machinery is imported only when it is used
     from torch_abi_audit.loading import LoadTarget
+    from torch_abi_audit.rules.migration import MigrationPlan
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -232,6 +234,41 @@ def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list
     return loading.apply_load_target(reports, target)
 
 
+def _with_guidance(
+    reports: list[PackageReport], target_version: str | None, explain: bool
+) -> list[PackageReport]:
+    """Reports with the ``above-target-version`` findings (for ``target_version``) and, with
+    ``explain``, their migration plans."""
+    if target_version is None and not explain:
+        return reports
+    table = load_table()
+    result = []
+    for original in reports:
+        report = original
+        libraries = [
+            (_relative_name(lib.path, report.root), lib.torch)
+            for lib in report.libraries
+            if lib.error is None and lib.skipped is None
+        ]
+        if target_version is not None:
+            found = target_version_findings(libraries, table, target_version)
+            report = replace(report, findings=report.findings + tuple(found))
+        if explain:
+            report = replace(report, migration=migration_plan(libraries))
+        result.append(report)
+    return result
+
+
+def migration_plan(libraries: Sequence[tuple[str, TorchAnalysis]]) -> MigrationPlan:
+    """The migration plan of a package's libraries (name, torch analysis), with the shipped
+    stable-ABI and replacements tables."""
+    from torch_abi_audit.rules.migration import plan_migration
+    from torch_abi_audit.rules.replacements import load_replacements
+
+    table = load_table()
+    return plan_migration(libraries, TorchRules(table), load_replacements(), table)
+
+
 def _is_import_name(target: str | Path) -> bool:
     return isinstance(target, str) and not looks_like_path(target)
 
@@ -243,6 +280,8 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -252,6 +291,9 @@ def inspect_package(
     Loading is predicted against ``torch`` (an installation directory or wheel) or the release
     ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
     for an import name, against the torch of the running interpreter's site-packages.
+    ``target_version`` (``"2.10"``) is the oldest torch a stable build promises: libraries
+    importing newer shims get ``above-target-version``. ``explain`` adds each package's
+    :class:`~torch_abi_audit.rules.migration.MigrationPlan` (``report.migration``).
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
@@ -259,7 +301,8 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _with_loads(_audit_sources(sources, jobs, python), target)[0]
+    reports = _with_loads(_audit_sources(sources, jobs, python), target)
+    return _with_guidance(reports, target_version, explain)[0]
 
 
 def inspect_targets(
@@ -274,6 +317,8 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -283,7 +328,7 @@ def inspect_targets(
     Loading is predicted as :func:`inspect_package` does (for import names, unless
     ``predict_loads`` is false); abi3 modules without a wheel tag to say otherwise are judged
     against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
-    name nothing usable.
+    name nothing usable. ``target_version`` and ``explain`` as for :func:`inspect_package`.
     """
     installed = any(_is_import_name(t) for t in targets)
     auto = default_site_packages() if predict_loads and installed else []
@@ -292,7 +337,8 @@ def inspect_targets(
     sources = [s for target in targets for s in _sources(target)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache)
-    return _with_loads(_audit_sources(sources, jobs, python), target)
+    reports = _with_loads(_audit_sources(sources, jobs, python), target)
+    return _with_guidance(reports, target_version, explain)
 
 
 def default_site_packages() -> list[Path]:
@@ -322,6 +368,8 @@ def inspect_site_packages(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
 
@@ -372,6 +420,7 @@ def inspect_site_packages(
         load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results, python) for source in sources], target)
+    packages = _with_guidance(packages, target_version, explain)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),
@@ -390,4 +439,5 @@ __all__ = [
     "inspect_site_packages",
     "inspect_targets",
     "load_target",
+    "migration_plan",
 ]

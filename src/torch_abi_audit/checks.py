@@ -1,7 +1,8 @@
 """``--check`` gates: which audited packages violate a policy, and why.
 
 * ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
-  internals and will break on another torch release). torch itself implements those internals
+  internals and will break on another torch release), or whose libraries import shims newer
+  than ``--target-version`` (``above-target-version``). torch itself implements those internals
   and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
   the stable ABI.
 * ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
@@ -81,13 +82,14 @@ def is_torch_itself(package: PackageReport) -> bool:
 
 
 def _torch_reasons(package: PackageReport) -> list[str]:
+    held = [f"{f.code}: {f.message}" for f in package.findings if f.code in TORCH_FINDINGS]
     if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
-        return []
+        return held
     unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
     names = ", ".join(lib.path.name for lib in unstable[:3])
     if len(unstable) > 3:
         names += f" and {len(unstable) - 3} more"
-    return [f"uses libtorch internals outside the stable ABI ({names})"]
+    return [f"uses libtorch internals outside the stable ABI ({names})", *held]
 
 
 def _abi3_reasons(package: PackageReport) -> list[str]:
@@ -137,11 +139,15 @@ LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
 ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
 
 
+#: Findings about the torch side of a build that the ``torch`` gate fails (not ``metadata``).
+TORCH_FINDINGS = frozenset({"above-target-version"})
+
+
 def _metadata_reasons(package: PackageReport) -> list[str]:
     return [
         f"{f.code}: {f.message}"
         for f in package.findings
-        if f.fails_check and f.code not in LOAD_FINDINGS
+        if f.fails_check and f.code not in LOAD_FINDINGS | TORCH_FINDINGS
     ]
 
 

@@ -104,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each package's migration plan: every unstable libtorch entity once, with "
+        "occurrence and library counts, what replaces it on the stable ABI (and since which "
+        "torch), and what that means for the package's min torch",
+    )
+    parser.add_argument(
+        "--target-version",
+        metavar="X.Y",
+        help="the oldest torch a stable build promises (what TORCH_TARGET_VERSION encodes): "
+        "libraries importing shims newer than X.Y get above-target-version (error, fails "
+        "--check torch); shims looked up at run time with dlsym do not count",
+    )
+    parser.add_argument(
         "--assume-minimum-abi3",
         metavar="X.Y",
         default=FIRST_ABI3,
@@ -200,14 +214,16 @@ def _exit_code(
 
 
 def _run(args: argparse.Namespace) -> int:
-    loads = {
+    options = {
         "torch": args.torch,
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
+        "target_version": args.target_version,
+        "explain": args.explain,
     }
     if args.env or args.site_packages:
-        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
+        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **options)
         if args.json:
             _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
         else:
@@ -221,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
-        **loads,
+        **options,
     )
     for report in reports:
         if report.unavailable:
@@ -251,6 +267,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:
         return "--torch and --torch-version exclude each other"
+    if args.target_version is not None and not re.fullmatch(r"\d+\.\d+", args.target_version):
+        return "--target-version takes a torch release X.Y (e.g. 2.10)"
     if not re.fullmatch(r"3\.([2-9]|[1-9]\d)", args.assume_minimum_abi3):
         return "--assume-minimum-abi3 takes a version 3.x with x >= 2 (e.g. 3.9)"
     return None

@@ -14,6 +14,7 @@ from importlib.resources import files
 from typing import Any
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.renderers.migration import plan_object
 from torch_abi_audit.report import (
     EnvironmentReport,
     ExtensionReport,
@@ -24,7 +25,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -184,6 +185,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "unavailable": report.unavailable,
         "torch_reference": _reference_object(report.torch_reference),
         "load_status": str(report.load_status) if report.load_status else None,
+        "migration": plan_object(report.migration) if report.migration else None,
     }
 
 

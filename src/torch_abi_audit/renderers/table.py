@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.report import (
     CPythonVerdict,
     EnvironmentReport,
@@ -259,6 +260,8 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose))
+    if report.migration is not None:
+        lines.extend(plan_lines(report.migration))
     return lines
 
 
@@ -345,4 +348,9 @@ def format_environment(
             )
             if expand:
                 out += ["", *_package_lines(package, verbose=True)]
+    elif any(p.migration is not None and p.migration.occurrences for p in shown):
+        # --explain without -v: the plans of the packages that have something to port.
+        for package in sorted(shown, key=lambda p: p.name.lower()):
+            if package.migration is not None and package.migration.occurrences:
+                out += ["", f"Package: {package.name}", *plan_lines(package.migration)]
     return terminal_lines(out)

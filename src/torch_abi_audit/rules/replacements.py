@@ -12,7 +12,8 @@ The lookup, in order:
 
 1. an ATen operator (``at::_ops::select_int``) -> its ``torch::stable`` function, else the C shim
    ``aoti_torch_aten_<op>``, else ``torch_call_dispatcher`` on ``aten::<op>.<overload>``;
-2. the entity itself in the table (``at::TensorBase::sizes``, ``c10::detail::torchCheckFail``);
+2. the entity itself in the table (``at::TensorBase::sizes``, ``c10::detail::torchCheckFail``;
+   a method of ``at::Tensor`` as the ``at::TensorBase`` one it inherits);
 3. a Tensor method or ATen function that is an operator (``at::Tensor::item``, ``at::pad``) ->
    as 1., by the operator's name (the notes' rules for native functions and Tensor methods);
 4. the nearest enclosing entity in the table (``at::Tensor`` for ``at::Tensor::~Tensor``);
@@ -118,14 +119,19 @@ class ReplacementTable:
             operator = self.aten_operators.get(scope[2])
             if operator is not None:
                 return self._operator(operator, scope[2], shims)
+        shown = "::".join(scope)
+        if scope[:2] == ("at", "Tensor") and len(scope) == 3:
+            # class Tensor : public TensorBase (ATen/core/TensorBody.h): its methods too.
+            inherited = self.entities.get(f"at::TensorBase::{scope[2]}")
+            if inherited is not None and shown not in self.entities:
+                return _advice(shown, inherited)
         for length in range(len(scope), 0, -1):
-            key = "::".join(scope[:length])
-            entry = self.entities.get(key)
+            entry = self.entities.get("::".join(scope[:length]))
             if entry is not None:
-                return _advice(key if length == len(scope) else "::".join(scope), entry)
+                return _advice(shown, entry)
             if length == len(scope) and (advice := self._native_function(scope, shims)):
                 return advice
-        return Advice("::".join(scope), None)
+        return Advice(shown, None)
 
     def _native_function(
         self, scope: tuple[str, ...], shims: TorchAbiTable | None
