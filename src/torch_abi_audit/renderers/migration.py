@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from torch_abi_audit.rules.explain import Explanation
 from torch_abi_audit.rules.migration import EntityUse, MigrationPlan
 from torch_abi_audit.rules.replacements import NO_REPLACEMENT, Advice
 
@@ -170,3 +171,51 @@ def plan_markdown(plan: MigrationPlan) -> list[str]:
         )
     lines += ["", f"{floor_text(plan)[0].upper()}{floor_text(plan)[1:]}."]
     return lines
+
+
+def explanation_lines(explanation: Explanation) -> list[str]:
+    """The ``explain`` subcommand's block for one name."""
+    lines = [explanation.query]
+    if explanation.demangled and explanation.demangled != explanation.query:
+        lines.append(f"  demangled:   {explanation.demangled}")
+    if explanation.entity:
+        lines.append(f"  entity:      {explanation.entity}")
+    lines.append(f"  verdict:     {explanation.verdict}: {explanation.detail}")
+    advice = explanation.advice
+    if advice is None:
+        return lines
+    via = via_text(advice)
+    if via:
+        lines.append(f"  emitted by:  {via.removeprefix('via ')}")
+    lines.append(f"  replacement: {replacement_text(advice)}")
+    if advice.declared_in:
+        lines.append(f"  declared in: {advice.declared_in}")
+    if advice.source is not None:
+        lines.append(f"  source:      {advice.source}")
+    return lines
+
+
+def explanation_object(explanation: Explanation) -> dict[str, Any]:
+    """The JSON form of one explained name."""
+    shim = explanation.shim
+    return {
+        "query": explanation.query,
+        "form": str(explanation.form),
+        "verdict": str(explanation.verdict),
+        "detail": explanation.detail,
+        "demangled": explanation.demangled,
+        "entity": explanation.entity,
+        "advice": advice_object(explanation.advice) if explanation.advice else None,
+        "shim": (
+            {
+                "name": shim.name,
+                "since": str(shim.since),
+                "removed": str(shim.removed) if shim.removed else None,
+                "deprecated": shim.deprecated,
+                "replacement": shim.replacement,
+                "device": shim.device,
+            }
+            if shim
+            else None
+        ),
+    }

@@ -98,6 +98,25 @@ class ReplacementTable:
     aten_operators: dict[str, str]
     rules: dict[str, dict[str, Any]]
     sources: dict[str, Any]
+    macros: dict[str, dict[str, Any]]
+
+    @cached_property
+    def macro_names(self) -> frozenset[str]:
+        """Every libtorch macro the table knows: those with a replacement and those that
+        expand to an entity of the table."""
+        emitting = {m for entry in self.entities.values() for m in entry.get("via", ())}
+        return frozenset(self.macros) | emitting
+
+    def expansions(self, macro: str) -> tuple[str, ...]:
+        """The entities of the table ``macro`` expands to, sorted."""
+        return tuple(sorted(n for n, e in self.entities.items() if macro in e.get("via", ())))
+
+    def macro_advice(self, macro: str) -> Advice:
+        """What replaces a libtorch macro (``TORCH_CHECK`` -> ``STD_TORCH_CHECK``)."""
+        entry = self.macros.get(macro)
+        if entry is None:
+            return Advice(macro, None)
+        return _advice(macro, entry)
 
     @cached_property
     def operators_by_name(self) -> dict[str, list[str]]:
@@ -266,6 +285,7 @@ def parse_replacements(raw: Any) -> ReplacementTable:
         aten = {str(k): str(v) for k, v in raw["aten_operators"].items()}
         rules = {str(k): dict(v) for k, v in raw["rules"].items()}
         sources = dict(raw["sources"])
+        macros = {str(k): dict(v) for k, v in raw["macros"].items()}
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ReplacementTableError(f"malformed replacements table: {exc!r}") from exc
     for name, entry in entities.items():
@@ -279,7 +299,10 @@ def parse_replacements(raw: Any) -> ReplacementTable:
         if "function" not in entry or not isinstance(entry.get("source"), dict):
             raise ReplacementTableError(f"operator {name}: missing function or source")
         _check_version(entry.get("since"), f"operator {name}")
-    return ReplacementTable(entities, operators, aten, rules, sources)
+    for name, entry in macros.items():
+        if not entry.get("replacement") or not isinstance(entry.get("source"), dict):
+            raise ReplacementTableError(f"macro {name}: missing replacement or source")
+    return ReplacementTable(entities, operators, aten, rules, sources, macros)
 
 
 @cache

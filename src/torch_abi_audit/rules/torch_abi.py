@@ -247,13 +247,7 @@ class TorchRules:
         scope = entity_scope(name)
         demangled = demangle(name)
         # An operator in c10 (operator<<, operator+) is judged by its argument types below.
-        c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
-        if (
-            scope
-            and scope[0] in TORCH_NAMESPACES
-            and not c10_operator
-            and not self._stable_scope(scope)
-        ):
+        if self.is_internal_scope(scope):
             return UnstableSymbol(
                 name,
                 demangled,
@@ -293,6 +287,15 @@ class TorchRules:
         if unstable.reason is UnstableReason.C_SYMBOL:
             return (unstable.symbol,)
         return entity_scope(unstable.symbol) or (unstable.symbol,)
+
+    def is_internal_scope(self, scope: tuple[str, ...]) -> bool:
+        """True when an entity with this scope is libtorch-internal: it lives in a libtorch
+        namespace and is neither stable (``torch::stable``, ``torch::headeronly``), nor
+        header-only ``c10``, nor a ``c10`` operator (judged by its argument types)."""
+        if not scope or scope[0] not in TORCH_NAMESPACES:
+            return False
+        c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
+        return not c10_operator and not self._stable_scope(scope)
 
     def _stable_scope(self, scope: tuple[str, ...]) -> bool:
         if scope[0] == "torch" and len(scope) > 1 and scope[1] in STABLE_TORCH_NAMESPACES:
