@@ -30,6 +30,7 @@ EXIT_ERROR = 2
 #: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
 #: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "diff": ("diff", "compare two builds of a package: port progress and regressions"),
     "explain": ("explain", "what a libtorch symbol, operator or macro is, and what replaces it"),
 }
 

@@ -132,10 +132,11 @@ def plan_object(plan: MigrationPlan) -> dict[str, Any]:
 
 
 def markdown_escape(text: str) -> str:
-    """``text`` safe as Markdown table-cell text: Markdown punctuation backslash-escaped,
-    pipes too (GFM splits cells on them), line breaks folded (names from audited input reach
-    these tables)."""
-    escaped = re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", text)
+    """``text`` safe as Markdown (GFM) inline text in a table cell or list item: the characters
+    that could start emphasis, code, a link, an HTML tag or strikethrough, or split a table
+    cell, are backslash-escaped, and line breaks folded (names from audited input reach these
+    tables)."""
+    escaped = re.sub(r"([\\`*_\[\]<|~])", r"\\\1", text)
     return " ".join(escaped.split())
 
 
