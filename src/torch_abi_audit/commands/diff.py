@@ -189,7 +189,9 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     if args.jobs is not None and args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+        parser.print_usage(sys.stderr)
+        print("torch-abi-audit diff: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
     try:
         old, new = (resolve_side(side, args) for side in sides)
     except SideError as exc:
