@@ -76,6 +76,9 @@ DOCS_SHA256 = "80c25c08654eacd3749673844ceb6c1903a5b3b5bad60fb17054a5bcb4406e57"
 
 # Headers read, relative to torch/include.
 STABLE_DIRS = ("torch/csrc/stable", "torch/headeronly")
+# The stable C shim's main header: its comments name libtorch counterparts ("stable corollary
+# to torch::Library method m.impl()").
+STABLE_FILES = ("torch/csrc/inductor/aoti_torch/c/shim.h",)
 LIBTORCH_DIRS = (
     "c10",
     "ATen",
@@ -152,7 +155,7 @@ def read_release_headers(files: object, *, with_libtorch: bool) -> ReleaseHeader
     version: str = files.version()  # type: ignore[attr-defined]
     release = ReleaseHeaders(version, files.source, files.sha256)  # type: ignore[attr-defined]
     read = files.read_text  # type: ignore[attr-defined]
-    for path in _header_members(files, STABLE_DIRS, ()):
+    for path in _header_members(files, STABLE_DIRS, STABLE_FILES):
         release.stable[path] = read_header(path, read(f"include/{path}") or "")
     if not with_libtorch:
         return release
@@ -317,7 +320,8 @@ def resolve_statements(
     rejected: list[str] = []
     for statement in statements:
         entity = libtorch.resolve(statement.libtorch)
-        if entity is None or (entity in stable.names or entity in stable.macros):
+        namespace = entity in libtorch.names and libtorch.names[entity][1] == "namespace"
+        if entity is None or namespace or entity in stable.names or entity in stable.macros:
             rejected.append(f"{statement.source}: libtorch name {statement.libtorch!r}")
             continue
         replacement = None
@@ -415,10 +419,11 @@ def entity_entries(
         ranked = sorted(public, key=lambda m: (public[m], m not in macros, len(m), m))
         via = ranked[:VIA_LIMIT]
         existing = entities.get(entity)
+        best = next((m for m in ranked if m in macros), ranked[0])
         if existing is not None:
             existing["via"] = via
+            _prefer_cxx(existing, macros.get(best), shims)
             continue
-        best = next((m for m in ranked if m in macros), ranked[0])
         definition = libtorch.macros[best]
         if best in macros:
             inherited = {k: v for k, v in macros[best].items() if k != "alternatives"}
@@ -439,6 +444,21 @@ def entity_entries(
     for entry in entities.values():
         entry.setdefault("via", [])
     return entities, macros
+
+
+def _prefer_cxx(
+    entry: dict[str, object], macro: dict[str, object] | None, shims: dict[str, dict[str, object]]
+) -> None:
+    """The notes recommend the C++ API of torch/csrc/stable over the C shim "unless absolutely
+    necessary": an entity whose statement names a shim, while the macro that emits it has a
+    C++ replacement, takes the macro's and keeps the shim as an alternative."""
+    if macro is None or entry["replacement"] not in shims or macro["replacement"] in shims:
+        return
+    alternatives = entry["alternatives"]
+    assert isinstance(alternatives, list)
+    alternatives.insert(0, entry["replacement"])
+    for key in ("replacement", "since", "declared_in", "relation", "source"):
+        entry[key] = macro[key]
 
 
 def operator_entries(

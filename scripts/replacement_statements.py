@@ -147,6 +147,13 @@ _COMMENT_PAIRS = (
         None,
     ),
     (re.compile(rf"\bstable interface to `?({_LIBTORCH})`?"), "stable interface to", 1, None),
+    (re.compile(rf"\bapproximate copy of `?({_LIBTORCH})`?"), "approximate copy of", 1, None),
+    (
+        re.compile(rf"\b[Ss]table corollary to `?({_LIBTORCH})(?![\w:])`?(?!\s+method)"),
+        "stable corollary to",
+        1,
+        None,
+    ),
     (
         re.compile(rf"\b[Mm]odeled after `?({_LIBTORCH}|[A-Z]\w+)\b`?"),
         "modeled after",
@@ -166,6 +173,7 @@ _COMMENT_PAIRS = (
         1,
     ),
 )
+_COROLLARY_METHOD = re.compile(rf"\b[Ss]table corollary to `?({_LIBTORCH})`? method m\.(\w+)\(")
 _OPERATOR_COMMENT = re.compile(r"\b[Ss]table versions? of the ([\w.]+) op\b")
 _OPERATOR_NAME = re.compile(r"\bthe (?:existing )?([\w.]+) op\b")
 _REGION = re.compile(r"counterparts in (\w+)\.h|mirror the methods defined in\s*(\w+)")
@@ -229,6 +237,10 @@ def _comment_statements(
                     operator, target.qualified, "stable version of the operator", source, True
                 )
         return
+    for match in _COROLLARY_METHOD.finditer(text):
+        if target is not None:
+            method = f"{match.group(1)}::{match.group(2)}"
+            yield Statement(method, target.qualified, "stable corollary to", source)
     for pattern, relation, libtorch_group, stable_group in _COMMENT_PAIRS:
         for match in pattern.finditer(text):
             if stable_group is None and target is None:

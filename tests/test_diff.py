@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 from markdown_it import MarkdownIt
 
+from helpers.build import Fixtures
 from helpers.elf_builder import Sym, build_elf
 from helpers.real_wheels import real_wheel
 from helpers.wheel_builder import write_wheel
@@ -381,3 +382,45 @@ def test_torchaudio_is_a_complete_migration(capsys: pytest.CaptureFixture[str]) 
     assert "torchaudio/lib/libtorchaudio.so became UNSTABLE" in [
         r["reason"] for r in reverse["regressions"]
     ]
+
+
+def test_compiled_fixtures(built: Fixtures, tmp_path: Path) -> None:
+    """Real compiled libraries: the unstable one (TORCH_CHECK's torchCheckFail, at::Tensor::dim)
+    ported to the stable plugin, under the same name."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old = write_wheel(
+        tmp_path / "a", "c", "1", [TAG], {"c/libops.so": built.unstable_lib.read_bytes()}
+    )
+    new = write_wheel(
+        tmp_path / "b", "c", "2", [TAG], {"c/libops.so": built.stable_plugin.read_bytes()}
+    )
+    diff = diff_packages(inspect_package(old), inspect_package(new))
+    (change,) = diff.libraries
+    assert (change.old.torch_label, change.new.torch_label) == ("UNSTABLE", "STABLE")  # type: ignore[union-attr]
+    assert {e.entity: e.advice.replacement for e in change.removed} == {
+        "at::Tensor::dim": "torch::stable::Tensor::dim",
+        "c10::detail::torchCheckFail": "STD_TORCH_CHECK",
+    }
+    assert change.shims_added == ("aoti_torch_delete_tensor_object", "torch_dtype_float8_e8m0fnu")
+    assert (diff.old.min_torch, diff.new.min_torch) == (None, "2.11.0")
+
+
+@pytest.mark.network
+def test_requirement_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    """A side given as a requirement is fetched with pip (--download fills NEW)."""
+    old = real_wheel(TORCHAUDIO[0])
+    code, out, _ = run(
+        capsys,
+        str(old),
+        "--download",
+        "torchaudio==2.11.0",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.11",
+        "--check",
+        "torch",
+    )
+    assert code == 0
+    assert out.splitlines()[0] == "Diff: torchaudio 2.9.1 -> torchaudio 2.11.0"

@@ -75,6 +75,12 @@ inline void parallel_for(int64_t begin, int64_t end, const F& f) {}
 
 HIDDEN_NAMESPACE_END(torch, stable)
 
+// stable corollary to torch::Library method m.impl(), should be
+// called from StableLibrary
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_library_impl(TorchLibraryHandle self, const char* n);
+// stable corollary to torch::Library constructor with Kind::DEF
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_library_init_def(const char* ns);
+
 // STD_CHECK is same as TORCH_CHECK but throws std::runtime_error instead of
 // c10::Error, e.g. for custom ops.
 #define STD_CHECK(cond, ...) if (!(cond)) { throw std::runtime_error("x"); }
@@ -158,6 +164,14 @@ def test_header_statements_tie_comments_to_declarations() -> None:
     assert ("at::parallel_for", "torch::stable::parallel_for", False) in found
     assert ("TORCH_CHECK", "STD_CHECK", False) in found
     assert ("c10::Error", "std::runtime_error", False) in found
+    assert ("torch::Library::impl", "aoti_torch_library_impl", False) in found
+    assert ("torch::Library", "aoti_torch_library_init_def", False) in found
+    assert not any(
+        s[0].startswith("torch::Library")
+        and s[1] == "aoti_torch_library_impl"
+        and s[0] != "torch::Library::impl"
+        for s in found
+    )
     # The block of TensorBase counterparts ends at its "END of" comment.
     assert ("TensorBase::dim", "torch::stable::Device::dim", False) in found
     assert (
