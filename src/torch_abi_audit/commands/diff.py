@@ -168,6 +168,7 @@ def render(diff: PackageDiff, output: str, verbose: bool) -> str:
         document = {
             "schema_version": json_report.SCHEMA_VERSION,
             "tool": {"name": "torch-abi-audit", "version": __version__},
+            "document": "diff",
             "diff": diff_object(diff),
         }
         return json_report.dumps(document, pretty=sys.stdout.isatty())

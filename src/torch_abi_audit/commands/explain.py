@@ -77,6 +77,7 @@ def main(argv: Sequence[str]) -> int:
         document = {
             "schema_version": json_report.SCHEMA_VERSION,
             "tool": {"name": "torch-abi-audit", "version": __version__},
+            "document": "explain",
             "symbols": [explanation_object(e) for e in explanations],
         }
         sys.stdout.write(json_report.dumps(document, pretty=sys.stdout.isatty()) + "\n")
