@@ -14,6 +14,7 @@ from helpers.build import Fixtures
 from helpers.elf_builder import Sym, build_elf
 from helpers.real_wheels import real_wheel
 from helpers.wheel_builder import write_wheel
+from helpers.workflow import commands
 from torch_abi_audit import inspect_package
 from torch_abi_audit.checks import CheckPolicy
 from torch_abi_audit.cli import main
@@ -23,10 +24,17 @@ from torch_abi_audit.diff import (
     match_libraries,
     normalized_name,
 )
+from torch_abi_audit.renderers.base import RenderOptions
 from torch_abi_audit.renderers.diff import diff_markdown
 from torch_abi_audit.renderers.json_report import load_schema
+from torch_abi_audit.renderers.registry import RENDERERS, get_renderer
 
 SCHEMA = load_schema()
+SARIF = jsonschema.Draft202012Validator(
+    json.loads(
+        (Path(__file__).parent / "fixtures" / "sarif" / "sarif-schema-2.1.0.json").read_text()
+    )
+)
 CHECK_FAIL = "_ZN3c106detail14torchCheckFailEPKcS2_jRKSs"
 SELECT_INT = "_ZN2at4_ops10select_int4callERKNS_6TensorElN3c106SymIntE"
 CAT = "_ZN2at4_ops3cat4callERKN3c108IListRefINS_6TensorEEEl"
@@ -424,3 +432,51 @@ def test_requirement_sides(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 0
     assert out.splitlines()[0] == "Diff: torchaudio 2.9.1 -> torchaudio 2.11.0"
+
+
+@pytest.mark.parametrize("name", list(RENDERERS))
+def test_every_format_renders_a_diff(name: str, tmp_path: Path) -> None:
+    old, new = _wheels(tmp_path)
+    diff = diff_packages(inspect_package(old), inspect_package(new))
+    text = get_renderer(name).render(diff, RenderOptions(working_directory=tmp_path))
+    assert "mypkg" in text
+
+
+def test_github_and_sarif(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    old, new = _wheels(tmp_path)
+    # Reversed: regressions; --check torch makes the torch ones errors, the rest warnings.
+    code, out, _ = run(capsys, str(new), str(old), "--check", "torch", "--format", "github")
+    assert code == 1
+    found = commands(out)
+    errors = [c for c in found if c[0] == "error"]
+    assert errors and all(c[1]["title"] == "torch-abi-audit: torch regression" for c in errors)
+    # The new build is the old wheel, outside the working directory: an absolute path.
+    assert {c[1]["file"] for c in errors} == {str(old)}
+    # Going back to the pinned release fixes the unpinned-unstable finding: a notice.
+    assert ("notice", "torch-abi-audit: fixed torch-unpinned-unstable") in {
+        (c[0], c[1].get("title")) for c in found
+    }
+    notices = [c for c in found if c[0] == "notice"]
+    assert notices[-1][1]["title"] == "torch-abi-audit diff" and "gates torch:" in notices[-1][2]
+    assert "::group::torch-abi-audit report" in out
+    code, out, _ = run(capsys, str(new), str(old), "--check", "torch", "--format", "sarif")
+    assert code == 1
+    log = json.loads(out)
+    SARIF.validate(log)
+    results = log["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} >= {"torch-regression"}
+    assert all(r["level"] == "error" for r in results if r["ruleId"] == "torch-regression")
+    became = next(r for r in results if "became UNSTABLE" in r["message"]["text"])
+    assert became["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] == (
+        "mypkg/_C.cpython-311-x86_64-linux-gnu.so"
+    )
+
+
+def test_output_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    old, new = _wheels(tmp_path)
+    target = tmp_path / "diff.md"
+    code, out, _ = run(capsys, str(old), str(new), "--format", "markdown", "-o", str(target))
+    assert code == 0 and out == ""
+    assert target.read_text().startswith("### torch-abi-audit diff: mypkg 1.0 → mypkg 1.1")
+    code, _, err = run(capsys, str(old), str(new), "-o", str(tmp_path / "missing" / "x.txt"))
+    assert code == 2 and "cannot write" in err

@@ -102,7 +102,9 @@ class LibraryChange:
 
 @dataclass(frozen=True)
 class PackageSummary:
-    """A build of the package as a whole: how it is named in the output and its roll-ups."""
+    """A build of the package as a whole: how it is named in the output and its roll-ups;
+    ``root`` is where it was read (a wheel, a directory, a saved report's root), ``in_wheel``
+    whether its libraries are members of the wheel at ``root``."""
 
     label: str
     name: str
@@ -112,19 +114,27 @@ class PackageSummary:
     min_torch: str | None
     libraries: int
     unstable: int
+    root: Path = Path()
+    in_wheel: bool = False
 
 
 @dataclass(frozen=True)
 class Regression:
-    """Something the new build does worse, and the ``--check`` gate it fails."""
+    """Something the new build does worse, the ``--check`` gate it fails, and the library of
+    the new build it is about (``None``: the package)."""
 
     gate: CheckPolicy
     reason: str
+    library: str | None = None
 
 
 @dataclass(frozen=True)
 class PackageDiff:
-    """The comparison of two builds of a package (see the module docstring)."""
+    """The comparison of two builds of a package (see the module docstring).
+
+    ``checks`` are the gates ``--check`` asked for (what :attr:`failed` judges by) and
+    ``errors`` what could not be read on either side (exit code 2); the command sets both.
+    """
 
     old: PackageSummary
     new: PackageSummary
@@ -132,6 +142,13 @@ class PackageDiff:
     findings_fixed: tuple[Finding, ...] = ()
     findings_introduced: tuple[Finding, ...] = ()
     regressions: tuple[Regression, ...] = field(default=())
+    checks: tuple[CheckPolicy, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Regression, ...]:
+        """The regressions that fail the gates asked for (:attr:`checks`): exit code 1."""
+        return self.failing(self.checks) if self.checks else ()
 
     def failing(self, policies: Iterable[CheckPolicy]) -> tuple[Regression, ...]:
         """The regressions that fail any of ``policies`` (``all`` and ``both`` as for the
@@ -335,6 +352,8 @@ def summarize(report: PackageReport, label: str) -> PackageSummary:
         report.min_torch_version,
         len(report.libraries),
         sum(len(lib.torch.unstable_details) for lib in report.libraries),
+        report.root,
+        report.wheel is not None,
     )
 
 
@@ -419,11 +438,12 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
                 Regression(
                     CheckPolicy.TORCH,
                     f"new library {new.path} is UNSTABLE ({new.unstable} unstable imports)",
+                    new.path,
                 )
             )
         return found
     if new.torch_label == unstable and old.torch_label != unstable:
-        found.append(Regression(CheckPolicy.TORCH, f"{new.path} became UNSTABLE"))
+        found.append(Regression(CheckPolicy.TORCH, f"{new.path} became UNSTABLE", new.path))
     elif change.entities_gained or new.unstable > old.unstable:
         entities = list(change.entities_gained)
         what = (
@@ -437,6 +457,7 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
             Regression(
                 CheckPolicy.TORCH,
                 f"{new.path} gained unstable imports ({old.unstable} -> {new.unstable}){what}",
+                new.path,
             )
         )
     if old.cpython_label in _ABI3_GOOD and new.cpython_label == str(
@@ -446,6 +467,7 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
             Regression(
                 CheckPolicy.ABI3,
                 f"{new.path} broke its abi3 promise ({old.cpython_label} -> {new.cpython_label})",
+                new.path,
             )
         )
     elif change.cpython_added and new.cpython_label == str(CPythonLabel.ABI3_TAGGED_VIOLATIONS):
@@ -454,6 +476,7 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
                 CheckPolicy.ABI3,
                 f"{new.path} imports more CPython API outside the stable ABI: "
                 f"{', '.join(change.cpython_added[:3])}",
+                new.path,
             )
         )
     return found

@@ -16,15 +16,17 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import inspect_targets
 from torch_abi_audit.checks import CheckPolicy
-from torch_abi_audit.diff import PackageDiff, diff_packages
-from torch_abi_audit.renderers import json_report
-from torch_abi_audit.renderers.diff import diff_lines, diff_markdown, diff_object
-from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.diff import diff_packages
+from torch_abi_audit.output import OutputError, write_report
+from torch_abi_audit.renderers.base import RenderOptions
+from torch_abi_audit.renderers.escape import terminal_text
+from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
 from torch_abi_audit.report import PackageReport
 from torch_abi_audit.sources.saved_report import (
     SavedReportError,
@@ -33,7 +35,6 @@ from torch_abi_audit.sources.saved_report import (
 )
 
 SUMMARY = "compare two builds of a package: port progress and regressions"
-FORMATS = ("table", "markdown", "json")
 # "name==1.0", "name>=2", "name[extra]~=1.2": a requirement to fetch, not a path or import name.
 _REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*(===|==|~=|!=|>=|<=|<|>)")
 
@@ -77,9 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         "environment report)",
     )
     parser.add_argument(
-        "--format", choices=FORMATS, default="table", help="output format (default: table)"
+        "--format",
+        choices=list(RENDERERS),
+        default=DEFAULT_FORMAT,
+        help="report format (as the audit's): "
+        + "; ".join(f"{name}: {r.description}" for name, r in RENDERERS.items()),
     )
     parser.add_argument("--json", action="store_true", help="same as --format json")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the report to FILE (atomically) instead of standard output",
+    )
     parser.add_argument(
         "--check",
         nargs="?",
@@ -162,21 +174,6 @@ def _labels(old: PackageReport, new: PackageReport) -> tuple[str, str] | None:
     )
 
 
-def render(diff: PackageDiff, output: str, verbose: bool) -> str:
-    """The diff in the format asked for."""
-    if output == "json":
-        document = {
-            "schema_version": json_report.SCHEMA_VERSION,
-            "tool": {"name": "torch-abi-audit", "version": __version__},
-            "document": "diff",
-            "diff": diff_object(diff),
-        }
-        return json_report.dumps(document, pretty=sys.stdout.isatty())
-    if output == "markdown":
-        return diff_markdown(diff)
-    return terminal_lines(diff_lines(diff, verbose=verbose))
-
-
 def main(argv: Sequence[str]) -> int:
     """Run ``diff``; returns the exit code."""
     parser = build_parser()
@@ -205,16 +202,26 @@ def main(argv: Sequence[str]) -> int:
     olds, news = (r.distribution.name if r.distribution else r.name for r in (old, new))
     if olds.lower() != news.lower():
         print(f"note: comparing {olds} with {news}", file=sys.stderr)
-    diff = diff_packages(old, new, labels=_labels(old, new))
-    output = "json" if args.json else args.format
-    text = render(diff, output, args.verbose)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    code = 2 if broken else 0
-    if args.check:
-        failing = diff.failing(args.check)
-        if failing:
-            print(f"FAIL: {len(failing)} regression(s) in {new.name}:", file=sys.stderr)
-            for regression in failing:
-                print(f"  [{regression.gate}] {terminal_text(regression.reason)}", file=sys.stderr)
-            code = code or 1
-    return code
+    errors = tuple(f"{r.name}: {r.error or 'some libraries could not be read'}" for r in broken)
+    diff = replace(
+        diff_packages(old, new, labels=_labels(old, new)),
+        checks=tuple(args.check or ()),
+        errors=errors,
+    )
+    renderer = get_renderer("json" if args.json else args.format)
+    options = RenderOptions(
+        verbose=args.verbose,
+        pretty=args.output is None and sys.stdout.isatty(),
+        working_directory=Path.cwd(),
+    )
+    try:
+        write_report(renderer.render(diff, options), args.output)
+    except OutputError as exc:
+        print(f"torch-abi-audit diff: error: {terminal_text(str(exc))}", file=sys.stderr)
+        return 2
+    failing = diff.failed
+    if failing:
+        print(f"FAIL: {len(failing)} regression(s) in {terminal_text(new.name)}:", file=sys.stderr)
+        for regression in failing:
+            print(f"  [{regression.gate}] {terminal_text(regression.reason)}", file=sys.stderr)
+    return 2 if broken else 1 if failing else 0

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from torch_abi_audit._version import __version__
 from torch_abi_audit.renderers import json_report
 from torch_abi_audit.renderers.escape import terminal_lines
-from torch_abi_audit.renderers.migration import explanation_lines, explanation_object
+from torch_abi_audit.renderers.migration import explanation_lines
 from torch_abi_audit.rules.explain import Explanation, Verdict, explain_name
 from torch_abi_audit.rules.replacements import load_replacements
 from torch_abi_audit.rules.torch_abi import TorchRules
@@ -74,12 +74,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     explanations = explain_all(names)
     if args.json:
-        document = {
-            "schema_version": json_report.SCHEMA_VERSION,
-            "tool": {"name": "torch-abi-audit", "version": __version__},
-            "document": "explain",
-            "symbols": [explanation_object(e) for e in explanations],
-        }
+        document = json_report.explain_document(explanations)
         sys.stdout.write(json_report.dumps(document, pretty=sys.stdout.isatty()) + "\n")
     else:
         blocks = [terminal_lines(explanation_lines(e)) for e in explanations]

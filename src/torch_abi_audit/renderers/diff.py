@@ -8,12 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from torch_abi_audit.diff import EntityChange, LibraryChange, LibraryStatus, PackageDiff, Side
-from torch_abi_audit.renderers.migration import (
-    advice_object,
-    code,
-    markdown_escape,
-    replacement_text,
-)
+from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
+from torch_abi_audit.renderers.migration import advice_object, replacement_text
 from torch_abi_audit.rules.findings import Finding
 
 _VERDICTS = {
@@ -169,20 +165,20 @@ def _cell(change: LibraryChange, value: Callable[[Side], object]) -> str:
         side = change.new or change.old
         assert side is not None
         shown = value(side)
-        return markdown_escape(str(shown)) if shown is not None else "-"
+        return markdown_text(str(shown)) if shown is not None else "-"
     old, new = value(change.old), value(change.new)
-    old_text = "-" if old is None else markdown_escape(str(old))
-    new_text = "-" if new is None else markdown_escape(str(new))
+    old_text = "-" if old is None else markdown_text(str(old))
+    new_text = "-" if new is None else markdown_text(str(new))
     return old_text if old_text == new_text else f"{old_text} → {new_text}"
 
 
-def diff_markdown(diff: PackageDiff) -> str:
+def diff_markdown(diff: PackageDiff, *, details: bool = True) -> str:
     """The Markdown report for a pull request: a summary table, regressions, findings, a
-    table of the libraries that changed, and the entity changes per library in a
-    collapsed section."""
+    table of the libraries that changed, and (``details``) the entity changes per library in
+    a collapsed section."""
     old, new = diff.old, diff.new
     lines = [
-        f"### torch-abi-audit diff: {markdown_escape(old.label)} → {markdown_escape(new.label)}",
+        f"### torch-abi-audit diff: {markdown_text(old.label)} → {markdown_text(new.label)}",
         "",
         "| | old | new |",
         "|---|---|---|",
@@ -196,7 +192,7 @@ def diff_markdown(diff: PackageDiff) -> str:
     if diff.regressions:
         lines.append(f"**Regressions ({len(diff.regressions)}):**")
         lines.append("")
-        lines += [f"- `{r.gate}`: {markdown_escape(r.reason)}" for r in diff.regressions]
+        lines += [f"- `{r.gate}`: {markdown_text(r.reason)}" for r in diff.regressions]
     else:
         lines.append("**Regressions:** none.")
     for title, findings in (
@@ -205,21 +201,27 @@ def diff_markdown(diff: PackageDiff) -> str:
     ):
         if findings:
             lines += ["", f"**Findings {title}:**", ""]
-            lines += [f"- {f.severity} `{f.code}`: {markdown_escape(f.message)}" for f in findings]
+            lines += [f"- {f.severity} `{f.code}`: {markdown_text(f.message)}" for f in findings]
     changed = [c for c in diff.libraries if c.status is not LibraryStatus.UNCHANGED]
     unchanged = len(diff.libraries) - len(changed)
     lines += ["", "| library | change | torch | unstable imports | min torch |"]
     lines.append("|---|---|---|---:|---|")
     for change in changed:
         lines.append(
-            f"| {code(change.name)} | {change.status} | "
+            f"| {markdown_code(change.name)} | {change.status} | "
             f"{_cell(change, lambda side: side.torch_label)} | "
             f"{_cell(change, lambda side: side.unstable)} | "
             f"{_cell(change, lambda side: side.min_torch)} |"
         )
     if unchanged:
         lines += ["", f"{unchanged} libraries unchanged."]
-    lines += _markdown_entities(changed)
+    if details:
+        lines += _markdown_entities(changed)
+    elif any(c.removed or c.added for c in changed):
+        lines += [
+            "",
+            "The unstable imports per library are left out: they do not fit in a comment.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -236,7 +238,7 @@ def _markdown_entities(changed: list[LibraryChange]) -> list[str]:
     ]
     for change in with_entities:
         lines += [
-            f"**{code(change.name)}**",
+            f"**{markdown_code(change.name)}**",
             "",
             "| | imports | libtorch entity | replacement |",
             "|---|---:|---|---|",
@@ -244,13 +246,12 @@ def _markdown_entities(changed: list[LibraryChange]) -> list[str]:
         for sign, entities in (("\u2212", change.removed), ("+", change.added)):
             for entity in entities:
                 replacement = (
-                    code(entity.advice.replacement)
+                    markdown_code(entity.advice.replacement)
                     if entity.advice.replacement
                     else "no stable replacement yet"
                 )
-                lines.append(
-                    f"| {sign} | {len(entity.symbols)} | {code(entity.entity)} | {replacement} |"
-                )
+                entity_cell = markdown_code(entity.entity)
+                lines.append(f"| {sign} | {len(entity.symbols)} | {entity_cell} | {replacement} |")
         lines.append("")
     lines.append("</details>")
     return lines

@@ -8,9 +8,9 @@ unescaped: the caller escapes every line it prints (:mod:`torch_abi_audit.render
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
 from torch_abi_audit.rules.explain import Explanation
 from torch_abi_audit.rules.migration import EntityUse, MigrationPlan
 from torch_abi_audit.rules.replacements import NO_REPLACEMENT, Advice
@@ -131,25 +131,6 @@ def plan_object(plan: MigrationPlan) -> dict[str, Any]:
     }
 
 
-def markdown_escape(text: str) -> str:
-    """``text`` safe as Markdown (GFM) inline text in a table cell or list item: the characters
-    that could start emphasis, code, a link, an HTML tag or strikethrough, or split a table
-    cell, are backslash-escaped, and line breaks folded (names from audited input reach these
-    tables)."""
-    escaped = re.sub(r"([\\`*_\[\]<|~])", r"\\\1", text)
-    return " ".join(escaped.split())
-
-
-def code(text: str) -> str:
-    """``text`` as a Markdown code span in a table cell: fenced with one more backtick than
-    the longest run inside it, pipes escaped (GFM reads them before the span), line breaks
-    folded."""
-    folded = " ".join(text.split()).replace("|", "\\|")
-    fence = "`" * (max((len(run) for run in re.findall("`+", folded)), default=0) + 1)
-    pad = " " if folded.startswith("`") or folded.endswith("`") else ""
-    return f"{fence}{pad}{folded}{pad}{fence}"
-
-
 def plan_markdown(plan: MigrationPlan) -> list[str]:
     """The plan as a Markdown table (for pull requests)."""
     if not plan.occurrences:
@@ -162,10 +143,10 @@ def plan_markdown(plan: MigrationPlan) -> list[str]:
     ]
     for use in plan.entities:
         advice = use.advice
-        entity = code(use.entity)
+        entity = markdown_code(use.entity)
         if advice.via:
-            entity += f" ({markdown_escape(via_text(advice))})"
-        replacement = code(advice.replacement) if advice.replacement else NO_REPLACEMENT
+            entity += f" ({markdown_text(via_text(advice))})"
+        replacement = markdown_code(advice.replacement) if advice.replacement else NO_REPLACEMENT
         lines.append(
             f"| {use.occurrences} | {len(use.libraries)} | {entity} | {replacement} | "
             f"{advice.since or '-'} |"

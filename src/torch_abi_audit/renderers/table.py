@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_lines
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
 from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.renderers.summary import (
@@ -25,6 +28,7 @@ from torch_abi_audit.renderers.summary import (
     nothing_found,
 )
 from torch_abi_audit.report import (
+    AuditResult,
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
@@ -386,12 +390,19 @@ def format_environment(
 
 
 def render(document: Document, options: RenderOptions) -> str:
-    """``--format table``: the environment table, or one block per target package."""
-    if document.environment is not None:
-        return format_environment(
-            document.environment, verbose=options.verbose, show_all=options.show_all
-        )
-    return format_packages(list(document.packages), verbose=options.verbose)
+    """``--format table``: the environment table, or one block per target package; for a
+    diff, the comparison."""
+    match document:
+        case PackageDiff():
+            return terminal_lines(diff_lines(document, verbose=options.verbose))
+        case AuditResult() if document.environment is not None:
+            return format_environment(
+                document.environment, verbose=options.verbose, show_all=options.show_all
+            )
+        case AuditResult():
+            return format_packages(list(document.packages), verbose=options.verbose)
+        case _:
+            assert_never(document)
 
 
 RENDERER = Renderer("table", "the human-readable table (the default)", render)
