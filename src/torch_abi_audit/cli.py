@@ -44,6 +44,7 @@ __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("diff", "compare two builds of a package: port progress and regressions"),
     "explain": ("explain", "what a libtorch symbol, operator or macro is, and what replaces it"),
+    "survey": ("survey", "audit every wheel of many packages' releases into a store; report"),
 }
 
 
