@@ -93,7 +93,7 @@ def test_target_version(capsys: pytest.CaptureFixture[str], built: Fixtures) -> 
     code, out, err = run(capsys, plugin, "--target-version", "2.10", "--check", "torch")
     assert code == 1
     assert (
-        "[error] above-target-version: libstable_plugin.so import stable-ABI shims newer "
+        "[error] above-target-version: libstable_plugin.so imports stable-ABI shims newer "
         "than the target torch 2.10: torch_dtype_float8_e8m0fnu (2.11.0)" in out
     )
     assert "above-target-version" in err

@@ -37,8 +37,6 @@ def replacement_text(advice: Advice) -> str:
     text = advice.replacement
     if advice.since:
         text += f" (since torch {advice.since})"
-    if advice.alternatives:
-        text += f"; also {', '.join(advice.alternatives)}"
     return text
 
 
@@ -170,6 +168,8 @@ def explanation_lines(explanation: Explanation) -> list[str]:
     if via:
         lines.append(f"  emitted by:  {via.removeprefix('via ')}")
     lines.append(f"  replacement: {replacement_text(advice)}")
+    if advice.alternatives:
+        lines.append(f"  also:        {', '.join(advice.alternatives)}")
     if advice.declared_in:
         lines.append(f"  declared in: {advice.declared_in}")
     if advice.source is not None:

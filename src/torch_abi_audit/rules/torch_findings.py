@@ -135,8 +135,9 @@ def target_version_findings(
     shims = sorted(above, key=lambda s: (table.shims[s].since, s), reverse=True)
     described = [f"{s} ({table.shims[s].since})" for s in shims]
     libs = sorted({lib for names in above.values() for lib in names})
+    verb = "imports" if len(libs) == 1 else "import"
     message = (
-        f"{_names(libs)} import stable-ABI shims newer than the target torch {target}: "
+        f"{_names(libs)} {verb} stable-ABI shims newer than the target torch {target}: "
         f"{_names(described)}"
     )
     if unknown:
