@@ -389,19 +389,10 @@ def _without_templates(text: str) -> str:
     """``text`` without a leading ``template <...>`` parameter list (nested ones too)."""
     while text.startswith("template"):
         start = text.find("<")
-        if start < 0:
+        end = _matching(text, start, "<", ">") if start >= 0 else -1
+        if end < 0:
             return text
-        depth = 0
-        for index in range(start, len(text)):
-            if text[index] == "<":
-                depth += 1
-            elif text[index] == ">":
-                depth -= 1
-                if depth == 0:
-                    text = text[index + 1 :].lstrip()
-                    break
-        else:
-            return text
+        text = text[end + 1 :].lstrip()
     return text
 
 
@@ -459,7 +450,7 @@ def _function_name(text: str) -> str | None:
             return None
         word = name.group(1)
         if _DECORATION.match(word) and not re.search(r"[\w>*&]\s+" + re.escape(word) + "$", before):
-            position = _matching_paren(cleaned, paren) + 1
+            position = _matching(cleaned, paren) + 1
             if position <= 0:
                 return None
             continue
@@ -468,12 +459,13 @@ def _function_name(text: str) -> str | None:
         return word
 
 
-def _matching_paren(text: str, start: int) -> int:
+def _matching(text: str, start: int, opening: str = "(", closing: str = ")") -> int:
+    """The index of the ``closing`` that balances the ``opening`` at ``start``; -1 if none."""
     depth = 0
     for index in range(start, len(text)):
-        if text[index] == "(":
+        if text[index] == opening:
             depth += 1
-        elif text[index] == ")":
+        elif text[index] == closing:
             depth -= 1
             if depth == 0:
                 return index

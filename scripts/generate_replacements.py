@@ -590,30 +590,6 @@ NOTES = (
 )
 
 
-def render(table: dict[str, object]) -> str:
-    """JSON with one line per entity, macro and operator, so diffs read well."""
-    lines = ["{"]
-    items = list(table.items())
-    for index, (key, value) in enumerate(items):
-        comma = "," if index < len(items) - 1 else ""
-        if isinstance(value, dict) and value and key != "sources":
-            inner = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
-            lines.append(f" {json.dumps(key)}: {{")
-            lines.append(",\n".join(inner))
-            lines.append(f" }}{comma}")
-        else:
-            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _comparable(text: str) -> object:
-    data = json.loads(text)
-    if isinstance(data, dict):
-        data.pop("generated_on", None)
-    return data
-
-
 def _summary(table: dict[str, object], rejected: Sequence[str]) -> str:
     entities = table["entities"]
     assert isinstance(entities, dict)
@@ -663,18 +639,11 @@ def main(argv: list[str] | None = None) -> int:
     table, rejected = build_table(
         releases, read_docs(), stable_table["shims"], stable_table["header_only"]
     )
-    text = render(table)
     summary = _summary(table, rejected if args.verbose else [])
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
-        if _comparable(current) != _comparable(text):
-            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{summary}")
-    return 0
+    versions = [r.version for r in releases]
+    return RELEASES.check_or_write(  # type: ignore[no-any-return]
+        args.output, RELEASES.render(table), versions, summary, check=args.check
+    )
 
 
 if __name__ == "__main__":

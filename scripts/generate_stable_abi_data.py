@@ -770,15 +770,25 @@ def main(argv: list[str] | None = None) -> int:
             files.close()
     table = build_table(releases)
     text = render(table)
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
+    versions = [r.version for r in releases]
+    return check_or_write(args.output, text, versions, _summary(table), check=args.check)
+
+
+def check_or_write(
+    output: Path, text: str, versions: Sequence[str], summary: str, *, check: bool
+) -> int:
+    """Write a generated table (and say what is in it), or with ``check`` compare it with
+    what is there (the generation date aside): 1 when it is out of date, else 0. Shared by
+    the generators of the shipped tables."""
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else "{}"
         if _comparable(current) != _comparable(text):
-            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
+            print(f"{output} is out of date; re-run the script that writes it", file=sys.stderr)
             return 1
-        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
+        print(f"{output} matches torch {', '.join(versions)}")
         return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{_summary(table)}")
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output} ({len(text.encode())} bytes)\n{summary}")
     return 0
 
 

@@ -107,8 +107,13 @@ def _uri(path: Path, base: Path) -> JSONObject:
 
 
 def _location(package: PackageReport, library: str | None, base: Path) -> JSONObject:
-    in_wheel = package.wheel is not None
-    artifact = package.root if in_wheel or library is None else package.root / library
+    return _artifact_location(package.root, package.wheel is not None, library, base)
+
+
+def _artifact_location(root: Path, in_wheel: bool, library: str | None, base: Path) -> JSONObject:
+    """Where a result points: the wheel at ``root`` (naming the member), or the library file
+    under the directory ``root``, or ``root`` itself for the package."""
+    artifact = root if in_wheel or library is None else root / library
     location: JSONObject = {
         "physicalLocation": {
             "artifactLocation": _uri(artifact, base),
@@ -345,21 +350,7 @@ def diff_sarif_log(diff: PackageDiff, base: Path) -> JSONObject:
         rule_id = f"{regression.gate}-regression"
         run.rule(rule_id, REGRESSION_RULES[str(regression.gate)], str(regression.gate), "warning")
         library = regression.library
-        artifact = new.root if new.in_wheel or library is None else new.root / library
-        location: JSONObject = {
-            "physicalLocation": {
-                "artifactLocation": _uri(artifact, base),
-                "region": {"startLine": 1, "startColumn": 1, "endLine": 1, "endColumn": 1},
-            }
-        }
-        if library is not None:
-            location["logicalLocations"] = [
-                {
-                    "name": library.rsplit("/", 1)[-1],
-                    "fullyQualifiedName": library,
-                    "kind": "module",
-                }
-            ]
+        location = _artifact_location(new.root, new.in_wheel, library, base)
         run.results.append(
             {
                 "ruleId": rule_id,
