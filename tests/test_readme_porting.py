@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from helpers.real_wheels import real_wheel
+from helpers.scripts import load_script
 from torch_abi_audit.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,18 +57,8 @@ def test_explain_plan_and_target_examples(capsys: pytest.CaptureFixture[str]) ->
             position = printed.index(line, position) + 1
 
 
-def _coverage_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "migration_coverage", ROOT / "scripts" / "migration_coverage.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.network
 def test_coverage_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _coverage_script().main(["--markdown", "--uncovered", "0"]) == 0
+    assert load_script("migration_coverage").main(["--markdown", "--uncovered", "0"]) == 0
     table = capsys.readouterr().out.strip()
     assert table in README

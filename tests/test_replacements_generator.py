@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from helpers.scripts import load_script
 from torch_abi_audit.rules.replacements import parse_replacements
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = REPO / "scripts"
 DATA = REPO / "src" / "torch_abi_audit" / "data" / "torch_replacements.json"
 
 
-def _load(name: str) -> ModuleType:
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-HEADERS = _load("cxx_headers")
-STATEMENTS = _load("replacement_statements")
-GEN = _load("generate_replacements")
+HEADERS = load_script("cxx_headers")
+STATEMENTS = load_script("replacement_statements")
+GEN = load_script("generate_replacements")
 
 STABLE_HEADER = """
 #pragma once
