@@ -119,6 +119,25 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_porting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Porting to the stable ABI: --explain, --target-version."""
+    porting = parser.add_argument_group("porting to the stable ABI")
+    porting.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each package's migration plan: every unstable libtorch entity once, with "
+        "occurrence and library counts, what replaces it on the stable ABI (and since which "
+        "torch), and what that means for the package's min torch",
+    )
+    porting.add_argument(
+        "--target-version",
+        metavar="X.Y",
+        help="the oldest torch a stable build promises (what TORCH_TARGET_VERSION encodes): "
+        "libraries importing shims newer than X.Y get above-target-version (error, fails "
+        "--check torch); shims looked up at run time with dlsym do not count",
+    )
+
+
 def _add_loading_arguments(parser: argparse.ArgumentParser) -> None:
     """The torch loading is predicted against."""
     loading = parser.add_argument_group("predicting loads on a torch")
@@ -219,26 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--explain",
-        action="store_true",
-        help="add each package's migration plan: every unstable libtorch entity once, with "
-        "occurrence and library counts, what replaces it on the stable ABI (and since which "
-        "torch), and what that means for the package's min torch",
-    )
-    parser.add_argument(
-        "--target-version",
-        metavar="X.Y",
-        help="the oldest torch a stable build promises (what TORCH_TARGET_VERSION encodes): "
-        "libraries importing shims newer than X.Y get above-target-version (error, fails "
-        "--check torch); shims looked up at run time with dlsym do not count",
-    )
-    parser.add_argument(
         "--assume-minimum-abi3",
         metavar="X.Y",
         default=FIRST_ABI3,
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
+    _add_porting_arguments(parser)
     _add_loading_arguments(parser)
     _add_index_arguments(parser)
     parser.add_argument(
