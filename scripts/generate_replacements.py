@@ -640,10 +640,17 @@ def main(argv: list[str] | None = None) -> int:
         releases, read_docs(), stable_table["shims"], stable_table["header_only"]
     )
     summary = _summary(table, rejected if args.verbose else [])
-    versions = [r.version for r in releases]
-    return RELEASES.check_or_write(  # type: ignore[no-any-return]
-        args.output, RELEASES.render(table), versions, summary, check=args.check
-    )
+    text = RELEASES.render(table)
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
+        if not RELEASES.same_table(current, text):
+            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
+            return 1
+        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{summary}")
+    return 0
 
 
 if __name__ == "__main__":
