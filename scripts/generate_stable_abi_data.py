@@ -869,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(f"out of date: {', '.join(stale)}; re-run {Path(__file__).name}", file=sys.stderr)
             return 1
-        print(f"{output} matches torch {', '.join(versions)}")
+        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
         return 0
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output} ({len(text.encode())} bytes)\n{_summary(table)}")
