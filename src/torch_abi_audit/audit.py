@@ -128,7 +128,7 @@ def _package_report(
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
-        wheel=_wheel(source),
+        wheel=_wheel(source, libraries),
         unavailable=source.unavailable,
         findings=tuple(findings),
     )
@@ -185,10 +185,13 @@ def _relative_name(path: Path, root: Path) -> str:
         return path.name
 
 
-def _wheel(source: PackageSource) -> WheelReport | None:
+def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:
     if source.wheel is None:
         return None
-    return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
+    unverified = tuple(
+        _relative_name(lib.path, source.root) for lib in libraries if lib.verified is False
+    )
+    return WheelReport(source.root, source.wheel.filename, source.wheel.tags, unverified)
 
 
 def _audit_sources(
@@ -196,9 +199,13 @@ def _audit_sources(
     jobs: int | None,
     python: _PythonContext = _PythonContext(),
     progress: Progress = NO_PROGRESS,
+    *,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     libraries = (p for s in sources for p in s.libraries)
-    results = analyse_libraries(libraries, jobs=jobs, progress=progress)
+    results = analyse_libraries(
+        libraries, jobs=jobs, progress=progress, verify_archive=verify_archive
+    )
     return [_package_report(source, results, python) for source in sources]
 
 
@@ -289,6 +296,7 @@ def inspect_package(
     assume_minimum_abi3: str = FIRST_ABI3,
     target_version: str | None = None,
     explain: bool = False,
+    verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -298,6 +306,8 @@ def inspect_package(
     Loading is predicted against ``torch`` (an installation directory or wheel) or the release
     ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
     for an import name, against the torch of the running interpreter's site-packages.
+    A wheel's members are decompressed only as far as the audit needs, unless
+    ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
     ``target_version`` (``"2.10"``) is the oldest torch a stable build promises: libraries
     importing newer shims get ``above-target-version``. ``explain`` adds each package's
     :class:`~torch_abi_audit.rules.migration.MigrationPlan` (``report.migration``).
@@ -308,7 +318,8 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    reports = _with_loads(_audit_sources(sources, jobs, python), target)
+    audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
+    reports = _with_loads(audited, target)
     return _with_guidance(reports, target_version, explain)[0]
 
 
@@ -328,6 +339,7 @@ def inspect_targets(
     explain: bool = False,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -339,8 +351,9 @@ def inspect_targets(
     names, or in ``site_packages``, unless ``predict_loads`` is false), against the torch of
     that environment; abi3 modules without a wheel tag to say otherwise are judged against
     ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
-    nothing usable. ``progress`` hears about downloads and the libraries read.
-    ``target_version`` and ``explain`` as for :func:`inspect_package`.
+    nothing usable. ``progress`` hears about downloads and the libraries read. Wheels are
+    verified as :func:`inspect_package` says (``verify_archive``). ``target_version`` and
+    ``explain`` as for :func:`inspect_package`.
     """
     installed = any(_is_import_name(t) for t in targets)
     interpreter: Interpreter | None = running_interpreter() if installed else None
@@ -353,7 +366,8 @@ def inspect_targets(
     sources = [s for target in targets for s in _sources(target, site_packages)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache, progress)
-    reports = _with_loads(_audit_sources(sources, jobs, python, progress), target)
+    audited = _audit_sources(sources, jobs, python, progress, verify_archive=verify_archive)
+    reports = _with_loads(audited, target)
     return _with_guidance(reports, target_version, explain)
 
 

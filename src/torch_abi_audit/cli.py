@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s, as abi3audit)",
     )
     _add_porting_arguments(parser)
+    parser.add_argument(
+        "--verify-archive",
+        action="store_true",
+        help="read every library member of a wheel to its end and check its size and CRC-32 "
+        "(by default members are decompressed only as far as the audit needs; the report says "
+        "when a wheel was not fully verified)",
+    )
     _add_loading_arguments(parser)
     _add_index_arguments(parser)
     parser.add_argument(
@@ -314,6 +321,7 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         python_version=args.python_version,
         cache=args.cache_dir,
         site_packages=directories,
+        verify_archive=args.verify_archive,
         **loads,
     )
     return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))
