@@ -35,6 +35,7 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
 from torch_abi_audit.rules.pipeline import package_findings
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -50,6 +51,7 @@ from torch_abi_audit.sources.torch_install import LoadTargetError
 
 if TYPE_CHECKING:  # the load-prediction machinery is imported only when it is used
     from torch_abi_audit.loading import LoadTarget
+    from torch_abi_audit.rules.migration import MigrationPlan
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -66,12 +68,14 @@ def _problems(items: Iterable[ScanProblem]) -> tuple[Problem, ...]:
 
 
 @dataclass(frozen=True)
-class _PythonContext:
-    """What the CPython checks need beyond the binaries: the abi3 version to assume when no
-    wheel tag says, and the interpreter of the environment (when known)."""
+class _AuditContext:
+    """What the rules need beyond the binaries: the abi3 version to assume when no wheel tag
+    says, the interpreter of the environment (when known), and the oldest torch a stable build
+    promises to load on (``--target-version``)."""
 
     assume_minimum_abi3: str = FIRST_ABI3
     interpreter: Interpreter | None = None
+    target_version: str | None = None
 
 
 def _tags(source: PackageSource) -> tuple[str, ...]:
@@ -102,7 +106,7 @@ def _with_baselines(
 def _package_report(
     source: PackageSource,
     results: dict[LibraryLocation, ExtensionReport],
-    python: _PythonContext = _PythonContext(),
+    python: _AuditContext = _AuditContext(),
 ) -> PackageReport:
     """The package's report, without findings yet (they need the load predictions)."""
     libraries = [results[location] for location in source.libraries]
@@ -153,11 +157,11 @@ def _package_facts(source: PackageSource, report: PackageReport) -> PackageFacts
 def _with_findings(
     reports: Sequence[PackageReport],
     sources: Sequence[PackageSource],
-    python: _PythonContext = _PythonContext(),
+    python: _AuditContext = _AuditContext(),
 ) -> list[PackageReport]:
     """Each report with the findings of every rule (after load prediction, whose failures are
     findings too)."""
-    context = RuleContext(interpreter=python.interpreter)
+    context = RuleContext(interpreter=python.interpreter, target_version=python.target_version)
     return [
         replace(report, findings=package_findings(_package_facts(source, report), context))
         for report, source in zip(reports, sources, strict=True)
@@ -196,7 +200,7 @@ def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> Wheel
 def _audit_sources(
     sources: Sequence[PackageSource],
     jobs: int | None,
-    python: _PythonContext = _PythonContext(),
+    python: _AuditContext = _AuditContext(),
     target: LoadTarget | None = None,
     progress: Progress = NO_PROGRESS,
     *,
@@ -250,6 +254,35 @@ def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list
     return loading.apply_load_target(reports, target)
 
 
+def _with_guidance(reports: list[PackageReport], explain: bool) -> list[PackageReport]:
+    """Reports with their migration plans, when ``explain``."""
+    if not explain:
+        return reports
+    return [
+        replace(
+            report,
+            migration=migration_plan(
+                [
+                    (report.library_name(lib.path), lib.torch)
+                    for lib in report.libraries
+                    if lib.error is None and lib.skipped is None
+                ]
+            ),
+        )
+        for report in reports
+    ]
+
+
+def migration_plan(libraries: Sequence[tuple[str, TorchAnalysis]]) -> MigrationPlan:
+    """The migration plan of a package's libraries (name, torch analysis), with the shipped
+    stable-ABI and replacements tables."""
+    from torch_abi_audit.rules.migration import plan_migration
+    from torch_abi_audit.rules.replacements import load_replacements
+
+    table = load_table()
+    return plan_migration(libraries, TorchRules(table), load_replacements(), table)
+
+
 def _is_import_name(target: str | Path) -> bool:
     return isinstance(target, str) and not looks_like_path(target)
 
@@ -261,6 +294,8 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
@@ -273,14 +308,19 @@ def inspect_package(
     for an import name, against the torch of the running interpreter's site-packages.
     A wheel's members are decompressed only as far as the audit needs, unless
     ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
+    ``target_version`` (``"2.10"``) is the oldest torch a stable build promises: libraries
+    importing newer shims get ``above-target-version``. ``explain`` adds each package's
+    :class:`~torch_abi_audit.rules.migration.MigrationPlan` (``report.migration``).
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
         raise ValueError(f"{name_or_path} holds {len(sources)} packages: use inspect_targets")
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
-    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _audit_sources(sources, jobs, python, target, verify_archive=verify_archive)[0]
+    python = _AuditContext(assume_minimum_abi3, running_interpreter() if installed else None)
+    python = replace(python, target_version=target_version)
+    audited = _audit_sources(sources, jobs, python, target, verify_archive=verify_archive)
+    return _with_guidance(audited, explain)[0]
 
 
 @dataclass(frozen=True)
@@ -305,6 +345,8 @@ def inspect_requests(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
     verify_archive: bool = False,
@@ -317,7 +359,7 @@ def inspect_requests(
         environment = [p.absolute() for p in site_packages]
         interpreter = site_packages_interpreter(environment[0]) if environment else None
     target = load_target(torch, torch_version, environment if predict_loads else [])
-    python = _PythonContext(assume_minimum_abi3, interpreter)
+    python = _AuditContext(assume_minimum_abi3, interpreter, target_version)
     groups = [(str(t), _sources(t, site_packages)) for t in targets]
     for spec in downloads:
         fetched = download_sources(spec, platforms, python_version, cache, progress)
@@ -325,7 +367,7 @@ def inspect_requests(
         groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
     sources = [s for _, group in groups for s in group]
     audited = _audit_sources(sources, jobs, python, target, progress, verify_archive=verify_archive)
-    reports = iter(audited)
+    reports = iter(_with_guidance(audited, explain))
     return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 
 
@@ -341,6 +383,8 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
     verify_archive: bool = False,
@@ -356,7 +400,8 @@ def inspect_targets(
     that environment; abi3 modules without a wheel tag to say otherwise are judged against
     ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
     nothing usable. ``progress`` hears about downloads and the libraries read. Wheels are
-    verified as :func:`inspect_package` says (``verify_archive``).
+    verified as :func:`inspect_package` says (``verify_archive``). ``target_version`` and
+    ``explain`` as for :func:`inspect_package`.
     """
     requests = inspect_requests(
         targets,
@@ -369,6 +414,8 @@ def inspect_targets(
         torch_version=torch_version,
         predict_loads=predict_loads,
         assume_minimum_abi3=assume_minimum_abi3,
+        target_version=target_version,
+        explain=explain,
         site_packages=site_packages,
         progress=progress,
         verify_archive=verify_archive,
@@ -403,6 +450,8 @@ def inspect_site_packages(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
@@ -424,7 +473,7 @@ def inspect_site_packages(
     directories = [d.absolute() for d in directories]
     if path is not None:
         interpreter = site_packages_interpreter(directories[0]) if directories else None
-    python = _PythonContext(assume_minimum_abi3, interpreter)
+    python = _AuditContext(assume_minimum_abi3, interpreter)
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
     with LibraryAnalysis(jobs, eager=True, progress=progress) as analysis:
@@ -454,7 +503,8 @@ def inspect_site_packages(
         load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results, python) for source in sources], target)
-    packages = _with_findings(packages, sources, python)
+    packages = _with_findings(packages, sources, replace(python, target_version=target_version))
+    packages = _with_guidance(packages, explain)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),
@@ -475,4 +525,5 @@ __all__ = [
     "inspect_site_packages",
     "inspect_targets",
     "load_target",
+    "migration_plan",
 ]

@@ -18,6 +18,7 @@ from torch_abi_audit.python_model import is_torch_distribution
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, CPythonLabel, cpython_label_of
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
+from torch_abi_audit.rules.migration import MigrationPlan
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
@@ -217,6 +218,7 @@ class PackageReport:
 
     ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
     Both count for the torch verdict; only extensions count for the CPython verdict.
+    ``migration`` is the package's migration plan when one was asked for (``explain``).
     """
 
     name: str
@@ -230,6 +232,7 @@ class PackageReport:
     unavailable: str | None = None
     findings: tuple[Finding, ...] = ()
     torch_reference: TorchReference | None = None
+    migration: MigrationPlan | None = None
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:

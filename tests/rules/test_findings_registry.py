@@ -117,7 +117,7 @@ def test_findings_only_of_declared_codes() -> None:
 
 def test_gates_come_from_the_registry() -> None:
     assert gate_codes(Gate.LOAD) == {"load-failure", "needs-newer-torch"}
-    assert gate_codes(Gate.TORCH) == {"torch-unstable"}
+    assert gate_codes(Gate.TORCH) == {"torch-unstable", "above-target-version"}
     assert {"abi3-newer-than-tag", "abi3t-without-export-hook"} <= gate_codes(Gate.ABI3)
     assert "abi3-newer-than-tag" in gate_codes(Gate.METADATA)
     assert "torch-over-pinned" not in {c for g in Gate for c in gate_codes(g)}

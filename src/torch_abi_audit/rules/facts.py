@@ -59,11 +59,13 @@ class PackageFacts:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """What the rules need beyond the package: the environment's interpreter (when known) and
+    """What the rules need beyond the package: the environment's interpreter (when known), the
+    oldest torch a stable build promises to load on (``--target-version X.Y``, when given) and
     the stable-ABI table (the shipped one unless another is given)."""
 
     interpreter: Interpreter | None = None
     table: TorchAbiTable | None = None
+    target_version: str | None = None
 
     def shim_table(self) -> TorchAbiTable:
         """The stable-ABI table to judge shims with."""

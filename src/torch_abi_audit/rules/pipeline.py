@@ -23,6 +23,7 @@ RULES: tuple[Rule, ...] = (
     python_findings.free_threading_findings,
     python_findings.interpreter_findings,
     torch_findings.load_findings,
+    torch_findings.target_version_findings,
     torch_findings.unstable_library_findings,
     python_findings.abi3_label_findings,
 )

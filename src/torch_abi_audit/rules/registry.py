@@ -140,6 +140,13 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         "a stable library imports shims that torch does not have yet (it names them)",
     ),
     FindingCode(
+        "above-target-version",
+        _ERROR,
+        (_T,),
+        "with `--target-version X.Y`: a library imports shims newer than X.Y (not those it only "
+        "looks up with `dlsym`); it names them and their releases",
+    ),
+    FindingCode(
         "deprecated-shim",
         _WARNING,
         (_M,),
