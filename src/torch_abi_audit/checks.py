@@ -4,8 +4,9 @@ A gate fails on the findings whose code the registry (:mod:`torch_abi_audit.rule
 lists for it:
 
 * ``torch``: ``torch-unstable`` — a library reaches into libtorch internals and will break on
-  another torch release. torch itself implements them and is never gated: ``--env --check
-  torch`` asks whether the packages *built on* torch keep to the stable ABI.
+  another torch release (torch itself implements them and is never gated: ``--env --check
+  torch`` asks whether the packages *built on* torch keep to the stable ABI); and, with
+  ``--target-version``, ``above-target-version`` — shims newer than the promised release.
 * ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI
   (``abi3-tagged-violations``, what ``abi3audit --strict`` fails), or stable-ABI symbols newer
   than its tag promises (``abi3-newer-than-tag``), a module that claims ``abi3t`` without the
