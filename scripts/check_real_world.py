@@ -201,6 +201,10 @@ MACOS_LIBCXX_12_1 = FindingCheck("macos-version-above-tag", Severity.WARNING)
 MACOS_ARM64 = "macosx_11_0_arm64"
 MACOS_14_ARM64 = "macosx_14_0_arm64"
 NEEDS_NEWER_TORCH = FindingCheck("needs-newer-torch", Severity.ERROR)
+#: torchcodec 0.17.0's Linux wheel ships torchcodec.libs/libnvjpeg-1a359ba7.so.13.0.1.86.
+VENDORED_NVJPEG = FindingCheck(
+    "bundled-cuda-runtime", Severity.WARNING, evidence=(("runtimes", "libnvjpeg.so.13.0.1.86"),)
+)
 #: Every abi3 wheel without abi3t: free-threaded Pythons do not load .abi3 modules.
 NOT_FREE_THREADED = FindingCheck("abi3-not-free-threaded", Severity.INFO)
 WINDOWS = "win_amd64"
@@ -253,7 +257,8 @@ EXPECTATIONS: list[Expectation] = [
         ),
         forbidden_labels=(UNSTABLE,),
         min_torch="2.11.0",
-        findings=(FLOOR_MISSING_2_11,),
+        # Its Linux build vendors NVIDIA's nvJPEG, renamed by auditwheel.
+        findings=(FLOOR_MISSING_2_11, VENDORED_NVJPEG),
     ),
     # The wheel is cp310-abi3, which `--python-version 3.11` matches. _C_mxfp8 keeps a
     # cpython-310 file name but is a library loaded through torch, not an extension module.
@@ -558,7 +563,7 @@ EXPECTATIONS: list[Expectation] = [
         "0.17.0",
         TorchVerdict.STABLE,
         min_torch="2.11.0",
-        findings=(FLOOR_MISSING_2_11,),
+        findings=(FLOOR_MISSING_2_11, VENDORED_NVJPEG),
         load=LoadCheck(loads=True, release="2.11.0"),
     ),
     # torch itself: libtorch_cpu uses its own internals; vendored libgomp must be seen. torch

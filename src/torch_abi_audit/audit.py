@@ -29,6 +29,7 @@ from torch_abi_audit.report import (
     Problem,
     WheelReport,
 )
+from torch_abi_audit.rules.bundled_runtimes import bundled_runtime_findings
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.metadata_checks import (
@@ -147,6 +148,7 @@ def _findings(
             lib.needed,
             _os_floors(lib),
             lib.entry_points,
+            lib.runtime,
         )
         for lib in libraries
         if lib.error is None and lib.skipped is None
@@ -158,6 +160,8 @@ def _findings(
     tags = _tags(source)
     findings += tag_findings(tags, facts)
     findings += bundled_library_findings(facts)
+    package = metadata.name if metadata is not None and metadata.version else source.name
+    findings += bundled_runtime_findings(package, [(f.name, f.runtime) for f in facts])
     findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
     findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
     findings += abi3t_findings([(f.name, f.cpython, f.entry_points) for f in facts], tags)

@@ -28,6 +28,7 @@ from torch_abi_audit.readers import (
 )
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
+from torch_abi_audit.rules.bundled_runtimes import identify_runtime
 from torch_abi_audit.rules.cpython_abi import (
     CPythonAnalysis,
     analyse_cpython,
@@ -129,6 +130,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
             # Symbol tables decode lazily: a bad entry found now is still this file's error.
             entries = entry_points(library)
             lookups = _runtime_lookups(source, library, library.imports.names())
+            runtime = identify_runtime(library)
         torch, cpython = judge(library, path.name, lookups)
         slices = tuple(
             SliceReport(part.machine, part.min_os, *judge(part, path.name, lookups))
@@ -150,6 +152,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         machine=library.machine,
         needed=library.needed,
         optional_needed=library.optional_needed,
+        runtime=runtime,
         soname=library.soname,
         runpath=library.runpath,
         rpath=library.rpath,

@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.rules.bundled_runtimes import is_cuda_runtime
 from torch_abi_audit.sources.discovery import is_library_name
 
 __all__ = [
@@ -231,36 +232,6 @@ def _module_short_name(library_name: str) -> str:
 
 def _normalize(path: PurePosixPath) -> PurePosixPath:
     return PurePosixPath(posixpath.normpath(str(path)))
-
-
-# ---------------------------------------------------------------------------------------------
-# CUDA runtime names
-
-
-# The CUDA toolkit's runtime libraries (what nvidia-*-cu12/cu13 wheels and the toolkit ship),
-# never the driver (libcuda.so.1, nvcuda.dll, libnvidia-ml.so.1), which the NVIDIA driver
-# installs. ELF: libcudart.so.12; PE: cudart64_12.dll, cublasLt64_12.dll, nvrtc64_120_0.dll,
-# nvJitLink_120_0.dll, cudnn_graph64_9.dll; Mach-O builds have no CUDA but the spelling is covered.
-_CUDA_RUNTIME = re.compile(
-    r"""(?ix)
-    (?:lib)?
-    (?:cudart|cublas(?:lt)?|cudnn\w*?|cufftw?|curand|cusparse(?:lt)?|cusolver(?:mg)?|nccl
-       |nvrtc(?:-builtins)?|nvjitlink|cupti|nvtoolsext|nvtx3interop|cufile|nvshmem\w*?|nvjpeg
-       |npp\w+?|nvblas|cudss)
-    (?: (?:64)?_[\w]+ \.dll            # cudart64_12.dll, nvJitLink_120_0.dll
-      | \.dll
-      | \.so (?:\.[\d.]+)?             # libcudart.so, libcudart.so.13.0.96
-      | (?:\.[\d.]+)? \.dylib )
-    """
-)
-
-
-def is_cuda_runtime(name: str) -> bool:
-    """True when ``name`` (a needed entry, any directory or ``@rpath/`` prefix) is a CUDA runtime
-    library: ``libcudart.so.13``, ``libcublasLt.so.12``, ``libcudnn_ops.so.9``,
-    ``cudart64_12.dll``… The driver (``libcuda.so.1``, ``nvcuda.dll``) is not."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    return _CUDA_RUNTIME.fullmatch(base) is not None
 
 
 # ---------------------------------------------------------------------------------------------

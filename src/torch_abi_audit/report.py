@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
@@ -180,7 +181,8 @@ class ExtensionReport:
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
     ``optional_needed`` are the needed libraries whose absence does not stop the load
-    (weak-linked dylibs, delay-loaded DLLs).
+    (weak-linked dylibs, delay-loaded DLLs). ``runtime`` says when the file is a copy of
+    libtorch or of a CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`).
     """
 
     path: Path
@@ -200,6 +202,7 @@ class ExtensionReport:
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
+    runtime: RuntimeCopy | None = None
 
     @property
     def torch_label(self) -> TorchLabel:

@@ -353,6 +353,13 @@ class LazySymbols(SymbolTable):
             return {}
         return super().bound_to(accept)
 
+    def present(self, names: frozenset[str]) -> frozenset[str]:
+        # A name absent from the string table is in neither table: most libraries are
+        # answered by a substring search, without decoding a name.
+        strtab = self._table.strtab
+        candidates = frozenset(n for n in names if n.encode() + b"\0" in strtab)
+        return self.names() & candidates if candidates else frozenset()
+
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:
             # A prefix absent from the string table cannot start any name: skip the decode.

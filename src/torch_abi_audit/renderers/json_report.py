@@ -87,6 +87,15 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "soname": lib.soname,
         "needed": list(lib.needed),
         "optional_needed": list(lib.optional_needed),
+        "runtime": (
+            {
+                "kind": str(lib.runtime.kind),
+                "name": lib.runtime.name,
+                "evidence": lib.runtime.evidence,
+            }
+            if lib.runtime
+            else None
+        ),
         "runpath": list(lib.runpath),
         "rpath": list(lib.rpath),
         "entry_points": list(lib.entry_points),

@@ -151,6 +151,8 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
     if not verbose:
         return lines
     lines.extend(_load_details(lib))
+    if lib.runtime is not None:
+        lines.append(f"        a copy of {lib.runtime.name} ({lib.runtime.evidence})")
     if lib.min_os and not lib.slices:
         lines.append(f"        minimum macOS: {lib.min_os}")
     if torch.stable and torch.min_torch_symbols:

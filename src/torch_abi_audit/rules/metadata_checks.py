@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Evidence, Finding, Severity
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
@@ -60,6 +61,7 @@ class LibraryFacts(NamedTuple):
     needed: tuple[str, ...] = ()
     os_floors: tuple[tuple[str, str], ...] = ()
     entry_points: tuple[str, ...] = ()  # PyInit_* / PyModExport_* it exports
+    runtime: RuntimeCopy | None = None  # a copy of libtorch or of a CUDA runtime library
 
 
 # Which architectures a macOS platform tag's binary format covers (as pip and packaging read
