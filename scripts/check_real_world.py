@@ -224,6 +224,26 @@ EXPECTATIONS: list[Expectation] = [
         findings=(),
         requires_torch=("torch==2.9.1",),
     ),
+    # torchaudio 2.2.2 is tagged manylinux1 (glibc 2.5) but needs glibc 2.14 (memcpy) and the
+    # libstdc++ of manylinux2014: pip would install it where it cannot load.
+    Expectation(
+        "torchaudio",
+        "2.2.2",
+        TorchVerdict.UNSTABLE,
+        libraries=(LibraryCheck("torchaudio/lib/libtorchaudio.so", UNSTABLE, min_unstable=100),),
+        findings=(
+            FindingCheck(
+                "manylinux-tag-too-low",
+                Severity.ERROR,
+                evidence=(
+                    ("lowest_honest_tag", "manylinux_2_17_x86_64"),
+                    ("libraries", "torchaudio/lib/libtorchaudio.so: GLIBC_2.14 (memcpy)"),
+                ),
+            ),
+        ),
+        requires_torch=("torch (==2.2.2)",),
+        platforms=("manylinux1_x86_64",),
+    ),
     # torchaudio 2.11 was ported to the stable ABI: abi3 libraries on shims only.
     Expectation(
         "torchaudio",

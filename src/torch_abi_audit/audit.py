@@ -32,6 +32,7 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.bundled_runtimes import bundled_runtime_findings
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.manylinux import LinuxLibrary, manylinux_findings
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
     bundled_library_findings,
@@ -149,6 +150,8 @@ def _findings(
             _os_floors(lib),
             lib.entry_points,
             lib.runtime,
+            lib.machine,
+            lib.version_needs,
         )
         for lib in libraries
         if lib.error is None and lib.skipped is None
@@ -159,6 +162,9 @@ def _findings(
         findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
     tags = _tags(source)
     findings += tag_findings(tags, facts)
+    findings += manylinux_findings(
+        tags, [LinuxLibrary(f.name, f.machine, f.needed, f.version_needs) for f in facts]
+    )
     findings += bundled_library_findings(facts)
     package = metadata.name if metadata is not None and metadata.version else source.name
     findings += bundled_runtime_findings(package, [(f.name, f.runtime) for f in facts])

@@ -153,6 +153,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         needed=library.needed,
         optional_needed=library.optional_needed,
         runtime=runtime,
+        version_needs=library.version_needs,
         soname=library.soname,
         runpath=library.runpath,
         rpath=library.rpath,

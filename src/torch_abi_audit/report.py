@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from torch_abi_audit.model import VersionNeed
 from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
@@ -183,6 +184,8 @@ class ExtensionReport:
     ``optional_needed`` are the needed libraries whose absence does not stop the load
     (weak-linked dylibs, delay-loaded DLLs). ``runtime`` says when the file is a copy of
     libtorch or of a CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`).
+    ``version_needs`` are the symbol versions an ELF file requires (``GLIBC_2.34`` from
+    ``libc.so.6``…), each with one import that needs it.
     """
 
     path: Path
@@ -203,6 +206,7 @@ class ExtensionReport:
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
     runtime: RuntimeCopy | None = None
+    version_needs: tuple[VersionNeed, ...] = ()
 
     @property
     def torch_label(self) -> TorchLabel:

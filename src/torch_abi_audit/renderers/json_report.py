@@ -87,6 +87,10 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "soname": lib.soname,
         "needed": list(lib.needed),
         "optional_needed": list(lib.optional_needed),
+        "version_needs": [
+            {"library": n.library, "version": n.version, "weak": n.weak, "symbol": n.symbol}
+            for n in lib.version_needs
+        ],
         "runtime": (
             {
                 "kind": str(lib.runtime.kind),
