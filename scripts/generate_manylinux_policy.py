@@ -109,7 +109,10 @@ def render(document: dict[str, Any]) -> str:
             for arch, versions in policy["symbol_versions"].items()
         ]
         blocks.append(
-            "  " + json.dumps(fields)[:-1] + ', "symbol_versions": {\n' + ",\n".join(arches)
+            "  "
+            + json.dumps(fields)[:-1]
+            + ', "symbol_versions": {\n'
+            + ",\n".join(arches)
             + "\n  }}"
         )
     lines.append(",\n".join(blocks))
