@@ -124,6 +124,7 @@ def _package_report(
         root=source.root.absolute(),
         extensions=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXTENSION),
         bundled_libs=tuple(lib for lib in libraries if lib.kind is LibraryKind.BUNDLED),
+        executables=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXECUTABLE),
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),

@@ -147,7 +147,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         path=path,
         cpython=cpython,
         torch=torch,
-        kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
+        kind=_kind(library, entries),
         format=str(library.format),
         machine=library.machine,
         needed=library.needed,
@@ -161,6 +161,12 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         min_os=library.min_os,
         slices=slices,
     )
+
+
+def _kind(library: Library, entries: tuple[str, ...]) -> LibraryKind:
+    if library.executable:
+        return LibraryKind.EXECUTABLE
+    return LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED
 
 
 def _any_library(_name: str) -> bool:

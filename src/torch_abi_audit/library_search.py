@@ -15,7 +15,8 @@ list). Only then does each format walk its own search path:
   when it has one) is not followed either.
 * **Mach-O** (dyld(1), ``dyld/Loader.cpp``): ``@rpath/`` against each ``LC_RPATH`` with
   ``@loader_path`` expanded (``@executable_path`` is the interpreter's directory, unknown here,
-  so such entries are skipped); ``@loader_path/``; absolute paths, where ``/usr/lib/…`` and
+  so such entries are skipped — unless the file is itself the executable: then it is its own
+  directory); ``@loader_path/``; absolute paths, where ``/usr/lib/…`` and
   ``/System/…`` are provided by macOS (the dyld shared cache) and satisfied without looking.
   The ``LC_RPATH`` entries of the loading chain and the ``DYLD_FALLBACK_LIBRARY_PATH`` defaults
   (``/usr/local/lib``) are not modelled.
@@ -457,9 +458,13 @@ def _resolve_macho(
         if PurePosixPath(leaf).name in context.preloaded:
             return Resolution(name, None, LoadVia.PRELOADED, fmt)
         tried: list[PurePosixPath] = []
+        own_directory = (
+            ("@loader_path", "@executable_path") if library.executable else ("@loader_path",)
+        )
         for entry in library.rpath:
-            if entry.startswith("@loader_path"):
-                directory = str(location.parent) + entry.removeprefix("@loader_path")
+            token = next((p for p in own_directory if entry.startswith(p)), None)
+            if token is not None:
+                directory = str(location.parent) + entry.removeprefix(token)
             elif entry.startswith("/"):
                 directory = entry
             else:
@@ -471,10 +476,10 @@ def _resolve_macho(
                 )
             tried.extend(result.tried)
         return Resolution(name, None, LoadVia.MISSING, fmt, tried=tuple(tried))
-    if name.startswith("@loader_path/"):
-        return lookup(
-            location.parent / name.removeprefix("@loader_path/"), LoadVia.LOADER_PATH, None
-        )
+    if name.startswith("@loader_path/") or (
+        library.executable and name.startswith("@executable_path/")
+    ):
+        return lookup(location.parent / name.split("/", 1)[1], LoadVia.LOADER_PATH, None)
     if name.startswith("/"):
         return lookup(PurePosixPath(name), LoadVia.PATH, None)
     if PurePosixPath(name).name in context.preloaded:

@@ -30,7 +30,7 @@ from torch_abi_audit.library_search import (
     site_packages_context,
 )
 from torch_abi_audit.model import BinaryFormat, Library
-from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
+from torch_abi_audit.report import ExtensionReport, LibraryKind, PackageReport, TorchReference
 from torch_abi_audit.rules.load_prediction import (
     LoadPrediction,
     predict_against_install,
@@ -122,6 +122,7 @@ def _library_of(lib: ExtensionReport, location: PurePosixPath) -> Library:
         rpath=lib.rpath,
         runpath=lib.runpath,
         optional_needed=lib.optional_needed,
+        executable=lib.kind is LibraryKind.EXECUTABLE,
     )
 
 
@@ -144,12 +145,15 @@ class _Contexts:
     """The loader's search context for each package (a wheel's member list is read once).
 
     ``install`` is the torch predicted against; ``None`` for a release, whose libraries are
-    not on disk: then nothing counts as loaded already.
+    not on disk: then nothing counts as loaded already. An executable is not imported after
+    ``import torch``: it starts alone, with nothing loaded and no added DLL directories, and
+    finds libtorch through its own search path (in a wheel's namespace, torch's libraries lie
+    where installing torch puts them, ``torch/lib/``).
     """
 
     def __init__(self, install: TorchInstall | None) -> None:
         self.install = install
-        self._wheels: dict[Path, WheelNamespace] = {}
+        self._wheels: dict[tuple[Path, bool], WheelNamespace] = {}
         self._sites: dict[tuple[Path, Path | None, BinaryFormat], LoadContext] = {}
 
     def _torch_dir(self) -> Path | None:
@@ -157,15 +161,19 @@ class _Contexts:
             return None
         return self.install.root if self.install.root.is_dir() else None
 
-    def _wheel_namespace(self, wheel: Path) -> WheelNamespace:
-        namespace = self._wheels.get(wheel)
+    def _wheel_namespace(self, wheel: Path, *, with_torch: bool = False) -> WheelNamespace:
+        """The wheel's members as installed; ``with_torch`` adds torch's ``torch/lib`` files."""
+        namespace = self._wheels.get((wheel, with_torch))
         if namespace is None:
             try:
                 with WheelArchive(wheel) as archive:
-                    namespace = WheelNamespace(archive.member_names())
+                    members = archive.member_names()
             except WheelError:
-                namespace = WheelNamespace(())
-            self._wheels[wheel] = namespace
+                members = []
+            if with_torch and self.install is not None:
+                members += [f"torch/lib/{name}" for name in self.install.lib_files]
+            namespace = WheelNamespace(members)
+            self._wheels[(wheel, with_torch)] = namespace
         return namespace
 
     def _site_context(self, site: Path, torch_dir: Path | None, fmt: BinaryFormat) -> LoadContext:
@@ -178,16 +186,22 @@ class _Contexts:
         self, package: PackageReport, lib: ExtensionReport, fmt: BinaryFormat
     ) -> tuple[LoadContext, PurePosixPath]:
         """The context, and where the library lies in that context's namespace."""
+        program = lib.kind is LibraryKind.EXECUTABLE
         preloaded = frozenset(self.install.lib_files if self.install is not None else ())
+        if program:
+            preloaded = frozenset()
         if package.wheel is not None:
-            namespace = self._wheel_namespace(package.wheel.path)
+            namespace = self._wheel_namespace(package.wheel.path, with_torch=program)
             # Installed from a wheel, the package meets the torch the prediction is against.
             context = LoadContext(fmt, preloaded, (), (), namespace)
             return context, namespace.path(lib.path.relative_to(package.root).as_posix())
         torch_dir = self._torch_dir()
         site = torch_dir.parent if torch_dir is not None else _site_of(package.root)
         base = self._site_context(site, torch_dir, fmt)
-        context = replace(base, preloaded=base.preloaded | preloaded)
+        if program:
+            context = replace(base, preloaded=frozenset(), extra_dirs=())
+        else:
+            context = replace(base, preloaded=base.preloaded | preloaded)
         return context, PurePosixPath(lib.path.as_posix())
 
 
@@ -334,23 +348,14 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
         else:
             libraries = _predict_release(package, target)
         libraries = _with_failed_dependencies(package, libraries, contexts)
-        extensions = tuple(libraries[: len(package.extensions)])
-        bundled = tuple(libraries[len(package.extensions) :])
         predictions = [
             (_relative(lib.path, package.root), lib.load)
             for lib in libraries
             if lib.load is not None
         ]
         findings = package.findings + tuple(load_findings(predictions))
-        result.append(
-            replace(
-                package,
-                extensions=extensions,
-                bundled_libs=bundled,
-                findings=findings,
-                torch_reference=target.reference,
-            )
-        )
+        updated = package.with_libraries(tuple(libraries))
+        result.append(replace(updated, findings=findings, torch_reference=target.reference))
     return result
 
 

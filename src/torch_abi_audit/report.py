@@ -7,7 +7,7 @@ input of every renderer. Verdicts are ordered enums, so a roll-up is a ``max()``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -20,10 +20,12 @@ from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
 class LibraryKind(StrEnum):
-    """Extension module (exports ``PyInit_*``) or any other bundled shared library."""
+    """Extension module (exports ``PyInit_*``), any other bundled shared library, or a program
+    the package ships (``bin/…``, a wheel's ``.data/scripts/``)."""
 
     EXTENSION = "extension"
     BUNDLED = "bundled"
+    EXECUTABLE = "executable"
 
 
 class TorchLabel(StrEnum):
@@ -227,8 +229,10 @@ class ExtensionReport:
 class PackageReport:
     """One audited package: an installed distribution, a directory, or a single library.
 
-    ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
-    Both count for the torch verdict; only extensions count for the CPython verdict.
+    ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library;
+    ``executables`` the programs the package ships (ELF, Mach-O or PE executables, such as
+    ``bin/`` tools linked to libtorch). All count for the torch verdict and load prediction;
+    only extensions count for the CPython verdict.
     """
 
     name: str
@@ -242,11 +246,22 @@ class PackageReport:
     unavailable: str | None = None
     findings: tuple[Finding, ...] = ()
     torch_reference: TorchReference | None = None
+    executables: tuple[ExtensionReport, ...] = ()
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:
-        """Extensions, then bundled libraries."""
-        return self.extensions + self.bundled_libs
+        """Extensions, then bundled libraries, then executables: every binary audited."""
+        return self.extensions + self.bundled_libs + self.executables
+
+    def with_libraries(self, libraries: tuple[ExtensionReport, ...]) -> PackageReport:
+        """This report with :attr:`libraries` replaced (same order), each back in its group."""
+        groups = (len(self.extensions), len(self.bundled_libs))
+        return replace(
+            self,
+            extensions=libraries[: groups[0]],
+            bundled_libs=libraries[groups[0] : sum(groups)],
+            executables=libraries[sum(groups) :],
+        )
 
     @property
     def has_error(self) -> bool:

@@ -183,6 +183,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "min_torch_version": report.min_torch_version,
         "extensions": [library_object(lib) for lib in report.extensions],
         "bundled_libs": [library_object(lib) for lib in report.bundled_libs],
+        "executables": [library_object(lib) for lib in report.executables],
         "error": report.error,
         "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
         "findings": [

@@ -240,6 +240,7 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         *_abi3_version_line(report),
         f"  Extensions:  {len(report.extensions)}",
         f"  Bundled libs: {len(report.bundled_libs)}",
+        *([f"  Executables: {len(report.executables)}"] if report.executables else []),
     ]
     if report.error:
         lines.append(f"  Error: {report.error}")
@@ -260,6 +261,10 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     if report.bundled_libs:
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
+            lines.extend(library_lines(lib, report.root, verbose=verbose))
+    if report.executables:
+        lines.append("  -- executables --")
+        for lib in report.executables:
             lines.extend(library_lines(lib, report.root, verbose=verbose))
     return lines
 
