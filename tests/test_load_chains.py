@@ -27,6 +27,7 @@ from helpers.macho_builder import (
     undefined,
 )
 from helpers.pe_builder import Export, Import, build_pe
+from helpers.real_wheels import installed_torch, real_wheel
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_package, inspect_site_packages
 from torch_abi_audit.cli import main
@@ -370,3 +371,49 @@ def test_chain_in_json_and_verbose_table(site: Site, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "        needs, and will not load: chain.libs/libhelper.so.0" in text
     assert f"        will not load with {AGAINST}: needs libhelper.so.0 (bundled)" in text
+
+
+# -- a real wheel ----------------------------------------------------------------------------------
+
+TORCHAUDIO_291 = "torchaudio-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
+@pytest.mark.network
+@pytest.mark.torch
+def test_the_weak_tls_reference_of_a_real_wheel(tmp_path: Path) -> None:
+    """torchaudio 2.9.1's libtorchaudio.so references the TLS init function of
+    c10::impl::raw_local_dispatch_key_set weakly. Beside the installed torch 2.13 the real
+    loader (``ldd -r``: ld.so's relocation pass, no code run) reports the strong imports that
+    torch lacks and not that one; so does the prediction, which lists it as weak instead."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    torch = installed_torch()
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        pytest.skip("no ldd to compare with")
+    wheel = real_wheel(TORCHAUDIO_291)
+    report = inspect_package(wheel, torch=torch, jobs=1)
+    [lib] = [lib for lib in report.libraries if lib.path.name == "libtorchaudio.so"]
+    assert TLS_INIT in lib.torch.weak_imports and lib.torch_label == "UNSTABLE"
+    load = lib.load
+    assert load is not None and load.fails  # CUDA libraries a CPU torch does not have
+    assert TLS_INIT in load.weak_undefined_symbols and TLS_INIT not in load.undefined_symbols
+    extracted = tmp_path / "libtorchaudio.so"
+    with zipfile.ZipFile(wheel) as archive:
+        extracted.write_bytes(archive.read("torchaudio/lib/libtorchaudio.so"))
+    result = subprocess.run(
+        [ldd, "-r", str(extracted)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"LD_LIBRARY_PATH": str(torch / "lib"), "PATH": "/usr/bin:/bin"},
+    )
+    reported = {
+        line.split("undefined symbol: ", 1)[1].split()[0]
+        for line in (result.stdout + result.stderr).splitlines()
+        if "undefined symbol: " in line
+    }
+    assert reported and TLS_INIT not in reported
+    assert set(load.undefined_symbols) <= reported
