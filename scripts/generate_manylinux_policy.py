@@ -135,15 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run {GENERATED_BY}", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date (auditwheel {args.auditwheel})")
-        return 0
+        return check(args.output, text, wheel.name)
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output} from {wheel.name}")
     return 0
+
+
+def check(output: Path, text: str, source: str) -> int:
+    """0 when ``output`` holds ``text`` already, else 1 (and says so)."""
+    up_to_date = output.is_file() and output.read_text(encoding="utf-8") == text
+    if up_to_date:
+        print(f"{output} is up to date ({source})")
+    else:
+        print(f"{output} is out of date: run {GENERATED_BY}", file=sys.stderr)
+    return 0 if up_to_date else 1
 
 
 if __name__ == "__main__":
