@@ -147,7 +147,10 @@ def _by_name(library: Library) -> RuntimeCopy | None:
 
 
 def identify_runtime(library: Library) -> RuntimeCopy | None:
-    """The torch or CUDA runtime library ``library`` is a copy of, or ``None``."""
+    """The torch or CUDA runtime library ``library`` is a copy of, or ``None`` (always for a
+    program: a runtime is a shared library)."""
+    if library.executable:
+        return None
     found = _by_name(library)
     if found is not None:
         return found
