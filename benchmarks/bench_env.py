@@ -403,8 +403,13 @@ def tool_version(command: Sequence[str]) -> str:
 
 
 def _libraries_of(package: JSONObject) -> list[JSONObject]:
-    """A package's extension modules and bundled libraries (both tools use these keys)."""
-    return [*(package.get("extensions") or []), *(package.get("bundled_libs") or [])]
+    """A package's extension modules, bundled libraries and executables (both tools use the
+    first two keys; only ours audits programs)."""
+    return [
+        *(package.get("extensions") or []),
+        *(package.get("bundled_libs") or []),
+        *(package.get("executables") or []),
+    ]
 
 
 def _resolved(path: str) -> str:
@@ -816,7 +821,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         f"  rounds        : {rounds} per tool after 1 warm-up each, order alternating",
         *(f"  warning       : {w}" for w in warnings),
         "",
-        "Scanned (library entries across extensions + bundled_libs; bytes of unique files)",
+        "Scanned (binaries across extensions + bundled_libs + executables; bytes of unique files)",
     ]
     for name, size in sizes.items():
         lines.append(

@@ -274,8 +274,12 @@ def relative_path(path: str, *roots: Path) -> str:
 
 
 def _libraries_of(package: JSONObject) -> list[JSONObject]:
-    """A package's extension modules followed by its bundled libraries."""
-    return [*(package.get("extensions") or []), *(package.get("bundled_libs") or [])]
+    """A package's extension modules, then its bundled libraries, then its executables."""
+    return [
+        *(package.get("extensions") or []),
+        *(package.get("bundled_libs") or []),
+        *(package.get("executables") or []),
+    ]
 
 
 def _wheel_root(package: JSONObject) -> Path:
