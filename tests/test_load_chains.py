@@ -137,6 +137,10 @@ def _build_chain(site: Path, stand_ins: Path, torch_lib: Path) -> list[str]:
     vendored = ["-L", str(libs), "-Wl,-rpath,$ORIGIN/../chain.libs", keep]
     build_library(pkg, "_ext.abi3.so", plain("ext", module="_ext"), *vendored, "-l:libhelper.so.0")
     build_library(pkg, "_fine.abi3.so", plain("f", module="_fine"), *vendored, "-l:libfine.so.1")
+    # No search path leads to the helper: the package would load it first itself (ctypes), and
+    # the loader would match the needed entry by soname. It cannot, if the helper fails.
+    unfound = ["-L", str(libs), keep, "-l:libhelper.so.0"]
+    build_library(pkg, "_preloads.abi3.so", plain("p", module="_preloads"), *unfound)
     # Two cycles: each library is built once alone, then again linked to its partner.
     local = ["-L", str(pkg), "-Wl,-rpath,$ORIGIN", keep]
     for first, second, extra in (("liba", "libb", ["-l:libhelper.so.0"]), ("libc", "libd", [])):
@@ -324,6 +328,8 @@ def check_chain(loads: dict[str, LoadPrediction | None], against: str) -> None:
         f"{HELPER_FAILS}"
     )
     assert ext.failed_dependencies == ("chain.libs/libhelper.so.0",)
+    preloads = loads["chain/_preloads.abi3.so"]
+    assert preloads is not None and preloads.message == ext.message
     # A cycle with a failure in it: liba fails through the helper, libb through liba.
     liba, libb = loads["chain/liba.so"], loads["chain/libb.so"]
     assert liba is not None and libb is not None
@@ -350,6 +356,7 @@ def test_failures_spread_through_needed_libraries(site: Site) -> None:
     assert sorted(finding.evidence["libraries"] or ()) == [
         "chain.libs/libhelper.so.0",
         "chain/_ext.abi3.so",
+        "chain/_preloads.abi3.so",
         "chain/liba.so",
         "chain/libb.so",
     ]
@@ -417,3 +424,21 @@ def test_the_weak_tls_reference_of_a_real_wheel(tmp_path: Path) -> None:
     }
     assert reported and TLS_INIT not in reported
     assert set(load.undefined_symbols) <= reported
+
+
+TORCHCODEC_017 = "torchcodec-0.17.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
+
+
+@pytest.mark.network
+@pytest.mark.torch
+def test_a_real_chain_through_a_library_the_package_loads_itself() -> None:
+    """torchcodec 0.17.0 (a CUDA 13 build): each libtorchcodec_custom_opsN.so needs
+    libtorchcodec_coreN.so with no search path to it (torchcodec loads the core first);
+    beside a CPU torch the core cannot load (libnvrtc.so.13), so neither can the custom ops."""
+    report = inspect_package(real_wheel(TORCHCODEC_017), torch=installed_torch(), jobs=1)
+    loads = loads_of(report)
+    core = loads["torchcodec/libtorchcodec_core8.so"]
+    assert core is not None and "libnvrtc.so.13: cannot open shared object file" in core.message
+    ops = loads["torchcodec/libtorchcodec_custom_ops8.so"]
+    assert ops is not None and ops.fails
+    assert ops.failed_dependencies == ("torchcodec/libtorchcodec_core8.so",)

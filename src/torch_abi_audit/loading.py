@@ -276,23 +276,27 @@ def _same_file(path: PurePosixPath, real: bool) -> str:
 def _package_dependencies(
     package: PackageReport, libraries: Sequence[ExtensionReport], contexts: _Contexts
 ) -> list[list[tuple[int, str]]]:
-    """Each library's required needed entries that the loader would find among the package's
-    own libraries (its directory, ``.libs``/``.dylibs``…), as ``(index, needed name)``.
+    """Each library's required needed entries that only the package's own libraries can
+    satisfy, as ``(index, needed name)``.
 
-    Only entries whose file name is the name or soname of one of the package's libraries are
-    looked up, so an environment scan resolves a handful of names per package, not every libc.
+    An entry counts when the loader's search finds it among the package's libraries (its
+    directory, ``.libs``/``.dylibs``…), or finds it nowhere while one of them carries that
+    name (soname or file name): packages load such a library first themselves (``ctypes``,
+    ``torch.ops.load_library``), and the loader then matches the entry by soname — so if it
+    fails to load, so does every library that needs it. One already loaded under that name
+    (torch's own) satisfies the entry instead. Only entries named like one of the package's
+    libraries are looked up, so an environment scan resolves a handful of names per package.
     """
     on_disk = package.wheel is None
-    by_name: set[str] = set()
+    by_name: dict[str, int | None] = {}  # name -> its one library (None: several carry it)
     located: dict[str, int] = {}
     contexts_of: dict[int, tuple[LoadContext, PurePosixPath]] = {}
     for k, lib in enumerate(libraries):
         fmt = _format_of(lib)
         if fmt is None:
             continue
-        by_name.add(_file_name(lib.path.name, fmt))
-        if lib.soname:
-            by_name.add(_file_name(lib.soname, fmt))
+        for name in {_file_name(lib.path.name, fmt), _file_name(lib.soname or "", fmt)} - {""}:
+            by_name[name] = k if name not in by_name else None
         context, location = contexts.for_library(package, lib, fmt)
         contexts_of[k] = (context, location)
         located[_same_file(location, on_disk)] = k
@@ -309,9 +313,12 @@ def _package_dependencies(
         for resolution in resolve_needed(
             _library_of(lib, location), location, context, only=wanted.__contains__
         ):
-            if resolution.found is None:
-                continue
-            index = located.get(_same_file(resolution.found, on_disk))
+            if resolution.found is not None:
+                index = located.get(_same_file(resolution.found, on_disk))
+            elif resolution.missing:
+                index = by_name.get(_file_name(resolution.needed, context.format))
+            else:
+                continue  # already loaded (torch's), or provided by the system
             if index is not None and index != k:
                 dependencies[k].append((index, resolution.needed))
     return dependencies
