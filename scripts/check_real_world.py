@@ -122,7 +122,10 @@ class LoadCheck:
     the audited wheels, read in place), the installed torch (``installed``), or a release of
     the stable-ABI table (``release``). ``loads`` is whether the package is predicted to load;
     ``message`` (if set) a text the first failing library's message must contain; ``missing``
-    shims that must be among the symbols some failing library misses.
+    shims that must be among the symbols some failing library misses; ``weak`` imports some
+    library misses without failing (weak references), which must never be among the symbols
+    that fail it; ``failed_dependencies`` ``(library, what it needs)`` pairs: the library
+    fails (also) because that library of the package fails.
     """
 
     loads: bool
@@ -132,6 +135,8 @@ class LoadCheck:
     release: str | None = None
     message: str | None = None
     missing: tuple[str, ...] = ()
+    weak: tuple[str, ...] = ()
+    failed_dependencies: tuple[tuple[str, str], ...] = ()
 
     @property
     def against(self) -> str:
@@ -567,6 +572,27 @@ EXPECTATIONS: list[Expectation] = [
             loads=False,
             installed=True,
             message="libtorch_cuda.so: cannot open shared object file: No such file or directory",
+            # Touching c10's thread-local dispatch keys references their TLS init weakly.
+            weak=("_ZTHN3c104impl26raw_local_dispatch_key_setE",),
+        ),
+    ),
+    # Its custom ops need the core library torchcodec loads first (no search path leads to
+    # it): beside a CPU torch the core cannot load (CUDA 13's libnvrtc), so neither can they.
+    Expectation(
+        "torchcodec",
+        "0.17.0",
+        TorchVerdict.STABLE,
+        min_torch="2.11.0",
+        findings=(FLOOR_MISSING_2_11, VENDORED_NVJPEG, FindingCheck("load-failure")),
+        load=LoadCheck(
+            loads=False,
+            installed=True,
+            failed_dependencies=(
+                (
+                    "torchcodec/libtorchcodec_custom_ops8.so",
+                    "torchcodec/libtorchcodec_core8.so",
+                ),
+            ),
         ),
     ),
     # Against releases of the table: the Linux builds need 2.11.
@@ -814,6 +840,24 @@ def _check_load(check: LoadCheck, report: PackageReport) -> Iterator[str]:
     absent = [name for name in check.missing if name not in missed]
     if absent:
         yield f"expected missing symbols not reported: {', '.join(absent)}"
+    yield from _check_weak_and_chains(check, report)
+
+
+def _check_weak_and_chains(check: LoadCheck, report: PackageReport) -> Iterator[str]:
+    loads = [lib.load for lib in report.libraries if lib.load is not None]
+    weak = {s for load in loads for s in load.weak_undefined_symbols}
+    failing_on = {s for load in loads for s in load.undefined_symbols}
+    for name in check.weak:
+        if name not in weak:
+            yield f"expected weak import {name} to be missing without failing the load"
+        if name in failing_on:
+            yield f"weak import {name} is reported as failing a load"
+    by_path = {relative_name(lib, report.root): lib.load for lib in report.libraries}
+    for library, needed in check.failed_dependencies:
+        load = by_path.get(library)
+        if load is None or needed not in load.failed_dependencies:
+            got = load.failed_dependencies if load else "no prediction"
+            yield f"{library}: expected to fail through {needed}, got {got}"
 
 
 def _load_messages(libraries: Sequence[ExtensionReport]) -> str:
