@@ -442,3 +442,33 @@ def test_a_real_chain_through_a_library_the_package_loads_itself() -> None:
     ops = loads["torchcodec/libtorchcodec_custom_ops8.so"]
     assert ops is not None and ops.fails
     assert ops.failed_dependencies == ("torchcodec/libtorchcodec_core8.so",)
+
+
+def test_a_chain_through_delocated_dylibs(tmp_path: Path) -> None:
+    """delocate puts a wheel's dylibs in ``pkg/.dylibs`` and names them from the module's
+    directory (``@loader_path/.dylibs/…``): a helper there that needs a CUDA torch fails, so
+    does the module that needs it."""
+    torch = _macho_torch_wheel(tmp_path)
+    helper_name = "@loader_path/.dylibs/libhelper.dylib"
+    helper = MachO(
+        id_dylib="/DLC/pkg/.dylibs/libhelper.dylib",
+        dylibs=[(LC_LOAD_DYLIB, "@rpath/libtorch_cuda.dylib")],
+        imports=[undefined("_aoti_torch_cuda_thing", 1)],
+    ).build()
+    module = MachO(
+        filetype=MH_BUNDLE,
+        dylibs=[(LC_LOAD_DYLIB, helper_name)],
+        exports=[defined("_PyInit__C")],
+        imports=[undefined("_helper_entry", 1)],
+    ).build()
+    files = {"pkg/_C.abi3.so": module.data, "pkg/.dylibs/libhelper.dylib": helper.data}
+    wheel = write_wheel(tmp_path, "pkg", "1.0", ["cp311-abi3-macosx_11_0_arm64"], files)
+    loads = loads_of(inspect_package(wheel, torch=torch, jobs=1))
+    reason = "Library not loaded: @rpath/libtorch_cuda.dylib"
+    helper_load, module_load = loads["pkg/.dylibs/libhelper.dylib"], loads["pkg/_C.abi3.so"]
+    assert helper_load is not None and reason in helper_load.message
+    assert module_load is not None and module_load.message.startswith(
+        f"will not load with torch 2.13.0: needs {helper_name} (bundled), which will not load: "
+        f"{reason}"
+    )
+    assert module_load.failed_dependencies == ("pkg/.dylibs/libhelper.dylib",)
