@@ -119,11 +119,22 @@ class TorchReference:
 
 @dataclass(frozen=True)
 class WheelReport:
-    """The wheel a package report was read from: its path, file name and the tags it names."""
+    """The wheel a package report was read from: its path, file name and the tags it names.
+
+    ``unverified_members`` are the library members whose size and CRC-32 were not checked:
+    they were decompressed only as far as the audit needed (``--verify-archive`` reads every
+    member to its end); ``verified`` is true when there are none.
+    """
 
     path: Path
     filename: str
     tags: tuple[str, ...]
+    unverified_members: tuple[str, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        """Every library member's size and CRC-32 were checked."""
+        return not self.unverified_members
 
 
 def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
@@ -188,10 +199,12 @@ class ExtensionReport:
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
     ``optional_needed`` are the needed libraries whose absence does not stop the load
-    (weak-linked dylibs, delay-loaded DLLs). ``runtime`` says when the file is a copy of
-    libtorch or of a CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`).
-    ``version_needs`` are the symbol versions an ELF file requires (``GLIBC_2.34`` from
-    ``libc.so.6``…), each with one import that needs it.
+    (weak-linked dylibs, delay-loaded DLLs). ``verified`` is, for a wheel member, whether its
+    size and CRC-32 were checked (``False``: it was decompressed only as far as the audit
+    needed); ``None`` for a file. ``runtime`` says when the file is a copy of libtorch or of a
+    CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`). ``version_needs``
+    are the symbol versions an ELF file requires (``GLIBC_2.34`` from ``libc.so.6``…), each
+    with one import that needs it.
     """
 
     path: Path
@@ -211,6 +224,7 @@ class ExtensionReport:
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
+    verified: bool | None = None
     runtime: RuntimeCopy | None = None
     version_needs: tuple[VersionNeed, ...] = ()
 
