@@ -491,8 +491,13 @@ def test_download_from_the_index(capsys: pytest.CaptureFixture[str]) -> None:
     linux, windows = document["packages"]
     assert linux["name"] == "torchcodec" and linux["torch_verdict"] == "torch-stable"
     assert any("manylinux" in tag for tag in linux["wheel"]["tags"])
-    # Stable, but version-specific modules: the abi3 gate would fail it (information only).
-    assert [f["code"] for f in linux["findings"]] == ["torch-floor-missing", "not-abi3-compliant"]
+    # It vendors NVIDIA's nvJPEG (torchcodec.libs/libnvjpeg-<hash>.so.13...): a CUDA runtime; and
+    # it is stable but version-specific: the abi3 gate would fail it (information only).
+    assert [f["code"] for f in linux["findings"]] == [
+        "torch-floor-missing",
+        "bundled-cuda-runtime",
+        "not-abi3-compliant",
+    ]
     assert windows["name"] == "torchcodec==0.17.0 [win_arm64]"
     assert windows["unavailable"].startswith(
         "the index has no wheel for platform win_arm64, Python 3.11: torchcodec 0.17.0 "

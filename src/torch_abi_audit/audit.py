@@ -118,6 +118,7 @@ def _package_report(
         root=source.root.absolute(),
         extensions=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXTENSION),
         bundled_libs=tuple(lib for lib in libraries if lib.kind is LibraryKind.BUNDLED),
+        executables=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXECUTABLE),
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
@@ -138,6 +139,9 @@ def _package_facts(source: PackageSource, report: PackageReport) -> PackageFacts
             _os_floors(lib),
             lib.entry_points,
             lib.load,
+            lib.runtime,
+            lib.machine,
+            lib.version_needs,
         )
         for lib in report.libraries
         if lib.error is None and lib.skipped is None

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from torch_abi_audit.model import VersionNeed
 from torch_abi_audit.python_model import Interpreter
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
+
+if TYPE_CHECKING:  # its module's finding rule takes these facts
+    from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 
 
 class LibraryFacts(NamedTuple):
@@ -26,7 +30,9 @@ class LibraryFacts(NamedTuple):
     ``os_floors`` pairs each architecture (``arm64``, ``x86_64``: one per slice of a universal
     binary) with the minimum OS release it declares, where it declares one. ``entry_points``
     are the ``PyInit_*`` / ``PyModExport_*`` names it exports; ``load`` its load prediction,
-    when loading was predicted.
+    when loading was predicted; ``runtime`` what it is when it is a copy of libtorch or of a
+    CUDA runtime library; ``machine`` its architecture; ``version_needs`` the ELF symbol
+    versions it requires.
     """
 
     name: str
@@ -37,6 +43,9 @@ class LibraryFacts(NamedTuple):
     os_floors: tuple[tuple[str, str], ...] = ()
     entry_points: tuple[str, ...] = ()
     load: LoadPrediction | None = None
+    runtime: RuntimeCopy | None = None
+    machine: str | None = None
+    version_needs: tuple[VersionNeed, ...] = ()
 
 
 @dataclass(frozen=True)

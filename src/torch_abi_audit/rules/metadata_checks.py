@@ -105,13 +105,12 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
         return None
     from packaging.version import Version
 
-    releases = {
-        (version.major, version.minor)
-        for item in spec
-        if (version := _version_or_none(item.version)) is not None
-    }
+    named = [version for item in spec if (version := _version_or_none(item.version)) is not None]
+    releases = {(version.major, version.minor) for version in named}
     for major, minor in sorted(releases):
+        # The versions the requirements name are probed too: ==2.2.2 admits none of x.y.0/1/9/99.
         inside = [Version(f"{major}.{minor}.{patch}") for patch in (0, 1, 9, 99)]
+        inside += [v for v in named if (v.major, v.minor) == (major, minor)]
         outside = [
             Version("0.0.1"),
             Version(f"{major}.{minor + 1}.0"),

@@ -7,7 +7,13 @@ declared in :mod:`torch_abi_audit.rules.registry`; findings come out in the orde
 
 from __future__ import annotations
 
-from torch_abi_audit.rules import metadata_checks, python_findings, torch_findings
+from torch_abi_audit.rules import (
+    bundled_runtimes,
+    manylinux,
+    metadata_checks,
+    python_findings,
+    torch_findings,
+)
 from torch_abi_audit.rules.facts import PackageFacts, Rule, RuleContext
 from torch_abi_audit.rules.findings import Finding
 
@@ -15,8 +21,10 @@ from torch_abi_audit.rules.findings import Finding
 RULES: tuple[Rule, ...] = (
     metadata_checks.torch_requirement_findings,
     metadata_checks.tag_findings,
+    manylinux.manylinux_tag_findings,
     metadata_checks.macos_tag_findings,
     metadata_checks.bundled_library_findings,
+    bundled_runtimes.bundled_runtime_findings,
     torch_findings.deprecated_shim_findings,
     python_findings.abi3_version_findings,
     python_findings.abi3t_findings,

@@ -117,6 +117,18 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         "a `py3-none` platform wheel whose extension modules call the CPython API",
     ),
     FindingCode(
+        "manylinux-tag-too-low",
+        _ERROR,
+        (_M,),
+        "a library needs symbol versions (`GLIBC_2.xx`, `GLIBCXX_3.4.xx`, `CXXABI_1.3.x`, "
+        "`GCC_…`, as its `.gnu.version_r` lists them) that the wheel's weakest `manylinux` "
+        "tag does not allow per pypa/auditwheel's published policy, so pip installs it where "
+        "it cannot load; or a `musllinux` wheel's library needs glibc, or a `manylinux` "
+        "wheel's links musl. Names the library, the version, the symbol and the lowest honest "
+        "tag (torchaudio 2.2.2 is tagged `manylinux1` but needs `manylinux_2_17`). Needs from "
+        "the dynamic linker itself and weak version needs are not judged",
+    ),
+    FindingCode(
         "macos-version-above-tag",
         _WARNING,
         (_M,),
@@ -183,6 +195,27 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         "the package ships a Python interpreter library (`libpython3.11.dylib`, "
         "`libpython3.12.so.1.0`, `python311.dll`); modules that load it run against a second "
         "interpreter and crash (a warning when nothing in the package links it)",
+    ),
+    FindingCode(
+        "bundled-libtorch",
+        _ERROR,
+        (_M,),
+        "the package ships its own copy of libtorch (`libc10`, `libtorch_cpu`… even when "
+        "`auditwheel repair` renamed it, e.g. `libc10-1a2b3c4d.so`), recognised by its soname "
+        "without the repair tool's hash, or by defining functions only libtorch defines "
+        "(`c10::detail::torchCheckFail`, `at::globalContext()`, so a static copy too): a "
+        "second libtorch beside the installed one. torch itself is not concerned",
+    ),
+    FindingCode(
+        "bundled-cuda-runtime",
+        _WARNING,
+        (_M,),
+        "the package ships a CUDA runtime library (`libcudart`, `libcublas`, `libnvrtc`, "
+        "`libcudnn`, `libnvjpeg`…), recognised by soname or by exporting its entry points "
+        "(`cudaMalloc` + `cudaLaunchKernel` + `cudaGetDeviceCount`, `cublasCreate_v2`…): a "
+        "second copy beside the one torch loads from the `nvidia-*` wheels, possibly of "
+        "another version (torchcodec 0.17.0's Linux wheel vendors nvJPEG). `nvidia-*` "
+        "distributions and torch are not concerned",
     ),
     FindingCode(
         "torch-unstable",
