@@ -153,9 +153,64 @@ def shifted(data: bytes, shift: int) -> bytes:
     return (int.from_bytes(data, "little") >> shift).to_bytes(len(data), "little")
 
 
+def _huffman(code: int, length: int) -> tuple[int, int]:
+    """A Huffman code as stream bits: deflate packs codes from their most significant bit."""
+    return int(f"{code:0{length}b}"[::-1], 2), length
+
+
+# Fixed-Huffman pieces (RFC 1951 3.2.6): a match of length 3 (code 257) at distance 1
+# (distance code 0), 12 bits; one at distance 5 (distance code 4, one extra bit 0), 13 bits.
+_MATCH_12 = (_huffman(1, 7), _huffman(0, 5))
+_MATCH_13 = (_huffman(1, 7), _huffman(4, 5), (0, 1))
+
+
+def alignment_block(shift: int) -> tuple[int, int, int]:
+    """A non-final fixed-Huffman block whose length in bits is ``shift`` modulo 8, as
+    ``(bits, length, output bytes)``.
+
+    Put before the stream's bits from a block start at bit ``shift`` of a byte, it puts that
+    byte back on a byte boundary of the decoder's input — which stored blocks, padded to the
+    stream's byte boundaries, need. It holds only back-references of length 3 into the window,
+    so its output is the window's (0x00 with a window of zeros, 0xFF with one of 0xFF) and
+    changes nothing the window comparison proves.
+    """
+    for twelve in range(4):
+        for thirteen in range(8):
+            if (10 + 12 * twelve + 13 * thirteen) % 8 == shift % 8:
+                pieces = [(0b010, 3)]  # BFINAL 0, BTYPE 01
+                pieces += [piece for _ in range(twelve) for piece in _MATCH_12]
+                pieces += [piece for _ in range(thirteen) for piece in _MATCH_13]
+                pieces.append(_huffman(0, 7))  # end of block
+                value = length = 0
+                for bits, count in pieces:
+                    value |= bits << length
+                    length += count
+                return value, length, 3 * (twelve + thirteen)
+    raise AssertionError("every residue is reachable")  # pragma: no cover - 10, 12, 13 cover
+
+
+def entry_input(region: bytes, bit: int, stored: bool) -> tuple[bytes, int]:
+    """Decoder input that starts a decode at stream bit ``bit`` of ``region`` (a block start),
+    keeping the stream's byte boundaries; and the output bytes its prefix makes (to skip).
+
+    A stored block's LEN field (``bit`` on a byte boundary) gets a header byte of its own
+    (BFINAL 0, BTYPE 00, padding); a dynamic block's header gets :func:`alignment_block`.
+    """
+    if stored:
+        return b"\x00" + region[bit >> 3 :], 0
+    shift = bit & 7
+    if not shift:
+        return region[bit >> 3 :], 0
+    value, length, produced = alignment_block(shift)
+    whole = length >> 3  # the prefix's last ``shift`` bits share a byte with the stream's
+    merged = (value >> (whole * 8)) | (region[bit >> 3] & (0xFF << shift) & 0xFF)
+    head = (value & ((1 << (whole * 8)) - 1)).to_bytes(whole, "little")
+    return head + bytes([merged]) + region[(bit >> 3) + 1 :], produced
+
+
 def trial_decode(data: bytes) -> bool:
-    """Whether zlib decodes ``data`` as a raw deflate stream's continuation without an error,
-    against a window of zeros (so that no back-reference can be "too far back")."""
+    """Whether zlib decodes ``data`` (from :func:`entry_input`) without an error, against a
+    window of zeros (so that no back-reference can be "too far back")."""
     decoder = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ZERO_WINDOW)
     try:
         decoder.decompress(data, TRIAL_OUTPUT)
@@ -185,14 +240,14 @@ def block_starts(region: bytes, region_bit: int, trials: list[int]) -> Iterator[
             assert next_dynamic is not None
             bit, next_dynamic = next_dynamic, next(dynamic, None)
             candidate = BlockStart(region_bit + bit, stored=False)
-            data = shifted(region[bit >> 3 : (bit >> 3) + TRIAL_INPUT + 1], bit & 7)
+            data = entry_input(region[: (bit >> 3) + TRIAL_INPUT], bit, stored=False)[0]
         else:
             bit, next_stored = next_stored, next(stored, None)
             candidate = BlockStart(region_bit + bit, stored=True)
             if not candidate.header_bits(region, region_bit):
                 continue
             length = int.from_bytes(region[bit >> 3 : (bit >> 3) + 2], "little")
-            data = b"\x00" + region[bit >> 3 : (bit >> 3) + 4 + length + TRIAL_INPUT]
+            data = entry_input(region[: (bit >> 3) + 4 + length + TRIAL_INPUT], bit, True)[0]
         trials[0] -= 1
         if trial_decode(data):
             yield candidate

@@ -62,8 +62,8 @@ from torch_abi_audit.sources.deflate_search import (
     WINDOW_SIZE,
     ZERO_WINDOW,
     BlockStart,
+    alignment_block,
     block_starts,
-    shifted,
 )
 
 ONES_WINDOW = b"\xff" * WINDOW_SIZE
@@ -90,8 +90,10 @@ _CONFIRM_STEP = 48 << 10
 _MIN_MARGIN = 1 << 20
 #: Output bytes a read decodes past what it asked for, kept for the reads that follow it.
 _READ_AHEAD = 256 << 10
-#: Output bytes kept for later reads (the member's last bytes, and what reads decoded).
+#: The member's last output bytes kept for later reads (section headers, string tables).
 _KEPT = 32 << 20
+#: Output bytes kept of what reads decoded.
+_KEPT_READS = 8 << 20
 
 
 class SeekFailed(Exception):
@@ -116,19 +118,29 @@ class Anchor:
 
 
 class _Input:
-    """The decoder input for a decode entered at ``start``: the compressed bits from there,
-    re-aligned to a byte boundary; for a stored block, a synthetic header byte (BFINAL 0,
-    BTYPE 00) before its LEN field."""
+    """The decoder input for a decode entered at block start ``start``: the compressed bytes
+    from there, after a prefix that puts the block's first bit where it lies in its byte
+    (:func:`~torch_abi_audit.sources.deflate_search.entry_input`); the prefix's output
+    (``skip`` bytes) is not the member's."""
 
     def __init__(self, read: Callable[[int, int], bytes], size: int, start: BlockStart) -> None:
         self._read = read
         self._size = size  # compressed bytes of the member
         self.start = start
-        self.prefix = 8 if start.stored else 0
+        self._shift = start.bit & 7
+        if start.stored:
+            value, self.prefix, self.skip = 0, 8, 0  # BFINAL 0, BTYPE 00, padding
+        elif self._shift:
+            value, self.prefix, self.skip = alignment_block(self._shift)
+        else:
+            value, self.prefix, self.skip = 0, 0, 0
+        whole = self.prefix >> 3
+        self._head = (value & ((1 << (whole * 8)) - 1)).to_bytes(whole, "little")
+        self._merged = value >> (whole * 8)  # the prefix's bits in the block's first byte
 
     def length(self, compressed_size: int) -> int:
         """Input bytes up to the member's end."""
-        return (compressed_size * 8 - self.start.bit + self.prefix + 7) // 8
+        return len(self._head) + compressed_size - (self.start.bit >> 3)
 
     def position(self, stream_bit: int) -> int:
         """The input bit that holds stream bit ``stream_bit``."""
@@ -136,16 +148,17 @@ class _Input:
 
     def bytes(self, first: int, stop: int) -> bytes:
         """Input bytes ``[first, stop)``, padded with zero bits past the member's end."""
-        if self.prefix:
-            head = b"\x00" if first == 0 else b""
-            base = self.start.bit >> 3
-            lo, hi = base + max(first, 1) - 1, min(base + stop - 1, self._size)
-            body = self._read(lo, hi - lo) if hi > lo else b""
-            data = head + body
-        else:
-            base, shift = self.start.bit >> 3, self.start.bit & 7
-            lo, hi = base + first, min(base + stop + 1, self._size)
-            data = shifted(self._read(lo, hi - lo), shift)[: stop - first] if hi > lo else b""
+        whole = len(self._head)
+        data = self._head[first:stop]
+        low = max(first, whole)
+        if low < stop:
+            begin = (self.start.bit >> 3) + low - whole
+            end = min((self.start.bit >> 3) + stop - whole, self._size)
+            body = self._read(begin, end - begin) if end > begin else b""
+            if low == whole and body and self._shift:
+                kept = body[0] & (0xFF << self._shift) & 0xFF
+                body = bytes([kept | self._merged]) + body[1:]
+            data += body
         return data + bytes(stop - first - len(data))
 
 
@@ -155,7 +168,10 @@ class _Pair:
     Keeps either the last ``keep_last`` output bytes, or those in ``keep_range`` (output
     offsets from the entry)."""
 
-    def __init__(self, keep_last: int = 0, keep_range: tuple[int, int] = (0, 0)) -> None:
+    def __init__(
+        self, skip: int = 0, keep_last: int = 0, keep_range: tuple[int, int] = (0, 0)
+    ) -> None:
+        self.skip = skip  # output bytes of the input's prefix, not counted
         self.zero = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ZERO_WINDOW)
         self.ones: zlib._Decompress | None = zlib.decompressobj(
             -zlib.MAX_WBITS, zdict=ONES_WINDOW
@@ -195,6 +211,9 @@ class _Pair:
             raise SeekFailed(f"not a block start ({exc})") from exc
 
     def _account(self, out: bytes, other: bytes, limit: int) -> None:
+        if self.skip:
+            cut, self.skip = min(self.skip, len(out)), self.skip - min(self.skip, len(out))
+            out, other = out[cut:], other[cut:]
         if out != other:
             differing = int.from_bytes(out, "big") ^ int.from_bytes(other, "big")
             from_end = ((differing & -differing).bit_length() - 1) >> 3
@@ -310,10 +329,17 @@ class DeflateSeeker:
                 return data[offset - start : end - start]
         return None
 
-    def _keep(self, start: int, data: bytes, anchor: Anchor) -> None:
+    def _keep(self, start: int, data: bytes, anchor: Anchor, *, tail: bool = False) -> None:
+        """Keep decoded output for later reads: the member's last bytes (``tail``, kept for
+        good), and what reads decoded (the most recent :data:`_KEPT_READS` bytes of it)."""
+        if tail:
+            self._pieces.insert(0, (start, data, anchor))
+            self._tail_held = True
+            return
         self._pieces.append((start, data, anchor))
-        while sum(len(piece[1]) for piece in self._pieces) > _KEPT and len(self._pieces) > 1:
-            self._pieces.pop(0)
+        first = 1 if self._tail_held else 0
+        while sum(len(piece[1]) for piece in self._pieces[first:]) > _KEPT_READS:
+            del self._pieces[first]
 
     # -- decoding ----------------------------------------------------------------------------
 
@@ -383,10 +409,10 @@ class DeflateSeeker:
         some depend on the window (the anchor is then known not to serve them)."""
         stop = min(self._size, max(end, offset + _READ_AHEAD))
         relative = (offset - anchor.offset, stop - anchor.offset)
-        pair = _Pair(keep_range=relative)
+        source = self._input(anchor.start)
+        pair = _Pair(source.skip, keep_range=relative)
         if anchor.proven:
             pair.ones = None  # the output from ``clean`` on is the same for any window
-        source = self._input(anchor.start)
         stop = source.length(self._compressed_size)
         at = 0
         try:
@@ -480,9 +506,10 @@ class DeflateSeeker:
         tail_wanted = not self._tail_held and (
             upper is None or self._size - upper.offset <= _KEPT // 2
         )
-        pair = _Pair(keep_last=_KEPT if tail_wanted else 0)
+        source = self._input(start)
+        pair = _Pair(source.skip, keep_last=_KEPT if tail_wanted else 0)
         try:
-            pair = self._decode_to(pair, self._input(start), upper, through=tail_wanted)
+            pair = self._decode_to(pair, source, upper, through=tail_wanted)
         finally:
             self._spend(pair)
         offset = self._size - pair.produced if tail_wanted or upper is None else 0
@@ -509,5 +536,4 @@ class DeflateSeeker:
         if tail_wanted and anchor.proven:
             tail = pair.output()
             kept_from = max(self._size - len(tail), anchor.clean)
-            self._keep(kept_from, tail[kept_from - (self._size - len(tail)) :], anchor)
-            self._tail_held = True
+            self._keep(kept_from, tail[kept_from - (self._size - len(tail)) :], anchor, tail=True)
