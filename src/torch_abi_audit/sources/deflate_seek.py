@@ -74,7 +74,7 @@ SEARCH_REACH = 1 << 20
 #: Compressed bytes scanned at a time (regions overlap by the trial input).
 _SCAN_STEP = 32 << 10
 #: Trial decodes per probe.
-MAX_TRIALS = 400
+MAX_TRIALS = 4000
 #: Probes per member.
 MAX_PROBES = 16
 #: Compressed bytes fed to the decoders at a time.
@@ -87,7 +87,7 @@ _FIRST_STEP = 64 << 10
 #: A confirming probe starts this far below the anchor it confirms (compressed bytes).
 _CONFIRM_STEP = 48 << 10
 #: Output bytes kept before the first byte wanted, besides those the window taints.
-_MIN_MARGIN = 1 << 20
+_MIN_MARGIN = 128 << 10
 #: Output bytes a read decodes past what it asked for, kept for the reads that follow it.
 _READ_AHEAD = 256 << 10
 #: The member's last output bytes kept for later reads (section headers, string tables).
@@ -173,9 +173,7 @@ class _Pair:
     ) -> None:
         self.skip = skip  # output bytes of the input's prefix, not counted
         self.zero = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ZERO_WINDOW)
-        self.ones: zlib._Decompress | None = zlib.decompressobj(
-            -zlib.MAX_WBITS, zdict=ONES_WINDOW
-        )
+        self.ones: zlib._Decompress | None = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ONES_WINDOW)
         self.produced = 0
         self.last_difference = -1  # output index of the last byte that differed
         self.keep_last = keep_last
@@ -437,30 +435,43 @@ class DeflateSeeker:
 
     def _probe_below(self, offset: int) -> None:
         """Find a block start below the anchors, aiming at a margin before ``offset``, decode
-        from it to the anchor above and record it."""
+        from it to the anchor above and record it. Where the stretch searched holds no block
+        start (a long block), the search goes on in the stretch before it."""
         self._probes += 1
         upper, lowest_bit = self._aim(offset)
         limit = upper.start.bit - 16 if upper is not None else self._compressed_size * 8
         trials = [MAX_TRIALS]
-        scanned_to = lowest_bit >> 3
-        stop = min(limit >> 3, scanned_to + SEARCH_REACH)
-        while scanned_to < stop:
-            region_end = min(scanned_to + _SCAN_STEP + TRIAL_INPUT + 1, self._compressed_size)
-            region = self._read(scanned_to, region_end - scanned_to)
-            for start in block_starts(region, scanned_to * 8, trials):
+        low, high = lowest_bit >> 3, limit >> 3
+        scanned = 0
+        while scanned < SEARCH_REACH and trials[0] > 0 and low < high:
+            if self._search(low, min(high, low + SEARCH_REACH - scanned), limit, upper, trials):
+                return
+            scanned += high - low
+            floor = self._frontier[0] >> 3
+            low, high = max(floor, low - 2 * max(high - low, _SCAN_STEP)), low
+        raise SeekFailed("no block start found")
+
+    def _search(
+        self, low: int, high: int, limit: int, upper: Anchor | None, trials: list[int]
+    ) -> bool:
+        """Scan compressed bytes ``[low, high)`` for block starts below ``limit`` and record
+        the first one from which a probe arrives; returns whether one did."""
+        for at in range(low, high, _SCAN_STEP):
+            region_end = min(at + _SCAN_STEP + TRIAL_INPUT + 1, self._compressed_size)
+            region = self._read(at, region_end - at)
+            for start in block_starts(region, at * 8, trials):
                 if start.bit >= limit:
-                    break
+                    return False
                 try:
                     self._record(start, upper)
-                    return
                 except _OverBudget:
                     raise
                 except SeekFailed:
                     continue  # not a block start after all: the next candidate
+                return True
             if trials[0] <= 0:
-                break
-            scanned_to += _SCAN_STEP
-        raise SeekFailed("no block start found")
+                return False
+        return False
 
     def _aim(self, offset: int) -> tuple[Anchor | None, int]:
         """The anchor to probe below (None: the member's end) and the compressed bit to start
@@ -476,26 +487,20 @@ class DeflateSeeker:
             if anchor.clean <= offset and not anchor.confirmed:
                 return anchor, max(anchor.start.bit - _CONFIRM_STEP * 8, floor)
         target = max(offset - self._margin, 0)
-        index = next((i for i, a in enumerate(self._anchors) if a.offset > target), None)
         end_bit = self._compressed_size * 8
-        if index is None:
-            upper, upper_bit, upper_offset = None, end_bit, self._size
-            above_bit, above_offset = (end_bit, self._size)
-            if not self._anchors:
-                return None, max(end_bit - _FIRST_STEP * 8, floor)
-            last = self._anchors[-1]
-            above_bit, above_offset = last.start.bit, last.offset
-            upper_bit, upper_offset = end_bit, self._size
-            ratio = (upper_offset - above_offset) / max(upper_bit - above_bit, 1)
-        else:
-            upper = self._anchors[index]
-            upper_bit, upper_offset = upper.start.bit, upper.offset
-            following = self._anchors[index + 1] if index + 1 < len(self._anchors) else None
-            above_bit = following.start.bit if following else end_bit
-            above_offset = following.offset if following else self._size
-            ratio = (above_offset - upper_offset) / max(above_bit - upper_bit, 1)
-        step = int((upper_offset - target) / max(ratio, 1e-9))
-        return upper, max(upper_bit - max(step, _CONFIRM_STEP * 8), floor)
+        if not self._anchors:
+            return None, max(end_bit - _FIRST_STEP * 8, floor)
+        upper = next((a for a in self._anchors if a.offset > target), None)
+        if upper is None:  # below the member's end, at the ratio of the stretch above it
+            top = self._anchors[-1]
+            ratio = (self._size - top.offset) / max(end_bit - top.start.bit, 1)
+            step = (self._size - target) / max(ratio, 1e-9)
+            return None, max(end_bit - max(int(step), _CONFIRM_STEP * 8), floor)
+        # Below an anchor, at the ratio of everything above it: the member's tail is often
+        # far more (or less) compressible than its middle, and one short stretch misleads.
+        ratio = (self._size - upper.offset) / max(end_bit - upper.start.bit, 1)
+        step = (upper.offset - target) / max(ratio, 1e-9)
+        return upper, max(upper.start.bit - max(int(step), _CONFIRM_STEP * 8), floor)
 
     def _record(self, start: BlockStart, upper: Anchor | None) -> None:
         """Decode from ``start`` to ``upper`` (exact arrival) and record it as an anchor.
