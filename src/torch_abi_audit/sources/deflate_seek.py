@@ -91,7 +91,7 @@ _MIN_MARGIN = 128 << 10
 #: Output bytes a read decodes past what it asked for, kept for the reads that follow it.
 _READ_AHEAD = 256 << 10
 #: The member's last output bytes kept for later reads (section headers, string tables).
-_KEPT = 32 << 20
+_KEPT = 16 << 20
 #: Output bytes kept of what reads decoded.
 _KEPT_READS = 8 << 20
 
