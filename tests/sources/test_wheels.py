@@ -648,9 +648,9 @@ def _spy_open_member(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     opened: list[str] = []
     original = WheelArchive.open_member
 
-    def spy(self: WheelArchive, name: str) -> StoredMember | StreamedMember:
+    def spy(self: WheelArchive, name: str, *, seek: bool = True) -> StoredMember | StreamedMember:
         opened.append(name)
-        return original(self, name)
+        return original(self, name, seek=seek)
 
     monkeypatch.setattr(WheelArchive, "open_member", spy)
     return opened
