@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
@@ -429,6 +428,8 @@ class StreamedMember:
 
     def _start_spill(self) -> None:
         """Drop the windows and start a new stream that fills a temporary file on demand."""
+        import tempfile
+
         self._spill = tempfile.TemporaryFile(prefix="torch-abi-audit-")  # noqa: SIM115 - kept
         self._spilled = 0
         self._close_stream()
