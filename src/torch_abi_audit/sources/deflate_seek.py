@@ -310,9 +310,20 @@ class _Pair:
         # the call that reached it was given an output limit.
         return all(d.eof and len(d.unused_data) + len(d.unconsumed_tail) <= spare for d in ends)
 
-    def first_bytes(self) -> bytes:
-        """The first ``keep_first`` output bytes (fewer if fewer were produced)."""
-        return b"".join(self.head)
+    def first_bytes(self, start: int, stop: int) -> bytes:
+        """Output ``[start, stop)`` of the first ``keep_first`` bytes (cut at what was
+        produced)."""
+        found, at = [], 0
+        for piece in self.head:
+            if at < stop and start < at + len(piece):
+                found.append(piece[max(start - at, 0) : stop - at])
+            at += len(piece)
+        return b"".join(found)
+
+    @property
+    def first_size(self) -> int:
+        """How many of the first ``keep_first`` output bytes are kept."""
+        return min(self.produced, self.keep_first)
 
     def last_bytes(self) -> bytes:
         """The last ``keep_last`` output bytes."""
@@ -328,24 +339,41 @@ class _Pair:
 
 def _differing_spans(out: bytes, other: bytes, base: int) -> list[tuple[int, int]]:
     """Where ``out`` and ``other`` (of equal length, not equal) differ, as spans (first, last)
-    of output indices from ``base``, one per :data:`_SPAN` bytes that differ at all (slices
-    compare at memory speed; a byte-by-byte loop would not)."""
+    of output indices from ``base``: one per run of :data:`_SPAN`-byte blocks that differ at
+    all, from the first differing byte to the last (slices compare at memory speed; a loop
+    over bytes would not)."""
     spans = []
-    for at in range(0, len(out), _SPAN):
-        mine, theirs = out[at : at + _SPAN], other[at : at + _SPAN]
-        if mine == theirs:
+    run: int | None = None  # where the current run of differing blocks starts
+    for at in range(0, len(out) + _SPAN, _SPAN):
+        if at < len(out) and out[at : at + _SPAN] != other[at : at + _SPAN]:
+            if run is None:
+                run = at
             continue
-        low, high = 0, len(mine)  # the first difference: mine[:low] equal, mine[:high] not
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if mine[:middle] == theirs[:middle] else (low, middle)
-        first = low
-        low, high = 0, len(mine)  # the last: mine[low:] differs, mine[high:] does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if mine[middle:] == theirs[middle:] else (middle, high)
-        spans.append((base + at + first, base + at + low))
+        if run is not None:
+            first = run + _first_difference(out[run : run + _SPAN], other[run : run + _SPAN])
+            last_block = at - _SPAN
+            block, theirs = out[last_block:at], other[last_block:at]
+            spans.append((base + first, base + last_block + _last_difference(block, theirs)))
+            run = None
     return spans
+
+
+def _first_difference(mine: bytes, theirs: bytes) -> int:
+    """The index of the first byte where ``mine`` and ``theirs`` (not equal) differ."""
+    low, high = 0, len(mine)  # mine[:low] equal, mine[:high] not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if mine[:middle] == theirs[:middle] else (low, middle)
+    return low
+
+
+def _last_difference(mine: bytes, theirs: bytes) -> int:
+    """The index of the last byte where ``mine`` and ``theirs`` (not equal) differ."""
+    low, high = 0, len(mine)  # mine[low:] differs, mine[high:] does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if mine[middle:] == theirs[middle:] else (middle, high)
+    return low
 
 
 def _terminated(data: bytes, bits: int) -> bytes:
@@ -664,7 +692,7 @@ class DeflateSeeker:
             # Held for good if much of it is proven: else a later probe keeps it again.
             if self._size - kept_from >= min(len(tail), _KEPT // 2) // 2:
                 self._keep(kept_from, tail[kept_from - tail_start :], anchor, tail=True)
-        head = pair.first_bytes()
-        if anchor.may_serve(*wanted) and wanted[1] <= offset + len(head):
-            stop = anchor.clean_until(wanted[1], min(self._read_stop(*wanted), offset + len(head)))
-            self._keep(wanted[0], head[wanted[0] - offset : stop - offset], anchor)
+        held = offset + pair.first_size
+        if anchor.may_serve(*wanted) and wanted[1] <= held:
+            stop = anchor.clean_until(wanted[1], min(self._read_stop(*wanted), held))
+            self._keep(wanted[0], pair.first_bytes(wanted[0] - offset, stop - offset), anchor)
