@@ -91,6 +91,8 @@ _SPAN = 1 << 10
 #: The first probe from the end starts this far before it (compressed bytes): it teaches the
 #: seeker the compression ratio near the end before it aims further.
 _FIRST_STEP = 64 << 10
+#: The compression ratio near an anchor is measured over at least this much (compressed bytes).
+_RATIO_SPAN = 256 << 10
 #: A confirming probe starts this far below the anchor it confirms (compressed bytes).
 _CONFIRM_STEP = 48 << 10
 #: Output bytes kept before the first byte wanted, besides those the window taints.
@@ -402,6 +404,7 @@ class DeflateSeeker:
         self._margin = _MIN_MARGIN
         self._allowance = 0  # output bytes the current read may still decode
         self._tail_held = False  # the member's last bytes are among the pieces
+        self._aims = 0  # probes the current read aimed below an anchor (each landed above)
         #: Output bytes decoded by probes and reads so far (what seeking cost).
         self.decoded = 0
 
@@ -424,6 +427,7 @@ class DeflateSeeker:
         Raises :class:`SeekFailed` when they cannot be served safely within the budgets.
         """
         self._allowance = budget
+        self._aims = 0
         while True:
             # A probe may have decoded the bytes wanted: they are held once its anchor is
             # confirmed.
@@ -632,11 +636,12 @@ class DeflateSeeker:
 
         An anchor that may serve ``[offset, end)`` but is not confirmed yet gets a short probe
         just below it. Otherwise the probe aims at a margin before ``offset`` (more than the
-        window-tainted stretches seen so far), at the compression ratio of the stretch above
-        the anchor it starts below, or of the stretch below it (down to where the stream from
-        the start stands) if that is higher: a probe that lands above the bytes wanted costs
-        one more short probe, one that lands far below them decodes all the way up. The first
-        probe starts a little before the member's end.
+        window-tainted stretches seen so far), at the higher of two compression ratios: of the
+        stretch just above the anchor it starts below (the member's next bytes), and of all the
+        stretch below it, down to where the stream from the start stands: a probe that lands
+        above the bytes wanted costs one more probe, one that lands far below them decodes all
+        the way up. Each time the read's last probe landed above them, the step grows by half.
+        The first probe starts a little before the member's end.
         """
         floor_bit, floor_offset = self._frontier
         for anchor in reversed(self._anchors):
@@ -646,15 +651,22 @@ class DeflateSeeker:
         end_bit = self._compressed_size * 8
         if not self._anchors:
             return None, max(end_bit - _FIRST_STEP * 8, floor_bit)
-        upper = next((a for a in self._anchors if a.offset > target), None)
-        if upper is None:  # below the member's end, at the ratio of the stretch above it
+        index = next((i for i, a in enumerate(self._anchors) if a.offset > target), None)
+        if index is None:  # below the member's end, at the ratio of the stretch above it
             top = self._anchors[-1]
             ratio = (self._size - top.offset) / max(end_bit - top.start.bit, 1)
             step = (self._size - target) / max(ratio, 1e-9)
             return None, max(end_bit - max(int(step), _CONFIRM_STEP * 8), floor_bit)
-        above = (self._size - upper.offset) / max(end_bit - upper.start.bit, 1)
+        upper = self._anchors[index]
+        bit, out = end_bit, self._size  # the stretch above: to the first anchor far enough up
+        for above in self._anchors[index + 1 :]:
+            if above.start.bit - upper.start.bit >= _RATIO_SPAN * 8:
+                bit, out = above.start.bit, above.offset
+                break
+        local = (out - upper.offset) / max(bit - upper.start.bit, 1)
         below = (upper.offset - floor_offset) / max(upper.start.bit - floor_bit, 1)
-        step = (upper.offset - target) / max(above, below, 1e-9)
+        step = (upper.offset - target) / max(local, below, 1e-9) * 1.5 ** min(self._aims, 10)
+        self._aims += 1
         return upper, max(upper.start.bit - max(int(step), _CONFIRM_STEP * 8), floor_bit)
 
     def _record(self, start: BlockStart, upper: Anchor | None, wanted: tuple[int, int]) -> None:
