@@ -22,10 +22,10 @@ from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.readers import (
     BinaryReadError,
     ByteSource,
-    FileBytes,
     UnsupportedFormatError,
     parse_library,
 )
+from torch_abi_audit.readers.source import file_bytes
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
 from torch_abi_audit.rules.cpython_abi import (
@@ -106,8 +106,8 @@ def _opened(location: LibraryLocation, path: Path) -> Iterator[ByteSource]:
         finally:
             member.close()
         return
-    with path.open("rb", buffering=0) as handle:
-        yield FileBytes(handle)
+    with file_bytes(path) as source:  # a FIFO or a device is refused, never waited on
+        yield source
 
 
 def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:

@@ -12,9 +12,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from torch_abi_audit.files import read_regular
 from torch_abi_audit.rules.python_findings import Interpreter
 
 _LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
+_MAX_CONFIG_SIZE = 64 << 10
 _PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(3\.\d+)", re.MULTILINE)
 
 
@@ -34,8 +36,8 @@ def site_packages_interpreter(site: Path) -> Interpreter | None:
     for parent in list(site.parents)[:3]:
         config = parent / "pyvenv.cfg"
         try:
-            text = config.read_text("utf-8", errors="replace")
-        except OSError:
+            text = read_regular(config, _MAX_CONFIG_SIZE).decode("utf-8", errors="replace")
+        except OSError:  # missing, not a regular file (a FIFO would block), too large
             continue
         match = _PYVENV_VERSION.search(text)
         if match:

@@ -41,6 +41,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from torch_abi_audit.files import read_regular
 from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.sources.discovery import is_library_name
 
@@ -358,7 +359,7 @@ def system_library_dirs(root: Path = Path("/")) -> tuple[PurePosixPath, ...]:
             return
         seen_files.add(real)
         try:
-            text = under_root(conf).read_text(encoding="utf-8", errors="replace")
+            text = read_regular(under_root(conf), 1 << 20).decode("utf-8", errors="replace")
         except OSError:
             return
         for raw in text.splitlines():

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: The largest ``METADATA`` or ``WHEEL`` file read (installed or in a wheel): real ones are a few
+#: kilobytes, a long description included; the largest on the index are well under 1 MiB.
+MAX_METADATA_SIZE = 16 << 20
+
 # A requirement whose name could normalise to "torch" (PEP 503: case, and runs of -_.).
 _MAYBE_TORCH = re.compile(r"\s*torch(?![\w.-]*[a-z0-9])", re.IGNORECASE)
 

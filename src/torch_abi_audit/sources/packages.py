@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from torch_abi_audit.files import not_regular_reason
 from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
@@ -277,13 +279,43 @@ def wheel_source(path: Path) -> PackageSource:
 
 
 def _directory_sources(path: Path) -> list[PackageSource]:
-    """A directory: one package per wheel at its top level, plus the libraries it holds."""
-    wheels = sorted(p for p in path.glob("*.whl") if p.is_file())
+    """A directory: one package per wheel at its top level, plus the libraries it holds.
+
+    An entry named ``*.whl`` that is not a regular file (a directory, a FIFO) is not a wheel:
+    it is reported as a problem of the directory's package, never opened as an archive; and so
+    is the directory itself when it is named like a wheel.
+    """
+    wheels: list[Path] = []
+    not_wheels: list[ScanProblem] = []
+    if path.suffix == ".whl":
+        not_wheels.append(ScanProblem(path, _not_a_wheel_file(path) or ""))
+    for candidate in sorted(path.glob("*.whl")):
+        reason = _not_a_wheel_file(candidate)
+        if reason is None:
+            wheels.append(candidate)
+        else:
+            not_wheels.append(ScanProblem(candidate, reason))
     sources = [wheel_source(wheel) for wheel in wheels]
     directory = directory_source([path], path.name)
+    if not_wheels:
+        problems = sorted((*directory.problems, *not_wheels), key=lambda p: str(p.path))
+        directory = replace(directory, problems=tuple(problems))
     if directory.libraries or directory.problems or not wheels:
         sources.append(directory)
     return sources
+
+
+def _not_a_wheel_file(path: Path) -> str | None:
+    """Why ``path``, named like a wheel, cannot be read as one (``None`` if it can be tried)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory named like a wheel: its libraries are audited as files, not a wheel"
+    return f"{not_regular_reason(mode)}: not read"
 
 
 def download_sources(

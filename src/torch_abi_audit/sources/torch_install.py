@@ -11,16 +11,19 @@ names), so an installation is read once per process and shared by every library 
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from torch_abi_audit.files import not_regular_reason, read_regular
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
 from torch_abi_audit.rules.torch_abi import is_torch_library
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 _VERSION = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 LIB_DIR = PurePosixPath("torch/lib")
+_MAX_VERSION_FILE = 1 << 20
 
 
 class TorchInstallError(Exception):
@@ -91,17 +94,19 @@ def load_torch_install(path: Path) -> TorchInstall:
     Raises :class:`TorchInstallError` when ``path`` holds no torch, or no libtorch library of
     it can be read.
     """
-    if path.is_file():
+    mode = path.stat().st_mode  # OSError when it does not exist
+    if stat.S_ISREG(mode):
         return _from_wheel(path)
+    if not stat.S_ISDIR(mode):  # a FIFO named *.whl is not opened
+        raise TorchInstallError(f"{path}: {not_regular_reason(mode)}")
     package = _torch_package(path)
     if package is None:
         raise TorchInstallError(f"{path}: no torch package (torch/lib) here")
-    version_file = package / "version.py"
-    version = (
-        _version_of(version_file.read_text("utf-8", errors="replace"))
-        if version_file.is_file()
-        else None
-    )
+    try:
+        text = read_regular(package / "version.py", _MAX_VERSION_FILE).decode("utf-8", "replace")
+        version = _version_of(text)
+    except OSError:  # missing, not a regular file, too large: the version is unknown
+        version = None
     lib_files = tuple(sorted(p.name for p in (package / "lib").iterdir() if p.is_file()))
     exports: set[str] = set()
     read: list[str] = []

@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from torch_abi_audit.files import open_regular
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import FileBytes
 from torch_abi_audit.sources.discovery import is_library_name
-from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
+from torch_abi_audit.sources.metadata import (
+    MAX_METADATA_SIZE,
+    DistributionMetadata,
+    parse_metadata,
+)
 from torch_abi_audit.sources.wheel_bytes import (
     ZIP_BZIP2,
     ZIP_DEFLATED,
@@ -46,7 +51,6 @@ MAX_MEMBER_SIZE = 16 << 30
 MAX_TOTAL_SIZE = 64 << 30
 MAX_RATIO = 200
 RATIO_CHECK_ABOVE = 64 << 20
-MAX_METADATA_SIZE = 16 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ENCRYPTED = 0x1  # general purpose flag bit 0 (APPNOTE 4.4.4)
 
@@ -131,7 +135,7 @@ class WheelArchive:
         self.path = path
         self.problems: list[str] = []
         try:
-            self._handle = path.open("rb", buffering=0)
+            self._handle = open_regular(path)  # a FIFO named *.whl is refused, not waited on
         except OSError as exc:
             raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
         try:
