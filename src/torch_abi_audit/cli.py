@@ -242,6 +242,29 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+#: Where bugs are reported.
+ISSUES_URL = "https://github.com/torch-abi-audit/torch-abi-audit/issues"
+#: Set (to anything but 0) to see the traceback of an internal error.
+TRACEBACK_VARIABLE = "TORCH_ABI_AUDIT_TRACEBACK"
+
+
+def _internal_error(exc: BaseException) -> int:
+    """An exception nothing else handled: a bug of this tool, whatever the input. It must not
+    look like a failed ``--check`` (exit 1, as a traceback would give): one line and exit 2."""
+    if os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    _warn(
+        f"torch-abi-audit: internal error: {type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + f" (a bug: please report it at {ISSUES_URL} with the command line; "
+        f"{TRACEBACK_VARIABLE}=1 shows the traceback)"
+    )
+    return EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
@@ -258,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoadTargetError as exc:
         _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
+    except Exception as exc:  # a bug: exit 2 with one line, never exit 1 with a traceback
+        return _internal_error(exc)
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)
         return 130

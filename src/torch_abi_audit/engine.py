@@ -141,6 +141,8 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return ExtensionReport(path, kind=guessed_kind, error=f"cannot read file: {reason}")
+    except Exception as exc:  # a bug here must not end the audit of every other file
+        return ExtensionReport(path, kind=guessed_kind, error=internal_error(exc))
     return ExtensionReport(
         path=path,
         cpython=cpython,
@@ -155,6 +157,20 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         entry_points=entries,
         min_os=library.min_os,
         slices=slices,
+    )
+
+
+#: How a per-file error caused by a bug of this tool begins (the fuzz tests look for it).
+INTERNAL_ERROR = "internal error"
+
+
+def internal_error(exc: BaseException) -> str:
+    """The per-file error for an exception no reader should raise: a bug, reported as such."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return (
+        f"{INTERNAL_ERROR} reading this file: {type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + " (a bug of torch-abi-audit: please report it)"
     )
 
 
