@@ -34,6 +34,7 @@ from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
     bundled_library_findings,
+    invalid_requirement_findings,
     tag_findings,
     torch_requirement_findings,
 )
@@ -52,6 +53,7 @@ from torch_abi_audit.sources.interpreter import running_interpreter, site_packag
 from torch_abi_audit.sources.packages import (
     PackageSource,
     download_sources,
+    listed_libraries,
     looks_like_path,
     site_packages_sources,
     target_sources,
@@ -154,6 +156,7 @@ def _findings(
     findings: list[Finding] = []
     metadata = source.metadata
     if metadata is not None and metadata.problem is None:
+        findings += invalid_requirement_findings(metadata.invalid_torch_requirements)
         findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
     tags = _tags(source)
     findings += tag_findings(tags, facts)
@@ -353,12 +356,9 @@ def inspect_site_packages(
                 continue
             try:
                 distributions = find_distributions(directory)
-                # Start on the libraries the RECORDs list while the tree is still being walked.
-                analysis.submit(
-                    directory / relative
-                    for dist in distributions
-                    for relative in sorted(dist.library_files)
-                )
+                # Start on the libraries the RECORDs list while the tree is still being walked
+                # (those that are where the walk will find them, inside the directory).
+                analysis.submit(listed_libraries(directory, distributions))
                 found, loose = site_packages_sources(directory, distributions)
             except OSError as exc:
                 problems.append(ScanProblem(directory, exc.strerror or str(exc)))

@@ -17,12 +17,15 @@ import multiprocessing
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -33,11 +36,14 @@ DEADLINE = float(os.environ.get("TORCH_ABI_AUDIT_TEST_DEADLINE", "60"))
 
 @dataclass(frozen=True)
 class CliRun:
-    """One finished run of the command line."""
+    """One finished run of the command line: exit code, output, wall time and the peak
+    resident memory of the largest of its processes (bytes)."""
 
     code: int
     out: str
     err: str
+    seconds: float
+    peak_memory: int
 
     @property
     def lines(self) -> list[str]:
@@ -97,22 +103,56 @@ def run_cli(
         start_new_session=True,
         preexec_fn=_drop_permission_override if honour_permissions else None,  # noqa: PLW1509
     )
+    started = time.perf_counter()
+    outputs = [_drain(child.stdout), _drain(child.stderr)]
+    timer = threading.Timer(timeout, _kill_group, (child.pid,))
+    timer.start()
     try:
-        stdout, stderr = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.communicate()
-        pytest.fail(f"torch-abi-audit {' '.join(argv)} did not finish in {timeout} s (hang)")
+        # wait4, not communicate: its resource usage covers the workers the child waited for.
+        _pid, status, usage = os.wait4(child.pid, 0)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)  # no worker outlives its run
+        timer.cancel()
+        _kill_group(child.pid)  # no worker outlives its run
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = (output.result() for output in outputs)
+    if seconds >= timeout:
+        pytest.fail(f"torch-abi-audit {' '.join(argv)} did not finish in {timeout} s (hang)")
     result = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     out = result.stdout.decode("utf-8")  # strict: the output is valid UTF-8
     err = result.stderr.decode("utf-8")
     assert "Traceback" not in out + err, err
     assert result.returncode in (0, 1, 2), (result.returncode, err)
     assert _written(places) == []
-    return CliRun(result.returncode, out, err)
+    return CliRun(result.returncode, out, err, seconds, usage.ru_maxrss * 1024)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class _Output:
+    """All of a pipe, read on a thread of its own (so that neither pipe fills up)."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[bytes]) -> None:
+        with pipe:
+            while chunk := pipe.read(1 << 16):
+                self._chunks.append(chunk)
+
+    def result(self) -> bytes:
+        self._thread.join()
+        return b"".join(self._chunks)
+
+
+def _drain(pipe: IO[bytes] | None) -> _Output:
+    assert pipe is not None
+    return _Output(pipe)
 
 
 # linux/capability.h and linux/prctl.h
@@ -203,3 +243,54 @@ def snapshot(root: Path) -> dict[str, Entry]:
             digest,
         )
     return entries
+
+
+# linux/inotify.h
+_IN_ACCESS = 0x001
+_IN_OPEN = 0x020
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_EVENT = struct.Struct("iIII")
+
+
+class OpenWatch:
+    """Records every ``open`` (and read) of a file or directory inside the watched trees
+    (inotify ``IN_OPEN | IN_ACCESS``): proof that an audit read nothing there. ``stat`` and
+    ``realpath`` raise no such event; ``open``, ``scandir`` and ``read`` do."""
+
+    def __init__(self, *roots: Path) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self._paths: dict[int, Path] = {}
+        for root in roots:
+            for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+                watch = self._libc.inotify_add_watch(
+                    self._fd, bytes(directory), _IN_OPEN | _IN_ACCESS
+                )
+                if watch < 0:
+                    raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+                self._paths[watch] = directory
+
+    def touched(self) -> list[Path]:
+        """The paths opened or read since the watch began (a directory: listed)."""
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._fd, 1 << 16):
+                data += chunk
+        found = []
+        offset = 0
+        while offset < len(data):
+            watch, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+            offset += _EVENT.size
+            name = data[offset : offset + length].rstrip(b"\0")
+            offset += length
+            base = self._paths[watch]
+            found.append(base / os.fsdecode(name) if name else base)
+        return found
+
+    def close(self) -> None:
+        os.close(self._fd)

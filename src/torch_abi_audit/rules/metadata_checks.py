@@ -162,6 +162,24 @@ def _declares(requirements: Sequence[str]) -> str:
     return f"declares {'; '.join(requirements)}"
 
 
+def invalid_requirement_findings(invalid: Sequence[str]) -> list[Finding]:
+    """``Requires-Dist`` entries naming torch that are not valid requirements (PEP 508): pip
+    refuses to install such a distribution, other tools drop the entry; either way the torch
+    requirement it meant to state is not there (and the torch checks read none)."""
+    if not invalid:
+        return []
+    quoted = "; ".join(f"Requires-Dist: {text}" for text in invalid)
+    return [
+        Finding(
+            "torch-requirement-invalid",
+            Severity.ERROR,
+            f"declares {quoted}, which is not a valid requirement (PEP 508): installers reject "
+            "or ignore it, so no torch requirement is in effect",
+            {"requirements": list(invalid)},
+        )
+    ]
+
+
 def torch_requirement_findings(
     package: str, libraries: Sequence[LibraryFacts], requirements: Sequence[str]
 ) -> list[Finding]:

@@ -6,9 +6,13 @@ so a text file called ``foo.so`` becomes a per-file error rather than being trus
 Names decide candidacy because sniffing the first bytes of every ``.py`` file in an environment
 would cost more than the whole audit.
 
-The walk follows directory symlinks but never enters a directory twice, reports unreadable
-directories and broken or looping file links as :class:`ScanProblem`, and keeps one path per
-file (a symlink or hard link to a library already found is not scanned again).
+The walk never reads outside the directories it was given: a symbolic link (to a file or a
+directory) that leads out of them is reported as a :class:`ScanProblem` and not followed. Inside,
+every library is named by its real location (a file reached through ``pkg/up -> ..`` is the file
+of the package that really holds it), one path per file (a symlink or hard link to a library
+already found is not scanned again), and no directory is entered twice. Unreadable directories,
+broken or looping links and special files (FIFOs, devices, sockets: never opened) are
+problems too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from torch_abi_audit.files import not_regular_reason
 
 _LIBRARY_NAME = re.compile(
     r"""(?ix)
@@ -67,74 +73,180 @@ def _inside(path: str, bases: Iterable[str]) -> bool:
     return any(path == base or path.startswith(base + os.sep) for base in bases)
 
 
-def find_libraries(roots: Iterable[Path]) -> ScanResult:
-    """Walk ``roots`` (files or directories) and collect library candidates.
+def _contains(path: str, others: Iterable[str]) -> bool:
+    """True when ``path`` is an ancestor of one of ``others`` (following it would walk them
+    again: a link such as ``pkg/up -> ..``)."""
+    return any(other.startswith(path.rstrip(os.sep) + os.sep) for other in others)
 
-    A root that is itself a file is taken as a candidate whatever its name. Paths come back
-    sorted, with duplicates (same device and inode) removed, preferring a path that is not a
-    symbolic link.
 
-    Directory symlinks are followed unless their target lies inside a root (it is walked there
-    anyway) or inside a target already followed: that is what ends symlink cycles, without a
-    ``stat`` of every directory.
-    """
-    result = ScanResult()
-    # One path per file (device, inode): a path that is not a symlink wins, then the first
-    # in sort order, so that the choice does not depend on directory listing order.
-    found: dict[tuple[int, int], tuple[bool, str]] = {}
+class _Boundary:
+    """The directories a walk may read inside, by real path, and how a real path inside them
+    is shown: under the path the caller gave (``/venv/lib`` stays itself when it is a link)."""
 
-    def add_file(path: str, is_link: bool) -> None:
+    def __init__(self, directories: Iterable[Path]) -> None:
+        self.bases = [(str(d), os.path.realpath(d)) for d in directories]
+
+    def canonical(self, real: str) -> str | None:
+        """``real`` under the base that holds it, or ``None`` when it lies outside all."""
+        for given, base in self.bases:
+            if real == base:
+                return given
+            if real.startswith(base.rstrip(os.sep) + os.sep):
+                return given.rstrip(os.sep) + os.sep + real[len(base) :].lstrip(os.sep)
+        return None
+
+
+def _leaves(link: str, target: str) -> ScanProblem:
+    return ScanProblem(
+        Path(link), f"symbolic link to {target}, outside the scanned directory: not followed"
+    )
+
+
+class _Walk:
+    """One walk of :func:`find_libraries` (see there)."""
+
+    def __init__(self, boundary: _Boundary) -> None:
+        self.boundary = boundary
+        self.result = ScanResult()
+        # One path per file (device, inode): the canonical path first in sort order, so that
+        # the choice does not depend on how the file was reached or on listing order.
+        self.found: dict[tuple[int, int], str] = {}
+        self.walked: list[str] = []  # real paths of the directories walked from the top
+        self.followed: list[str] = []  # real paths of the directory links followed
+
+    def problem(self, path: str | Path, reason: str) -> None:
+        self.result.problems.append(ScanProblem(Path(path), reason))
+
+    def add_file(self, path: str, canonical: str | None) -> None:
+        """A candidate at ``path`` (shown as ``canonical``; ``None``: work it out, the path
+        may be a link)."""
         try:
             info = os.stat(path)  # noqa: PTH116 - plain strings on the hot path
         except OSError as exc:
-            result.problems.append(ScanProblem(Path(path), _describe(exc)))
+            self.problem(path, _describe(exc))
             return
         if not stat.S_ISREG(info.st_mode):
-            result.problems.append(ScanProblem(Path(path), "not a regular file"))
+            self.problem(path, not_regular_reason(info.st_mode))
             return
+        if canonical is None:
+            real = os.path.realpath(path)
+            canonical = self.boundary.canonical(real)
+            if canonical is None:
+                self.result.problems.append(_leaves(path, real))
+                return
         key = (info.st_dev, info.st_ino)
-        rank = (is_link, path)
-        if key not in found or rank < found[key]:
-            found[key] = rank
+        if key not in self.found or canonical < self.found[key]:
+            self.found[key] = canonical
 
-    directories: list[str] = []
+    def directory_link(self, path: str) -> str | None:
+        """The canonical path to walk a directory link as, or ``None`` if it is not walked:
+        it leaves the boundary (a problem), or leads where the walk goes anyway."""
+        target = os.path.realpath(path)
+        canonical = self.boundary.canonical(target)
+        if canonical is None:
+            self.result.problems.append(_leaves(path, target))
+            return None
+        covered = [*self.walked, *self.followed]
+        if _inside(target, covered) or _contains(target, covered):
+            return None
+        self.followed.append(target)
+        return canonical
+
+    def walk(self, directory: str, canonical: str) -> None:
+        matches = _LIBRARY_NAME.search
+        stack = [(directory, canonical)]
+        while stack:
+            directory, canonical = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        try:
+                            is_dir = entry.is_dir()
+                        except OSError:
+                            is_dir = False
+                        link = entry.is_symlink()
+                        if is_dir:
+                            if name in SKIPPED_DIRECTORIES:
+                                continue
+                            shown = (
+                                self.directory_link(entry.path)
+                                if link
+                                else canonical + os.sep + name
+                            )
+                            if shown is not None:
+                                stack.append((entry.path, shown))
+                        elif matches(name):
+                            self.add_file(entry.path, None if link else canonical + os.sep + name)
+            except OSError as exc:
+                self.problem(directory, _describe(exc))
+
+
+def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = None) -> ScanResult:
+    """Walk ``roots`` (files or directories) and collect library candidates.
+
+    A root that is itself a file is taken as a candidate whatever its name. Paths come back
+    sorted and canonical: each library under the real path of the directory that holds it
+    (shown below the root or boundary directory it lies in), one path per file (same device
+    and inode), so that a file reached through a symbolic link is attributed to where it
+    really is, whichever way the walk came.
+
+    Nothing outside ``boundary`` (default: the directory roots) is read: a symbolic link that
+    leads out of it is a problem, not followed; with an explicit ``boundary``, so is a root
+    that lies outside it. A directory link is not followed either when its target is walked
+    anyway or holds what is walked (a cycle such as ``pkg/up -> ..``). Directories named in
+    :data:`SKIPPED_DIRECTORIES` are not entered.
+    """
+    roots = list(roots)
+    explicit = boundary is not None
+    directories, files = _split_roots(roots, explicit, boundary)
+    walk = _Walk(_Boundary(boundary if boundary is not None else (d for d, _ in directories)))
+    for path, problem in files:
+        if problem is not None:
+            walk.problem(path, problem)
+        elif explicit:
+            walk.add_file(str(path), None)
+        else:  # a file the caller named is read where it is, link or not
+            walk.add_file(str(path), str(path))
+    for directory, real in _outermost(directories):
+        canonical = walk.boundary.canonical(real)
+        if canonical is None:
+            walk.result.problems.append(_leaves(str(directory), real))
+            continue
+        walk.walked.append(real)
+    for directory, real in _outermost(directories):
+        if real in walk.walked:
+            walk.walk(str(directory), walk.boundary.canonical(real) or str(directory))
+    walk.result.libraries = [Path(path) for path in sorted(set(walk.found.values()))]
+    walk.result.problems.sort(key=lambda p: str(p.path))
+    return walk.result
+
+
+def _split_roots(
+    roots: list[Path], explicit: bool, boundary: Iterable[Path] | None
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
+    """The directory roots with their real paths, and the file roots (or why they fail)."""
+    directories: list[tuple[Path, str]] = []
+    files: list[tuple[Path, str | None]] = []
     for root in roots:
         try:
-            root_info = root.stat()
+            info = root.stat()
         except OSError as exc:
-            result.problems.append(ScanProblem(root, _describe(exc)))
+            files.append((root, _describe(exc)))
             continue
-        if stat.S_ISDIR(root_info.st_mode):
-            directories.append(str(root))
+        if stat.S_ISDIR(info.st_mode):
+            directories.append((root, os.path.realpath(root)))
         else:
-            add_file(str(root), root.is_symlink())
-    walked = [os.path.realpath(d) for d in directories]
-    followed: list[str] = []
-    stack = list(reversed(directories))
-    matches = _LIBRARY_NAME.search
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        if name in SKIPPED_DIRECTORIES:
-                            continue
-                        if entry.is_symlink():
-                            target = os.path.realpath(entry.path)
-                            if _inside(target, walked) or _inside(target, followed):
-                                continue
-                            followed.append(target)
-                        stack.append(entry.path)
-                    elif matches(name):
-                        add_file(entry.path, entry.is_symlink())
-        except OSError as exc:
-            result.problems.append(ScanProblem(Path(directory), _describe(exc)))
-    result.libraries = [Path(path) for _link, path in sorted(found.values(), key=lambda r: r[1])]
-    result.problems.sort(key=lambda p: str(p.path))
-    return result
+            files.append((root, None))
+    return directories, files
+
+
+def _outermost(directories: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """The directory roots not inside another one (by real path; of two roots that are the
+    same directory, the one that is not a link, else the first)."""
+    kept: list[tuple[Path, str]] = []
+    ranked = sorted(directories, key=lambda d: (d[1].count(os.sep), d[0].is_symlink(), str(d[0])))
+    for directory, real in ranked:
+        if not _inside(real, (r for _, r in kept)):
+            kept.append((directory, real))
+    return kept

@@ -35,6 +35,23 @@ class DistributionMetadata:
     problem: str | None = None
 
     @property
+    def invalid_torch_requirements(self) -> tuple[str, ...]:
+        """The ``Requires-Dist`` entries that name ``torch`` but are not valid requirements
+        (PEP 508): an installer refuses or drops them, so they state nothing."""
+        candidates = [text for text in self.requires_dist if _MAYBE_TORCH.match(text)]
+        if not candidates:
+            return ()
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        invalid = []
+        for text in candidates:
+            try:
+                Requirement(text)
+            except InvalidRequirement:
+                invalid.append(text)
+        return tuple(invalid)
+
+    @property
     def torch_requirements(self) -> tuple[str, ...]:
         """The ``Requires-Dist`` entries that name ``torch`` and apply without extras."""
         candidates = [text for text in self.requires_dist if _MAYBE_TORCH.match(text)]
@@ -48,7 +65,7 @@ class DistributionMetadata:
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:
-                continue
+                continue  # see invalid_torch_requirements
             if canonicalize_name(requirement.name) != "torch":
                 continue
             if requirement.marker is not None and "extra" in str(requirement.marker):

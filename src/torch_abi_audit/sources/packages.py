@@ -21,7 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch_abi_audit.files import not_regular_reason
-from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
+from torch_abi_audit.sources.discovery import (
+    ScanProblem,
+    ScanResult,
+    find_libraries,
+    is_library_name,
+)
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
 from torch_abi_audit.sources.metadata import DistributionMetadata
@@ -109,6 +114,87 @@ class _Group:
     tops: list[str] = field(default_factory=list)
 
 
+#: How many names a problem about missing files lists before "and N more".
+_LISTED = 5
+
+
+class _Grouping:
+    """The packages of one site directory as they are assembled from the walk."""
+
+    def __init__(self, site_dir: Path, distributions: list[InstalledDistribution]) -> None:
+        self.site_dir = site_dir
+        self.ownership = _Ownership(distributions)
+        self.groups: dict[str, _Group] = {}
+        self.loose: list[ScanProblem] = []
+
+    def group(self, dist: InstalledDistribution | None, top: str | None) -> _Group:
+        key = f"dist:{dist.metadata_dir.name}" if dist else f"top:{top}"
+        if key not in self.groups:
+            self.groups[key] = _Group(dist.name if dist else str(top), dist)
+        group = self.groups[key]
+        if top is not None:
+            group.tops.append(top)
+        return group
+
+    def group_for(self, relative: str) -> _Group:
+        return self.group(self.ownership.owner(relative), relative.split("/", 1)[0])
+
+    def add_scan(self, scan: ScanResult) -> set[str]:
+        """File the walk's libraries and problems; returns the site-relative library paths."""
+        found: set[str] = set()
+        for library in scan.libraries:
+            relative = _relative(library, self.site_dir)
+            if relative is not None:
+                self.group_for(relative).libraries.append(library)
+                found.add(relative)
+        for problem in scan.problems:
+            relative = _relative(problem.path, self.site_dir)
+            if relative is None:
+                self.loose.append(problem)
+            else:
+                self.group_for(relative).problems.append(problem)
+        return found
+
+    def add_record_problems(self, dist: InstalledDistribution, found: set[str]) -> None:
+        """What a distribution's ``RECORD`` says that the tree does not hold: listed libraries
+        that are not there (an installation that lost files, or a RECORD that lies), and what
+        of the ``RECORD`` itself was left unread."""
+        record = dist.metadata_dir / "RECORD"
+        problems = [ScanProblem(record, reason) for reason in dist.record_problems]
+        missing = [
+            relative
+            for relative in sorted(dist.library_files - found)
+            if not os.path.lexists(self.site_dir / relative)
+        ]
+        if missing:
+            named = ", ".join(missing[:_LISTED])
+            if len(missing) > _LISTED:
+                named += f" and {len(missing) - _LISTED:,} more"
+            noun = "library" if len(missing) == 1 else "libraries"
+            reason = f"lists {len(missing):,} {noun} that {'is' if len(missing) == 1 else 'are'}"
+            problems.append(ScanProblem(record, f"RECORD {reason} not installed: {named}"))
+        if problems:
+            self.group(dist, None).problems.extend(problems)
+
+    def sources(self) -> list[PackageSource]:
+        for group in self.groups.values():
+            dist = group.distribution
+            if dist is not None and dist.metadata.problem:
+                group.problems.append(ScanProblem(dist.metadata_dir, dist.metadata.problem))
+        sources = [
+            PackageSource(
+                name=group.name,
+                root=_common_root(self.site_dir, group.tops),
+                libraries=tuple(group.libraries),
+                metadata=group.distribution.metadata if group.distribution else None,
+                problems=tuple(group.problems),
+            )
+            for group in self.groups.values()
+        ]
+        sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
+        return sources
+
+
 def site_packages_sources(
     site_dir: Path, distributions: list[InstalledDistribution] | None = None
 ) -> tuple[list[PackageSource], list[ScanProblem]]:
@@ -116,14 +202,15 @@ def site_packages_sources(
 
     A library belongs to the distribution whose ``RECORD`` lists it, else to the one
     distribution that installed its top-level directory, else to a package named after that
-    top-level entry. ``distributions`` are the directory's distributions when the caller has
-    already read them. Returns the package sources (sorted by name, only those holding a library
-    or a problem) and problems that belong to no package. Raises :class:`OSError` if
-    ``site_dir`` cannot be listed.
+    top-level entry; it is attributed by its real path, and nothing outside ``site_dir`` is
+    read. A library a ``RECORD`` lists that is not there is a problem of its distribution.
+    ``distributions`` are the directory's distributions when the caller has already read
+    them. Returns the package sources (sorted by name, only those holding a library or a
+    problem) and problems that belong to no package. Raises :class:`OSError` if ``site_dir``
+    cannot be listed.
     """
     if distributions is None:
         distributions = find_distributions(site_dir)
-    ownership = _Ownership(distributions)
     roots = [
         entry
         for entry in sorted(site_dir.iterdir())
@@ -131,50 +218,36 @@ def site_packages_sources(
         and entry.name != "__pycache__"
         and (is_library_name(entry.name) or entry.is_dir())
     ]
-    scan = find_libraries(roots)
-    groups: dict[str, _Group] = {}
-
-    def group_for(relative: str) -> _Group:
-        top = relative.split("/", 1)[0]
-        dist = ownership.owner(relative)
-        key = f"dist:{dist.metadata_dir.name}" if dist else f"top:{top}"
-        if key not in groups:
-            groups[key] = _Group(dist.name if dist else top, dist)
-        group = groups[key]
-        group.tops.append(top)
-        return group
-
-    for library in scan.libraries:
-        relative = _relative(library, site_dir)
-        if relative is not None:
-            group_for(relative).libraries.append(library)
-    loose: list[ScanProblem] = []
-    for problem in scan.problems:
-        relative = _relative(problem.path, site_dir)
-        if relative is None:
-            loose.append(problem)
-        else:
-            group_for(relative).problems.append(problem)
+    grouping = _Grouping(site_dir, distributions)
+    found = grouping.add_scan(find_libraries(roots, boundary=[site_dir]))
+    for dist in distributions:
+        if dist.problem is None:
+            grouping.add_record_problems(dist, found)
     # An unreadable RECORD is a problem of the environment (nothing can be attributed to that
     # distribution); unreadable METADATA matters for the distributions that own libraries.
-    loose += [ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem]
-    for group in groups.values():
-        dist = group.distribution
-        if dist is not None and dist.metadata.problem:
-            group.problems.append(ScanProblem(dist.metadata_dir, dist.metadata.problem))
-
-    sources = [
-        PackageSource(
-            name=group.name,
-            root=_common_root(site_dir, group.tops),
-            libraries=tuple(group.libraries),
-            metadata=group.distribution.metadata if group.distribution else None,
-            problems=tuple(group.problems),
-        )
-        for group in groups.values()
+    loose = grouping.loose + [
+        ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem
     ]
-    sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
-    return sources, loose
+    return grouping.sources(), loose
+
+
+def listed_libraries(
+    site_dir: Path, distributions: list[InstalledDistribution], limit: int = 2_000
+) -> list[Path]:
+    """The libraries the ``RECORD`` files list that exist where they are listed, without a
+    symbolic link on the way (at most ``limit``): what a scan may start reading before its
+    walk has found them. A path the walk would not give as it is gets no head start.
+    """
+    real_site = Path(os.path.realpath(site_dir))
+    paths: list[Path] = []
+    for dist in distributions:
+        for relative in sorted(dist.library_files):
+            if len(paths) >= limit:
+                return paths
+            path = site_dir / relative
+            if os.path.realpath(path) == str(real_site.joinpath(*relative.split("/"))):
+                paths.append(path)
+    return paths
 
 
 def _owning_distribution(directory: Path) -> InstalledDistribution | None:
