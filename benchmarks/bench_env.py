@@ -197,8 +197,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def default_cache_dir() -> Path:
-    """``~/.cache/torch-abi-audit/bench``, where the venvs live unless told otherwise."""
-    return Path.home() / ".cache" / "torch-abi-audit" / "bench"
+    """``bench`` in the project's cache (``~/.cache/torch-abi-audit/bench``), where the venvs
+    live unless told otherwise."""
+    from torch_abi_audit.sources.index import cache_root
+
+    return cache_root() / "bench"
 
 
 def canonical_name(name: str) -> str:

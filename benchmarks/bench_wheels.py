@@ -70,12 +70,12 @@ from bench_env import (
     parse_report,
     predecessor_libraries,
     predecessor_packages,
-    run_setup_command,
     summarise,
     timed_run,
     tool_version,
     venv_bin,
 )
+from torch_abi_audit.sources.index import DownloadError, default_cache, fetch_wheel
 
 ABI3AUDIT_VERSION = "0.0.26"
 ABI3AUDIT_REQUIREMENT = f"abi3audit=={ABI3AUDIT_VERSION}"
@@ -83,45 +83,24 @@ ABI3AUDIT_REQUIREMENT = f"abi3audit=={ABI3AUDIT_VERSION}"
 
 @dataclass(frozen=True)
 class WheelSpec:
-    """A wheel the benchmark audits, and how to fetch it when it is not in the cache."""
+    """A wheel the benchmark audits: a release, and the platform pip fetches it for."""
 
     label: str
-    filename: str
-    requirement: str
-    download_options: tuple[str, ...]
+    name: str
+    version: str
+    platform: str | None = None
+    python_version: str | None = "3.11"
 
 
-ABI3_DOWNLOAD_OPTIONS = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11")
+LINUX = "manylinux_2_28_x86_64"
 ABI3_WHEELS: tuple[WheelSpec, ...] = (
-    WheelSpec(
-        "torchao",
-        "torchao-0.18.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
-        "torchao==0.18.0",
-        ABI3_DOWNLOAD_OPTIONS,
-    ),
-    WheelSpec(
-        "cryptography",
-        "cryptography-50.0.2-cp311-abi3-manylinux_2_28_x86_64.whl",
-        "cryptography==50.0.2",
-        ABI3_DOWNLOAD_OPTIONS,
-    ),
+    WheelSpec("torchao", "torchao", "0.18.0", LINUX),
+    WheelSpec("cryptography", "cryptography", "50.0.2", LINUX),
     # abi3audit's other formats: a universal2 Mach-O (two slices) and a Windows PE.
-    WheelSpec(
-        "cryptography-mac",
-        "cryptography-48.0.1-cp311-abi3-macosx_10_9_universal2.whl",
-        "cryptography==48.0.1",
-        ("--platform", "macosx_10_9_universal2", "--python-version", "3.11"),
-    ),
-    WheelSpec(
-        "cryptography-win",
-        "cryptography-50.0.2-cp311-abi3-win_amd64.whl",
-        "cryptography==50.0.2",
-        ("--platform", "win_amd64", "--python-version", "3.11"),
-    ),
+    WheelSpec("cryptography-mac", "cryptography", "48.0.1", "macosx_10_9_universal2"),
+    WheelSpec("cryptography-win", "cryptography", "50.0.2", "win_amd64"),
 )
-TORCH_WHEEL = WheelSpec(
-    "torch", "torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl", "torch==2.14.1", ()
-)
+TORCH_WHEEL = WheelSpec("torch", "torch", "2.14.1", LINUX)
 
 DEFAULT_ROUNDS = 3
 ABI3_TARGET = 5.0  # abi3audit median / ours median, per wheel
@@ -223,37 +202,19 @@ class TorchRow:
 # Setup
 
 
-def default_wheel_cache() -> Path:
-    """``~/.cache/torch-abi-audit/wheels``, the tool's own ``--download`` cache."""
-    return Path.home() / ".cache" / "torch-abi-audit" / "wheels"
-
-
-def ensure_wheel(spec: WheelSpec, cache: Path, python: str) -> Path:
-    """The cached wheel file, fetched with ``pip download`` (no dependencies) if missing."""
-    path = cache / spec.filename
-    if path.is_file():
-        return path
-    cache.mkdir(parents=True, exist_ok=True)
-    print(f"{spec.filename} is not in {cache}: fetching it", file=sys.stderr)
-    run_setup_command(
-        [
-            python,
-            "-m",
-            "pip",
-            "download",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            *spec.download_options,
-            "-d",
-            str(cache),
-            spec.requirement,
-        ]
-    )
-    if not path.is_file():
-        raise BenchError(f"pip download {spec.requirement} did not produce {path}")
-    return path
+def ensure_wheel(spec: WheelSpec, cache: Path) -> Path:
+    """The cached wheel file, fetched by the project's downloader if missing."""
+    platforms = (spec.platform,) if spec.platform else ()
+    try:
+        return fetch_wheel(
+            spec.name,
+            spec.version,
+            platforms=platforms,
+            python_version=spec.python_version,
+            cache=cache,
+        )
+    except DownloadError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def ensure_tool(env_dir: Path, requirement: str, distribution: str, exe: str, python: str) -> Path:
@@ -634,7 +595,7 @@ def bench_abi3(
 ) -> tuple[list[str], list[Target], JSONObject]:
     """Section (a): setup, measurement, verdicts; returns output lines, targets, JSON."""
     cache = args.cache.expanduser()
-    wheels = [ensure_wheel(spec, cache, args.venv_python) for spec in ABI3_WHEELS]
+    wheels = [ensure_wheel(spec, cache) for spec in ABI3_WHEELS]
     abi3audit = ensure_tool(
         args.abi3audit_dir.expanduser(),
         ABI3AUDIT_REQUIREMENT,
@@ -815,7 +776,7 @@ def bench_torch(
     args: argparse.Namespace, ours_exe: Path, rounds: int
 ) -> tuple[list[str], list[Target], JSONObject]:
     """Section (b): setup, measurement, verdicts; returns output lines, targets, JSON."""
-    wheel = ensure_wheel(TORCH_WHEEL, args.cache.expanduser(), args.venv_python)
+    wheel = ensure_wheel(TORCH_WHEEL, args.cache.expanduser())
     pred_exe = ensure_tool(
         args.predecessor_dir.expanduser(),
         PREDECESSOR_REQUIREMENT,
@@ -918,7 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache",
         type=Path,
-        default=default_wheel_cache(),
+        default=default_cache(),
         metavar="DIR",
         help="where the wheels are (missing ones are fetched with pip; default: %(default)s)",
     )

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import sysconfig
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,8 +35,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,9 +51,18 @@ from torch_abi_audit import (  # noqa: E402
     inspect_package,
 )
 from torch_abi_audit.rules.findings import Finding, Severity  # noqa: E402
+from torch_abi_audit.sources.index import (  # noqa: E402
+    DownloadError,
+    default_cache,
+    expand_platform,
+    fetch_wheel,
+)
+from torch_abi_audit.sources.torch_install import (  # noqa: E402
+    TORCH_DIR_VARIABLE,
+    locate_installed_torch,
+    torch_version,
+)
 
-CACHE_ENV = "TORCH_ABI_AUDIT_CACHE"
-TORCH_DIR_ENV = "TORCH_ABI_AUDIT_TORCH_DIR"
 #: How many unstable symbols a failure message quotes.
 QUOTED_SYMBOLS = 5
 
@@ -799,75 +804,18 @@ class WheelError(Exception):
     """A wheel could not be obtained."""
 
 
-_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)")
-_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-
-
-def expand_platform(platform: str) -> list[str]:
-    """The platform tags a target platform accepts, as pip expands them.
-
-    ``manylinux_2_28_x86_64`` also accepts every older ``manylinux_2_*`` tag (and the legacy
-    ``manylinux2014``/``2010``/``1`` aliases); other platforms accept only themselves.
-    """
-    match = _MANYLINUX.fullmatch(platform)
-    if match is None:
-        return [platform]
-    major, minor, arch = int(match[1]), int(match[2]), match[3]
-    expanded: list[str] = []
-    for glibc_minor in range(minor, -1, -1):
-        expanded.append(f"manylinux_{major}_{glibc_minor}_{arch}")
-        legacy = _LEGACY_MANYLINUX.get((major, glibc_minor))
-        if legacy:
-            expanded.append(f"{legacy}_{arch}")
-    return expanded
-
-
-def target_tags(expectation: Expectation) -> frozenset[Tag]:
-    """Every wheel tag pip would accept for the expectation's Python version and platforms."""
-    python = tuple(int(part) for part in expectation.python_version.split("."))
-    platforms = [tag for p in expectation.platforms for tag in expand_platform(p)]
-    return frozenset(cpython_tags(python, platforms=platforms)) | frozenset(
-        compatible_tags(python, platforms=platforms)
-    )
-
-
-def find_cached_wheel(cache: Path, expectation: Expectation) -> Path | None:
-    """A wheel in ``cache`` with the expectation's name and version and a matching tag."""
-    if not cache.is_dir():
-        return None
-    name = canonicalize_name(expectation.name)
-    version = Version(expectation.version)
-    accepted = target_tags(expectation)
-    for candidate in sorted(cache.glob("*.whl")):
-        try:
-            wheel_name, wheel_version, _, tags = parse_wheel_filename(candidate.name)
-        except (InvalidWheelFilename, InvalidVersion):
-            continue
-        if wheel_name == name and wheel_version == version and tags & accepted:
-            return candidate
-    return None
-
-
 def download_wheel(cache: Path, expectation: Expectation) -> Path:
     """The expectation's wheel from ``cache``, downloading it with pip when it is not there."""
-    cached = find_cached_wheel(cache, expectation)
-    if cached is not None:
-        return cached
-    cache.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    for platform in expectation.platforms:
-        command += ["--platform", platform]
-    command += ["--python-version", expectation.python_version, "-d", str(cache)]
-    command.append(f"{expectation.name}=={expectation.version}")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        output = (result.stderr or result.stdout).strip().splitlines()
-        tail = " | ".join(output[-3:]) if output else "no output"
-        raise WheelError(f"pip download failed (exit {result.returncode}): {tail}")
-    downloaded = find_cached_wheel(cache, expectation)
-    if downloaded is None:
-        raise WheelError(f"pip download succeeded but no matching wheel is in {cache}")
-    return downloaded
+    try:
+        return fetch_wheel(
+            expectation.name,
+            expectation.version,
+            platforms=expectation.platforms,
+            python_version=expectation.python_version,
+            cache=cache,
+        )
+    except DownloadError as exc:
+        raise WheelError(str(exc)) from exc
 
 
 def _load_target(
@@ -901,35 +849,10 @@ def _load_target(
 # -- installed torch ---------------------------------------------------------------------------
 
 
-def _torch_package(directory: Path) -> Path | None:
-    for candidate in (directory, directory / "torch"):
-        if candidate.name == "torch" and (candidate / "version.py").is_file():
-            return candidate
-    return None
-
-
 def find_torch_dir() -> tuple[Path | None, str]:
-    """The installed torch package directory, found without importing torch.
-
-    Returns the directory (or ``None``) and where it was looked for.
-    """
-    configured = os.environ.get(TORCH_DIR_ENV)
-    if configured:
-        return _torch_package(Path(configured)), f"${TORCH_DIR_ENV}={configured}"
-    paths = sysconfig.get_paths()
-    sites = list(dict.fromkeys(Path(paths[key]) for key in ("purelib", "platlib")))
-    for site in sites:
-        found = _torch_package(site)
-        if found is not None:
-            return found, str(site)
-    return None, ", ".join(str(site) for site in sites)
-
-
-def torch_version(torch_dir: Path) -> str | None:
-    """``__version__`` from ``torch/version.py``, read as text."""
-    text = (torch_dir / "version.py").read_text(encoding="utf-8", errors="replace")
-    match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-    return match[1] if match else None
+    """The installed torch package directory, found without importing torch."""
+    search = locate_installed_torch()
+    return search.package, search.searched
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -1016,7 +939,7 @@ def run_installed_torch(expectation: Expectation) -> Outcome:
     start = time.perf_counter()
     torch_dir, searched = find_torch_dir()
     if torch_dir is None:
-        if os.environ.get(TORCH_DIR_ENV):
+        if os.environ.get(TORCH_DIR_VARIABLE):
             outcome.failures.append(f"no torch package (torch/version.py) at {searched}")
         else:
             outcome.skipped = f"torch is not installed (looked in {searched})"
@@ -1037,12 +960,6 @@ def run_installed_torch(expectation: Expectation) -> Outcome:
     _judge(outcome, inspect_package(torch_dir))
     outcome.seconds = time.perf_counter() - start
     return outcome
-
-
-def default_cache() -> Path:
-    """``$TORCH_ABI_AUDIT_CACHE/wheels``, else ``~/.cache/torch-abi-audit/wheels``."""
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "torch-abi-audit") / "wheels"
 
 
 def select(expectations: Iterable[Expectation], only: Sequence[str]) -> list[Expectation]:

@@ -44,9 +44,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,10 +53,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: E402
 from packaging.version import InvalidVersion, Version  # noqa: E402
 
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library  # noqa: E402
+from torch_abi_audit.sources.index import (  # noqa: E402
+    DownloadError,
+    default_cache,
+    fetch_wheel,
+    find_cached_wheel,
+    index_versions,
+)
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError  # noqa: E402
 
 OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
@@ -70,8 +74,6 @@ BASELINE_VERSION = "2.9.0"
 # ``macosx_14_0_arm64`` ones alike.
 WHEEL_PLATFORM = "macosx_26_0_arm64"
 WHEEL_PYTHON = "3.11"
-WHEEL_INTERPRETER = "cp311"
-CACHE = Path(os.environ.get("TORCH_ABI_AUDIT_CACHE", Path.home() / ".cache" / "torch-abi-audit"))
 
 # Shim headers, relative to torch/include, with the device tier their declarations belong to.
 SHIM_HEADERS: dict[str, str] = {
@@ -415,16 +417,8 @@ def file_sha256(path: Path) -> str:
 
 # -- finding and fetching releases -------------------------------------------------------------
 
-
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
-    # A site pip.conf may cap torch with a constraints file; the index must be seen as it is.
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-    command = [sys.executable, "-m", "pip", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-
-
-WHEEL_SELECTION: tuple[str, ...] = ("--only-binary", ":all:", "--platform", WHEEL_PLATFORM)
-WHEEL_SELECTION += ("--python-version", WHEEL_PYTHON)
+# A site pip.conf may cap torch with a constraints file (``unconstrained``): the index must be
+# seen as it is.
 
 
 def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
@@ -432,13 +426,13 @@ def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
 
     Asks the index through ``pip index versions``; raises :class:`SystemExit` if that fails.
     """
-    result = _pip("index", "versions", "torch", *WHEEL_SELECTION)
-    match = re.search(r"Available versions:\s*(.+)", result.stdout)
-    if result.returncode != 0 or not match:
-        raise SystemExit(
-            f"pip index versions torch failed (pass --releases): {result.stderr.strip()[-500:]}"
+    try:
+        listed = index_versions(
+            "torch", platforms=(WHEEL_PLATFORM,), python_version=WHEEL_PYTHON, unconstrained=True
         )
-    return select_releases(match.group(1).split(","), minimum)
+    except DownloadError as exc:
+        raise SystemExit(f"{exc} (pass --releases)") from exc
+    return select_releases(listed, minimum)
 
 
 def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) -> list[str]:
@@ -456,42 +450,29 @@ def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) ->
     return [str(v) for v in sorted(found)]
 
 
-def cached_wheel(version: str, cache: Path) -> Path | None:
-    """The macOS arm64 CPython 3.11 wheel of torch ``version`` in ``cache``, if one is there."""
-    wanted = Version(version)
-    candidates: list[tuple[tuple[int, str] | tuple[()], str, Path]] = []
-    for path in cache.glob(f"torch-{version}-*.whl"):
-        try:
-            _name, found, build, tags = parse_wheel_filename(path.name)
-        except InvalidWheelFilename:
-            continue
-        if found != wanted or found.local:
-            continue
-        if any(
-            tag.interpreter == WHEEL_INTERPRETER
-            and tag.platform.startswith("macosx_")
-            and tag.platform.endswith("_arm64")
-            for tag in tags
-        ):
-            candidates.append((build, path.name, path))
-    return max(candidates)[2] if candidates else None
-
-
-def fetch_wheel(version: str, cache: Path) -> Path:
-    """The macOS arm64 wheel of torch ``version``: from ``cache``, else downloaded into it.
-
-    Raises :class:`SystemExit` when pip cannot download it.
+def fetch_release_wheel(version: str, cache: Path | None = None) -> Path:
+    """The macOS arm64 CPython 3.11 wheel of torch ``version``: from the cache, else
+    downloaded into it (the project's one downloader). Raises :class:`SystemExit` on failure.
     """
-    found = cached_wheel(version, cache)
-    if found is not None:
-        return found
-    cache.mkdir(parents=True, exist_ok=True)
-    print(f"downloading torch {version} ({WHEEL_PLATFORM}) into {cache}", file=sys.stderr)
-    result = _pip("download", "--no-deps", *WHEEL_SELECTION, "-d", str(cache), f"torch=={version}")
-    found = cached_wheel(version, cache)
-    if result.returncode != 0 or found is None:
-        raise SystemExit(f"pip download torch=={version} failed: {result.stderr.strip()[-500:]}")
-    return found
+    platforms = (WHEEL_PLATFORM,)
+    if (
+        find_cached_wheel(
+            "torch", version, platforms=platforms, python_version=WHEEL_PYTHON, cache=cache
+        )
+        is None
+    ):
+        print(f"downloading torch {version} ({WHEEL_PLATFORM})", file=sys.stderr)
+    try:
+        return fetch_wheel(
+            "torch",
+            version,
+            platforms=platforms,
+            python_version=WHEEL_PYTHON,
+            cache=cache,
+            unconstrained=True,
+        )
+    except DownloadError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 # -- reading one release -----------------------------------------------------------------------
@@ -771,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--minimum", default=BASELINE_VERSION, help="oldest release to read (default %(default)s)"
     )
-    parser.add_argument("--cache", type=Path, default=CACHE / "wheels", help="wheel cache")
+    parser.add_argument("--cache", type=Path, default=default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the output would change"
@@ -787,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not versions:
             parser.error("no torch release to read")
-        sources = [fetch_wheel(version, args.cache) for version in versions]
+        sources = [fetch_release_wheel(version, args.cache) for version in versions]
     releases: list[ReleaseData] = []
     for source in sources:
         files = open_release(source)

@@ -76,7 +76,7 @@ def test_bad_files_become_reports_with_errors(built: Fixtures, tmp_path: Path) -
     assert inspect_extension(text).error == "not a shared library (no ELF, Mach-O or PE magic)"
     assert inspect_extension(empty).error == "empty file, not a shared library"
     hollow = inspect_extension(macho)
-    assert hollow.error == "Mach-O file type 0, not a shared library"
+    assert hollow.error == "Mach-O file type 0, not a shared library or executable"
     assert hollow.torch_label is TorchLabel.ERROR
     missing = inspect_extension(tmp_path / "missing.so")
     assert missing.error is not None and missing.error.startswith("cannot read file")

@@ -116,7 +116,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.4"
+    assert document["schema_version"] == "1.5"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
@@ -475,3 +475,31 @@ def test_download_from_the_index(capsys: pytest.CaptureFixture[str]) -> None:
     assert windows["name"] == "torchcodec==0.17.0 [win_arm64]"
     assert windows["unavailable"] == "the index has no wheel for platform win_arm64"
     assert windows["error"] is None
+
+
+def test_subcommand_dispatch(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first argument naming a subcommand runs that module's main with the rest; anything
+    else (a path spelled like one included) is the audit command's."""
+    import types
+
+    from torch_abi_audit import cli
+
+    seen: list[list[str]] = []
+
+    def probe_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 7
+
+    probe = types.ModuleType("torch_abi_audit.commands._probe")
+    probe.main = probe_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch_abi_audit.commands._probe", probe)
+    monkeypatch.setitem(cli.SUBCOMMANDS, "probe", ("_probe", "a probe"))
+    assert main(["probe", "a", "--b"]) == 7
+    assert seen == [["a", "--b"]]
+    code, _, err = run(capsys, "./probe")
+    assert code == 2 and "probe" in err and seen == [["a", "--b"]]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "probe     a probe" in capsys.readouterr().out

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import sys
-import sysconfig
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from helpers.real_wheels import installed_torch
 from torch_abi_audit.rules.torch_table import load_table, parse_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -272,46 +272,14 @@ def test_select_releases() -> None:
     assert GEN.select_releases(listed, "2.13.0") == ["2.13.0", "2.15.0"]
 
 
-def test_cached_wheel_picks_the_macos_arm64_cp311_wheel(tmp_path: Path) -> None:
-    for name in (
-        "torch-2.10.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-        "torch-2.10.0-cp312-none-macosx_11_0_arm64.whl",
-        "torch-2.10.0-cp311-none-macosx_11_0_arm64.whl",
-        "torch-2.10.0-2-cp311-none-macosx_11_0_arm64.whl",  # a rebuild: build tag 2 wins
-        "torch-2.10.0+cpu-cp311-none-macosx_11_0_arm64.whl",
-        "torch-2.10.0.post1-cp311-none-macosx_11_0_arm64.whl",
-    ):
-        (tmp_path / name).touch()
-    found = GEN.cached_wheel("2.10.0", tmp_path)
-    assert found == tmp_path / "torch-2.10.0-2-cp311-none-macosx_11_0_arm64.whl"
-    assert GEN.cached_wheel("2.11.0", tmp_path) is None
-
-
 # -- real releases -----------------------------------------------------------------------------
-
-
-def _torch_dir() -> Path | None:
-    configured = os.environ.get("TORCH_ABI_AUDIT_TORCH_DIR")
-    candidates = [Path(configured)] if configured else []
-    candidates += [Path(sysconfig.get_paths()[k]) / "torch" for k in ("purelib", "platlib")]
-    for candidate in candidates:
-        if (candidate / "include").is_dir() and (candidate / "version.py").is_file():
-            return candidate
-    return None
-
-
-def _installed_torch() -> Path:
-    torch_dir = _torch_dir()
-    if torch_dir is None:
-        pytest.skip("no torch installation (set TORCH_ABI_AUDIT_TORCH_DIR)")
-    return torch_dir
 
 
 @pytest.mark.torch
 def test_installed_torch_is_covered_by_the_shipped_table() -> None:
     """Every shim the installed torch declares or its libtorch_cpu exports (a Linux build; the
     table comes from macOS wheels) is in the table and available in that release."""
-    files = GEN.open_release(_installed_torch())
+    files = GEN.open_release(installed_torch(headers=True))
     try:
         release = GEN.read_release(files)
     finally:
@@ -338,7 +306,7 @@ def test_installed_torch_is_covered_by_the_shipped_table() -> None:
 
 @pytest.mark.torch
 def test_single_release_mode_on_the_installed_torch(tmp_path: Path) -> None:
-    torch_dir = _installed_torch()
+    torch_dir = installed_torch(headers=True)
     out = tmp_path / "table.json"
     assert GEN.main(["--torch", str(torch_dir), "--output", str(out)]) == 0
     raw = json.loads(out.read_text("utf-8"))
@@ -362,7 +330,7 @@ def test_single_release_mode_on_the_installed_torch(tmp_path: Path) -> None:
 @pytest.mark.network
 def test_torch_2_9_1_macos_wheel() -> None:
     """The headers and exports of a real release, read in place from its wheel."""
-    wheel = GEN.fetch_wheel("2.9.1", GEN.CACHE / "wheels")
+    wheel = GEN.fetch_release_wheel("2.9.1")
     files = GEN.open_release(wheel)
     try:
         release = GEN.read_release(files)

@@ -9,14 +9,14 @@ function; what it leaves out is what the extensions then miss. Nothing is ever l
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from helpers.build import compiler
+from helpers.fake_torch import build_library as build
+from helpers.fake_torch import write_torch as write_fake_torch
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_extension, inspect_package, inspect_site_packages
 from torch_abi_audit.audit import LoadTargetError, load_target
@@ -64,15 +64,6 @@ def ext_source(*shims: str, check_fail: bool = False, lookup: str | None = None)
     return "\n".join(lines) + "\n"
 
 
-def build(directory: Path, name: str, source: str, *flags: str, cxx: bool = False) -> Path:
-    src = directory / (name + (".cpp" if cxx else ".c"))
-    src.write_text(source)
-    out = directory / name
-    command = [compiler("c++" if cxx else "c"), "-shared", "-fPIC", "-o", str(out), str(src)]
-    subprocess.run([*command, *flags], check=True, capture_output=True, text=True)
-    return out
-
-
 @dataclass(frozen=True)
 class Site:
     site: Path
@@ -81,12 +72,7 @@ class Site:
 
 def write_torch(root: Path, version: str) -> Path:
     """``root/torch`` with ``lib/libtorch_cpu.so``, ``lib/libc10.so`` and ``version.py``."""
-    lib = root / "torch" / "lib"
-    lib.mkdir(parents=True)
-    build(lib, "libtorch_cpu.so", FAKE_TORCH, "-Wl,-soname,libtorch_cpu.so")
-    build(lib, "libc10.so", FAKE_C10, "-Wl,-soname,libc10.so", cxx=True)
-    (root / "torch" / "version.py").write_text(f"__version__ = '{version}'\n")
-    return root / "torch"
+    return write_fake_torch(root, version, FAKE_TORCH, FAKE_C10)
 
 
 @pytest.fixture(scope="module")

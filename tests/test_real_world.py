@@ -341,18 +341,6 @@ def test_verbose_rows_show_tags_and_findings(script: ModuleType, tmp_path: Path)
     assert script.metadata_rows(_report(wheel, findings=()))[-1] == "findings: none"
 
 
-def test_cached_wheel_must_match_platform(script: ModuleType, tmp_path: Path) -> None:
-    for name in (
-        "fake-1.0-cp311-cp311-macosx_11_0_arm64.whl",
-        "fake-1.0-cp312-cp312-manylinux_2_28_x86_64.whl",
-        "fake-1.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
-    ):
-        (tmp_path / name).touch()
-    expectation = script.Expectation("fake", "1.0", TorchVerdict.STABLE)
-    found = script.find_cached_wheel(tmp_path, expectation)
-    assert found == tmp_path / "fake-1.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"
-
-
 @pytest.mark.network
 def test_real_world_wheels(script: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     """Download (or reuse) the real wheels and check every expectation."""

@@ -8,10 +8,11 @@ bad usage). 2 wins over 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
@@ -26,18 +27,31 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 
+#: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
+#: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _epilog() -> str:
+    lines = []
+    if SUBCOMMANDS:
+        lines.append("subcommands (torch-abi-audit SUBCOMMAND --help for each):")
+        lines += [f"  {name:<9} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+        lines.append("")
+    lines.append("exit status: 0 audit ran, 1 --check found a violation, 2 operational error")
+    lines.append("(unknown name, missing path, unreadable or corrupt file)")
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-abi-audit",
         description=(
-            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI "
+            "Audit compiled Python packages for PyTorch Stable ABI and CPython Stable ABI\n"
             "(abi3) use, from their symbol tables, without importing them."
         ),
-        epilog=(
-            "exit status: 0 audit ran, 1 --check found a violation, "
-            "2 operational error (unknown name, missing path, unreadable or corrupt file)"
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -265,10 +279,29 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+def run_subcommand(name: str, argv: Sequence[str]) -> int:
+    """Run the subcommand ``name`` (a key of :data:`SUBCOMMANDS`) with ``argv``; its exit code."""
+    module = importlib.import_module(f"torch_abi_audit.commands.{SUBCOMMANDS[name][0]}")
+    code: int = module.main(list(argv))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    When the first argument names a subcommand (:data:`SUBCOMMANDS`), that subcommand runs with
+    the rest; otherwise the arguments are the audit command's (a target that happens to be
+    spelled like a subcommand is given as a path: ``./diff``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SUBCOMMANDS:
+        return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
+    return guarded(lambda: _audit_command(arguments))
+
+
+def _audit_command(arguments: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     problem = _usage_problem(args)
     if problem:
         parser.print_usage(sys.stderr)
@@ -276,13 +309,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    return _run(args)
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command`` (the audit or a subcommand) and turn the interruptions every command
+    shares into exit codes: a torch to load against that is unusable (2), Ctrl-C (130), a
+    reader that went away (``| head``: 0), and any other exception, a bug (2, one line)."""
     try:
-        return _run(args)
+        return command()
     except LoadTargetError as exc:
         _warn(f"torch-abi-audit: error: {exc}")
         return EXIT_ERROR
-    except Exception as exc:  # a bug: exit 2 with one line, never exit 1 with a traceback
-        return _internal_error(exc)
     except KeyboardInterrupt:
         print("torch-abi-audit: interrupted", file=sys.stderr)
         return 130
@@ -291,3 +329,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:  # a bug: exit 2 with one line, never exit 1 with a traceback
+        return _internal_error(exc)

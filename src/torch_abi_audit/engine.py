@@ -151,6 +151,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         format=str(library.format),
         machine=library.machine,
         needed=library.needed,
+        optional_needed=library.optional_needed,
         soname=library.soname,
         runpath=library.runpath,
         rpath=library.rpath,
@@ -195,6 +196,7 @@ def judge(
         torch_libraries=torch_libraries,
         bindings=bindings,
         runtime_lookups=runtime_lookups,
+        optional_imports=library.optional_imports(),
     )
     return torch, analyse_cpython(imported, filename, library.needed)
 

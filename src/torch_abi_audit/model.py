@@ -80,6 +80,20 @@ class Symbol(NamedTuple):
     library: str | None = None
 
 
+class VersionNeed(NamedTuple):
+    """One symbol version a file requires from a library (ELF ``Elf_Vernaux``).
+
+    ``library`` is the needed file that must define it (``libc.so.6``), ``version`` the version
+    name (``GLIBC_2.34``), ``weak`` the ``VER_FLG_WEAK`` flag (glibc's loader then only warns
+    when the version is missing), ``symbol`` one import bound to that version, if any.
+    """
+
+    library: str
+    version: str
+    weak: bool = False
+    symbol: str | None = None
+
+
 class SymbolTable(Sequence[Symbol]):
     """A library's imports or exports, decoded on first use.
 
@@ -102,6 +116,20 @@ class SymbolTable(Sequence[Symbol]):
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         """The exported symbols whose names start with one of ``prefixes``."""
         return tuple(s for s in self.symbols() if s.name.startswith(prefixes))
+
+    def weak_names(self) -> frozenset[str]:
+        """The names whose every entry in the table is ``WEAK``.
+
+        For imports these are the references the dynamic loader lets stay unresolved (ELF
+        ``STB_WEAK`` undefined symbols, Mach-O weak imports): the library loads without them and
+        the address reads as null. A name that is also imported strongly (one slice of a
+        universal binary weak, another not) is not weak.
+        """
+        weak: set[str] = set()
+        strong: set[str] = set()
+        for symbol in self.symbols():
+            (weak if symbol.binding is SymbolBinding.WEAK else strong).add(symbol.name)
+        return frozenset(weak - strong)
 
     def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
         """Name -> library for the symbols bound to a library that ``accept`` says yes to.
@@ -176,6 +204,14 @@ class Library:
     delay-loaded DLLs); ``soname`` the library's own install name (ELF ``DT_SONAME``, Mach-O
     ``LC_ID_DYLIB``); ``rpath``/``runpath`` the search paths it carries (Mach-O ``LC_RPATH``
     entries are reported as ``rpath``).
+    ``optional_needed`` is the part of ``needed`` the loader does not require: Mach-O
+    ``LC_LOAD_WEAK_DYLIB`` libraries (dyld goes on without them) and PE delay-loaded DLLs that
+    are not also imported normally (loaded at the first call, not at load time). ELF has none.
+    ``executable`` says the file is a program rather than a shared library: an ELF ``ET_EXEC``
+    file or a position-independent executable (``DF_1_PIE``, or ``PT_INTERP`` without a
+    ``DT_SONAME``), a Mach-O ``MH_EXECUTE`` image, a PE image without ``IMAGE_FILE_DLL``.
+    ``version_needs`` are the symbol versions the file requires (ELF ``.gnu.version_r``,
+    what glibc's loader checks before anything runs); other formats have none.
     ``local_symbols`` holds the static symbol table's ``LOCAL`` entries when the reader was asked
     for them and the file has one (stripped files do not), else ``None``.
 
@@ -209,11 +245,34 @@ class Library:
     slices: tuple[Library, ...] = ()
     min_os: str | None = None
     rodata: tuple[tuple[int, int], ...] = ()
+    optional_needed: tuple[str, ...] = ()
+    executable: bool = False
+    version_needs: tuple[VersionNeed, ...] = ()
 
     @property
     def symbols(self) -> tuple[Symbol, ...]:
         """Every dynamic symbol: imports, then exports."""
         return self.imports.symbols() + self.exports.symbols()
+
+    def optional_imports(self) -> frozenset[str]:
+        """The imports whose absence does not stop the loader from loading this file.
+
+        Weak references (:meth:`SymbolTable.weak_names`) and imports bound only to an
+        ``optional_needed`` library (a weak-linked dylib, a delay-loaded DLL: resolved when it is
+        first called, or never). They may still be libtorch internals: this says nothing about
+        *what* they are, only that loading does not need them.
+        """
+        optional = self.imports.weak_names()
+        if not self.optional_needed:
+            return optional
+        lowered = {name.lower() for name in self.optional_needed}
+        by_optional: set[str] = set()
+        by_required: set[str] = set()
+        for symbol in self.imports.symbols():
+            if symbol.library is None:
+                continue
+            (by_optional if symbol.library.lower() in lowered else by_required).add(symbol.name)
+        return optional | frozenset(by_optional - by_required)
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

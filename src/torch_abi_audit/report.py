@@ -179,6 +179,8 @@ class ExtensionReport:
     their empty defaults. ``min_os`` is the oldest OS release the binary declares (macOS), the
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
+    ``optional_needed`` are the needed libraries whose absence does not stop the load
+    (weak-linked dylibs, delay-loaded DLLs).
     """
 
     path: Path
@@ -197,6 +199,7 @@ class ExtensionReport:
     min_os: str | None = None
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
+    optional_needed: tuple[str, ...] = ()
 
     @property
     def torch_label(self) -> TorchLabel:

@@ -3,13 +3,14 @@
 No compiler on the test machines targets macOS, so the Mach-O reader's unit tests build their
 inputs with :mod:`struct`: 32- and 64-bit images in either byte order, any file type and CPU,
 a symbol table with ``LC_DYSYMTAB`` groups, dylib-loading commands, ``LC_ID_DYLIB``,
-``LC_RPATH``, ``LC_BUILD_VERSION`` / ``LC_VERSION_MIN_MACOSX`` and an
-``LC_DYLD_CHAINED_FIXUPS`` imports table; and universal files around them.
+``LC_RPATH``, ``LC_BUILD_VERSION`` / ``LC_VERSION_MIN_MACOSX``, an
+``LC_DYLD_CHAINED_FIXUPS`` imports table and ``LC_DYLD_INFO_ONLY`` bind opcode streams; and
+universal files around them.
 
 Layout of an image::
 
-    mach_header(_64) | load commands | [section data] | chained fixups data | nlist entries
-    | string table
+    mach_header(_64) | load commands | [section data] | chained fixups data | bind opcodes
+    | lazy bind opcodes | nlist entries | string table
 
 The ``LC_SEGMENT(_64)`` command (``__TEXT``) carries the sections that ``n_sect`` numbers
 from 1. :class:`Built` says where the interesting fields landed, so that a test can corrupt
@@ -106,6 +107,17 @@ SELF_LIBRARY_ORDINAL = 0x0
 DYNAMIC_LOOKUP_ORDINAL = 0xFE
 EXECUTABLE_ORDINAL = 0xFF
 
+# loader.h: bind opcodes
+BIND_OPCODE_DONE = 0x00
+BIND_OPCODE_SET_DYLIB_ORDINAL_IMM = 0x10
+BIND_OPCODE_SET_SYMBOL_TRAILING_FLAGS_IMM = 0x40
+BIND_OPCODE_SET_TYPE_IMM = 0x50
+BIND_OPCODE_SET_SEGMENT_AND_OFFSET_ULEB = 0x70
+BIND_OPCODE_DO_BIND = 0x90
+BIND_OPCODE_DO_BIND_ULEB_TIMES_SKIPPING_ULEB = 0xC0
+BIND_SYMBOL_FLAGS_WEAK_IMPORT = 0x1
+BIND_TYPE_POINTER = 1
+
 # fixup-chains.h
 DYLD_CHAINED_IMPORT = 1
 DYLD_CHAINED_IMPORT_ADDEND = 2
@@ -164,6 +176,39 @@ DEFAULT_SECTIONS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+def uleb128(value: int) -> bytes:
+    """``value`` as an unsigned LEB128 number."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def bind_opcodes(binds: Sequence[tuple[str, int, bool]], *, lazy: bool = False) -> bytes:
+    """A bind (or, with ``lazy``, a lazy-bind) opcode stream binding each ``(name as stored,
+    library ordinal, weak import)`` to a pointer in segment 2, as ld64 writes them."""
+    out = bytearray()
+    for k, (name, ordinal, weak) in enumerate(binds):
+        out.append(BIND_OPCODE_SET_SEGMENT_AND_OFFSET_ULEB | 2)
+        out += uleb128(0x1000 + 8 * k)
+        out.append(BIND_OPCODE_SET_DYLIB_ORDINAL_IMM | ordinal)
+        flags = BIND_SYMBOL_FLAGS_WEAK_IMPORT if weak else 0
+        out.append(BIND_OPCODE_SET_SYMBOL_TRAILING_FLAGS_IMM | flags)
+        out += name.encode() + b"\0"
+        if lazy:
+            out += bytes([BIND_OPCODE_DO_BIND, BIND_OPCODE_DONE])
+        else:
+            out.append(BIND_OPCODE_SET_TYPE_IMM | BIND_TYPE_POINTER)
+            out.append(BIND_OPCODE_DO_BIND_ULEB_TIMES_SKIPPING_ULEB)
+            out += uleb128(2) + uleb128(300)  # two binds, a multi-byte skip
+    if not lazy:
+        out.append(BIND_OPCODE_DONE)
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class ChainedImport:
     """One ``dyld_chained_import*`` entry; ``ordinal`` signed (``-2`` is flat lookup)."""
@@ -213,6 +258,9 @@ class MachO:
     dysymtab: bool = True
     chained: Sequence[ChainedImport] | None = None
     chained_format: int = DYLD_CHAINED_IMPORT
+    #: ``LC_DYLD_INFO_ONLY`` bind and lazy-bind opcode streams (see :func:`bind_opcodes`).
+    bind: bytes | None = None
+    lazy_bind: bytes | None = None
     #: Raw load commands appended last: (cmd, payload after cmd/cmdsize).
     extra_commands: Sequence[tuple[int, bytes]] = field(default_factory=list)
     #: File contents of sections, by index in ``sections``: placed after the load commands (16-byte
@@ -323,6 +371,8 @@ class MachO:
         # Placeholders for the commands whose offsets depend on the total size.
         if self.chained is not None:
             commands.append(("chained_cmd", self._command(LC_DYLD_CHAINED_FIXUPS, bytes(8))))
+        if self.bind is not None or self.lazy_bind is not None:
+            commands.append(("dyld_info_cmd", self._command(LC_DYLD_INFO_ONLY, bytes(40))))
         if self.symtab:
             commands.append(("symtab_cmd", self._command(LC_SYMTAB, bytes(16))))
         if self.symtab and self.dysymtab:
@@ -344,7 +394,11 @@ class MachO:
             linkedit += -linkedit % 16
         chained_blob = self._chained_blob() if self.chained is not None else b""
         chained_at = linkedit
-        symoff = chained_at + len(chained_blob)
+        bind_blob, lazy_blob = self.bind or b"", self.lazy_bind or b""
+        bind_at = chained_at + len(chained_blob)
+        lazy_at = bind_at + len(bind_blob)
+        symoff = lazy_at + len(lazy_blob)
+        symoff += -symoff % 8
         stroff = symoff + len(symbols) * entsize
 
         out = bytearray()
@@ -380,7 +434,8 @@ class MachO:
                 struct.pack_into(o + "I", out, record + 48, at)
             else:
                 struct.pack_into(o + "II", out, record + 36, len(self.section_data[index]), at)
-        out += chained_blob
+        out += chained_blob + bind_blob + lazy_blob
+        out += bytes(symoff - len(out))
         for sym, index in zip(symbols, strx, strict=True):
             if self.bits == 64:
                 out += struct.pack(
@@ -397,6 +452,10 @@ class MachO:
                 o + "II", out, offsets["chained_cmd"] + 8, chained_at, len(chained_blob)
             )
             offsets["chained"] = chained_at
+        if "dyld_info_cmd" in offsets:
+            fields = (0, 0, bind_at, len(bind_blob), 0, 0, lazy_at, len(lazy_blob), 0, 0)
+            struct.pack_into(o + "10I", out, offsets["dyld_info_cmd"] + 8, *fields)
+            offsets["bind"], offsets["lazy_bind"] = bind_at, lazy_at
         if self.symtab:
             struct.pack_into(
                 o + "IIII",

@@ -1,16 +1,16 @@
-"""Real wheels from the package index, cached between runs, and their libraries read in place.
+"""Real wheels from the package index, cached between runs, and their libraries read in place;
+the installed torch.
 
-Tests that use them are marked ``network``. A wheel is fetched the ordinary way —
-``pip download --no-deps --only-binary :all: --platform TAG --python-version 3.11`` — into
-``$TORCH_ABI_AUDIT_CACHE/wheels`` (default ``~/.cache/torch-abi-audit/wheels``), the cache the
-real-world check and the benchmarks share, and reused from there afterwards.
+Tests that use wheels are marked ``network``. A wheel is fetched by the project's one
+downloader (:func:`torch_abi_audit.sources.index.fetch_wheel`: ``pip download --no-deps
+--only-binary :all:``) into ``$TORCH_ABI_AUDIT_CACHE/wheels`` (default
+``~/.cache/torch-abi-audit/wheels``), the cache the scripts and the benchmarks share, and
+reused from there afterwards. Tests marked ``torch`` take the installed torch from the one
+torch finder (:func:`torch_abi_audit.sources.torch_install.locate_installed_torch`).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +19,11 @@ from packaging.utils import parse_wheel_filename
 
 from torch_abi_audit.model import Library
 from torch_abi_audit.readers import parse_library
+from torch_abi_audit.sources.index import DownloadError, default_cache, fetch_wheel
+from torch_abi_audit.sources.torch_install import TORCH_DIR_VARIABLE, locate_installed_torch
 from torch_abi_audit.sources.wheels import WheelArchive
 
-CACHE = Path(os.environ.get("TORCH_ABI_AUDIT_CACHE", Path.home() / ".cache/torch-abi-audit"))
-WHEEL_CACHE = CACHE / "wheels"
+WHEEL_CACHE = default_cache()
 LIBRARY_SUFFIXES = (".so", ".dylib", ".pyd", ".dll")
 
 
@@ -35,16 +36,27 @@ def real_wheel(filename: str) -> Path:
     if path.is_file():
         return path
     name, version, _build, tags = parse_wheel_filename(filename)
-    platform = sorted(tag.platform for tag in tags)[0]
-    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    command += ["--platform", platform, "--python-version", "3.11", "-d", str(WHEEL_CACHE)]
-    command.append(f"{name}=={version}")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.is_file():
-        failure = result.stderr[-500:]
-        pytest.fail(f"pip download of {name}=={version} ({platform}) failed: {failure}")
+    platforms = sorted({tag.platform for tag in tags})
+    try:
+        fetched = fetch_wheel(str(name), str(version), platforms=platforms, python_version="3.11")
+    except DownloadError as exc:
+        pytest.fail(f"{filename}: {exc}")
+    if fetched != path:
+        pytest.fail(f"asked pip for {filename}, it saved {fetched.name}")
     return path
+
+
+def installed_torch(*, headers: bool = False) -> Path:
+    """The installed ``torch`` package directory; skips the test when there is none (or, with
+    ``headers``, when it ships no ``include`` folder)."""
+    search = locate_installed_torch()
+    if search.package is None:
+        pytest.skip(
+            f"no torch installation (looked in {search.searched}; set {TORCH_DIR_VARIABLE})"
+        )
+    if headers and not (search.package / "include").is_dir():
+        pytest.skip(f"{search.package} has no include folder")
+    return search.package
 
 
 def read_all(library: Library) -> None:

@@ -265,22 +265,29 @@ def test_relocatable_object_is_rejected(tmp_path: Path) -> None:
     assert "relocatable" in str(error)
 
 
-def test_executable_is_rejected(tmp_path: Path) -> None:
+def test_executables_are_read_and_marked(tmp_path: Path, built: Fixtures) -> None:
     source = tmp_path / "main.c"
-    source.write_text("int main(void) { return 0; }\n")
+    source.write_text("#include <math.h>\nint main(int c, char** v) { return (int)cos(c); }\n")
     try:
-        exe = compile_to(tmp_path, "-no-pie", str(source), name="main")
+        exe = compile_to(tmp_path, "-no-pie", str(source), "-lm", name="main")
     except subprocess.CalledProcessError as exc:  # pragma: no cover - toolchain without -no-pie
         pytest.skip(f"cannot link a non-PIE executable: {exc.stderr}")
-    error = expect_read_error(exe, "not a shared object")
-    assert "executable" in str(error)
+    pie = compile_to(tmp_path, "-fPIE", "-pie", str(source), "-lm", name="main-pie")
+    for path in (exe, pie):
+        library = read_library(path)
+        assert library.executable, path.name
+        assert "libm.so.6" in library.needed
+        assert "cos" in library.imports.names()
+    # A shared object is not one, even with an interpreter: glibc's own libc.so.6 has one.
+    assert not read_library(built.versioned).executable
 
 
-@pytest.mark.parametrize(("e_type", "word"), [(ET_EXEC, "executable"), (ET_CORE, "core")])
-def test_other_object_types_are_rejected(tmp_path: Path, e_type: int, word: str) -> None:
-    path = build_elf([Sym("f")], e_type=e_type, bits=32, big_endian=True).write(tmp_path / "x")
+def test_other_object_types_are_rejected(tmp_path: Path) -> None:
+    path = build_elf([Sym("f")], e_type=ET_CORE, bits=32, big_endian=True).write(tmp_path / "x")
     error = expect_read_error(path, "not a shared object")
-    assert word in str(error)
+    assert "core" in str(error)
+    executable = build_elf([Sym("f")], e_type=ET_EXEC, bits=32, big_endian=True)
+    assert read_library(executable.write(tmp_path / "y")).executable
 
 
 @pytest.mark.parametrize(

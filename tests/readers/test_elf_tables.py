@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +12,7 @@ from helpers.elf_inspect import (
     GLIBC_VERSION,
     fixture_path,
 )
+from helpers.real_wheels import installed_torch
 from torch_abi_audit.model import (
     Library,
     StaticSymbolTable,
@@ -88,10 +87,7 @@ def test_pickle_round_trip(built: Fixtures) -> None:
 
 @pytest.mark.torch
 def test_libtorch_cpu() -> None:
-    torch_dir = os.environ.get("TORCH_ABI_AUDIT_TORCH_DIR")
-    if not torch_dir:
-        pytest.skip("TORCH_ABI_AUDIT_TORCH_DIR is not set")
-    path = Path(torch_dir) / "lib" / "libtorch_cpu.so"
+    path = installed_torch() / "lib" / "libtorch_cpu.so"
     if not path.is_file():
         pytest.skip(f"{path} does not exist")
     lib = read_elf(path)

@@ -58,6 +58,7 @@ from helpers.macho_builder import (
     MachO,
     NSym,
     absolute,
+    bind_opcodes,
     build_fat,
     defined,
     local,
@@ -76,8 +77,8 @@ from torch_abi_audit.model import (
     SymbolVisibility,
 )
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
-from torch_abi_audit.readers.macho import ChainedImport as FixupImport
 from torch_abi_audit.readers.macho import chained_fixup_imports, parse_macho, read_macho
+from torch_abi_audit.readers.macho_fixups import ChainedImport as FixupImport
 from torch_abi_audit.readers.strings import find_strings
 
 GLOBAL, WEAK, LOCAL = SymbolBinding.GLOBAL, SymbolBinding.WEAK, SymbolBinding.LOCAL
@@ -286,7 +287,6 @@ def test_bundle_is_a_library() -> None:
 @pytest.mark.parametrize(
     ("filetype", "message"),
     [
-        (MH_EXECUTE, "Mach-O executable, not a shared library"),
         (MH_OBJECT, "Mach-O object file, not a shared library"),
         (MH_CORE, "Mach-O core file, not a shared library"),
         (MH_DYLINKER, "Mach-O dynamic linker, not a shared library"),
@@ -581,6 +581,99 @@ def test_chained_fixups_alone_give_the_imports() -> None:
     assert chained_fixup_imports(MemorySource(MachO().build().data)) == {"arm64": None}
 
 
+# -- weak imports: what the loader lets stay unbound ----------------------------------------------
+
+
+def test_weak_imports_and_weak_dylibs() -> None:
+    """N_WEAK_REF, the chained-fixups weak bit and LC_LOAD_WEAK_DYLIB each make an import
+    optional at load time; a strong bind of the same name (another slice) does not."""
+    image = MachO(
+        dylibs=[(LC_LOAD_DYLIB, C10), (LC_LOAD_WEAK_DYLIB, WEAKLIB)],
+        imports=[
+            undefined("__ZTHN3c104impl26raw_local_dispatch_key_setE", 1, weak=True),
+            undefined("_c10_strong", 1),
+            undefined("_c10_weak_in_fixups", 1),  # nlist says strong, the fixups say weak
+            undefined("_from_weak_dylib", 2),
+        ],
+        chained=[
+            ChainedImport(1, "__ZTHN3c104impl26raw_local_dispatch_key_setE", weak=True),
+            ChainedImport(1, "_c10_strong"),
+            ChainedImport(1, "_c10_weak_in_fixups", weak=True),
+            ChainedImport(2, "_from_weak_dylib"),
+        ],
+    )
+    lib = parse(image.build())
+    assert lib.optional_needed == (WEAKLIB,)
+    assert lib.imports.weak_names() == {
+        "_ZTHN3c104impl26raw_local_dispatch_key_setE",
+        "c10_weak_in_fixups",
+    }
+    assert lib.optional_imports() == {
+        "_ZTHN3c104impl26raw_local_dispatch_key_setE",
+        "c10_weak_in_fixups",
+        "from_weak_dylib",
+    }
+    bindings = {s.name: s.binding for s in lib.imports}
+    assert bindings["c10_weak_in_fixups"] is WEAK and bindings["c10_strong"] is GLOBAL
+    assert lib.imports.with_prefix("c10_weak") == (imported("c10_weak_in_fixups", C10, WEAK),)
+    # A universal file: strong in the x86_64 slice, so not optional for the file as a whole.
+    strong = replace(
+        image,
+        cputype=CPU_TYPE_X86_64,
+        chained=None,
+        imports=[undefined("_c10_weak_in_fixups", 1), undefined("_from_weak_dylib", 2)],
+        dylibs=[(LC_LOAD_DYLIB, C10), (LC_LOAD_DYLIB, WEAKLIB)],
+    )
+    fat = build_fat(
+        [
+            FatSlice(CPU_TYPE_ARM64, image.build().data),
+            FatSlice(CPU_TYPE_X86_64, strong.build().data),
+        ]
+    )
+    universal = parse_library(MemorySource(fat.data), Path("fat.so"))
+    assert universal.optional_needed == ()
+    assert universal.optional_imports() == {"_ZTHN3c104impl26raw_local_dispatch_key_setE"}
+
+
+@pytest.mark.parametrize("where", ["bind", "lazy_bind"])
+def test_weak_imports_from_bind_opcodes(where: str) -> None:
+    """Before chained fixups, ld64 flags weak imports in the (lazy) bind opcode streams."""
+    binds = [("_c10_fn", 1, False), ("_maybe_there", 1, True), ("_twice", 1, True)]
+    lazy = where == "lazy_bind"
+    stream = bind_opcodes(binds, lazy=lazy)
+    other = bind_opcodes([("_twice", 1, False)])  # a strong bind of it elsewhere
+    image = MachO(
+        dylibs=[(LC_LOAD_DYLIB, C10)],
+        imports=[undefined("_c10_fn"), undefined("_maybe_there"), undefined("_twice")],
+        bind=other if lazy else stream,
+        lazy_bind=stream if lazy else None,
+    )
+    lib = parse(image.build())
+    expected = {"maybe_there"} if where == "lazy_bind" else {"maybe_there", "twice"}
+    assert lib.imports.weak_names() == expected
+    assert lib.optional_imports() == expected
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (bytes([0x40]) + b"_no_terminator", "not NUL-terminated"),
+        (bytes([0x70, 0x80, 0x80]), "LEB128 number runs past the end"),
+        (bytes([0xE0]), "unknown bind opcode 0xe0"),
+    ],
+)
+def test_corrupt_bind_opcodes_are_errors(stream: bytes, message: str) -> None:
+    with pytest.raises(BinaryReadError, match=message):
+        parse(MachO(dylibs=[(LC_LOAD_DYLIB, C10)], bind=stream).build())
+
+
+def test_executable_is_read_and_marked() -> None:
+    lib = parse(full_image(filetype=MH_EXECUTE, id_dylib=None).build())
+    assert lib.executable
+    assert list(lib.imports) == FULL_IMPORTS
+    assert not parse(full_image().build()).executable
+
+
 def test_chained_ordinal_beyond_the_loaded_libraries_is_an_error() -> None:
     image = MachO(dylibs=[(LC_LOAD_DYLIB, C10)], chained=[ChainedImport(4, "_f")])
     with pytest.raises(
@@ -837,8 +930,8 @@ def fat_field(built: Built, key: str, value: int, fmt: str = ">I") -> bytes:
             "arm64 slice: the arm64 slice is not a Mach-O image",
         ),
         (
-            lambda b: patched(b.data, (b.offsets["slice1"] + 12, "<I", MH_EXECUTE)),
-            "arm64 slice: Mach-O executable, not a shared library",
+            lambda b: patched(b.data, (b.offsets["slice1"] + 12, "<I", MH_OBJECT)),
+            "arm64 slice: Mach-O object file, not a shared library",
         ),
     ],
     ids=[
@@ -853,7 +946,7 @@ def fat_field(built: Built, key: str, value: int, fmt: str = ">I") -> bytes:
         "overlap-offset",
         "cputype-mismatch",
         "not-macho",
-        "executable-slice",
+        "object-slice",
     ],
 )
 def test_corrupt_universal_files(edit: Callable[[Built], bytes], message: str) -> None:

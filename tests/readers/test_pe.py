@@ -182,6 +182,9 @@ def test_dll_is_decoded_exactly(bits: int, machine: str) -> None:
     assert library.format is BinaryFormat.PE
     assert (library.machine, library.bits, library.byte_order) == (machine, bits, "little")
     assert library.needed == ("KERNEL32.dll", "WS2_32.dll", "c10.dll")
+    assert library.optional_needed == ("c10.dll",)  # delay-loaded: loaded at its first call
+    assert library.optional_imports() == {"?warn@c10@@YAXXZ", "#7"}
+    assert not library.executable
     assert library.soname == "demo.pyd"
     assert list(library.imports) == EXPECTED_IMPORTS
     assert list(library.exports) == EXPECTED_EXPORTS
@@ -252,6 +255,9 @@ def test_needed_lists_each_dll_once_imports_first() -> None:
     )
     library = parse(image.data)
     assert library.needed == ("KERNEL32.dll", "msvcrt.dll", "torch_cpu.dll")
+    # Only torch_cpu.dll is delay-loaded alone: msvcrt.dll is imported normally as well.
+    assert library.optional_needed == ("torch_cpu.dll",)
+    assert library.optional_imports() == {"D"}  # E binds to msvcrt.dll, loaded at load time
     # Every import keeps the DLL name as its own descriptor spells it.
     assert [(s.name, s.library) for s in library.imports] == [
         ("A", "KERNEL32.dll"),
@@ -262,9 +268,10 @@ def test_needed_lists_each_dll_once_imports_first() -> None:
     ]
 
 
-def test_executable_is_refused() -> None:
-    error = expect_error(full_image(dll=False).data, "PE executable, not a DLL")
-    assert not isinstance(error, UnsupportedFormatError)
+def test_executable_is_read_and_marked() -> None:
+    library = parse(full_image(dll=False).data)
+    assert library.executable
+    assert not parse(full_image().data).executable
 
 
 def test_local_symbols_from_the_coff_symbol_table() -> None:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from torch_abi_audit.sources.index import CACHE_VARIABLE, default_cache, download, pip_command
+from torch_abi_audit.sources.index import (
+    CACHE_VARIABLE,
+    DownloadError,
+    default_cache,
+    download,
+    expand_platform,
+    fetch_wheel,
+    find_cached_wheel,
+    pip_command,
+)
 
 
 def _wheel(directory: Path, name: str, version: str, tag: str) -> Path:
@@ -85,3 +94,70 @@ def test_command_line_and_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert default_cache() == tmp_path / "wheels"
     monkeypatch.delenv(CACHE_VARIABLE)
     assert default_cache() == Path.home() / ".cache" / "torch-abi-audit" / "wheels"
+
+
+def test_cached_wheel_must_fit_the_platform_and_python(tmp_path: Path) -> None:
+    for name in (
+        "torch-2.10.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "torch-2.10.0-cp312-none-macosx_11_0_arm64.whl",
+        "torch-2.10.0-cp311-none-macosx_11_0_arm64.whl",
+        "torch-2.10.0-2-cp311-none-macosx_11_0_arm64.whl",  # a rebuild: build tag 2 wins
+        "torch-2.10.0+cpu-cp311-none-macosx_11_0_arm64.whl",
+        "torch-2.10.0.post1-cp311-none-macosx_11_0_arm64.whl",
+        "not-a-wheel.whl",
+    ):
+        (tmp_path / name).touch()
+
+    def macos(version: str) -> Path | None:
+        return find_cached_wheel(
+            "torch", version, platforms=["macosx_26_0_arm64"], python_version="3.11", cache=tmp_path
+        )
+
+    assert macos("2.10.0") == tmp_path / "torch-2.10.0-2-cp311-none-macosx_11_0_arm64.whl"
+    assert macos("2.11.0") is None
+    linux = find_cached_wheel(
+        "Torch", "2.10", platforms=["manylinux_2_34_x86_64"], python_version="3.11", cache=tmp_path
+    )
+    assert linux == tmp_path / "torch-2.10.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    too_old = find_cached_wheel(
+        "torch",
+        "2.10.0",
+        platforms=["manylinux_2_17_x86_64"],
+        python_version="3.11",
+        cache=tmp_path,
+    )
+    assert too_old is None
+    abi3 = tmp_path / "fake-1.0-cp310-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"
+    abi3.touch()
+    (tmp_path / "fake-1.0-cp312-cp312-manylinux_2_28_x86_64.whl").touch()
+    found = find_cached_wheel(
+        "fake", "1.0", platforms=["manylinux_2_28_x86_64"], python_version="3.11", cache=tmp_path
+    )
+    assert found == abi3
+
+
+def test_platforms_expand_as_pip_expands_them() -> None:
+    linux = expand_platform("manylinux_2_17_x86_64")
+    assert linux[:2] == ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+    assert "manylinux1_x86_64" in linux and "manylinux_2_0_x86_64" in linux
+    macos = expand_platform("macosx_14_0_arm64")
+    assert "macosx_11_0_arm64" in macos and "macosx_14_0_arm64" in macos
+    assert "macosx_15_0_arm64" not in macos
+    assert expand_platform("win_amd64") == ["win_amd64"]
+
+
+def test_fetch_wheel_uses_the_cache_then_pip(local_index: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    wheel = fetch_wheel(
+        "linuxonly", "2.0", platforms=["manylinux_2_28_x86_64"], python_version="3.11", cache=cache
+    )
+    assert wheel == cache / "linuxonly-2.0-py3-none-manylinux_2_28_x86_64.whl"
+    # From the cache now: pip is not asked again (an empty find-links would fail it).
+    for link in local_index.iterdir():
+        link.unlink()
+    again = fetch_wheel(
+        "linuxonly", "2.0", platforms=["manylinux_2_28_x86_64"], python_version="3.11", cache=cache
+    )
+    assert again == wheel
+    with pytest.raises(DownloadError, match=r"pip download linuxonly==2\.0 failed"):
+        fetch_wheel("linuxonly", "2.0", platforms=["win_amd64"], python_version="3.11", cache=cache)

@@ -30,6 +30,7 @@ from torch_abi_audit.model import (
     SymbolBinding,
     SymbolTable,
     SymbolType,
+    VersionNeed,
     merge_ranges,
 )
 from torch_abi_audit.readers.elf_symbols import (
@@ -52,8 +53,9 @@ _ELFDATA2LSB = 1
 _ELFDATA2MSB = 2
 
 # e_type
+_ET_EXEC = 2
 _ET_DYN = 3
-_ET_NAMES = {0: "untyped", 1: "relocatable object", 2: "executable", 4: "core dump"}
+_ET_NAMES = {0: "untyped", 1: "relocatable object", 4: "core dump"}
 
 # section types
 _SHT_PROGBITS = 1
@@ -69,6 +71,7 @@ _SHT_GNU_VERSYM = 0x6FFFFFFF
 # program header types
 _PT_LOAD = 1
 _PT_DYNAMIC = 2
+_PT_INTERP = 3
 
 # dynamic tags
 _DT_NULL = 0
@@ -81,6 +84,7 @@ _DT_SYMENT = 11
 _DT_SONAME = 14
 _DT_RPATH = 15
 _DT_RUNPATH = 29
+_DT_FLAGS_1 = 0x6FFFFFFB
 _DT_GNU_HASH = 0x6FFFFEF5
 _DT_VERSYM = 0x6FFFFFF0
 _DT_VERDEF = 0x6FFFFFFC
@@ -97,6 +101,8 @@ _SHN_UNDEF = 0
 _SHN_XINDEX = 0xFFFF
 _VER_NDX_GLOBAL = 1
 _VER_FLG_BASE = 0x1
+_VER_FLG_WEAK = 0x2
+_DF_1_PIE = 0x08000000
 
 # ELF64 machines whose DT_HASH table is made of 8-byte words instead of the gABI's Elf32_Word:
 # s390x and Alpha (binutils elf64-s390.c / elf64-alpha.c: sizeof_hash_entry = 8; glibc's
@@ -197,6 +203,8 @@ class _ElfFile:
             self.e_shstrndx,
         ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
         self.segments = self._segments()
+        # (version index, needed file, version name, weak) of every Elf_Vernaux read.
+        self.version_needs: list[tuple[int, str, str, bool]] = []
         if reader.sequential:
             self._prefetch_dynamic_segment()
         self.sections = self._sections()
@@ -430,12 +438,13 @@ class _ElfFile:
             library = string_at(strtab, file_off, "version requirement file")
             aux_offset = offset + aux
             for _ in range(min(cnt, _MAX_VERSION_ENTRIES)):
-                _hash, _flags, other, name_off, aux_next = struct.unpack(
+                _hash, flags, other, name_off, aux_next = struct.unpack(
                     order + "IHHII", self.reader.read(aux_offset, 16, "version requirement entry")
                 )
-                names[other & VERSYM_INDEX] = (
-                    string_at(strtab, name_off, "version name"),
-                    library,
+                version = string_at(strtab, name_off, "version name")
+                names[other & VERSYM_INDEX] = (version, library)
+                self.version_needs.append(
+                    (other & VERSYM_INDEX, library, version, bool(flags & _VER_FLG_WEAK))
                 )
                 if aux_next == 0:
                     break
@@ -537,14 +546,36 @@ class _ElfFile:
 
     # -- the model ----------------------------------------------------------------------------
 
+    def _version_needs(self, table: SymbolColumns | None) -> tuple[VersionNeed, ...]:
+        """The version requirements, each with the first import bound to it (if any)."""
+        if not self.version_needs:
+            return ()
+        users = table.first_users() if table is not None else {}
+        return tuple(
+            VersionNeed(library, version, weak, users.get(index))
+            for index, library, version, weak in self.version_needs
+        )
+
+    def _is_executable(self, dynamic: list[tuple[int, int]], soname: str | None) -> bool:
+        """ET_EXEC, or a position-independent executable: ``DF_1_PIE`` (binutils >= 2.26,
+        lld, gold), or, for older linkers, an interpreter (``PT_INTERP``) and no soname.
+        (glibc's ``libc.so.6`` has an interpreter too, and a soname.)"""
+        if self.e_type == _ET_EXEC:
+            return True
+        flags_1 = dict(dynamic).get(_DT_FLAGS_1, 0)
+        if flags_1 & _DF_1_PIE:
+            return True
+        return soname is None and any(s.type == _PT_INTERP for s in self.segments)
+
     def library(self, *, local_symbols: bool) -> Library:
-        if self.e_type != _ET_DYN:
+        if self.e_type not in (_ET_DYN, _ET_EXEC):
             kind = _ET_NAMES.get(self.e_type, f"type {self.e_type}")
-            raise BinaryReadError(f"ELF {kind}, not a shared object")
+            raise BinaryReadError(f"ELF {kind}, not a shared object or executable")
         dynamic = self._dynamic_entries()
         found = self._dynamic_symbol_table(dynamic)
         imports: SymbolTable = StaticSymbolTable()
         exports: SymbolTable = StaticSymbolTable()
+        table: SymbolColumns | None = None
         if found is not None:
             raw, entsize, dynstr = found
             table = SymbolColumns(self.layout, raw, entsize, dynstr)
@@ -581,6 +612,8 @@ class _ElfFile:
             runpath=tuple(p for p in runpath if p),
             local_symbols=self._local_symbols() if local_symbols else None,
             rodata=self._rodata(),
+            executable=self._is_executable(dynamic, soname),
+            version_needs=self._version_needs(table),
         )
 
     def _dynamic_strings(self, dynamic: list[tuple[int, int]]) -> bytes:
@@ -598,8 +631,11 @@ def parse_elf(source: ByteSource, path: Path, *, local_symbols: bool = False) ->
     the static symbol table's local entries are read too (slow on unstripped giants such as
     ``libtorch_cpu.so``, so off by default).
 
-    Raises :class:`BinaryReadError` for anything that is not a readable ELF shared object
-    (relocatable objects and executables included).
+    Executables (``ET_EXEC`` and position-independent ones) are read like shared objects and
+    marked ``executable``.
+
+    Raises :class:`BinaryReadError` for anything that is not a readable ELF shared object or
+    executable (relocatable objects and core dumps included).
     """
     try:
         return _ElfFile(path, source).library(local_symbols=local_symbols)

@@ -28,6 +28,7 @@ from torch_abi_audit.model import (
 from torch_abi_audit.readers.errors import BinaryReadError
 
 SHN_UNDEF = 0
+_STB_WEAK = 2
 VERSYM_HIDDEN = 0x8000
 VERSYM_INDEX = 0x7FFF
 
@@ -218,6 +219,36 @@ class SymbolColumns:
         column = self._column16(6 if self.layout.bits == 64 else 14)
         return list(compress(range(len(column)), column))
 
+    def weak_undefined_names(self) -> frozenset[str]:
+        """The names of the undefined ``STB_WEAK`` entries that no strong entry also names.
+
+        One pass over the ``st_info`` column; names are decoded only when there are some."""
+        infos = self.raw[4 if self.layout.bits == 64 else 12 :: self.entsize]
+        undefined = self.undefined_indices()
+        weak = [i for i in undefined if infos[i] >> 4 == _STB_WEAK]
+        if not weak:
+            return frozenset()
+        strong = [i for i in undefined if infos[i] >> 4 != _STB_WEAK]
+        return self.names_at(weak) - self.names_at(strong)
+
+    def first_users(self) -> dict[int, str]:
+        """Version index -> the name of the first import bound to it (``.gnu.version``)."""
+        version_indices = self.versions[0]
+        first: dict[int, int] = {}
+        count = len(version_indices)
+        for i in self.undefined_indices():
+            if i < count:
+                first.setdefault(version_indices[i] & VERSYM_INDEX, i)
+        if not first:
+            return {}
+        offsets = self._column32(0)
+        text = self.strtab
+        return {
+            version: string_at(text, offsets[i], "symbol name")
+            for version, i in first.items()
+            if offsets[i]
+        }
+
     def _strings(self) -> tuple[str, bool]:
         """The string table as text, and whether text offsets equal byte offsets (ASCII)."""
         if self._text is None:
@@ -306,6 +337,13 @@ class LazySymbols(SymbolTable):
             else:
                 self._names = self._table.names_at(self._entry_indices())
         return self._names
+
+    def weak_names(self) -> frozenset[str]:
+        if self._symbols is not None:
+            return super().weak_names()
+        # Only imports can be weak references; a defined weak symbol is a weak definition,
+        # which the loader treats like any other (glibc does not prefer a strong one).
+        return self._table.weak_undefined_names() if not self._defined else super().weak_names()
 
     def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
         # Bindings come from version requirements only: when no required library is accepted

@@ -59,6 +59,11 @@ from torch_abi_audit.model import (
     merge_ranges,
 )
 from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.macho_fixups import (
+    ChainedImport,
+    bind_import_flags,
+    parse_chained_imports,
+)
 from torch_abi_audit.readers.macho_symbols import (
     MachOSymbols,
     NlistTable,
@@ -182,13 +187,6 @@ MAX_LIBRARY_ORDINAL = 0xFD
 DYNAMIC_LOOKUP_ORDINAL = 0xFE
 EXECUTABLE_ORDINAL = 0xFF
 
-# -- mach-o/fixup-chains.h ------------------------------------------------------------------------
-DYLD_CHAINED_IMPORT = 1
-DYLD_CHAINED_IMPORT_ADDEND = 2
-DYLD_CHAINED_IMPORT_ADDEND64 = 3
-_CHAINED_FIXUPS_HEADER_SIZE = 28  # seven uint32
-# Special (non-positive) library ordinals of the import table (BIND_SPECIAL_DYLIB_*): self,
-# main executable, flat lookup and weak lookup are 0, -1, -2, -3 as signed 8- or 16-bit fields.
 
 #: Reads of a sequential source closer than this are merged (more than the 4 MB decompression
 #: step of :mod:`torch_abi_audit.sources.wheel_bytes`).
@@ -332,12 +330,14 @@ class _Dysymtab(NamedTuple):
     nundefsym: int
 
 
-class ChainedImport(NamedTuple):
-    """One entry of a chained-fixups imports table (``dyld_chained_import*``)."""
+class _Linkedit(NamedTuple):
+    """What :meth:`_MachOImage._read_linkedit` reads (see there)."""
 
-    lib_ordinal: int  # signed: 0 self, -1 main executable, -2 flat lookup, -3 weak lookup
-    weak_import: bool
-    name: str  # as stored, with its leading underscore
+    symbols: bytes
+    first: int
+    strings: bytes
+    chained: list[ChainedImport] | None
+    weak_binds: dict[str, bool]  # name as stored -> every bind of it is a weak import
 
 
 class _MachOImage:
@@ -388,6 +388,8 @@ class _MachOImage:
         self.symtab: _Symtab | None = None
         self.dysymtab: _Dysymtab | None = None
         self.dylibs: list[str] = []
+        self.weak_dylibs: list[str] = []  # LC_LOAD_WEAK_DYLIB: dyld goes on without them
+        self.bind_streams: list[tuple[str, int, int]] = []  # LC_DYLD_INFO (lazy) bind opcodes
         self.install_name: str | None = None
         self.rpaths: list[str] = []
         self.build_min_os: str | None = None
@@ -455,6 +457,8 @@ class _MachOImage:
             self.dysymtab = _Dysymtab(*fields)
         elif cmd in DYLIB_LOADING_COMMANDS:
             self.dylibs.append(self._lc_str(body, _DYLIB_COMMAND_SIZE, "dylib load"))
+            if cmd == LC_LOAD_WEAK_DYLIB:
+                self.weak_dylibs.append(self.dylibs[-1])
         elif cmd == LC_ID_DYLIB:
             self.install_name = self._lc_str(body, _DYLIB_COMMAND_SIZE, "LC_ID_DYLIB")
         elif cmd == LC_RPATH:
@@ -475,6 +479,8 @@ class _MachOImage:
             for name, offset, size in zip(names, fields[0::2], fields[1::2], strict=True):
                 if size:
                     self.view.check(offset, size, f"LC_DYLD_INFO {name} information")
+                    if name in ("bind", "lazy bind"):  # where weak imports are flagged
+                        self.bind_streams.append((name, offset, size))
         elif cmd == LC_DYLD_CHAINED_FIXUPS:
             if self.chained_fixups is not None:
                 raise BinaryReadError("more than one LC_DYLD_CHAINED_FIXUPS command: corrupt")
@@ -560,10 +566,9 @@ class _MachOImage:
             return 0, 0
         return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
-    def _read_linkedit(
-        self, local_symbols: bool
-    ) -> tuple[bytes, int, bytes, list[ChainedImport] | None]:
-        """(nlist entries of the span, index of its first entry, string table, chained imports).
+    def _read_linkedit(self, local_symbols: bool) -> _Linkedit:
+        """The ``nlist`` entries of the span, the index of its first entry, the string table,
+        the chained imports and the weak-import flags of the bind opcodes.
 
         The pieces are read in ascending file order (see :func:`_fetch`), followed, for a
         sequential source, by the start of the next slice of a universal file.
@@ -589,6 +594,8 @@ class _MachOImage:
         if self.chained_fixups is not None:
             dataoff, datasize = self.chained_fixups
             pieces.append(_Piece(view.base + dataoff, datasize, "fixups", "chained fixups"))
+        for name, offset, size in self.bind_streams:
+            pieces.append(_Piece(view.base + offset, size, name, f"{name} opcodes"))
         following = self.following
         lookahead = view.source if isinstance(view.source, _Lookahead) else None
         if following is not None and lookahead is not None:
@@ -602,8 +609,14 @@ class _MachOImage:
             got["strings"] = self._read_strings(self.symtab, got["symbols"], entsize)
         chained = None
         if self.chained_fixups is not None:
-            chained = self._parse_chained_fixups(got["fixups"])
-        return got.get("symbols", b""), first, got.get("strings", b""), chained
+            chained = parse_chained_imports(got["fixups"], self.order)
+        weak_binds: dict[str, bool] = {}
+        for name, _offset, _size in self.bind_streams:
+            for symbol, weak in bind_import_flags(got[name], f"{name} opcodes").items():
+                weak_binds[symbol] = weak_binds.get(symbol, True) and weak
+        return _Linkedit(
+            got.get("symbols", b""), first, got.get("strings", b""), chained, weak_binds
+        )
 
     def _read_strings(self, symtab: _Symtab, raw: bytes, entsize: int) -> bytes:
         """The start of the string table, as far as the names of the ``raw`` entries reach.
@@ -621,61 +634,6 @@ class _MachOImage:
         if length < symtab.strsize and data.find(b"\0", highest) < 0:
             data = self.view.read(symtab.stroff, symtab.strsize, "string table")
         return data
-
-    def _parse_chained_fixups(self, data: bytes) -> list[ChainedImport]:
-        """The imports table of ``LC_DYLD_CHAINED_FIXUPS`` (``dyld_chained_fixups_header``).
-
-        The bit fields of ``dyld_chained_import*`` are read from words in the file's byte
-        order, low bits first (every chained-fixups binary is little-endian).
-        """
-        datasize = len(data)
-        if datasize < _CHAINED_FIXUPS_HEADER_SIZE:
-            raise BinaryReadError(f"chained fixups data ({datasize} bytes) is too small: corrupt")
-        (
-            version,
-            _starts_offset,
-            imports_offset,
-            symbols_offset,
-            imports_count,
-            imports_format,
-            symbols_format,
-        ) = struct.unpack_from(self.order + "7I", data)
-        if version != 0:
-            raise BinaryReadError(f"unknown chained fixups version {version}")
-        if symbols_format != 0:
-            raise BinaryReadError(f"unsupported chained fixups symbol format {symbols_format}")
-        entry_size = {
-            DYLD_CHAINED_IMPORT: 4,
-            DYLD_CHAINED_IMPORT_ADDEND: 8,
-            DYLD_CHAINED_IMPORT_ADDEND64: 16,
-        }.get(imports_format)
-        if entry_size is None:
-            raise BinaryReadError(f"unknown chained fixups import format {imports_format}")
-        if imports_count > datasize // entry_size:
-            raise BinaryReadError(f"chained fixups declare {imports_count} imports: corrupt")
-        if imports_offset + imports_count * entry_size > datasize or symbols_offset > datasize:
-            raise BinaryReadError("chained fixups imports table lies outside its data: corrupt")
-        if imports_count == 0:
-            return []
-        names = data[symbols_offset:]
-        if imports_format == DYLD_CHAINED_IMPORT_ADDEND64:
-            words = struct.unpack_from(f"{self.order}{imports_count * 2}Q", data, imports_offset)
-            entries = [(w & 0xFFFF, (w >> 16) & 1, w >> 32, 0xFFFF) for w in words[0::2]]
-        else:
-            step = entry_size // 4
-            words = struct.unpack_from(f"{self.order}{imports_count * step}I", data, imports_offset)
-            entries = [(w & 0xFF, (w >> 8) & 1, w >> 9, 0xFF) for w in words[0::step]]
-        imports = []
-        last_nul = names.rfind(b"\0")
-        for ordinal, weak, name_offset, mask in entries:
-            if name_offset > last_nul:
-                raise BinaryReadError("a chained fixups import name lies outside its string table")
-            end = names.find(b"\0", name_offset)
-            name = names[name_offset:end].decode("utf-8", "backslashreplace")
-            # dyld: values above 0xF0 (0xFFF0) are the negative special ordinals.
-            signed = ordinal - (mask + 1) if ordinal > mask - 0xF else ordinal
-            imports.append(ChainedImport(signed, bool(weak), name))
-        return imports
 
     # -- the model ------------------------------------------------------------------------------
 
@@ -706,10 +664,10 @@ class _MachOImage:
         return self.dylibs[ordinal - 1]
 
     def library(self, *, local_symbols: bool) -> Library:
-        if self.filetype not in (MH_DYLIB, MH_BUNDLE):
+        if self.filetype not in (MH_DYLIB, MH_BUNDLE, MH_EXECUTE):
             kind = _FILETYPE_NAMES.get(self.filetype, f"file type {self.filetype}")
-            raise BinaryReadError(f"Mach-O {kind}, not a shared library")
-        raw, first, strtab, chained = self._read_linkedit(local_symbols)
+            raise BinaryReadError(f"Mach-O {kind}, not a shared library or executable")
+        raw, first, strtab, chained, weak_binds = self._read_linkedit(local_symbols)
         entsize = 16 if self.bits == 64 else 12
         table = NlistTable(
             raw,
@@ -741,8 +699,10 @@ class _MachOImage:
         import_names = table.names(import_indices)
         libraries = [self._library_of(o) for o in table.ordinals(import_indices)]
         extra: list[Symbol] = []
+        weak = {_strip_underscore(name) for name, is_weak in weak_binds.items() if is_weak}
         if chained:
             extra = self._merge_chained(chained, import_names, libraries, table, export_indices)
+            weak.update(_strip_underscore(e.name) for e in chained if e.weak_import)
         imports = MachOSymbols(
             table,
             import_indices,
@@ -750,6 +710,7 @@ class _MachOImage:
             names=import_names,
             libraries=libraries,
             extra=tuple(extra),
+            weak=frozenset(weak),
         )
         exports = MachOSymbols(table, export_indices, SymbolKind.EXPORT)
         locals_: tuple[Symbol, ...] | None = None
@@ -769,6 +730,8 @@ class _MachOImage:
             local_symbols=locals_,
             min_os=self.build_min_os or self.version_min_os,
             rodata=merge_ranges(self.rodata),
+            optional_needed=tuple(n for n in self.weak_dylibs if self.dylibs.count(n) == 1),
+            executable=self.filetype == MH_EXECUTE,
         )
 
     def _merge_chained(
@@ -912,18 +875,26 @@ def _parse_fat(source: ByteSource, path: Path, *, local_symbols: bool) -> Librar
         slices=tuple(slices),
         min_os=max(versions, key=_version_key, default=None),
         rodata=merge_ranges(chain.from_iterable(s.rodata for s in slices)),
+        # Optional only where every slice that loads it may go on without it.
+        optional_needed=tuple(
+            name
+            for name in _ordered_union(s.optional_needed for s in slices)
+            if all(name in s.optional_needed or name not in s.needed for s in slices)
+        ),
+        executable=any(s.executable for s in slices),
     )
 
 
 def parse_macho(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
-    """Parse the Mach-O dylib or bundle whose bytes ``source`` gives (``path`` names it).
+    """Parse the Mach-O dylib, bundle or executable whose bytes ``source`` gives (``path``
+    names it; an ``MH_EXECUTE`` image is marked ``executable``).
 
     A universal file gives one :class:`~torch_abi_audit.model.Library` with a ``slices`` entry
     per architecture. With ``local_symbols`` the non-exported definitions of the symbol table
     are read too.
 
-    Raises :class:`BinaryReadError` for anything that is not a readable Mach-O dylib or bundle
-    (object files and executables included).
+    Raises :class:`BinaryReadError` for anything that is not a readable Mach-O dylib, bundle or
+    executable (object files, dSYM files and kernel extensions included).
     """
     try:
         if source.size < 8:
@@ -962,7 +933,7 @@ def chained_fixup_imports(source: ByteSource) -> dict[str, tuple[ChainedImport, 
             if image.chained_fixups is not None:
                 dataoff, datasize = image.chained_fixups
                 data = view.read(dataoff, datasize, "chained fixups")
-                table = tuple(image._parse_chained_fixups(data))
+                table = tuple(parse_chained_imports(data, image.order))
             found[image.machine] = table
         return found
     except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:

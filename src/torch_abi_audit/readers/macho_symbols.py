@@ -238,10 +238,21 @@ class MachOSymbols(SymbolTable):
     """The imports, exports or local symbols of one image, decoded on demand.
 
     ``extra`` holds symbols found outside the ``nlist`` table (chained-fixups imports), which
-    follow the table's entries.
+    follow the table's entries. ``weak`` names imports that the binding information (chained
+    fixups, bind opcodes) marks as weak imports even where their ``nlist`` entry lacks
+    ``N_WEAK_REF``.
     """
 
-    __slots__ = ("_extra", "_indices", "_kind", "_libraries", "_names", "_symbols", "_table")
+    __slots__ = (
+        "_extra",
+        "_indices",
+        "_kind",
+        "_libraries",
+        "_names",
+        "_symbols",
+        "_table",
+        "_weak",
+    )
 
     def __init__(
         self,
@@ -252,7 +263,9 @@ class MachOSymbols(SymbolTable):
         names: list[str] | None = None,
         libraries: list[str | None] | None = None,
         extra: tuple[Symbol, ...] = (),
+        weak: frozenset[str] = frozenset(),
     ) -> None:
+        self._weak = weak
         self._table = table
         self._indices = indices
         self._kind = kind
@@ -266,18 +279,44 @@ class MachOSymbols(SymbolTable):
             self._names = self._table.names(self._indices)
         return self._names
 
+    def _weakened(self, symbols: tuple[Symbol, ...]) -> tuple[Symbol, ...]:
+        if not self._weak:
+            return symbols
+        return tuple(
+            s._replace(binding=SymbolBinding.WEAK) if s.name in self._weak else s for s in symbols
+        )
+
     def symbols(self) -> tuple[Symbol, ...]:
         if self._symbols is None:
             decoded = self._table.decode(
                 self._indices, self._name_list(), self._kind, self._libraries
             )
-            self._symbols = decoded + self._extra
+            self._symbols = self._weakened(decoded) + self._extra
         return self._symbols
 
     def names(self) -> frozenset[str]:
         if self._symbols is not None:
             return frozenset(s.name for s in self._symbols)
         return frozenset(self._name_list()).union(s.name for s in self._extra)
+
+    def weak_names(self) -> frozenset[str]:
+        if self._symbols is not None or self._kind != SymbolKind.IMPORT:
+            return super().weak_names()
+        # From the n_desc column, without building a Symbol per import.
+        descs = self._table.descs
+        weak: set[str] = set(self._weak)
+        strong: set[str] = set()
+        for index, name in zip(self._indices, self._name_list(), strict=True):
+            if descs[index] & N_WEAK_REF:
+                weak.add(name)
+            elif name not in self._weak:
+                strong.add(name)
+        for symbol in self._extra:
+            if symbol.binding is SymbolBinding.WEAK or symbol.name in self._weak:
+                weak.add(symbol.name)
+            else:
+                strong.add(symbol.name)
+        return frozenset(weak - strong) & self.names()
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is not None:
@@ -291,7 +330,8 @@ class MachOSymbols(SymbolTable):
             self._kind,
             None if libraries is None else [libraries[k] for k in picked],
         )
-        return decoded + tuple(s for s in self._extra if s.name.startswith(prefixes))
+        extra = tuple(s for s in self._extra if s.name.startswith(prefixes))
+        return self._weakened(decoded) + extra
 
 
 class UnionSymbols(SymbolTable):

@@ -1,4 +1,5 @@
-"""Windows PE/COFF image reader (DLLs and ``.pyd`` extension modules), in pure Python.
+"""Windows PE/COFF image reader (DLLs, ``.pyd`` extension modules and ``.exe`` programs), in
+pure Python.
 
 Reads only what the audit needs: the MS-DOS stub's ``e_lfanew``, the PE signature, the COFF
 file header, the optional header (PE32 and PE32+) with its data directories, the section table,
@@ -812,8 +813,6 @@ class _PeFile:
         )
 
     def library(self, *, local_symbols: bool) -> Library:
-        if not self.characteristics & IMAGE_FILE_DLL:
-            raise BinaryReadError("PE executable, not a DLL")
         directories = (
             IMAGE_DIRECTORY_ENTRY_EXPORT,
             IMAGE_DIRECTORY_ENTRY_IMPORT,
@@ -830,6 +829,9 @@ class _PeFile:
             if key not in seen:
                 seen.add(key)
                 needed.append(dll)
+        # A DLL that is only delay-loaded is loaded by the first call into it, not at load time.
+        loaded_now = {dll.lower() for dll in imports.dlls}
+        delay_only = tuple(dll for dll in needed if dll.lower() not in loaded_now)
         import_table: SymbolTable = StaticSymbolTable()
         if imports.names or delayed.names:
             import_table = PeSymbols(
@@ -855,19 +857,23 @@ class _PeFile:
             soname=soname,
             local_symbols=locals_,
             rodata=self.rodata(),
+            optional_needed=delay_only,
+            executable=not self.characteristics & IMAGE_FILE_DLL,
         )
 
 
 def parse_pe(source: ByteSource, path: Path, *, local_symbols: bool = False) -> Library:
-    """Parse the PE DLL whose bytes ``source`` gives (``path`` names it).
+    """Parse the PE DLL or executable whose bytes ``source`` gives (``path`` names it).
 
     Returns the format-neutral :class:`~torch_abi_audit.model.Library`: imports (with their
-    DLLs) and delay-load imports, exports, ``needed`` (imported then delay-loaded DLLs) and
-    ``soname`` (the export directory's DLL name). With ``local_symbols`` the COFF symbol
-    table's static entries are read too, where the image has one.
+    DLLs) and delay-load imports, exports, ``needed`` (imported then delay-loaded DLLs),
+    ``optional_needed`` (the DLLs that are only delay-loaded) and ``soname`` (the export
+    directory's DLL name). An image without ``IMAGE_FILE_DLL`` (an ``.exe``) is read the same
+    way and marked ``executable``. With ``local_symbols`` the COFF symbol table's static
+    entries are read too, where the image has one.
 
-    Raises :class:`BinaryReadError` for anything that is not a readable PE DLL (executables
-    included), :class:`UnsupportedFormatError` for MS-DOS, NE and LE/LX executables.
+    Raises :class:`BinaryReadError` for anything that is not a readable PE image,
+    :class:`UnsupportedFormatError` for MS-DOS, NE and LE/LX executables.
     """
     try:
         return _PeFile(path, source).library(local_symbols=local_symbols)
@@ -876,7 +882,7 @@ def parse_pe(source: ByteSource, path: Path, *, local_symbols: bool = False) -> 
 
 
 def read_pe(path: Path, *, local_symbols: bool = False) -> Library:
-    """Read the PE DLL at ``path`` (see :func:`parse_pe`).
+    """Read the PE DLL or executable at ``path`` (see :func:`parse_pe`).
 
     Raises :class:`BinaryReadError` as :func:`parse_pe` does, and :class:`OSError` if the file
     cannot be opened.

@@ -24,7 +24,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -52,6 +52,7 @@ def _torch_object(torch: TorchAnalysis) -> JSONObject:
         "min_torch_symbols": list(torch.min_torch_symbols),
         "torch_libraries": list(torch.torch_libraries),
         "optional_shims": list(torch.optional_shims),
+        "weak_imports": list(torch.weak_imports),
     }
 
 
@@ -85,6 +86,7 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "min_os": lib.min_os,
         "soname": lib.soname,
         "needed": list(lib.needed),
+        "optional_needed": list(lib.optional_needed),
         "runpath": list(lib.runpath),
         "rpath": list(lib.rpath),
         "entry_points": list(lib.entry_points),
@@ -120,6 +122,10 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "undefined_symbols": list(load.undefined_symbols),
         "newer_shims": list(load.newer_shims),
         "removed_shims": list(load.removed_shims),
+        "weak_undefined_symbols": list(load.weak_undefined_symbols),
+        "missing_optional_libraries": list(load.missing_optional_libraries),
+        "failed_dependencies": list(load.failed_dependencies),
+        "cxx11_abi_mismatch": list(load.cxx11_abi_mismatch),
     }
 
 

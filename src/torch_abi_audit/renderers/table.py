@@ -96,15 +96,26 @@ def _slice_line(part: SliceReport) -> str:
 
 
 def _load_details(lib: ExtensionReport) -> list[str]:
-    """``-v``: every missing library and undefined symbol behind a failed load prediction."""
+    """``-v``: every missing library and undefined symbol behind a failed load prediction, and
+    what is missing but optional (weak imports, weak-linked or delay-loaded libraries)."""
     load = lib.load
-    if load is None or not load.fails:
+    if load is None:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
-    lines = _limited(list(load.missing_libraries[1:]), "also: ")
+    lines: list[str] = []
+    if load.fails:
+        lines += _limited(list(load.missing_libraries[1:]), "also: ")
+        lines += _limited(
+            [demangled.get(name, name) for name in load.undefined_symbols],
+            f"not exported by {load.against}: ",
+        )
+        lines += _limited(list(load.failed_dependencies), "needs, and will not load: ")
     lines += _limited(
-        [demangled.get(name, name) for name in load.undefined_symbols],
-        f"not exported by {load.against}: ",
+        [demangled.get(name, name) for name in load.weak_undefined_symbols],
+        f"weak, not in {load.against} (the load goes on): ",
+    )
+    lines += _limited(
+        list(load.missing_optional_libraries), "weak-linked or delay-loaded, not found: "
     )
     return lines
 

@@ -83,7 +83,11 @@ class TorchAnalysis:
     ``unstable_symbols`` — demangled — and ``stable_shim_count``). ``torch_libraries`` are the
     libtorch libraries it names as needed (``libtorch_cpu.so``, ``torch_cpu.dll``...);
     ``optional_shims`` the shims it does not import but may look up at run time (``dlsym``),
-    which set no floor.
+    which set no floor. ``weak_imports`` are the torch-owned imports (shims, unknown shims,
+    unstable symbols) that loading does not need: weak references, Mach-O weak imports,
+    imports from weak-linked dylibs or PE delay-loaded DLLs. They still count for the verdict
+    (a weak ``c10::`` import is still a libtorch internal), but not for the torch floor nor for
+    whether the library loads.
     """
 
     uses_torch: bool = False
@@ -97,6 +101,15 @@ class TorchAnalysis:
     min_torch_symbols: tuple[str, ...] = field(default=())
     torch_libraries: tuple[str, ...] = ()
     optional_shims: tuple[str, ...] = ()
+    weak_imports: tuple[str, ...] = ()
+
+    @property
+    def required_shims(self) -> tuple[str, ...]:
+        """The imported shims that loading needs (``stable_shims`` less ``weak_imports``)."""
+        if not self.weak_imports:
+            return self.stable_shims
+        weak = set(self.weak_imports)
+        return tuple(name for name in self.stable_shims if name not in weak)
 
 
 def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
@@ -154,6 +167,7 @@ class TorchRules:
         torch_libraries: Sequence[str] = (),
         bindings: Mapping[str, str] | None = None,
         runtime_lookups: frozenset[str] = frozenset(),
+        optional_imports: frozenset[str] = frozenset(),
     ) -> TorchAnalysis:
         """Judge a library from the names of its imports.
 
@@ -164,7 +178,9 @@ class TorchRules:
         libtorch library that is not a shim is unstable, and every unstable import carries its
         library. ``runtime_lookups`` are names the library may look up at run time (``dlsym``
         and a string constant): the shims among them are reported as optional and do not
-        count toward its minimum torch.
+        count toward its minimum torch. ``optional_imports`` are the imports loading does not
+        need (:meth:`~torch_abi_audit.model.Library.optional_imports`): the torch-owned ones
+        among them are reported as ``weak_imports`` and set no floor either.
         """
         names = imports if isinstance(imports, (set, frozenset)) else frozenset(imports)
         bindings = bindings or {}
@@ -207,7 +223,11 @@ class TorchRules:
                 if name in names and name not in judged and is_torch_library(library)
             ]
         uses_torch = bool(shims or unstable or unknown)
-        floor = self.table.minimum_torch(shims)
+        weak: list[str] = []
+        if optional_imports and uses_torch:
+            owned = {u.symbol for u in unstable}.union(shims, unknown)
+            weak = sorted(owned & optional_imports)
+        floor = self.table.minimum_torch(s for s in shims if s not in optional_imports)
         return TorchAnalysis(
             uses_torch=uses_torch,
             stable=uses_torch and not unstable,
@@ -220,6 +240,7 @@ class TorchRules:
             min_torch_symbols=floor.defined_by if floor else (),
             torch_libraries=tuple(torch_libraries),
             optional_shims=tuple(sorted(runtime_lookups & self._shim_names)),
+            weak_imports=tuple(weak),
         )
 
     def _judge_cxx(self, name: str, library: str | None) -> UnstableSymbol | None:

@@ -10,20 +10,26 @@ names), so an installation is read once per process and shared by every library 
 
 from __future__ import annotations
 
+import os
 import re
 import stat
-from dataclasses import dataclass
+import sysconfig
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 
 from torch_abi_audit.files import not_regular_reason, read_regular
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
+from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import is_torch_library
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 _VERSION = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 LIB_DIR = PurePosixPath("torch/lib")
 _MAX_VERSION_FILE = 1 << 20
+#: Environment variable naming the installed torch that scripts, tests and benchmarks use (a
+#: ``torch`` package directory or a site-packages holding one).
+TORCH_DIR_VARIABLE = "TORCH_ABI_AUDIT_TORCH_DIR"
 
 
 class TorchInstallError(Exception):
@@ -42,7 +48,10 @@ class TorchInstall:
     (``2.13.0+cpu``), ``None`` if ``version.py`` is missing; ``libraries`` the libtorch
     libraries whose exports were read (file names) and ``exports`` the union of their defined
     dynamic symbols; ``lib_files`` every file name in ``torch/lib`` (what ``import torch`` may
-    have loaded). ``problems`` names libraries that could not be read.
+    have loaded). ``problems`` names libraries that could not be read. ``formats`` are the
+    binary formats of the libraries read; ``cxx11_abi`` says which libstdc++ string ABI an ELF
+    build uses (:func:`~torch_abi_audit.rules.cxx_abi.uses_cxx11_abi`), ``None`` for other
+    formats.
     """
 
     root: Path
@@ -52,6 +61,7 @@ class TorchInstall:
     lib_files: tuple[str, ...]
     problems: tuple[str, ...] = ()
     formats: frozenset[str] = frozenset()
+    cxx11_abi: bool | None = None
 
     @property
     def release(self) -> str | None:
@@ -74,7 +84,9 @@ def _version_of(text: str) -> str | None:
     return match[1] if match else None
 
 
-def _torch_package(path: Path) -> Path | None:
+def torch_package(path: Path) -> Path | None:
+    """``path`` itself or ``path/torch``, whichever is a ``torch`` package directory with a
+    ``lib`` folder (an installation to load against); ``None`` if neither is."""
     for candidate in (path, path / "torch"):
         if candidate.name == "torch" and (candidate / "lib").is_dir():
             return candidate
@@ -83,7 +95,43 @@ def _torch_package(path: Path) -> Path | None:
 
 def find_torch(site_packages: Path) -> Path | None:
     """The ``torch`` package directory in ``site_packages``, if there is one with a ``lib``."""
-    return _torch_package(site_packages / "torch")
+    return torch_package(site_packages / "torch")
+
+
+def torch_version(package: Path) -> str | None:
+    """``__version__`` of a ``torch`` package directory, read from ``version.py`` as text (never
+    imported); ``None`` when the file is missing or names no version."""
+    try:
+        text = read_regular(package / "version.py", _MAX_VERSION_FILE)
+    except OSError:  # missing, not a regular file (never opened), too large
+        return None
+    return _version_of(text.decode("utf-8", errors="replace"))
+
+
+@dataclass(frozen=True)
+class TorchSearch:
+    """Where an installed torch was looked for, and what was found (``package`` or ``None``)."""
+
+    package: Path | None
+    searched: str
+
+
+def locate_installed_torch() -> TorchSearch:
+    """The installed torch that scripts, tests and benchmarks use, found without importing it.
+
+    ``$TORCH_ABI_AUDIT_TORCH_DIR`` (a ``torch`` directory or a site-packages holding one) when
+    it is set, else this interpreter's site-packages (purelib, platlib).
+    """
+    configured = os.environ.get(TORCH_DIR_VARIABLE)
+    if configured:
+        return TorchSearch(torch_package(Path(configured)), f"${TORCH_DIR_VARIABLE}={configured}")
+    paths = sysconfig.get_paths()
+    sites = list(dict.fromkeys(Path(paths[key]) for key in ("purelib", "platlib")))
+    for site in sites:
+        found = find_torch(site)
+        if found is not None:
+            return TorchSearch(found, str(site))
+    return TorchSearch(None, ", ".join(str(site) for site in sites))
 
 
 @cache
@@ -99,28 +147,35 @@ def load_torch_install(path: Path) -> TorchInstall:
         return _from_wheel(path)
     if not stat.S_ISDIR(mode):  # a FIFO named *.whl is not opened
         raise TorchInstallError(f"{path}: {not_regular_reason(mode)}")
-    package = _torch_package(path)
+    package = torch_package(path)
     if package is None:
         raise TorchInstallError(f"{path}: no torch package (torch/lib) here")
-    try:
-        text = read_regular(package / "version.py", _MAX_VERSION_FILE).decode("utf-8", "replace")
-        version = _version_of(text)
-    except OSError:  # missing, not a regular file, too large: the version is unknown
-        version = None
+    version = torch_version(package)
     lib_files = tuple(sorted(p.name for p in (package / "lib").iterdir() if p.is_file()))
     exports: set[str] = set()
     read: list[str] = []
     problems: list[str] = []
+    formats: set[str] = set()
     for name in lib_files:
         if not is_torch_library(name):
             continue
         try:
-            exports.update(read_library(package / "lib" / name).exports.names())
+            library = read_library(package / "lib" / name)
+            exports.update(library.exports.names())
+            formats.add(str(library.format))
             read.append(name)
         except (BinaryReadError, OSError) as exc:
             problems.append(f"{name}: {exc}")
     return _checked(
-        TorchInstall(package, version, tuple(read), frozenset(exports), lib_files, tuple(problems))
+        TorchInstall(
+            package,
+            version,
+            tuple(read),
+            frozenset(exports),
+            lib_files,
+            tuple(problems),
+            frozenset(formats),
+        )
     )
 
 
@@ -162,7 +217,15 @@ def _from_wheel(path: Path) -> TorchInstall:
             except (BinaryReadError, OSError, WheelError) as exc:
                 problems.append(f"{name}: {exc}")
     return _checked(
-        TorchInstall(path, version, tuple(read), frozenset(exports), lib_files, tuple(problems))
+        TorchInstall(
+            path,
+            version,
+            tuple(read),
+            frozenset(exports),
+            lib_files,
+            tuple(problems),
+            frozenset(formats),
+        )
     )
 
 
@@ -172,4 +235,6 @@ def _checked(install: TorchInstall) -> TorchInstall:
         raise TorchInstallError(
             f"{install.root}: no readable libtorch library in torch/lib{detail}"
         )
+    if install.formats == {"elf"}:
+        return replace(install, cxx11_abi=uses_cxx11_abi(install.exports))
     return install

@@ -17,9 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from helpers.build import compiler
-from torch_abi_audit.model import BinaryFormat, Library
-from torch_abi_audit.readers import read_library
-from torch_abi_audit.sources.library_search import (
+from torch_abi_audit.library_search import (
     FileSystemNamespace,
     LoadContext,
     LoadVia,
@@ -30,6 +28,8 @@ from torch_abi_audit.sources.library_search import (
     site_packages_context,
     system_library_dirs,
 )
+from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.readers import read_library
 
 ELF_MISSING = "{}: cannot open shared object file: No such file or directory"
 
