@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ RATIO_CHECK_ABOVE = 64 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ENCRYPTED = 0x1  # general purpose flag bit 0 (APPNOTE 4.4.4)
 _UTF8 = 0x800  # general purpose flag bit 11: the name is UTF-8
+_UNIX = 3  # "version made by" high byte: the host system whose attributes are recorded
 
 
 class WheelError(Exception):
@@ -184,6 +186,12 @@ def _check_member_count(handle: BinaryIO) -> None:
             )
 
 
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    """A member whose Unix mode (high half of the external attributes, made on Unix:
+    APPNOTE 4.4.2, 4.4.15) says symbolic link: its data is the link's target path."""
+    return info.create_system == _UNIX and stat.S_ISLNK(info.external_attr >> 16)
+
+
 def _name_length(info: zipfile.ZipInfo) -> int:
     """The length in bytes of a member's name as stored (UTF-8 when general purpose bit 11 is
     set, else code page 437: APPNOTE 4.4.4 and appendix D)."""
@@ -261,6 +269,12 @@ class WheelArchive:
                 self.problems.append(
                     f"{name}: stored member declares {info.file_size} bytes but holds "
                     f"{info.compress_size} (corrupt or overlapping)"
+                )
+                self._unsafe.add(name)
+            if _is_link(info):
+                self.problems.append(
+                    f"{name}: a symbolic link member (to the path it holds): wheels carry no "
+                    "links, it is not read"
                 )
                 self._unsafe.add(name)
         if total > MAX_TOTAL_SIZE:

@@ -1,0 +1,361 @@
+"""Structure-aware fuzzing of the ELF, Mach-O and PE readers through the whole per-file pipeline.
+
+Seeds: compiled fixtures and byte-built images (ELF 32/64-bit in both byte orders, with and
+without section headers, SysV and GNU hash, symbol versions; Mach-O thin 64-bit and 32-bit
+big-endian, with classic bind opcodes and with chained fixups, universal 32- and 64-bit; PE32 and
+PE32+ with imports, delay-load imports and exports with forwarders), and members of real wheels
+(``network``). Mutants change structure fields (:mod:`helpers.mutants`), several at a time, and
+each one goes through :func:`inspect_extension` — read, judge, report — and the renderers.
+
+What must hold for every input: a report or a per-file error, never an exception and never an
+"internal error" (a bug caught by the engine's last resort), within :data:`TIME_LIMIT` seconds
+and :data:`MEMORY_LIMIT` of Python allocations, and text output free of terminal controls.
+
+The quick run (CI) takes :data:`QUICK_CASES` mutants per format. The long run::
+
+    TORCH_ABI_AUDIT_FUZZ_CASES=10000 TORCH_ABI_AUDIT_FUZZ_REPORT=fuzz.json \\
+        python -m pytest tests/fuzz -p no:cacheprovider -q
+
+runs that many per format (per seed family: compiled/built, and real members) and writes the
+figures (cases, crashes, worst time, worst memory) to the report file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import macho_builder as mb
+from helpers import pe_builder as pb
+from helpers.build import Fixtures
+from helpers.elf_builder import STB_WEAK, Sym, build_elf
+from helpers.elf_inspect import deadline
+from helpers.mutants import FIELD_MAPS, KINDS, Field, Mutation, describe, mutate
+from helpers.real_wheels import member_bytes, real_wheel
+from torch_abi_audit.engine import INTERNAL_ERROR, inspect_extension
+from torch_abi_audit.renderers.escape import terminal_lines
+from torch_abi_audit.renderers.json_report import dumps, library_object
+from torch_abi_audit.renderers.table import library_lines
+from torch_abi_audit.report import ExtensionReport
+
+#: Mutants per format in the quick run.
+QUICK_CASES = 150
+CASES = int(os.environ.get("TORCH_ABI_AUDIT_FUZZ_CASES", QUICK_CASES))
+#: What one file may cost at most (the guarantee is 2 s; seeds are small).
+TIME_LIMIT = 2.0
+MEMORY_LIMIT = 64 << 20
+
+FORMATS = ("elf", "mach-o", "pe")
+#: Members of real wheels the other tests already download (one per kind of structure).
+REAL_SEEDS = {
+    "elf": [
+        (
+            "torchaudio-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+            "torchaudio/lib/_torchaudio.abi3.so",
+        ),
+    ],
+    "mach-o": [
+        (
+            "torchaudio-2.11.0-cp311-cp311-macosx_11_0_arm64.whl",
+            "torchaudio/lib/_torchaudio.abi3.so",
+        ),
+        (
+            "torchcodec-0.17.0-cp311-cp311-macosx_14_0_arm64.whl",
+            "torchcodec/libtorchcodec_core4.dylib",
+        ),
+    ],
+    "pe": [("torchaudio-2.11.0-cp311-cp311-win_amd64.whl", "torchaudio/lib/_torchaudio.pyd")],
+}
+
+
+@dataclass
+class Figures:
+    """What a run measured, per format and seed family."""
+
+    cases: int = 0
+    crashes: list[str] = field(default_factory=list)
+    errors: int = 0
+    worst_seconds: float = 0.0
+    worst_memory: int = 0
+
+
+FIGURES: dict[str, Figures] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _write_figures() -> Iterator[None]:
+    yield
+    target = os.environ.get("TORCH_ABI_AUDIT_FUZZ_REPORT")
+    if target and FIGURES:
+        summary = {
+            key: {
+                "cases": f.cases,
+                "crashes": len(f.crashes),
+                "per_file_errors": f.errors,
+                "worst_seconds": round(f.worst_seconds, 4),
+                "worst_memory_bytes": f.worst_memory,
+                "first_crashes": f.crashes[:5],
+            }
+            for key, f in sorted(FIGURES.items())
+        }
+        Path(target).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+# -- seeds --------------------------------------------------------------------------------------
+
+
+def _elf_seeds(built: Fixtures) -> list[bytes]:
+    compiled = [
+        built.stable_plugin,
+        built.unstable_lib,
+        built.abi3_ext,
+        built.versioned,
+        built.sysv_hash,
+        built.tiny32,
+    ]
+    symbols = [
+        Sym("aoti_torch_empty_strided", defined=False),
+        Sym("_ZN3c104HalfC1Ef", binding=STB_WEAK),
+        Sym("PyInit_x"),
+        Sym("_ZN2at6Tensor4add_Ev", defined=False, version="V1", library="libtorch_cpu.so"),
+    ]
+    built_images = [
+        build_elf(symbols, bits=32, big_endian=True, needed=["libc10.so"]).data,
+        build_elf(symbols, section_headers=False, hash_style="sysv", soname="libx.so").data,
+        build_elf(symbols, big_endian=True, hash_style="both", runpath="$ORIGIN").data,
+    ]
+    return [path.read_bytes() for path in compiled] + built_images
+
+
+def _macho_seeds() -> list[bytes]:
+    dylibs = [(mb.LC_LOAD_DYLIB, "@rpath/libtorch_cpu.dylib"), (mb.LC_LOAD_WEAK_DYLIB, "/x.dylib")]
+    imports = [
+        mb.undefined("_aoti_torch_empty_strided", 1),
+        mb.undefined("__ZN3c104HalfC1Ef", 2, weak=True),
+    ]
+    exports = [mb.defined("_PyInit_x"), mb.defined("__ZN3c104HalfC1Ef", weak=True)]
+    locals_ = [mb.local("_helper"), mb.stab("_debug")]
+    thin = (
+        mb.MachO(
+            dylibs=dylibs,
+            rpaths=["@loader_path/../lib"],
+            id_dylib="@rpath/libx.dylib",
+            build_version=(mb.PLATFORM_MACOS, mb.version(11)),
+            imports=imports,
+            exports=exports,
+            locals=locals_,
+        )
+        .build()
+        .data
+    )
+    old = (
+        mb.MachO(
+            bits=32,
+            big_endian=True,
+            cputype=mb.CPU_TYPE_POWERPC,
+            dylibs=dylibs,
+            version_min=mb.version(10, 5),
+            imports=imports,
+            exports=exports,
+            locals=locals_,
+        )
+        .build()
+        .data
+    )
+    binds = mb.bind_opcodes([("_aoti_torch_empty_strided", 1, False), ("_weak", 2, True)])
+    lazy = mb.bind_opcodes([("_lazy", 1, False)], lazy=True)
+    classic = (
+        mb.MachO(dylibs=dylibs, bind=binds, lazy_bind=lazy, imports=imports, exports=exports)
+        .build()
+        .data
+    )
+    chained = (
+        mb.MachO(
+            dylibs=dylibs,
+            exports=exports,
+            symtab=True,
+            chained=[
+                mb.ChainedImport(1, "_aoti_torch_empty_strided"),
+                mb.ChainedImport(2, "__ZN3c104HalfC1Ef", weak=True),
+                mb.ChainedImport(-2, "_flat", addend=8),
+            ],
+            chained_format=mb.DYLD_CHAINED_IMPORT_ADDEND,
+        )
+        .build()
+        .data
+    )
+    intel = (
+        mb.MachO(cputype=mb.CPU_TYPE_X86_64, dylibs=dylibs, imports=imports, exports=exports)
+        .build()
+        .data
+    )
+    fat = mb.build_fat(
+        [mb.FatSlice(mb.CPU_TYPE_X86_64, intel), mb.FatSlice(mb.CPU_TYPE_ARM64, chained)]
+    )
+    fat64 = mb.build_fat([mb.FatSlice(mb.CPU_TYPE_ARM64, thin)], fat64=True)
+    return [thin, old, classic, chained, fat.data, fat64.data]
+
+
+def _pe_seeds() -> list[bytes]:
+    imports = [
+        pb.Import("torch_cpu.dll", ["aoti_torch_empty_strided", "?add_@Tensor@at@@QEAAXXZ"]),
+        pb.Import("python3.dll", ["PyModule_Create2", 7]),
+    ]
+    delay = [pb.Import("c10.dll", ["?Half@c10@@QEAA@M@Z"])]
+    exports = [pb.Export("PyInit_x"), pb.Export(None), pb.Export("fwd", forwarder="OTHER.func")]
+    return [
+        pb.build_pe(imports=imports, delay_imports=delay, exports=exports).data,
+        pb.build_pe(bits=32, imports=imports, delay_imports=delay, delay_va_based=True).data,
+        pb.build_pe(imports=imports, exports=exports, separate_edata=True).data,
+    ]
+
+
+@pytest.fixture(scope="module")
+def seeds(built: Fixtures) -> dict[str, list[tuple[bytes, list[Field]]]]:
+    found = {"elf": _elf_seeds(built), "mach-o": _macho_seeds(), "pe": _pe_seeds()}
+    return {fmt: [(data, FIELD_MAPS[fmt](data)) for data in datas] for fmt, datas in found.items()}
+
+
+@pytest.fixture(scope="module")
+def real_seeds() -> dict[str, list[tuple[bytes, list[Field]]]]:
+    return {
+        fmt: [
+            (data, FIELD_MAPS[fmt](data))
+            for data in (member_bytes(real_wheel(wheel), member) for wheel, member in members)
+        ]
+        for fmt, members in REAL_SEEDS.items()
+    }
+
+
+# -- one case -----------------------------------------------------------------------------------
+
+
+def _rendered(report: ExtensionReport, root: Path) -> str:
+    """The report as the table and JSON show it (rendering must not fail either)."""
+    text = terminal_lines(library_lines(report, root, verbose=True))
+    return text + dumps(library_object(report), pretty=False)
+
+
+def run_case(path: Path, data: bytes, key: str, context: str) -> None:
+    """Audit ``data`` as the file ``path`` and check the guarantees; record the figures."""
+    figures = FIGURES.setdefault(key, Figures())
+    path.write_bytes(data)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with deadline(30):
+            report = inspect_extension(path)
+            _rendered(report, path.parent)
+    except Exception as exc:  # a crash: recorded, then reported by the test
+        figures.crashes.append(f"{type(exc).__name__}: {exc} [{context}]")
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    figures.cases += 1
+    figures.worst_seconds = max(figures.worst_seconds, seconds)
+    figures.worst_memory = max(figures.worst_memory, peak)
+    if report.error is not None:
+        figures.errors += 1
+        if report.error.startswith(INTERNAL_ERROR):
+            figures.crashes.append(f"{report.error} [{context}]")
+    assert not (report.error or "").startswith(INTERNAL_ERROR), (report.error, context)
+    assert seconds < TIME_LIMIT, (seconds, context)
+    assert peak < MEMORY_LIMIT + 4 * len(data), (peak, context)
+
+
+MUTATIONS = st.lists(
+    st.builds(
+        Mutation,
+        st.integers(0, 1 << 16),
+        st.sampled_from(KINDS),
+        st.integers(0, (1 << 64) - 1),
+    ),
+    min_size=1,
+    max_size=4,
+)
+FUZZ_SETTINGS = settings(
+    max_examples=CASES,
+    deadline=None,
+    database=None,  # nothing written into the checkout
+    derandomize=CASES == QUICK_CASES,  # CI: the same mutants every run
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _fuzz(
+    family: dict[str, list[tuple[bytes, list[Field]]]],
+    fmt: str,
+    key: str,
+    directory: Path,
+    data: st.DataObject,
+) -> None:
+    seed, fields = data.draw(st.sampled_from(family[fmt]), label="seed")
+    mutations = data.draw(MUTATIONS, label="mutations")
+    mutant = mutate(seed, fields, mutations)
+    context = "; ".join(describe(fields, mutations))
+    suffix = {"elf": ".so", "mach-o": ".dylib", "pe": ".pyd"}[fmt]
+    run_case(directory / f"mutant{suffix}", mutant, key, context)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_seed_has_fields_to_mutate(
+    fmt: str, seeds: dict[str, list[tuple[bytes, list[Field]]]]
+) -> None:
+    for _data, fields in seeds[fmt]:
+        assert len(fields) > 40
+        assert {f.size for f in fields} >= {0, 2, 4}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_seeds_are_audited_as_they_are(
+    fmt: str, seeds: dict[str, list[tuple[bytes, list[Field]]]], tmp_path: Path
+) -> None:
+    for index, (data, _fields) in enumerate(seeds[fmt]):
+        path = tmp_path / f"seed{index}.so"
+        path.write_bytes(data)
+        report = inspect_extension(path)
+        assert report.error is None, (index, report.error)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_structure_mutants(
+    fmt: str,
+    seeds: dict[str, list[tuple[bytes, list[Field]]]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = tmp_path_factory.mktemp(f"fuzz-{fmt}")
+
+    @FUZZ_SETTINGS
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        _fuzz(seeds, fmt, fmt, directory, data)
+
+    check()
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_structure_mutants_of_real_wheel_members(
+    fmt: str,
+    real_seeds: dict[str, list[tuple[bytes, list[Field]]]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = tmp_path_factory.mktemp(f"fuzz-real-{fmt}")
+
+    @FUZZ_SETTINGS
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        _fuzz(real_seeds, fmt, f"{fmt} (real)", directory, data)
+
+    check()
