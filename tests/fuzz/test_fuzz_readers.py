@@ -9,7 +9,8 @@ each one goes through :func:`inspect_extension` — read, judge, report — and 
 
 What must hold for every input: a report or a per-file error, never an exception and never an
 "internal error" (a bug caught by the engine's last resort), within :data:`TIME_LIMIT` seconds
-and :data:`MEMORY_LIMIT` of Python allocations, and text output free of terminal controls.
+of CPU (a wall-clock deadline catches hangs) and :data:`MEMORY_LIMIT` of Python allocations,
+and text output free of terminal controls.
 
 The quick run (CI) takes :data:`QUICK_CASES` mutants per format. The long run::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -34,11 +36,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import macho_builder as mb
-from helpers import pe_builder as pb
 from helpers.build import Fixtures
-from helpers.elf_builder import STB_WEAK, Sym, build_elf
 from helpers.elf_inspect import deadline
+from helpers.fuzz_seeds import REAL_SEEDS, elf_seeds, macho_seeds, pe_seeds
 from helpers.mutants import FIELD_MAPS, KINDS, Field, Mutation, describe, mutate
 from helpers.real_wheels import member_bytes, real_wheel
 from torch_abi_audit.engine import INTERNAL_ERROR, inspect_extension
@@ -55,26 +55,6 @@ TIME_LIMIT = 2.0
 MEMORY_LIMIT = 64 << 20
 
 FORMATS = ("elf", "mach-o", "pe")
-#: Members of real wheels the other tests already download (one per kind of structure).
-REAL_SEEDS = {
-    "elf": [
-        (
-            "torchaudio-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-            "torchaudio/lib/_torchaudio.abi3.so",
-        ),
-    ],
-    "mach-o": [
-        (
-            "torchaudio-2.11.0-cp311-cp311-macosx_11_0_arm64.whl",
-            "torchaudio/lib/_torchaudio.abi3.so",
-        ),
-        (
-            "torchcodec-0.17.0-cp311-cp311-macosx_14_0_arm64.whl",
-            "torchcodec/libtorchcodec_core4.dylib",
-        ),
-    ],
-    "pe": [("torchaudio-2.11.0-cp311-cp311-win_amd64.whl", "torchaudio/lib/_torchaudio.pyd")],
-}
 
 
 @dataclass
@@ -101,8 +81,9 @@ def _write_figures() -> Iterator[None]:
                 "cases": f.cases,
                 "crashes": len(f.crashes),
                 "per_file_errors": f.errors,
-                "worst_seconds": round(f.worst_seconds, 4),
+                "worst_cpu_seconds": round(f.worst_seconds, 4),
                 "worst_memory_bytes": f.worst_memory,
+                "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "first_crashes": f.crashes[:5],
             }
             for key, f in sorted(FIGURES.items())
@@ -113,115 +94,9 @@ def _write_figures() -> Iterator[None]:
 # -- seeds --------------------------------------------------------------------------------------
 
 
-def _elf_seeds(built: Fixtures) -> list[bytes]:
-    compiled = [
-        built.stable_plugin,
-        built.unstable_lib,
-        built.abi3_ext,
-        built.versioned,
-        built.sysv_hash,
-        built.tiny32,
-    ]
-    symbols = [
-        Sym("aoti_torch_empty_strided", defined=False),
-        Sym("_ZN3c104HalfC1Ef", binding=STB_WEAK),
-        Sym("PyInit_x"),
-        Sym("_ZN2at6Tensor4add_Ev", defined=False, version="V1", library="libtorch_cpu.so"),
-    ]
-    built_images = [
-        build_elf(symbols, bits=32, big_endian=True, needed=["libc10.so"]).data,
-        build_elf(symbols, section_headers=False, hash_style="sysv", soname="libx.so").data,
-        build_elf(symbols, big_endian=True, hash_style="both", runpath="$ORIGIN").data,
-    ]
-    return [path.read_bytes() for path in compiled] + built_images
-
-
-def _macho_seeds() -> list[bytes]:
-    dylibs = [(mb.LC_LOAD_DYLIB, "@rpath/libtorch_cpu.dylib"), (mb.LC_LOAD_WEAK_DYLIB, "/x.dylib")]
-    imports = [
-        mb.undefined("_aoti_torch_empty_strided", 1),
-        mb.undefined("__ZN3c104HalfC1Ef", 2, weak=True),
-    ]
-    exports = [mb.defined("_PyInit_x"), mb.defined("__ZN3c104HalfC1Ef", weak=True)]
-    locals_ = [mb.local("_helper"), mb.stab("_debug")]
-    thin = (
-        mb.MachO(
-            dylibs=dylibs,
-            rpaths=["@loader_path/../lib"],
-            id_dylib="@rpath/libx.dylib",
-            build_version=(mb.PLATFORM_MACOS, mb.version(11)),
-            imports=imports,
-            exports=exports,
-            locals=locals_,
-        )
-        .build()
-        .data
-    )
-    old = (
-        mb.MachO(
-            bits=32,
-            big_endian=True,
-            cputype=mb.CPU_TYPE_POWERPC,
-            dylibs=dylibs,
-            version_min=mb.version(10, 5),
-            imports=imports,
-            exports=exports,
-            locals=locals_,
-        )
-        .build()
-        .data
-    )
-    binds = mb.bind_opcodes([("_aoti_torch_empty_strided", 1, False), ("_weak", 2, True)])
-    lazy = mb.bind_opcodes([("_lazy", 1, False)], lazy=True)
-    classic = (
-        mb.MachO(dylibs=dylibs, bind=binds, lazy_bind=lazy, imports=imports, exports=exports)
-        .build()
-        .data
-    )
-    chained = (
-        mb.MachO(
-            dylibs=dylibs,
-            exports=exports,
-            symtab=True,
-            chained=[
-                mb.ChainedImport(1, "_aoti_torch_empty_strided"),
-                mb.ChainedImport(2, "__ZN3c104HalfC1Ef", weak=True),
-                mb.ChainedImport(-2, "_flat", addend=8),
-            ],
-            chained_format=mb.DYLD_CHAINED_IMPORT_ADDEND,
-        )
-        .build()
-        .data
-    )
-    intel = (
-        mb.MachO(cputype=mb.CPU_TYPE_X86_64, dylibs=dylibs, imports=imports, exports=exports)
-        .build()
-        .data
-    )
-    fat = mb.build_fat(
-        [mb.FatSlice(mb.CPU_TYPE_X86_64, intel), mb.FatSlice(mb.CPU_TYPE_ARM64, chained)]
-    )
-    fat64 = mb.build_fat([mb.FatSlice(mb.CPU_TYPE_ARM64, thin)], fat64=True)
-    return [thin, old, classic, chained, fat.data, fat64.data]
-
-
-def _pe_seeds() -> list[bytes]:
-    imports = [
-        pb.Import("torch_cpu.dll", ["aoti_torch_empty_strided", "?add_@Tensor@at@@QEAAXXZ"]),
-        pb.Import("python3.dll", ["PyModule_Create2", 7]),
-    ]
-    delay = [pb.Import("c10.dll", ["?Half@c10@@QEAA@M@Z"])]
-    exports = [pb.Export("PyInit_x"), pb.Export(None), pb.Export("fwd", forwarder="OTHER.func")]
-    return [
-        pb.build_pe(imports=imports, delay_imports=delay, exports=exports).data,
-        pb.build_pe(bits=32, imports=imports, delay_imports=delay, delay_va_based=True).data,
-        pb.build_pe(imports=imports, exports=exports, separate_edata=True).data,
-    ]
-
-
 @pytest.fixture(scope="module")
 def seeds(built: Fixtures) -> dict[str, list[tuple[bytes, list[Field]]]]:
-    found = {"elf": _elf_seeds(built), "mach-o": _macho_seeds(), "pe": _pe_seeds()}
+    found = {"elf": elf_seeds(built), "mach-o": macho_seeds(), "pe": pe_seeds()}
     return {fmt: [(data, FIELD_MAPS[fmt](data)) for data in datas] for fmt, datas in found.items()}
 
 
@@ -250,7 +125,7 @@ def run_case(path: Path, data: bytes, key: str, context: str) -> None:
     figures = FIGURES.setdefault(key, Figures())
     path.write_bytes(data)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()  # this process's work, whatever else the machine runs
     try:
         with deadline(30):
             report = inspect_extension(path)
@@ -259,7 +134,7 @@ def run_case(path: Path, data: bytes, key: str, context: str) -> None:
         figures.crashes.append(f"{type(exc).__name__}: {exc} [{context}]")
         raise
     finally:
-        seconds = time.perf_counter() - started
+        seconds = time.process_time() - started
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     figures.cases += 1
