@@ -116,7 +116,8 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.5"
+    assert document["schema_version"] == "1.6"
+    assert document["document"] == "package"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
     assert document["cpython_verdict"] == "abi3-compliant"
@@ -131,11 +132,14 @@ def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Pat
     assert plugin["torch_label"] == "STABLE"
 
 
-def test_json_several_targets_use_the_environment_envelope(
+def test_json_several_targets_make_a_targets_document(
     capsys: pytest.CaptureFixture[str], built: Fixtures
 ) -> None:
     code, document = run_json(capsys, str(built.abi3_ext), str(built.unstable_lib))
     assert code == 0
+    # No made-up environment: no site-packages was scanned.
+    assert document["document"] == "targets"
+    assert "site_packages" not in document and "search_paths" not in document
     assert [p["name"] for p in document["packages"]] == [
         "goodabi3.abi3.so",
         "libunstable.so",
@@ -245,7 +249,7 @@ def test_operational_errors_exit_2(
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str], built: Fixtures) -> None:
     assert run(capsys)[0] == 2
-    code, _, err = run(capsys, "--env", str(built.abi3_ext))
+    code, _, err = run(capsys, "--env", "--download", "x==1")
     assert code == 2 and "cannot be combined" in err
     with pytest.raises(SystemExit) as exc:
         main(["--check", "nonsense", str(built.abi3_ext)])

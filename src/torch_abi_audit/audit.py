@@ -20,6 +20,7 @@ from torch_abi_audit.engine import (
     analyse_libraries,
     inspect_extension,
 )
+from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.report import (
     Distribution,
     EnvironmentReport,
@@ -192,15 +193,21 @@ def _wheel(source: PackageSource) -> WheelReport | None:
 
 
 def _audit_sources(
-    sources: Sequence[PackageSource], jobs: int | None, python: _PythonContext = _PythonContext()
+    sources: Sequence[PackageSource],
+    jobs: int | None,
+    python: _PythonContext = _PythonContext(),
+    progress: Progress = NO_PROGRESS,
 ) -> list[PackageReport]:
-    results = analyse_libraries((p for s in sources for p in s.libraries), jobs=jobs)
+    libraries = (p for s in sources for p in s.libraries)
+    results = analyse_libraries(libraries, jobs=jobs, progress=progress)
     return [_package_report(source, results, python) for source in sources]
 
 
-def _sources(target: str | Path) -> list[PackageSource]:
+def _sources(target: str | Path, search_path: Sequence[Path] | None = None) -> list[PackageSource]:
     # A Path is always a path; a string may also be an import name.
-    return target_sources(str(target.absolute()) if isinstance(target, Path) else target)
+    if isinstance(target, Path):
+        return target_sources(str(target.absolute()))
+    return target_sources(target, search_path)
 
 
 def load_target(
@@ -277,25 +284,33 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    site_packages: Sequence[Path] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
     A target may give several packages (a directory holding wheels); they come in order.
     ``downloads`` are requirement specs fetched from the index with pip (once per platform in
     ``platforms``, for ``python_version``, into ``cache``) and audited after the targets.
-    Loading is predicted as :func:`inspect_package` does (for import names, unless
-    ``predict_loads`` is false); abi3 modules without a wheel tag to say otherwise are judged
-    against ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version``
-    name nothing usable.
+    Import names are resolved in ``site_packages`` when given (another environment's), else as
+    this interpreter would. Loading is predicted as :func:`inspect_package` does (for import
+    names, or in ``site_packages``, unless ``predict_loads`` is false), against the torch of
+    that environment; abi3 modules without a wheel tag to say otherwise are judged against
+    ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
+    nothing usable. ``progress`` hears about downloads and the libraries read.
     """
     installed = any(_is_import_name(t) for t in targets)
-    auto = default_site_packages() if predict_loads and installed else []
-    target = load_target(torch, torch_version, auto)
-    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    sources = [s for target in targets for s in _sources(target)]
+    interpreter: Interpreter | None = running_interpreter() if installed else None
+    environment = default_site_packages() if installed else []
+    if site_packages is not None:
+        environment = [p.absolute() for p in site_packages]
+        interpreter = site_packages_interpreter(environment[0]) if environment else None
+    target = load_target(torch, torch_version, environment if predict_loads else [])
+    python = _PythonContext(assume_minimum_abi3, interpreter)
+    sources = [s for target in targets for s in _sources(target, site_packages)]
     for spec in downloads:
-        sources += download_sources(spec, platforms, python_version, cache)
-    return _with_loads(_audit_sources(sources, jobs, python), target)
+        sources += download_sources(spec, platforms, python_version, cache, progress)
+    return _with_loads(_audit_sources(sources, jobs, python, progress), target)
 
 
 def default_site_packages() -> list[Path]:
@@ -325,6 +340,7 @@ def inspect_site_packages(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    progress: Progress = NO_PROGRESS,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
 
@@ -348,7 +364,7 @@ def inspect_site_packages(
     python = _PythonContext(assume_minimum_abi3, interpreter)
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
-    with LibraryAnalysis(jobs, eager=True) as analysis:
+    with LibraryAnalysis(jobs, eager=True, progress=progress) as analysis:
         for directory in directories:
             if not directory.is_dir():
                 reason = "not a directory" if directory.exists() else "directory does not exist"

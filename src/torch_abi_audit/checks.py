@@ -24,16 +24,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from torch_abi_audit.report import (
     CPythonLabel,
     CPythonVerdict,
+    GateResult,
+    GateStatus,
     PackageReport,
     TorchVerdict,
 )
+from torch_abi_audit.rules.findings import Finding
 
 
 class CheckPolicy(StrEnum):
@@ -62,14 +65,6 @@ def gates(policies: Iterable[CheckPolicy]) -> frozenset[CheckPolicy]:
     return frozenset(gate for policy in policies for gate in _GATES[policy])
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One package failing the policy, with the reasons in words."""
-
-    package: str
-    reasons: tuple[str, ...]
-
-
 #: Distributions that implement libtorch rather than build on it.
 TORCH_IMPLEMENTATIONS = frozenset({"torch"})
 
@@ -80,17 +75,27 @@ def is_torch_itself(package: PackageReport) -> bool:
     return name.lower().replace("_", "-") in TORCH_IMPLEMENTATIONS
 
 
-def _torch_reasons(package: PackageReport) -> list[str]:
+@dataclass(frozen=True)
+class _Reason:
+    """Why a package fails a gate: in words, and the library and finding code behind it."""
+
+    message: str
+    library: str | None = None
+    code: str | None = None
+
+
+def _torch_reasons(package: PackageReport) -> list[_Reason]:
     if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
         return []
     unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
     names = ", ".join(lib.path.name for lib in unstable[:3])
     if len(unstable) > 3:
         names += f" and {len(unstable) - 3} more"
-    return [f"uses libtorch internals outside the stable ABI ({names})"]
+    library = package.library_name(unstable[0].path) if len(unstable) == 1 else None
+    return [_Reason(f"uses libtorch internals outside the stable ABI ({names})", library)]
 
 
-def _abi3_reasons(package: PackageReport) -> list[str]:
+def _abi3_reasons(package: PackageReport) -> list[_Reason]:
     reasons = []
     tagged_violations = [
         ext
@@ -102,18 +107,28 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
         more = len(ext.cpython.violations) - 3
         if more > 0:
             symbols += f" and {more} more"
-        reasons.append(f"{ext.path.name} is tagged abi3 but imports {symbols}")
+        reasons.append(
+            _Reason(
+                f"{ext.path.name} is tagged abi3 but imports {symbols}",
+                package.library_name(ext.path),
+            )
+        )
     for lib in package.libraries:
         cpython = lib.cpython
         if cpython.future_symbols:
             symbols = ", ".join(name for name, _ in cpython.future_symbols[:3])
             reasons.append(
-                f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
-                f"{cpython.baseline} ({symbols})"
+                _Reason(
+                    f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
+                    f"{cpython.baseline} ({symbols})",
+                    package.library_name(lib.path),
+                )
             )
     for finding in package.findings:
         if finding.code in ABI3_FINDINGS:
-            reasons.append(finding.message)
+            reasons.append(
+                _Reason(finding.message, _evidence_library(package, finding), finding.code)
+            )
     uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
     verdict = package.cpython_verdict
     if (
@@ -125,7 +140,7 @@ def _abi3_reasons(package: PackageReport) -> list[str]:
             CPythonVerdict.MIXED,
         )
     ):
-        reasons.append(f"CPython ABI is {verdict} (not abi3-compliant)")
+        reasons.append(_Reason(f"CPython ABI is {verdict} (not abi3-compliant)"))
     return reasons
 
 
@@ -137,43 +152,69 @@ LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
 ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
 
 
-def _metadata_reasons(package: PackageReport) -> list[str]:
+def _evidence_library(package: PackageReport, finding: Finding) -> str | None:
+    """The library a finding is about, if its evidence names exactly one."""
+    named = package.finding_libraries(finding)
+    return package.library_name(named[0].path) if len(named) == 1 else None
+
+
+def _finding_reason(package: PackageReport, finding: Finding) -> _Reason:
+    return _Reason(finding.message, _evidence_library(package, finding), finding.code)
+
+
+def _metadata_reasons(package: PackageReport) -> list[_Reason]:
     return [
-        f"{f.code}: {f.message}"
+        _finding_reason(package, f)
         for f in package.findings
         if f.fails_check and f.code not in LOAD_FINDINGS
     ]
 
 
-def _load_reasons(package: PackageReport) -> list[str]:
-    return [f"{f.code}: {f.message}" for f in package.findings if f.code in LOAD_FINDINGS]
+def _load_reasons(package: PackageReport) -> list[_Reason]:
+    return [_finding_reason(package, f) for f in package.findings if f.code in LOAD_FINDINGS]
 
 
-def violations(
+_REASONS = {
+    CheckPolicy.TORCH: _torch_reasons,
+    CheckPolicy.ABI3: _abi3_reasons,
+    CheckPolicy.METADATA: _metadata_reasons,
+    CheckPolicy.LOAD: _load_reasons,
+}
+
+
+def gate_results(
     packages: Iterable[PackageReport], policies: Iterable[CheckPolicy]
-) -> list[Violation]:
-    """The packages that fail any of ``policies``, in the order given."""
-    active = gates(policies)
-    found = []
-    for package in packages:
-        reasons: list[str] = []
-        if CheckPolicy.TORCH in active:
-            reasons += _torch_reasons(package)
-        if CheckPolicy.ABI3 in active:
-            reasons += _abi3_reasons(package)
-        if CheckPolicy.METADATA in active:
-            reasons += _metadata_reasons(package)
-        if CheckPolicy.LOAD in active:
-            reasons += _load_reasons(package)
-        if reasons:
-            found.append(Violation(package.name, tuple(reasons)))
-    return found
+) -> tuple[GateResult, ...]:
+    """Every violation of the gates ``policies`` switch on, one per package, gate and reason,
+    in package order (what the renderers show and the exit code is decided on)."""
+    active = [gate for gate in _REASONS if gate in gates(policies)]
+    return tuple(
+        GateResult(
+            str(gate),
+            package.name,
+            GateStatus.FAILED,
+            reason.message,
+            reason.library,
+            reason.code,
+            root=package.root,
+        )
+        for package in packages
+        for gate in active
+        for reason in _REASONS[gate](package)
+    )
 
 
-def violation_lines(found: list[Violation], policies: Iterable[CheckPolicy]) -> list[str]:
-    """The lines of the summary printed on stderr when a gate fails (as built: names in them
-    come from the audited input and are escaped where they are printed)."""
+def violation_lines(failed: Sequence[GateResult], policies: Iterable[CheckPolicy]) -> list[str]:
+    """The summary printed on stderr when a gate fails: one line per package and its reasons
+    (as built: names in them come from the audited input and are escaped where printed)."""
     named = ", ".join(str(p) for p in dict.fromkeys(policies))
-    lines = [f"FAIL: --check {named} found {len(found)} non-compliant package(s):"]
-    lines += [f"  {v.package}: {'; '.join(v.reasons)}" for v in found]
+    packages = list(dict.fromkeys(r.package for r in failed))
+    lines = [f"FAIL: --check {named} found {len(packages)} non-compliant package(s):"]
+    for package in packages:
+        reasons = "; ".join(
+            f"{r.code}: {r.message}" if r.code and r.gate != CheckPolicy.ABI3 else r.message
+            for r in failed
+            if r.package == package
+        )
+        lines.append(f"  {package}: {reasons}")
     return lines

@@ -16,16 +16,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_abi_audit._version import __version__
-from torch_abi_audit.audit import LoadTargetError, inspect_site_packages, inspect_targets
-from torch_abi_audit.checks import CheckPolicy, violation_lines, violations
-from torch_abi_audit.renderers import json_report, table
+from torch_abi_audit.audit import (
+    LoadTargetError,
+    default_site_packages,
+    inspect_site_packages,
+    inspect_targets,
+)
+from torch_abi_audit.checks import CheckPolicy, gate_results, gates
+from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
+from torch_abi_audit.output import OutputError, write_report
+from torch_abi_audit.renderers.base import RenderOptions
 from torch_abi_audit.renderers.escape import terminal_lines
-from torch_abi_audit.report import EnvironmentReport, PackageReport
+from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_renderer
+from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
+from torch_abi_audit.sources.environments import (
+    EnvironmentNotFound,
+    find_environment,
+    site_packages_directories,
+    tool_environment,
+)
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_ERROR = 2
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
 #: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
 #: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
@@ -41,6 +53,121 @@ def _epilog() -> str:
     lines.append("exit status: 0 audit ran, 1 --check found a violation, 2 operational error")
     lines.append("(unknown name, missing path, unreadable or corrupt file)")
     return "\n".join(lines)
+
+
+def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to audit: --env, --site-packages, --python."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--env",
+        action="store_true",
+        help="audit every package in the running interpreter's site-packages",
+    )
+    mode.add_argument(
+        "--site-packages",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        help="audit every package in this site-packages directory, or in the environment "
+        "whose root this is (repeatable)",
+    )
+    mode.add_argument(
+        "--python",
+        metavar="PATH",
+        type=Path,
+        help="audit the environment of this interpreter or virtual environment (found from its "
+        "files: the interpreter is not run); the way to audit your project's environment when "
+        "this tool runs from its own (uvx, pipx)",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the report goes, in which format: --format, --json, -o, -q."""
+    output = parser.add_argument_group("output")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument(
+        "--format",
+        choices=list(RENDERERS),
+        default=DEFAULT_FORMAT,
+        help="report format: "
+        + "; ".join(f"{name}: {r.description}" for name, r in RENDERERS.items()),
+    )
+    formats.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="same as --format json (indented on a terminal, one line when piped)",
+    )
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the report to FILE (atomically: the old file or the whole new one, never "
+        "half of it) instead of standard output",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress and no notes on standard error: only errors and failed gates",
+    )
+
+
+def _add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    """The torch loading is predicted against."""
+    loading = parser.add_argument_group("predicting loads on a torch")
+    loading.add_argument(
+        "--torch",
+        metavar="PATH",
+        type=Path,
+        help="predict whether each library loads on this torch installation: a torch package "
+        "directory, a site-packages holding one, or a torch wheel (default with --env, "
+        "--site-packages and import names: the torch installed there)",
+    )
+    loading.add_argument(
+        "--torch-version",
+        metavar="X.Y[.Z]",
+        help="predict loading on this torch release from the stable-ABI table (shims newer "
+        "than it, or removed by it); unstable libraries are tied to their build's release",
+    )
+    loading.add_argument(
+        "--no-load-prediction",
+        action="store_true",
+        help="do not predict loading on the torch found in the scanned environment",
+    )
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """Fetching wheels from the index: --download and its companions."""
+    index = parser.add_argument_group("fetching wheels from the index (with pip)")
+    index.add_argument(
+        "--download",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="fetch the wheel(s) for a requirement (e.g. torchcodec==0.17.0) and audit them",
+    )
+    index.add_argument(
+        "--platform",
+        metavar="TAG",
+        action="append",
+        default=[],
+        help="with --download: a platform tag (repeatable: one wheel per platform)",
+    )
+    index.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="with --download: the Python version to fetch wheels for",
+    )
+    index.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        type=Path,
+        help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
+        "or $TORCH_ABI_AUDIT_CACHE/wheels)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,24 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET",
         help="import name (resolved without importing), package directory, or library file",
     )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--env",
-        action="store_true",
-        help="audit every package in the running interpreter's site-packages",
-    )
-    mode.add_argument(
-        "--site-packages",
-        metavar="PATH",
-        type=Path,
-        action="append",
-        help="audit every package in this site-packages directory (repeatable)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print JSON instead of the table (indented on a terminal, one line when piped)",
-    )
+    _add_mode_arguments(parser)
+    _add_output_arguments(parser)
     parser.add_argument(
         "--all",
         action="store_true",
@@ -110,53 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
-    loading = parser.add_argument_group("predicting loads on a torch")
-    loading.add_argument(
-        "--torch",
-        metavar="PATH",
-        type=Path,
-        help="predict whether each library loads on this torch installation: a torch package "
-        "directory, a site-packages holding one, or a torch wheel (default with --env, "
-        "--site-packages and import names: the torch installed there)",
-    )
-    loading.add_argument(
-        "--torch-version",
-        metavar="X.Y[.Z]",
-        help="predict loading on this torch release from the stable-ABI table (shims newer "
-        "than it, or removed by it); unstable libraries are tied to their build's release",
-    )
-    loading.add_argument(
-        "--no-load-prediction",
-        action="store_true",
-        help="do not predict loading on the torch found in the scanned environment",
-    )
-    index = parser.add_argument_group("fetching wheels from the index (with pip)")
-    index.add_argument(
-        "--download",
-        metavar="SPEC",
-        action="append",
-        default=[],
-        help="fetch the wheel(s) for a requirement (e.g. torchcodec==0.17.0) and audit them",
-    )
-    index.add_argument(
-        "--platform",
-        metavar="TAG",
-        action="append",
-        default=[],
-        help="with --download: a platform tag (repeatable: one wheel per platform)",
-    )
-    index.add_argument(
-        "--python-version",
-        metavar="X.Y",
-        help="with --download: the Python version to fetch wheels for",
-    )
-    index.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        type=Path,
-        help="with --download: where wheels are kept (default: ~/.cache/torch-abi-audit/wheels, "
-        "or $TORCH_ABI_AUDIT_CACHE/wheels)",
-    )
+    _add_loading_arguments(parser)
+    _add_index_arguments(parser)
     parser.add_argument(
         "-j",
         "--jobs",
@@ -167,86 +233,99 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tty() -> bool:
-    return sys.stdout.isatty()
-
-
-def _emit(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
 def _warn(*lines: str) -> None:
-    """A message on stderr, one line per argument. The names in it come from the audited
-    input: each line is escaped as the table escapes its own (a line feed in a name cannot
-    start a line)."""
+    """A message on stderr, one line per argument, escaped as the table escapes its own (the
+    names in it come from the audited input)."""
     print(terminal_lines(list(lines)), file=sys.stderr)
 
 
-def _exit_code(
-    packages: Sequence[PackageReport], has_error: bool, policies: Sequence[CheckPolicy] | None
-) -> int:
-    code = EXIT_OK
-    if has_error:
-        failed = [p.name for p in packages if p.has_error]
-        subject = ", ".join(failed) if failed else "the environment"
-        _warn(f"error: inspection failed for {subject}")
-        code = EXIT_ERROR
-    if policies:
-        found = violations(packages, policies)
-        if found:
-            _warn(*violation_lines(found, policies))
-            code = code or EXIT_CHECK_FAILED
-    return code
+def _environment(args: argparse.Namespace, console: Console) -> list[Path] | None:
+    """The site-packages directories ``--python`` or ``--site-packages`` name (``None`` for the
+    running interpreter's); says on stderr which environment ``--python`` found, and warns when
+    ``--env`` would audit this tool's own isolated environment. Raises
+    :class:`EnvironmentNotFound`."""
+    if args.python is not None:
+        found = find_environment(args.python)
+        console.note(f"auditing {found.describe()}")
+        return list(found.site_packages)
+    if args.site_packages:
+        return site_packages_directories(args.site_packages)
+    if args.env:
+        tool = tool_environment(Path(sys.prefix), default_site_packages())
+        if tool is not None:
+            active = os.environ.get("VIRTUAL_ENV")
+            hint = f" (your active one: --python {active})" if active else ""
+            console.warning(
+                f"--env audits the environment torch-abi-audit runs in, {sys.prefix}, which is "
+                f"its own ({tool}), not your project's: pass --python PATH, an interpreter or a "
+                f"virtual environment{hint}"
+            )
+    return None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
+    """Run the audit the arguments ask for, and the gates."""
     loads = {
         "torch": args.torch,
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
+        "jobs": args.jobs,
+        "progress": console.progress,
     }
-    if args.env or args.site_packages:
-        environment = inspect_site_packages(args.site_packages, jobs=args.jobs, **loads)
-        if args.json:
-            _emit(json_report.dumps(json_report.environment_object(environment), pretty=_tty()))
-        else:
-            _emit(table.format_environment(environment, verbose=args.verbose, show_all=args.all))
-        return _exit_code(environment.packages, environment.has_error, args.check)
-
+    checks = tuple(str(gate) for gate in sorted(gates(args.check or ())))
+    directories = _environment(args, console)
+    environment_mode = args.env or args.site_packages or args.python
+    if environment_mode and not args.targets:
+        environment = inspect_site_packages(directories, **loads)
+        found = gate_results(environment.packages, args.check or ())
+        return AuditResult.of_environment(environment, checks, found)
     reports = inspect_targets(
         args.targets,
-        jobs=args.jobs,
         downloads=args.download,
         platforms=args.platform,
         python_version=args.python_version,
         cache=args.cache_dir,
+        site_packages=directories,
         **loads,
     )
-    for report in reports:
-        if report.unavailable:
-            _warn(f"note: {report.name}: {report.unavailable}")
-    for report in reports:
-        if report.error:
-            _warn(f"error: {report.name}: {report.error}")
-    if args.json:
-        if len(reports) == 1:
-            document = json_report.single_package_object(reports[0])
-            _emit(json_report.dumps(document, pretty=_tty()))
-        else:
-            envelope = EnvironmentReport(site_packages=Path(), packages=tuple(reports))
-            _emit(json_report.dumps(json_report.environment_object(envelope), pretty=_tty()))
-    else:
-        _emit(table.format_packages(reports, verbose=args.verbose))
-    return _exit_code(reports, any(r.has_error for r in reports), args.check)
+    return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))
+
+
+def _run(args: argparse.Namespace) -> int:
+    renderer = get_renderer(args.format)
+    console = Console(quiet=args.quiet, show_progress=renderer.shows_progress)
+    try:
+        result = _audit(args, console)
+    except EnvironmentNotFound as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    finally:
+        console.progress.finish()
+    options = RenderOptions(
+        verbose=args.verbose,
+        show_all=args.all,
+        pretty=args.output is None and sys.stdout.isatty(),
+        working_directory=Path.cwd(),
+    )
+    try:
+        write_report(renderer.render(result, options), args.output)
+    except OutputError as exc:
+        console.error(str(exc))
+        return EXIT_ERROR
+    console.outcome(result, args.check or ())
+    return exit_code(result)
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
-    environment = args.env or args.site_packages
+    environment = args.env or args.site_packages or args.python
     if not environment and not args.targets and not args.download:
-        return "give at least one TARGET, or --download SPEC, --env or --site-packages PATH"
-    if environment and (args.targets or args.download):
-        return "TARGETs and --download cannot be combined with --env or --site-packages"
+        return (
+            "give at least one TARGET, or --download SPEC, --env, --site-packages PATH or "
+            "--python PATH"
+        )
+    if environment and args.download:
+        return "--download cannot be combined with --env, --site-packages or --python"
     if (args.platform or args.python_version or args.cache_dir) and not args.download:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.readers import (
     BinaryReadError,
     ByteSource,
@@ -253,8 +254,11 @@ class LibraryAnalysis:
     tables while the caller is still discovering files.
     """
 
-    def __init__(self, jobs: int | None = None, *, eager: bool = False) -> None:
+    def __init__(
+        self, jobs: int | None = None, *, eager: bool = False, progress: Progress = NO_PROGRESS
+    ) -> None:
         self.jobs = default_jobs() if jobs is None else max(1, jobs)
+        self._progress = progress
         self._eager = eager and self.jobs > 1
         self._submitted: dict[LibraryLocation, None] = {}
         self._waiting: list[LibraryLocation] = []
@@ -314,28 +318,47 @@ class LibraryAnalysis:
         self._waiting = []
 
     def results(self) -> dict[LibraryLocation, ExtensionReport]:
-        """Every submitted path's report (waits for the workers)."""
+        """Every submitted path's report (waits for the workers, telling the progress)."""
         reports: dict[LibraryLocation, ExtensionReport] = {}
         if self._pool is not None:
             self._dispatch()
-        for task, future in self._tasks:
-            try:
-                found = future.result()
-            except Exception:  # a worker died (BrokenProcessPool): redo its share here
-                found = _inspect_batch(task)
-            reports.update(zip(task, found, strict=True))
+        self._progress.start("reading libraries", len(self._submitted))
+        if self._tasks:
+            self._collect(reports)
         try:
-            reports.update((path, inspect_extension(path)) for path in self._waiting)
+            for path in self._waiting:
+                reports[path] = inspect_extension(path)
+                self._progress.advance()
         finally:
             close_wheels()
         self._waiting = []
         return {path: reports[path] for path in self._submitted}
 
+    def _collect(self, reports: dict[LibraryLocation, ExtensionReport]) -> None:
+        """The workers' reports as they finish; the progress is redrawn while waiting."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        pending = {future: task for task, future in self._tasks}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                try:
+                    found = future.result()
+                except Exception:  # a worker died (BrokenProcessPool): redo its share here
+                    found = _inspect_batch(task)
+                reports.update(zip(task, found, strict=True))
+                self._progress.advance(len(task))
+            self._progress.tick()
+
 
 def analyse_libraries(
-    paths: Iterable[LibraryLocation], *, jobs: int | None = None
+    paths: Iterable[LibraryLocation],
+    *,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> dict[LibraryLocation, ExtensionReport]:
     """Run :func:`inspect_extension` over ``paths`` (in parallel when it pays off)."""
-    with LibraryAnalysis(jobs) as analysis:
+    with LibraryAnalysis(jobs, progress=progress) as analysis:
         analysis.submit(paths)
         return analysis.results()

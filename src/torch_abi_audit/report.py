@@ -241,6 +241,24 @@ class PackageReport:
         """Extensions, then bundled libraries."""
         return self.extensions + self.bundled_libs
 
+    def library_name(self, path: Path) -> str:
+        """A library's path inside this package (``lib/libfoo.so``; for a wheel, the member's
+        name), or its file name when it lies outside :attr:`root`."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
+
+    def finding_libraries(self, finding: Finding) -> tuple[ExtensionReport, ...]:
+        """The libraries of this package that a finding's evidence names (none for a finding
+        about the package as a whole)."""
+        named: set[str] = set()
+        for key in ("libraries", "unstable_libraries"):
+            value = finding.evidence.get(key)
+            if isinstance(value, list):
+                named.update(value)
+        return tuple(lib for lib in self.libraries if self.library_name(lib.path) in named)
+
     @property
     def has_error(self) -> bool:
         """True if the package, or any library in it, could not be audited."""
@@ -325,3 +343,82 @@ class EnvironmentReport:
     def has_error(self) -> bool:
         """True if any package, library or directory could not be audited."""
         return bool(self.problems) or any(p.has_error for p in self.packages)
+
+
+class GateStatus(StrEnum):
+    """What became of a gate violation: it fails the run, a baseline entry allows it, or its
+    finding code is ignored. Allowed and ignored violations are shown, never hidden."""
+
+    FAILED = "failed"
+    ALLOWED = "allowed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One violation of one ``--check`` gate.
+
+    ``gate`` is the elementary gate (``torch``, ``abi3``, ``metadata``, ``load``); ``package``
+    the package's name and ``root`` its root (which tells apart two wheels of one package);
+    ``library`` the library's path inside the package when the violation is a library's;
+    ``code`` the finding code behind it, if any; ``message`` the reason in words;
+    ``justification`` why it is allowed or ignored.
+    """
+
+    gate: str
+    package: str
+    status: GateStatus
+    message: str
+    library: str | None = None
+    code: str | None = None
+    justification: str | None = None
+    root: Path | None = None
+
+    def concerns(self, package: PackageReport) -> bool:
+        """True if this violation is ``package``'s."""
+        return self.package == package.name and self.root in (None, package.root)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything one run of the audit command found: what every renderer renders.
+
+    ``packages`` are the audited packages in order; ``environment`` is set when a whole
+    environment was scanned (``--env``, ``--site-packages``, ``--python``; then ``packages`` are
+    its packages). ``checks`` are the elementary gates that were asked for and
+    ``gate_results`` what they found (empty when every package passed).
+    """
+
+    packages: tuple[PackageReport, ...] = ()
+    environment: EnvironmentReport | None = None
+    checks: tuple[str, ...] = ()
+    gate_results: tuple[GateResult, ...] = ()
+
+    @classmethod
+    def of_environment(
+        cls,
+        environment: EnvironmentReport,
+        checks: tuple[str, ...] = (),
+        gate_results: tuple[GateResult, ...] = (),
+    ) -> AuditResult:
+        """The result of an environment scan."""
+        return cls(environment.packages, environment, checks, gate_results)
+
+    @property
+    def has_error(self) -> bool:
+        """True if anything could not be audited (exit code 2)."""
+        if self.environment is not None:
+            return self.environment.has_error
+        return any(p.has_error for p in self.packages)
+
+    @property
+    def failed(self) -> tuple[GateResult, ...]:
+        """The gate violations that fail the run (exit code 1)."""
+        return tuple(r for r in self.gate_results if r.status is GateStatus.FAILED)
+
+    @property
+    def torch_reference(self) -> TorchReference | None:
+        """The torch loading was predicted against (the same for every package of a run)."""
+        if self.environment is not None:
+            return self.environment.torch_reference
+        return next((p.torch_reference for p in self.packages if p.torch_reference), None)

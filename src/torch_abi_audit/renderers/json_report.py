@@ -14,7 +14,9 @@ from importlib.resources import files
 from typing import Any
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.report import (
+    AuditResult,
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
@@ -24,7 +26,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -187,17 +189,18 @@ def package_object(report: PackageReport) -> JSONObject:
     }
 
 
-def _envelope() -> JSONObject:
+def _envelope(document: str) -> JSONObject:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "torch-abi-audit", "version": __version__},
+        "document": document,
     }
 
 
 def environment_object(report: EnvironmentReport) -> JSONObject:
-    """A whole environment (``--env``, ``--site-packages``, several targets)."""
+    """A whole environment (``--env``, ``--site-packages``, ``--python``)."""
     return {
-        **_envelope(),
+        **_envelope("environment"),
         "site_packages": str(report.site_packages),
         "search_paths": [str(p) for p in report.search_paths],
         "packages": [package_object(p) for p in report.packages],
@@ -208,7 +211,27 @@ def environment_object(report: EnvironmentReport) -> JSONObject:
 
 def single_package_object(report: PackageReport) -> JSONObject:
     """One target: the package object itself, with the envelope fields added at the top."""
-    return {**_envelope(), **package_object(report)}
+    return {**_envelope("package"), **package_object(report)}
+
+
+def targets_object(packages: tuple[PackageReport, ...]) -> JSONObject:
+    """Several targets (or a target that holds several packages): their package objects, and
+    the torch loading was predicted against. No site-packages: none was scanned."""
+    reference = next((p.torch_reference for p in packages if p.torch_reference), None)
+    return {
+        **_envelope("targets"),
+        "packages": [package_object(p) for p in packages],
+        "torch_reference": _reference_object(reference),
+    }
+
+
+def document_object(result: AuditResult) -> JSONObject:
+    """The JSON document for a result: an environment, one package, or several targets."""
+    if result.environment is not None:
+        return environment_object(result.environment)
+    if len(result.packages) == 1:
+        return single_package_object(result.packages[0])
+    return targets_object(result.packages)
 
 
 # Characters the json module leaves raw with ensure_ascii=False that must not reach a stream as
@@ -239,3 +262,16 @@ def load_schema() -> JSONObject:
     text = files("torch_abi_audit").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8")
     schema: JSONObject = json.loads(text)
     return schema
+
+
+def render(document: Document, options: RenderOptions) -> str:
+    """``--format json``: the documented JSON document, indented when ``options.pretty``."""
+    return dumps(document_object(document), pretty=options.pretty)
+
+
+RENDERER = Renderer(
+    "json",
+    "the documented JSON document (schema_version, shipped JSON Schema)",
+    render,
+    shows_progress=False,
+)

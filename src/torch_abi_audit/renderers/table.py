@@ -8,11 +8,22 @@ columns.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.renderers.summary import (
+    CPYTHON_VERDICT_LABELS,
+    LOAD_STATUS_LABELS,
+    TORCH_VERDICT_LABELS,
+    environment_order,
+    finding_counts,
+    needs_attention,
+    nothing_found,
+)
 from torch_abi_audit.report import (
-    CPythonVerdict,
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
@@ -27,38 +38,9 @@ from torch_abi_audit.rules.torch_abi import UnstableReason
 #: How many symbols ``-v`` lists per library before "... N more".
 VERBOSE_SYMBOL_LIMIT = 15
 
-TORCH_VERDICT_LABELS = {
-    TorchVerdict.STABLE: "STABLE",
-    TorchVerdict.UNSTABLE: "UNSTABLE",
-    TorchVerdict.NO_TORCH: "NO-TORCH",
-    TorchVerdict.ERROR: "ERROR",
-}
-CPYTHON_VERDICT_LABELS = {
-    CPythonVerdict.ABI3_COMPLIANT: "abi3",
-    CPythonVerdict.NOT_ABI3: "no",
-    CPythonVerdict.MIXED: "mixed",
-    CPythonVerdict.NO_EXTENSIONS: "n/a",
-}
-_ENV_ORDER = {
-    TorchVerdict.UNSTABLE: 0,
-    TorchVerdict.ERROR: 1,
-    TorchVerdict.STABLE: 2,
-    TorchVerdict.NO_TORCH: 3,
-}
-
 
 def _version(package: PackageReport) -> str:
     return package.distribution.version if package.distribution else "-"
-
-
-def _finding_counts(package: PackageReport) -> str:
-    """``1 error, 2 info`` style counts of a package's findings, or ``-``."""
-    counts: dict[str, int] = {}
-    for finding in package.findings:
-        counts[finding.severity] = counts.get(finding.severity, 0) + 1
-    order = ("error", "warning", "info")
-    parts = [f"{counts[s]} {s}" for s in order if s in counts]
-    return ", ".join(parts) if parts else "-"
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:
@@ -120,9 +102,51 @@ def _load_details(lib: ExtensionReport) -> list[str]:
     return lines
 
 
-def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) -> list[str]:
-    """The row for one library, plus its ``-v`` detail lines (as built: the ``format_*``
-    functions escape every line before it is printed)."""
+@dataclass
+class SymbolLedger:
+    """The symbols of one package for ``-v``: in how many of its libraries each one occurs,
+    and which are listed already, so that a symbol fifteen libraries import is listed once
+    (with "in 15 libraries") instead of fifteen times."""
+
+    occurrences: Counter[str] = field(default_factory=Counter)
+    listed: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, package: PackageReport) -> SymbolLedger:
+        """The ledger of ``package``'s libraries."""
+        occurrences: Counter[str] = Counter()
+        for lib in package.libraries:
+            occurrences.update({f"t:{u.symbol}" for u in lib.torch.unstable_details})
+            occurrences.update({f"c:{name}" for name in lib.cpython.violations})
+        return cls(occurrences)
+
+    def lines(self, items: list[tuple[str, str]], prefix: str, what: str) -> list[str]:
+        """``prefix`` lines for the (key, text) ``items`` not listed yet (at most
+        :data:`VERBOSE_SYMBOL_LIMIT`), and one line counting those listed above."""
+        fresh = [(key, text) for key, text in items if key not in self.listed]
+        shown = [
+            text
+            + (f"  (in {self.occurrences[key]} libraries)" if self.occurrences[key] > 1 else "")
+            for key, text in fresh
+        ]
+        self.listed.update(key for key, _ in fresh)
+        lines = _limited(shown, prefix)
+        repeated = len(items) - len(fresh)
+        if repeated:
+            also = "also " if fresh else ""
+            lines.append(f"        ({also}{repeated} {what} listed above)")
+        return lines
+
+
+def library_lines(
+    lib: ExtensionReport,
+    root: Path,
+    *,
+    verbose: bool = False,
+    ledger: SymbolLedger | None = None,
+) -> list[str]:
+    """The row for one library, plus its ``-v`` detail lines (symbols already listed for an
+    earlier library of the same package, per ``ledger``, are counted, not repeated)."""
     shown = _display_path(lib.path, root)
     label = lib.torch_label
     if label is TorchLabel.ERROR:
@@ -148,9 +172,16 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
             f"        uses the Python {cpython.computed} ABI, but is tagged for the Python "
             f"{cpython.baseline} ABI: {symbols}"
         )
-    if not verbose:
-        return lines
-    lines.extend(_load_details(lib))
+    if verbose:
+        lines += _verbose_lines(lib, ledger or SymbolLedger())
+    return lines
+
+
+def _verbose_lines(lib: ExtensionReport, ledger: SymbolLedger) -> list[str]:
+    """``-v``: load details, minimum macOS, what sets the torch floor, optional and unknown
+    shims, then the unstable symbols and CPython violations."""
+    torch = lib.torch
+    lines = _load_details(lib)
     if lib.min_os and not lib.slices:
         lines.append(f"        minimum macOS: {lib.min_os}")
     if torch.stable and torch.min_torch_symbols:
@@ -164,25 +195,25 @@ def library_lines(lib: ExtensionReport, root: Path, *, verbose: bool = False) ->
     if torch.unknown_shims:
         lines.extend(_limited(list(torch.unknown_shims), "shim not in the table (newer torch?): "))
     details = [
-        (u.demangled if u.reason is UnstableReason.NAMESPACE else f"{u.demangled}  <- {u.detail}")
-        + (
-            f"  [{_basename(u.library)}]"
-            if u.library and u.reason is not UnstableReason.LIBRARY
-            else ""
+        (
+            f"t:{u.symbol}",
+            (
+                u.demangled
+                if u.reason is UnstableReason.NAMESPACE
+                else f"{u.demangled}  <- {u.detail}"
+            )
+            + (
+                f"  [{_basename(u.library)}]"
+                if u.library and u.reason is not UnstableReason.LIBRARY
+                else ""
+            ),
         )
         for u in torch.unstable_details
     ]
-    lines.extend(_limited(details, "torch unstable: "))
-    lines.extend(_limited(list(lib.cpython.violations), "cpython violation: "))
+    lines.extend(ledger.lines(details, "torch unstable: ", "unstable symbols"))
+    violations = [(f"c:{name}", name) for name in lib.cpython.violations]
+    lines.extend(ledger.lines(violations, "cpython violation: ", "cpython violations"))
     return lines
-
-
-#: The LOADS column of the environment table, by package load status.
-LOAD_STATUS_LABELS = {
-    LoadStatus.LOADS: "yes",
-    LoadStatus.FAILS: "NO",
-    LoadStatus.TIED: "tied",
-}
 
 
 def _load_line(report: PackageReport) -> list[str]:
@@ -224,6 +255,9 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     if report.unavailable:
         lines.append(f"  Not available: {report.unavailable}")
         return lines
+    if nothing_found(report):  # an unknown name or missing path: no root to invent
+        lines.append(f"  Error: {report.error}")
+        return lines
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
         lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
@@ -251,14 +285,15 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     if report.findings:
         lines.append("  Findings:")
         lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in report.findings]
+    ledger = SymbolLedger.of(report)
     if report.extensions:
         lines.append("  -- extensions --")
         for lib in report.extensions:
-            lines.extend(library_lines(lib, report.root, verbose=verbose))
+            lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
     if report.bundled_libs:
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
-            lines.extend(library_lines(lib, report.root, verbose=verbose))
+            lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
     return lines
 
 
@@ -290,7 +325,7 @@ def format_environment(
         version_width = max(7, *map(len, versions.values()))
         # LOADS, a trailing column, only when loading was predicted against a torch.
         loads = report.torch_reference is not None
-        findings_width = max(8, *(len(_finding_counts(p)) for p in shown)) if loads else 0
+        findings_width = max(8, *(len(finding_counts(p)) for p in shown)) if loads else 0
         out.append(
             f"  {'PACKAGE':<{name_width}}  {'TORCH':<8}  {'MIN-TORCH':<9}  {'CPYTHON':<8}  "
             f"EXTS  BUNDLED  {'VERSION':<{version_width}}  {'FINDINGS':<{findings_width}}"
@@ -300,7 +335,7 @@ def format_environment(
             f"  {'-' * name_width}  {'-' * 8}  {'-' * 9}  {'-' * 8}  ----  -------  "
             f"{'-' * version_width}  {'-' * max(8, findings_width)}" + ("  -----" if loads else "")
         )
-        for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
+        for package in environment_order(shown):
             name = names[id(package)]
             if len(name) > name_width:
                 name = name[: name_width - 1] + "…"
@@ -310,7 +345,7 @@ def format_environment(
                 f"{CPYTHON_VERDICT_LABELS[package.cpython_verdict]:<8}  "
                 f"{len(package.extensions):>4}  {len(package.bundled_libs):>7}  "
                 f"{versions[id(package)]:<{version_width}}  "
-                f"{_finding_counts(package):<{findings_width}}"
+                f"{finding_counts(package):<{findings_width}}"
             )
             if loads:
                 status = package.load_status
@@ -336,13 +371,19 @@ def format_environment(
             f"{report.torch_reference.label}: {', '.join(failing)}"
         )
     if verbose:
-        for package in sorted(shown, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower())):
-            expand = (
-                package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR)
-                or package.load_status is LoadStatus.FAILS
-                or (package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version)
-                or any(f.fails_check for f in package.findings)
-            )
-            if expand:
+        for package in environment_order(shown):
+            if needs_attention(package):
                 out += ["", *_package_lines(package, verbose=True)]
     return terminal_lines(out)
+
+
+def render(document: Document, options: RenderOptions) -> str:
+    """``--format table``: the environment table, or one block per target package."""
+    if document.environment is not None:
+        return format_environment(
+            document.environment, verbose=options.verbose, show_all=options.show_all
+        )
+    return format_packages(list(document.packages), verbose=options.verbose)
+
+
+RENDERER = Renderer("table", "the human-readable table (the default)", render)

@@ -9,8 +9,10 @@ import system performs, minus the import.
 
 from __future__ import annotations
 
+import difflib
 import importlib.machinery
 import importlib.util
+import pkgutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +68,22 @@ def _find_in(name: str, locations: Sequence[str]) -> importlib.machinery.ModuleS
     return namespace
 
 
+def close_names(name: str, locations: Sequence[str] | None = None) -> list[str]:
+    """The names of installed modules and packages closest to ``name`` (a mistyped import
+    name), best first: top-level ones on ``sys.path`` or, given ``locations``, the modules in
+    those directories (a package's, for a submodule). Only directory listings are read."""
+    found = {info.name for info in pkgutil.iter_modules(None if locations is None else locations)}
+    return difflib.get_close_matches(name, sorted(found), n=3, cutoff=0.6)
+
+
+def _suggestion(name: str, locations: Sequence[str] | None, parent: str) -> str:
+    matches = [f"{parent}.{match}" if parent else match for match in close_names(name, locations)]
+    if not matches:
+        return ""
+    listed = ", ".join(matches[:-1]) + (" or " if len(matches) > 1 else "") + matches[-1]
+    return f"; did you mean {listed}?"
+
+
 def resolve_import_name(name: str, search_path: Sequence[str] | None = None) -> list[Path]:
     """The file-system locations of the module or package ``name``.
 
@@ -80,12 +98,15 @@ def resolve_import_name(name: str, search_path: Sequence[str] | None = None) -> 
         raise ImportNameError(f"{name!r} is not a valid import name")
     parts = name.split(".")
     top = parts[0]
+    locations: list[str] | None = None if search_path is None else list(search_path)
     try:
         spec = _top_level_spec(top, search_path)
         for depth in range(1, len(parts) + 1):
             qualified = ".".join(parts[:depth])
             if spec is None:
-                raise ImportNameError(f"no module or package named {qualified!r} is installed")
+                message = f"no module or package named {qualified!r} is installed"
+                parent = ".".join(parts[: depth - 1])
+                raise ImportNameError(message + _suggestion(parts[depth - 1], locations, parent))
             if depth == len(parts):
                 break
             locations = list(spec.submodule_search_locations or [])

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torch_abi_audit.progress import NO_PROGRESS, Progress
+
 if TYPE_CHECKING:
     from packaging.tags import Tag
 
@@ -108,8 +110,14 @@ def pip_command(
     return [*command, spec]
 
 
-def run_pip(command: list[str], *, unconstrained: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run a pip command line, capturing its output.
+#: The longest a pip call may take (seconds).
+PIP_TIMEOUT = 3600
+
+
+def run_pip(
+    command: list[str], *, unconstrained: bool = False, progress: Progress = NO_PROGRESS
+) -> subprocess.CompletedProcess[str]:
+    """Run a pip command line, capturing its output (``progress`` ticks while it runs).
 
     ``unconstrained`` hides the site's pip configuration (``PIP_CONFIG_FILE=/dev/null``): a
     machine may cap releases with a constraints file, and a script reading every torch release
@@ -117,9 +125,21 @@ def run_pip(command: list[str], *, unconstrained: bool = False) -> subprocess.Co
     when pip cannot be run.
     """
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull} if unconstrained else None
-    return subprocess.run(
-        command, capture_output=True, text=True, check=False, timeout=3600, env=env
-    )
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        waited = 0.0
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:  # still running: output so far is kept
+                waited += 0.2
+                progress.tick()
+                if waited >= PIP_TIMEOUT:
+                    process.kill()
+                    raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _last_lines(text: str, count: int = 3) -> str:
@@ -138,6 +158,7 @@ def download(
     platforms: Sequence[str] = (),
     python_version: str | None = None,
     cache: Path | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[Download]:
     """Fetch ``spec`` once per platform (or once for this interpreter when none is given)."""
     destination = cache or default_cache()
@@ -146,8 +167,9 @@ def download(
     requested: list[str | None] = list(platforms) or [None]
     for platform in requested:
         command = pip_command(spec, destination, platform, python_version)
+        progress.start(f"fetching {spec}" + (f" for {platform}" if platform else ""))
         try:
-            completed = run_pip(command)
+            completed = run_pip(command, progress=progress)
         except (OSError, subprocess.TimeoutExpired) as exc:
             results.append(Download(spec, platform, error=f"could not run pip: {exc}"))
             continue
@@ -167,7 +189,12 @@ def download(
             )
         elif "No module named pip" in output:
             results.append(
-                Download(spec, platform, error="pip is not installed in this interpreter")
+                Download(
+                    spec,
+                    platform,
+                    error=f"pip is not installed in this interpreter ({sys.executable}); "
+                    "torch-abi-audit depends on pip: reinstall it with its dependencies",
+                )
             )
         else:
             results.append(

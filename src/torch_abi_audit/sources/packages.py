@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch_abi_audit.files import not_regular_reason
+from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.sources.discovery import (
     ScanProblem,
     ScanResult,
@@ -396,6 +397,7 @@ def download_sources(
     platforms: Sequence[str] = (),
     python_version: str | None = None,
     cache: Path | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[PackageSource]:
     """Fetch ``spec`` from the index (once per platform) and audit the wheels fetched.
 
@@ -405,7 +407,7 @@ def download_sources(
     from torch_abi_audit.sources.index import default_cache, download  # pip: only when asked
 
     sources = []
-    for fetched in download(spec, platforms, python_version, cache):
+    for fetched in download(spec, platforms, python_version, cache, progress):
         if fetched.wheel is not None:
             sources.append(wheel_source(fetched.wheel))
         else:
@@ -420,18 +422,20 @@ def download_sources(
     return sources
 
 
-def target_sources(target: str) -> list[PackageSource]:
+def target_sources(target: str, search_path: Sequence[Path] | None = None) -> list[PackageSource]:
     """Turn one command-line ``TARGET`` into the packages it names.
 
     A ``.whl`` file is a wheel; a directory gives its own libraries and one package per wheel
-    it holds; an import name is resolved without importing it. Something spelled like a path is
-    a path; otherwise the name is tried as an import name and, failing that, as a path relative
-    to the current directory. Never raises: an unknown name or missing path becomes the
-    source's ``error``.
+    it holds; an import name is resolved without importing it, in ``search_path`` when given
+    (the site-packages of the environment being audited) or else as this interpreter would.
+    Something spelled like a path is a path; otherwise the name is tried as an import name and,
+    failing that, as a path relative to the current directory. Never raises: an unknown name or
+    missing path becomes the source's ``error``.
     """
     if not looks_like_path(target):
         try:
-            locations = resolve_import_name(target)
+            paths = None if search_path is None else [str(p) for p in search_path]
+            locations = resolve_import_name(target, paths)
         except ImportNameError as exc:
             if not Path(target).exists():
                 return [PackageSource(name=target, root=Path(target), error=str(exc))]

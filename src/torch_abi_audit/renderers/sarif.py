@@ -1,0 +1,332 @@
+"""SARIF 2.1.0 for code scanning (GitHub's ``upload-sarif``, any SARIF viewer).
+
+One *rule* per finding code and per verdict kind (``torch-unstable``: a library that imports
+libtorch internals; ``abi3-violation``: an abi3-tagged extension module that imports CPython API
+outside the stable ABI; ``not-audited``: a file that could not be read), and per gate for the
+gate violations no finding or verdict stands for (``abi3-gate``: a torch-using package whose
+extension modules are not all abi3). One *result* per finding, per unstable or abi3-violating
+library, per file not audited. A result's level is its severity, raised to ``error`` when it
+failed a gate; violations a baseline allows or a ``--ignore`` ignores carry a SARIF
+*suppression* with the reason, so code scanning shows them as dismissed, not as gone.
+
+Locations point at the file: the library, or for a library inside a wheel the wheel (the member
+is the result's logical location). Paths under the working directory are relative to
+``%SRCROOT%`` (declared in ``originalUriBaseIds``), others absolute ``file:`` URIs. Binaries
+have no lines; GitHub requires a region, so every location points at line 1. Each result has a
+``partialFingerprints`` entry built from its rule, package, library and symbol set, so an alert
+keeps its identity across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from torch_abi_audit._version import __version__
+from torch_abi_audit.checks import is_torch_itself
+from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.json_report import dumps
+from torch_abi_audit.renderers.summary import nothing_found, relative_path
+from torch_abi_audit.report import (
+    AuditResult,
+    CPythonLabel,
+    ExtensionReport,
+    GateResult,
+    GateStatus,
+    PackageReport,
+    TorchLabel,
+)
+from torch_abi_audit.rules.findings import Finding, Severity
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFORMATION_URI = "https://github.com/torch-abi-audit/torch-abi-audit"
+_LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+_SRCROOT = "%SRCROOT%"
+JSONObject = dict[str, Any]
+
+#: Rules that are not finding codes: the verdict kinds and the gates. id -> (gate, text).
+VERDICT_RULES = {
+    "torch-unstable": (
+        "torch",
+        "A library imports libtorch internals outside the PyTorch Stable ABI: it is tied to the "
+        "torch release it was built against and breaks on another.",
+    ),
+    "abi3-violation": (
+        "abi3",
+        "An extension module tagged abi3 imports CPython API outside the Stable ABI: the tag "
+        "promises Python versions it does not load on.",
+    ),
+    "not-audited": (
+        "",
+        "A file or package could not be read or audited (corrupt, unreadable, or not found).",
+    ),
+    "torch-gate": ("torch", "The package fails the torch gate (--check torch)."),
+    "abi3-gate": (
+        "abi3",
+        "The package fails the abi3 gate (--check abi3): a torch-using package whose extension "
+        "modules are not all abi3-compliant, or an abi3 promise the binaries do not keep.",
+    ),
+    "metadata-gate": ("metadata", "The package fails the metadata gate (--check metadata)."),
+    "load-gate": ("load", "The package fails the load gate (--check load)."),
+}
+
+
+@dataclass
+class _Run:
+    """The results of one SARIF run as they are collected, and the rules they use."""
+
+    base: Path
+    results: list[JSONObject] = field(default_factory=list)
+    rules: dict[str, JSONObject] = field(default_factory=dict)
+
+    def rule(self, rule_id: str, text: str, gate: str, level: str) -> None:
+        if rule_id in self.rules:
+            return
+        tags = ["torch-abi-audit", *([gate] if gate else [])]
+        self.rules[rule_id] = {
+            "id": rule_id,
+            "name": "".join(part.capitalize() for part in rule_id.split("-")),
+            "shortDescription": {"text": text.split(". ", 1)[0].split(": ", 1)[0]},
+            "fullDescription": {"text": text},
+            "help": {"text": f"{text} See {INFORMATION_URI}#readme."},
+            "helpUri": f"{INFORMATION_URI}#readme",
+            "defaultConfiguration": {"level": level},
+            "properties": {"tags": tags, "precision": "very-high"},
+        }
+
+
+def _uri(path: Path, base: Path) -> JSONObject:
+    shown = relative_path(path, base)
+    if Path(shown).is_absolute():
+        return {"uri": path.absolute().as_uri()}
+    return {"uri": quote(shown), "uriBaseId": _SRCROOT}
+
+
+def _location(package: PackageReport, library: str | None, base: Path) -> JSONObject:
+    in_wheel = package.wheel is not None
+    artifact = package.root if in_wheel or library is None else package.root / library
+    location: JSONObject = {
+        "physicalLocation": {
+            "artifactLocation": _uri(artifact, base),
+            "region": {"startLine": 1, "startColumn": 1, "endLine": 1, "endColumn": 1},
+        }
+    }
+    if library is not None:
+        location["logicalLocations"] = [
+            {"name": library.rsplit("/", 1)[-1], "fullyQualifiedName": library, "kind": "module"}
+        ]
+    return location
+
+
+def _fingerprint(*parts: str) -> dict[str, str]:
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return {"torchAbiAudit/v1": digest[:32], "primaryLocationLineHash": f"{digest[:16]}:1"}
+
+
+def _suppressions(gates: list[GateResult]) -> list[JSONObject]:
+    return [
+        {
+            "kind": "external",
+            "status": "accepted",
+            "justification": gate.justification or f"{gate.status} ({gate.gate} gate)",
+        }
+        for gate in gates
+        if gate.status is not GateStatus.FAILED
+    ]
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a result is about: a package, and one of its libraries (``None``: the package)."""
+
+    package: PackageReport
+    library: str | None = None
+
+
+def _result(
+    run: _Run,
+    subject: _Subject,
+    rule_id: str,
+    *,
+    level: str,
+    message: str,
+    gates: list[GateResult],
+    identity: str = "",
+) -> None:
+    package, library = subject.package, subject.library
+    # A target that names nothing (an unknown import name) has no file to point at.
+    locations = [] if nothing_found(package) else [_location(package, library, run.base)]
+    result: JSONObject = {
+        "ruleId": rule_id,
+        "level": "error" if any(g.status is GateStatus.FAILED for g in gates) else level,
+        "message": {"text": message},
+        "locations": locations,
+        "partialFingerprints": _fingerprint(rule_id, package.name, library or "", identity),
+        "properties": {
+            "package": package.name,
+            "gates": sorted({g.gate for g in gates if g.status is GateStatus.FAILED}),
+        },
+    }
+    suppressions = _suppressions(gates)
+    if suppressions:
+        result["suppressions"] = suppressions
+    run.results.append(result)
+
+
+def _matching(gates: list[GateResult], gate: str, library: str | None) -> list[GateResult]:
+    return [g for g in gates if g.gate == gate and not g.code and g.library in (None, library)]
+
+
+def _finding_results(run: _Run, package: PackageReport, gates: list[GateResult]) -> None:
+    for finding in package.findings:
+        named = [package.library_name(lib.path) for lib in package.finding_libraries(finding)]
+        level = _LEVELS[finding.severity]
+        run.rule(finding.code, _finding_text(finding), "", level)
+        related = [g for g in gates if g.code == finding.code]
+        subject = _Subject(package, named[0] if named else None)
+        message = f"{package.name}: {finding.message}"
+        _result(
+            run,
+            subject,
+            finding.code,
+            level=level,
+            message=message,
+            gates=related,
+            identity=",".join(named),
+        )
+
+
+def _finding_text(finding: Finding) -> str:
+    return f"The torch-abi-audit finding {finding.code} ({finding.severity})."
+
+
+def _library_results(run: _Run, package: PackageReport, gates: list[GateResult]) -> None:
+    for lib in package.libraries:
+        name = package.library_name(lib.path)
+        if lib.torch_label is TorchLabel.ERROR:
+            _rule(run, "not-audited", "error")
+            message = f"{package.name} ({name}) could not be audited: {lib.error}"
+            subject = _Subject(package, name)
+            _result(run, subject, "not-audited", level="error", message=message, gates=[])
+        elif lib.torch_label is TorchLabel.UNSTABLE:
+            _unstable_result(run, _Subject(package, name), lib, _matching(gates, "torch", name))
+        if lib.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS and lib.cpython.violations:
+            _rule(run, "abi3-violation", "warning")
+            symbols = ", ".join(lib.cpython.violations[:5])
+            more = len(lib.cpython.violations) - 5
+            message = (
+                f"{package.name} ({name}) is tagged abi3 but imports {symbols}"
+                + (f" and {more} more" if more > 0 else "")
+                + " from outside the Stable ABI"
+            )
+            related = [g for g in gates if g.gate == "abi3" and g.library == name]
+            identity = ",".join(lib.cpython.violations)
+            subject = _Subject(package, name)
+            _result(
+                run,
+                subject,
+                "abi3-violation",
+                level="warning",
+                message=message,
+                gates=related,
+                identity=identity,
+            )
+
+
+def _unstable_result(
+    run: _Run, subject: _Subject, lib: ExtensionReport, gates: list[GateResult]
+) -> None:
+    package, name = subject.package, subject.library
+    level = "note" if is_torch_itself(package) else "warning"
+    _rule(run, "torch-unstable", "warning")
+    details = lib.torch.unstable_details
+    shown = ", ".join(u.demangled for u in details[:3])
+    more = f" and {len(details) - 3} more" if len(details) > 3 else ""
+    message = (
+        f"{package.name} ({name}) imports {len(details)} libtorch-internal symbols: {shown}{more}"
+    )
+    identity = ",".join(sorted(u.symbol for u in details))
+    _result(
+        run, subject, "torch-unstable", level=level, message=message, gates=gates, identity=identity
+    )
+
+
+def _rule(run: _Run, rule_id: str, level: str) -> None:
+    gate, text = VERDICT_RULES[rule_id]
+    run.rule(rule_id, text, gate, level)
+
+
+def _package_results(run: _Run, package: PackageReport, gates: list[GateResult]) -> None:
+    if package.error or package.problems:
+        _rule(run, "not-audited", "error")
+        reasons = [package.error] if package.error else []
+        reasons += [f"{package.library_name(p.path)}: {p.reason}" for p in package.problems]
+        message = f"{package.name} could not be audited: {'; '.join(reasons)}"
+        _result(run, _Subject(package), "not-audited", level="error", message=message, gates=[])
+    _finding_results(run, package, gates)
+    _library_results(run, package, gates)
+    # Gate violations that no finding or library result above stands for.
+    for gate in gates:
+        represented = gate.code is not None or gate.gate == "torch" or gate.library is not None
+        if not represented:
+            rule_id = f"{gate.gate}-gate"
+            _rule(run, rule_id, "error")
+            message = f"{package.name}: {gate.message}"
+            _result(
+                run,
+                _Subject(package),
+                rule_id,
+                level="error",
+                message=message,
+                gates=[gate],
+                identity=gate.message,
+            )
+
+
+def sarif_log(result: AuditResult, base: Path) -> JSONObject:
+    """The SARIF log of a result: one run, its rules and results."""
+    run = _Run(base)
+    for package in result.packages:
+        _package_results(run, package, [g for g in result.gate_results if g.concerns(package)])
+    base_uri = base.absolute().as_uri().rstrip("/") + "/"
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "torch-abi-audit",
+                        "version": __version__,
+                        "informationUri": INFORMATION_URI,
+                        "rules": list(run.rules.values()),
+                    }
+                },
+                "originalUriBaseIds": {_SRCROOT: {"uri": base_uri}},
+                "invocations": [
+                    {
+                        "executionSuccessful": not result.has_error,
+                        "workingDirectory": {"uri": base_uri},
+                    }
+                ],
+                "results": run.results,
+            }
+        ],
+    }
+
+
+def render(document: Document, options: RenderOptions) -> str:
+    """``--format sarif``: the SARIF 2.1.0 log, indented when ``options.pretty`` (written as
+    the JSON report is: valid UTF-8 whatever the names hold)."""
+    return dumps(sarif_log(document, options.working_directory), pretty=options.pretty)
+
+
+RENDERER = Renderer(
+    "sarif",
+    "SARIF 2.1.0 for code scanning (a rule per finding code and verdict kind)",
+    render,
+    shows_progress=False,
+)
