@@ -55,6 +55,8 @@ TIME_LIMIT = 2.0
 MEMORY_LIMIT = 64 << 20
 
 FORMATS = ("elf", "mach-o", "pe")
+#: Seeds by format, each with its field map.
+Family = dict[str, list[tuple[bytes, list[Field]]]]
 
 
 @dataclass
@@ -95,13 +97,13 @@ def _write_figures() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def seeds(built: Fixtures) -> dict[str, list[tuple[bytes, list[Field]]]]:
+def seeds(built: Fixtures) -> Family:
     found = {"elf": elf_seeds(built), "mach-o": macho_seeds(), "pe": pe_seeds()}
     return {fmt: [(data, FIELD_MAPS[fmt](data)) for data in datas] for fmt, datas in found.items()}
 
 
 @pytest.fixture(scope="module")
-def real_seeds() -> dict[str, list[tuple[bytes, list[Field]]]]:
+def real_seeds() -> Family:
     return {
         fmt: [
             (data, FIELD_MAPS[fmt](data))
@@ -168,34 +170,31 @@ FUZZ_SETTINGS = settings(
 )
 
 
-def _fuzz(
-    family: dict[str, list[tuple[bytes, list[Field]]]],
-    fmt: str,
-    key: str,
-    directory: Path,
-    data: st.DataObject,
-) -> None:
-    seed, fields = data.draw(st.sampled_from(family[fmt]), label="seed")
-    mutations = data.draw(MUTATIONS, label="mutations")
-    mutant = mutate(seed, fields, mutations)
-    context = "; ".join(describe(fields, mutations))
+def _fuzz(family: Family, fmt: str, key: str, where: Path) -> None:
+    """Run :data:`CASES` mutants of ``family``'s ``fmt`` seeds, recorded under ``key``."""
     suffix = {"elf": ".so", "mach-o": ".dylib", "pe": ".pyd"}[fmt]
-    run_case(directory / f"mutant{suffix}", mutant, key, context)
+
+    @FUZZ_SETTINGS
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        seed, fields = data.draw(st.sampled_from(family[fmt]), label="seed")
+        mutations = data.draw(MUTATIONS, label="mutations")
+        mutant = mutate(seed, fields, mutations)
+        context = "; ".join(describe(fields, mutations))
+        run_case(where / f"mutant{suffix}", mutant, key, context)
+
+    check()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_seed_has_fields_to_mutate(
-    fmt: str, seeds: dict[str, list[tuple[bytes, list[Field]]]]
-) -> None:
+def test_every_seed_has_fields_to_mutate(fmt: str, seeds: Family) -> None:
     for _data, fields in seeds[fmt]:
         assert len(fields) > 40
         assert {f.size for f in fields} >= {0, 2, 4}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_seeds_are_audited_as_they_are(
-    fmt: str, seeds: dict[str, list[tuple[bytes, list[Field]]]], tmp_path: Path
-) -> None:
+def test_seeds_are_audited_as_they_are(fmt: str, seeds: Family, tmp_path: Path) -> None:
     for index, (data, _fields) in enumerate(seeds[fmt]):
         path = tmp_path / f"seed{index}.so"
         path.write_bytes(data)
@@ -206,31 +205,17 @@ def test_seeds_are_audited_as_they_are(
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_structure_mutants(
     fmt: str,
-    seeds: dict[str, list[tuple[bytes, list[Field]]]],
+    seeds: Family,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    directory = tmp_path_factory.mktemp(f"fuzz-{fmt}")
-
-    @FUZZ_SETTINGS
-    @given(st.data())
-    def check(data: st.DataObject) -> None:
-        _fuzz(seeds, fmt, fmt, directory, data)
-
-    check()
+    _fuzz(seeds, fmt, fmt, tmp_path_factory.mktemp(f"fuzz-{fmt}"))
 
 
 @pytest.mark.network
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_structure_mutants_of_real_wheel_members(
     fmt: str,
-    real_seeds: dict[str, list[tuple[bytes, list[Field]]]],
+    real_seeds: Family,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    directory = tmp_path_factory.mktemp(f"fuzz-real-{fmt}")
-
-    @FUZZ_SETTINGS
-    @given(st.data())
-    def check(data: st.DataObject) -> None:
-        _fuzz(real_seeds, fmt, f"{fmt} (real)", directory, data)
-
-    check()
+    _fuzz(real_seeds, fmt, f"{fmt} (real)", tmp_path_factory.mktemp(f"fuzz-real-{fmt}"))
