@@ -53,6 +53,22 @@ class FileTooLargeError(_Refusal):
     """A file is larger than the budget it is read with; nothing of it was kept."""
 
 
+class OutsideError(_Refusal):
+    """The path leads, through a symbolic link, out of the directory it may be read in; it
+    was not opened."""
+
+
+def outside_reason(target: str | Path) -> str:
+    """What a scan says of a symbolic link that leads to ``target``, out of what it scans."""
+    return f"symbolic link to {target}, outside the scanned directory: not followed"
+
+
+def is_inside(path: str | Path, directory: str | Path) -> bool:
+    """True when the real path of ``path`` lies inside the real path of ``directory``."""
+    real, base = os.path.realpath(path), os.path.realpath(directory)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _kind(mode: int) -> str:
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
@@ -66,13 +82,16 @@ def _refuse(path: Path | str, mode: int) -> NotRegularFileError:
     return NotRegularFileError(0, not_regular_reason(mode), str(path))
 
 
-def open_regular(path: Path | str) -> io.FileIO:
+def open_regular(path: Path | str, *, within: Path | None = None) -> io.FileIO:
     """Open the regular file ``path`` for reading (unbuffered, binary).
 
     Raises :class:`NotRegularFileError` when ``path`` is anything else, before opening it or
     (if it was swapped between the check and the ``open``) right after, and :class:`OSError`
-    when it cannot be opened at all. Symbolic links are followed, as ``open`` does.
+    when it cannot be opened at all. Symbolic links are followed, as ``open`` does, but with
+    ``within`` only as far as that directory: :class:`OutsideError` if they lead out of it.
     """
+    if within is not None and not is_inside(path, within):
+        raise OutsideError(0, outside_reason(os.path.realpath(path)), str(path))
     info = os.stat(path)  # noqa: PTH116 - a str or a Path
     if not stat.S_ISREG(info.st_mode):
         raise _refuse(path, info.st_mode)
@@ -87,13 +106,14 @@ def open_regular(path: Path | str) -> io.FileIO:
         raise
 
 
-def read_regular(path: Path | str, limit: int) -> bytes:
+def read_regular(path: Path | str, limit: int, *, within: Path | None = None) -> bytes:
     """The whole content of the regular file ``path``, at most ``limit`` bytes.
 
     Raises :class:`FileTooLargeError` when it holds more, :class:`NotRegularFileError` when it
-    is not a regular file, :class:`OSError` when it cannot be read.
+    is not a regular file, :class:`OutsideError` when it lies out of ``within`` (if given),
+    :class:`OSError` when it cannot be read.
     """
-    with open_regular(path) as handle:
+    with open_regular(path, within=within) as handle:
         chunks: list[bytes] = []
         total = 0
         while total <= limit:

@@ -72,6 +72,11 @@ def test_links_out_of_the_site_directory_are_reported_and_never_read(
     # The RECORD lists a library through the link: the head start must not read it either.
     record = site / "pkg-1.0.dist-info" / "RECORD"
     record.write_text(record.read_text() + "pkg/vendor/deep/libout.so,,\n")
+    # Metadata through links: a whole .dist-info, and one file of an inside one.
+    _dist(outside, "ext", {"ext/libext.so": built.unstable_lib})
+    (site / "ext-1.0.dist-info").symlink_to(outside / "ext-1.0.dist-info")
+    (outside / "WHEEL").write_text("Wheel-Version: 1.0\n")
+    (site / "pkg-1.0.dist-info" / "WHEEL").symlink_to(outside / "WHEEL")
     watch = OpenWatch(outside)
     try:
         run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")
@@ -92,6 +97,13 @@ def test_links_out_of_the_site_directory_are_reported_and_never_read(
             f"{link}: {shown}" in line or line == f"  Problem: {shown}" for line in run.lines
         )
     assert "    [STABLE  ] [not-abi3              ] libpkg.so" in "\n".join(run.lines)
+    outside_record = (
+        f"unreadable RECORD: symbolic link to {outside / 'ext-1.0.dist-info' / 'RECORD'}"
+    )
+    assert any(outside_record in line for line in run.lines), run.out
+    assert any(
+        f"unreadable WHEEL: symbolic link to {outside / 'WHEEL'}" in line for line in run.lines
+    )
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

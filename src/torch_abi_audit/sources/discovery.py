@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch_abi_audit.files import not_regular_reason
+from torch_abi_audit.files import not_regular_reason, outside_reason
 
 _LIBRARY_NAME = re.compile(
     r"""(?ix)
@@ -97,9 +97,7 @@ class _Boundary:
 
 
 def _leaves(link: str, target: str) -> ScanProblem:
-    return ScanProblem(
-        Path(link), f"symbolic link to {target}, outside the scanned directory: not followed"
-    )
+    return ScanProblem(Path(link), outside_reason(target))
 
 
 class _Walk:

@@ -51,11 +51,13 @@ class InstalledDistribution:
         """The parsed ``METADATA`` and ``WHEEL`` files (never raises)."""
         what = "METADATA"
         try:
-            raw = read_regular(self.metadata_dir / "METADATA", MAX_METADATA_SIZE)
+            # Nothing is read out of the site directory, whatever links say.
+            site = self.metadata_dir.parent
+            raw = read_regular(self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site)
             what = "WHEEL"
             try:
                 wheel_file: bytes | None = read_regular(
-                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE
+                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site
                 )
             except FileNotFoundError:
                 wheel_file = None
@@ -170,10 +172,12 @@ def _record_path(line: str) -> str:
 
 def read_distribution(dist_info: Path) -> InstalledDistribution:
     """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
-    ``problem`` (and ``metadata.problem``)."""
+    ``problem`` (and ``metadata.problem``). Nothing out of the directory holding ``dist_info``
+    is read: a link that leads there (the directory itself, or one of its files) is a
+    problem."""
     record = _RecordReader()
     try:
-        with open_regular(dist_info / "RECORD") as handle:
+        with open_regular(dist_info / "RECORD", within=dist_info.parent) as handle:
             record.read(handle)
     except (OSError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
