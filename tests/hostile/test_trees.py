@@ -77,6 +77,13 @@ def test_links_out_of_the_site_directory_are_reported_and_never_read(
     (site / "ext-1.0.dist-info").symlink_to(outside / "ext-1.0.dist-info")
     (outside / "WHEEL").write_text("Wheel-Version: 1.0\n")
     (site / "pkg-1.0.dist-info" / "WHEEL").symlink_to(outside / "WHEEL")
+    # The torch that loading is predicted against: one of its libraries, and its version.py.
+    (site / "torch" / "lib").mkdir(parents=True)
+    shutil.copyfile(built.stable_plugin, site / "torch" / "lib" / "libtorch_cpu.so")
+    shutil.copyfile(built.unstable_lib, outside / "libc10.so")
+    (site / "torch" / "lib" / "libc10.so").symlink_to(outside / "libc10.so")
+    (outside / "version.py").write_text("__version__ = '2.13.0'\n")
+    (site / "torch" / "version.py").symlink_to(outside / "version.py")
     watch = OpenWatch(outside)
     try:
         run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-from torch_abi_audit.files import not_regular_reason, read_regular
+from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason, read_regular
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
 from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import is_torch_library
@@ -102,7 +102,7 @@ def torch_version(package: Path) -> str | None:
     """``__version__`` of a ``torch`` package directory, read from ``version.py`` as text (never
     imported); ``None`` when the file is missing or names no version."""
     try:
-        text = read_regular(package / "version.py", _MAX_VERSION_FILE)
+        text = read_regular(package / "version.py", _MAX_VERSION_FILE, within=package)
     except OSError:  # missing, not a regular file (never opened), too large
         return None
     return _version_of(text.decode("utf-8", errors="replace"))
@@ -159,8 +159,12 @@ def load_torch_install(path: Path) -> TorchInstall:
     for name in lib_files:
         if not is_torch_library(name):
             continue
+        file = package / "lib" / name
+        if not is_inside(file, package):  # read nothing a link takes out of the installation
+            problems.append(f"{name}: {outside_reason(os.path.realpath(file))}")
+            continue
         try:
-            library = read_library(package / "lib" / name)
+            library = read_library(file)
             exports.update(library.exports.names())
             formats.add(str(library.format))
             read.append(name)
