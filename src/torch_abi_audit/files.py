@@ -28,6 +28,8 @@ _FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_BINARY", 0)  # Windows
 )
+#: The largest configuration file read (``pyvenv.cfg``: a few lines).
+MAX_CONFIG_SIZE = 64 << 10
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),

@@ -210,3 +210,15 @@ def test_unreadable_files_and_directories(built: Fixtures, tmp_path: Path) -> No
         assert "demo-1.0.dist-info: unreadable METADATA: Permission denied\n" in demo
         assert "libsecret.so  (error: cannot read file: Permission denied)" in demo
         assert "  Problem: permission denied" in blocks["Package: locked"]
+
+
+def test_python_environment_with_a_fifo_for_pyvenv_cfg(built: Fixtures, tmp_path: Path) -> None:
+    """``--python VENV`` reads the environment's ``pyvenv.cfg`` first."""
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "demo").mkdir(parents=True)
+    shutil.copyfile(built.stable_plugin, site / "demo" / "libdemo.so")
+    _fifo(venv / "pyvenv.cfg")
+    run = run_cli(["--python", str(venv), "--all"], tmp_path / "scratch")
+    assert run.code == 0, run.err
+    assert "  demo " in run.out

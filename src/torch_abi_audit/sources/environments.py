@@ -26,6 +26,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
+
 
 class EnvironmentNotFound(LookupError):
     """``--python`` or ``--site-packages`` names nothing whose packages can be found."""
@@ -54,9 +56,10 @@ _CFG_VERSION = re.compile(r"^(3\.\d+)")
 def read_pyvenv_cfg(prefix: Path) -> dict[str, str] | None:
     """The ``key = value`` lines of ``prefix/pyvenv.cfg`` (PEP 405), or ``None`` without one."""
     try:
-        text = (prefix / "pyvenv.cfg").read_text("utf-8", errors="replace")
-    except OSError:
+        raw = read_regular(prefix / "pyvenv.cfg", MAX_CONFIG_SIZE)
+    except OSError:  # missing, not a regular file (a FIFO would block), too large
         return None
+    text = raw.decode("utf-8", errors="replace")
     values = {}
     for line in text.splitlines():
         key, equals, value = line.partition("=")

@@ -12,11 +12,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from torch_abi_audit.files import read_regular
+from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
 from torch_abi_audit.rules.python_findings import Interpreter
 
 _LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
-_MAX_CONFIG_SIZE = 64 << 10
 _PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(3\.\d+)", re.MULTILINE)
 
 
@@ -36,7 +35,7 @@ def site_packages_interpreter(site: Path) -> Interpreter | None:
     for parent in list(site.parents)[:3]:
         config = parent / "pyvenv.cfg"
         try:
-            text = read_regular(config, _MAX_CONFIG_SIZE).decode("utf-8", errors="replace")
+            text = read_regular(config, MAX_CONFIG_SIZE).decode("utf-8", errors="replace")
         except OSError:  # missing, not a regular file (a FIFO would block), too large
             continue
         match = _PYVENV_VERSION.search(text)
