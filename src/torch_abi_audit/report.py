@@ -14,6 +14,7 @@ from pathlib import Path
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
+from torch_abi_audit.rules.migration import MigrationPlan
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
@@ -100,22 +101,37 @@ class TorchReference:
     version when known; ``root`` the installation (``torch`` directory or wheel) whose exports
     were read, ``None`` for a release known only from the stable-ABI table; ``origin`` says
     where it came from: ``environment`` (the scanned site-packages), ``--torch`` or
-    ``--torch-version``.
+    ``--torch-version``. For a release, ``variant`` is the build variant asked for (``cpu``,
+    ``cu126``; ``None``: the index's default build) and ``cuda_major`` the CUDA major of that
+    build on Linux x86_64 (``None``: no CUDA, or not known).
     """
 
     label: str
     version: str | None
     root: Path | None
     origin: str
+    variant: str | None = None
+    cuda_major: int | None = None
 
 
 @dataclass(frozen=True)
 class WheelReport:
-    """The wheel a package report was read from: its path, file name and the tags it names."""
+    """The wheel a package report was read from: its path, file name and the tags it names.
+
+    ``unverified_members`` are the library members whose size and CRC-32 were not checked:
+    they were decompressed only as far as the audit needed (``--verify-archive`` reads every
+    member to its end); ``verified`` is true when there are none.
+    """
 
     path: Path
     filename: str
     tags: tuple[str, ...]
+    unverified_members: tuple[str, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        """Every library member's size and CRC-32 were checked."""
+        return not self.unverified_members
 
 
 def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
@@ -180,7 +196,9 @@ class ExtensionReport:
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
     ``optional_needed`` are the needed libraries whose absence does not stop the load
-    (weak-linked dylibs, delay-loaded DLLs).
+    (weak-linked dylibs, delay-loaded DLLs). ``verified`` is, for a wheel member, whether its
+    size and CRC-32 were checked (``False``: it was decompressed only as far as the audit
+    needed); ``None`` for a file.
     """
 
     path: Path
@@ -200,6 +218,7 @@ class ExtensionReport:
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
+    verified: bool | None = None
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -222,6 +241,7 @@ class PackageReport:
 
     ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
     Both count for the torch verdict; only extensions count for the CPython verdict.
+    ``migration`` is the package's migration plan when one was asked for (``explain``).
     """
 
     name: str
@@ -235,6 +255,7 @@ class PackageReport:
     unavailable: str | None = None
     findings: tuple[Finding, ...] = ()
     torch_reference: TorchReference | None = None
+    migration: MigrationPlan | None = None
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:
@@ -303,11 +324,11 @@ class PackageReport:
 
     @property
     def load_status(self) -> LoadStatus | None:
-        """``fails`` if any library is predicted not to load, ``tied-to-build`` if some are
-        only judged tied to their build, ``loads`` if all that concern torch load; ``None``
-        without a prediction."""
+        """``fails`` if any library is predicted not to load, ``unknown`` if the data cannot
+        tell for some, ``loads`` if all that concern torch load; ``None`` without a
+        prediction."""
         statuses = {lib.load.status for lib in self.libraries if lib.load is not None}
-        for status in (LoadStatus.FAILS, LoadStatus.TIED, LoadStatus.LOADS):
+        for status in (LoadStatus.FAILS, LoadStatus.UNKNOWN, LoadStatus.TIED, LoadStatus.LOADS):
             if status in statuses:
                 return status
         return None

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_markdown
 from torch_abi_audit.renderers.escaping import html_text, markdown_code, markdown_text
+from torch_abi_audit.renderers.migration import plan_markdown
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
@@ -40,6 +44,7 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
+from torch_abi_audit.rules.load_prediction import LoadStatus
 
 #: The longest comment GitHub accepts on a pull request or issue (characters).
 GITHUB_COMMENT_LIMIT = 65_536
@@ -250,6 +255,12 @@ def _source_lines(package: PackageReport) -> list[str]:
     if package.wheel is not None:
         facts.append(f"wheel {markdown_code(package.wheel.filename)}")
         facts.append(f"tags {markdown_code(', '.join(package.wheel.tags))}")
+        if not package.wheel.verified:
+            count = len(package.wheel.unverified_members)
+            facts.append(
+                f"not fully verified ({_plural(count, 'library', 'libraries')} read only as far "
+                "as needed; `--verify-archive` checks every CRC-32)"
+            )
     else:
         facts.append(f"at {markdown_code(str(package.root))}")
     dist = package.distribution
@@ -281,15 +292,23 @@ def _finding_lines(package: PackageReport) -> list[str]:
     return lines
 
 
+#: The load outcomes whose messages a package's details list, under these headings.
+_LOAD_HEADINGS = (
+    (LoadStatus.FAILS, "Will not load"),
+    (LoadStatus.UNKNOWN, "Cannot tell whether it loads"),
+)
+
+
 def _load_lines(package: PackageReport) -> list[str]:
-    failures = package.load_failures
-    if not failures:
-        return []
-    lines = ["", "**Will not load**", ""]
-    for lib in failures:
-        assert lib.load is not None
-        name = markdown_code(package.library_name(lib.path))
-        lines.append(f"- {name}: {markdown_text(lib.load.message)}")
+    lines: list[str] = []
+    for status, heading in _LOAD_HEADINGS:
+        libraries = [lib for lib in package.libraries if lib.load and lib.load.status is status]
+        if libraries:
+            lines += ["", f"**{heading}**", ""]
+        for lib in libraries:
+            assert lib.load is not None
+            name = markdown_code(package.library_name(lib.path))
+            lines.append(f"- {name}: {markdown_text(lib.load.message)}")
     return lines
 
 
@@ -316,6 +335,8 @@ def _details(package: PackageReport, level: Level, left_out: _LeftOut) -> list[s
     lines += _symbol_table(
         "CPython symbols outside the stable ABI", violations, level.symbols, left_out
     )
+    if package.migration is not None and package.migration.occurrences:
+        lines += ["", "**Migration plan** (`--explain`)", "", *plan_markdown(package.migration)]
     return [*lines, "", "</details>"]
 
 
@@ -354,6 +375,26 @@ def render_at(result: AuditResult, options: RenderOptions, level: Level) -> str:
 
 def render(document: Document, options: RenderOptions) -> str:
     """``--format markdown``: the most detailed rendering that fits in a GitHub comment."""
+    match document:
+        case PackageDiff():
+            return render_diff(document)
+        case AuditResult():
+            return render_audit(document, options)
+        case _:
+            assert_never(document)
+
+
+def render_diff(diff: PackageDiff) -> str:
+    """A diff for a pull request: with its entity changes if that fits in a comment, else
+    without them (and saying so)."""
+    text = diff_markdown(diff)
+    if len(text) <= GITHUB_COMMENT_LIMIT:
+        return text
+    return diff_markdown(diff, details=False)
+
+
+def render_audit(document: AuditResult, options: RenderOptions) -> str:
+    """An audit result at the most detailed level that fits in a GitHub comment."""
     for level in LEVELS:
         text = render_at(document, options, level)
         if len(text) <= GITHUB_COMMENT_LIMIT:

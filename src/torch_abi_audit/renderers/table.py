@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_lines
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
@@ -24,6 +28,7 @@ from torch_abi_audit.renderers.summary import (
     nothing_found,
 )
 from torch_abi_audit.report import (
+    AuditResult,
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
@@ -78,13 +83,17 @@ def _slice_line(part: SliceReport) -> str:
 
 
 def _load_details(lib: ExtensionReport) -> list[str]:
-    """``-v``: every missing library and undefined symbol behind a failed load prediction, and
-    what is missing but optional (weak imports, weak-linked or delay-loaded libraries)."""
+    """``-v``: the release build judged against, every missing library, undefined symbol and
+    failed bundled dependency behind a failed load prediction, what the data cannot tell behind
+    an unknown one, and what is missing but optional (weak imports, weak-linked or delay-loaded
+    libraries)."""
     load = lib.load
     if load is None:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
     lines: list[str] = []
+    if load.build is not None:
+        lines.append(f"        judged against: {load.build}")
     if load.fails:
         lines += _limited(list(load.missing_libraries[1:]), "also: ")
         lines += _limited(
@@ -92,6 +101,11 @@ def _load_details(lib: ExtensionReport) -> list[str]:
             f"not exported by {load.against}: ",
         )
         lines += _limited(list(load.failed_dependencies), "needs, and will not load: ")
+    elif load.status is LoadStatus.UNKNOWN:
+        lines += _limited(list(load.undecided_libraries), "not known to be installed: ")
+        lines += _limited(
+            [demangled.get(name, name) for name in load.undecided_symbols], "not recorded: "
+        )
     lines += _limited(
         [demangled.get(name, name) for name in load.weak_undefined_symbols],
         f"weak, not in {load.against} (the load goes on): ",
@@ -163,7 +177,7 @@ def library_lines(
             line += f"  torch-libs={','.join(_basename(n) for n in torch.torch_libraries)}"
     lines = [line]
     lines += [_slice_line(part) for part in lib.slices]
-    if lib.load is not None and lib.load.fails:
+    if lib.load is not None and lib.load.status in (LoadStatus.FAILS, LoadStatus.UNKNOWN):
         lines.append(f"        {lib.load.message}")
     cpython = lib.cpython
     if cpython.future_symbols:
@@ -226,6 +240,15 @@ def _load_line(report: PackageReport) -> list[str]:
         judged = sum(1 for lib in report.libraries if lib.load is not None)
         failed = len(report.load_failures)
         return [f"  Loads:       NO, not with {reference.label} ({failed} of {judged} libraries)"]
+    if status is LoadStatus.UNKNOWN:
+        judged = sum(1 for lib in report.libraries if lib.load is not None)
+        unknown = sum(
+            1 for lib in report.libraries if lib.load and lib.load.status is LoadStatus.UNKNOWN
+        )
+        return [
+            f"  Loads:       unknown with {reference.label} (the data cannot tell for {unknown} "
+            f"of {judged} libraries)"
+        ]
     if status is LoadStatus.TIED:
         return [
             f"  Loads:       only with the torch it was built for (unstable); "
@@ -261,6 +284,12 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
         lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
+        if not report.wheel.verified:
+            count = len(report.wheel.unverified_members)
+            lines.append(
+                f"  Archive:     not fully verified: {count} of {len(report.libraries)} "
+                "libraries read only as far as needed (--verify-archive checks every CRC-32)"
+            )
     if report.distribution is not None:
         dist = report.distribution
         lines.append(f"  Distribution: {dist.name} {dist.version}")
@@ -294,6 +323,8 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
+    if report.migration is not None:
+        lines.extend(plan_lines(report.migration))
     return lines
 
 
@@ -374,16 +405,28 @@ def format_environment(
         for package in environment_order(shown):
             if needs_attention(package):
                 out += ["", *_package_lines(package, verbose=True)]
+    elif any(p.migration is not None and p.migration.occurrences for p in shown):
+        # --explain without -v: the plans of the packages that have something to port.
+        for package in sorted(shown, key=lambda p: p.name.lower()):
+            if package.migration is not None and package.migration.occurrences:
+                out += ["", f"Package: {package.name}", *plan_lines(package.migration)]
     return terminal_lines(out)
 
 
 def render(document: Document, options: RenderOptions) -> str:
-    """``--format table``: the environment table, or one block per target package."""
-    if document.environment is not None:
-        return format_environment(
-            document.environment, verbose=options.verbose, show_all=options.show_all
-        )
-    return format_packages(list(document.packages), verbose=options.verbose)
+    """``--format table``: the environment table, or one block per target package; for a
+    diff, the comparison."""
+    match document:
+        case PackageDiff():
+            return terminal_lines(diff_lines(document, verbose=options.verbose))
+        case AuditResult() if document.environment is not None:
+            return format_environment(
+                document.environment, verbose=options.verbose, show_all=options.show_all
+            )
+        case AuditResult():
+            return format_packages(list(document.packages), verbose=options.verbose)
+        case _:
+            assert_never(document)
 
 
 RENDERER = Renderer("table", "the human-readable table (the default)", render)
