@@ -12,7 +12,8 @@ What must hold for every input: a report or a per-file error, never an exception
 of CPU (a wall-clock deadline catches hangs) and :data:`MEMORY_LIMIT` of Python allocations,
 and text output free of terminal controls.
 
-The quick run (CI) takes :data:`QUICK_CASES` mutants per format. The long run::
+The quick run (CI) takes :data:`QUICK_CASES` mutants of the compiled and built seeds and
+:data:`QUICK_REAL_CASES` of the real members per format. The long run::
 
     TORCH_ABI_AUDIT_FUZZ_CASES=10000 TORCH_ABI_AUDIT_FUZZ_REPORT=fuzz.json \\
         python -m pytest tests/fuzz -p no:cacheprovider -q
@@ -47,9 +48,11 @@ from torch_abi_audit.renderers.json_report import dumps, library_object
 from torch_abi_audit.renderers.table import library_lines
 from torch_abi_audit.report import ExtensionReport
 
-#: Mutants per format in the quick run.
+#: Mutants per format in the quick run: of the compiled and built seeds, of the real members.
 QUICK_CASES = 150
+QUICK_REAL_CASES = 100
 CASES = int(os.environ.get("TORCH_ABI_AUDIT_FUZZ_CASES", QUICK_CASES))
+REAL_CASES = int(os.environ.get("TORCH_ABI_AUDIT_FUZZ_CASES", QUICK_REAL_CASES))
 #: What one file may cost at most (the guarantee is 2 s; seeds are small).
 TIME_LIMIT = 2.0
 MEMORY_LIMIT = 64 << 20
@@ -164,20 +167,20 @@ MUTATIONS = st.lists(
     min_size=1,
     max_size=4,
 )
-FUZZ_SETTINGS = settings(
-    max_examples=CASES,
-    deadline=None,
-    database=None,  # nothing written into the checkout
-    derandomize=CASES == QUICK_CASES,  # CI: the same mutants every run
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+LONG_RUN = "TORCH_ABI_AUDIT_FUZZ_CASES" in os.environ
 
 
-def _fuzz(family: Family, fmt: str, key: str, where: Path) -> None:
-    """Run :data:`CASES` mutants of ``family``'s ``fmt`` seeds, recorded under ``key``."""
+def _fuzz(family: Family, fmt: str, key: str, where: Path, cases: int) -> None:
+    """Run ``cases`` mutants of ``family``'s ``fmt`` seeds, recorded under ``key``."""
     suffix = {"elf": ".so", "mach-o": ".dylib", "pe": ".pyd"}[fmt]
 
-    @FUZZ_SETTINGS
+    @settings(
+        max_examples=cases,
+        deadline=None,
+        database=None,  # nothing written into the checkout
+        derandomize=not LONG_RUN,  # CI: the same mutants every run
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(st.data())
     def check(data: st.DataObject) -> None:
         seed, fields = data.draw(st.sampled_from(family[fmt]), label="seed")
@@ -211,7 +214,7 @@ def test_structure_mutants(
     seeds: Family,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    _fuzz(seeds, fmt, fmt, tmp_path_factory.mktemp(f"fuzz-{fmt}"))
+    _fuzz(seeds, fmt, fmt, tmp_path_factory.mktemp(f"fuzz-{fmt}"), CASES)
 
 
 @pytest.mark.network
@@ -221,4 +224,5 @@ def test_structure_mutants_of_real_wheel_members(
     real_seeds: Family,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    _fuzz(real_seeds, fmt, f"{fmt} (real)", tmp_path_factory.mktemp(f"fuzz-real-{fmt}"))
+    directory = tmp_path_factory.mktemp(f"fuzz-real-{fmt}")
+    _fuzz(real_seeds, fmt, f"{fmt} (real)", directory, REAL_CASES)

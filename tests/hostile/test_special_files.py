@@ -22,17 +22,23 @@ from torch_abi_audit.report import ExtensionReport, PackageReport
 TAG = "cp311-abi3-manylinux_2_28_x86_64"
 
 
-def _site(root: Path, built: Fixtures) -> Path:
-    """A site-packages (its path names no Python version) with one distribution, ``demo``,
-    owning one stable library, and a ``pyvenv.cfg`` above it."""
-    site = root / "venv" / "site-packages"
-    (site / "demo").mkdir(parents=True)
-    shutil.copyfile(built.stable_plugin, site / "demo" / "libdemo.so")
-    dist_info = site / "demo-1.0.dist-info"
+def _install(site: Path, name: str, built: Fixtures) -> None:
+    """Distribution ``name`` 1.0, owning one stable library ``name/lib<name>.so``."""
+    (site / name).mkdir(parents=True)
+    shutil.copyfile(built.stable_plugin, site / name / f"lib{name}.so")
+    dist_info = site / f"{name}-1.0.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(metadata_text("demo", "1.0", ["torch>=2.11"]))
+    (dist_info / "METADATA").write_text(metadata_text(name, "1.0", ["torch>=2.11"]))
     (dist_info / "WHEEL").write_text(f"Wheel-Version: 1.0\nTag: {TAG}\n")
-    (dist_info / "RECORD").write_text("demo/libdemo.so,,\ndemo-1.0.dist-info/RECORD,,\n")
+    (dist_info / "RECORD").write_text(f"{name}/lib{name}.so,,\n{name}-1.0.dist-info/RECORD,,\n")
+
+
+def _site(root: Path, built: Fixtures, names: tuple[str, ...] = ("demo",)) -> Path:
+    """A site-packages (its path names no Python version) with a distribution per name, and a
+    ``pyvenv.cfg`` above it."""
+    site = root / "venv" / "site-packages"
+    for name in names:
+        _install(site, name, built)
     (root / "venv" / "pyvenv.cfg").write_text("version = 3.11.7\n")
     return site
 
@@ -70,34 +76,34 @@ def sockets() -> Iterator[Callable[[Path], None]]:
 
 SPECIALS = {"fifo": _fifo, "zero-device": _zero_device}
 
-# Where in the site the special file goes, and what the report must then say.
+# Where in the site a special file goes: one distribution each.
 PLACES = {
-    "RECORD": "demo-1.0.dist-info/RECORD",
-    "METADATA": "demo-1.0.dist-info/METADATA",
-    "WHEEL": "demo-1.0.dist-info/WHEEL",
-    "library": "demo/libdemo.so",
-    "pyvenv.cfg": "../pyvenv.cfg",
+    "record": "record-1.0.dist-info/RECORD",
+    "meta": "meta-1.0.dist-info/METADATA",
+    "wheel": "wheel-1.0.dist-info/WHEEL",
+    "lib": "lib/liblib.so",
 }
 
 
 @pytest.mark.parametrize("kind", sorted(SPECIALS))
-@pytest.mark.parametrize("place", sorted(PLACES))
-def test_special_file_in_a_site_packages(
-    kind: str, place: str, built: Fixtures, tmp_path: Path
-) -> None:
-    site = _site(tmp_path / "tree", built)
-    special = site / PLACES[place]
-    SPECIALS[kind](special)
+def test_special_files_in_a_site_packages(kind: str, built: Fixtures, tmp_path: Path) -> None:
+    """A RECORD, a METADATA, a WHEEL, a listed library and the pyvenv.cfg above the site are
+    special files, each in its own distribution, next to a sound one."""
+    site = _site(tmp_path / "tree", built, ("demo", *PLACES))
+    for place in PLACES.values():
+        SPECIALS[kind](site / place)
+    SPECIALS[kind](site.parent / "pyvenv.cfg")  # a hint of the interpreter only: no problem
     before = snapshot(tmp_path / "tree")
     run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")
     assert snapshot(tmp_path / "tree") == before
-    if place == "pyvenv.cfg":
-        # Only a hint of the interpreter: without it there is nothing to report, no error.
-        assert run.code == 0, run.err
-        return
     assert run.code == 2, run.out
-    described = "not a regular file"
-    assert any(described in line and special.name in line for line in run.lines), run.out
+    # "unreadable RECORD: not a regular file (a FIFO)", "liblib.so: not a regular file (...)"
+    for place in PLACES.values():
+        name = Path(place).name
+        assert any(f"{name}: not a regular file (a " in line for line in run.lines), run.out
+    blocks = {block.split("\n", 1)[0]: block for block in run.out.split("\n\n")}
+    assert "Problem" not in blocks.get("Package: demo", "Problem")
+    assert "    [STABLE  ] [not-abi3              ] libdemo.so" in blocks["Package: demo"]
 
 
 @pytest.mark.parametrize("kind", sorted(SPECIALS))
@@ -132,10 +138,10 @@ def test_special_files_as_targets(
     _fifo(tree / "libfifo.so")
     _zero_device(tree / "libzero.so")
     sockets(tree / "libsocket.so")
-    for name in ("libfifo.so", "libzero.so", "libsocket.so"):
-        run = run_cli([str(tree / name)], tmp_path / f"scratch-{name}")
-        assert run.code == 2
-        assert any("not a regular file" in line for line in run.lines), run.out
+    names = ("libfifo.so", "libzero.so", "libsocket.so")
+    run = run_cli([str(tree / name) for name in names], tmp_path / "scratch-files")
+    assert run.code == 2
+    assert sum("not a regular file" in line for line in run.lines) == 3, run.out
     run = run_cli([str(tree)], tmp_path / "scratch-tree")
     assert run.code == 2
     problems = [line for line in run.lines if line.startswith("  Problem:")]

@@ -113,10 +113,7 @@ def test_links_out_of_the_site_directory_are_reported_and_never_read(
     )
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_million_missing_libraries_in_a_record(
-    jobs: str, built: Fixtures, tmp_path: Path
-) -> None:
+def test_a_million_missing_libraries_in_a_record(built: Fixtures, tmp_path: Path) -> None:
     """It took 32-66 s and 2 GB, exited 0 and reported nothing."""
     site = tmp_path / "site-packages"
     _dist(site, "real", {"real/libreal.so": built.stable_plugin})
@@ -126,7 +123,7 @@ def test_a_million_missing_libraries_in_a_record(
     with (dist_info / "RECORD").open("w") as record:
         for index in range(1_000_000):
             record.write(f"huge/sub{index % 97}/lib{index}.so,sha256=AAAA,1\n")
-    run = run_cli(["--site-packages", str(site), "--all", "-v", "-j", jobs], tmp_path / "scratch")
+    run = run_cli(["--site-packages", str(site), "--all", "-v", "-j", "2"], tmp_path / "scratch")
     assert run.code == 2
     assert run.seconds < 20 and run.peak_memory < 400 << 20
     problems = [line for line in run.lines if "huge-1.0.dist-info/RECORD" in line]
@@ -213,10 +210,17 @@ def test_the_audited_tree_is_left_as_it_was(built: Fixtures, tmp_path: Path) -> 
     _dist(site, "pkg", {"pkg/libpkg.so": built.stable_plugin, "pkg/_c.abi3.so": built.abi3_ext})
     write_wheel(site, "whl", "1.0", [TAG], {"whl/libw.so": built.unstable_lib.read_bytes()})
     before = snapshot(site)
+    scan = ["--site-packages", str(site), "--all", "-v"]
+    runs = [
+        (scan, "1"),
+        (scan, "2"),
+        (scan, "1"),
+        ([str(site), "-v"], "1"),
+        ([str(site), "-v"], "2"),
+    ]
     outputs = set()
-    for jobs in ("1", "2", "1"):
-        for argv in (["--site-packages", str(site), "--all", "-v"], [str(site), "-v"]):
-            run = run_cli([*argv, "-j", jobs], tmp_path / f"scratch-{jobs}-{len(argv)}")
-            outputs.add((tuple(argv), run.code, run.out, run.err))
+    for index, (argv, jobs) in enumerate(runs):
+        run = run_cli([*argv, "-j", jobs], tmp_path / f"scratch-{index}")
+        outputs.add((tuple(argv), run.code, run.out, run.err))
     assert snapshot(site) == before
     assert len(outputs) == 2  # byte-identical across runs and -j
