@@ -5,10 +5,12 @@ extracting anything: :class:`WheelArchive` reads the central directory, rejects 
 broken archives with a clear reason, and hands out each library member as a byte source
 (:mod:`torch_abi_audit.sources.wheel_bytes`).
 
-Hostile archives: unsafe member names (absolute, ``..``, drive letters, backslashes, NUL),
-duplicate names, members that overlap each other (the "non-recursive zip bomb"), and declared
-sizes or compression ratios no real wheel has. Such problems are reported; the members that are
-safe to read are still audited.
+Hostile archives: unsafe member names (absolute, ``..``, drive letters, backslashes, NUL — as
+the central directory spells them), duplicate names, symbolic-link members, members that overlap
+each other (the "non-recursive zip bomb"), and declared sizes or compression ratios no real wheel
+has. Such problems are reported; the members that are safe to read are still audited. An archive
+whose central directory holds more members than any wheel is refused before it is parsed, and
+metadata members are read as bounded streams (a bomb cannot inflate past its declared size).
 """
 
 from __future__ import annotations
