@@ -29,6 +29,7 @@ from torch_abi_audit.readers import (
 from torch_abi_audit.readers.source import file_bytes
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
+from torch_abi_audit.rules.bundled_runtimes import identify_runtime
 from torch_abi_audit.rules.cpython_abi import (
     CPythonAnalysis,
     analyse_cpython,
@@ -155,6 +156,7 @@ def inspect_extension(
             # Symbol tables decode lazily: a bad entry found now is still this file's error.
             entries = entry_points(library)
             lookups = _runtime_lookups(opened.source, library, library.imports.names())
+            runtime = identify_runtime(library)
         torch, cpython = judge(library, path.name, lookups)
         slices = tuple(
             SliceReport(part.machine, part.min_os, *judge(part, path.name, lookups))
@@ -173,11 +175,13 @@ def inspect_extension(
         path=path,
         cpython=cpython,
         torch=torch,
-        kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
+        kind=_kind(library, entries),
         format=str(library.format),
         machine=library.machine,
         needed=library.needed,
         optional_needed=library.optional_needed,
+        runtime=runtime,
+        version_needs=library.version_needs,
         soname=library.soname,
         runpath=library.runpath,
         rpath=library.rpath,
@@ -200,6 +204,12 @@ def internal_error(exc: BaseException) -> str:
         + (f": {detail}" if detail else "")
         + " (a bug of torch-abi-audit: please report it)"
     )
+
+
+def _kind(library: Library, entries: tuple[str, ...]) -> LibraryKind:
+    if library.executable:
+        return LibraryKind.EXECUTABLE
+    return LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED
 
 
 def _any_library(_name: str) -> bool:

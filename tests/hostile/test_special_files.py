@@ -228,3 +228,14 @@ def test_python_environment_with_a_fifo_for_pyvenv_cfg(built: Fixtures, tmp_path
     run = run_cli(["--python", str(venv), "--all"], tmp_path / "scratch")
     assert run.code == 0, run.err
     assert "  demo " in run.out
+
+
+def test_an_executable_fifo_named_like_a_program(tmp_path: Path) -> None:
+    """Programs are found by name and execute bit, then their first bytes: a FIFO with an
+    execute bit and no extension (``bin/tool``) is never opened."""
+    tool = tmp_path / "tree" / "pkg" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    _fifo(tool)
+    tool.chmod(0o755)
+    run = run_cli([str(tmp_path / "tree" / "pkg")], tmp_path / "scratch")
+    assert run.code == 0, run.err

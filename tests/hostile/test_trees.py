@@ -224,3 +224,35 @@ def test_the_audited_tree_is_left_as_it_was(built: Fixtures, tmp_path: Path) -> 
         outputs.add((tuple(argv), run.code, run.out, run.err))
     assert snapshot(site) == before
     assert len(outputs) == 2  # byte-identical across runs and -j
+
+
+def test_programs_a_record_lists_outside_the_environment_are_not_read(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    """A RECORD may list programs it installed into the environment's ``bin``
+    (``../../../bin/tool``); one that climbs further, or a link there that leads out, is a
+    problem, never opened."""
+    outside = tmp_path / "outside" / "bin"
+    outside.mkdir(parents=True)
+    shutil.copyfile(built.unstable_lib, outside / "escaped")
+    (outside / "escaped").chmod(0o755)
+    environment = tmp_path / "venv"
+    site = environment / "lib" / "python3.11" / "site-packages"
+    _dist(site, "pkg", {"pkg/libpkg.so": built.stable_plugin})
+    (environment / "bin").mkdir()
+    (environment / "bin" / "linked").symlink_to(outside / "escaped")
+    record = site / "pkg-1.0.dist-info" / "RECORD"
+    climbing = "../../../../outside/bin/escaped"
+    record.write_text(record.read_text() + f"{climbing},,\n../../../bin/linked,,\n")
+    watch = OpenWatch(outside)
+    try:
+        run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")
+        touched = watch.touched()
+    finally:
+        watch.close()
+    assert touched == []
+    assert run.code == 2
+    target = f"symbolic link to {outside / 'escaped'}, outside the scanned directory"
+    assert sum(target in line for line in run.lines) == 1, run.out
+    climbs = f"RECORD: RECORD lists {climbing}, outside the environment: not read"
+    assert any(line.endswith(climbs) for line in run.lines), run.out

@@ -6,6 +6,14 @@ so a text file called ``foo.so`` becomes a per-file error rather than being trus
 Names decide candidacy because sniffing the first bytes of every ``.py`` file in an environment
 would cost more than the whole audit.
 
+Executables a package ships (``bin/torch_shm_manager``, ``ptxas``, ``tool.exe``) have no such
+name. A file is an *executable candidate* when its name has no extension (the programs of Linux
+and macOS) or ends in ``.exe``; one without an extension must also have an execute permission
+bit (one ``stat``, of the few extension-less files a tree holds: ``LICENSE``, ``Makefile``…).
+Only candidates that are regular files have their first bytes read: they are kept when those
+are ELF, Mach-O or PE magic (:func:`is_binary`), and dropped silently otherwise (shell and
+Python scripts).
+
 The walk never reads outside the directories it was given: a symbolic link (to a file or a
 directory) that leads out of them is reported as a :class:`ScanProblem` and not followed. Inside,
 every library is named by its real location (a file reached through ``pkg/up -> ..`` is the file
@@ -25,7 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch_abi_audit.files import not_regular_reason, outside_reason
+from torch_abi_audit.files import not_regular_reason, open_regular, outside_reason
+from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 
 _LIBRARY_NAME = re.compile(
     r"""(?ix)
@@ -41,6 +50,38 @@ SKIPPED_DIRECTORIES = frozenset({"__pycache__", ".git", ".hg", ".svn"})
 def is_library_name(name: str) -> bool:
     """True when ``name`` is spelled like a shared library or extension module."""
     return _LIBRARY_NAME.search(name) is not None
+
+
+_EXECUTABLE_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def is_executable_name(name: str) -> bool:
+    """True when ``name`` could be a program's: no extension (``ptxas``), or ``.exe``.
+
+    A leading dot does not count as an extension separator, but a hidden file is no program
+    a package ships either.
+    """
+    base = name.rsplit("/", 1)[-1]
+    if base.lower().endswith(".exe"):
+        return True
+    return "." not in base and bool(base)
+
+
+def has_execute_bit(mode: int) -> bool:
+    """True when a file mode (``st_mode``, or a zip member's Unix mode) lets anyone run it."""
+    return bool(mode & _EXECUTABLE_BITS)
+
+
+def is_binary(path: Path | str) -> bool:
+    """True when the regular file at ``path`` starts with ELF, Mach-O or PE magic (8 bytes
+    read; a FIFO or a device is never opened).
+
+    Unreadable files are not binaries (their listing's problems are reported elsewhere)."""
+    try:
+        with open_regular(path) as handle:
+            return detect_format(handle.read(MAGIC_SIZE)) is not None
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -103,8 +144,9 @@ def _leaves(link: str, target: str) -> ScanProblem:
 class _Walk:
     """One walk of :func:`find_libraries` (see there)."""
 
-    def __init__(self, boundary: _Boundary) -> None:
+    def __init__(self, boundary: _Boundary, *, executables: bool) -> None:
         self.boundary = boundary
+        self.executables = executables
         self.result = ScanResult()
         # One path per file (device, inode): the canonical path first in sort order, so that
         # the choice does not depend on how the file was reached or on listing order.
@@ -135,6 +177,25 @@ class _Walk:
         key = (info.st_dev, info.st_ino)
         if key not in self.found or canonical < self.found[key]:
             self.found[key] = canonical
+
+    def executable(self, entry: os.DirEntry[str], link: bool) -> bool:
+        """Whether a directory entry not named like a library is a program to audit: a
+        regular file, named like a program, runnable, starting with a binary's magic. One that
+        a link takes out of the boundary is not read (nothing says it is a library)."""
+        name = entry.name
+        if not is_executable_name(name):
+            return False
+        if link and self.boundary.canonical(os.path.realpath(entry.path)) is None:
+            return False
+        try:
+            mode = entry.stat().st_mode
+        except OSError:
+            return False
+        if not stat.S_ISREG(mode):
+            return False
+        if not name.lower().endswith(".exe") and not has_execute_bit(mode):
+            return False
+        return is_binary(entry.path)
 
     def directory_link(self, path: str) -> str | None:
         """The canonical path to walk a directory link as, or ``None`` if it is not walked:
@@ -174,14 +235,18 @@ class _Walk:
                             )
                             if shown is not None:
                                 stack.append((entry.path, shown))
-                        elif matches(name):
+                        elif matches(name) or (self.executables and self.executable(entry, link)):
                             self.add_file(entry.path, None if link else canonical + os.sep + name)
             except OSError as exc:
                 self.problem(directory, _describe(exc))
 
 
-def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = None) -> ScanResult:
-    """Walk ``roots`` (files or directories) and collect library candidates.
+def find_libraries(
+    roots: Iterable[Path], *, boundary: Iterable[Path] | None = None, executables: bool = True
+) -> ScanResult:
+    """Walk ``roots`` (files or directories) and collect library candidates, and, with
+    ``executables``, the programs among the files not named like libraries (see the module
+    docstring).
 
     A root that is itself a file is taken as a candidate whatever its name. Paths come back
     sorted and canonical: each library under the real path of the directory that holds it
@@ -198,7 +263,8 @@ def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = N
     roots = list(roots)
     explicit = boundary is not None
     directories, files = _split_roots(roots, explicit, boundary)
-    walk = _Walk(_Boundary(boundary if boundary is not None else (d for d, _ in directories)))
+    bases = boundary if boundary is not None else (d for d, _ in directories)
+    walk = _Walk(_Boundary(bases), executables=executables)
     for path, problem in files:
         if problem is not None:
             walk.problem(path, problem)

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from torch_abi_audit.files import open_regular, read_regular
-from torch_abi_audit.sources.discovery import is_library_name
+from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
 from torch_abi_audit.sources.metadata import (
     MAX_METADATA_SIZE,
     DistributionMetadata,
@@ -32,9 +32,12 @@ class InstalledDistribution:
 
     ``top_level`` holds the first path components it installed inside the site directory (not
     ``..`` entries such as scripts); ``library_files`` the site-relative POSIX paths of the
-    library-named files it installed. ``problem`` is set when ``RECORD`` could not be read (the
-    distribution then owns nothing); ``record_problems`` say what of a readable ``RECORD`` was
-    left unread (beyond the budgets below). ``METADATA`` is read on first use of
+    library-named files it installed; ``scripts`` the site-relative paths (``../../../bin/x``)
+    of what it installed into a ``bin`` or ``Scripts`` directory outside it that is named like
+    a program (a wheel's ``<dist>.data/scripts/``). ``problem`` is set when ``RECORD`` could
+    not be read (the distribution then owns nothing); ``record_problems`` say what of a
+    readable ``RECORD`` was left unread (beyond the budgets below). ``METADATA`` is read on
+    first use of
     :attr:`metadata` (an environment holds many pure-Python distributions whose metadata the
     audit never needs); if it cannot be read, the name comes from the directory and
     ``metadata.problem`` says why.
@@ -45,6 +48,7 @@ class InstalledDistribution:
     library_files: frozenset[str] = frozenset()
     problem: str | None = None
     record_problems: tuple[str, ...] = ()
+    scripts: tuple[str, ...] = ()
 
     @cached_property
     def metadata(self) -> DistributionMetadata:
@@ -113,13 +117,20 @@ MAX_RECORD_NAMES = 10_000  # top-level entries and library paths kept
 _MAX_LINE = 1 << 16
 
 
+#: A program a wheel installed into the environment's ``bin`` (``Scripts`` on Windows), as its
+#: RECORD spells it from the site directory (``../../../bin/tool``).
+_SCRIPT_DIRECTORY = re.compile(r"^(?:\.\./)+(?:[^/]+/)*(?:bin|Scripts)/[^/]+$")
+
+
 class _RecordReader:
     """Reads one ``RECORD`` as a stream, within the budgets, keeping only what attribution
-    needs: the top-level entries and the library-named paths."""
+    needs: the top-level entries, the library-named paths and the programs installed into a
+    ``bin``/``Scripts`` directory outside the site directory."""
 
     def __init__(self) -> None:
         self.top_level: dict[str, None] = {}
         self.libraries: set[str] = set()
+        self.scripts: set[str] = set()
         self.problems: list[str] = []
 
     def read(self, handle: io.FileIO) -> None:
@@ -139,7 +150,7 @@ class _RecordReader:
             if not continued and not cut:
                 self._add(_record_path(line.rstrip("\r\n")))
             continued = cut
-            if len(self.libraries) + len(self.top_level) > MAX_RECORD_NAMES:
+            if len(self.libraries) + len(self.top_level) + len(self.scripts) > MAX_RECORD_NAMES:
                 self.problems.append(
                     f"RECORD lists more than {MAX_RECORD_NAMES:,} libraries and top-level "
                     "entries: the rest is not read"
@@ -160,6 +171,10 @@ class _RecordReader:
             normalised = _normalised(path)
             if normalised is not None and is_library_name(normalised):
                 self.libraries.add(normalised)
+        if path.startswith(".."):  # ../../../bin/tool, ..\..\Scripts\tool.exe
+            normal = posixpath.normpath(path.replace("\\", "/"))
+            if _SCRIPT_DIRECTORY.match(normal) and is_executable_name(normal):
+                self.scripts.add(normal)
 
 
 def _record_path(line: str) -> str:
@@ -187,6 +202,7 @@ def read_distribution(dist_info: Path) -> InstalledDistribution:
         tuple(record.top_level),
         frozenset(record.libraries),
         record_problems=tuple(record.problems),
+        scripts=tuple(sorted(record.scripts)),
     )
 
 

@@ -20,12 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from torch_abi_audit.files import not_regular_reason
+from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason
 from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.sources.discovery import (
     ScanProblem,
     ScanResult,
     find_libraries,
+    has_execute_bit,
+    is_binary,
     is_library_name,
 )
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
@@ -177,6 +179,14 @@ class _Grouping:
         if problems:
             self.group(dist, None).problems.extend(problems)
 
+    def add_programs(self, dist: InstalledDistribution) -> None:
+        """The programs ``dist`` installed into the environment's ``bin`` (or ``Scripts``)."""
+        programs, problems = _installed_programs(self.site_dir, dist)
+        if programs or problems:
+            group = self.group(dist, None)
+            group.libraries.extend(programs)
+            group.problems.extend(problems)
+
     def sources(self) -> list[PackageSource]:
         for group in self.groups.values():
             dist = group.distribution
@@ -224,6 +234,7 @@ def site_packages_sources(
     for dist in distributions:
         if dist.problem is None:
             grouping.add_record_problems(dist, found)
+            grouping.add_programs(dist)
     # An unreadable RECORD is a problem of the environment (nothing can be attributed to that
     # distribution); unreadable METADATA matters for the distributions that own libraries.
     loose = grouping.loose + [
@@ -249,6 +260,43 @@ def listed_libraries(
             if os.path.realpath(path) == str(real_site.joinpath(*relative.split("/"))):
                 paths.append(path)
     return paths
+
+
+def _lexically_inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _installed_programs(
+    site_dir: Path, dist: InstalledDistribution
+) -> tuple[list[Path], list[ScanProblem]]:
+    """The programs ``dist`` installed outside ``site_dir`` (its wheel's ``.data/scripts``,
+    now in the environment's ``bin``): files its RECORD lists there that are executable and
+    start with ELF, Mach-O or PE magic (console-script wrappers are text, and dropped).
+
+    Only files inside the environment (the directory three levels above ``site_dir``, as in
+    ``lib/python3.X/site-packages``) are read: a RECORD path or a link leading elsewhere is a
+    problem, as a link out of the site directory is.
+    """
+    environment = site_dir.parents[min(2, len(site_dir.parents) - 1)]
+    found: list[Path] = []
+    problems: list[ScanProblem] = []
+    for relative in dist.scripts:
+        path = Path(os.path.normpath(site_dir / relative))
+        if not _lexically_inside(path, environment):
+            reason = f"RECORD lists {relative}, outside the environment: not read"
+            problems.append(ScanProblem(dist.metadata_dir / "RECORD", reason))
+            continue
+        if not is_inside(path, environment):  # a link that leads out
+            problems.append(ScanProblem(path, outside_reason(os.path.realpath(path))))
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        runnable = path.suffix.lower() == ".exe" or has_execute_bit(mode)
+        if stat.S_ISREG(mode) and runnable and is_binary(path):
+            found.append(path)
+    return found, problems
 
 
 def _owning_distribution(directory: Path) -> InstalledDistribution | None:
@@ -340,7 +388,7 @@ def wheel_source(path: Path) -> PackageSource:
     except WheelError as exc:
         return PackageSource(fallback_name, path, wheel=info, error=str(exc))
     metadata = archive.metadata()
-    libraries = archive.library_members()
+    libraries = archive.library_members() + archive.executable_members()
     problems += [ScanProblem(path, problem) for problem in archive.problems]
     return PackageSource(
         name=metadata.name if metadata.version else fallback_name,
