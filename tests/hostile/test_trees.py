@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from helpers.build import Fixtures
-from helpers.hostile import OpenWatch, run_cli, snapshot
+from helpers.hostile import CliRun, OpenWatch, run_cli, snapshot
 from helpers.wheel_builder import metadata_text, write_wheel
 
 TAG = "cp311-abi3-manylinux_2_28_x86_64"
@@ -27,6 +27,18 @@ def _dist(site: Path, name: str, files: dict[str, Path], requires: tuple[str, ..
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text(metadata_text(name, "1.0", requires))
     (dist_info / "RECORD").write_text("".join(f"{r},,\n" for r in files))
+
+
+def _scan_reading_nothing_in(outside: Path, site: Path, scratch: Path) -> CliRun:
+    """Scan ``site`` and check (inotify) that nothing in ``outside`` was opened."""
+    watch = OpenWatch(outside)
+    try:
+        run = run_cli(["--site-packages", str(site), "--all", "-v"], scratch)
+        touched = watch.touched()
+    finally:
+        watch.close()
+    assert touched == []
+    return run
 
 
 def _packages(out: str) -> dict[str, list[str]]:
@@ -84,13 +96,7 @@ def test_links_out_of_the_site_directory_are_reported_and_never_read(
     (site / "torch" / "lib" / "libc10.so").symlink_to(outside / "libc10.so")
     (outside / "version.py").write_text("__version__ = '2.13.0'\n")
     (site / "torch" / "version.py").symlink_to(outside / "version.py")
-    watch = OpenWatch(outside)
-    try:
-        run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")
-        touched = watch.touched()
-    finally:
-        watch.close()
-    assert touched == []
+    run = _scan_reading_nothing_in(outside, site, tmp_path / "scratch")
     assert run.code == 2
     leaves = "outside the scanned directory: not followed"
     for link, target in [
@@ -244,13 +250,7 @@ def test_programs_a_record_lists_outside_the_environment_are_not_read(
     record = site / "pkg-1.0.dist-info" / "RECORD"
     climbing = "../../../../outside/bin/escaped"
     record.write_text(record.read_text() + f"{climbing},,\n../../../bin/linked,,\n")
-    watch = OpenWatch(outside)
-    try:
-        run = run_cli(["--site-packages", str(site), "--all", "-v"], tmp_path / "scratch")
-        touched = watch.touched()
-    finally:
-        watch.close()
-    assert touched == []
+    run = _scan_reading_nothing_in(outside, site, tmp_path / "scratch")
     assert run.code == 2
     target = f"symbolic link to {outside / 'escaped'}, outside the scanned directory"
     assert sum(target in line for line in run.lines) == 1, run.out
