@@ -193,7 +193,7 @@ def test_any_exception_in_the_cli_is_exit_2_with_one_line(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("pkg\nsecond line")
 
-    monkeypatch.setattr("torch_abi_audit.cli.inspect_targets", broken)
+    monkeypatch.setattr("torch_abi_audit.cli.inspect_requests", broken)
     code = main([str(built.stable_plugin)])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
@@ -211,7 +211,7 @@ def test_an_internal_error_in_the_console_script_is_not_exit_1(built: Fixtures) 
     code = (
         "import torch_abi_audit.cli as cli\n"
         "def boom(*a, **k): raise RuntimeError('boom')\n"
-        "cli.inspect_targets = boom\n"
+        "cli.inspect_requests = boom\n"
         f"raise SystemExit(cli.main([{str(built.stable_plugin)!r}]))\n"
     )
     result = subprocess.run(

@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 
 from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
-from torch_abi_audit.rules.python_findings import Interpreter
+from torch_abi_audit.python_model import Interpreter
 
 _LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
 _PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(3\.\d+)", re.MULTILINE)

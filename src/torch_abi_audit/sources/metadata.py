@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from torch_abi_audit.python_model import is_torch_distribution
+
 #: The largest ``METADATA`` or ``WHEEL`` file read (installed or in a wheel): real ones are a few
 #: kilobytes, a long description included; the largest on the index are well under 1 MiB.
 MAX_METADATA_SIZE = 16 << 20
@@ -58,7 +60,6 @@ class DistributionMetadata:
         if not candidates:
             return ()  # most distributions: no need to load the requirement parser
         from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
 
         found = []
         for text in candidates:
@@ -66,7 +67,7 @@ class DistributionMetadata:
                 requirement = Requirement(text)
             except InvalidRequirement:
                 continue  # see invalid_torch_requirements
-            if canonicalize_name(requirement.name) != "torch":
+            if not is_torch_distribution(requirement.name):
                 continue
             if requirement.marker is not None and "extra" in str(requirement.marker):
                 continue  # only with an optional extra: not a requirement of the package
