@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.sources import wheel_bytes
+from torch_abi_audit.sources import deflate_seek, wheel_bytes
 from torch_abi_audit.sources.deflate_search import (
     ZERO_WINDOW,
     alignment_block,
     block_starts,
     entry_input,
 )
-from torch_abi_audit.sources import deflate_seek
 from torch_abi_audit.sources.deflate_seek import MAX_PROBES, DeflateSeeker, SeekFailed
 from torch_abi_audit.sources.wheel_bytes import StreamedMember
 from torch_abi_audit.sources.wheels import WheelArchive
