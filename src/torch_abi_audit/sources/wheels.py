@@ -381,7 +381,11 @@ class WheelArchive:
             progress = Progress()
             seeker = (self._seeker(data), progress) if seek else None
             return StreamedMember(
-                lambda: inflate(self._bytes, data, progress), info.file_size, name, seeker
+                lambda: inflate(self._bytes, data, progress, defer_checksum=True),
+                info.file_size,
+                name,
+                seeker,
+                spill_chunks=lambda: inflate(self._bytes, data, progress),
             )
         if info.compress_type in (ZIP_BZIP2, ZIP_LZMA):  # bug fix: see wheel_bytes.decompress
             method = info.compress_type
