@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.sources import deflate_seek, wheel_bytes
+from torch_abi_audit.sources import deflate_search, deflate_seek, wheel_bytes
 from torch_abi_audit.sources.deflate_search import (
     ZERO_WINDOW,
     alignment_block,
@@ -28,6 +28,20 @@ from torch_abi_audit.sources.deflate_search import (
 from torch_abi_audit.sources.deflate_seek import MAX_PROBES, DeflateSeeker, SeekFailed
 from torch_abi_audit.sources.wheel_bytes import StreamedMember
 from torch_abi_audit.sources.wheels import WheelArchive
+
+
+@pytest.fixture(autouse=True, params=["zlib-ng", "zlib"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with each decoder the readers may use (sources/deflate_codec)."""
+    if request.param == "zlib":
+        module: object = zlib
+    else:
+        module = pytest.importorskip("zlib_ng.zlib_ng")
+    for reader in (deflate_seek, deflate_search, wheel_bytes):
+        monkeypatch.setattr(reader, "zlib", module)
+    name: str = request.param
+    return name
+
 
 STRATEGIES = {
     "default": zlib.Z_DEFAULT_STRATEGY,

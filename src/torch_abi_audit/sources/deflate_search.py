@@ -24,9 +24,10 @@ Work is linear in the bytes scanned, and the number of trial decodes is bounded 
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
+
+from torch_abi_audit.sources.deflate_codec import zlib
 
 #: Bits of a dynamic header the filter looks at: 17 of fields, then up to 19 3-bit lengths.
 _DYNAMIC_HEADER_BITS = 17 + 19 * 3

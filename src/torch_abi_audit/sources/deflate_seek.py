@@ -54,10 +54,10 @@ would. Giving up returns ``None``, and the caller inflates from the start as bef
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from torch_abi_audit.sources.deflate_codec import zlib
 from torch_abi_audit.sources.deflate_search import (
     TRIAL_INPUT,
     WINDOW_SIZE,

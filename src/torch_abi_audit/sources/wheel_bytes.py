@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import bisect
 import struct
-import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import ByteSource, check_range
+from torch_abi_audit.sources.deflate_codec import zlib
 from torch_abi_audit.sources.deflate_seek import DeflateSeeker, SeekFailed
 
 if TYPE_CHECKING:
