@@ -38,10 +38,19 @@ from torch_abi_audit.rules.cpython_abi import (
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules, is_torch_library
 from torch_abi_audit.rules.torch_table import load_table
-from torch_abi_audit.sources.wheels import WheelError, WheelMember, close_wheels, open_wheel
+from torch_abi_audit.sources.wheels import (
+    WheelError,
+    WheelMember,
+    close_wheels,
+    member_entries,
+    open_wheel,
+    receive_entries,
+)
 
 if TYPE_CHECKING:  # the pool machinery costs ~30 ms to import: only load it when it is used
     from concurrent.futures import Future, ProcessPoolExecutor
+
+    from torch_abi_audit.sources.zip_directory import Entry
 
 _EXTENSION_NAME_MARKERS = (".cpython-", ".abi3.", ".pypy", ".pyd")
 # Below this many files a worker pool costs more than it saves.
@@ -256,8 +265,15 @@ def _size(location: LibraryLocation) -> int:
 
 
 def _inspect_batch(
-    locations: list[LibraryLocation], verify_archive: bool = False
+    locations: list[LibraryLocation],
+    verify_archive: bool = False,
+    entries: dict[Path, list[Entry]] | None = None,
 ) -> list[ExtensionReport]:
+    """A worker's task. ``entries``: the central directory entries of the wheel members among
+    ``locations`` (a worker forked before the parent read their wheels reads them without
+    reading the wheels' directories again)."""
+    if entries:
+        receive_entries(entries)
     return [inspect_extension(location, verify_archive=verify_archive) for location in locations]
 
 
@@ -385,7 +401,9 @@ class LibraryAnalysis:
         if self._pool is None:
             self._pool = self._start_pool()
         for task in plan_tasks(self._waiting):
-            future = self._pool.submit(_inspect_batch, task, self.verify_archive)
+            members = [location for location in task if isinstance(location, WheelMember)]
+            entries = member_entries(members) if members else None
+            future = self._pool.submit(_inspect_batch, task, self.verify_archive, entries)
             self._tasks.append((task, future))
         self._waiting = []
 

@@ -74,7 +74,7 @@ _TERMINATOR, _TERMINATOR_BITS = 0b011, 10
 SEARCH_REACH = 1 << 20
 #: Compressed bytes scanned at a time (regions overlap by the trial input), from the first
 #: region's size up.
-_FIRST_SCAN = 8 << 10
+_FIRST_SCAN = 4 << 10
 _SCAN_STEP = 32 << 10
 #: Trial decodes per probe.
 MAX_TRIALS = 4000

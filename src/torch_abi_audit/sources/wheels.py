@@ -20,6 +20,7 @@ import itertools
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -175,6 +176,35 @@ class WheelArchive:
         self._infos: dict[str, Entry] = {}
         self._unsafe: set[str] = set()
         self._check(infos)
+
+    @classmethod
+    def of_members(cls, path: Path, entries: Iterable[Entry]) -> WheelArchive:
+        """The archive at ``path``, knowing only ``entries`` of its central directory (members a
+        process that read and checked the whole directory found safe to read): for a worker
+        process that reads those members, without reading the directory again.
+
+        Raises :class:`WheelError` when the file cannot be opened.
+        """
+        archive = cls.__new__(cls)
+        archive.path = path
+        archive.problems = []
+        try:
+            archive._handle = open_regular(path)
+        except OSError as exc:
+            raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
+        archive._bytes = FileBytes(archive._handle)
+        archive._infos = {entry.filename: entry for entry in entries}
+        archive._unsafe = set()
+        return archive
+
+    def add_entries(self, entries: Iterable[Entry]) -> None:
+        """Know more members of an archive made :meth:`of_members` (entries it has stay)."""
+        for entry in entries:
+            self._infos.setdefault(entry.filename, entry)
+
+    def entries(self, names: Iterable[str]) -> list[Entry]:
+        """The central directory entries of the members ``names`` (those it has)."""
+        return [self._infos[name] for name in names if name in self._infos]
 
     def _check(self, infos: list[Entry]) -> None:
         total = 0
@@ -435,6 +465,30 @@ class WheelArchive:
 _open_archives: dict[Path, WheelArchive] = {}
 _inherited: set[Path] = set()
 _MAX_OPEN = 32
+# Entries of members a worker was handed with its work (see :func:`member_entries`), for
+# archives it has not opened: it reads those members without reading the directory.
+_handed: dict[Path, dict[str, Entry]] = {}
+
+
+def member_entries(members: Iterable[WheelMember]) -> dict[Path, list[Entry]]:
+    """The central directory entries of ``members`` in the archives this process has open
+    (read and checked), by archive: what a worker forked before they were opened needs to read
+    those members (:func:`receive_entries`)."""
+    found: dict[Path, list[str]] = {}
+    for member in members:
+        if member.wheel in _open_archives:
+            found.setdefault(member.wheel, []).append(member.name)
+    return {path: _open_archives[path].entries(names) for path, names in found.items()}
+
+
+def receive_entries(entries: dict[Path, list[Entry]]) -> None:
+    """Take entries from :func:`member_entries` (in a worker): :func:`open_wheel` then reads
+    those members of an archive this process has not read the directory of."""
+    for path, found in entries.items():
+        _handed.setdefault(path, {}).update((entry.filename, entry) for entry in found)
+        archive = _open_archives.get(path)
+        if archive is not None and path not in _inherited:
+            archive.add_entries(found)
 
 
 def _after_fork() -> None:
@@ -464,7 +518,8 @@ def open_wheel(path: Path) -> WheelArchive:
             oldest = next(iter(_open_archives))
             _inherited.discard(oldest)
             _open_archives.pop(oldest).close()
-        archive = WheelArchive(path)
+        handed = _handed.get(path)
+        archive = WheelArchive.of_members(path, handed.values()) if handed else WheelArchive(path)
         _open_archives[path] = archive
     return archive
 
@@ -472,5 +527,6 @@ def open_wheel(path: Path) -> WheelArchive:
 def close_wheels() -> None:
     """Close every archive :func:`open_wheel` opened in this process."""
     _inherited.clear()
+    _handed.clear()
     while _open_archives:  # an inherited descriptor is closed in this process only
         _open_archives.popitem()[1].close()
