@@ -102,7 +102,13 @@ def _loads_line(summary: Summary) -> str:
     return "; ".join(f"{kind}: {', '.join(parts)}" for kind, parts in by_kind.items()) or "n/a"
 
 
-_VERBS = {"loads": "load", "fails": "fail", "unknown": "cannot be told"}
+_VERBS = {
+    "loads": "load",
+    "fails": "fail",
+    "unknown": "cannot be told",
+    "admits it": "admit it",
+    "no torch requirement": "declare no torch",
+}
 
 
 #: What each plot shows, said under its caption.
