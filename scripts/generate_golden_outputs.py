@@ -1,9 +1,10 @@
 """Regenerate every output the README and the documentation site show, from real runs.
 
 Builds the demo wheels of ``tests/helpers/demo_wheels.py`` (libraries compiled from
-``tests/fixtures/src``), a site-packages where pip installed them next to a fake torch, and a
-local package index (a directory pip is pointed at), then runs ``python -m torch_abi_audit``
-for each of :data:`EXAMPLES` and writes its output:
+``tests/fixtures/src``), the macOS and Windows wheels of ``tests/helpers/platform_wheels.py``
+(Mach-O and PE built byte by byte), a site-packages where pip installed the demo wheels next to
+a fake torch, and a local package index (a directory pip is pointed at), then runs
+``python -m torch_abi_audit`` for each of :data:`EXAMPLES` and writes its output:
 
 * into every Markdown file of the README and ``docs/`` between ``<!-- golden: NAME -->`` and
   ``<!-- end golden -->`` (one fenced block, with the command line for terminal examples);
@@ -42,6 +43,7 @@ from docs_reference import all_pages  # noqa: E402
 from helpers.build import build_fixtures  # noqa: E402
 from helpers.demo_wheels import build_demo  # noqa: E402
 from helpers.fake_torch import write_torch  # noqa: E402
+from helpers.platform_wheels import write_mac_wheel, write_windows_wheel  # noqa: E402
 from torch_abi_audit import __version__  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -105,6 +107,8 @@ EXAMPLES = {
             0,
         ),
         Example("release", (STABLE_WHEEL, "--torch-version", "2.10"), 0),
+        Example("windows", ("winpkg-1.0-cp311-abi3-win_amd64.whl", "-v"), 0),
+        Example("macos", ("macpkg-1.0-cp311-abi3-macosx_10_9_universal2.whl",), 0),
         Example("release-gate", (STABLE_WHEEL, "--torch-version", "2.10", "--check", "load"), 1),
     )
 }
@@ -182,6 +186,8 @@ def generate(work: Path) -> dict[str, str]:
     """Every example's output, from the demo built under ``work``."""
     demo = work / "demo"
     wheels = build_demo(demo, build_fixtures(work / "compiled"))
+    write_windows_wheel(demo)
+    write_mac_wheel(demo)
     places = {
         "demo": demo,
         "env": _environment(work, [wheels.port, wheels.stable]),

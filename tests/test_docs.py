@@ -36,7 +36,7 @@ def _script(name: str) -> ModuleType:
 
 
 def _nav_pages(entries: list[Any]) -> list[str]:
-    pages = []
+    pages: list[str] = []
     for entry in entries:
         for value in entry.values() if isinstance(entry, dict) else [entry]:
             pages += _nav_pages(value) if isinstance(value, list) else [value]
