@@ -110,12 +110,22 @@ def _exclusive_note(action: argparse.Action, parser: argparse.ArgumentParser) ->
     return ""
 
 
+def _subcommand_rows(action: argparse._SubParsersAction[Any], prefix: str) -> list[str]:
+    """One row per sub-command of ``action``, linking to its section."""
+    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+    return [
+        f"| [`{name}`](#{prefix}{name}) | {_escape(helps.get(name, ''))} |"
+        for name in action.choices
+    ]
+
+
 def _parser_section(
-    parser: argparse.ArgumentParser, title: str, level: int, prefix: str
+    parser: argparse.ArgumentParser, title: str, level: int, prefix: str, anchor: str
 ) -> list[str]:
-    """One parser: its description, usage, an option table per argument group, its epilog."""
+    """One parser: its description, usage, an option table per argument group, its epilog, then
+    its sub-commands' sections (``anchor`` is its heading's id, ``prefix`` its options')."""
     hashes = "#" * level
-    lines = [f"{hashes} {title}", ""]
+    lines = [f"{hashes} {title} {{#{anchor}}}", ""]
     if parser.description:
         lines += [_escape(parser.description), ""]
     lines += ["```text", _usage(parser), "```", ""]
@@ -128,6 +138,8 @@ def _parser_section(
         for action in actions:
             if isinstance(action, argparse._SubParsersAction):
                 children += list(action.choices.items())
+                lines += ["**commands**", "", "| command | what it does |", "|---|---|"]
+                lines += [*_subcommand_rows(action, f"{anchor}-"), ""]
                 continue
             description = _linked(_help(action, parser.prog), anchors)
             description += _linked(_exclusive_note(action, parser), anchors)
@@ -139,7 +151,9 @@ def _parser_section(
     if parser.epilog:
         lines += ["```text", parser.epilog.strip(), "```", ""]
     for name, child in children:
-        lines += _parser_section(child, f"`{child.prog}`", level + 1, f"{prefix}{name}-")
+        lines += _parser_section(
+            child, f"`{child.prog}`", level + 1, f"{prefix}{name}-", f"{anchor}-{name}"
+        )
     return lines
 
 
@@ -155,11 +169,22 @@ def _subcommand_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
 
 def cli_reference() -> str:
     """The command-line reference in Markdown: every command, argument group and option."""
-    from torch_abi_audit.cli import build_parser
+    from torch_abi_audit.cli import SUBCOMMANDS, build_parser
 
-    lines = _parser_section(build_parser(), "`torch-abi-audit` (audit)", 2, "")
+    lines = []
+    if SUBCOMMANDS:
+        lines += ["| command | what it does |", "|---|---|"]
+        lines.append(
+            "| [`torch-abi-audit`](#audit) | audit the targets (when no subcommand is named) |"
+        )
+        lines += [
+            f"| [`torch-abi-audit {name}`](#{name}) | {_escape(summary)} |"
+            for name, (_module, summary) in SUBCOMMANDS.items()
+        ]
+        lines.append("")
+    lines += _parser_section(build_parser(), "`torch-abi-audit` (audit)", 2, "", "audit")
     for name, parser in _subcommand_parsers():
-        lines += _parser_section(parser, f"`{parser.prog}`", 2, f"{name}-")
+        lines += _parser_section(parser, f"`{parser.prog}`", 2, f"{name}-", name)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import re
 import sys
@@ -60,6 +59,7 @@ from torch_abi_audit.sources.index import (  # noqa: E402
     DownloadError,
     default_cache,
     fetch_wheel,
+    file_sha256,
     find_cached_wheel,
     index_versions,
 )
@@ -405,14 +405,6 @@ def open_release(path: Path) -> ReleaseFiles:
     if path.suffix == ".whl" and path.is_file():
         return TorchWheel(path)
     raise SystemExit(f"{path}: expected a torch directory or a .whl file")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- finding and fetching releases -------------------------------------------------------------

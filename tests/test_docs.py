@@ -69,6 +69,7 @@ def test_the_cli_reference_links_options_it_mentions() -> None:
     # "same as --format json": the option in a help text links to its own row.
     assert "[`--format`](#opt-format)" in page
     anchors = set(re.findall(r'<span id="([^"]+)"></span>', page))
+    anchors |= set(re.findall(r"\{#([^}]+)\}$", page, re.M))  # headings
     for target in re.findall(r"\]\(#([^)]+)\)", page):
         assert target in anchors
 

@@ -41,7 +41,9 @@ __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 
 #: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
 #: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "survey": ("survey", "audit every wheel of many packages' releases into a store; report"),
+}
 
 
 def _epilog() -> str:

@@ -53,6 +53,17 @@ def cache_root() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "torch-abi-audit"
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file (hex), read in 1 MiB chunks: what an index lists for a wheel."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def default_cache() -> Path:
     """Where downloaded wheels are kept: ``$TORCH_ABI_AUDIT_CACHE/wheels`` or
     ``~/.cache/torch-abi-audit/wheels``."""

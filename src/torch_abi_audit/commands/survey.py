@@ -1,0 +1,11 @@
+"""``torch-abi-audit survey``: the survey subpackage's command line, as a subcommand.
+
+The command lives with the survey (:mod:`torch_abi_audit.survey.cli`); this module is the
+entry :mod:`torch_abi_audit.cli` dispatches to.
+"""
+
+from __future__ import annotations
+
+from torch_abi_audit.survey.cli import SUMMARY, build_parser, main
+
+__all__ = ["SUMMARY", "build_parser", "main"]

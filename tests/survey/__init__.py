@@ -1,0 +1,1 @@
+"""Tests of torch_abi_audit.survey (a package, so that its conftest has a name of its own)."""
