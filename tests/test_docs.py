@@ -9,6 +9,7 @@ links and anchors fail it); the freshness of what is generated is ``tests/test_g
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 import tomllib
@@ -132,3 +133,27 @@ def test_ci_builds_the_site_in_strict_mode() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"pip install( --quiet)? -e '\.\[docs\]'", ci)
     assert "zensical build --strict" in ci
+
+
+def _explicit_anchors(page: Path) -> set[str]:
+    """The ids a page sets itself: heading attributes ``{#id}`` and ``<span id="id">``."""
+    text = page.read_text(encoding="utf-8")
+    return set(re.findall(r"\{#([^}\s]+)\}\s*$", text, re.M)) | set(
+        re.findall(r'<span id="([^"]+)"></span>', text)
+    )
+
+
+def test_sarif_rules_link_to_the_place_on_the_site_that_explains_them() -> None:
+    from torch_abi_audit.renderers import sarif
+
+    config = tomllib.loads((ROOT / "zensical.toml").read_text(encoding="utf-8"))["project"]
+    assert config["site_url"] == sarif.DOCUMENTATION_URI
+    golden = json.loads((ROOT / "tests" / "golden" / "demo.sarif").read_text(encoding="utf-8"))
+    rules = [rule["id"] for rule in golden["runs"][0]["tool"]["driver"]["rules"]]
+    codes = re.findall(r'id="finding-([a-z0-9-]+)"', (DOCS / "verdicts.md").read_text("utf-8"))
+    assert "torch-unpinned-unstable" in rules and "load-failure" in codes
+    for rule_id in {*rules, *sarif.VERDICT_RULES, *codes}:
+        uri = sarif.help_uri(rule_id)
+        assert uri.startswith(sarif.DOCUMENTATION_URI)
+        path, anchor = uri.removeprefix(sarif.DOCUMENTATION_URI).split("/#")
+        assert anchor in _explicit_anchors(DOCS / f"{path}.md"), uri
