@@ -157,3 +157,14 @@ def test_sarif_rules_link_to_the_place_on_the_site_that_explains_them() -> None:
         assert uri.startswith(sarif.DOCUMENTATION_URI)
         path, anchor = uri.removeprefix(sarif.DOCUMENTATION_URI).split("/#")
         assert anchor in _explicit_anchors(DOCS / f"{path}.md"), uri
+
+
+def test_the_readme_links_to_pages_that_exist() -> None:
+    config = tomllib.loads((ROOT / "zensical.toml").read_text(encoding="utf-8"))["project"]
+    site = config["site_url"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(re.escape(site) + r"([\w/.-]*)", readme)
+    assert links
+    for path in links:
+        page = path.strip("/") or "index"
+        assert (DOCS / f"{page}.md").is_file() or (DOCS / page / "index.md").is_file(), path
