@@ -205,6 +205,13 @@ NEEDS_NEWER_TORCH = FindingCheck("needs-newer-torch", Severity.ERROR)
 NOT_FREE_THREADED = FindingCheck("abi3-not-free-threaded", Severity.INFO)
 WINDOWS = "win_amd64"
 
+
+def torchaudio_2_9_1_against(load: LoadCheck, *findings: FindingCheck) -> Expectation:
+    """torchaudio 2.9.1 (manylinux, unstable: it pins torch==2.9.1) predicted against one torch,
+    with exactly ``findings``."""
+    return Expectation("torchaudio", "2.9.1", TorchVerdict.UNSTABLE, findings=findings, load=load)
+
+
 EXPECTATIONS: list[Expectation] = [
     # torchaudio 2.9 links against libtorch internals (at::Tensor, c10::...) and a few shims;
     # it pins the torch release it was built for, so there is nothing to find.
@@ -544,14 +551,38 @@ EXPECTATIONS: list[Expectation] = [
             message="libtorch_cuda.so: cannot open shared object file: No such file or directory",
         ),
     ),
-    # Against releases of the table: the Linux builds need 2.11.
+    # Against a release, an unstable library is resolved against that release's Linux build:
+    # 2.13 is a CUDA 13 build (libcudart.so.12 missing) that no longer exports five libtorch
+    # symbols torchaudio 2.9.1 imports — the five `ldd -r` reports beside the real 2.13 libraries.
+    torchaudio_2_9_1_against(
+        LoadCheck(
+            loads=False,
+            release="2.13",
+            message="libcudart.so.12: cannot open shared object file",
+            missing=(
+                "_ZN3c1013MessageLoggerC1EPKcii",
+                "_ZN3c104impl3cow23materialize_cow_storageERNS_11StorageImplE",
+            ),
+        ),
+        FindingCheck("load-failure", Severity.ERROR),
+    ),
+    # Against the release it was built for it loads: its only symbol 2.9.1 does not export is
+    # the weak TLS init function _ZTHN3c104impl26raw_local_dispatch_key_setE (optional).
+    torchaudio_2_9_1_against(LoadCheck(loads=True, release="2.9.1")),
+    # Against releases of the table: the Linux builds need 2.11, and a CUDA 13 runtime that the
+    # 2.10 build (CUDA 12) does not install: the loader stops there first.
     Expectation(
         "torchaudio",
         "2.11.0",
         TorchVerdict.STABLE,
         min_torch="2.11.0",
-        findings=(FLOOR_MISSING_2_11, NEEDS_NEWER_TORCH),
-        load=LoadCheck(loads=False, release="2.10", missing=()),
+        findings=(FLOOR_MISSING_2_11, FindingCheck("load-failure", Severity.ERROR)),
+        load=LoadCheck(
+            loads=False,
+            release="2.10",
+            message="libcudart.so.13: cannot open shared object file",
+            missing=(),
+        ),
     ),
     Expectation(
         "torchcodec",

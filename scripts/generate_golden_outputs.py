@@ -107,6 +107,8 @@ EXAMPLES = {
             0,
         ),
         Example("release", (STABLE_WHEEL, "--torch-version", "2.10"), 0),
+        Example("release-unstable", (PORT_WHEEL, "--torch-version", "2.13", "-v"), 0),
+        Example("release-variant", (PORT_WHEEL, "--torch-version", "2.13+cu126"), 0),
         Example("windows", ("winpkg-1.0-cp311-abi3-win_amd64.whl", "-v"), 0),
         Example("macos", ("macpkg-1.0-cp311-abi3-macosx_10_9_universal2.whl",), 0),
         Example("release-gate", (STABLE_WHEEL, "--torch-version", "2.10", "--check", "load"), 1),

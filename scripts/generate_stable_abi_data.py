@@ -51,10 +51,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from packaging.version import InvalidVersion, Version  # noqa: E402
 
+import release_exports  # noqa: E402
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library  # noqa: E402
+from torch_abi_audit.rules.release_exports import (  # noqa: E402
+    LINKER_C_NAMES,
+    PLATFORMS,
+    TORCH_OWNED_C_PREFIXES,
+)
+from torch_abi_audit.rules.torch_abi import TorchRules  # noqa: E402
+from torch_abi_audit.rules.torch_table import parse_table  # noqa: E402
 from torch_abi_audit.sources.index import (  # noqa: E402
     DownloadError,
     default_cache,
@@ -69,10 +78,7 @@ OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
 FORMAT_VERSION = 2
 GENERATED_BY = "scripts/generate_stable_abi_data.py"
 BASELINE_VERSION = "2.9.0"
-# The wheels read per release. pip expands a macOS platform tag to every older one of the same
-# architecture, so this picks the 2.9-2.11 ``macosx_11_0_arm64`` wheels and the later
-# ``macosx_14_0_arm64`` ones alike.
-WHEEL_PLATFORM = "macosx_26_0_arm64"
+# The wheels read per release: CPython 3.11 (the platforms are release_exports.PIP_PLATFORMS).
 WHEEL_PYTHON = "3.11"
 
 # Shim headers, relative to torch/include, with the device tier their declarations belong to.
@@ -92,10 +98,6 @@ SHIM_HEADERS: dict[str, str] = {
 HEADERONLY_DIR = "torch/headeronly"
 # Libraries whose exports are read, by stem (".so", ".dylib" or ".dll" is added).
 TORCH_LIBRARIES = ("libtorch_cpu", "libc10", "libtorch", "libtorch_python")
-# C (unmangled) exports of the libraries above that belong to libtorch rather than to the
-# third-party code it bundles (MKL, Sleef, libuv, miniz, NNPACK, cpuinfo…).
-TORCH_OWNED_C_PREFIXES = ("THP", "FLAGS_", "torch_", "aoti_", "_torch_", "at_", "c10_")
-PLATFORM_C_NAMES = {"_end", "_edata", "__bss_start", "_init", "_fini"}
 # Undeclared exports named like this are shims whose header the release does not ship.
 _DEVICE_BY_PREFIX = (
     ("aoti_torch_cuda_", "cuda"),
@@ -420,7 +422,10 @@ def discover_releases(minimum: str = BASELINE_VERSION) -> list[str]:
     """
     try:
         listed = index_versions(
-            "torch", platforms=(WHEEL_PLATFORM,), python_version=WHEEL_PYTHON, unconstrained=True
+            "torch",
+            platforms=(release_exports.PIP_PLATFORMS["macos_arm64"],),
+            python_version=WHEEL_PYTHON,
+            unconstrained=True,
         )
     except DownloadError as exc:
         raise SystemExit(f"{exc} (pass --releases)") from exc
@@ -442,18 +447,21 @@ def select_releases(versions: Iterable[str], minimum: str = BASELINE_VERSION) ->
     return [str(v) for v in sorted(found)]
 
 
-def fetch_release_wheel(version: str, cache: Path | None = None) -> Path:
-    """The macOS arm64 CPython 3.11 wheel of torch ``version``: from the cache, else
-    downloaded into it (the project's one downloader). Raises :class:`SystemExit` on failure.
+def fetch_release_wheel(
+    version: str, cache: Path | None = None, platform: str = "macos_arm64"
+) -> Path:
+    """The CPython 3.11 wheel of torch ``version`` for ``platform`` (``macos_arm64``,
+    ``linux_x86_64``, ``win_amd64``): from the cache, else downloaded into it (the project's
+    one downloader). Raises :class:`SystemExit` on failure.
     """
-    platforms = (WHEEL_PLATFORM,)
+    platforms = (release_exports.PIP_PLATFORMS[platform],)
     if (
         find_cached_wheel(
             "torch", version, platforms=platforms, python_version=WHEEL_PYTHON, cache=cache
         )
         is None
     ):
-        print(f"downloading torch {version} ({WHEEL_PLATFORM})", file=sys.stderr)
+        print(f"downloading torch {version} ({platforms[0]})", file=sys.stderr)
     try:
         return fetch_wheel(
             "torch",
@@ -483,7 +491,7 @@ def read_release(files: ReleaseFiles) -> ReleaseData:
     for stem in TORCH_LIBRARIES:
         exports = files.library_exports(stem)
         for name in sorted(exports or ()):
-            if name.startswith("_Z") or name in PLATFORM_C_NAMES:
+            if name.startswith("_Z") or name in LINKER_C_NAMES:
                 continue
             if (
                 name in release.declarations
@@ -593,10 +601,33 @@ def _shim_entry(
     return entry, disagreement, gaps
 
 
+def header_only_exported(header_only: Iterable[str], c10_exports: dict[str, str]) -> dict[str, str]:
+    """The ``c10`` exports (symbol -> where) that the ``header_only`` names, or the rule for
+    ``c10`` operators on header-only types, would exempt: defined in libtorch, so not
+    header-only whatever their names say (``c10::report_overflow(char const*)``)."""
+    probe = parse_table(
+        {
+            "format": 2,
+            "baseline_version": BASELINE_VERSION,
+            "releases": [{"version": BASELINE_VERSION}],
+            "shims": {},
+            "header_only": sorted(header_only),
+            "internal_c_symbols_all_releases": {},
+        }
+    )
+    rules = TorchRules(probe)
+    return {n: c10_exports[n] for n in sorted(c10_exports) if rules.exempt_as_header_only(n)}
+
+
 def build_table(
-    releases: Sequence[ReleaseData], generated_on: str | None = None
+    releases: Sequence[ReleaseData],
+    generated_on: str | None = None,
+    c10_exports: dict[str, str] | None = None,
 ) -> dict[str, object]:
-    """The format-2 table for ``releases`` (any order; at least one)."""
+    """The format-2 table for ``releases`` (any order; at least one). ``c10_exports`` are the
+    ``c10`` symbols libtorch libraries export (symbol -> library and build) over the releases
+    and platforms read: those the header-only names would exempt become
+    ``header_only_exported``."""
     releases = sorted(releases, key=lambda r: Version(r.version))
     if not releases:
         raise SystemExit("no release to build the table from")
@@ -636,7 +667,9 @@ def build_table(
     table["shims"] = {name: shims[name] for name in sorted(shims)}
     # Header-only in any release read: an extension built against that release carries (and
     # may import from a sibling library) the code, whatever later releases re-export.
-    table["header_only"] = sorted(set().union(*(r.header_only for r in releases)))
+    names = sorted(set().union(*(r.header_only for r in releases)))
+    table["header_only"] = names
+    table["header_only_exported"] = header_only_exported(names, c10_exports or {})
     table["internal_c_symbols"] = internal_newest
     table["internal_c_symbols_all_releases"] = dict(sorted(internal_all.items()))
     return table
@@ -656,7 +689,10 @@ def _notes(count: int) -> str:
         "disagreements lists every shim whose guard says otherwise. exported_by = the libraries "
         "of the newest release exporting it (macOS arm64 wheels: CUDA and XPU shims are dated by "
         "their declarations). header_only = the c10 names torch/headeronly re-exports in any "
-        "release read. Do not edit: re-run scripts/generate_stable_abi_data.py."
+        "release read; header_only_exported = the symbols those names (or c10 operators on "
+        "header-only types) would exempt but that a libtorch library of a release read (Linux "
+        "x86_64, macOS arm64, Windows x64 builds) exports: not header-only. Do not edit: "
+        "re-run scripts/generate_stable_abi_data.py."
     )
 
 
@@ -733,7 +769,19 @@ def _summary(table: dict[str, object]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+EXPORTS_NOTES = (
+    "builds = the default wheel the package index serves per release and platform (CPython "
+    "3.11), read in place; variant = its local version label; cuda_major = the CUDA major its "
+    "Requires-Dist installs there (checked against torch/version.py and the libcudart its "
+    "libraries need); cuda_runtime = the CUDA runtime libraries its libraries need; symbols = "
+    "the exports recorded: C++ entities of at, c10, caffe2, torch and libtorch's own C names, "
+    "over every libtorch*/libc10* library of torch/lib. Each platform's symbol file groups the "
+    "names by the bit mask (hexadecimal) of the columns (builds) exporting them. Do not edit: "
+    "re-run scripts/generate_stable_abi_data.py."
+)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--torch", type=Path, help="single-release mode: a torch package directory or wheel"
@@ -744,14 +792,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--minimum", default=BASELINE_VERSION, help="oldest release to read (default %(default)s)"
     )
+    parser.add_argument(
+        "--platforms",
+        default=",".join(PLATFORMS),
+        help="platforms whose builds' exports are read (default %(default)s)",
+    )
     parser.add_argument("--cache", type=Path, default=default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--exports-dir",
+        type=Path,
+        default=release_exports.DATA,
+        help="where the release-exports index and symbol files go (default: the package data)",
+    )
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the output would change"
     )
     args = parser.parse_args(argv)
+    unknown = set(args.platforms.split(",")) - set(PLATFORMS)
+    if unknown:
+        parser.error(f"unknown platforms {sorted(unknown)}; known: {', '.join(PLATFORMS)}")
+    return args
+
+
+def _single_release_c10(source: Path) -> dict[str, str]:
+    """The c10 exports of one torch directory or wheel (single-release mode)."""
+    if source.is_dir():
+        return release_exports.c10_exports_of(release_exports.read_tree_exports(source / "lib"))
+    return release_exports.c10_exports([release_exports.read_wheel_build(source, "")])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    builds: list[release_exports.BuildExports] = []
     if args.torch is not None:
         sources = [args.torch.resolve()]
+        c10 = _single_release_c10(sources[0])
     else:
         versions = (
             select_releases(args.releases.split(","), "0")
@@ -759,8 +835,14 @@ def main(argv: list[str] | None = None) -> int:
             else discover_releases(args.minimum)
         )
         if not versions:
-            parser.error("no torch release to read")
+            raise SystemExit("no torch release to read")
         sources = [fetch_release_wheel(version, args.cache) for version in versions]
+        exports_cache = args.cache.parent / "release-exports"
+        for platform in args.platforms.split(","):
+            for version in versions:
+                wheel = fetch_release_wheel(version, args.cache, platform)
+                builds.append(release_exports.read_build(wheel, file_sha256(wheel), exports_cache))
+        c10 = release_exports.c10_exports(builds)
     releases: list[ReleaseData] = []
     for source in sources:
         files = open_release(source)
@@ -768,17 +850,26 @@ def main(argv: list[str] | None = None) -> int:
             releases.append(read_release(files))
         finally:
             files.close()
-    table = build_table(releases)
+    table = build_table(releases, c10_exports=c10)
     text = render(table)
+    index, documents = release_exports.build_exports_data(
+        builds, str(table["generated_on"]), EXPORTS_NOTES
+    )
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
-        if _comparable(current) != _comparable(text):
-            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
+        stale = [] if _comparable(current) == _comparable(text) else [str(args.output)]
+        if builds:
+            stale += release_exports.exports_data_differs(index, documents, args.exports_dir)
+        if stale:
+            print(f"out of date: {', '.join(stale)}; re-run {Path(__file__).name}", file=sys.stderr)
             return 1
         print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
         return 0
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output} ({len(text.encode())} bytes)\n{_summary(table)}")
+    if builds:
+        for path, size in release_exports.write_exports_data(index, documents, args.exports_dir):
+            print(f"wrote {path} ({size} bytes)")
     return 0
 
 

@@ -359,9 +359,114 @@ def test_torch_2_9_1_macos_wheel() -> None:
 @pytest.mark.network
 @pytest.mark.skipif(
     not os.environ.get("TORCH_ABI_AUDIT_FULL_REGENERATION"),
-    reason="downloads ~950 MB of torch wheels: set TORCH_ABI_AUDIT_FULL_REGENERATION=1",
+    reason=(
+        "downloads ~8.2 GB of torch wheels (macOS arm64, Linux x86_64 CUDA, win_amd64 of every "
+        "release): set TORCH_ABI_AUDIT_FULL_REGENERATION=1"
+    ),
 )
 def test_shipped_table_matches_a_regeneration(tmp_path: Path) -> None:
-    """Re-running the generator over the releases the table lists changes nothing."""
+    """Re-running the generator over the releases the table lists changes nothing: neither the
+    stable-ABI table nor the release-exports index and symbol files."""
     releases = ",".join(load_table().releases)
     assert GEN.main(["--releases", releases, "--check"]) == 0
+
+
+# -- the shipped release-exports data ----------------------------------------------------------
+
+
+def test_shipped_release_exports_match_their_index_and_the_table() -> None:
+    """Invariants of the generated release exports: one build per release and platform, the
+    same releases as the stable-ABI table, provenance (wheel, SHA-256, counts) for each build,
+    symbol files that hold what the index counts, and the 5 MB budget."""
+    import lzma
+
+    from torch_abi_audit.rules.release_exports import (
+        INDEX_FILE,
+        PLATFORMS,
+        load_release_exports,
+        parse_symbols,
+        recorded_export,
+    )
+
+    data_dir = DATA.parent
+    index = json.loads((data_dir / INDEX_FILE).read_text("utf-8"))
+    assert index["generated_by"] == "scripts/generate_stable_abi_data.py"
+    exports = load_release_exports()
+    table_releases = [str(r) for r in load_table().releases]
+    total = (data_dir / INDEX_FILE).stat().st_size
+    for platform in PLATFORMS:
+        builds = [b for b in exports.builds if b.platform == platform]
+        assert [str(b.release) for b in builds] == table_releases
+        path = data_dir / exports.symbol_files[platform]
+        total += path.stat().st_size
+        columns = parse_symbols(json.loads(lzma.decompress(path.read_bytes())), platform)
+        for build in builds:
+            assert len(build.sha256) == 64 and build.wheel.startswith(f"torch-{build.release}")
+            names = columns[build.column]
+            assert len(names) == build.symbols > 30_000
+            assert all(recorded_export(n, python_library=True) for n in names)
+            assert "aoti_torch_get_dim" in names  # every build exports the oldest shims
+            if platform == "linux_x86_64":
+                assert build.variant is not None and build.variant.startswith(
+                    f"cu{build.cuda_major}"
+                )
+                assert f"libcudart.so.{build.cuda_major}" in build.cuda_runtime
+                assert "libtorch_cuda.so" in build.libraries
+            else:
+                assert build.cuda_major is None and build.cuda_runtime == ()
+    assert total <= 5 * 1024 * 1024
+
+
+def test_exports_data_round_trips(tmp_path: Path) -> None:
+    """The generator's index and symbol files, written and read back by the product."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import release_exports
+    from torch_abi_audit.rules.release_exports import parse_index, parse_symbols
+
+    def build(release: str, names: list[str]) -> Any:
+        return release_exports.BuildExports(
+            platform="linux_x86_64",
+            release=release,
+            version=f"{release}+cu130",
+            variant="cu130",
+            cuda_major=13,
+            cuda_version="13.0",
+            libraries=["libc10.so", "libtorch_cpu.so"],
+            cuda_runtime=["libcudart.so.13"],
+            wheel=f"torch-{release}-cp311-cp311-manylinux_2_28_x86_64.whl",
+            sha256="0" * 64,
+            exports={n: ["libc10.so"] for n in names},
+        )
+
+    builds = [build("2.12.0", ["_ZN3c103fooEv", "THPa"]), build("2.13.0", ["_ZN3c103fooEv"])]
+    index, documents = release_exports.build_exports_data(builds, "2026-01-01", "notes")
+    release_exports.write_exports_data(index, documents, tmp_path)
+    assert release_exports.exports_data_differs(index, documents, tmp_path) == []
+    parsed = parse_index(json.loads((tmp_path / "torch_release_exports.json").read_text()))
+    assert [b.column for b in parsed.builds] == [0, 1]
+    import lzma
+
+    raw = (tmp_path / "torch_release_exports_linux_x86_64.json.xz").read_bytes()
+    columns = parse_symbols(json.loads(lzma.decompress(raw)), "linux_x86_64")
+    assert columns == {0: {"_ZN3c103fooEv", "THPa"}, 1: {"_ZN3c103fooEv"}}
+    documents["linux_x86_64"]["groups"] = {}
+    assert release_exports.exports_data_differs(index, documents, tmp_path) == [
+        "torch_release_exports_linux_x86_64.json.xz"
+    ]
+
+
+def test_cuda_major_from_requirements() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import release_exports
+
+    linux = [
+        'nvidia-cuda-runtime-cu12==12.8.90; platform_system == "Linux" and '
+        'platform_machine == "x86_64"',
+        "filelock",
+    ]
+    assert release_exports.cuda_major_from_requirements(linux, "linux_x86_64") == 12
+    assert release_exports.cuda_major_from_requirements(linux, "win_amd64") is None
+    toolkit = ['cuda-toolkit[cudart]==13.0.2; platform_system == "Linux"']
+    assert release_exports.cuda_major_from_requirements(toolkit, "linux_x86_64") == 13
+    with pytest.raises(SystemExit, match="several CUDA majors"):
+        release_exports.cuda_major_from_requirements(linux + toolkit, "linux_x86_64")

@@ -164,10 +164,18 @@ def test_against_a_release_of_the_table(site: Site) -> None:
     future = loads["libfuture.so"]
     assert future is not None and future.fails and future.newer_shims == (NEW_SHIM,)
     assert future.message == (f"will not load with torch 2.11: needs torch>=2.12.0 ({NEW_SHIM})")
+    # Unstable libraries are resolved against the exports of the release's Linux x86_64 build:
+    # torchCheckFail is there, at::Tensor::dim() (inline in the headers) is not.
     legacy = inspect_package(site.site / "legacy", torch_version="2.13.0", jobs=1)
-    statuses = {lib.load.status for lib in legacy.libraries if lib.load is not None}
-    assert statuses == {LoadStatus.TIED}
-    assert not legacy.findings
+    loads = by_name(legacy)
+    assert loads["liblegacy.so"].status is LoadStatus.LOADS
+    assert loads["liblegacy.so"].build == "torch 2.13.0+cu130 (linux_x86_64)"
+    toonew = loads["libtoonew.so"]
+    assert toonew.fails and toonew.undefined_symbols == ("_ZN2at6Tensor3dimEv",)
+    assert (
+        toonew.message == "will not load with torch 2.13.0: undefined symbol: _ZN2at6Tensor3dimEv"
+    )
+    assert [f.code for f in legacy.findings] == ["load-failure"]
 
 
 def test_optional_run_time_lookups_set_no_floor(site: Site) -> None:

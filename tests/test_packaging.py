@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from torch_abi_audit.renderers.json_report import SCHEMA_VERSION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,3 +24,5 @@ def test_changelog_has_an_unreleased_section_first() -> None:
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[0] == "## Unreleased"
     assert "--format" in text and "schema_version` 1.6" in text
+    # The JSON schema the package ships has its line.
+    assert f"schema_version` {SCHEMA_VERSION}" in text

@@ -130,9 +130,10 @@ def _add_loading_arguments(parser: argparse.ArgumentParser) -> None:
     )
     loading.add_argument(
         "--torch-version",
-        metavar="X.Y[.Z]",
-        help="predict loading on this torch release from the stable-ABI table (shims newer "
-        "than it, or removed by it); unstable libraries are tied to their build's release",
+        metavar="X.Y[.Z][+VARIANT]",
+        help="predict loading on this torch release: each library against the release's "
+        "default build of its platform (the libraries it installs, what they export; +cpu or "
+        "+cuXY for another variant); what the release data cannot tell is 'unknown'",
     )
     loading.add_argument(
         "--no-load-prediction",

@@ -4,11 +4,16 @@ After the libraries are read and judged, each package's reports get a :class:`Lo
 per library that concerns torch, and the ``load-failure`` / ``needs-newer-torch`` findings.
 
 The torch comes from ``--torch PATH`` (an installation directory or a wheel), from
-``--torch-version X.Y`` (a release known from the stable-ABI table), or — by default for
-environment scans and import names — from the site-packages being scanned. Against an
-installation, each library's torch-family and CUDA-runtime needed libraries are looked up the
-way the loader would (:mod:`torch_abi_audit.library_search`) and its torch-owned imports
-are resolved against the installation's exports; against a release only the shim table speaks.
+``--torch-version X.Y[+variant]`` (a release known from the tables,
+:mod:`torch_abi_audit.release_loading`), or — by default for
+environment scans and import names — from the site-packages being scanned. Each library's
+torch-family and CUDA-runtime needed libraries are looked up the way the loader would
+(:mod:`torch_abi_audit.library_search`) — against a release, among what the default build of
+the library's platform installs — and its torch-owned imports are resolved against that
+installation's or build's exports, by the same rules either way
+(:mod:`torch_abi_audit.rules.load_prediction`: weak imports and weak-linked libraries are
+optional, the libstdc++ dual ABI is explained). Then a library that needs a library of its
+package that will not load fails too.
 """
 
 from __future__ import annotations
@@ -24,20 +29,29 @@ from packaging.version import InvalidVersion, Version
 from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.library_search import (
     LoadContext,
+    Resolution,
     WheelNamespace,
     is_cuda_runtime,
     resolve_needed,
     site_packages_context,
 )
 from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.release_loading import (
+    RequestedRelease,
+    build_view,
+    parse_requested,
+    reference_cuda_major,
+    release_provision,
+)
 from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
 from torch_abi_audit.rules.load_prediction import (
     LoadPrediction,
+    LoadStatus,
     predict_against_install,
     predict_against_release,
     with_failed_dependencies,
 )
-from torch_abi_audit.rules.torch_abi import is_torch_library
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
 from torch_abi_audit.rules.torch_findings import load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 from torch_abi_audit.sources.torch_install import (
@@ -52,11 +66,13 @@ from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """The torch loading is predicted against: an installation, or a release of the table."""
+    """The torch loading is predicted against: an installation, or a release of the tables
+    (``requested``: the release and the build variant asked for)."""
 
     reference: TorchReference
     install: TorchInstall | None = None
     release: Version | None = None
+    requested: RequestedRelease | None = None
 
 
 def _release_of(version: str | None) -> Version | None:
@@ -82,18 +98,25 @@ def install_target(path: Path, origin: str) -> LoadTarget:
 
 
 def release_target(text: str, table: TorchAbiTable | None = None) -> LoadTarget:
-    """A release given as ``X.Y`` or ``X.Y.Z`` (``X.Y`` means its newest known patch release).
+    """A release given as ``X.Y`` or ``X.Y.Z`` (``X.Y`` means its newest known patch release),
+    optionally with a build variant (``2.14+cu126``, ``2.13+cpu``).
 
-    Raises :class:`LoadTargetError` for anything that is not a version.
+    Raises :class:`LoadTargetError` for anything that is not a version, an unknown variant, or
+    a release the tables do not know (the message names the known ones).
     """
-    table = table or load_table()
-    try:
-        Version(text)
-        release = table.resolve_release(text)
-    except (InvalidVersion, ValueError) as exc:
-        raise LoadTargetError(f"--torch-version {text}: not a torch version") from exc
-    reference = TorchReference(f"torch {text}", str(release), None, "--torch-version")
-    return LoadTarget(reference, release=release)
+    requested = parse_requested(text, table or load_table())
+    version = str(requested.release)
+    if requested.variant:
+        version += f"+{requested.variant}"
+    reference = TorchReference(
+        f"torch {text}",
+        version,
+        None,
+        "--torch-version",
+        variant=requested.variant,
+        cuda_major=reference_cuda_major(requested),
+    )
+    return LoadTarget(reference, release=requested.release, requested=requested)
 
 
 def environment_target(directories: Sequence[Path]) -> LoadTarget | None:
@@ -144,7 +167,9 @@ class _Contexts:
     """The loader's search context for each package (a wheel's member list is read once).
 
     ``install`` is the torch predicted against; ``None`` for a release, whose libraries are
-    not on disk: then nothing counts as loaded already.
+    not on disk: then nothing is preloaded (the release's build says what it installs) and
+    neither the system nor the environment is searched (the question is the release's, not
+    this machine's).
     """
 
     def __init__(self, install: TorchInstall | None) -> None:
@@ -187,6 +212,8 @@ class _Contexts:
         torch_dir = self._torch_dir()
         site = torch_dir.parent if torch_dir is not None else _site_of(package.root)
         base = self._site_context(site, torch_dir, fmt)
+        if self.install is None:
+            base = replace(base, extra_dirs=(), system_dirs=())
         context = replace(base, preloaded=base.preloaded | preloaded)
         return context, PurePosixPath(lib.path.as_posix())
 
@@ -196,11 +223,80 @@ def _site_of(root: Path) -> Path:
     return root.parent if root.is_dir() else root.parent.parent
 
 
-def _predict_install(
+def _missing_needed(
+    lib: ExtensionReport, context: LoadContext, location: PurePosixPath
+) -> tuple[list[Resolution], list[Resolution]]:
+    """The torch and CUDA libraries ``lib`` needs that the loader would not find in
+    ``context``: ``(required, optional)``, optional being its weak-linked dylibs and
+    delay-loaded DLLs, which do not stop the load."""
+    optional = set(lib.optional_needed)
+    required: list[Resolution] = []
+    weak: list[Resolution] = []
+    for resolution in resolve_needed(
+        _library_of(lib, location), location, context, only=_loader_dependency
+    ):
+        if resolution.missing:
+            (weak if resolution.needed in optional else required).append(resolution)
+    return required, weak
+
+
+def _release_torch(lib: ExtensionReport) -> TorchAnalysis:
+    """The analysis a release build judges: a universal library's arm64 slice's (the only
+    macOS architecture torch builds since 2.9), else the library's own."""
+    arm64 = [s.torch for s in lib.slices if s.machine == "arm64"]
+    return arm64[0] if arm64 else lib.torch
+
+
+def _prediction(
+    lib: ExtensionReport,
+    fmt: BinaryFormat,
+    placed: tuple[LoadContext, PurePosixPath],
+    target: LoadTarget,
+    table: TorchAbiTable,
+) -> LoadPrediction | None:
+    """``lib`` (placed in its package: the loader's context and its path there) against the
+    installation — its needed libraries looked up beside it, its imports resolved against its
+    exports — or against the release's build of its platform: looked up among what that build
+    installs, resolved against what the release data says it exports."""
+    context, location = placed
+    install = target.install
+    if install is not None:
+        if install.formats and fmt not in install.formats:
+            return None  # a macOS build next to a Linux torch: nothing to predict
+        required, optional = _missing_needed(lib, context, location)
+        return predict_against_install(
+            lib.torch,
+            target.reference.label,
+            install.exports,
+            missing_libraries=[r.error_message(lib.path.name) for r in required],
+            missing_optional_libraries=[r.needed for r in optional],
+            binary_format=fmt,
+            table=table,
+            release=target.release,
+            torch_cxx11_abi=install.cxx11_abi,
+        )
+    assert target.release is not None and target.requested is not None
+    provision = release_provision(lib, target.requested)
+    if provision.platform is None and not lib.torch.uses_torch:
+        return None  # its needed libraries are all there is, and no data speaks of them
+    context = replace(context, preloaded=provision.preloaded)
+    required, optional = _missing_needed(lib, context, location)
+    torch = _release_torch(lib)
+    return predict_against_release(
+        torch,
+        table,
+        target.release,
+        target.reference.label,
+        build_view(provision, torch, required, optional, lib.path.name),
+        binary_format=fmt,
+    )
+
+
+def _predict(
     package: PackageReport, target: LoadTarget, contexts: _Contexts
 ) -> list[ExtensionReport]:
-    install = target.install
-    assert install is not None
+    """The package's libraries, each with its prediction against ``target`` (an installation
+    or a release: the same search, split of required and optional needs, and rules)."""
     table = load_table()
     updated = []
     for lib in package.libraries:
@@ -208,44 +304,9 @@ def _predict_install(
         if fmt is None or not _concerns_torch(lib):
             updated.append(lib)
             continue
-        if install.formats and fmt not in install.formats:
-            updated.append(lib)  # a macOS build next to a Linux torch: nothing to predict
-            continue
-        context, location = contexts.for_library(package, lib, fmt)
-        resolutions = resolve_needed(
-            _library_of(lib, location), location, context, only=_loader_dependency
-        )
-        missing = [r for r in resolutions if r.missing]
-        optional = set(lib.optional_needed)
-        prediction = predict_against_install(
-            lib.torch,
-            target.reference.label,
-            install.exports,
-            missing_libraries=[
-                r.error_message(lib.path.name) for r in missing if r.needed not in optional
-            ],
-            missing_optional_libraries=[r.needed for r in missing if r.needed in optional],
-            binary_format=fmt,
-            table=table,
-            release=target.release,
-            torch_cxx11_abi=install.cxx11_abi,
-        )
-        updated.append(replace(lib, load=prediction))
+        prediction = _prediction(lib, fmt, contexts.for_library(package, lib, fmt), target, table)
+        updated.append(lib if prediction is None else replace(lib, load=prediction))
     return updated
-
-
-def _predict_release(package: PackageReport, target: LoadTarget) -> list[ExtensionReport]:
-    assert target.release is not None
-    table = load_table()
-    return [
-        replace(
-            lib,
-            load=predict_against_release(lib.torch, table, target.release, target.reference.label),
-        )
-        if not (lib.error or lib.skipped)
-        else lib
-        for lib in package.libraries
-    ]
 
 
 def _file_name(name: str, fmt: BinaryFormat) -> str:
@@ -306,8 +367,10 @@ def _package_dependencies(
 def _with_failed_dependencies(
     package: PackageReport, libraries: list[ExtensionReport], contexts: _Contexts
 ) -> list[ExtensionReport]:
-    """``libraries`` once those needing a library of the package that will not load fail too."""
-    if not any(lib.load is not None and lib.load.fails for lib in libraries):
+    """``libraries`` once those needing a library of the package that will not load fail too
+    (and those needing one whose load is unknown are unknown too)."""
+    spreading = (LoadStatus.FAILS, LoadStatus.UNKNOWN)
+    if not any(lib.load is not None and lib.load.status in spreading for lib in libraries):
         return libraries
     dependencies = _package_dependencies(package, libraries, contexts)
     paths = [_relative(lib.path, package.root) for lib in libraries]
@@ -329,11 +392,9 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
         if package.unavailable or is_torch_itself(package):
             result.append(replace(package, torch_reference=target.reference))
             continue
-        if target.install is not None:
-            libraries = _predict_install(package, target, contexts)
-        else:
-            libraries = _predict_release(package, target)
-        libraries = _with_failed_dependencies(package, libraries, contexts)
+        libraries = _with_failed_dependencies(
+            package, _predict(package, target, contexts), contexts
+        )
         extensions = tuple(libraries[: len(package.extensions)])
         bundled = tuple(libraries[len(package.extensions) :])
         predictions = [

@@ -100,13 +100,17 @@ class TorchReference:
     version when known; ``root`` the installation (``torch`` directory or wheel) whose exports
     were read, ``None`` for a release known only from the stable-ABI table; ``origin`` says
     where it came from: ``environment`` (the scanned site-packages), ``--torch`` or
-    ``--torch-version``.
+    ``--torch-version``. For a release, ``variant`` is the build variant asked for (``cpu``,
+    ``cu126``; ``None``: the index's default build) and ``cuda_major`` the CUDA major of that
+    build on Linux x86_64 (``None``: no CUDA, or not known).
     """
 
     label: str
     version: str | None
     root: Path | None
     origin: str
+    variant: str | None = None
+    cuda_major: int | None = None
 
 
 @dataclass(frozen=True)
@@ -303,11 +307,11 @@ class PackageReport:
 
     @property
     def load_status(self) -> LoadStatus | None:
-        """``fails`` if any library is predicted not to load, ``tied-to-build`` if some are
-        only judged tied to their build, ``loads`` if all that concern torch load; ``None``
-        without a prediction."""
+        """``fails`` if any library is predicted not to load, ``unknown`` if the data cannot
+        tell for some, ``loads`` if all that concern torch load; ``None`` without a
+        prediction."""
         statuses = {lib.load.status for lib in self.libraries if lib.load is not None}
-        for status in (LoadStatus.FAILS, LoadStatus.TIED, LoadStatus.LOADS):
+        for status in (LoadStatus.FAILS, LoadStatus.UNKNOWN, LoadStatus.TIED, LoadStatus.LOADS):
             if status in statuses:
                 return status
         return None

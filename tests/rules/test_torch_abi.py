@@ -76,12 +76,45 @@ def test_own_function_passing_stable_types_is_not_unstable() -> None:
         "_ZN8facebook10torchcodec12TensorReadIOC1EN5torch6stable6TensorE",
         "_ZN5mypkg6halvesEN3c104HalfE",  # mypkg::halves(c10::Half): header-only type
         "_ZN3c104HalfC1Ef",  # c10::Half::Half(float), header-only entity
-        "_ZN3c108toStringENS_10ScalarTypeE",  # c10::toString(c10::ScalarType)
+        "_ZN3c108toStringENS_10ScalarTypeEPKc",  # a c10::toString no libtorch exports
         "_ZN3c10lsERSoRKNS_4HalfE",  # c10::operator<<(std::ostream&, c10::Half const&)
         "_ZN5torch10headeronly6detail3fooEv",
     )
     result = RULES.analyse(imports("aoti_torch_get_dim", *names), needs_torch_library=True)
     assert result.stable, result.unstable_details
+
+
+@pytest.mark.parametrize(
+    ("name", "entity", "library"),
+    [
+        # c10::report_overflow(char const*): declared C10_API in c10/util/TypeCast.h, whose
+        # checked_convert torch/headeronly re-exports; defined in libc10.
+        ("_ZN3c1015report_overflowEPKc", "c10::report_overflow", "libc10.so"),
+        ("?report_overflow@c10@@YAXPEBD@Z", "c10::report_overflow", "c10.dll"),
+        # c10::operator<<(std::ostream&, c10::DeviceType): on a header-only type, yet libc10's.
+        ("_ZN3c10lsERSoNS_10DeviceTypeE", "c10::operator", "libc10.so"),
+        (
+            "_ZN3c10lsERNSt3__113basic_ostreamIcNS0_11char_traitsIcEEEENS_10DeviceTypeE",
+            "c10::operator",
+            "libc10.dylib",
+        ),
+        # c10::toString(c10::ScalarType) is inline in the headers, but libtorch_nvshmem.so of
+        # the Linux builds exports a definition: an import of it binds there.
+        ("_ZN3c108toStringENS_10ScalarTypeE", "c10::toString", "libtorch_nvshmem.so"),
+    ],
+)
+def test_header_only_names_that_libtorch_defines_are_unstable(
+    name: str, entity: str, library: str
+) -> None:
+    """Exempt by name, but a libtorch library of some release exports the definition: the
+    import ties the library to libtorch (the shipped table's header_only_exported)."""
+    assert RULES.exempt_as_header_only(name)
+    result = RULES.analyse(imports("aoti_torch_get_dim", name), needs_torch_library=True)
+    assert not result.stable
+    (detail,) = result.unstable_details
+    assert detail.reason is UnstableReason.NAMESPACE
+    assert detail.detail.startswith(f"{entity}") and f"is defined in {library} (" in detail.detail
+    assert detail.detail.endswith("), not header-only")
 
 
 def test_c10_operator_with_internal_type_is_unstable() -> None:

@@ -152,6 +152,12 @@ def test_html_report_in_headless_chromium(report_dir: Path, browser: object) -> 
         ("torch-unstable", "tied-to-build", "torch", "unstable, admits it"),
         ("torch-unstable", "tied-to-build", None, "unstable, no torch requirement"),
         ("torch-unstable", "tied-to-build", "not a requirement", "unstable, no torch requirement"),
+        # Judged against the release's build (schema 1.7 on): the prediction, unless pinned.
+        ("torch-unstable", "fails", "torch", "unstable, fails"),
+        ("torch-unstable", "loads", None, "unstable, loads"),
+        ("torch-unstable", "unknown", "torch>=2.4", "unstable, unknown"),
+        ("torch-unstable", "fails", "torch==2.9.1", "unstable, pinned elsewhere"),
+        ("torch-stable", "unknown", "torch>=2.9", "unknown"),
     ],
 )
 def test_load_categories_on_the_newest_release(

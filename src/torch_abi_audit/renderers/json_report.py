@@ -26,7 +26,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -128,6 +128,9 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
         "missing_optional_libraries": list(load.missing_optional_libraries),
         "failed_dependencies": list(load.failed_dependencies),
         "cxx11_abi_mismatch": list(load.cxx11_abi_mismatch),
+        "build": load.build,
+        "undecided_symbols": list(load.undecided_symbols),
+        "undecided_libraries": list(load.undecided_libraries),
     }
 
 
@@ -139,6 +142,8 @@ def _reference_object(reference: TorchReference | None) -> JSONObject | None:
         "version": reference.version,
         "root": str(reference.root) if reference.root else None,
         "origin": reference.origin,
+        "variant": reference.variant,
+        "cuda_major": reference.cuda_major,
     }
 
 

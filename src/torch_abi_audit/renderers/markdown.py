@@ -40,6 +40,7 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
+from torch_abi_audit.rules.load_prediction import LoadStatus
 
 #: The longest comment GitHub accepts on a pull request or issue (characters).
 GITHUB_COMMENT_LIMIT = 65_536
@@ -281,15 +282,23 @@ def _finding_lines(package: PackageReport) -> list[str]:
     return lines
 
 
+#: The load outcomes whose messages a package's details list, under these headings.
+_LOAD_HEADINGS = (
+    (LoadStatus.FAILS, "Will not load"),
+    (LoadStatus.UNKNOWN, "Cannot tell whether it loads"),
+)
+
+
 def _load_lines(package: PackageReport) -> list[str]:
-    failures = package.load_failures
-    if not failures:
-        return []
-    lines = ["", "**Will not load**", ""]
-    for lib in failures:
-        assert lib.load is not None
-        name = markdown_code(package.library_name(lib.path))
-        lines.append(f"- {name}: {markdown_text(lib.load.message)}")
+    lines: list[str] = []
+    for status, heading in _LOAD_HEADINGS:
+        libraries = [lib for lib in package.libraries if lib.load and lib.load.status is status]
+        if libraries:
+            lines += ["", f"**{heading}**", ""]
+        for lib in libraries:
+            assert lib.load is not None
+            name = markdown_code(package.library_name(lib.path))
+            lines.append(f"- {name}: {markdown_text(lib.load.message)}")
     return lines
 
 

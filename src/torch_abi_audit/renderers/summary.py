@@ -34,6 +34,7 @@ CPYTHON_VERDICT_LABELS = {
 LOAD_STATUS_LABELS = {
     LoadStatus.LOADS: "yes",
     LoadStatus.FAILS: "NO",
+    LoadStatus.UNKNOWN: "unknown",
     LoadStatus.TIED: "tied",
 }
 _ENV_ORDER = {

@@ -78,13 +78,17 @@ def _slice_line(part: SliceReport) -> str:
 
 
 def _load_details(lib: ExtensionReport) -> list[str]:
-    """``-v``: every missing library and undefined symbol behind a failed load prediction, and
-    what is missing but optional (weak imports, weak-linked or delay-loaded libraries)."""
+    """``-v``: the release build judged against, every missing library, undefined symbol and
+    failed bundled dependency behind a failed load prediction, what the data cannot tell behind
+    an unknown one, and what is missing but optional (weak imports, weak-linked or delay-loaded
+    libraries)."""
     load = lib.load
     if load is None:
         return []
     demangled = {u.symbol: u.demangled for u in lib.torch.unstable_details}
     lines: list[str] = []
+    if load.build is not None:
+        lines.append(f"        judged against: {load.build}")
     if load.fails:
         lines += _limited(list(load.missing_libraries[1:]), "also: ")
         lines += _limited(
@@ -92,6 +96,11 @@ def _load_details(lib: ExtensionReport) -> list[str]:
             f"not exported by {load.against}: ",
         )
         lines += _limited(list(load.failed_dependencies), "needs, and will not load: ")
+    elif load.status is LoadStatus.UNKNOWN:
+        lines += _limited(list(load.undecided_libraries), "not known to be installed: ")
+        lines += _limited(
+            [demangled.get(name, name) for name in load.undecided_symbols], "not recorded: "
+        )
     lines += _limited(
         [demangled.get(name, name) for name in load.weak_undefined_symbols],
         f"weak, not in {load.against} (the load goes on): ",
@@ -163,7 +172,7 @@ def library_lines(
             line += f"  torch-libs={','.join(_basename(n) for n in torch.torch_libraries)}"
     lines = [line]
     lines += [_slice_line(part) for part in lib.slices]
-    if lib.load is not None and lib.load.fails:
+    if lib.load is not None and lib.load.status in (LoadStatus.FAILS, LoadStatus.UNKNOWN):
         lines.append(f"        {lib.load.message}")
     cpython = lib.cpython
     if cpython.future_symbols:
@@ -226,6 +235,15 @@ def _load_line(report: PackageReport) -> list[str]:
         judged = sum(1 for lib in report.libraries if lib.load is not None)
         failed = len(report.load_failures)
         return [f"  Loads:       NO, not with {reference.label} ({failed} of {judged} libraries)"]
+    if status is LoadStatus.UNKNOWN:
+        judged = sum(1 for lib in report.libraries if lib.load is not None)
+        unknown = sum(
+            1 for lib in report.libraries if lib.load and lib.load.status is LoadStatus.UNKNOWN
+        )
+        return [
+            f"  Loads:       unknown with {reference.label} (the data cannot tell for {unknown} "
+            f"of {judged} libraries)"
+        ]
     if status is LoadStatus.TIED:
         return [
             f"  Loads:       only with the torch it was built for (unstable); "

@@ -3,9 +3,12 @@
 Two questions, two kinds of evidence:
 
 * **Against a release** (``--torch-version 2.12``): the stable-ABI table says which shims that
-  release provides. A stable library loads when every shim it imports exists there (none newer,
-  none removed). An unstable library is tied to the release it was built with: the table cannot
-  say more.
+  release provides, and the release-exports data what the default build of the library's
+  platform exports, which libraries it installs and with which CUDA major
+  (:class:`ReleaseBuildView`). A stable library loads when every shim it needs exists there
+  (none newer, none removed); any library — an unstable one too — fails when that build lacks a
+  needed library or an import, exactly as against an installation (the same function decides:
+  :func:`predict_against_install`); what the data does not hold is ``unknown``.
 * **Against an installation** (the torch in the scanned environment, or ``--torch PATH``): the
   dynamic loader first finds the libraries a library needs, then resolves its undefined symbols
   (CPython loads extension modules with ``RTLD_NOW``). So: every torch-family and CUDA-runtime
@@ -26,7 +29,7 @@ weak reference at 0, dyld binds a missing weak import to 0, and Windows resolves
 import at its first call. Compilers rely on it: every access to a libtorch ``thread_local``
 declared ``extern`` references its TLS init function (``_ZTH…``) weakly, and calls it only when
 it exists. Such imports are listed (``weak_undefined_symbols``), not failed on; they still count
-for the torch verdict.
+for the torch verdict. This holds against a release as against an installation.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from enum import StrEnum
 from packaging.version import Version
 
 from torch_abi_audit.rules.cxx_abi import abi_mismatch, abi_name
+from torch_abi_audit.rules.release_exports import undecidable
 from torch_abi_audit.rules.torch_abi import (
     TorchAnalysis,
     UnstableReason,
@@ -55,7 +59,8 @@ class LoadStatus(StrEnum):
 
     LOADS = "loads"
     FAILS = "fails"
-    TIED = "tied-to-build"  # unstable, judged against a release: only its build's release is safe
+    UNKNOWN = "unknown"  # the data cannot decide (a platform or build variant it does not hold)
+    TIED = "tied-to-build"  # no longer produced (schema 1.6 and older): now loads/fails/unknown
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,10 @@ class LoadPrediction:
     load (so neither will this one), as reports name them. ``cxx11_abi_mismatch`` are the
     undefined symbols that name the other libstdc++ string ABI than the torch's
     (:mod:`~torch_abi_audit.rules.cxx_abi`): built with ``_GLIBCXX_USE_CXX11_ABI`` set the other
-    way, the library cannot resolve them; the message then says so.
+    way, the library cannot resolve them; the message then says so. Against a release,
+    ``build`` names the build of the library's platform the data judged it against
+    (``torch 2.13.0+cu130 (linux_x86_64)``), and ``undecided_symbols`` /
+    ``undecided_libraries`` what the data cannot tell (then the status is ``unknown``).
     """
 
     against: str
@@ -87,6 +95,9 @@ class LoadPrediction:
     missing_optional_libraries: tuple[str, ...] = ()
     failed_dependencies: tuple[str, ...] = ()
     cxx11_abi_mismatch: tuple[str, ...] = ()
+    build: str | None = None
+    undecided_symbols: tuple[str, ...] = ()
+    undecided_libraries: tuple[str, ...] = ()
 
     @property
     def fails(self) -> bool:
@@ -186,12 +197,12 @@ def predict_against_install(
             against,
             LoadStatus.FAILS,
             f"will not load with {against}: {missing_libraries[0]}",
-            tuple(missing_libraries),
-            undefined,
-            newer,
-            removed,
-            weak_undefined,
-            optional,
+            missing_libraries=tuple(missing_libraries),
+            undefined_symbols=undefined,
+            newer_shims=newer,
+            removed_shims=removed,
+            weak_undefined_symbols=weak_undefined,
+            missing_optional_libraries=optional,
         )
     if undefined:
         first = _symbol_error(undefined[0], binary_format)
@@ -218,40 +229,131 @@ def predict_against_install(
     )
 
 
-def predict_against_release(
-    torch: TorchAnalysis, table: TorchAbiTable, release: Version, label: str
-) -> LoadPrediction | None:
-    """Will a library with analysis ``torch`` load on torch ``release``? ``None`` when it does
-    not use torch (nothing to say). ``label`` names the release in messages (``torch 2.12``)."""
-    if not torch.uses_torch:
-        return None
-    if not torch.stable:
-        return LoadPrediction(
-            label,
-            LoadStatus.TIED,
-            f"tied to the torch release it was built with (uses libtorch internals); "
-            f"{label} is safe only if that is the one",
-        )
-    newer, removed = table.missing_in(torch.required_shims, release)
-    weak_newer, weak_removed = table.missing_in(torch.weak_imports, release)
-    weak = tuple(sorted(weak_newer + weak_removed))
+@dataclass(frozen=True)
+class ReleaseBuildView:
+    """What the release data tells of the build one library is judged against.
+
+    ``label`` names the build (``torch 2.13.0+cu130 (linux_x86_64)``); ``exports`` its recorded
+    exports, ``None`` when the data does not hold that build (then ``unknown_reason`` says why)
+    or they were not needed; ``missing_libraries`` are the loader's messages for needed torch or
+    CUDA libraries the build does not provide, ``missing_optional_libraries`` the weak-linked or
+    delay-loaded ones it does not provide (they do not stop the load), ``undecided_libraries``
+    required needed names the data cannot place; ``no_devices`` the shim device tiers the build
+    lacks (``cuda`` on a CPU build, ``mps`` off macOS); ``cxx11_abi`` the libstdc++ string ABI
+    its exports name (Linux builds; ``None`` elsewhere or when not known).
+    """
+
+    label: str | None = None
+    exports: frozenset[str] | None = None
+    unknown_reason: str | None = None
+    missing_libraries: tuple[str, ...] = ()
+    missing_optional_libraries: tuple[str, ...] = ()
+    undecided_libraries: tuple[str, ...] = ()
+    no_devices: frozenset[str] = frozenset()
+    cxx11_abi: bool | None = None
+
+
+def _absent_by_table(
+    torch: TorchAnalysis, table: TorchAbiTable, release: Version, view: ReleaseBuildView
+) -> frozenset[str]:
+    """The imported shims (weak ones too) the release lacks by the shim table alone: newer than
+    it, removed by it, or of a device tier its build does not have."""
+    newer, removed = table.missing_in(torch.stable_shims, release)
+    other_device = {
+        name
+        for name in torch.stable_shims
+        if (shim := table.shims.get(name)) is not None and shim.device in view.no_devices
+    }
+    return frozenset(newer) | frozenset(removed) | frozenset(other_device)
+
+
+def _shim_reasons(prediction: LoadPrediction, torch: TorchAnalysis) -> LoadPrediction:
+    """A stable library that fails on shims too new or removed says so in those words."""
+    if not torch.stable or prediction.missing_libraries:
+        return prediction
+    newer, removed = prediction.newer_shims, prediction.removed_shims
     if not newer and not removed:
-        note = _optional_note(weak, ())
-        return LoadPrediction(
-            label, LoadStatus.LOADS, f"loads with {label}{note}", weak_undefined_symbols=weak
-        )
+        return prediction
+    label = prediction.against
     reasons = []
     if newer:
         reasons.append(f"needs torch>={torch.min_torch_version} ({_quoted(newer)})")
     if removed:
         reasons.append(f"imports shims removed by {label} ({_quoted(removed)})")
-    return LoadPrediction(
+    return replace(prediction, message=f"will not load with {label}: {'; '.join(reasons)}")
+
+
+def _needs_build_exports(torch: TorchAnalysis, owned: Sequence[str]) -> bool:
+    """Does loading need torch-owned imports beyond shims (what only a build's exports tell)?"""
+    decided = {*torch.stable_shims, *torch.unknown_shims, *torch.weak_imports}
+    return any(name not in decided for name in owned)
+
+
+def predict_against_release(
+    torch: TorchAnalysis,
+    table: TorchAbiTable,
+    release: Version,
+    label: str,
+    build: ReleaseBuildView | None = None,
+    *,
+    binary_format: str | None = None,
+) -> LoadPrediction:
+    """Will a library with analysis ``torch`` load on torch ``release``? ``label`` names the
+    release in messages (``torch 2.12``); ``build`` is what the release data says of its
+    platform's build. (Which libraries concern torch — they use it or need a torch or CUDA
+    library — is the caller's to say, as against an installation.)
+
+    The library is judged by :func:`predict_against_install`, as against an installation, with
+    the build's recorded exports — or, where the data does not hold them, every torch-owned
+    import but the shims the table says the release lacks (too new, removed, of a device tier
+    the build does not have). So needed libraries come first, weak imports and weak-linked
+    libraries never fail the load, and undefined symbols naming the other libstdc++ string ABI
+    than the build's are explained. What the data cannot decide — required imports of a kind it
+    does not record, required imports beyond shims without the build's exports, required
+    needed libraries it cannot place — makes a load that nothing fails ``unknown``, never a
+    guess.
+    """
+    view = build or ReleaseBuildView()
+    owned = torch_owned_imports(torch)
+    unrecorded = undecidable(owned, (*table.internal_c_symbols, *table.shims))
+    if view.exports is not None:
+        exports = view.exports
+    else:
+        exports = frozenset(owned) - _absent_by_table(torch, table, release, view)
+    prediction = predict_against_install(
+        torch,
         label,
-        LoadStatus.FAILS,
-        f"will not load with {label}: {'; '.join(reasons)}",
-        newer_shims=newer,
-        removed_shims=removed,
-        weak_undefined_symbols=weak,
+        exports | frozenset(unrecorded),
+        missing_libraries=view.missing_libraries,
+        missing_optional_libraries=view.missing_optional_libraries,
+        binary_format=binary_format,
+        table=table,
+        release=release,
+        torch_cxx11_abi=view.cxx11_abi,
+    )
+    prediction = replace(prediction, build=view.label)
+    if prediction.fails:
+        return _shim_reasons(prediction, torch)
+    weak = set(torch.weak_imports)
+    undecided = tuple(name for name in unrecorded if name not in weak)
+    reasons = []
+    if view.exports is None and _needs_build_exports(torch, owned):
+        reasons.append(view.unknown_reason or "the data holds no build of its platform")
+    if view.exports is not None and undecided:
+        reasons.append(f"imports the data does not record ({_quoted(undecided)})")
+    if view.undecided_libraries:
+        reasons.append(
+            f"needs {_quoted(view.undecided_libraries)}, which {view.label or label} does not "
+            "install (found only where the environment provides it)"
+        )
+    if not reasons:
+        return prediction
+    return replace(
+        prediction,
+        status=LoadStatus.UNKNOWN,
+        message=f"cannot tell whether it loads with {label}: {'; '.join(reasons)}",
+        undecided_symbols=undecided if view.exports is not None else (),
+        undecided_libraries=view.undecided_libraries,
     )
 
 
@@ -261,34 +363,85 @@ Dependencies = Sequence[Sequence[tuple[int, str]]]
 
 
 def _reason(prediction: LoadPrediction) -> str:
-    """What a failed prediction's message says after ``will not load with <torch>:``."""
-    prefix = f"will not load with {prediction.against}: "
+    """What a prediction's message says after ``will not load with <torch>:`` (or ``cannot
+    tell whether it loads with <torch>:``)."""
     message = prediction.message
-    return message[len(prefix) :] if message.startswith(prefix) else message
+    for prefix in (
+        f"will not load with {prediction.against}: ",
+        f"cannot tell whether it loads with {prediction.against}: ",
+    ):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
-def _failed_by(
-    prediction: LoadPrediction | None,
-    failing: Sequence[tuple[str, LoadPrediction, str]],
+#: A dependency reached: ``(name it is needed by, its prediction, its path)``.
+_Reached = tuple[str, LoadPrediction, str]
+
+
+#: How a message says that a needed library of the package fails, or may: ``(the opening, with
+#: the torch's label to fill in, and how the dependency is said to load)``.
+_THROUGH = {
+    LoadStatus.FAILS: ("will not load with {}", "which will not load"),
+    LoadStatus.UNKNOWN: ("cannot tell whether it loads with {}", "which may not load"),
+}
+
+
+def _through(
+    status: LoadStatus, prediction: LoadPrediction | None, via: Sequence[_Reached]
 ) -> LoadPrediction:
-    """``prediction`` (``None``: the library had none) once its needed libraries ``failing``
-    (``(name it needs it by, their prediction, their path)``, in needed order) do not load."""
-    paths = tuple(path for _name, _prediction, path in failing)
-    if prediction is not None and prediction.fails:
-        # It fails on its own already: that stays its message.
-        return replace(prediction, failed_dependencies=prediction.failed_dependencies + paths)
-    needed, dependency, _path = failing[0]
+    """``prediction`` (``None``: the library had none) once its needed libraries ``via`` (in
+    needed order) will not load (``status`` fails), or may not (``unknown``)."""
+    paths = tuple(path for _name, _prediction, path in via)
+    if prediction is not None and prediction.status is not LoadStatus.LOADS:
+        # Failing on its own already: that stays its message. Unknown on its own (the failures
+        # have spread already): so it stays. Unknown, reached by a failure: it fails.
+        if prediction.fails:
+            return replace(prediction, failed_dependencies=prediction.failed_dependencies + paths)
+        if status is LoadStatus.UNKNOWN:
+            return prediction
+    needed, dependency, _path = via[0]
+    opening, how = _THROUGH[status]
     against = dependency.against
-    base = prediction or LoadPrediction(against, LoadStatus.FAILS, "")
+    base = prediction or LoadPrediction(against, status, "", build=dependency.build)
     return replace(
         base,
-        status=LoadStatus.FAILS,
+        status=status,
         message=(
-            f"will not load with {against}: needs {needed} (bundled), which will not load: "
-            f"{_reason(dependency)}"
+            f"{opening.format(against)}: needs {needed} (bundled), {how}: {_reason(dependency)}"
         ),
-        failed_dependencies=paths,
+        failed_dependencies=paths if status is LoadStatus.FAILS else base.failed_dependencies,
     )
+
+
+def _spread(
+    result: list[LoadPrediction | None],
+    dependencies: Dependencies,
+    paths: Sequence[str],
+    status: LoadStatus,
+    *,
+    fixed: frozenset[int] = frozenset(),
+) -> None:
+    """Spread ``status`` outward from the libraries that have it to those needing them, one
+    layer per round (see :func:`_through`), never to those in ``fixed``."""
+    seeds = {k for k, p in enumerate(result) if p is not None and p.status is status}
+    spread = set(seeds)
+    frontier = set(seeds)
+    settled = set(fixed)  # reached, with the dependencies reached before them listed
+    while frontier:
+        reached: dict[int, list[_Reached]] = {}
+        for k, needs in enumerate(dependencies):
+            if k in settled:
+                continue  # what is reached after it (through it, in a cycle) is not its cause
+            for index, name in needs:
+                dependency = result[index]
+                if index in frontier and index != k and dependency is not None:
+                    reached.setdefault(k, []).append((name, dependency, paths[index]))
+        settled |= spread
+        for k, via in reached.items():
+            result[k] = _through(status, result[k], via)
+        frontier = set(reached) - spread
+        spread |= frontier
 
 
 def with_failed_dependencies(
@@ -308,23 +461,13 @@ def with_failed_dependencies(
     not fail: at most one round per library, whatever the graph. The message says it as
     ``needs libfoo.so.0 (bundled), which will not load: <why libfoo fails>``; every needed
     library that fails is listed in ``failed_dependencies``.
+
+    Then, the same way, a library that would load but needs one whose load is ``unknown``
+    (against a release the data cannot fully tell) is ``unknown`` too: ``needs libfoo.so.0
+    (bundled), which may not load: <why that is unknown>``.
     """
     result = list(predictions)
-    failed = {k for k, p in enumerate(result) if p is not None and p.fails}
-    frontier = set(failed)
-    settled: set[int] = set()  # failed, with the dependencies that failed before them listed
-    while frontier:
-        reached: dict[int, list[tuple[str, LoadPrediction, str]]] = {}
-        for k, needs in enumerate(dependencies):
-            if k in settled:
-                continue  # what fails after it (through it, in a cycle) is not its cause
-            for index, name in needs:
-                dependency = result[index]
-                if index in frontier and index != k and dependency is not None:
-                    reached.setdefault(k, []).append((name, dependency, paths[index]))
-        settled |= failed
-        for k, failing in reached.items():
-            result[k] = _failed_by(result[k], failing)
-        frontier = set(reached) - failed
-        failed |= frontier
+    _spread(result, dependencies, paths, LoadStatus.FAILS)
+    failed = frozenset(k for k, p in enumerate(result) if p is not None and p.fails)
+    _spread(result, dependencies, paths, LoadStatus.UNKNOWN, fixed=failed)
     return result

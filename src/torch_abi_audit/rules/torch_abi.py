@@ -243,9 +243,30 @@ class TorchRules:
             weak_imports=tuple(weak),
         )
 
-    def _judge_cxx(self, name: str, library: str | None) -> UnstableSymbol | None:
+    def exempt_as_header_only(self, name: str) -> bool:
+        """True when an import of the C++ symbol ``name`` looks like header-only ``c10`` code
+        by the names ``torch/headeronly`` re-exports (or is a ``c10`` operator on header-only
+        types), whatever libtorch exports: the generator keeps those that some libtorch
+        library defines in the table's ``header_only_exported``."""
+        scope = entity_scope(name)
+        return scope[:1] == ("c10",) and self._judge_cxx(name, None, exported=False) is None
+
+    def _judge_cxx(
+        self, name: str, library: str | None, *, exported: bool = True
+    ) -> UnstableSymbol | None:
         scope = entity_scope(name)
         demangled = demangle(name)
+        defined_in = self.table.header_only_exported.get(name) if exported else None
+        if defined_in is not None:
+            # Header-only by its name, yet libtorch defines it (declared C10_API, or an
+            # out-of-line overload): the import binds to libtorch, not to the library's copy.
+            return UnstableSymbol(
+                name,
+                demangled,
+                UnstableReason.NAMESPACE,
+                f"{'::'.join(scope)} is defined in {defined_in}, not header-only",
+                library,
+            )
         # An operator in c10 (operator<<, operator+) is judged by its argument types below.
         c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
         if (

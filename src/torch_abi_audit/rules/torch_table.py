@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib.resources import files
 from typing import Any
@@ -68,8 +68,13 @@ class TorchAbiTable:
 
     ``releases`` are the torch releases the table was generated from, ascending;
     ``internal_c_symbols`` maps the libtorch-owned C exports that are not shims, in any of those
-    releases, to the library exporting them; ``header_only`` holds the ``c10`` names the newest
-    release re-exports from ``torch/headeronly``, split into scopes.
+    releases, to the library exporting them; ``header_only`` holds the ``c10`` names any of
+    those releases re-exports from ``torch/headeronly``, split into scopes.
+    ``header_only_exported`` maps the symbols that look header-only by those names (or are
+    ``c10`` operators on header-only types) but that a libtorch library of some release and
+    platform exports as a definition — ``c10::report_overflow(char const*)``,
+    ``c10::operator<<(std::ostream&, c10::DeviceType)`` — to that library: importing one ties a
+    library to libtorch like any other ``c10::`` import.
     """
 
     shims: dict[str, Shim]
@@ -77,6 +82,7 @@ class TorchAbiTable:
     internal_c_symbols: dict[str, str]
     baseline: Version
     releases: tuple[str, ...]
+    header_only_exported: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def newest(self) -> Version:
@@ -238,9 +244,10 @@ def parse_table(raw: Any) -> TorchAbiTable:
         header_only = tuple(tuple(n.split("::")) for n in raw["header_only"])
         internal = {str(k): str(v) for k, v in raw["internal_c_symbols_all_releases"].items()}
         baseline = _version(raw["baseline_version"], "baseline_version")
+        exported = {str(k): str(v) for k, v in raw.get("header_only_exported", {}).items()}
     except (KeyError, TypeError, AttributeError) as exc:
         raise TableError(f"malformed table: {exc!r}") from exc
-    return TorchAbiTable(shims, header_only, internal, baseline, releases)
+    return TorchAbiTable(shims, header_only, internal, baseline, releases, exported)
 
 
 @cache

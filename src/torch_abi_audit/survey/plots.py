@@ -200,6 +200,10 @@ def loads_plot(summary: Summary) -> str | None:
     palette = {
         "loads": COLOURS["stable"],
         "fails": COLOURS["error"],
+        "unknown": COLOURS["warning"],
+        "unstable, loads": COLOURS["info"],
+        "unstable, fails": COLOURS["error"],
+        "unstable, unknown": COLOURS["warning"],
         "unstable, admits it": COLOURS["unstable"],
         "unstable, no torch requirement": COLOURS["warning"],
     }

@@ -94,10 +94,12 @@ PLOT_NOTES = {
     "min-torch": "For wheels that keep to the stable ABI: the oldest torch release whose shims "
     "they all find (the newest shim they import).",
     "findings": "Wheels with each finding; colour is severity (error, warning, info).",
-    "loads": "Wheels that use torch, on the newest torch release of the stable-ABI table. "
-    "Stable wheels load unless they import shims it lacks; unstable wheels are tied to the "
-    "torch they were built with, so what matters is whether their Requires-Dist lets pip put "
-    "them beside this release (admits it: they will break unless built for it).",
+    "loads": "Wheels that use torch, on the newest torch release of the stable-ABI table, "
+    "each judged against that release's build of its platform. Stable wheels load unless they "
+    "import shims it lacks (or a CUDA runtime it does not install); unstable wheels load only "
+    "if that build still exports every libtorch symbol they import (unknown: the release data "
+    "cannot tell), and are left aside when their Requires-Dist pins another torch (pinned "
+    "elsewhere: pip never puts them beside this release).",
 }
 
 

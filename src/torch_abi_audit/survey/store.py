@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS wheels (
     unstable_libraries INTEGER,
     has_library_errors INTEGER,
     load_against TEXT,
-    load_status TEXT,               -- loads | fails | tied-to-build
+    load_status TEXT,               -- loads | fails | unknown (older rows: tied-to-build)
     finding_codes TEXT,             -- ' '-joined, for quick filters; details in findings
     report_json BLOB,               -- the --json document, zlib-compressed
     seconds_download REAL,

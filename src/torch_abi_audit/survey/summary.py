@@ -223,23 +223,32 @@ def admits(requirements: str | None, release: str) -> bool | None:
     return specifier.contains(release, prereleases=True) if found else None
 
 
+#: The outcomes of a load prediction, for unstable wheels too (tied-to-build before 1.7).
+PREDICTED = ("loads", "fails", "unknown")
+
+
 def load_category(
     verdict: str, status: str | None, requirements: str | None, release: str | None
 ) -> str:
     """What loading a wheel that uses torch on the newest ``release`` is predicted to do.
 
-    Stable wheels: ``loads`` or ``fails`` (shims newer than, or removed by, the release).
-    Unstable wheels are tied to the torch they were built with; their metadata decides whether
-    pip would put them beside the release at all.
+    Stable wheels: their prediction, ``loads``, ``fails`` (shims newer than, or removed by, the
+    release; a missing CUDA runtime) or ``unknown``. Unstable wheels are judged against the
+    release's build too (``unstable, loads`` / ``fails`` / ``unknown``) — unless their
+    metadata pins another torch, so that pip never puts them beside the release: ``unstable,
+    pinned elsewhere``. Rows stored before release builds were judged (``tied-to-build``) are
+    split by their metadata alone (``unstable, admits it`` / ``no torch requirement``).
     """
     if verdict == STABLE:
         return status or "no prediction"
     if release is None:
         return "unstable"
     allowed = admits(requirements, release)
-    if allowed is None:
-        return "unstable, no torch requirement"
-    return "unstable, admits it" if allowed else "unstable, pinned elsewhere"
+    if allowed is False:
+        return "unstable, pinned elsewhere"
+    if status in PREDICTED:
+        return f"unstable, {status}"
+    return "unstable, no torch requirement" if allowed is None else "unstable, admits it"
 
 
 def _loads(store: SurveyStore) -> tuple[tuple[str, int], ...]:
@@ -258,6 +267,10 @@ def _loads(store: SurveyStore) -> tuple[tuple[str, int], ...]:
     order = [
         "loads",
         "fails",
+        "unknown",
+        "unstable, loads",
+        "unstable, fails",
+        "unstable, unknown",
         "unstable, pinned elsewhere",
         "unstable, admits it",
         "unstable, no torch requirement",
