@@ -385,7 +385,7 @@ class TorchWheel(ReleaseFiles):
                 source = self.archive.open_member(member)
                 try:
                     exports = parse_library(source, Path(member)).exports.names()
-                    source.finish()  # reads the member to its end: checks its CRC-32
+                    source.finish(verify=True)  # reads the member to its end: checks its CRC-32
                 finally:
                     source.close()
             except BinaryReadError as exc:

@@ -138,7 +138,7 @@ def _exports_of(archive: WheelArchive, member: str) -> tuple[frozenset[str], tup
     try:
         library = parse_library(source, Path(member))
         names = library.exports.names()
-        source.finish()  # reads the member to its end: checks its CRC-32
+        source.finish(verify=True)  # reads the member to its end: checks its CRC-32
     finally:
         source.close()
     return names, library.needed

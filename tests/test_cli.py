@@ -116,7 +116,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.7"
+    assert document["schema_version"] == "1.8"
     assert document["document"] == "package"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
@@ -402,7 +402,13 @@ def test_wheel_targets_findings_and_check_metadata(
     # Nothing remains; not even abi3-not-free-threaded: torch loads libops.so, no Python
     # imports it, so a free-threaded Python is no concern of its abi3 tag.
     assert document["findings"] == []
-    assert document["wheel"] == {"path": str(fixed), "filename": fixed.name, "tags": [tag]}
+    assert document["wheel"] == {
+        "path": str(fixed),
+        "filename": fixed.name,
+        "tags": [tag],
+        "verified": True,  # a small member: read to its end, its CRC-32 checked
+        "unverified_members": [],
+    }
     assert document["distribution"]["requires_torch"] == ["torch>=2.11"]
 
 

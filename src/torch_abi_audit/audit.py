@@ -126,7 +126,7 @@ def _package_report(
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
-        wheel=_wheel(source),
+        wheel=_wheel(source, libraries),
         unavailable=source.unavailable,
         findings=tuple(findings),
     )
@@ -183,10 +183,13 @@ def _relative_name(path: Path, root: Path) -> str:
         return path.name
 
 
-def _wheel(source: PackageSource) -> WheelReport | None:
+def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:
     if source.wheel is None:
         return None
-    return WheelReport(source.root, source.wheel.filename, source.wheel.tags)
+    unverified = tuple(
+        _relative_name(lib.path, source.root) for lib in libraries if lib.verified is False
+    )
+    return WheelReport(source.root, source.wheel.filename, source.wheel.tags, unverified)
 
 
 def _audit_sources(
@@ -194,9 +197,13 @@ def _audit_sources(
     jobs: int | None,
     python: _PythonContext = _PythonContext(),
     progress: Progress = NO_PROGRESS,
+    *,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     libraries = (p for s in sources for p in s.libraries)
-    results = analyse_libraries(libraries, jobs=jobs, progress=progress)
+    results = analyse_libraries(
+        libraries, jobs=jobs, progress=progress, verify_archive=verify_archive
+    )
     return [_package_report(source, results, python) for source in sources]
 
 
@@ -250,6 +257,7 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
 
@@ -259,6 +267,8 @@ def inspect_package(
     Loading is predicted against ``torch`` (an installation directory or wheel) or the release
     ``torch_version`` when given (:class:`LoadTargetError` if they name nothing usable), else,
     for an import name, against the torch of the running interpreter's site-packages.
+    A wheel's members are decompressed only as far as the audit needs, unless
+    ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
@@ -266,7 +276,8 @@ def inspect_package(
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    return _with_loads(_audit_sources(sources, jobs, python), target)[0]
+    audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
+    return _with_loads(audited, target)[0]
 
 
 def inspect_targets(
@@ -283,6 +294,7 @@ def inspect_targets(
     assume_minimum_abi3: str = FIRST_ABI3,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
 ) -> list[PackageReport]:
     """Audit several targets in one pass (one worker pool for all their libraries).
 
@@ -294,7 +306,8 @@ def inspect_targets(
     names, or in ``site_packages``, unless ``predict_loads`` is false), against the torch of
     that environment; abi3 modules without a wheel tag to say otherwise are judged against
     ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
-    nothing usable. ``progress`` hears about downloads and the libraries read.
+    nothing usable. ``progress`` hears about downloads and the libraries read. Wheels are
+    verified as :func:`inspect_package` says (``verify_archive``).
     """
     installed = any(_is_import_name(t) for t in targets)
     interpreter: Interpreter | None = running_interpreter() if installed else None
@@ -307,7 +320,8 @@ def inspect_targets(
     sources = [s for target in targets for s in _sources(target, site_packages)]
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache, progress)
-    return _with_loads(_audit_sources(sources, jobs, python, progress), target)
+    audited = _audit_sources(sources, jobs, python, progress, verify_archive=verify_archive)
+    return _with_loads(audited, target)
 
 
 def default_site_packages() -> list[Path]:

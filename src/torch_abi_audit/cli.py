@@ -224,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
+    parser.add_argument(
+        "--verify-archive",
+        action="store_true",
+        help="read every library member of a wheel to its end and check its size and CRC-32 "
+        "(by default members are decompressed only as far as the audit needs; the report says "
+        "when a wheel was not fully verified)",
+    )
     _add_loading_arguments(parser)
     _add_index_arguments(parser)
     parser.add_argument(
@@ -290,6 +297,7 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         python_version=args.python_version,
         cache=args.cache_dir,
         site_packages=directories,
+        verify_archive=args.verify_archive,
         **loads,
     )
     return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))

@@ -83,18 +83,36 @@ def _runtime_lookups(
     libtorch themselves; the names it imports or exports are left out (PE keeps its import and
     export names among its read-only data).
     """
-    if not imported & _RUNTIME_LOOKUP_FUNCTIONS or not library.rodata:
+    if not imported & _RUNTIME_LOOKUP_FUNCTIONS:
         return frozenset()
     if is_torch_library(library.path.name) or not any(is_torch_library(n) for n in library.needed):
         return frozenset()
-    names = find_strings(source, library.rodata, _SHIM_STRING, max_bytes=_MAX_RODATA_SCAN)
+    if not library.rodata:  # last: an ELF wheel member reads its section headers for this
+        return frozenset()
+    names = find_strings(
+        source,
+        library.rodata,
+        _SHIM_STRING,
+        max_bytes=_MAX_RODATA_SCAN,
+        needle=b"torch_",
+        needle_lead=len("aoti_"),
+    )
     return names - imported - library.exports.names()
 
 
+class _Opened:
+    """A library's bytes, and for a wheel member whether its size and CRC-32 were checked."""
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source = source
+        self.verified: bool | None = None
+
+
 @contextmanager
-def _opened(location: LibraryLocation, path: Path) -> Iterator[ByteSource]:
-    """The bytes of a library file, or of a wheel member (read to its end on success, so that
-    its CRC-32 and size are checked)."""
+def _opened(location: LibraryLocation, path: Path, *, verify: bool) -> Iterator[_Opened]:
+    """The bytes of a library file, or of a wheel member. On success a member is read to its
+    end, which checks its CRC-32 and size, when ``verify`` is true or what is left is small
+    (:meth:`StreamedMember.finish`); ``verified`` says whether it was."""
     if isinstance(location, WheelMember):
         try:
             archive = open_wheel(location.wheel)
@@ -102,17 +120,24 @@ def _opened(location: LibraryLocation, path: Path) -> Iterator[ByteSource]:
             raise BinaryReadError(f"{location.wheel.name}: {exc}") from exc
         member = archive.open_member(location.name)
         try:
-            yield member
-            member.finish()
+            opened = _Opened(member)
+            yield opened
+            opened.verified = member.finish(verify=verify)
         finally:
             member.close()
         return
     with path.open("rb", buffering=0) as handle:
-        yield FileBytes(handle)
+        yield _Opened(FileBytes(handle))
 
 
-def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
+def inspect_extension(
+    location: LibraryLocation | str, *, verify_archive: bool = False
+) -> ExtensionReport:
     """Read and judge one compiled library: a file, or a :class:`WheelMember` of a wheel.
+
+    A wheel member is decompressed only as far as the readers need, and its size and CRC-32
+    are checked when that costs little or ``verify_archive`` is true (``verified`` in the
+    report says whether they were).
 
     Never raises for bad input: an unreadable or corrupt file gives a report with ``error`` set,
     a format this release cannot read one with ``skipped`` set.
@@ -125,11 +150,11 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         path = Path(location).absolute()
     guessed_kind = LibraryKind.EXTENSION if _looks_like_extension(path) else LibraryKind.BUNDLED
     try:
-        with _opened(member or path, path) as source:
-            library = parse_library(source, path)
+        with _opened(member or path, path, verify=verify_archive) as opened:
+            library = parse_library(opened.source, path)
             # Symbol tables decode lazily: a bad entry found now is still this file's error.
             entries = entry_points(library)
-            lookups = _runtime_lookups(source, library, library.imports.names())
+            lookups = _runtime_lookups(opened.source, library, library.imports.names())
         torch, cpython = judge(library, path.name, lookups)
         slices = tuple(
             SliceReport(part.machine, part.min_os, *judge(part, path.name, lookups))
@@ -157,6 +182,7 @@ def inspect_extension(location: LibraryLocation | str) -> ExtensionReport:
         entry_points=entries,
         min_os=library.min_os,
         slices=slices,
+        verified=opened.verified,
     )
 
 
@@ -203,8 +229,10 @@ def _size(location: LibraryLocation) -> int:
         return 0
 
 
-def _inspect_batch(locations: list[LibraryLocation]) -> list[ExtensionReport]:
-    return [inspect_extension(location) for location in locations]
+def _inspect_batch(
+    locations: list[LibraryLocation], verify_archive: bool = False
+) -> list[ExtensionReport]:
+    return [inspect_extension(location, verify_archive=verify_archive) for location in locations]
 
 
 def _prepare_worker() -> None:
@@ -239,10 +267,16 @@ class LibraryAnalysis:
     """
 
     def __init__(
-        self, jobs: int | None = None, *, eager: bool = False, progress: Progress = NO_PROGRESS
+        self,
+        jobs: int | None = None,
+        *,
+        eager: bool = False,
+        progress: Progress = NO_PROGRESS,
+        verify_archive: bool = False,
     ) -> None:
         self.jobs = default_jobs() if jobs is None else max(1, jobs)
         self._progress = progress
+        self.verify_archive = verify_archive
         self._eager = eager and self.jobs > 1
         self._submitted: dict[LibraryLocation, None] = {}
         self._waiting: list[LibraryLocation] = []
@@ -298,7 +332,8 @@ class LibraryAnalysis:
         if self._pool is None:
             self._pool = self._start_pool()
         for task in plan_tasks(self._waiting):
-            self._tasks.append((task, self._pool.submit(_inspect_batch, task)))
+            future = self._pool.submit(_inspect_batch, task, self.verify_archive)
+            self._tasks.append((task, future))
         self._waiting = []
 
     def results(self) -> dict[LibraryLocation, ExtensionReport]:
@@ -311,7 +346,7 @@ class LibraryAnalysis:
             self._collect(reports)
         try:
             for path in self._waiting:
-                reports[path] = inspect_extension(path)
+                reports[path] = inspect_extension(path, verify_archive=self.verify_archive)
                 self._progress.advance()
         finally:
             close_wheels()
@@ -330,7 +365,7 @@ class LibraryAnalysis:
                 try:
                     found = future.result()
                 except Exception:  # a worker died (BrokenProcessPool): redo its share here
-                    found = _inspect_batch(task)
+                    found = _inspect_batch(task, self.verify_archive)
                 reports.update(zip(task, found, strict=True))
                 self._progress.advance(len(task))
             self._progress.tick()
@@ -341,8 +376,9 @@ def analyse_libraries(
     *,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
 ) -> dict[LibraryLocation, ExtensionReport]:
     """Run :func:`inspect_extension` over ``paths`` (in parallel when it pays off)."""
-    with LibraryAnalysis(jobs, progress=progress) as analysis:
+    with LibraryAnalysis(jobs, progress=progress, verify_archive=verify_archive) as analysis:
         analysis.submit(paths)
         return analysis.results()

@@ -227,7 +227,9 @@ class Library:
     offset, and the universal file's ``rodata`` is the union of its slices'. It is empty when
     the file does not say where those sections are: an ELF file without section headers
     (``sstrip``) or whose section names cannot be read (see the ELF reader), and sections
-    that lie outside the file or hold no file bytes (zero-fill) are left out.
+    that lie outside the file or hold no file bytes (zero-fill) are left out. An ELF library
+    read from a stream (a compressed wheel member) gives a :class:`LazyRanges`: its section
+    headers are read only if ``rodata`` is used, which must happen while its source is open.
     """
 
     path: Path
@@ -244,7 +246,7 @@ class Library:
     local_symbols: tuple[Symbol, ...] | None = None
     slices: tuple[Library, ...] = ()
     min_os: str | None = None
-    rodata: tuple[tuple[int, int], ...] = ()
+    rodata: Sequence[tuple[int, int]] = ()
     optional_needed: tuple[str, ...] = ()
     executable: bool = False
     version_needs: tuple[VersionNeed, ...] = ()
@@ -273,6 +275,49 @@ class Library:
                 continue
             (by_optional if symbol.library.lower() in lowered else by_required).add(symbol.name)
         return optional | frozenset(by_optional - by_required)
+
+
+class LazyRanges(Sequence[tuple[int, int]]):
+    """``(offset, size)`` ranges found when first used (:attr:`Library.rodata` of a library read
+    from a stream, whose section headers lie at its end). Compares equal to any sequence of the
+    same ranges; pickling resolves it. Resolve it while the library's source is still open."""
+
+    __slots__ = ("_find", "_ranges")
+
+    def __init__(self, find: Callable[[], tuple[tuple[int, int], ...]]) -> None:
+        self._find: Callable[[], tuple[tuple[int, int], ...]] | None = find
+        self._ranges: tuple[tuple[int, int], ...] = ()
+
+    def resolved(self) -> tuple[tuple[int, int], ...]:
+        """The ranges (found on the first call)."""
+        if self._find is not None:
+            self._ranges = self._find()
+            self._find = None
+        return self._ranges
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[int, int]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | Sequence[tuple[int, int]]:
+        return self.resolved()[index]
+
+    def __len__(self) -> int:
+        return len(self.resolved())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self.resolved() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.resolved())
+
+    def __repr__(self) -> str:
+        return repr(self.resolved()) if self._find is None else "<LazyRanges: unresolved>"
+
+    def __reduce__(self) -> tuple[type[tuple[tuple[int, int], ...]], tuple[object, ...]]:
+        return (tuple, (self.resolved(),))
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

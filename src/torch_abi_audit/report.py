@@ -115,11 +115,22 @@ class TorchReference:
 
 @dataclass(frozen=True)
 class WheelReport:
-    """The wheel a package report was read from: its path, file name and the tags it names."""
+    """The wheel a package report was read from: its path, file name and the tags it names.
+
+    ``unverified_members`` are the library members whose size and CRC-32 were not checked:
+    they were decompressed only as far as the audit needed (``--verify-archive`` reads every
+    member to its end); ``verified`` is true when there are none.
+    """
 
     path: Path
     filename: str
     tags: tuple[str, ...]
+    unverified_members: tuple[str, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        """Every library member's size and CRC-32 were checked."""
+        return not self.unverified_members
 
 
 def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
@@ -184,7 +195,9 @@ class ExtensionReport:
     newest across ``slices`` for a universal binary. ``load`` is the load prediction against
     the package's :class:`TorchReference`, when there is one and the library concerns torch.
     ``optional_needed`` are the needed libraries whose absence does not stop the load
-    (weak-linked dylibs, delay-loaded DLLs).
+    (weak-linked dylibs, delay-loaded DLLs). ``verified`` is, for a wheel member, whether its
+    size and CRC-32 were checked (``False``: it was decompressed only as far as the audit
+    needed); ``None`` for a file.
     """
 
     path: Path
@@ -204,6 +217,7 @@ class ExtensionReport:
     slices: tuple[SliceReport, ...] = ()
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
+    verified: bool | None = None
 
     @property
     def torch_label(self) -> TorchLabel:

@@ -67,6 +67,7 @@ def read_all(library: Library) -> None:
         part.exports.with_prefix("_Z", "Py")
         part.imports.symbols()
         part.exports.symbols()
+        tuple(part.rodata)  # a streamed ELF member's read-only data ranges resolve when used
 
 
 def read_member(wheel: Path, member: str) -> Library:
@@ -77,7 +78,7 @@ def read_member(wheel: Path, member: str) -> Library:
         try:
             library = parse_library(source, wheel / member)
             read_all(library)
-            source.finish()
+            source.finish(verify=True)
         finally:
             source.close()
     return library
@@ -102,7 +103,8 @@ def library_members(
             source = archive.open_member(member.name)
             try:
                 library = parse_library(source, Path(member.name))
-                source.finish()
+                tuple(library.rodata)  # resolved while the member is open
+                source.finish(verify=True)
             finally:
                 source.close()
             yield member.name, library

@@ -125,23 +125,53 @@ def test_section_header_size_zero(built: Fixtures, tmp_path: Path) -> None:
     expect_read_error(write(tmp_path, patched(data, (0x3A, "<H", 0))), "too small")
 
 
+DT_SYMENT = 11
+DT_GNU_HASH = 0x6FFFFEF5
+DT_UNKNOWN = 0x6FFFFEFF  # an OS-specific tag no reader knows: the entry is ignored
+
+
+def without_hash_tags(data: bytes) -> bytes:
+    """``data`` with its DT_GNU_HASH entry renamed: the dynamic section no longer sizes the
+    symbol table, so the reader takes it from the section headers."""
+    return patched(data, (dynamic_entry(data, layout_of(data), DT_GNU_HASH), "<Q", DT_UNKNOWN))
+
+
 def test_symbol_entry_size(built: Fixtures, tmp_path: Path) -> None:
     data = built.versioned.read_bytes()
+    expected = read_elf(built.versioned).imports
+    # DT_SYMENT (the loader's view) and sh_entsize (the sections'): 0 means "unknown", the
+    # reader uses the class's Elf_Sym size; less than an Elf64_Sym is corrupt.
+    syment = dynamic_entry(data, layout_of(data), DT_SYMENT) + 8
+    sections = without_hash_tags(data)
     dynsym = layout_of(data).sections[".dynsym"]
-    at = dynsym.header + layout_of(data).sh_entsize_at
-    # sh_entsize 0 means "unknown": the reader uses the class's Elf_Sym size.
-    lib = read_elf(write(tmp_path, patched(data, (at, "<Q", 0)), "zero.so"))
-    assert lib.imports == read_elf(built.versioned).imports
-    # An entry size smaller than an Elf64_Sym is corrupt.
-    expect_read_error(write(tmp_path, patched(data, (at, "<Q", 1))), "entry size")
+    entsize = dynsym.header + layout_of(data).sh_entsize_at
+    for base, at in ((data, syment), (sections, entsize)):
+        lib = read_elf(write(tmp_path, patched(base, (at, "<Q", 0)), "zero.so"))
+        assert lib.imports == expected
+        expect_read_error(write(tmp_path, patched(base, (at, "<Q", 1))), "entry size")
 
 
 def test_dynsym_link_out_of_range(built: Fixtures, tmp_path: Path) -> None:
-    data = built.versioned.read_bytes()
+    data = without_hash_tags(built.versioned.read_bytes())
     layout = layout_of(data)
     at = layout.sections[".dynsym"].header + layout.sh_link_at
     expect_read_error(write(tmp_path, patched(data, (at, "<I", 99))), "out of range")
     expect_read_error(write(tmp_path, patched(data, (at, "<I", 0))), "out of range")
+
+
+def test_the_section_headers_are_read_only_when_needed(built: Fixtures, tmp_path: Path) -> None:
+    """The loader's view needs no section header: a library whose table is gone (or cut off by
+    a truncation after the dynamic data) reads the same, with no read-only data ranges."""
+    data = built.versioned.read_bytes()
+    expected = read_elf(built.versioned)
+    layout = layout_of(data)
+    cut = write(tmp_path, data[: layout.shoff], "cut.so")
+    lib = read_elf(cut)
+    assert lib.imports == expected.imports and lib.exports == expected.exports
+    assert lib.needed == expected.needed and lib.soname == expected.soname
+    assert lib.rodata == ()
+    # Asked for, the static symbol table needs them: then the cut is an error.
+    expect_read_error(cut, "section header table")
 
 
 def test_string_offsets_beyond_the_table(built: Fixtures, tmp_path: Path) -> None:

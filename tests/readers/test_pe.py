@@ -503,10 +503,11 @@ def test_streamed_wheel_member_never_spills(
     monkeypatch.setattr(wheel_bytes, "WINDOW", 0x400)
     monkeypatch.setattr(wheel_bytes, "CHUNK", 0x200)
 
-    def no_spill(self: StreamedMember) -> object:
+    def no_spill(self: StreamedMember) -> None:
         raise AssertionError(f"{self.name}: spilled to a temporary file")
 
-    monkeypatch.setattr(StreamedMember, "_spill_to_file", no_spill)
+    monkeypatch.setattr(StreamedMember, "_start_spill", no_spill)
+    monkeypatch.setattr(wheel_bytes, "FIRST_STEP", 0x200)
     image = full_image(separate_edata=True, text_padding=0x8000, coff_symbols=[CoffSymbol("h")])
     wheel = write_wheel(
         tmp_path,

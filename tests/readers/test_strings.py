@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,6 @@ from helpers.memory_source import MemorySource
 from helpers.real_wheels import real_wheel
 from torch_abi_audit.model import BinaryFormat, merge_ranges
 from torch_abi_audit.readers import BinaryReadError, FileBytes, parse_library, read_library
-from torch_abi_audit.readers import elf as elf_reader
 from torch_abi_audit.readers.strings import CHUNK_SIZE, find_strings
 from torch_abi_audit.sources.wheels import WheelArchive
 
@@ -63,7 +64,7 @@ def lookup_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
-def scan(path: Path, ranges: tuple[tuple[int, int], ...]) -> frozenset[str]:
+def scan(path: Path, ranges: Sequence[tuple[int, int]]) -> frozenset[str]:
     with path.open("rb") as handle:
         return find_strings(FileBytes(handle), ranges, SHIM)
 
@@ -97,16 +98,13 @@ def test_sequential_source_gives_the_same_rodata(lookup_lib: Path) -> None:
     data = lookup_lib.read_bytes()
     lib = read_library(lookup_lib)
     source = MemorySource(data, sequential=True)
-    assert parse_library(source, lookup_lib).rodata == lib.rodata
-    # Beyond the reach of a stream: no names, no ranges, and nothing read for them.
-    far = MemorySource(data, sequential=True)
-    names_at = layout_of(data).sections[".shstrtab"].offset
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(elf_reader, "_SEQUENTIAL_NAMES_REACH", 0)
-        far_lib = parse_library(far, lookup_lib)
-    assert far_lib.rodata == ()
-    assert far_lib.imports == lib.imports
-    assert not any(offset <= names_at < offset + length for offset, length in far.reads)
+    streamed = parse_library(source, lookup_lib)
+    assert streamed.imports == lib.imports
+    # A stream's section headers (at the end of the file) are read only when rodata is used.
+    table_at = layout_of(data).shoff
+    assert all(offset + length <= table_at for offset, length in source.reads)
+    assert streamed.rodata == lib.rodata
+    assert any(offset >= table_at for offset, length in source.reads)
 
 
 def test_without_section_headers_there_is_no_rodata(lookup_lib: Path, tmp_path: Path) -> None:
@@ -250,7 +248,7 @@ def test_truncated_library_is_refused(lookup_lib: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "options", [{"chunk_size": 0}, {"max_bytes": -1}, {"max_name": -1}], ids=str
 )
-def test_bad_options(options: dict[str, int]) -> None:
+def test_bad_options(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="chunk_size must be positive"):
         find_strings(MemorySource(b""), [], SHIM, **options)
 
@@ -289,3 +287,42 @@ def test_real_libraries_hold_known_strings_in_rodata(wheel: str, member: str) ->
         "rnnt_loss_forward",
         "libtorchaudio/lfilter.cpp",
     }
+
+
+def test_a_needle_skips_chunks_without_candidates(lookup_lib: Path) -> None:
+    """With ``needle`` (a substring of every match) the scan finds the same names, chunk size
+    and carried-over bytes notwithstanding, and skips chunks that cannot hold one."""
+    lib = read_library(lookup_lib)
+    whole_file = ((0, lookup_lib.stat().st_size),)
+    with lookup_lib.open("rb") as handle:
+        source = FileBytes(handle)
+        for ranges in (lib.rodata, whole_file):
+            for chunk_size in (7, 64, 4096):
+                plain = find_strings(source, ranges, SHIM, chunk_size=chunk_size)
+                fast = find_strings(
+                    source, ranges, SHIM, chunk_size=chunk_size, needle=b"torch_", needle_lead=5
+                )
+                assert fast == plain
+        assert find_strings(source, whole_file, SHIM, needle=b"no such needle") == frozenset()
+
+
+@pytest.mark.parametrize("pattern", [SHIM, re.compile(rb"((?:aoti_)?torch_[A-Za-z0-9_]+)\x00")])
+def test_needle_scan_equals_a_full_scan_on_random_bytes(pattern: re.Pattern[bytes]) -> None:
+    rng = random.Random(1616)
+    pieces = [b"torch_", b"aoti_", b"aoti_torch_", b"x", b"_", b"\x00", b"9", b"torch_torch_"]
+    for _ in range(2000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30)))
+        source = MemorySource(data)
+        whole = ((0, len(data)),)
+        for chunk_size in (3, 11, 1000):
+            plain = find_strings(source, whole, pattern, chunk_size=chunk_size, max_name=64)
+            fast = find_strings(
+                source,
+                whole,
+                pattern,
+                chunk_size=chunk_size,
+                max_name=64,
+                needle=b"torch_",
+                needle_lead=5,
+            )
+            assert fast == plain, (data, chunk_size)

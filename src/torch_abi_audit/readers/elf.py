@@ -1,15 +1,19 @@
 """ELF shared-object reader (System V gABI, with the GNU symbol-versioning extensions).
 
-Reads only what the audit needs, with positional reads: the file header, the program and section
-header tables, the dynamic section, the dynamic symbol table with its string table, the
-``.gnu.version*`` sections, and the few bytes of the section name table that name the read-only
-data sections (``Library.rodata``). ``libtorch_cpu.so`` (434 MB) costs about 7 MB of reads.
+Reads only what the audit needs, with positional reads, and finds it the way the dynamic loader
+does: the file header, the program headers, the dynamic segment (``PT_DYNAMIC``), and through
+its ``DT_*`` entries the dynamic symbol table (sized by ``DT_HASH`` or ``DT_GNU_HASH``), its
+string table and the ``.gnu.version*`` tables. The section header table, at the end of the
+file, is read only when something needs it: the read-only data sections (``Library.rodata``,
+resolved when first used), the static symbol table's local symbols (when asked for), or a file
+whose dynamic segment does not describe its symbols. So a compressed wheel member is
+decompressed only as far as its dynamic section and string table, never through its static
+symbol table, debug information or section headers. ``libtorch_cpu.so`` (434 MB) costs about
+7 MB of reads.
 
-Where the section headers are missing (``sstrip``-ed files) or do not describe the dynamic
-symbols, the reader falls back to the loader's view: ``PT_DYNAMIC`` and the ``DT_*`` entries,
-with the symbol count taken from ``DT_HASH`` or ``DT_GNU_HASH``. It then reports no read-only
-data ranges: the program headers do not tell ``.rodata`` from the rest of a read-only segment
-(``.eh_frame``, ``.dynsym``...).
+Without section headers (``sstrip``-ed files) there are no read-only data ranges: the program
+headers do not tell ``.rodata`` from the rest of a read-only segment (``.eh_frame``,
+``.dynsym``...).
 
 References: System V gABI chapter 4 (ELF header, sections, symbol table) and chapter 5 (program
 headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_r``/``_d``.
@@ -17,13 +21,13 @@ headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from pathlib import Path
 from typing import NamedTuple
 
 from torch_abi_audit.model import (
     BinaryFormat,
+    LazyRanges,
     Library,
     StaticSymbolTable,
     Symbol,
@@ -135,12 +139,6 @@ _MAX_DYNAMIC_ENTRIES = 1 << 20
 #: longest name prefix to look at is ``.rodata1`` and its NUL.
 _RODATA_NAMES = (b".rodata\0", b".rodata.", b".rodata1\0")
 _RODATA_NAME_SPAN = max(len(prefix) for prefix in _RODATA_NAMES)
-#: How far before the section header table a sequential source is asked for the section names.
-#: A streamed wheel member keeps its last 32 MiB (``sources.wheel_bytes.WINDOW``) once the
-#: table, at the end of the file, has been read; GNU ld and gold write ``.shstrtab`` just
-#: before the table, but lld writes ``.strtab`` between them, and going back further would make
-#: the member spill to a temporary file.
-_SEQUENTIAL_NAMES_REACH = 16 << 20
 #: Most of the section name table read for them (a linked library's is a few hundred bytes; a
 #: hostile one must not pull in the file).
 _MAX_NAMES_READ = 1 << 20
@@ -203,25 +201,16 @@ class _ElfFile:
             self.e_shstrndx,
         ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
         self.segments = self._segments()
+        self._section_table: list[_Section] | None = None
         # (version index, needed file, version name, weak) of every Elf_Vernaux read.
         self.version_needs: list[tuple[int, str, str, bool]] = []
-        if reader.sequential:
-            self._prefetch_dynamic_segment()
-        self.sections = self._sections()
 
-    def _prefetch_dynamic_segment(self) -> None:
-        """Read ``PT_DYNAMIC`` before the section headers, for sources read front to back.
-
-        The dynamic section usually lies in the middle of the file, the section header table at
-        its end: asking for them in file order lets a streamed wheel member serve both in one
-        pass. The source keeps what was read; a bad segment is left for the normal path to
-        report.
-        """
-        for segment in self.segments:
-            if segment.type == _PT_DYNAMIC:
-                with contextlib.suppress(BinaryReadError):
-                    self.reader.read(segment.offset, segment.filesz, "dynamic segment")
-                return
+    @property
+    def sections(self) -> list[_Section]:
+        """The section header table, read on first use (it lies at the end of the file)."""
+        if self._section_table is None:
+            self._section_table = self._sections()
+        return self._section_table
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -299,14 +288,16 @@ class _ElfFile:
     # -- dynamic section ----------------------------------------------------------------------
 
     def _dynamic_entries(self) -> list[tuple[int, int]]:
-        dynamic = self._section(_SHT_DYNAMIC)
-        if dynamic is not None and dynamic.type != _SHT_NOBITS:
-            offset, size = dynamic.offset, dynamic.size
-        else:
-            segment = next((s for s in self.segments if s.type == _PT_DYNAMIC), None)
-            if segment is None:
-                return []
+        """The dynamic section's entries, up to ``DT_NULL``: from ``PT_DYNAMIC`` (what the
+        loader reads), else from an ``SHT_DYNAMIC`` section."""
+        segment = next((s for s in self.segments if s.type == _PT_DYNAMIC), None)
+        if segment is not None:
             offset, size = segment.offset, segment.filesz
+        else:
+            dynamic = self._section(_SHT_DYNAMIC)
+            if dynamic is None or dynamic.type == _SHT_NOBITS:
+                return []
+            offset, size = dynamic.offset, dynamic.size
         entsize = struct.calcsize(self.layout.dyn)
         count = min(size // entsize, _MAX_DYNAMIC_ENTRIES)
         raw = self.reader.read(offset, count * entsize, "dynamic section")
@@ -322,7 +313,17 @@ class _ElfFile:
     def _dynamic_symbol_table(
         self, dynamic: list[tuple[int, int]]
     ) -> tuple[bytes, int, bytes] | None:
-        """(symbol table bytes, entry size, string table bytes), or ``None`` if there is none."""
+        """(symbol table bytes, entry size, string table bytes), or ``None`` if there is none.
+
+        The loader's view when the dynamic section gives the tables and a hash table to size
+        the symbol table; else the ``SHT_DYNSYM`` section and the string table it links.
+        """
+        tags = dict(dynamic)
+        count: int | None = None
+        if self._loader_view(tags):
+            count = self._symbol_count_from_hash(tags)
+            if count is not None:
+                return self._loader_symbol_table(tags, count)
         section = self._section(_SHT_DYNSYM)
         if section is not None:
             strtab = self._linked(section)
@@ -332,13 +333,23 @@ class _ElfFile:
                 entsize,
                 self._section_bytes(strtab, "dynamic string table"),
             )
-        tags = dict(dynamic)
         if _DT_SYMTAB not in tags or _DT_STRTAB not in tags:
             return None
-        # No section headers: the loader's view. The count comes from the hash tables.
+        if count is None:  # a GNU hash table that hashes nothing: its symbol offset, at least
+            count = self._symbol_count_from_hash(tags, at_least=True)
+        assert count is not None
+        return self._loader_symbol_table(tags, count)
+
+    def _loader_view(self, tags: dict[int, int]) -> bool:
+        """Whether the dynamic section locates the symbol table, its strings and a hash table
+        that sizes it (every linked shared object's does)."""
+        return (
+            _DT_SYMTAB in tags and _DT_STRTAB in tags and (_DT_HASH in tags or _DT_GNU_HASH in tags)
+        )
+
+    def _loader_symbol_table(self, tags: dict[int, int], count: int) -> tuple[bytes, int, bytes]:
         symtab_offset = self._file_offset(tags[_DT_SYMTAB], "DT_SYMTAB")
         entsize = tags.get(_DT_SYMENT) or struct.calcsize(self.layout.symbol)
-        count = self._symbol_count_from_hash(tags)
         strtab_offset = self._file_offset(tags[_DT_STRTAB], "DT_STRTAB")
         strsz = tags.get(_DT_STRSZ, 0)
         return (
@@ -347,7 +358,13 @@ class _ElfFile:
             self.reader.read(strtab_offset, strsz, "dynamic string table"),
         )
 
-    def _symbol_count_from_hash(self, tags: dict[int, int]) -> int:
+    def _symbol_count_from_hash(
+        self, tags: dict[int, int], *, at_least: bool = False
+    ) -> int | None:
+        """How many entries the dynamic symbol table has, from ``DT_HASH`` (its chain count)
+        or ``DT_GNU_HASH`` (the end of the last hashed symbol's chain). A GNU hash table that
+        hashes no symbol does not tell: ``None`` (an executable that exports nothing keeps its
+        imports after the symbol offset), or with ``at_least`` its symbol offset."""
         order = self.layout.order
         if _DT_HASH in tags:
             offset = self._file_offset(tags[_DT_HASH], "DT_HASH")
@@ -357,10 +374,11 @@ class _ElfFile:
             _nbucket, nchain = struct.unpack(fmt, raw)
             return int(nchain)
         if _DT_GNU_HASH in tags:
-            return self._gnu_hash_symbol_count(self._file_offset(tags[_DT_GNU_HASH], "GNU_HASH"))
+            offset = self._file_offset(tags[_DT_GNU_HASH], "GNU_HASH")
+            return self._gnu_hash_symbol_count(offset, at_least=at_least)
         raise BinaryReadError("no section headers and no hash table: cannot size .dynsym")
 
-    def _gnu_hash_symbol_count(self, offset: int) -> int:
+    def _gnu_hash_symbol_count(self, offset: int, *, at_least: bool) -> int | None:
         order = self.layout.order
         nbuckets, symoffset, bloom_size, _shift = struct.unpack(
             order + "IIII", self.reader.read(offset, 16, "GNU_HASH header")
@@ -373,13 +391,15 @@ class _ElfFile:
         )
         last = max(buckets, default=0)
         if last < symoffset:
-            return int(symoffset)
+            return int(symoffset) if at_least else None
         chains_at = buckets_at + nbuckets * 4
         start = chains_at + (last - symoffset) * 4
         # The chain of the last bucket ends at the first value with its low bit set. Read it in
         # bounded chunks: a corrupt table must not pull the rest of a huge file into memory.
+        # Chains are short: the first chunk is small (a stream stops right after it), later
+        # ones grow.
         position = 0
-        chunk = 4096
+        chunk = 64
         while start + position * 4 < self.reader.size:
             length = min(chunk, (self.reader.size - start) // 4 - position) * 4
             if length <= 0:
@@ -389,6 +409,7 @@ class _ElfFile:
                 if value & 1:
                     return int(last + position + index + 1)
             position += length // 4
+            chunk = min(chunk * 4, 4096)
         raise BinaryReadError("GNU_HASH chain does not terminate")
 
     def _versions(
@@ -397,7 +418,9 @@ class _ElfFile:
         """Per-symbol ``.gnu.version`` indices and index -> (version name, needed library)."""
         order = self.layout.order
         tags = dict(dynamic)
-        versym_section = self._section(_SHT_GNU_VERSYM)
+        # The tables the symbol table was found by: the dynamic section's, else the sections'.
+        sections = not self._loader_view(tags)
+        versym_section = self._section(_SHT_GNU_VERSYM) if sections else None
         raw_versym: bytes | None = None
         if versym_section is not None and versym_section.type != _SHT_NOBITS:
             raw_versym = self.reader.read(
@@ -412,14 +435,14 @@ class _ElfFile:
         indices = struct.unpack(f"{order}{len(raw_versym) // 2}H", raw_versym)
         names: dict[int, tuple[str, str | None]] = {}
 
-        verneed = self._section(_SHT_GNU_VERNEED)
+        verneed = self._section(_SHT_GNU_VERNEED) if sections else None
         if verneed is not None:
             self._read_verneed(verneed.offset, verneed.info, strtab, names)
         elif _DT_VERNEED in tags:
             offset = self._file_offset(tags[_DT_VERNEED], "DT_VERNEED")
             self._read_verneed(offset, tags.get(_DT_VERNEEDNUM, 0), strtab, names)
 
-        verdef = self._section(_SHT_GNU_VERDEF)
+        verdef = self._section(_SHT_GNU_VERDEF) if sections else None
         if verdef is not None:
             self._read_verdef(verdef.offset, verdef.info, strtab, names)
         elif _DT_VERDEF in tags:
@@ -495,9 +518,8 @@ class _ElfFile:
 
         Only the names of the candidate sections (allocated, read-only, not code, with file
         bytes) are read from the section name table, in one read. A name table that cannot be
-        read, spans more than :data:`_MAX_NAMES_READ` bytes for them, or lies out of a
-        sequential source's reach (:data:`_SEQUENTIAL_NAMES_REACH`) gives no ranges: the reader
-        does not fail on what it needs only for this.
+        read or spans more than :data:`_MAX_NAMES_READ` bytes for them gives no ranges: the
+        reader does not fail on what it needs only for this.
         """
         size = self.reader.size
         candidates = [
@@ -537,8 +559,6 @@ class _ElfFile:
         if not 0 <= start < end <= start + _MAX_NAMES_READ:
             return None
         offset = shstrtab.offset + start
-        if self.reader.sequential and self.e_shoff - offset > _SEQUENTIAL_NAMES_REACH:
-            return None
         try:
             return start, self.reader.read(offset, end - start, "section name table")
         except BinaryReadError:
@@ -611,10 +631,22 @@ class _ElfFile:
             rpath=tuple(p for p in rpath if p),
             runpath=tuple(p for p in runpath if p),
             local_symbols=self._local_symbols() if local_symbols else None,
-            rodata=self._rodata(),
+            # Files are cheap to read anywhere: their ranges now. A stream (a wheel member)
+            # would have to be decompressed to its end for the section headers: only when asked.
+            rodata=LazyRanges(self._rodata_or_none)
+            if self.reader.sequential
+            else self._rodata_or_none(),
             executable=self._is_executable(dynamic, soname),
             version_needs=self._version_needs(table),
         )
+
+    def _rodata_or_none(self) -> tuple[tuple[int, int], ...]:
+        """:meth:`_rodata`, with a section header table that cannot be read giving no ranges
+        (asked for after the symbols were read: this must not fail the library)."""
+        try:
+            return self._rodata()
+        except (BinaryReadError, struct.error, ValueError, OverflowError, MemoryError):
+            return ()
 
     def _dynamic_strings(self, dynamic: list[tuple[int, int]]) -> bytes:
         tags = dict(dynamic)

@@ -11,7 +11,7 @@ size of the ranges.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from torch_abi_audit.model import merge_ranges
 from torch_abi_audit.readers.source import ByteSource, check_range
@@ -37,6 +37,8 @@ def find_strings(
     max_bytes: int = MAX_BYTES,
     max_name: int = MAX_NAME_LENGTH,
     chunk_size: int = CHUNK_SIZE,
+    needle: bytes | None = None,
+    needle_lead: int = 0,
 ) -> frozenset[str]:
     """The strings that ``pattern`` matches in the ``(offset, size)`` ``ranges`` of ``source``.
 
@@ -52,6 +54,12 @@ def find_strings(
     a longer one may be missed there. Give ``pattern`` a look-behind (as in
     ``rb"(?<![A-Za-z0-9_])(torch_[A-Za-z0-9_]+)\\x00"``) so that a match cannot start inside a
     longer name: where a scan resumes, the look-behind sees the bytes before it.
+
+    ``needle``, when given, is a byte string every match contains, starting at most
+    ``needle_lead`` bytes after the match does: the regular expression is then tried only at
+    the few positions before each occurrence of the needle (a substring search), with the same
+    result as a scan of every position — for read-only data of megabytes with few candidates,
+    a fraction of the time.
 
     Raises :class:`~torch_abi_audit.readers.errors.BinaryReadError`, before reading anything,
     when a range lies outside the source (as ``source.read`` does), and whatever else
@@ -83,7 +91,11 @@ def find_strings(
             # Matches ending in the carried bytes were found with the previous chunk; one that
             # ends in this chunk and is at most max_name long starts at or after `start`.
             start = max(0, len(carried) - max_name)
-            for match in pattern.finditer(data, start):
+            if needle is None:
+                matches: Iterable[re.Match[bytes]] = pattern.finditer(data, start)
+            else:
+                matches = _around(pattern, data, start, needle, needle_lead)
+            for match in matches:
                 raw = match.group(group)
                 if raw is None:
                     continue
@@ -93,3 +105,21 @@ def find_strings(
                     continue
             carried = data[-keep:]
     return frozenset(found)
+
+
+def _around(
+    pattern: re.Pattern[bytes], data: bytes, start: int, needle: bytes, lead: int
+) -> Iterator[re.Match[bytes]]:
+    """``pattern.finditer(data, start)`` for a pattern whose every match contains ``needle``
+    at most ``lead`` bytes after its start: leftmost, non-overlapping matches, tried only at
+    the positions a match can start from."""
+    position = start
+    while (found := data.find(needle, position)) >= 0:
+        for candidate in range(max(position, found - lead), found + 1):
+            match = pattern.match(data, candidate)
+            if match is not None:
+                yield match
+                position = max(match.end(), candidate + 1)
+                break
+        else:
+            position = found + 1

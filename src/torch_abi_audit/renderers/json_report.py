@@ -26,7 +26,7 @@ from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -110,6 +110,7 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "load": _load_object(lib.load),
         "error": lib.error,
         "skipped": lib.skipped,
+        "verified": lib.verified,
     }
 
 
@@ -168,6 +169,8 @@ def package_object(report: PackageReport) -> JSONObject:
                 "path": str(report.wheel.path),
                 "filename": report.wheel.filename,
                 "tags": list(report.wheel.tags),
+                "verified": report.wheel.verified,
+                "unverified_members": list(report.wheel.unverified_members),
             }
             if report.wheel
             else None

@@ -251,6 +251,12 @@ def _source_lines(package: PackageReport) -> list[str]:
     if package.wheel is not None:
         facts.append(f"wheel {markdown_code(package.wheel.filename)}")
         facts.append(f"tags {markdown_code(', '.join(package.wheel.tags))}")
+        if not package.wheel.verified:
+            count = len(package.wheel.unverified_members)
+            facts.append(
+                f"not fully verified ({_plural(count, 'library', 'libraries')} read only as far "
+                "as needed; `--verify-archive` checks every CRC-32)"
+            )
     else:
         facts.append(f"at {markdown_code(str(package.root))}")
     dist = package.distribution

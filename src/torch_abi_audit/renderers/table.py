@@ -279,6 +279,12 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
     lines.append(f"  Root: {report.root}")
     if report.wheel is not None:
         lines.append(f"  Wheel tags: {', '.join(report.wheel.tags)}")
+        if not report.wheel.verified:
+            count = len(report.wheel.unverified_members)
+            lines.append(
+                f"  Archive:     not fully verified: {count} of {len(report.libraries)} "
+                "libraries read only as far as needed (--verify-archive checks every CRC-32)"
+            )
     if report.distribution is not None:
         dist = report.distribution
         lines.append(f"  Distribution: {dist.name} {dist.version}")

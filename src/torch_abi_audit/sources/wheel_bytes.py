@@ -1,23 +1,32 @@
 """Byte sources over the members of a zip archive (a wheel), read in place with bounded memory.
 
 Nothing is extracted. A *stored* member is read with positional reads at its offset in the
-archive. A *deflated* member is decompressed as a stream: reads that move forward through the
-member are served as the stream passes them, and two windows — the member's first and last
-:data:`WINDOW` bytes, where ELF headers, symbol tables and section headers live — are kept so
-that the reader may return to them, and so is the last decompressed chunk, so that a read may
-start where the previous one ended. A read that the stream has already passed, outside all of
-these, makes the member spill into an anonymous temporary file (removed by the OS when closed,
-even on a crash) from which every further read is served. Either way, memory stays bounded by
-the windows and a decompression chunk, whatever the member's size.
+archive. A *deflated* member is decompressed as a stream, and only as far as the reader asks:
+reads that move forward through the member are served as the stream passes them, and the
+stream stops where the last read ends — an ELF library's dynamic section, symbols and strings
+usually lie before its end, so the rest (debug information, the static symbol table, the
+section header table) is never inflated. Two windows — the member's first and last
+:data:`WINDOW` bytes, where headers, symbol tables and section headers live — are kept so that
+the reader may return to them, and so is the last decompressed chunk, so that a read may start
+where the previous one ended. A read that the stream has already passed, outside all of these,
+makes the member spill into an anonymous temporary file (removed by the OS when closed, even on
+a crash): the member is decompressed again into it, as far as that read needs, and every
+further read is served from it. Memory stays bounded by the windows and a decompression chunk,
+whatever the member's size; work by what the reader needs (a stream's output starts at
+:data:`FIRST_STEP` bytes and doubles, so a member read for its first kilobytes inflates little
+more than that, however far it would inflate).
 
-Every member is read to its end before it is released (:meth:`finish`), so that its CRC-32 and
-size are checked: a corrupt or tampered member is reported, not silently half-read.
+Integrity: :meth:`StreamedMember.finish` reads the member to its end and checks its size and
+CRC-32 when asked to (``--verify-archive``), or when what is left costs at most
+:data:`VERIFY_BUDGET` bytes; otherwise the member was *cut short*, and ``finish`` says so, so
+that reports can say the archive was not fully verified.
 
 Reference: PKWARE APPNOTE.TXT 4.3.7 (local file header), 4.4 (field meanings).
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 import tempfile
 import zlib
@@ -25,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.readers.source import ByteSource, FileBytes, check_range
+from torch_abi_audit.readers.source import ByteSource, check_range
 
 if TYPE_CHECKING:
     import bz2
@@ -33,8 +42,13 @@ if TYPE_CHECKING:
 
 #: Bytes kept at each end of a streamed member.
 WINDOW = 32 << 20
-#: Compressed bytes read, and decompressed bytes produced, per step.
+#: Most compressed bytes read, and decompressed bytes produced, per step.
 CHUNK = 4 << 20
+#: The first step of a stream; each next one doubles, up to :data:`CHUNK`.
+FIRST_STEP = 64 << 10
+#: Decompressed bytes a member may still cost after the reader is done, to check its size and
+#: CRC-32 without being asked to (the "fixed budget" beyond what the reader needs).
+VERIFY_BUDGET = 4 << 20
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -108,20 +122,22 @@ def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
     output = _Output(member)
     consumed = 0
     pending = b""
+    step = FIRST_STEP
     while True:
         if not pending:
             if consumed >= compressed_size:
                 break
-            length = min(CHUNK, compressed_size - consumed)
+            length = min(step, compressed_size - consumed)
             pending = archive.read(start + consumed, length, f"compressed data of {name}")
             consumed += length
         try:
-            out = decompressor.decompress(pending, CHUNK)
+            out = decompressor.decompress(pending, step)
         except zlib.error as exc:
             raise BinaryReadError(f"{name}: corrupt deflate data ({exc})") from exc
         pending = decompressor.unconsumed_tail
         if out:
             yield output.take(out)
+            step = min(step * 2, CHUNK)
         if decompressor.eof:
             break
     tail = decompressor.flush()
@@ -174,20 +190,22 @@ def decompress(archive: ByteSource, member: MemberData, method: int) -> ChunkStr
         kind, errors, consumed = "LZMA", (lzma.LZMAError,), 9
         decompressor = _lzma_decompressor(archive, member)
     output = _Output(member)
+    step = FIRST_STEP
     while not decompressor.eof:
         data = b""
         if decompressor.needs_input:
             if consumed >= compressed_size:
                 break  # a stream without an end marker, or a truncated one: sizes tell
-            length = min(CHUNK, compressed_size - consumed)
+            length = min(step, compressed_size - consumed)
             data = archive.read(start + consumed, length, f"compressed data of {name}")
             consumed += length
         try:
-            out = decompressor.decompress(data, CHUNK)
+            out = decompressor.decompress(data, step)
         except errors as exc:
             raise BinaryReadError(f"{name}: corrupt {kind} data ({exc})") from exc
         if out:
             yield output.take(out)
+            step = min(step * 2, CHUNK)
     output.verify()
 
 
@@ -221,17 +239,25 @@ class StoredMember:
         check_range(offset, length, self._size, what)
         return self._archive.read(self._start + offset, length, what)
 
-    def finish(self) -> None:
-        """Check the member's CRC-32 (reads it once, in chunks)."""
+    def finish(self, *, verify: bool = False) -> bool:
+        """Check the member's CRC-32 (reads it once, in chunks) when ``verify`` is true or the
+        member is at most :data:`VERIFY_BUDGET` bytes; returns whether it was checked.
+
+        Raises :class:`BinaryReadError` when the check fails.
+        """
+        if not verify and self._size > VERIFY_BUDGET:
+            return False
         for _chunk in stored_chunks(self._archive, self._member):
             pass
+        return True
 
     def close(self) -> None:
         """Nothing to release: the archive belongs to the caller."""
 
 
 class StreamedMember:
-    """A compressed member decompressed front to back, with windows at both ends."""
+    """A compressed member decompressed front to back, as far as it is read, with windows at
+    both ends."""
 
     sequential = True
 
@@ -241,78 +267,90 @@ class StreamedMember:
         self.name = name
         self._stream: ChunkStream | None = chunks()
         self._position = 0  # decompressed bytes consumed from the stream
-        # member[0 : _head_filled], in a buffer allocated once (at most WINDOW bytes)
-        self._head = bytearray(min(size, WINDOW))
-        self._head_filled = 0
         # The tail window starts where the head window ends at the earliest, so that no byte of
         # a member smaller than two windows is kept twice.
         self._tail_start = max(WINDOW, size - WINDOW)
-        self._tail = bytearray()  # member[_tail_start : _tail_start + len(_tail)]
-        self._captured: list[tuple[int, bytes]] = []  # ranges read beyond the windows
-        self._last = b""  # member[_position - len(_last) : _position], the last chunk consumed
+        # The chunks that overlap a window, as the stream produced them (kept, not copied):
+        # (offset in the member, bytes), in ascending order; _starts holds their offsets.
+        self._pieces: list[tuple[int, bytes]] = []
+        self._starts: list[int] = []
+        self._last = (0, b"")  # the last chunk consumed
+        self._last_read = (0, b"")  # the last read served outside the windows
         self._spill: BinaryIO | None = None
-        self._spilled: FileBytes | None = None
+        self._spilled = 0  # bytes of the member written to the spill file
 
     @property
     def size(self) -> int:
         return self._size
 
+    @property
+    def spilled(self) -> bool:
+        """Whether a read went back past what the stream holds (the member was decompressed a
+        second time, into a temporary file)."""
+        return self._spill is not None
+
     def read(self, offset: int, length: int, what: str) -> bytes:
         check_range(offset, length, self._size, what)
-        if self._spilled is not None:
-            return self._spilled.read(offset, length, what)
         end = offset + length
-        if end <= WINDOW:  # the head window: fill it up to here if the stream is not there yet
-            if end > self._head_filled:
-                self._advance(end, end)
-            return bytes(self._head[offset:end])
-        if offset >= self._tail_start:  # the tail window, likewise
-            if end > self._tail_start + len(self._tail):
-                self._advance(end, end)
-            return bytes(self._tail[offset - self._tail_start : end - self._tail_start])
-        for start, data in self._captured:
-            if start <= offset and end <= start + len(data):
-                return data[offset - start : end - start]
-        passed = self._retained(offset, min(end, self._position))
-        if passed is not None:  # the part the stream has passed is still held; stream the rest
-            if end > self._position:
-                passed += self._advance(max(offset, self._position), end)
-            self._captured.append((offset, passed))
-            return passed
-        # The stream has passed this range and nothing holds it: fall back to a copy.
-        return self._spill_to_file().read(offset, length, what)
+        if self._spill is not None:
+            return self._from_spill(offset, end, what)
+        data = b""
+        if offset < self._position:  # the part the stream has passed, if something holds it
+            passed = self._retained(offset, min(end, self._position))
+            if passed is None:  # nothing does: decompress again, into a file
+                self._start_spill()
+                return self._from_spill(offset, end, what)
+            data = passed
+        if end > self._position:
+            data += self._advance(max(offset, self._position), end)
+        if offset >= WINDOW and end <= self._tail_start:
+            self._last_read = (offset, data)
+        return data
 
     def _retained(self, start: int, stop: int) -> bytes | None:
         """``member[start:stop]`` for a range the stream has passed, pieced together from the
-        head window, the last chunk and earlier reads; None if some of it is held by none."""
-        held = [(0, memoryview(self._head)[: self._head_filled])]
-        held.append((self._position - len(self._last), memoryview(self._last)))
-        held.extend((offset, memoryview(data)) for offset, data in self._captured)
-        found = bytearray()
+        windows, the last chunk and the last read; None if some of it is held by none."""
+        found: list[bytes] = []
         while start < stop:
-            piece = next(((at, data) for at, data in held if at <= start < at + len(data)), None)
+            piece = self._piece_at(start)
             if piece is None:
                 return None
             at, data = piece
             taken = data[start - at : stop - at]
-            found += taken
+            found.append(taken)
             start += len(taken)
-        return bytes(found)
+        return found[0] if len(found) == 1 else b"".join(found)  # b"" when nothing is
+
+    def _piece_at(self, offset: int) -> tuple[int, bytes] | None:
+        index = bisect.bisect_right(self._starts, offset) - 1
+        if index >= 0:
+            at, data = self._pieces[index]
+            if offset < at + len(data):
+                return at, data
+        for at, data in (self._last, self._last_read):
+            if at <= offset < at + len(data):
+                return at, data
+        return None
 
     def _advance(self, want_start: int, want_end: int) -> bytes:
-        """Consume the stream up to ``want_end``, keeping windows and the wanted range."""
-        wanted = bytearray()
+        """Consume the stream up to ``want_end``, keeping the windows and the wanted range."""
+        wanted: list[bytes] = []
         while self._position < want_end:
             chunk = self._next_chunk()
-            self._keep(chunk)
             chunk_start = self._position
             chunk_end = chunk_start + len(chunk)
+            if chunk_start < WINDOW or chunk_end > self._tail_start:
+                self._pieces.append((chunk_start, chunk))
+                self._starts.append(chunk_start)
             if chunk_end > want_start and chunk_start < want_end:
-                wanted += chunk[max(0, want_start - chunk_start) : want_end - chunk_start]
+                if want_start <= chunk_start and chunk_end <= want_end:
+                    wanted.append(chunk)
+                else:
+                    wanted.append(chunk[max(0, want_start - chunk_start) : want_end - chunk_start])
             self._position = chunk_end
             if chunk:
-                self._last = chunk
-        return bytes(wanted)
+                self._last = (chunk_start, chunk)
+        return wanted[0] if len(wanted) == 1 else b"".join(wanted)  # b"" when nothing is
 
     def _next_chunk(self) -> bytes:
         assert self._stream is not None
@@ -323,49 +361,62 @@ class StreamedMember:
                 f"{self.name}: ends at {self._position} bytes, before its declared size"
             ) from None
 
-    def _keep(self, chunk: bytes) -> None:
-        start = self._position
-        end = start + len(chunk)
-        if start < len(self._head) and start == self._head_filled:
-            taken = min(len(chunk), len(self._head) - start)
-            self._head[start : start + taken] = memoryview(chunk)[:taken]
-            self._head_filled += taken
-        if end > self._tail_start:
-            self._tail += chunk[max(0, self._tail_start - start) :]
+    # -- spilling --------------------------------------------------------------------------
 
-    def _spill_to_file(self) -> FileBytes:
-        spill = tempfile.TemporaryFile(prefix="torch-abi-audit-")  # noqa: SIM115 - kept open
-        try:
-            for chunk in self._open_chunks():
-                spill.write(chunk)
-            spill.flush()
-        except BaseException:
-            spill.close()
-            raise
-        self._spill = spill
-        self._spilled = FileBytes(spill)
-        self._drop_stream()
-        return self._spilled
+    def _start_spill(self) -> None:
+        """Drop the windows and start a new stream that fills a temporary file on demand."""
+        self._spill = tempfile.TemporaryFile(prefix="torch-abi-audit-")  # noqa: SIM115 - kept
+        self._spilled = 0
+        self._close_stream()
+        self._stream = self._open_chunks()
+        self._position = 0
 
-    def _drop_stream(self) -> None:
+    def _from_spill(self, offset: int, end: int, what: str) -> bytes:
+        assert self._spill is not None
+        while self._spilled < end:
+            chunk = self._next_chunk()
+            self._spill.seek(self._spilled)
+            self._spill.write(chunk)
+            self._spilled += len(chunk)
+            self._position = self._spilled
+        self._spill.seek(offset)
+        data = self._spill.read(end - offset)
+        if len(data) != end - offset:
+            raise BinaryReadError(f"short read of {what} from the spill file")
+        return data
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, *, verify: bool = False) -> bool:
+        """Read the member to its end, which checks its size and CRC-32, when ``verify`` is
+        true or at most :data:`VERIFY_BUDGET` bytes are left; returns whether it did (False:
+        the member was cut short, its integrity is unchecked).
+
+        Raises :class:`BinaryReadError` when the check fails.
+        """
+        if self._stream is None:
+            return True
+        if not verify and self._size - self._position > VERIFY_BUDGET:
+            return False
+        for chunk in self._stream:
+            self._position += len(chunk)
         self._stream = None
-        self._head = bytearray()
-        self._head_filled = 0
-        self._tail = bytearray()
-        self._last = b""
-        self._captured.clear()
+        return True
 
-    def finish(self) -> None:
-        """Read the member to its end, which checks its size and CRC-32."""
+    def _close_stream(self) -> None:
         if self._stream is not None:
-            for chunk in self._stream:
-                self._position += len(chunk)
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
             self._stream = None
+        self._pieces = []
+        self._starts = []
+        self._last = (0, b"")
+        self._last_read = (0, b"")
 
     def close(self) -> None:
-        """Release the windows and any spill file."""
-        self._drop_stream()
+        """Release the windows, the stream and any spill file."""
+        self._close_stream()
         if self._spill is not None:
             self._spill.close()
             self._spill = None
-            self._spilled = None

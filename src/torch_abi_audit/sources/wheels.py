@@ -303,6 +303,19 @@ class WheelArchive:
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
             raise BinaryReadError(f"{info.filename}: {exc}") from exc
 
+    def reopen(self) -> None:
+        """Read through a file descriptor of this process's own (after a fork), keeping the
+        parsed central directory: a worker must not share its parent's file position, which
+        zipfile seeks, and parsing a directory of 13k entries again costs each worker ~50 ms.
+        Raises :class:`WheelError` when the file cannot be opened any more."""
+        try:
+            handle = self.path.open("rb", buffering=0)
+        except OSError as exc:
+            raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
+        self._handle = handle
+        self._bytes = FileBytes(handle)
+        self._zip.fp = handle  # zipfile reads members through fp (its directory is parsed)
+
     def close(self) -> None:
         """Close the archive file."""
         self._zip.close()
@@ -316,12 +329,20 @@ class WheelArchive:
 
 
 # Archives opened by this process, reused between listing a wheel and reading its members (the
-# central directory of a torch wheel holds 13k entries). A forked worker starts with none: it
-# must not share its parent's open files, which zipfile seeks.
+# central directory of a torch wheel holds 13k entries). A forked worker keeps its parent's
+# parsed directories but reads through file descriptors of its own (its parent's file
+# position, which zipfile seeks, must not be shared), opened when it first uses the archive.
 _open_archives: dict[Path, WheelArchive] = {}
+_inherited: set[Path] = set()
 _MAX_OPEN = 32
+
+
+def _after_fork() -> None:
+    _inherited.update(_open_archives)
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_open_archives.clear)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def open_wheel(path: Path) -> WheelArchive:
@@ -331,9 +352,17 @@ def open_wheel(path: Path) -> WheelArchive:
     :func:`close_wheels`.
     """
     archive = _open_archives.get(path)
+    if archive is not None and path in _inherited:
+        _inherited.discard(path)
+        try:
+            archive.reopen()
+        except WheelError:
+            del _open_archives[path]
+            raise
     if archive is None:
         if len(_open_archives) >= _MAX_OPEN:
             oldest = next(iter(_open_archives))
+            _inherited.discard(oldest)
             _open_archives.pop(oldest).close()
         archive = WheelArchive(path)
         _open_archives[path] = archive
@@ -342,5 +371,6 @@ def open_wheel(path: Path) -> WheelArchive:
 
 def close_wheels() -> None:
     """Close every archive :func:`open_wheel` opened in this process."""
-    while _open_archives:
+    _inherited.clear()
+    while _open_archives:  # an inherited descriptor is closed in this process only
         _open_archives.popitem()[1].close()
