@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from docs_reference import all_pages  # noqa: E402
 from helpers.build import build_fixtures  # noqa: E402
-from helpers.demo_wheels import build_demo  # noqa: E402
+from helpers.demo_wheels import build_demo, build_port_next  # noqa: E402
 from helpers.fake_torch import write_torch  # noqa: E402
 from helpers.platform_wheels import write_mac_wheel, write_windows_wheel  # noqa: E402
 from torch_abi_audit import __version__  # noqa: E402
@@ -53,6 +54,14 @@ GENERATED = DOCS / "generated"
 #: Where the demo wheels, the demo environment and the wheel cache appear to live.
 SHOWN = {"demo": "/work/demo", "env": "/work/env", "cache": "~/.cache/torch-abi-audit"}
 PORT_WHEEL = "portpkg-1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+PORT_NEXT_WHEEL = "portpkg-1.1-cp311-abi3-manylinux_2_28_x86_64.whl"
+#: Names the explain example asks about: an Itanium-mangled libtorch function (old string ABI),
+#: an MSVC-decorated ATen operator, a macro.
+EXPLAINED = (
+    "_ZN3c106detail14torchCheckFailEPKcS2_jRKSs",
+    "?call@cat@_ops@at@@SA?AVTensor@3@AEBV?$IListRef@VTensor@at@@@c10@@_J@Z",
+    "TORCH_WARN",
+)
 STABLE_WHEEL = "stablepkg-2.0-cp311-abi3-manylinux_2_28_x86_64.whl"
 #: The shims the fake torch of the demo environment exports: everything stablepkg imports.
 FAKE_TORCH_SHIMS = ("aoti_torch_delete_tensor_object", "aoti_torch_get_dim")
@@ -109,6 +118,20 @@ EXAMPLES = {
         Example("release", (STABLE_WHEEL, "--torch-version", "2.10"), 0),
         Example("release-unstable", (PORT_WHEEL, "--torch-version", "2.13", "-v"), 0),
         Example("release-variant", (PORT_WHEEL, "--torch-version", "2.13+cu126"), 0),
+        Example("explain-plan", (PORT_WHEEL, "--explain"), 0),
+        Example("explain", ("explain", *EXPLAINED), 0),
+        Example("diff", ("diff", PORT_WHEEL, PORT_NEXT_WHEEL), 0),
+        Example("diff-regression", ("diff", PORT_NEXT_WHEEL, PORT_WHEEL, "--check", "torch"), 1),
+        Example(
+            "diff-markdown",
+            ("diff", PORT_WHEEL, PORT_NEXT_WHEEL, "--format", "markdown"),
+            0,
+            "markdown",
+            terminal=False,
+        ),
+        Example(
+            "target-version", (STABLE_WHEEL, "--target-version", "2.10", "--check", "torch"), 1
+        ),
         Example("windows", ("winpkg-1.0-cp311-abi3-win_amd64.whl", "-v"), 0),
         Example("macos", ("macpkg-1.0-cp311-abi3-macosx_10_9_universal2.whl",), 0),
         Example("release-gate", (STABLE_WHEEL, "--torch-version", "2.10", "--check", "load"), 1),
@@ -117,8 +140,8 @@ EXAMPLES = {
 
 
 def command_line(example: Example) -> str:
-    """The command as a page shows it."""
-    return " ".join(("torch-abi-audit", *example.args))
+    """The command as a page shows it (quoted for a POSIX shell, so that it can be pasted)."""
+    return shlex.join(("torch-abi-audit", *example.args))
 
 
 _TOKEN = re.compile(r"torch-abi-audit-[0-9a-f]{32}")
@@ -187,7 +210,9 @@ def run_example(example: Example, places: dict[str, Path]) -> str:
 def generate(work: Path) -> dict[str, str]:
     """Every example's output, from the demo built under ``work``."""
     demo = work / "demo"
-    wheels = build_demo(demo, build_fixtures(work / "compiled"))
+    built = build_fixtures(work / "compiled")
+    wheels = build_demo(demo, built)
+    build_port_next(demo, built)
     write_windows_wheel(demo)
     write_mac_wheel(demo)
     places = {

@@ -8,32 +8,20 @@ links and anchors fail it); the freshness of what is generated is ``tests/test_g
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from helpers.scripts import load_script
 from torch_abi_audit.renderers.json_report import SCHEMA_VERSION, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 GENERATED = DOCS / "generated"
-
-
-def _script(name: str) -> ModuleType:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _nav_pages(entries: list[Any]) -> list[str]:
@@ -53,7 +41,7 @@ def test_every_page_is_in_the_navigation_and_every_entry_exists() -> None:
 
 
 def test_the_cli_reference_covers_every_option_of_every_command() -> None:
-    reference = _script("docs_reference")
+    reference = load_script("docs_reference")
     page = (GENERATED / "cli.md").read_text(encoding="utf-8")
     options = reference.option_strings()
     assert "--check" in options and "--download" in options
@@ -89,7 +77,7 @@ _GOLDEN = re.compile(r"<!-- golden: (?P<name>[a-z0-9-]+) -->")
 
 
 def test_every_example_block_names_a_run_and_every_run_is_shown() -> None:
-    examples = _script("generate_golden_outputs").EXAMPLES
+    examples = load_script("generate_golden_outputs").EXAMPLES
     shown = set()
     for page in [ROOT / "README.md", *DOCS.rglob("*.md")]:
         names = _GOLDEN.findall(page.read_text(encoding="utf-8"))
@@ -99,14 +87,14 @@ def test_every_example_block_names_a_run_and_every_run_is_shown() -> None:
 
 
 def test_an_unknown_example_name_is_refused() -> None:
-    script = _script("generate_golden_outputs")
+    script = load_script("generate_golden_outputs")
     page = "<!-- golden: nope -->\n```console\n```\n<!-- end golden -->\n"
     with pytest.raises(script.UnknownExample, match="nope"):
         script.with_outputs({}, page)
 
 
 def test_an_indented_block_is_filled_indented() -> None:
-    script = _script("generate_golden_outputs")
+    script = load_script("generate_golden_outputs")
     fence = "    ```json\n    ```\n"
     page = f"??? example\n\n    <!-- golden: json -->\n{fence}    <!-- end golden -->\n"
     filled = script.with_outputs({"json": '{\n  "a": 1\n}\n'}, page)

@@ -45,7 +45,8 @@ from torch_abi_audit.rules.python_findings import (
     free_threading_findings,
     interpreter_findings,
 )
-from torch_abi_audit.rules.torch_findings import deprecated_shim_findings
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
+from torch_abi_audit.rules.torch_findings import deprecated_shim_findings, target_version_findings
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -61,6 +62,7 @@ from torch_abi_audit.sources.torch_install import LoadTargetError
 
 if TYPE_CHECKING:  # the load-prediction machinery is imported only when it is used
     from torch_abi_audit.loading import LoadTarget
+    from torch_abi_audit.rules.migration import MigrationPlan
 
 
 def _distribution(source: PackageSource) -> Distribution | None:
@@ -246,6 +248,41 @@ def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list
     return loading.apply_load_target(reports, target)
 
 
+def _with_guidance(
+    reports: list[PackageReport], target_version: str | None, explain: bool
+) -> list[PackageReport]:
+    """Reports with the ``above-target-version`` findings (for ``target_version``) and, with
+    ``explain``, their migration plans."""
+    if target_version is None and not explain:
+        return reports
+    table = load_table()
+    result = []
+    for original in reports:
+        report = original
+        libraries = [
+            (_relative_name(lib.path, report.root), lib.torch)
+            for lib in report.libraries
+            if lib.error is None and lib.skipped is None
+        ]
+        if target_version is not None:
+            found = target_version_findings(libraries, table, target_version)
+            report = replace(report, findings=report.findings + tuple(found))
+        if explain:
+            report = replace(report, migration=migration_plan(libraries))
+        result.append(report)
+    return result
+
+
+def migration_plan(libraries: Sequence[tuple[str, TorchAnalysis]]) -> MigrationPlan:
+    """The migration plan of a package's libraries (name, torch analysis), with the shipped
+    stable-ABI and replacements tables."""
+    from torch_abi_audit.rules.migration import plan_migration
+    from torch_abi_audit.rules.replacements import load_replacements
+
+    table = load_table()
+    return plan_migration(libraries, TorchRules(table), load_replacements(), table)
+
+
 def _is_import_name(target: str | Path) -> bool:
     return isinstance(target, str) and not looks_like_path(target)
 
@@ -257,6 +294,8 @@ def inspect_package(
     torch: Path | None = None,
     torch_version: str | None = None,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     verify_archive: bool = False,
 ) -> PackageReport:
     """Audit one package given as an import name or a path (package directory or file).
@@ -269,6 +308,9 @@ def inspect_package(
     for an import name, against the torch of the running interpreter's site-packages.
     A wheel's members are decompressed only as far as the audit needs, unless
     ``verify_archive``: then each is read to its end and its size and CRC-32 are checked.
+    ``target_version`` (``"2.10"``) is the oldest torch a stable build promises: libraries
+    importing newer shims get ``above-target-version``. ``explain`` adds each package's
+    :class:`~torch_abi_audit.rules.migration.MigrationPlan` (``report.migration``).
     """
     sources = _sources(name_or_path)
     if len(sources) != 1:
@@ -277,7 +319,8 @@ def inspect_package(
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
     python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
     audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
-    return _with_loads(audited, target)[0]
+    reports = _with_loads(audited, target)
+    return _with_guidance(reports, target_version, explain)[0]
 
 
 def inspect_targets(
@@ -292,6 +335,8 @@ def inspect_targets(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     site_packages: Sequence[Path] | None = None,
     progress: Progress = NO_PROGRESS,
     verify_archive: bool = False,
@@ -307,7 +352,8 @@ def inspect_targets(
     that environment; abi3 modules without a wheel tag to say otherwise are judged against
     ``assume_minimum_abi3``; :class:`LoadTargetError` if ``torch`` / ``torch_version`` name
     nothing usable. ``progress`` hears about downloads and the libraries read. Wheels are
-    verified as :func:`inspect_package` says (``verify_archive``).
+    verified as :func:`inspect_package` says (``verify_archive``). ``target_version`` and
+    ``explain`` as for :func:`inspect_package`.
     """
     installed = any(_is_import_name(t) for t in targets)
     interpreter: Interpreter | None = running_interpreter() if installed else None
@@ -321,7 +367,8 @@ def inspect_targets(
     for spec in downloads:
         sources += download_sources(spec, platforms, python_version, cache, progress)
     audited = _audit_sources(sources, jobs, python, progress, verify_archive=verify_archive)
-    return _with_loads(audited, target)
+    reports = _with_loads(audited, target)
+    return _with_guidance(reports, target_version, explain)
 
 
 def default_site_packages() -> list[Path]:
@@ -351,6 +398,8 @@ def inspect_site_packages(
     torch_version: str | None = None,
     predict_loads: bool = True,
     assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> EnvironmentReport:
     """Audit every package in a site-packages directory (default: the running interpreter's).
@@ -402,6 +451,7 @@ def inspect_site_packages(
         load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results, python) for source in sources], target)
+    packages = _with_guidance(packages, target_version, explain)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),
@@ -420,4 +470,5 @@ __all__ = [
     "inspect_site_packages",
     "inspect_targets",
     "load_target",
+    "migration_plan",
 ]

@@ -1,7 +1,8 @@
 """``--check`` gates: which audited packages violate a policy, and why.
 
 * ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
-  internals and will break on another torch release). torch itself implements those internals
+  internals and will break on another torch release), or whose libraries import shims newer
+  than ``--target-version`` (``above-target-version``). torch itself implements those internals
   and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
   the stable ABI.
 * ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
@@ -85,14 +86,15 @@ class _Reason:
 
 
 def _torch_reasons(package: PackageReport) -> list[_Reason]:
+    held = [_finding_reason(package, f) for f in package.findings if f.code in TORCH_FINDINGS]
     if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
-        return []
+        return held
     unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
     names = ", ".join(lib.path.name for lib in unstable[:3])
     if len(unstable) > 3:
         names += f" and {len(unstable) - 3} more"
     library = package.library_name(unstable[0].path) if len(unstable) == 1 else None
-    return [_Reason(f"uses libtorch internals outside the stable ABI ({names})", library)]
+    return [_Reason(f"uses libtorch internals outside the stable ABI ({names})", library), *held]
 
 
 def _abi3_reasons(package: PackageReport) -> list[_Reason]:
@@ -152,6 +154,10 @@ LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
 ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
 
 
+#: Findings about the torch side of a build that the ``torch`` gate fails (not ``metadata``).
+TORCH_FINDINGS = frozenset({"above-target-version"})
+
+
 def _evidence_library(package: PackageReport, finding: Finding) -> str | None:
     """The library a finding is about, if its evidence names exactly one."""
     named = package.finding_libraries(finding)
@@ -166,7 +172,7 @@ def _metadata_reasons(package: PackageReport) -> list[_Reason]:
     return [
         _finding_reason(package, f)
         for f in package.findings
-        if f.fails_check and f.code not in LOAD_FINDINGS
+        if f.fails_check and f.code not in LOAD_FINDINGS | TORCH_FINDINGS
     ]
 
 

@@ -42,6 +42,8 @@ __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
 #: Subcommands: name -> (module under ``torch_abi_audit.commands``, one-line summary). The
 #: module is imported only when its subcommand runs (see :mod:`torch_abi_audit.commands`).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "diff": ("diff", "compare two builds of a package: port progress and regressions"),
+    "explain": ("explain", "what a libtorch symbol, operator or macro is, and what replaces it"),
     "survey": ("survey", "audit every wheel of many packages' releases into a store; report"),
 }
 
@@ -114,6 +116,25 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         "--quiet",
         action="store_true",
         help="no progress and no notes on standard error: only errors and failed gates",
+    )
+
+
+def _add_porting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Porting to the stable ABI: --explain, --target-version."""
+    porting = parser.add_argument_group("porting to the stable ABI")
+    porting.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each package's migration plan: every unstable libtorch entity once, with "
+        "occurrence and library counts, what replaces it on the stable ABI (and since which "
+        "torch), and what that means for the package's min torch",
+    )
+    porting.add_argument(
+        "--target-version",
+        metavar="X.Y",
+        help="the oldest torch a stable build promises (what TORCH_TARGET_VERSION encodes): "
+        "libraries importing shims newer than X.Y get above-target-version (error, fails "
+        "--check torch); shims looked up at run time with dlsym do not count",
     )
 
 
@@ -224,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="abi3 version to judge abi3 modules against when no wheel tag says "
         "(default: %(default)s, as abi3audit)",
     )
+    _add_porting_arguments(parser)
     parser.add_argument(
         "--verify-archive",
         action="store_true",
@@ -280,6 +302,8 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         "torch_version": args.torch_version,
         "predict_loads": not args.no_load_prediction,
         "assume_minimum_abi3": args.assume_minimum_abi3,
+        "target_version": args.target_version,
+        "explain": args.explain,
         "jobs": args.jobs,
         "progress": console.progress,
     }
@@ -341,6 +365,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--platform, --python-version and --cache-dir go with --download"
     if args.torch is not None and args.torch_version is not None:
         return "--torch and --torch-version exclude each other"
+    if args.target_version is not None and not re.fullmatch(r"\d+\.\d+", args.target_version):
+        return "--target-version takes a torch release X.Y (e.g. 2.10)"
     if not re.fullmatch(r"3\.([2-9]|[1-9]\d)", args.assume_minimum_abi3):
         return "--assume-minimum-abi3 takes a version 3.x with x >= 2 (e.g. 3.9)"
     return None

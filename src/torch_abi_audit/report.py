@@ -14,6 +14,7 @@ from pathlib import Path
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
+from torch_abi_audit.rules.migration import MigrationPlan
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
@@ -240,6 +241,7 @@ class PackageReport:
 
     ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
     Both count for the torch verdict; only extensions count for the CPython verdict.
+    ``migration`` is the package's migration plan when one was asked for (``explain``).
     """
 
     name: str
@@ -253,6 +255,7 @@ class PackageReport:
     unavailable: str | None = None
     findings: tuple[Finding, ...] = ()
     torch_reference: TorchReference | None = None
+    migration: MigrationPlan | None = None
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:

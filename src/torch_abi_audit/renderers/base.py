@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.report import AuditResult
 
-#: What renderers render: the result of the audit command (later also diffs and surveys).
-Document = AuditResult
+#: What renderers render: the result of the audit command, or of ``diff`` (later surveys).
+Document = AuditResult | PackageDiff
 
 
 @dataclass(frozen=True)

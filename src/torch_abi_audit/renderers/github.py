@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers import table
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.escaping import workflow_data, workflow_property
@@ -158,8 +160,15 @@ def _summary(result: AuditResult) -> Annotation:
 
 def render(document: Document, options: RenderOptions) -> str:
     """``--format github``: the annotations, a summary notice, and the table in a log group."""
-    lines = [a.line() for a in workflow_annotations(document, options.working_directory)]
-    lines.append(_summary(document).line())
+    match document:
+        case PackageDiff():
+            annotations = diff_annotations(document, options.working_directory)
+        case AuditResult():
+            annotations = workflow_annotations(document, options.working_directory)
+            annotations.append(_summary(document))
+        case _:
+            assert_never(document)
+    lines = [a.line() for a in annotations]
     report = table.render(document, options)
     # Nothing in the table may be read as a command: a token the input cannot know (it is
     # derived from the very text it would have to contain) stops command processing.
@@ -175,6 +184,47 @@ def render(document: Document, options: RenderOptions) -> str:
         "::endgroup::",
     ]
     return "\n".join(lines) + "\n"
+
+
+def diff_annotations(diff: PackageDiff, base: Path) -> list[Annotation]:
+    """A diff's annotations: each regression (an error when it fails a gate ``--check``
+    asked for, else a warning), each finding fixed (a notice), then a summary notice."""
+    new = diff.new
+    failed = set(diff.failed)
+
+    def where(library: str | None) -> str:
+        if new.in_wheel or library is None:
+            return relative_path(new.root, base)
+        return relative_path(new.root / library, base)
+
+    found = [
+        Annotation(
+            "error" if regression in failed else "warning",
+            f"torch-abi-audit: {regression.gate} regression",
+            f"{new.label}: {regression.reason}",
+            where(regression.library),
+        )
+        for regression in diff.regressions
+    ]
+    found += [
+        Annotation(
+            "notice",
+            f"torch-abi-audit: fixed {finding.code}",
+            f"{new.label}: no longer {finding.code}: {finding.message}",
+            where(None),
+        )
+        for finding in diff.findings_fixed
+    ]
+    text = (
+        f"{diff.old.label} -> {new.label}: unstable imports {diff.old.unstable} -> "
+        f"{new.unstable} ({diff.unstable_removed} removed, {diff.unstable_added} added), "
+        f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"
+    )
+    if diff.checks:
+        text += f"; gates {', '.join(str(c) for c in diff.checks)}: "
+        text += f"{len(failed)} failed" if failed else "passed"
+    found.append(Annotation("notice", "torch-abi-audit diff", text))
+    return found
 
 
 RENDERER = Renderer(

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, assert_never
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_object
+from torch_abi_audit.renderers.migration import explanation_object, plan_object
 from torch_abi_audit.report import (
     AuditResult,
     EnvironmentReport,
@@ -23,10 +27,11 @@ from torch_abi_audit.report import (
     TorchReference,
 )
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.explain import Explanation
 from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -194,6 +199,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "unavailable": report.unavailable,
         "torch_reference": _reference_object(report.torch_reference),
         "load_status": str(report.load_status) if report.load_status else None,
+        "migration": plan_object(report.migration) if report.migration else None,
     }
 
 
@@ -272,9 +278,25 @@ def load_schema() -> JSONObject:
     return schema
 
 
+def diff_document(diff: PackageDiff) -> JSONObject:
+    """The JSON document of ``diff`` (``document: diff``)."""
+    return {**_envelope("diff"), "diff": diff_object(diff)}
+
+
+def explain_document(explanations: Sequence[Explanation]) -> JSONObject:
+    """The JSON document of the ``explain`` subcommand (``document: explain``)."""
+    return {**_envelope("explain"), "symbols": [explanation_object(e) for e in explanations]}
+
+
 def render(document: Document, options: RenderOptions) -> str:
     """``--format json``: the documented JSON document, indented when ``options.pretty``."""
-    return dumps(document_object(document), pretty=options.pretty)
+    match document:
+        case PackageDiff():
+            return dumps(diff_document(document), pretty=options.pretty)
+        case AuditResult():
+            return dumps(document_object(document), pretty=options.pretty)
+        case _:
+            assert_never(document)
 
 
 RENDERER = Renderer(

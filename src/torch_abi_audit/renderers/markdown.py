@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_markdown
 from torch_abi_audit.renderers.escaping import html_text, markdown_code, markdown_text
+from torch_abi_audit.renderers.migration import plan_markdown
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
@@ -331,6 +335,8 @@ def _details(package: PackageReport, level: Level, left_out: _LeftOut) -> list[s
     lines += _symbol_table(
         "CPython symbols outside the stable ABI", violations, level.symbols, left_out
     )
+    if package.migration is not None and package.migration.occurrences:
+        lines += ["", "**Migration plan** (`--explain`)", "", *plan_markdown(package.migration)]
     return [*lines, "", "</details>"]
 
 
@@ -369,6 +375,26 @@ def render_at(result: AuditResult, options: RenderOptions, level: Level) -> str:
 
 def render(document: Document, options: RenderOptions) -> str:
     """``--format markdown``: the most detailed rendering that fits in a GitHub comment."""
+    match document:
+        case PackageDiff():
+            return render_diff(document)
+        case AuditResult():
+            return render_audit(document, options)
+        case _:
+            assert_never(document)
+
+
+def render_diff(diff: PackageDiff) -> str:
+    """A diff for a pull request: with its entity changes if that fits in a comment, else
+    without them (and saying so)."""
+    text = diff_markdown(diff)
+    if len(text) <= GITHUB_COMMENT_LIMIT:
+        return text
+    return diff_markdown(diff, details=False)
+
+
+def render_audit(document: AuditResult, options: RenderOptions) -> str:
+    """An audit result at the most detailed level that fits in a GitHub comment."""
     for level in LEVELS:
         text = render_at(document, options, level)
         if len(text) <= GITHUB_COMMENT_LIMIT:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import quote
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.checks import is_torch_itself
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.json_report import dumps
 from torch_abi_audit.renderers.summary import nothing_found, relative_path
@@ -124,8 +125,13 @@ def _uri(path: Path, base: Path) -> JSONObject:
 
 
 def _location(package: PackageReport, library: str | None, base: Path) -> JSONObject:
-    in_wheel = package.wheel is not None
-    artifact = package.root if in_wheel or library is None else package.root / library
+    return _artifact_location(package.root, package.wheel is not None, library, base)
+
+
+def _artifact_location(root: Path, in_wheel: bool, library: str | None, base: Path) -> JSONObject:
+    """Where a result points: the wheel at ``root`` (naming the member), or the library file
+    under the directory ``root``, or ``root`` itself for the package."""
+    artifact = root if in_wheel or library is None else root / library
     location: JSONObject = {
         "physicalLocation": {
             "artifactLocation": _uri(artifact, base),
@@ -309,6 +315,10 @@ def sarif_log(result: AuditResult, base: Path) -> JSONObject:
     run = _Run(base)
     for package in result.packages:
         _package_results(run, package, [g for g in result.gate_results if g.concerns(package)])
+    return _log(run, base, successful=not result.has_error)
+
+
+def _log(run: _Run, base: Path, *, successful: bool) -> JSONObject:
     base_uri = base.absolute().as_uri().rstrip("/") + "/"
     return {
         "$schema": SARIF_SCHEMA,
@@ -326,7 +336,7 @@ def sarif_log(result: AuditResult, base: Path) -> JSONObject:
                 "originalUriBaseIds": {_SRCROOT: {"uri": base_uri}},
                 "invocations": [
                     {
-                        "executionSuccessful": not result.has_error,
+                        "executionSuccessful": successful,
                         "workingDirectory": {"uri": base_uri},
                     }
                 ],
@@ -336,10 +346,55 @@ def sarif_log(result: AuditResult, base: Path) -> JSONObject:
     }
 
 
+#: Rules of a diff's regressions, by gate.
+REGRESSION_RULES = {
+    "torch": "The new build regresses on the torch gate: a library became unstable or gained "
+    "unstable imports, or the torch it needs rose.",
+    "abi3": "The new build regresses on the abi3 gate: an abi3 promise it kept before is broken.",
+    "metadata": "The new build has a packaging finding of severity error or warning the old "
+    "one did not have.",
+    "load": "The new build is predicted not to load where the old one did.",
+}
+
+
+def diff_sarif_log(diff: PackageDiff, base: Path) -> JSONObject:
+    """The SARIF log of a diff: one result per regression (an error when it fails a gate
+    ``--check`` asked for, else a warning), located at the new build (its wheel, or the
+    library)."""
+    run = _Run(base)
+    failed = set(diff.failed)
+    new = diff.new
+    for regression in diff.regressions:
+        rule_id = f"{regression.gate}-regression"
+        run.rule(rule_id, REGRESSION_RULES[str(regression.gate)], str(regression.gate), "warning")
+        library = regression.library
+        location = _artifact_location(new.root, new.in_wheel, library, base)
+        run.results.append(
+            {
+                "ruleId": rule_id,
+                "level": "error" if regression in failed else "warning",
+                "message": {"text": f"{diff.old.label} -> {new.label}: {regression.reason}"},
+                "locations": [location],
+                "partialFingerprints": _fingerprint(
+                    rule_id, new.name, library or "", regression.reason
+                ),
+                "properties": {"package": new.name, "gates": [str(regression.gate)]},
+            }
+        )
+    return _log(run, base, successful=not diff.errors)
+
+
 def render(document: Document, options: RenderOptions) -> str:
     """``--format sarif``: the SARIF 2.1.0 log, indented when ``options.pretty`` (written as
     the JSON report is: valid UTF-8 whatever the names hold)."""
-    return dumps(sarif_log(document, options.working_directory), pretty=options.pretty)
+    match document:
+        case PackageDiff():
+            log = diff_sarif_log(document, options.working_directory)
+        case AuditResult():
+            log = sarif_log(document, options.working_directory)
+        case _:
+            assert_never(document)
+    return dumps(log, pretty=options.pretty)
 
 
 RENDERER = Renderer(

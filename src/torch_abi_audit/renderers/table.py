@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
+from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.diff import diff_lines
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
@@ -24,6 +28,7 @@ from torch_abi_audit.renderers.summary import (
     nothing_found,
 )
 from torch_abi_audit.report import (
+    AuditResult,
     EnvironmentReport,
     ExtensionReport,
     PackageReport,
@@ -318,6 +323,8 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         lines.append("  -- bundled libs --")
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
+    if report.migration is not None:
+        lines.extend(plan_lines(report.migration))
     return lines
 
 
@@ -398,16 +405,28 @@ def format_environment(
         for package in environment_order(shown):
             if needs_attention(package):
                 out += ["", *_package_lines(package, verbose=True)]
+    elif any(p.migration is not None and p.migration.occurrences for p in shown):
+        # --explain without -v: the plans of the packages that have something to port.
+        for package in sorted(shown, key=lambda p: p.name.lower()):
+            if package.migration is not None and package.migration.occurrences:
+                out += ["", f"Package: {package.name}", *plan_lines(package.migration)]
     return terminal_lines(out)
 
 
 def render(document: Document, options: RenderOptions) -> str:
-    """``--format table``: the environment table, or one block per target package."""
-    if document.environment is not None:
-        return format_environment(
-            document.environment, verbose=options.verbose, show_all=options.show_all
-        )
-    return format_packages(list(document.packages), verbose=options.verbose)
+    """``--format table``: the environment table, or one block per target package; for a
+    diff, the comparison."""
+    match document:
+        case PackageDiff():
+            return terminal_lines(diff_lines(document, verbose=options.verbose))
+        case AuditResult() if document.environment is not None:
+            return format_environment(
+                document.environment, verbose=options.verbose, show_all=options.show_all
+            )
+        case AuditResult():
+            return format_packages(list(document.packages), verbose=options.verbose)
+        case _:
+            assert_never(document)
 
 
 RENDERER = Renderer("table", "the human-readable table (the default)", render)

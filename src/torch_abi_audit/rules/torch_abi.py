@@ -268,13 +268,7 @@ class TorchRules:
                 library,
             )
         # An operator in c10 (operator<<, operator+) is judged by its argument types below.
-        c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
-        if (
-            scope
-            and scope[0] in TORCH_NAMESPACES
-            and not c10_operator
-            and not self._stable_scope(scope)
-        ):
+        if self.is_internal_scope(scope):
             return UnstableSymbol(
                 name,
                 demangled,
@@ -284,18 +278,45 @@ class TorchRules:
             )
         # The entity is the library's own (or stable): it is still tied to one release when
         # its signature passes a libtorch type that is not header-only.
-        for match in _QUALIFIED_TORCH_NAME.finditer(demangled):
-            parts = tuple(match.group(1).split("::"))
-            if parts[-1] == OPERATOR or self._stable_scope(parts):
-                continue
+        passed = self.libtorch_type_in(demangled)
+        if passed:
             return UnstableSymbol(
                 name,
                 demangled,
                 UnstableReason.SIGNATURE,
-                f"signature passes {'::'.join(parts)}, a libtorch type",
+                f"signature passes {'::'.join(passed)}, a libtorch type",
                 library,
             )
         return None
+
+    def libtorch_type_in(self, demangled: str) -> tuple[str, ...]:
+        """The first libtorch name in a demangled signature that is not stable or header-only
+        (``("at", "Tensor")`` for ``mypkg::f(at::Tensor const&)``); ``()`` if none."""
+        for match in _QUALIFIED_TORCH_NAME.finditer(demangled):
+            parts = tuple(match.group(1).split("::"))
+            if parts[-1] == OPERATOR or self._stable_scope(parts):
+                continue
+            return parts
+        return ()
+
+    def unstable_entity(self, unstable: UnstableSymbol) -> tuple[str, ...]:
+        """The libtorch entity an unstable import ties its library to: the entity a C++ name
+        names (``("c10", "detail", "torchCheckFail")``), the libtorch type its signature passes
+        (``("at", "Tensor")``), or the C symbol itself (``("THPVariableClass",)``)."""
+        if unstable.reason is UnstableReason.SIGNATURE:
+            return self.libtorch_type_in(unstable.demangled) or (unstable.symbol,)
+        if unstable.reason is UnstableReason.C_SYMBOL:
+            return (unstable.symbol,)
+        return entity_scope(unstable.symbol) or (unstable.symbol,)
+
+    def is_internal_scope(self, scope: tuple[str, ...]) -> bool:
+        """True when an entity with this scope is libtorch-internal: it lives in a libtorch
+        namespace and is neither stable (``torch::stable``, ``torch::headeronly``), nor
+        header-only ``c10``, nor a ``c10`` operator (judged by its argument types)."""
+        if not scope or scope[0] not in TORCH_NAMESPACES:
+            return False
+        c10_operator = scope[:1] == ("c10",) and OPERATOR in scope[:2]
+        return not c10_operator and not self._stable_scope(scope)
 
     def _stable_scope(self, scope: tuple[str, ...]) -> bool:
         if scope[0] == "torch" and len(scope) > 1 and scope[1] in STABLE_TORCH_NAMESPACES:

@@ -4,6 +4,8 @@
   the finding names them and, where the headers say, their replacements.
 * ``needs-newer-torch`` (error): a stable library imports shims the target torch (a release
   given with ``--torch-version``, or the installed torch) does not have yet.
+* ``above-target-version`` (error): with ``--target-version X.Y``, libraries import shims newer
+  than the oldest torch the build promises (dlsym look-ups excepted); it fails ``--check torch``.
 * ``load-failure`` (error): a library is predicted not to load on the target torch — a needed
   libtorch or CUDA library the loader would not find, a libtorch symbol the installation does
   not export, a shim it removed.
@@ -105,3 +107,45 @@ def load_findings(predictions: Sequence[tuple[str, LoadPrediction]]) -> list[Fin
             )
         )
     return findings
+
+
+def target_version_findings(
+    libraries: Sequence[tuple[str, TorchAnalysis]], table: TorchAbiTable, target: str
+) -> list[Finding]:
+    """``above-target-version`` (error): libraries import shims newer than ``target`` (``2.10``),
+    the oldest torch the build promises to load on (what ``TORCH_TARGET_VERSION`` encodes:
+    major.minor, patch 0). Shims a library only looks up at run time (``dlsym``) are optional
+    and never count; shims the table does not know are named too (probably newer than it).
+    """
+    from packaging.version import Version
+
+    release = Version(target)
+    above: dict[str, list[str]] = {}
+    unknown: dict[str, list[str]] = {}
+    for name, torch in libraries:
+        newer = [
+            s for s in torch.stable_shims if s in table.shims and table.shims[s].since > release
+        ]
+        for shim in newer:
+            above.setdefault(shim, []).append(name)
+        for shim in torch.unknown_shims:
+            unknown.setdefault(shim, []).append(name)
+    if not above:
+        return []
+    shims = sorted(above, key=lambda s: (table.shims[s].since, s), reverse=True)
+    described = [f"{s} ({table.shims[s].since})" for s in shims]
+    libs = sorted({lib for names in above.values() for lib in names})
+    verb = "imports" if len(libs) == 1 else "import"
+    message = (
+        f"{_names(libs)} {verb} stable-ABI shims newer than the target torch {target}: "
+        f"{_names(described)}"
+    )
+    if unknown:
+        message += f"; also {len(unknown)} shim(s) the table does not know (probably newer)"
+    evidence: Evidence = {
+        "target": target,
+        "libraries": libs,
+        "shims": [f"{s}: {table.shims[s].since}" for s in shims],
+        "unknown_shims": sorted(unknown),
+    }
+    return [Finding("above-target-version", Severity.ERROR, message, evidence)]

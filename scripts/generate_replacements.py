@@ -1,0 +1,657 @@
+#!/usr/bin/env python3
+"""Generate ``src/torch_abi_audit/data/torch_replacements.json``: what replaces a libtorch entity.
+
+The file maps libtorch entities (a class, a method, a function, an ATen operator, what a macro
+such as ``TORCH_CHECK`` expands to) to their stable-ABI replacement, the first release that has
+it, and the source line the mapping was read from. It is never edited by hand: re-run this script.
+
+    python scripts/generate_replacements.py            # the releases of torch_stable_abi.json
+    python scripts/generate_replacements.py --check    # exit 1 if the shipped file differs
+    python scripts/generate_replacements.py --torch /path/to/torch --output /tmp/r.json
+
+Every mapping is a sentence PyTorch wrote, never a guess from similar names:
+
+* **the stable-ABI notes** (``docs/source/notes/libtorch_stable_abi.md``; the copy in
+  ``scripts/pytorch/`` is PyTorch's file at commit :data:`DOCS_COMMIT`, checked by its SHA-256):
+  "all uses of `at::Tensor` must be replaced with `torch::stable::Tensor`", "instead of ...
+  `TORCH_LIBRARY` ... via `STABLE_TORCH_LIBRARY`", "Provides torch::stable::Device, a stable
+  version of c10::Device", the StableIValue table (a ``?`` in its first column documents a
+  libtorch type without a stable counterpart yet), the rules for ATen functions and Tensor
+  methods (``torch::stable::<op>``) and for ``torch_call_dispatcher``;
+* **comments in the stable headers** of the newest release (``torch/csrc/stable``,
+  ``torch/headeronly``), tied to the declaration they document: "A stable version of
+  c10::Device.", "Stable version of the select.int op.", "Provides a stable interface to
+  at::parallel_for", "modeled after at::Generator", "THO_DISPATCH_SWITCH is same as
+  AT_DISPATCH_SWITCH", "uses STD_TORCH_CHECK instead of TORCH_CHECK_INDEX", and the block of
+  ``torch::stable::Tensor`` methods "with the same signatures and semantics as their
+  counterparts in TensorBase.h";
+* **libtorch's own headers** of every release read (``c10``, ``ATen`` without the generated
+  operators, ``torch/library.h``, autograd, the C++ frontend): which names exist (a statement
+  naming something libtorch does not declare is dropped and reported), what each macro expands
+  to (``TORCH_CHECK`` -> ``c10::detail::torchCheckFail``), and the ATen operators
+  (``ATen/ops/*_ops.h``: ``at::_ops::select_int`` is ``aten::select.int``).
+
+Where nothing PyTorch wrote names a replacement, the entity has none ("no stable replacement
+yet"). A replacement's ``since`` is the first release read whose stable headers declare it (and
+not older than the ``TORCH_FEATURE_VERSION`` guard around it); for a shim, its ``since`` in
+``torch_stable_abi.json``. The releases are those of ``torch_stable_abi.json`` (the same macOS
+arm64 wheels, read in place from the shared cache; ``generate_stable_abi_data.py`` fetches them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+sys.path.insert(0, str(SCRIPTS))
+
+from cxx_headers import Header, Macro, qualified_names, read_header  # noqa: E402
+from replacement_statements import (  # noqa: E402
+    DOCS_PATH,
+    Source,
+    Statement,
+    docs_statements,
+    header_statements,
+)
+
+OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_replacements.json"
+STABLE_TABLE = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
+FORMAT_VERSION = 1
+GENERATED_BY = "scripts/generate_replacements.py"
+DOCS_COPY = SCRIPTS / "pytorch" / "libtorch_stable_abi.md"
+#: The PyTorch commit the copy of the notes was taken at, and its SHA-256.
+DOCS_COMMIT = "0431c5b7403fc3a3b1a66ee1d2760aacd4d4d6ab"
+DOCS_SHA256 = "80c25c08654eacd3749673844ceb6c1903a5b3b5bad60fb17054a5bcb4406e57"
+
+# Headers read, relative to torch/include.
+STABLE_DIRS = ("torch/csrc/stable", "torch/headeronly")
+# The stable C shim's main header: its comments name libtorch counterparts ("stable corollary
+# to torch::Library method m.impl()").
+STABLE_FILES = ("torch/csrc/inductor/aoti_torch/c/shim.h",)
+LIBTORCH_DIRS = (
+    "c10",
+    "ATen",
+    "torch/csrc/api/include",
+    "torch/csrc/autograd",
+    "torch/csrc/jit/api",
+    "torch/csrc/jit/frontend",
+)
+LIBTORCH_FILES = ("torch/library.h", "torch/custom_class.h", "torch/extension.h")
+# Generated per-operator headers: only the *_ops.h ones are read (for operator names).
+_GENERATED_DIRS = ("ATen/ops/", "ATen/native/")
+_OPERATOR = re.compile(
+    r"struct\s+TORCH_API\s+(\w+)\s*\{.*?name\s*=\s*\"aten::(\w+)\";"
+    r".*?overload_name\s*=\s*\"(\w*)\";",
+    re.S,
+)
+#: How many levels of nested macros an expansion follows.
+MACRO_DEPTH = 6
+#: How many macros an entity lists as emitting it.
+VIA_LIMIT = 6
+
+
+def _load_release_reader() -> ModuleType:
+    """``generate_stable_abi_data.py``, for its wheel cache and in-place release reader."""
+    path = SCRIPTS / "generate_stable_abi_data.py"
+    spec = importlib.util.spec_from_file_location("generate_stable_abi_data", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+RELEASES = _load_release_reader()
+
+
+# -- one release's headers --------------------------------------------------------------------
+
+
+def _header_members(files: object, prefixes: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Paths (relative to ``torch/include``) of the headers under ``prefixes`` or in ``names``."""
+    if isinstance(files, RELEASES.TorchWheel):
+        members = [m.removeprefix("torch/include/") for m in files._members]
+    elif isinstance(files, RELEASES.TorchTree):
+        base = files.root / "include"
+        members = [p.relative_to(base).as_posix() for p in base.rglob("*.h")]
+    else:
+        raise SystemExit(f"cannot list the headers of {files!r}")
+    chosen = [
+        m
+        for m in members
+        if m.endswith(".h")
+        and (m in names or any(m.startswith(p.rstrip("/") + "/") for p in prefixes))
+        and not m.startswith(_GENERATED_DIRS)
+    ]
+    return sorted(chosen)
+
+
+@dataclass
+class ReleaseHeaders:
+    """What one release's headers declare: the stable surface and libtorch."""
+
+    version: str
+    wheel: str
+    sha256: str | None
+    stable: dict[str, Header] = field(default_factory=dict)
+    libtorch: dict[str, Header] = field(default_factory=dict)
+    #: ``at::_ops`` struct -> ``name.overload`` (``select_int`` -> ``select.int``).
+    operators: dict[str, str] = field(default_factory=dict)
+
+
+def read_release_headers(files: object, *, with_libtorch: bool) -> ReleaseHeaders:
+    """The stable headers of a release, and (``with_libtorch``) libtorch's and its operators."""
+    version: str = files.version()  # type: ignore[attr-defined]
+    release = ReleaseHeaders(version, files.source, files.sha256)  # type: ignore[attr-defined]
+    read = files.read_text  # type: ignore[attr-defined]
+    for path in _header_members(files, STABLE_DIRS, STABLE_FILES):
+        release.stable[path] = read_header(path, read(f"include/{path}") or "")
+    if not with_libtorch:
+        return release
+    for path in _header_members(files, LIBTORCH_DIRS, LIBTORCH_FILES):
+        release.libtorch[path] = read_header(path, read(f"include/{path}") or "")
+    for path in _operator_headers(files):
+        for struct, name, overload in _OPERATOR.findall(read(f"include/{path}") or ""):
+            release.operators[struct] = f"{name}.{overload}" if overload else name
+    return release
+
+
+def _operator_headers(files: object) -> list[str]:
+    if isinstance(files, RELEASES.TorchWheel):
+        members = [m.removeprefix("torch/include/") for m in files._members]
+    else:
+        base = files.root / "include"  # type: ignore[attr-defined]
+        members = [p.relative_to(base).as_posix() for p in (base / "ATen/ops").glob("*_ops.h")]
+    return sorted(m for m in members if m.startswith("ATen/ops/") and m.endswith("_ops.h"))
+
+
+# -- name indexes -----------------------------------------------------------------------------
+
+
+@dataclass
+class NameIndex:
+    """Declared names and macros of one side (stable or libtorch) over the releases read."""
+
+    #: qualified name -> (first release declaring it, kind, file, line, guard in that release).
+    names: dict[str, tuple[str, str, str, int, str | None]] = field(default_factory=dict)
+    #: macro -> (first release defining it, file, line)
+    macros: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    #: every definition of each macro in the newest release that has it (bodies differ by branch).
+    definitions: dict[str, list[Macro]] = field(default_factory=dict)
+    #: last component -> qualified names with it.
+    by_last: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, version: str, headers: dict[str, Header]) -> None:
+        fresh: dict[str, list[Macro]] = {}
+        for path, header in headers.items():
+            for declaration in header.declarations:
+                if declaration.qualified not in self.names:
+                    self.names[declaration.qualified] = (
+                        version,
+                        declaration.kind,
+                        path,
+                        declaration.line,
+                        declaration.guard,
+                    )
+                    self.by_last.setdefault(declaration.name, set()).add(declaration.qualified)
+            for macro in header.macros:
+                self.macros.setdefault(macro.name, (version, path, macro.line))
+                fresh.setdefault(macro.name, []).append(macro)
+        self.definitions.update(fresh)
+
+    def resolve(self, text: str) -> str | None:
+        """The declared name or macro ``text`` means (qualified, partly qualified such as
+        ``ivalue::ConstantString``, or bare when only one declaration ends with it)."""
+        text = text.strip().strip("`").removeprefix("::")
+        text = re.sub(r"\(\)$|<.*>$|\\$", "", text)
+        if text in self.names or text in self.macros:
+            return text
+        last = text.rsplit("::", 1)[-1]
+        candidates = {q for q in self.by_last.get(last, set()) if q.endswith("::" + text)}
+        candidates = {q for q in candidates if not q.startswith("(anonymous")}
+        # A bare type name means a type (not the constructor that shares it), the least nested.
+        types = {q for q in candidates if self.names[q][1] in ("class", "alias", "enum")}
+        candidates = types or candidates
+        if candidates:
+            shallowest = min(q.count("::") for q in candidates)
+            candidates = {q for q in candidates if q.count("::") == shallowest}
+        if len(candidates) == 1:
+            return candidates.pop()
+        return None
+
+
+# -- macro expansions -------------------------------------------------------------------------
+
+
+def macro_references(index: NameIndex) -> dict[str, dict[str, int]]:
+    """libtorch entity -> {macro emitting it: nesting depth} (0: named in the macro's body)."""
+    direct: dict[str, set[str]] = {}
+    nested: dict[str, set[str]] = {}
+    for name, definitions in index.definitions.items():
+        for definition in definitions:
+            parameters = set(definition.parameters or ())
+            for reference in qualified_names(definition.body, used_only=True):
+                if not parameters.intersection(reference.split("::")):
+                    direct.setdefault(name, set()).add(_entity(reference, index))
+            tokens = set(re.findall(r"[A-Za-z_]\w*", definition.body)) - {name}
+            nested.setdefault(name, set()).update(t for t in tokens if t in index.definitions)
+    emitted: dict[str, dict[str, int]] = {}
+    for name in index.definitions:
+        frontier, seen = {name}, {name}
+        for depth in range(MACRO_DEPTH):
+            for current in frontier:
+                for entity in direct.get(current, ()):
+                    emitted.setdefault(entity, {}).setdefault(name, depth)
+            frontier = {n for m in frontier for n in nested.get(m, ())} - seen
+            seen |= frontier
+            if not frontier:
+                break
+    return emitted
+
+
+def _entity(reference: str, index: NameIndex) -> str:
+    """The declared entity a qualified reference in a macro body names: the longest declared
+    prefix that is not a namespace (``c10::Warning::warn`` when declared, else
+    ``c10::Warning``), else the reference as written."""
+    parts = reference.split("::")
+    for length in range(len(parts), 1, -1):
+        candidate = "::".join(parts[:length])
+        found = index.names.get(candidate)
+        if found is not None:
+            return reference if found[1] == "namespace" else candidate
+    return reference
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+@dataclass
+class Replacement:
+    """One entry: the libtorch entity, what replaces it (``None``: nothing yet), and why."""
+
+    entity: str
+    replacement: str | None
+    source: Source
+    relation: str
+    via: list[str] = field(default_factory=list)
+
+
+def _stable_since(name: str, stable: NameIndex, shims: dict[str, dict[str, object]]) -> str | None:
+    """The first release that has the stable ``name``: a shim's table ``since``, else the first
+    release whose stable headers declare it, not older than its guard; ``None`` for ``std::``."""
+    if name in shims:
+        return str(shims[name]["since"])
+    if name.startswith("std::"):
+        return None
+    found = stable.names.get(name) or (
+        (*stable.macros[name][:1], "macro", *stable.macros[name][1:], None)
+        if name in stable.macros
+        else None
+    )
+    if found is None:
+        return None
+    first, guard = str(found[0]), found[4]
+    if guard and _key(guard) > _key(first):
+        return str(guard)
+    return first
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def resolve_statements(
+    statements: Iterable[Statement], stable: NameIndex, libtorch: NameIndex
+) -> tuple[list[Replacement], list[str]]:
+    """Statements whose libtorch side names something libtorch declares (and whose stable side,
+    if any, names something the stable headers declare); the others, described, as rejected."""
+    resolved: list[Replacement] = []
+    rejected: list[str] = []
+    for statement in statements:
+        entity = libtorch.resolve(statement.libtorch)
+        namespace = entity in libtorch.names and libtorch.names[entity][1] == "namespace"
+        if entity is None or namespace or entity in stable.names or entity in stable.macros:
+            rejected.append(f"{statement.source}: libtorch name {statement.libtorch!r}")
+            continue
+        replacement = None
+        if statement.stable is not None:
+            replacement = (
+                statement.stable
+                if statement.stable.startswith("std::")
+                else stable.resolve(statement.stable)
+            )
+            if replacement is None:
+                rejected.append(f"{statement.source}: stable name {statement.stable!r}")
+                continue
+        resolved.append(Replacement(entity, replacement, statement.source, statement.relation))
+    return resolved, rejected
+
+
+def similar_macro_statements(
+    rules: dict[str, Source], stable: NameIndex, libtorch: NameIndex
+) -> list[Statement]:
+    """The notes' "library.h: Provides a stable version of TORCH_LIBRARY and similar macros":
+    each ``STABLE_<X>`` macro ``torch/csrc/stable/library.h`` defines replaces libtorch's
+    ``<X>`` (``STABLE_TORCH_LIBRARY_IMPL`` for ``TORCH_LIBRARY_IMPL``)."""
+    source = rules.get("similar-macros")
+    if source is None:
+        return []
+    found = []
+    for name, (_, path, _) in sorted(stable.macros.items()):
+        libtorch_name = name.removeprefix("STABLE_")
+        if (
+            path == "torch/csrc/stable/library.h"
+            and name != libtorch_name
+            and libtorch_name in libtorch.macros
+        ):
+            found.append(Statement(libtorch_name, name, "stable version of", source))
+    return found
+
+
+def _replacement_json(
+    name: str | None, stable: NameIndex, shims: dict[str, dict[str, object]]
+) -> dict[str, object]:
+    if name is None:
+        return {"replacement": None, "since": None, "declared_in": None}
+    declared = stable.names.get(name)
+    macro = stable.macros.get(name)
+    where = declared[2] if declared else macro[1] if macro else None
+    return {
+        "replacement": name,
+        "since": _stable_since(name, stable, shims),
+        "declared_in": f"torch/include/{where}" if where else None,
+    }
+
+
+def entity_entries(
+    resolved: Sequence[Replacement],
+    stable: NameIndex,
+    libtorch: NameIndex,
+    shims: dict[str, dict[str, object]],
+) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
+    """(entities, macros): libtorch entity -> its entry; libtorch macro -> its replacement.
+
+    An entity named by a statement gets that statement's replacement (the first statement
+    naming a replacement wins; one naming none only stands when no other names one). An
+    entity a macro expands to inherits the replacement of the best macro emitting it (one with
+    a replacement, then the most direct, then the shortest name), or has none; ``via`` lists
+    the macros that emit it.
+    """
+    entities: dict[str, dict[str, object]] = {}
+    macros: dict[str, dict[str, object]] = {}
+    # The notes first, then plain equivalences before those "with differences".
+    ordered = sorted(
+        resolved,
+        key=lambda r: (not r.source.file.startswith("docs/"), "with differences" in r.relation),
+    )
+    for item in ordered:
+        entry = {
+            **_replacement_json(item.replacement, stable, shims),
+            "relation": item.relation,
+            "source": item.source.as_json(),
+        }
+        table = macros if item.entity in libtorch.macros else entities
+        current = table.get(item.entity)
+        if current is None or (current["replacement"] is None and item.replacement is not None):
+            table[item.entity] = {**entry, "alternatives": []}
+        elif item.replacement not in (None, current["replacement"]):
+            alternatives = current["alternatives"]
+            assert isinstance(alternatives, list)
+            if item.replacement not in alternatives:
+                alternatives.append(item.replacement)
+    emitted = macro_references(libtorch)
+    for entity, by_macro in sorted(emitted.items()):
+        public = {m: d for m, d in by_macro.items() if not m.startswith("_")}
+        if not public or not re.fullmatch(r"(?:at|c10|torch|caffe2)(?:::\w+)+", entity):
+            continue
+        # The most direct first; among equals, one with a replacement, then the shortest.
+        ranked = sorted(public, key=lambda m: (public[m], m not in macros, len(m), m))
+        via = ranked[:VIA_LIMIT]
+        existing = entities.get(entity)
+        best = next((m for m in ranked if m in macros), ranked[0])
+        if existing is not None:
+            existing["via"] = via
+            _prefer_cxx(existing, macros.get(best), shims)
+            continue
+        definition = libtorch.macros[best]
+        if best in macros:
+            inherited = {k: v for k, v in macros[best].items() if k != "alternatives"}
+            entities[entity] = {**inherited, "relation": f"emitted by {best}", "alternatives": []}
+        else:
+            entities[entity] = {
+                **_replacement_json(None, stable, shims),
+                "relation": f"emitted by {best}",
+                "source": None,
+                "alternatives": [],
+            }
+        entities[entity]["via"] = via
+        entities[entity]["expansion"] = {
+            "file": f"torch/include/{definition[1]}",
+            "line": definition[2],
+            "origin": f"torch {definition[0]}",
+        }
+    for entry in entities.values():
+        entry.setdefault("via", [])
+    return entities, macros
+
+
+def _prefer_cxx(
+    entry: dict[str, object], macro: dict[str, object] | None, shims: dict[str, dict[str, object]]
+) -> None:
+    """The notes recommend the C++ API of torch/csrc/stable over the C shim "unless absolutely
+    necessary": an entity whose statement names a shim, while the macro that emits it has a
+    C++ replacement, takes the macro's and keeps the shim as an alternative."""
+    if macro is None or entry["replacement"] not in shims or macro["replacement"] in shims:
+        return
+    alternatives = entry["alternatives"]
+    assert isinstance(alternatives, list)
+    alternatives.insert(0, entry["replacement"])
+    for key in ("replacement", "since", "declared_in", "relation", "source"):
+        entry[key] = macro[key]
+
+
+def operator_entries(
+    releases: Sequence[ReleaseHeaders], operators: dict[str, str], stable: NameIndex
+) -> dict[str, dict[str, object]]:
+    """ATen operator (``select.int``) -> its ``torch::stable`` function, from the comments
+    "Stable version of the select.int op." — dated by the first release saying so."""
+    known = set(operators.values())
+    found: dict[str, dict[str, object]] = {}
+    for release in releases:
+        for statement in header_statements(release.stable, f"torch {release.version}"):
+            if not statement.operator or statement.stable is None:
+                continue
+            operator = statement.libtorch.removesuffix(".default")
+            if operator not in known or operator in found:
+                continue
+            declared = stable.names.get(statement.stable)
+            guard = _guard_at(release, statement)
+            since = release.version if not guard or _key(guard) <= _key(release.version) else guard
+            found[operator] = {
+                "function": statement.stable,
+                "since": since,
+                "declared_in": f"torch/include/{declared[2]}" if declared else None,
+                "source": statement.source.as_json(),
+            }
+    return dict(sorted(found.items()))
+
+
+def _guard_at(release: ReleaseHeaders, statement: Statement) -> str | None:
+    """The guard around the declaration a statement documents, in that release's header."""
+    header = release.stable.get(statement.source.file.removeprefix("torch/include/"))
+    if header is None:
+        return None
+    below = [d for d in header.declarations if d.line > statement.source.line]
+    return below[0].guard if below else None
+
+
+def rule_entries(
+    rules: dict[str, Source], shims: dict[str, dict[str, object]]
+) -> dict[str, dict[str, object]]:
+    """The family rules with their sources; the dispatcher's with its shim and release."""
+    table: dict[str, dict[str, object]] = {}
+    for rule in ("aten-function", "tensor-method", "aten-c-shim", "dispatcher"):
+        source = rules.get(rule)
+        if source is None:
+            continue
+        entry: dict[str, object] = {"source": source.as_json()}
+        if rule == "dispatcher":
+            for name in ("torch_call_dispatcher", "aoti_torch_call_dispatcher"):
+                if name in shims:
+                    entry.update({"replacement": name, "since": str(shims[name]["since"])})
+                    break
+        table[rule] = entry
+    return table
+
+
+# -- putting it together ----------------------------------------------------------------------
+
+
+def read_docs(path: Path = DOCS_COPY) -> str:
+    """The copy of PyTorch's stable-ABI notes; :class:`SystemExit` if it is not the file
+    taken at :data:`DOCS_COMMIT` (its SHA-256 differs)."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != DOCS_SHA256:
+        raise SystemExit(f"{path}: SHA-256 {digest} is not that of the notes at {DOCS_COMMIT}")
+    return data.decode("utf-8")
+
+
+def build_table(
+    releases: Sequence[ReleaseHeaders],
+    docs: str,
+    shims: dict[str, dict[str, object]],
+    header_only: Iterable[str] = (),
+) -> tuple[dict[str, object], list[str]]:
+    """The replacements table from the releases (oldest first, the last with libtorch headers
+    read), the notes and the stable-ABI table's shims; and the statements dropped."""
+    newest = releases[-1]
+    stable, libtorch = NameIndex(), NameIndex()
+    operators: dict[str, str] = {}
+    for release in releases:
+        stable.add(release.version, release.stable)
+        libtorch.add(release.version, release.libtorch)
+        operators.update(release.operators)
+    statements, rules = docs_statements(docs, f"pytorch@{DOCS_COMMIT[:12]}")
+    statements += header_statements(newest.stable, f"torch {newest.version}")
+    statements += similar_macro_statements(rules, stable, libtorch)
+    skip = set(header_only)
+    named = [s for s in statements if not s.operator and s.libtorch.strip("`") not in skip]
+    resolved, rejected = resolve_statements(named, stable, libtorch)
+    resolved = [r for r in resolved if r.entity not in skip]
+    entities, macros = entity_entries(resolved, stable, libtorch, shims)
+    # Header-only names never make a library unstable: they need no entry.
+    entities = {
+        name: entry
+        for name, entry in entities.items()
+        if not any(name == h or name.startswith(h + "::") for h in skip)
+    }
+    table: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "generated_by": GENERATED_BY,
+        "generated_on": dt.date.today().isoformat(),
+        "notes": NOTES,
+        "sources": {
+            "docs": {"file": DOCS_PATH, "commit": DOCS_COMMIT, "sha256": DOCS_SHA256},
+            "releases": [
+                {"version": r.version, "wheel": r.wheel, "sha256": r.sha256} for r in releases
+            ],
+        },
+        "rules": rule_entries(rules, shims),
+        "entities": dict(sorted(entities.items())),
+        "macros": dict(sorted(macros.items())),
+        "operators": operator_entries(releases, operators, stable),
+        "aten_operators": dict(sorted(operators.items())),
+    }
+    return table, rejected
+
+
+NOTES = (
+    "entities: libtorch entity (as the symbol rules read it from a mangled name) -> replacement "
+    "(null: PyTorch documents none yet), since = the first release read whose stable headers "
+    "declare the replacement (not older than its TORCH_FEATURE_VERSION guard; a shim's since in "
+    "torch_stable_abi.json; null for std:: names), source = the line PyTorch says so on; via = "
+    "the libtorch macros that expand to the entity (expansion: where the first is defined). "
+    "macros: libtorch macro -> replacement. operators: ATen operator -> torch::stable function. "
+    "aten_operators: at::_ops struct -> operator. rules: where the notes state the rules for "
+    "ATen functions, Tensor methods, the C shims of ATen operators and torch_call_dispatcher. "
+    "Do not edit: re-run scripts/generate_replacements.py."
+)
+
+
+def _summary(table: dict[str, object], rejected: Sequence[str]) -> str:
+    entities = table["entities"]
+    assert isinstance(entities, dict)
+    replaced = sum(1 for e in entities.values() if e["replacement"])
+    counts = {key: len(value) for key, value in table.items() if isinstance(value, dict)}
+    lines = [
+        f"{len(entities)} entities ({replaced} with a replacement), {counts['macros']} macros, "
+        f"{counts['operators']} operators with a torch::stable function, "
+        f"{counts['aten_operators']} ATen operators",
+        f"{len(rejected)} statements name nothing the headers declare:",
+        *(f"  {line}" for line in rejected),
+    ]
+    return "\n".join(lines)
+
+
+def _release_sources(args: argparse.Namespace) -> list[Path]:
+    if args.torch is not None:
+        return [args.torch.resolve()]
+    table = json.loads(STABLE_TABLE.read_text(encoding="utf-8"))
+    versions = [r["version"] for r in table["releases"]]
+    if args.releases:
+        versions = args.releases.split(",")
+    return [RELEASES.fetch_release_wheel(version, args.cache) for version in versions]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--torch", type=Path, help="one torch package directory or wheel")
+    parser.add_argument(
+        "--releases", help="comma-separated releases (default: those of torch_stable_abi.json)"
+    )
+    parser.add_argument("--cache", type=Path, default=RELEASES.default_cache(), help="wheel cache")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the output would change")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list dropped statements")
+    args = parser.parse_args(argv)
+    sources = _release_sources(args)
+    releases = []
+    for index, source in enumerate(sources):
+        files = RELEASES.open_release(source)
+        try:
+            releases.append(read_release_headers(files, with_libtorch=True))
+        finally:
+            files.close()
+        print(f"read {releases[-1].version} ({index + 1}/{len(sources)})", file=sys.stderr)
+    stable_table = json.loads(STABLE_TABLE.read_text(encoding="utf-8"))
+    table, rejected = build_table(
+        releases, read_docs(), stable_table["shims"], stable_table["header_only"]
+    )
+    summary = _summary(table, rejected if args.verbose else [])
+    text = RELEASES.render(table)
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
+        if not RELEASES.same_table(current, text):
+            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
+            return 1
+        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""scripts/generate_replacements.py: the header reader, the statements, and real releases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers.scripts import load_script
+from torch_abi_audit.rules.replacements import parse_replacements
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "src" / "torch_abi_audit" / "data" / "torch_replacements.json"
+
+
+HEADERS = load_script("cxx_headers")
+STATEMENTS = load_script("replacement_statements")
+GEN = load_script("generate_replacements")
+
+STABLE_HEADER = """
+#pragma once
+#include <torch/headeronly/macros/Macros.h>
+HIDDEN_NAMESPACE_BEGIN(torch, stable)
+
+/**
+ * @brief A stable version of c10::Device.
+ */
+class Device {
+ public:
+  // =======================================================================
+  // C-shimified TensorBase APIs: the below APIs have the same signatures and
+  // semantics as their counterparts in TensorBase.h.
+  // =======================================================================
+  int64_t dim() const {
+    return 1; // { not a scope }
+  }
+#if TORCH_FEATURE_VERSION >= TORCH_VERSION_2_12_0
+  Device(int index) : index_{index}, other_([](int x) { return x; }(1)) {}
+  bool newer_than_the_rest() const;
+#else
+  bool older_variant() const;
+#endif
+  // END of C-shimified TensorBase APIs
+  int64_t after_the_block() const;
+
+ private:
+  int index_;
+};
+
+/// Stable version of the select.int op.
+inline Tensor select(const Tensor& self, int64_t dim, int64_t index) {
+  return self;
+}
+
+/// Provides a stable interface to at::parallel_for.
+template <class F, std::enable_if_t<std::is_invocable_v<F, void*>, int> = 0>
+inline void parallel_for(int64_t begin, int64_t end, const F& f) {}
+
+HIDDEN_NAMESPACE_END(torch, stable)
+
+// stable corollary to torch::Library method m.impl(), should be
+// called from StableLibrary
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_library_impl(TorchLibraryHandle self, const char* n);
+// stable corollary to torch::Library constructor with Kind::DEF
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_library_init_def(const char* ns);
+
+// STD_CHECK is same as TORCH_CHECK but throws std::runtime_error instead of
+// c10::Error, e.g. for custom ops.
+#define STD_CHECK(cond, ...) if (!(cond)) { throw std::runtime_error("x"); }
+"""
+
+LIBTORCH_HEADER = """
+namespace c10 {
+class C10_API Error : public std::exception {
+ public:
+  const char* what() const noexcept override;
+};
+namespace detail {
+[[noreturn]] C10_API void torchCheckFail(const char* func, const char* msg);
+} // namespace detail
+}
+namespace at {
+class TORCH_API TensorBase {
+ public:
+  int64_t dim() const { return impl_->dim(); }
+  int64_t after_the_block() const;
+};
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, const F& f);
+}
+#define TORCH_CHECK(cond, ...) \\
+  if (!(cond)) { ::c10::detail::torchCheckFail(__func__, "x"); }
+#define TORCH_CHECK_LIST(_) _(c10::Error, E)
+#define LOCAL_HELPER(x) ::c10::detail::torchCheckFail(x, x)
+#undef LOCAL_HELPER
+"""
+
+
+def test_header_reader_declarations_guards_and_macros() -> None:
+    header = HEADERS.read_header("torch/csrc/stable/fake.h", STABLE_HEADER)
+    declared = {d.qualified: d for d in header.declarations}
+    assert declared["torch::stable::Device"].kind == "class"
+    assert declared["torch::stable::Device::dim"].kind == "function"
+    assert (
+        declared["torch::stable::select"].line
+        == STABLE_HEADER.split("\n").index(
+            "inline Tensor select(const Tensor& self, int64_t dim, int64_t index) {"
+        )
+        + 1
+    )
+    assert "torch::stable::parallel_for" in declared
+    # The guard around a declaration; the #else branch is not read.
+    assert declared["torch::stable::Device::newer_than_the_rest"].guard == "2.12.0"
+    assert declared["torch::stable::Device::dim"].guard is None
+    assert "torch::stable::Device::older_variant" not in declared
+    # A member initialiser with braces and a lambda is not a scope of its own.
+    assert "torch::stable::Device::after_the_block" in declared
+    assert not any(
+        q.endswith(("::index_", "::other_")) and d.kind == "function" for q, d in declared.items()
+    )
+    assert [m.name for m in header.macros] == ["STD_CHECK"]
+
+
+def test_libtorch_macro_expansions_keep_calls_not_listed_arguments() -> None:
+    header = HEADERS.read_header("c10/util/Exception.h", LIBTORCH_HEADER)
+    index = GEN.NameIndex()
+    index.add("2.9.0", {"c10/util/Exception.h": header})
+    assert "c10::detail::torchCheckFail" in index.names
+    assert index.resolve("TensorBase") == "at::TensorBase"
+    assert index.resolve("detail::torchCheckFail") == "c10::detail::torchCheckFail"
+    assert index.resolve("Unknown") is None
+    emitted = GEN.macro_references(index)
+    assert emitted["c10::detail::torchCheckFail"] == {"TORCH_CHECK": 0}
+    # An X-macro's argument list is not a use, and an #undef'd helper is not an API.
+    assert "c10::Error" not in emitted
+    assert "LOCAL_HELPER" not in index.macros
+
+
+def test_header_statements_tie_comments_to_declarations() -> None:
+    header = HEADERS.read_header("torch/csrc/stable/fake.h", STABLE_HEADER)
+    found = {
+        (s.libtorch, s.stable, s.operator)
+        for s in STATEMENTS.header_statements({"torch/csrc/stable/fake.h": header}, "torch 2.15.0")
+    }
+    assert ("c10::Device", "torch::stable::Device", False) in found
+    assert ("select.int", "torch::stable::select", True) in found
+    assert ("at::parallel_for", "torch::stable::parallel_for", False) in found
+    assert ("TORCH_CHECK", "STD_CHECK", False) in found
+    assert ("c10::Error", "std::runtime_error", False) in found
+    assert ("torch::Library::impl", "aoti_torch_library_impl", False) in found
+    assert ("torch::Library", "aoti_torch_library_init_def", False) in found
+    assert not any(
+        s[0].startswith("torch::Library")
+        and s[1] == "aoti_torch_library_impl"
+        and s[0] != "torch::Library::impl"
+        for s in found
+    )
+    # The block of TensorBase counterparts ends at its "END of" comment.
+    assert ("TensorBase::dim", "torch::stable::Device::dim", False) in found
+    assert (
+        "TensorBase::newer_than_the_rest",
+        "torch::stable::Device::newer_than_the_rest",
+        False,
+    ) in found
+    assert not any(s[0] == "TensorBase::after_the_block" for s in found)
+
+
+def test_docs_statements_read_the_notes() -> None:
+    statements, rules = STATEMENTS.docs_statements(GEN.read_docs(), "pytorch@x")
+    pairs = {(s.libtorch, s.stable) for s in statements}
+    assert ("at::Tensor", "torch::stable::Tensor") in pairs
+    assert ("TORCH_CHECK", "STD_TORCH_CHECK") in pairs
+    assert ("TORCH_LIBRARY", "STABLE_TORCH_LIBRARY") in pairs
+    assert ("c10::Device", "torch::stable::Device") in pairs
+    # A "?" in the StableIValue table: documented as having no stable type yet.
+    assert ("c10::SymInt", None) in pairs and ("at::Scalar", None) in pairs
+    assert set(rules) == set(STATEMENTS.RULES)
+    lines = GEN.read_docs().split("\n")
+    # The dispatcher's rule is the sentence under the "2. `torch_call_dispatcher`" item.
+    assert "call the PyTorch dispatcher" in lines[rules["dispatcher"].line - 1]
+    assert "`torch_call_dispatcher`" in lines[rules["dispatcher"].line - 2]
+
+
+def test_docs_copy_is_the_pinned_file(tmp_path: Path) -> None:
+    data = GEN.DOCS_COPY.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == GEN.DOCS_SHA256
+    changed = tmp_path / "notes.md"
+    changed.write_bytes(data.replace(b"STD_TORCH_CHECK", b"STD_TORCH_CHECKS", 1))
+    with pytest.raises(SystemExit, match="SHA-256"):
+        GEN.read_docs(changed)
+
+
+def _shipped() -> dict[str, object]:
+    data: dict[str, object] = json.loads(DATA.read_text(encoding="utf-8"))
+    return data
+
+
+def test_shipped_table_says_where_it_comes_from() -> None:
+    data = _shipped()
+    assert data["generated_by"] == "scripts/generate_replacements.py"
+    stable_table = json.loads((DATA.parent / "torch_stable_abi.json").read_text("utf-8"))
+    sources = data["sources"]
+    assert isinstance(sources, dict)
+    assert [r["version"] for r in sources["releases"]] == [
+        r["version"] for r in stable_table["releases"]
+    ]
+    assert sources["docs"]["commit"] == GEN.DOCS_COMMIT
+    parse_replacements(data)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TORCH_ABI_AUDIT_TORCH_DIR"), reason="needs TORCH_ABI_AUDIT_TORCH_DIR"
+)
+@pytest.mark.torch
+def test_one_release_agrees_with_the_shipped_table(tmp_path: Path) -> None:
+    """Generated from the installed torch alone, every mapping whose replacement that release
+    has is the shipped one (the shipped table dates them over every release)."""
+    torch_dir = Path(os.environ["TORCH_ABI_AUDIT_TORCH_DIR"])
+    output = tmp_path / "one.json"
+    assert GEN.main(["--torch", str(torch_dir), "--output", str(output)]) == 0
+    one = json.loads(output.read_text("utf-8"))
+    shipped = _shipped()["entities"]
+    assert isinstance(shipped, dict)
+    agreed = 0
+    for entity, entry in one["entities"].items():
+        if entry["replacement"] is None:
+            continue
+        assert shipped[entity]["replacement"] in [
+            entry["replacement"],
+            *entry["alternatives"],
+        ], entity
+        agreed += 1
+    assert agreed >= 30
+    assert one["operators"]["select.int"]["function"] == "torch::stable::select"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TORCH_ABI_AUDIT_FULL_REGENERATION"),
+    reason="downloads every release's macOS wheel; set TORCH_ABI_AUDIT_FULL_REGENERATION=1",
+)
+def test_shipped_table_is_up_to_date() -> None:
+    assert GEN.main(["--check"]) == 0
