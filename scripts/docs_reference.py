@@ -47,24 +47,17 @@ def _columns(width: int) -> Iterator[None]:
 
 def _anchor(prefix: str, action: argparse.Action) -> str:
     names = [s for s in action.option_strings if s.startswith("--")] or action.option_strings
-    name = names[0].lstrip("-") if names else (action.metavar or action.dest)
-    return f"{prefix}opt-{str(name).lower()}"
+    name = names[0].lstrip("-") if names else str(action.metavar or action.dest)
+    return prefix + "opt-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _invocation(action: argparse.Action) -> str:
-    """How the option is written: ``-o FILE``, ``--output FILE``, ``TARGET ...``."""
-    if not action.option_strings:
-        metavar = action.metavar or action.dest
-        return f"{metavar} ..." if action.nargs in ("*", "+") else str(metavar)
-    if action.nargs == 0:
-        return ", ".join(action.option_strings)
-    if action.metavar is not None:
-        value = str(action.metavar)
-    elif action.choices is not None:
-        value = "{" + ",".join(str(c) for c in action.choices) + "}"
-    else:
-        value = action.dest.upper()
-    return ", ".join(f"{s} {value}" for s in action.option_strings)
+def _invocation(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """How the argument is written, as ``--help`` shows it: ``-o FILE, --output FILE``,
+    ``--check [GATE]``, ``[TARGET ...]``."""
+    formatter = parser._get_formatter()
+    if action.option_strings:
+        return formatter._format_action_invocation(action)
+    return formatter._format_args(action, action.dest)
 
 
 def _help(action: argparse.Action, prog: str) -> str:
@@ -143,7 +136,7 @@ def _parser_section(
                 continue
             description = _linked(_help(action, parser.prog), anchors)
             description += _linked(_exclusive_note(action, parser), anchors)
-            cell = f'<span id="{_anchor(prefix, action)}"></span>`{_invocation(action)}`'
+            cell = f'<span id="{_anchor(prefix, action)}"></span>`{_invocation(parser, action)}`'
             rows.append(f"| {cell} | {description.strip()} |")
         if rows:
             lines += [f"**{_escape(group.title or 'arguments')}**", ""]
