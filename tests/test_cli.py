@@ -481,7 +481,8 @@ def test_download_from_the_index(capsys: pytest.CaptureFixture[str]) -> None:
     linux, windows = document["packages"]
     assert linux["name"] == "torchcodec" and linux["torch_verdict"] == "torch-stable"
     assert any("manylinux" in tag for tag in linux["wheel"]["tags"])
-    assert [f["code"] for f in linux["findings"]] == ["torch-floor-missing"]
+    # It vendors NVIDIA's nvJPEG (torchcodec.libs/libnvjpeg-<hash>.so.13...): a CUDA runtime.
+    assert [f["code"] for f in linux["findings"]] == ["torch-floor-missing", "bundled-cuda-runtime"]
     assert windows["name"] == "torchcodec==0.17.0 [win_arm64]"
     assert windows["unavailable"] == "the index has no wheel for platform win_arm64"
     assert windows["error"] is None

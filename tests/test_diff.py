@@ -361,8 +361,11 @@ def test_torchcodec_is_a_complete_migration(capsys: pytest.CaptureFixture[str]) 
     assert removed["c10::detail::torchCheckFail"]["advice"]["replacement"] == "STD_TORCH_CHECK"
     assert removed["aten::select.int"]["advice"]["replacement"] == "torch::stable::select"
     assert [f["code"] for f in diff["findings_fixed"]] == ["torch-unpinned-unstable"]
-    # It does not declare the torch floor its shims need: a metadata regression.
-    assert [r["gate"] for r in diff["regressions"]] == ["metadata"]
+    # It does not declare the torch floor its shims need, and it vendors a CUDA runtime
+    # library (nvJPEG): two metadata regressions.
+    assert [r["gate"] for r in diff["regressions"]] == ["metadata", "metadata"]
+    introduced = sorted(f["code"] for f in diff["findings_introduced"])
+    assert "torch-floor-missing" in introduced and "bundled-cuda-runtime" in introduced
     code, reverse, _ = _json_diff(capsys, new, old, "--check", "torch")
     assert code == 1
     reasons = [r["reason"] for r in reverse["regressions"] if r["gate"] == "torch"]

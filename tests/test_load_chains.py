@@ -27,6 +27,7 @@ from helpers.macho_builder import (
     undefined,
 )
 from helpers.pe_builder import Export, Import, build_pe
+from helpers.real_wheels import installed_torch, real_wheel
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_package, inspect_site_packages
 from torch_abi_audit.cli import main
@@ -136,6 +137,10 @@ def _build_chain(site: Path, stand_ins: Path, torch_lib: Path) -> list[str]:
     vendored = ["-L", str(libs), "-Wl,-rpath,$ORIGIN/../chain.libs", keep]
     build_library(pkg, "_ext.abi3.so", plain("ext", module="_ext"), *vendored, "-l:libhelper.so.0")
     build_library(pkg, "_fine.abi3.so", plain("f", module="_fine"), *vendored, "-l:libfine.so.1")
+    # No search path leads to the helper: the package would load it first itself (ctypes), and
+    # the loader would match the needed entry by soname. It cannot, if the helper fails.
+    unfound = ["-L", str(libs), keep, "-l:libhelper.so.0"]
+    build_library(pkg, "_preloads.abi3.so", plain("p", module="_preloads"), *unfound)
     # Two cycles: each library is built once alone, then again linked to its partner.
     local = ["-L", str(pkg), "-Wl,-rpath,$ORIGIN", keep]
     for first, second, extra in (("liba", "libb", ["-l:libhelper.so.0"]), ("libc", "libd", [])):
@@ -323,6 +328,8 @@ def check_chain(loads: dict[str, LoadPrediction | None], against: str) -> None:
         f"{HELPER_FAILS}"
     )
     assert ext.failed_dependencies == ("chain.libs/libhelper.so.0",)
+    preloads = loads["chain/_preloads.abi3.so"]
+    assert preloads is not None and preloads.message == ext.message
     # A cycle with a failure in it: liba fails through the helper, libb through liba.
     liba, libb = loads["chain/liba.so"], loads["chain/libb.so"]
     assert liba is not None and libb is not None
@@ -349,6 +356,7 @@ def test_failures_spread_through_needed_libraries(site: Site) -> None:
     assert sorted(finding.evidence["libraries"] or ()) == [
         "chain.libs/libhelper.so.0",
         "chain/_ext.abi3.so",
+        "chain/_preloads.abi3.so",
         "chain/liba.so",
         "chain/libb.so",
     ]
@@ -370,3 +378,97 @@ def test_chain_in_json_and_verbose_table(site: Site, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "        needs, and will not load: chain.libs/libhelper.so.0" in text
     assert f"        will not load with {AGAINST}: needs libhelper.so.0 (bundled)" in text
+
+
+# -- a real wheel ----------------------------------------------------------------------------------
+
+TORCHAUDIO_291 = "torchaudio-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
+@pytest.mark.network
+@pytest.mark.torch
+def test_the_weak_tls_reference_of_a_real_wheel(tmp_path: Path) -> None:
+    """torchaudio 2.9.1's libtorchaudio.so references the TLS init function of
+    c10::impl::raw_local_dispatch_key_set weakly. Beside the installed torch 2.13 the real
+    loader (``ldd -r``: ld.so's relocation pass, no code run) reports the strong imports that
+    torch lacks and not that one; so does the prediction, which lists it as weak instead."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    torch = installed_torch()
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        pytest.skip("no ldd to compare with")
+    wheel = real_wheel(TORCHAUDIO_291)
+    report = inspect_package(wheel, torch=torch, jobs=1)
+    [lib] = [lib for lib in report.libraries if lib.path.name == "libtorchaudio.so"]
+    assert TLS_INIT in lib.torch.weak_imports and lib.torch_label == "UNSTABLE"
+    load = lib.load
+    assert load is not None and load.fails  # CUDA libraries a CPU torch does not have
+    assert TLS_INIT in load.weak_undefined_symbols and TLS_INIT not in load.undefined_symbols
+    extracted = tmp_path / "libtorchaudio.so"
+    with zipfile.ZipFile(wheel) as archive:
+        extracted.write_bytes(archive.read("torchaudio/lib/libtorchaudio.so"))
+    result = subprocess.run(
+        [ldd, "-r", str(extracted)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"LD_LIBRARY_PATH": str(torch / "lib"), "PATH": "/usr/bin:/bin"},
+    )
+    reported = {
+        line.split("undefined symbol: ", 1)[1].split()[0]
+        for line in (result.stdout + result.stderr).splitlines()
+        if "undefined symbol: " in line
+    }
+    assert reported and TLS_INIT not in reported
+    assert set(load.undefined_symbols) <= reported
+
+
+TORCHCODEC_017 = "torchcodec-0.17.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
+
+
+@pytest.mark.network
+@pytest.mark.torch
+def test_a_real_chain_through_a_library_the_package_loads_itself() -> None:
+    """torchcodec 0.17.0 (a CUDA 13 build): each libtorchcodec_custom_opsN.so needs
+    libtorchcodec_coreN.so with no search path to it (torchcodec loads the core first);
+    beside a CPU torch the core cannot load (libnvrtc.so.13), so neither can the custom ops."""
+    report = inspect_package(real_wheel(TORCHCODEC_017), torch=installed_torch(), jobs=1)
+    loads = loads_of(report)
+    core = loads["torchcodec/libtorchcodec_core8.so"]
+    assert core is not None and "libnvrtc.so.13: cannot open shared object file" in core.message
+    ops = loads["torchcodec/libtorchcodec_custom_ops8.so"]
+    assert ops is not None and ops.fails
+    assert ops.failed_dependencies == ("torchcodec/libtorchcodec_core8.so",)
+
+
+def test_a_chain_through_delocated_dylibs(tmp_path: Path) -> None:
+    """delocate puts a wheel's dylibs in ``pkg/.dylibs`` and names them from the module's
+    directory (``@loader_path/.dylibs/…``): a helper there that needs a CUDA torch fails, so
+    does the module that needs it."""
+    torch = _macho_torch_wheel(tmp_path)
+    helper_name = "@loader_path/.dylibs/libhelper.dylib"
+    helper = MachO(
+        id_dylib="/DLC/pkg/.dylibs/libhelper.dylib",
+        dylibs=[(LC_LOAD_DYLIB, "@rpath/libtorch_cuda.dylib")],
+        imports=[undefined("_aoti_torch_cuda_thing", 1)],
+    ).build()
+    module = MachO(
+        filetype=MH_BUNDLE,
+        dylibs=[(LC_LOAD_DYLIB, helper_name)],
+        exports=[defined("_PyInit__C")],
+        imports=[undefined("_helper_entry", 1)],
+    ).build()
+    files = {"pkg/_C.abi3.so": module.data, "pkg/.dylibs/libhelper.dylib": helper.data}
+    wheel = write_wheel(tmp_path, "pkg", "1.0", ["cp311-abi3-macosx_11_0_arm64"], files)
+    loads = loads_of(inspect_package(wheel, torch=torch, jobs=1))
+    reason = "Library not loaded: @rpath/libtorch_cuda.dylib"
+    helper_load, module_load = loads["pkg/.dylibs/libhelper.dylib"], loads["pkg/_C.abi3.so"]
+    assert helper_load is not None and reason in helper_load.message
+    assert module_load is not None and module_load.message.startswith(
+        f"will not load with torch 2.13.0: needs {helper_name} (bundled), which will not load: "
+        f"{reason}"
+    )
+    assert module_load.failed_dependencies == ("pkg/.dylibs/libhelper.dylib",)

@@ -30,8 +30,10 @@ from torch_abi_audit.report import (
     Problem,
     WheelReport,
 )
+from torch_abi_audit.rules.bundled_runtimes import bundled_runtime_findings
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.manylinux import LinuxLibrary, manylinux_findings
 from torch_abi_audit.rules.metadata_checks import (
     LibraryFacts,
     bundled_library_findings,
@@ -125,6 +127,7 @@ def _package_report(
         root=source.root.absolute(),
         extensions=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXTENSION),
         bundled_libs=tuple(lib for lib in libraries if lib.kind is LibraryKind.BUNDLED),
+        executables=tuple(lib for lib in libraries if lib.kind is LibraryKind.EXECUTABLE),
         error=source.error,
         distribution=_distribution(source),
         problems=_problems(source.problems),
@@ -150,6 +153,9 @@ def _findings(
             lib.needed,
             _os_floors(lib),
             lib.entry_points,
+            lib.runtime,
+            lib.machine,
+            lib.version_needs,
         )
         for lib in libraries
         if lib.error is None and lib.skipped is None
@@ -160,7 +166,12 @@ def _findings(
         findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
     tags = _tags(source)
     findings += tag_findings(tags, facts)
+    findings += manylinux_findings(
+        tags, [LinuxLibrary(f.name, f.machine, f.needed, f.version_needs) for f in facts]
+    )
     findings += bundled_library_findings(facts)
+    package = metadata.name if metadata is not None and metadata.version else source.name
+    findings += bundled_runtime_findings(package, [(f.name, f.runtime) for f in facts])
     findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
     findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
     findings += abi3t_findings([(f.name, f.cpython, f.entry_points) for f in facts], tags)

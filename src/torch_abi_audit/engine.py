@@ -29,6 +29,7 @@ from torch_abi_audit.readers import (
 )
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
+from torch_abi_audit.rules.bundled_runtimes import identify_runtime
 from torch_abi_audit.rules.cpython_abi import (
     CPythonAnalysis,
     analyse_cpython,
@@ -155,6 +156,7 @@ def inspect_extension(
             # Symbol tables decode lazily: a bad entry found now is still this file's error.
             entries = entry_points(library)
             lookups = _runtime_lookups(opened.source, library, library.imports.names())
+            runtime = identify_runtime(library)
         torch, cpython = judge(library, path.name, lookups)
         slices = tuple(
             SliceReport(part.machine, part.min_os, *judge(part, path.name, lookups))
@@ -171,11 +173,13 @@ def inspect_extension(
         path=path,
         cpython=cpython,
         torch=torch,
-        kind=LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED,
+        kind=_kind(library, entries),
         format=str(library.format),
         machine=library.machine,
         needed=library.needed,
         optional_needed=library.optional_needed,
+        runtime=runtime,
+        version_needs=library.version_needs,
         soname=library.soname,
         runpath=library.runpath,
         rpath=library.rpath,
@@ -184,6 +188,12 @@ def inspect_extension(
         slices=slices,
         verified=opened.verified,
     )
+
+
+def _kind(library: Library, entries: tuple[str, ...]) -> LibraryKind:
+    if library.executable:
+        return LibraryKind.EXECUTABLE
+    return LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED
 
 
 def _any_library(_name: str) -> bool:

@@ -15,7 +15,8 @@ list). Only then does each format walk its own search path:
   when it has one) is not followed either.
 * **Mach-O** (dyld(1), ``dyld/Loader.cpp``): ``@rpath/`` against each ``LC_RPATH`` with
   ``@loader_path`` expanded (``@executable_path`` is the interpreter's directory, unknown here,
-  so such entries are skipped); ``@loader_path/``; absolute paths, where ``/usr/lib/…`` and
+  so such entries are skipped — unless the file is itself the executable: then it is its own
+  directory); ``@loader_path/``; absolute paths, where ``/usr/lib/…`` and
   ``/System/…`` are provided by macOS (the dyld shared cache) and satisfied without looking.
   The ``LC_RPATH`` entries of the loading chain and the ``DYLD_FALLBACK_LIBRARY_PATH`` defaults
   (``/usr/local/lib``) are not modelled.
@@ -42,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.rules.bundled_runtimes import is_cuda_runtime
 from torch_abi_audit.sources.discovery import is_library_name
 
 __all__ = [
@@ -231,36 +233,6 @@ def _module_short_name(library_name: str) -> str:
 
 def _normalize(path: PurePosixPath) -> PurePosixPath:
     return PurePosixPath(posixpath.normpath(str(path)))
-
-
-# ---------------------------------------------------------------------------------------------
-# CUDA runtime names
-
-
-# The CUDA toolkit's runtime libraries (what nvidia-*-cu12/cu13 wheels and the toolkit ship),
-# never the driver (libcuda.so.1, nvcuda.dll, libnvidia-ml.so.1), which the NVIDIA driver
-# installs. ELF: libcudart.so.12; PE: cudart64_12.dll, cublasLt64_12.dll, nvrtc64_120_0.dll,
-# nvJitLink_120_0.dll, cudnn_graph64_9.dll; Mach-O builds have no CUDA but the spelling is covered.
-_CUDA_RUNTIME = re.compile(
-    r"""(?ix)
-    (?:lib)?
-    (?:cudart|cublas(?:lt)?|cudnn\w*?|cufftw?|curand|cusparse(?:lt)?|cusolver(?:mg)?|nccl
-       |nvrtc(?:-builtins)?|nvjitlink|cupti|nvtoolsext|nvtx3interop|cufile|nvshmem\w*?|nvjpeg
-       |npp\w+?|nvblas|cudss)
-    (?: (?:64)?_[\w]+ \.dll            # cudart64_12.dll, nvJitLink_120_0.dll
-      | \.dll
-      | \.so (?:\.[\d.]+)?             # libcudart.so, libcudart.so.13.0.96
-      | (?:\.[\d.]+)? \.dylib )
-    """
-)
-
-
-def is_cuda_runtime(name: str) -> bool:
-    """True when ``name`` (a needed entry, any directory or ``@rpath/`` prefix) is a CUDA runtime
-    library: ``libcudart.so.13``, ``libcublasLt.so.12``, ``libcudnn_ops.so.9``,
-    ``cudart64_12.dll``… The driver (``libcuda.so.1``, ``nvcuda.dll``) is not."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    return _CUDA_RUNTIME.fullmatch(base) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,9 +458,13 @@ def _resolve_macho(
         if PurePosixPath(leaf).name in context.preloaded:
             return Resolution(name, None, LoadVia.PRELOADED, fmt)
         tried: list[PurePosixPath] = []
+        own_directory = (
+            ("@loader_path", "@executable_path") if library.executable else ("@loader_path",)
+        )
         for entry in library.rpath:
-            if entry.startswith("@loader_path"):
-                directory = str(location.parent) + entry.removeprefix("@loader_path")
+            token = next((p for p in own_directory if entry.startswith(p)), None)
+            if token is not None:
+                directory = str(location.parent) + entry.removeprefix(token)
             elif entry.startswith("/"):
                 directory = entry
             else:
@@ -500,10 +476,10 @@ def _resolve_macho(
                 )
             tried.extend(result.tried)
         return Resolution(name, None, LoadVia.MISSING, fmt, tried=tuple(tried))
-    if name.startswith("@loader_path/"):
-        return lookup(
-            location.parent / name.removeprefix("@loader_path/"), LoadVia.LOADER_PATH, None
-        )
+    if name.startswith("@loader_path/") or (
+        library.executable and name.startswith("@executable_path/")
+    ):
+        return lookup(location.parent / name.split("/", 1)[1], LoadVia.LOADER_PATH, None)
     if name.startswith("/"):
         return lookup(PurePosixPath(name), LoadVia.PATH, None)
     if PurePosixPath(name).name in context.preloaded:

@@ -43,7 +43,7 @@ from torch_abi_audit.release_loading import (
     reference_cuda_major,
     release_provision,
 )
-from torch_abi_audit.report import ExtensionReport, PackageReport, TorchReference
+from torch_abi_audit.report import ExtensionReport, LibraryKind, PackageReport, TorchReference
 from torch_abi_audit.rules.load_prediction import (
     LoadPrediction,
     LoadStatus,
@@ -145,6 +145,7 @@ def _library_of(lib: ExtensionReport, location: PurePosixPath) -> Library:
         rpath=lib.rpath,
         runpath=lib.runpath,
         optional_needed=lib.optional_needed,
+        executable=lib.kind is LibraryKind.EXECUTABLE,
     )
 
 
@@ -169,12 +170,15 @@ class _Contexts:
     ``install`` is the torch predicted against; ``None`` for a release, whose libraries are
     not on disk: then nothing is preloaded (the release's build says what it installs) and
     neither the system nor the environment is searched (the question is the release's, not
-    this machine's).
+    this machine's). An executable is not imported after ``import torch``: it starts alone,
+    with nothing loaded and no added DLL directories, and finds libtorch through its own search
+    path (in a wheel's namespace, torch's libraries lie where installing torch puts them,
+    ``torch/lib/``).
     """
 
     def __init__(self, install: TorchInstall | None) -> None:
         self.install = install
-        self._wheels: dict[Path, WheelNamespace] = {}
+        self._wheels: dict[tuple[Path, bool], WheelNamespace] = {}
         self._sites: dict[tuple[Path, Path | None, BinaryFormat], LoadContext] = {}
 
     def _torch_dir(self) -> Path | None:
@@ -182,15 +186,19 @@ class _Contexts:
             return None
         return self.install.root if self.install.root.is_dir() else None
 
-    def _wheel_namespace(self, wheel: Path) -> WheelNamespace:
-        namespace = self._wheels.get(wheel)
+    def _wheel_namespace(self, wheel: Path, *, with_torch: bool = False) -> WheelNamespace:
+        """The wheel's members as installed; ``with_torch`` adds torch's ``torch/lib`` files."""
+        namespace = self._wheels.get((wheel, with_torch))
         if namespace is None:
             try:
                 with WheelArchive(wheel) as archive:
-                    namespace = WheelNamespace(archive.member_names())
+                    members = archive.member_names()
             except WheelError:
-                namespace = WheelNamespace(())
-            self._wheels[wheel] = namespace
+                members = []
+            if with_torch and self.install is not None:
+                members += [f"torch/lib/{name}" for name in self.install.lib_files]
+            namespace = WheelNamespace(members)
+            self._wheels[(wheel, with_torch)] = namespace
         return namespace
 
     def _site_context(self, site: Path, torch_dir: Path | None, fmt: BinaryFormat) -> LoadContext:
@@ -203,9 +211,12 @@ class _Contexts:
         self, package: PackageReport, lib: ExtensionReport, fmt: BinaryFormat
     ) -> tuple[LoadContext, PurePosixPath]:
         """The context, and where the library lies in that context's namespace."""
+        program = lib.kind is LibraryKind.EXECUTABLE
         preloaded = frozenset(self.install.lib_files if self.install is not None else ())
+        if program:
+            preloaded = frozenset()
         if package.wheel is not None:
-            namespace = self._wheel_namespace(package.wheel.path)
+            namespace = self._wheel_namespace(package.wheel.path, with_torch=program)
             # Installed from a wheel, the package meets the torch the prediction is against.
             context = LoadContext(fmt, preloaded, (), (), namespace)
             return context, namespace.path(lib.path.relative_to(package.root).as_posix())
@@ -214,7 +225,10 @@ class _Contexts:
         base = self._site_context(site, torch_dir, fmt)
         if self.install is None:
             base = replace(base, extra_dirs=(), system_dirs=())
-        context = replace(base, preloaded=base.preloaded | preloaded)
+        if program:
+            context = replace(base, preloaded=frozenset(), extra_dirs=())
+        else:
+            context = replace(base, preloaded=base.preloaded | preloaded)
         return context, PurePosixPath(lib.path.as_posix())
 
 
@@ -323,23 +337,27 @@ def _same_file(path: PurePosixPath, real: bool) -> str:
 def _package_dependencies(
     package: PackageReport, libraries: Sequence[ExtensionReport], contexts: _Contexts
 ) -> list[list[tuple[int, str]]]:
-    """Each library's required needed entries that the loader would find among the package's
-    own libraries (its directory, ``.libs``/``.dylibs``…), as ``(index, needed name)``.
+    """Each library's required needed entries that only the package's own libraries can
+    satisfy, as ``(index, needed name)``.
 
-    Only entries whose file name is the name or soname of one of the package's libraries are
-    looked up, so an environment scan resolves a handful of names per package, not every libc.
+    An entry counts when the loader's search finds it among the package's libraries (its
+    directory, ``.libs``/``.dylibs``…), or finds it nowhere while one of them carries that
+    name (soname or file name): packages load such a library first themselves (``ctypes``,
+    ``torch.ops.load_library``), and the loader then matches the entry by soname — so if it
+    fails to load, so does every library that needs it. One already loaded under that name
+    (torch's own) satisfies the entry instead. Only entries named like one of the package's
+    libraries are looked up, so an environment scan resolves a handful of names per package.
     """
     on_disk = package.wheel is None
-    by_name: set[str] = set()
+    by_name: dict[str, int | None] = {}  # name -> its one library (None: several carry it)
     located: dict[str, int] = {}
     contexts_of: dict[int, tuple[LoadContext, PurePosixPath]] = {}
     for k, lib in enumerate(libraries):
         fmt = _format_of(lib)
         if fmt is None:
             continue
-        by_name.add(_file_name(lib.path.name, fmt))
-        if lib.soname:
-            by_name.add(_file_name(lib.soname, fmt))
+        for name in {_file_name(lib.path.name, fmt), _file_name(lib.soname or "", fmt)} - {""}:
+            by_name[name] = k if name not in by_name else None
         context, location = contexts.for_library(package, lib, fmt)
         contexts_of[k] = (context, location)
         located[_same_file(location, on_disk)] = k
@@ -356,9 +374,12 @@ def _package_dependencies(
         for resolution in resolve_needed(
             _library_of(lib, location), location, context, only=wanted.__contains__
         ):
-            if resolution.found is None:
-                continue
-            index = located.get(_same_file(resolution.found, on_disk))
+            if resolution.found is not None:
+                index = located.get(_same_file(resolution.found, on_disk))
+            elif resolution.missing:
+                index = by_name.get(_file_name(resolution.needed, context.format))
+            else:
+                continue  # already loaded (torch's), or provided by the system
             if index is not None and index != k:
                 dependencies[k].append((index, resolution.needed))
     return dependencies
@@ -395,23 +416,14 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
         libraries = _with_failed_dependencies(
             package, _predict(package, target, contexts), contexts
         )
-        extensions = tuple(libraries[: len(package.extensions)])
-        bundled = tuple(libraries[len(package.extensions) :])
         predictions = [
             (_relative(lib.path, package.root), lib.load)
             for lib in libraries
             if lib.load is not None
         ]
         findings = package.findings + tuple(load_findings(predictions))
-        result.append(
-            replace(
-                package,
-                extensions=extensions,
-                bundled_libs=bundled,
-                findings=findings,
-                torch_reference=target.reference,
-            )
-        )
+        updated = package.with_libraries(tuple(libraries))
+        result.append(replace(updated, findings=findings, torch_reference=target.reference))
     return result
 
 

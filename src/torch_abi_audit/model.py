@@ -117,6 +117,11 @@ class SymbolTable(Sequence[Symbol]):
         """The exported symbols whose names start with one of ``prefixes``."""
         return tuple(s for s in self.symbols() if s.name.startswith(prefixes))
 
+    def present(self, names: frozenset[str]) -> frozenset[str]:
+        """Which of ``names`` the table holds (a probe for a few marker names: tables that can
+        answer without decoding every name do)."""
+        return self.names() & names
+
     def weak_names(self) -> frozenset[str]:
         """The names whose every entry in the table is ``WEAK``.
 

@@ -7,10 +7,12 @@ input of every renderer. Verdicts are ordered enums, so a roll-up is a ``max()``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from torch_abi_audit.model import VersionNeed
+from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
@@ -19,10 +21,12 @@ from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
 
 
 class LibraryKind(StrEnum):
-    """Extension module (exports ``PyInit_*``) or any other bundled shared library."""
+    """Extension module (exports ``PyInit_*``), any other bundled shared library, or a program
+    the package ships (``bin/…``, a wheel's ``.data/scripts/``)."""
 
     EXTENSION = "extension"
     BUNDLED = "bundled"
+    EXECUTABLE = "executable"
 
 
 class TorchLabel(StrEnum):
@@ -198,7 +202,10 @@ class ExtensionReport:
     ``optional_needed`` are the needed libraries whose absence does not stop the load
     (weak-linked dylibs, delay-loaded DLLs). ``verified`` is, for a wheel member, whether its
     size and CRC-32 were checked (``False``: it was decompressed only as far as the audit
-    needed); ``None`` for a file.
+    needed); ``None`` for a file. ``runtime`` says when the file is a copy of libtorch or of a
+    CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`). ``version_needs``
+    are the symbol versions an ELF file requires (``GLIBC_2.34`` from ``libc.so.6``…), each
+    with one import that needs it.
     """
 
     path: Path
@@ -219,6 +226,8 @@ class ExtensionReport:
     load: LoadPrediction | None = None
     optional_needed: tuple[str, ...] = ()
     verified: bool | None = None
+    runtime: RuntimeCopy | None = None
+    version_needs: tuple[VersionNeed, ...] = ()
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -239,8 +248,10 @@ class ExtensionReport:
 class PackageReport:
     """One audited package: an installed distribution, a directory, or a single library.
 
-    ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library.
-    Both count for the torch verdict; only extensions count for the CPython verdict.
+    ``extensions`` are Python extension modules; ``bundled_libs`` every other shared library;
+    ``executables`` the programs the package ships (ELF, Mach-O or PE executables, such as
+    ``bin/`` tools linked to libtorch). All count for the torch verdict and load prediction;
+    only extensions count for the CPython verdict.
     ``migration`` is the package's migration plan when one was asked for (``explain``).
     """
 
@@ -256,11 +267,22 @@ class PackageReport:
     findings: tuple[Finding, ...] = ()
     torch_reference: TorchReference | None = None
     migration: MigrationPlan | None = None
+    executables: tuple[ExtensionReport, ...] = ()
 
     @property
     def libraries(self) -> tuple[ExtensionReport, ...]:
-        """Extensions, then bundled libraries."""
-        return self.extensions + self.bundled_libs
+        """Extensions, then bundled libraries, then executables: every binary audited."""
+        return self.extensions + self.bundled_libs + self.executables
+
+    def with_libraries(self, libraries: tuple[ExtensionReport, ...]) -> PackageReport:
+        """This report with :attr:`libraries` replaced (same order), each back in its group."""
+        groups = (len(self.extensions), len(self.bundled_libs))
+        return replace(
+            self,
+            extensions=libraries[: groups[0]],
+            bundled_libs=libraries[groups[0] : sum(groups)],
+            executables=libraries[sum(groups) :],
+        )
 
     def library_name(self, path: Path) -> str:
         """A library's path inside this package (``lib/libfoo.so``; for a wheel, the member's

@@ -90,7 +90,10 @@ class LoadCheck:
     the audited wheels, read in place), the installed torch (``installed``), or a release of
     the stable-ABI table (``release``). ``loads`` is whether the package is predicted to load;
     ``message`` (if set) a text the first failing library's message must contain; ``missing``
-    shims that must be among the symbols some failing library misses.
+    shims that must be among the symbols some failing library misses; ``weak`` imports some
+    library misses without failing (weak references), which must never be among the symbols
+    that fail a load; ``failed_dependencies`` ``(library, library it needs)`` path pairs: the
+    first fails (also) because the second, of the same package, does not load.
     """
 
     loads: bool
@@ -100,6 +103,8 @@ class LoadCheck:
     release: str | None = None
     message: str | None = None
     missing: tuple[str, ...] = ()
+    weak: tuple[str, ...] = ()
+    failed_dependencies: tuple[tuple[str, str], ...] = ()
 
     @property
     def against(self) -> str:
@@ -358,6 +363,24 @@ def _check_load(check: LoadCheck, report: PackageReport) -> Iterator[str]:
     absent = [name for name in check.missing if name not in missed]
     if absent:
         yield f"expected missing symbols not reported: {', '.join(absent)}"
+    yield from _check_weak_and_chains(check, report)
+
+
+def _check_weak_and_chains(check: LoadCheck, report: PackageReport) -> Iterator[str]:
+    loads = [lib.load for lib in report.libraries if lib.load is not None]
+    weak = {s for load in loads for s in load.weak_undefined_symbols}
+    failing_on = {s for load in loads for s in load.undefined_symbols}
+    for name in check.weak:
+        if name not in weak:
+            yield f"expected weak import {name} to be missing without failing the load"
+        if name in failing_on:
+            yield f"weak import {name} is reported as failing a load"
+    by_path = {relative_name(lib, report.root): lib.load for lib in report.libraries}
+    for library, needed in check.failed_dependencies:
+        load = by_path.get(library)
+        if load is None or needed not in load.failed_dependencies:
+            got = load.failed_dependencies if load else "no prediction"
+            yield f"{library}: expected to fail through {needed}, got {got}"
 
 
 def _load_messages(libraries: Sequence[ExtensionReport]) -> str:
@@ -430,7 +453,9 @@ def _expectation_at(raw: dict[str, Any], where: str) -> Expectation:
     converted |= _tuple(raw, "platforms") | _tuple(raw, "requires_torch")
     if "load" in raw:
         load = dict(raw["load"])
-        load |= _tuple(load, "torch_platforms") | _tuple(load, "missing")
+        load |= _tuple(load, "torch_platforms") | _tuple(load, "missing") | _tuple(load, "weak")
+        if "failed_dependencies" in load:
+            load["failed_dependencies"] = tuple(tuple(pair) for pair in load["failed_dependencies"])
         converted["load"] = _build(LoadCheck, load, f"{where}, load")
     expectation: Expectation = _build(Expectation, raw, where, **converted)
     return expectation

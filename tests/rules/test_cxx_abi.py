@@ -8,12 +8,12 @@ compiler, not typed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from helpers.fake_torch import build_library, write_torch
+from helpers.real_wheels import installed_torch
 from torch_abi_audit import inspect_package
 from torch_abi_audit.readers import read_library
 from torch_abi_audit.rules.cxx_abi import (
@@ -111,7 +111,4 @@ def test_the_other_abi_is_explained(
 
 @pytest.mark.torch
 def test_the_real_torch_uses_the_cxx11_abi() -> None:
-    directory = os.environ.get("TORCH_ABI_AUDIT_TORCH_DIR")
-    if not directory:
-        pytest.skip("TORCH_ABI_AUDIT_TORCH_DIR is not set")
-    assert load_torch_install(Path(directory)).cxx11_abi is True
+    assert load_torch_install(installed_torch()).cxx11_abi is True

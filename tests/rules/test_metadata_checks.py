@@ -47,6 +47,8 @@ def lib(
     ("requirements", "pinned"),
     [
         (["torch==2.9.1"], "2.9"),
+        (["torch (==2.2.2)"], "2.2"),  # torchaudio 2.2.2's, old-style parentheses
+        (["torch==2.13.0+cpu"], "2.13"),
         (["torch==2.9.*"], "2.9"),
         (["torch~=2.9.1"], "2.9"),
         (["torch>=2.9.1,<2.10"], "2.9"),

@@ -219,26 +219,24 @@ class SymbolColumns:
         column = self._column16(6 if self.layout.bits == 64 else 14)
         return list(compress(range(len(column)), column))
 
-    def weak_undefined_names(self) -> frozenset[str]:
-        """The names of the undefined ``STB_WEAK`` entries that no strong entry also names.
-
-        One pass over the ``st_info`` column; names are decoded only when there are some."""
+    def split_by_weakness(self, indices: list[int]) -> tuple[list[int], list[int]]:
+        """``indices`` split into ``STB_WEAK`` entries and the others (one pass over the
+        ``st_info`` column)."""
         infos = self.raw[4 if self.layout.bits == 64 else 12 :: self.entsize]
-        undefined = self.undefined_indices()
-        weak = [i for i in undefined if infos[i] >> 4 == _STB_WEAK]
+        weak = [i for i in indices if infos[i] >> 4 == _STB_WEAK]
         if not weak:
-            return frozenset()
-        strong = [i for i in undefined if infos[i] >> 4 != _STB_WEAK]
-        return self.names_at(weak) - self.names_at(strong)
+            return [], indices
+        return weak, [i for i in indices if infos[i] >> 4 != _STB_WEAK]
 
     def first_users(self) -> dict[int, str]:
         """Version index -> the name of the first import bound to it (``.gnu.version``)."""
         version_indices = self.versions[0]
-        first: dict[int, int] = {}
         count = len(version_indices)
-        for i in self.undefined_indices():
-            if i < count:
-                first.setdefault(version_indices[i] & VERSYM_INDEX, i)
+        undefined = [i for i in self.undefined_indices() if i < count]
+        column = [version_indices[i] & VERSYM_INDEX for i in undefined]
+        first: dict[int, int] = {}
+        for version in set(column):  # a handful of versions: list.index scans in C
+            first[version] = undefined[column.index(version)]
         if not first:
             return {}
         offsets = self._column32(0)
@@ -341,9 +339,16 @@ class LazySymbols(SymbolTable):
     def weak_names(self) -> frozenset[str]:
         if self._symbols is not None:
             return super().weak_names()
-        # Only imports can be weak references; a defined weak symbol is a weak definition,
-        # which the loader treats like any other (glibc does not prefer a strong one).
-        return self._table.weak_undefined_names() if not self._defined else super().weak_names()
+        if self._defined:
+            return super().weak_names()
+        indices = self._entry_indices()
+        weak, strong = self._table.split_by_weakness(indices)
+        if not weak:
+            return frozenset()
+        names = self._table.names_at(weak)
+        if len(self.names()) == len(indices):
+            return names  # no name appears twice: none is also imported strongly
+        return names - self._table.names_at(strong)
 
     def bound_to(self, accept: Callable[[str], bool]) -> dict[str, str]:
         # Bindings come from version requirements only: when no required library is accepted
@@ -352,6 +357,15 @@ class LazySymbols(SymbolTable):
         if not any(accept(library) for library in libraries):
             return {}
         return super().bound_to(accept)
+
+    def present(self, names: frozenset[str]) -> frozenset[str]:
+        # A name absent from the string table is in neither table: most libraries are
+        # answered by a substring search, without decoding a name.
+        # bytes.__contains__ is a fast substring search; one regular expression alternating
+        # over the names is many times slower on a large string table.
+        strtab = self._table.strtab
+        candidates = frozenset(n for n in names if n.encode() + b"\0" in strtab)
+        return self.names() & candidates if candidates else frozenset()
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:

@@ -94,6 +94,19 @@ def library_object(lib: ExtensionReport) -> JSONObject:
         "soname": lib.soname,
         "needed": list(lib.needed),
         "optional_needed": list(lib.optional_needed),
+        "version_needs": [
+            {"library": n.library, "version": n.version, "weak": n.weak, "symbol": n.symbol}
+            for n in lib.version_needs
+        ],
+        "runtime": (
+            {
+                "kind": str(lib.runtime.kind),
+                "name": lib.runtime.name,
+                "evidence": lib.runtime.evidence,
+            }
+            if lib.runtime
+            else None
+        ),
         "runpath": list(lib.runpath),
         "rpath": list(lib.rpath),
         "entry_points": list(lib.entry_points),
@@ -185,6 +198,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "min_torch_version": report.min_torch_version,
         "extensions": [library_object(lib) for lib in report.extensions],
         "bundled_libs": [library_object(lib) for lib in report.bundled_libs],
+        "executables": [library_object(lib) for lib in report.executables],
         "error": report.error,
         "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
         "findings": [

@@ -192,10 +192,12 @@ def library_lines(
 
 
 def _verbose_lines(lib: ExtensionReport, ledger: SymbolLedger) -> list[str]:
-    """``-v``: load details, minimum macOS, what sets the torch floor, optional and unknown
-    shims, then the unstable symbols and CPython violations."""
+    """``-v``: load details, what the file is a copy of, minimum macOS, what sets the torch
+    floor, optional and unknown shims, then the unstable symbols and CPython violations."""
     torch = lib.torch
     lines = _load_details(lib)
+    if lib.runtime is not None:
+        lines.append(f"        a copy of {lib.runtime.name} ({lib.runtime.evidence})")
     if lib.min_os and not lib.slices:
         lines.append(f"        minimum macOS: {lib.min_os}")
     if torch.stable and torch.min_torch_symbols:
@@ -301,6 +303,7 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         *_abi3_version_line(report),
         f"  Extensions:  {len(report.extensions)}",
         f"  Bundled libs: {len(report.bundled_libs)}",
+        *([f"  Executables: {len(report.executables)}"] if report.executables else []),
     ]
     if report.error:
         lines.append(f"  Error: {report.error}")
@@ -325,6 +328,10 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
             lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
     if report.migration is not None:
         lines.extend(plan_lines(report.migration))
+    if report.executables:
+        lines.append("  -- executables --")
+        for lib in report.executables:
+            lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
     return lines
 
 

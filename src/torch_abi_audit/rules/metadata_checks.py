@@ -32,6 +32,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from torch_abi_audit.model import VersionNeed
+from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Evidence, Finding, Severity
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
@@ -60,6 +62,9 @@ class LibraryFacts(NamedTuple):
     needed: tuple[str, ...] = ()
     os_floors: tuple[tuple[str, str], ...] = ()
     entry_points: tuple[str, ...] = ()  # PyInit_* / PyModExport_* it exports
+    runtime: RuntimeCopy | None = None  # a copy of libtorch or of a CUDA runtime library
+    machine: str | None = None
+    version_needs: tuple[VersionNeed, ...] = ()  # ELF symbol versions it requires
 
 
 # Which architectures a macOS platform tag's binary format covers (as pip and packaging read
@@ -120,13 +125,12 @@ def pinned_release(requirements: Sequence[str]) -> str | None:
         return None
     from packaging.version import Version
 
-    releases = {
-        (version.major, version.minor)
-        for item in spec
-        if (version := _version_or_none(item.version)) is not None
-    }
+    named = [version for item in spec if (version := _version_or_none(item.version)) is not None]
+    releases = {(version.major, version.minor) for version in named}
     for major, minor in sorted(releases):
+        # The versions the requirements name are probed too: ==2.2.2 admits none of x.y.0/1/9/99.
         inside = [Version(f"{major}.{minor}.{patch}") for patch in (0, 1, 9, 99)]
+        inside += [v for v in named if (v.major, v.minor) == (major, minor)]
         outside = [
             Version("0.0.1"),
             Version(f"{major}.{minor + 1}.0"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -149,6 +150,24 @@ def entity_scope(name: str) -> tuple[str, ...]:
     return itanium.entity_scope(name)
 
 
+def _bound_to_libtorch(
+    names: AbstractSet[str], bindings: Mapping[str, str], judged: set[str]
+) -> list[UnstableSymbol]:
+    """The imports among ``names`` that the format binds to a libtorch library and that no
+    other rule judged (not shims, not C++ entities of libtorch): unstable by their binding."""
+    return [
+        UnstableSymbol(
+            name,
+            demangle(name),
+            UnstableReason.LIBRARY,
+            f"imported from {library}, outside the stable shim",
+            library,
+        )
+        for name, library in sorted(bindings.items())
+        if name in names and name not in judged and is_torch_library(library)
+    ]
+
+
 class TorchRules:
     """Classifies a library's imports against one :class:`TorchAbiTable`."""
 
@@ -211,17 +230,7 @@ class TorchRules:
             unknown = sorted(unknown + weak_unknown)
         if bindings:
             judged = {u.symbol for u in unstable}.union(shims, unknown)
-            unstable += [
-                UnstableSymbol(
-                    name,
-                    demangle(name),
-                    UnstableReason.LIBRARY,
-                    f"imported from {library}, outside the stable shim",
-                    library,
-                )
-                for name, library in sorted(bindings.items())
-                if name in names and name not in judged and is_torch_library(library)
-            ]
+            unstable += _bound_to_libtorch(names, bindings, judged)
         uses_torch = bool(shims or unstable or unknown)
         weak: list[str] = []
         if optional_imports and uses_torch:

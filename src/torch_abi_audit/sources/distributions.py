@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from torch_abi_audit.sources.discovery import is_library_name
+from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
 from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
 
 
@@ -26,16 +26,20 @@ class InstalledDistribution:
 
     ``top_level`` holds the first path components it installed inside the site directory (not
     ``..`` entries such as scripts); ``library_files`` the site-relative POSIX paths of the
-    library-named files it installed. ``problem`` is set when ``RECORD`` could not be read (the
-    distribution then owns nothing). ``METADATA`` is read on first use of :attr:`metadata` (an
-    environment holds many pure-Python distributions whose metadata the audit never needs); if
-    it cannot be read, the name comes from the directory and ``metadata.problem`` says why.
+    library-named files it installed; ``scripts`` the site-relative paths (``../../../bin/x``)
+    of what it installed into a ``bin`` or ``Scripts`` directory outside it that is named like
+    a program (a wheel's ``<dist>.data/scripts/``). ``problem`` is set when ``RECORD`` could
+    not be read (the distribution then owns nothing). ``METADATA`` is read on first use of
+    :attr:`metadata` (an environment holds many pure-Python distributions whose metadata the
+    audit never needs); if it cannot be read, the name comes from the directory and
+    ``metadata.problem`` says why.
     """
 
     metadata_dir: Path
     top_level: tuple[str, ...] = ()
     library_files: frozenset[str] = frozenset()
     problem: str | None = None
+    scripts: tuple[str, ...] = ()
 
     @cached_property
     def metadata(self) -> DistributionMetadata:
@@ -87,7 +91,23 @@ def _normalised(path: str) -> str | None:
     return path
 
 
-def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str]]:
+_SCRIPT_DIRECTORY = re.compile(r"^(?:\.\./)+(?:[^/]+/)*(?:bin|Scripts)/[^/]+$")
+
+
+def _scripts(paths: list[str]) -> tuple[str, ...]:
+    """The RECORD paths outside the site directory, in a ``bin``/``Scripts`` directory, named
+    like a program (``../../../bin/tool``, ``..\\..\\Scripts\\tool.exe``)."""
+    found = []
+    for path in paths:
+        if not path.startswith(".."):
+            continue
+        normal = posixpath.normpath(path.replace("\\", "/"))
+        if _SCRIPT_DIRECTORY.match(normal) and is_executable_name(normal):
+            found.append(normal)
+    return tuple(sorted(set(found)))
+
+
+def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]:
     text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
     if '"' in text:
         # A quoted path (holding a comma or a quote): let the csv module split every line.
@@ -111,17 +131,17 @@ def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str]]:
         normalised = _normalised(path)
         if normalised is not None and is_library_name(normalised):
             libraries.add(normalised)
-    return tuple(top_level), frozenset(libraries)
+    return tuple(top_level), frozenset(libraries), _scripts(paths)
 
 
 def read_distribution(dist_info: Path) -> InstalledDistribution:
     """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
     ``problem`` (and ``metadata.problem``)."""
     try:
-        top_level, libraries = _read_record(dist_info)
+        top_level, libraries, scripts = _read_record(dist_info)
     except (OSError, csv.Error) as exc:
         return InstalledDistribution(dist_info, problem=f"unreadable RECORD: {exc}")
-    return InstalledDistribution(dist_info, top_level, libraries)
+    return InstalledDistribution(dist_info, top_level, libraries, scripts=scripts)
 
 
 def find_distributions(site_dir: Path) -> list[InstalledDistribution]:

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch_abi_audit.progress import NO_PROGRESS, Progress
-from torch_abi_audit.sources.discovery import ScanProblem, find_libraries, is_library_name
+from torch_abi_audit.sources.discovery import (
+    ScanProblem,
+    find_libraries,
+    has_execute_bit,
+    is_binary,
+    is_library_name,
+)
 from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.imports import ImportNameError, resolve_import_name
 from torch_abi_audit.sources.metadata import DistributionMetadata
@@ -147,6 +154,11 @@ def site_packages_sources(
         relative = _relative(library, site_dir)
         if relative is not None:
             group_for(relative).libraries.append(library)
+    for installed in distributions:
+        programs = _installed_programs(site_dir, installed)
+        if programs:
+            key = f"dist:{installed.metadata_dir.name}"
+            groups.setdefault(key, _Group(installed.name, installed)).libraries.extend(programs)
     loose: list[ScanProblem] = []
     for problem in scan.problems:
         relative = _relative(problem.path, site_dir)
@@ -174,6 +186,23 @@ def site_packages_sources(
     ]
     sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
     return sources, loose
+
+
+def _installed_programs(site_dir: Path, dist: InstalledDistribution) -> list[Path]:
+    """The programs ``dist`` installed outside ``site_dir`` (its wheel's ``.data/scripts``,
+    now in the environment's ``bin``): files its RECORD lists there that are executable and
+    start with ELF, Mach-O or PE magic (console-script wrappers are text, and dropped)."""
+    found = []
+    for relative in dist.scripts:
+        path = Path(os.path.normpath(site_dir / relative))
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        runnable = path.suffix.lower() == ".exe" or has_execute_bit(mode)
+        if stat.S_ISREG(mode) and runnable and is_binary(path):
+            found.append(path)
+    return found
 
 
 def _owning_distribution(directory: Path) -> InstalledDistribution | None:
@@ -265,7 +294,7 @@ def wheel_source(path: Path) -> PackageSource:
     except WheelError as exc:
         return PackageSource(fallback_name, path, wheel=info, error=str(exc))
     metadata = archive.metadata()
-    libraries = archive.library_members()
+    libraries = archive.library_members() + archive.executable_members()
     problems += [ScanProblem(path, problem) for problem in archive.problems]
     return PackageSource(
         name=metadata.name if metadata.version else fallback_name,

@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import FileBytes
-from torch_abi_audit.sources.discovery import is_library_name
+from torch_abi_audit.sources.discovery import (
+    has_execute_bit,
+    is_executable_name,
+    is_library_name,
+)
 from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
 from torch_abi_audit.sources.wheel_bytes import (
     ZIP_BZIP2,
@@ -48,6 +53,7 @@ MAX_RATIO = 200
 RATIO_CHECK_ABOVE = 64 << 20
 MAX_METADATA_SIZE = 16 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_SCRIPTS = re.compile(r"^[^/]+\.data/scripts/")
 _ENCRYPTED = 0x1  # general purpose flag bit 0 (APPNOTE 4.4.4)
 
 
@@ -216,6 +222,43 @@ class WheelArchive:
             for name, info in sorted(self._infos.items())
             if not info.is_dir() and name not in self._unsafe and is_library_name(name)
         ]
+
+    def executable_members(self) -> list[WheelMember]:
+        """The members that are programs, in name order: everything under ``<dist>.data/scripts/``
+        (installed into the environment's ``bin``/``Scripts``), and members named like programs
+        (no extension, or ``.exe``) that are executable by their recorded Unix mode or lie in a
+        ``bin`` directory. Only those have their first bytes read (inflated from the member's
+        start), and only ELF, Mach-O and PE images are kept: scripts are not programs to audit.
+        """
+        found = []
+        for name, info in sorted(self._infos.items()):
+            if info.is_dir() or name in self._unsafe or is_library_name(name):
+                continue
+            script = _SCRIPTS.match(name) is not None
+            if not script and not is_executable_name(name):
+                continue
+            runnable = (
+                script
+                or name.lower().endswith(".exe")
+                or "/bin/" in f"/{name}"
+                or has_execute_bit(info.external_attr >> 16)
+            )
+            if runnable and self._starts_like_a_binary(name):
+                found.append(WheelMember(self.path, name, info.file_size))
+        return found
+
+    def _starts_like_a_binary(self, name: str) -> bool:
+        try:
+            member = self.open_member(name)
+        except BinaryReadError:
+            return False
+        try:
+            head = member.read(0, min(MAGIC_SIZE, member.size), "magic")
+        except BinaryReadError:
+            return False
+        finally:
+            member.close()
+        return detect_format(head) is not None
 
     def member_names(self) -> list[str]:
         """Every member that is safe to read (directories included), in name order."""

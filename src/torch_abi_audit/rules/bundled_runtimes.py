@@ -1,0 +1,224 @@
+"""Copies of torch's or CUDA's runtime that a package ships itself.
+
+``auditwheel repair`` grafts every library an extension links into the wheel unless told
+otherwise; projects pass ``--exclude 'libtorch*'``, but versioned or renamed sonames defeat the
+pattern, and the wheel then carries its own ``libc10``/``libtorch_cpu`` or ``libcudart``
+(ROCm/aiter#5318: ~890 MB; uccl#1038: a renamed ``libcudart`` crashed the loader). Loaded beside
+the torch that is installed, such a copy is a second instance of libtorch's global state (its
+operator registry, allocators, CUDA context bookkeeping) — or of the CUDA runtime, in a version
+that may not match the one torch's ``nvidia-*`` wheels bring.
+
+A copy is recognised by what the file *is*, not by what the wheel calls it:
+
+* its ``DT_SONAME`` / install name / export-directory name (else its file name) once the hash a
+  repair tool inserts is taken out (``libc10-1a2b3c4d.so`` → ``libc10.so``, auditwheel;
+  ``libcudart.41118559.so.12``, older auditwheel; ``cudart64_12-<hash>.dll``, delvewheel):
+  one of libtorch's own libraries, or a CUDA toolkit runtime library;
+* else its exports: a strong definition of a function that only libtorch's ``c10`` /
+  ``torch_cpu`` define (``c10::detail::torchCheckFail``, ``at::globalContext()``), or the entry
+  points of a CUDA runtime library (``cudaMalloc`` with ``cudaLaunchKernel``, ``cublasCreate_v2``,
+  ``nvrtcCompileProgram``…) — which also finds a runtime linked in statically.
+
+Findings: ``bundled-libtorch`` (error) and ``bundled-cuda-runtime`` (warning). torch itself is
+not concerned, nor are NVIDIA's own ``nvidia-*`` distributions, which *are* the CUDA runtime.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import NamedTuple
+
+from torch_abi_audit.model import Library, SymbolBinding
+from torch_abi_audit.rules.findings import Finding, Severity
+
+# The CUDA toolkit's runtime libraries (what nvidia-*-cu12/cu13 wheels and the toolkit ship),
+# never the driver (libcuda.so.1, nvcuda.dll, libnvidia-ml.so.1), which the NVIDIA driver
+# installs. ELF: libcudart.so.12; PE: cudart64_12.dll, cublasLt64_12.dll, nvrtc64_120_0.dll,
+# nvJitLink_120_0.dll, cudnn_graph64_9.dll; Mach-O builds have no CUDA but the spelling is covered.
+_CUDA_RUNTIME = re.compile(
+    r"""(?ix)
+    (?:lib)?
+    (?:cudart|cublas(?:lt)?|cudnn\w*?|cufftw?|curand|cusparse(?:lt)?|cusolver(?:mg)?|nccl
+       |nvrtc(?:-builtins)?|nvjitlink|cupti|nvtoolsext|nvtx3interop|cufile|nvshmem\w*?|nvjpeg
+       |npp\w+?|nvblas|cudss)
+    (?: (?:64)?_[\w]+ \.dll            # cudart64_12.dll, nvJitLink_120_0.dll
+      | \.dll
+      | \.so (?:\.[\d.]+)?             # libcudart.so, libcudart.so.13.0.96
+      | (?:\.[\d.]+)? \.dylib )
+    """
+)
+# libtorch's own libraries (torch/lib of a build), by the name without lib prefix and suffix.
+_LIBTORCH = re.compile(
+    r"""(?ix)
+    (?:lib)?
+    (?:c10(?:_cuda|_hip|_xpu)? | torch | torch_(?:cpu|cuda|cuda_linalg|cuda_cu|cuda_cpp|hip|xpu
+       |python|global_deps|nvshmem) | caffe2_nvrtc)
+    (?: \.so (?:\.[\d.]+)? | (?:\.[\d.]+)? \.dylib | \.dll )
+    """
+)
+# What repair tools insert before the extension: "-" or "." and a hash (auditwheel: 8 hex
+# digits of a SHA-256; delvewheel: up to 32).
+_REPAIR_HASH = re.compile(r"[-.][0-9a-f]{8,32}(?=\.(?:so|dylib|dll)\b)", re.IGNORECASE)
+
+#: Functions only libtorch defines (strongly): c10's TORCH_CHECK failure path and ATen's
+#: global context, Itanium (ELF, Mach-O) and MSVC (64- and 32-bit) spellings.
+LIBTORCH_MARKERS = {
+    "_ZN3c106detail14torchCheckFailEPKcS2_jS2_": "c10::detail::torchCheckFail",
+    "?torchCheckFail@detail@c10@@YAXPEBD0I0@Z": "c10::detail::torchCheckFail",
+    "?torchCheckFail@detail@c10@@YAXPBD0I0@Z": "c10::detail::torchCheckFail",
+    "_ZN2at13globalContextEv": "at::globalContext()",
+    "?globalContext@at@@YAAEAVContext@1@XZ": "at::globalContext()",
+    "?globalContext@at@@YAAAVContext@1@XZ": "at::globalContext()",
+}
+#: Entry points that identify a CUDA runtime library: every name of a group must be exported.
+CUDA_MARKERS: dict[str, tuple[str, ...]] = {
+    "libcudart": ("cudaMalloc", "cudaLaunchKernel", "cudaGetDeviceCount"),
+    "libcublas": ("cublasCreate_v2",),
+    "libcublasLt": ("cublasLtCreate",),
+    "libnvrtc": ("nvrtcCompileProgram",),
+    "libcudnn": ("cudnnCreate",),
+    "libcufft": ("cufftPlan1d",),
+    "libcurand": ("curandCreateGenerator",),
+    "libcusparse": ("cusparseCreate",),
+    "libcusolver": ("cusolverDnCreate",),
+    "libnccl": ("ncclCommInitRank",),
+    "libnvJitLink": ("nvJitLinkCreate",),
+}
+_ALL_MARKERS = frozenset(LIBTORCH_MARKERS).union(*CUDA_MARKERS.values())
+
+
+class RuntimeKind(StrEnum):
+    """Which runtime a library is a copy of."""
+
+    LIBTORCH = "libtorch"
+    CUDA = "cuda"
+
+
+class RuntimeCopy(NamedTuple):
+    """A library recognised as a copy of torch's or CUDA's runtime.
+
+    ``name`` is the runtime library it is (``libc10.so``, ``libcudart.so.12``, ``libcudart``
+    when only its exports tell), ``evidence`` how that was recognised, in words.
+    """
+
+    kind: RuntimeKind
+    name: str
+    evidence: str
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def without_repair_hash(name: str) -> str:
+    """``name`` (a file name or soname) without the hash a wheel repair tool inserted:
+    ``libc10-1a2b3c4d.so`` -> ``libc10.so``, ``libcudart.41118559.so.12`` -> ``libcudart.so.12``."""
+    return _REPAIR_HASH.sub("", _basename(name), count=1)
+
+
+def is_cuda_runtime(name: str) -> bool:
+    """True when ``name`` (a needed entry, any directory or ``@rpath/`` prefix) is a CUDA runtime
+    library: ``libcudart.so.13``, ``libcublasLt.so.12``, ``libcudnn_ops.so.9``,
+    ``cudart64_12.dll``… The driver (``libcuda.so.1``, ``nvcuda.dll``) is not."""
+    return _CUDA_RUNTIME.fullmatch(_basename(name)) is not None
+
+
+def is_libtorch_library(name: str) -> bool:
+    """True when ``name`` is one of the libraries a torch build itself installs in ``torch/lib``
+    (``libc10.so``, ``libtorch_cpu.dylib``, ``torch_cuda.dll``…), not merely named after torch
+    (``libtorch_npu.so``, ``libtorchaudio.so``)."""
+    return _LIBTORCH.fullmatch(_basename(name)) is not None
+
+
+def _by_name(library: Library) -> RuntimeCopy | None:
+    own = library.soname or library.path.name
+    what = "soname" if library.soname else "file name"
+    name = without_repair_hash(own)
+    evidence = f"{what} {_basename(own)}"
+    if name != _basename(own):
+        evidence += f", {name} renamed by a wheel repair tool"
+    if is_libtorch_library(name):
+        return RuntimeCopy(RuntimeKind.LIBTORCH, name, evidence)
+    if is_cuda_runtime(name):
+        return RuntimeCopy(RuntimeKind.CUDA, name, evidence)
+    return None
+
+
+def identify_runtime(library: Library) -> RuntimeCopy | None:
+    """The torch or CUDA runtime library ``library`` is a copy of, or ``None`` (always for a
+    program: a runtime is a shared library)."""
+    if library.executable:
+        return None
+    found = _by_name(library)
+    if found is not None:
+        return found
+    exported = library.exports.present(_ALL_MARKERS)
+    if not exported:
+        return None
+    strong = {
+        s.name
+        for s in library.exports.with_prefix(*exported)
+        if s.name in exported and s.binding is not SymbolBinding.WEAK
+    }
+    torch = sorted({LIBTORCH_MARKERS[n] for n in strong if n in LIBTORCH_MARKERS})
+    if torch:
+        return RuntimeCopy(RuntimeKind.LIBTORCH, "libtorch", f"defines {', '.join(torch)}")
+    for runtime, markers in CUDA_MARKERS.items():
+        if strong.issuperset(markers):
+            return RuntimeCopy(RuntimeKind.CUDA, runtime, f"exports {', '.join(markers)}")
+    return None
+
+
+_NVIDIA_DISTRIBUTION = re.compile(r"(?i)nvidia[-_.]")
+
+
+def bundled_runtime_findings(
+    package: str, libraries: Sequence[tuple[str, RuntimeCopy | None]]
+) -> list[Finding]:
+    """``bundled-libtorch`` and ``bundled-cuda-runtime`` for the package named ``package``
+    (its distribution name, or its directory's), from each library's name and identity."""
+    normalized = package.lower().replace("_", "-")
+    if normalized == "torch":
+        return []
+    findings = []
+    torch = [(name, copy) for name, copy in libraries if copy and copy.kind is RuntimeKind.LIBTORCH]
+    if torch:
+        findings.append(
+            Finding(
+                "bundled-libtorch",
+                Severity.ERROR,
+                f"ships its own copy of libtorch: {_described(torch)}: loaded beside the "
+                "installed torch, it is a second libtorch with its own state (exclude it when "
+                "repairing the wheel, e.g. auditwheel repair --exclude 'libc10*' --exclude "
+                "'libtorch*', and link the installed torch's)",
+                _evidence(torch),
+            )
+        )
+    cuda = [(name, copy) for name, copy in libraries if copy and copy.kind is RuntimeKind.CUDA]
+    if cuda and not _NVIDIA_DISTRIBUTION.match(package) and normalized != "nvidia":
+        findings.append(
+            Finding(
+                "bundled-cuda-runtime",
+                Severity.WARNING,
+                f"ships its own CUDA runtime: {_described(cuda)}: a second copy beside the "
+                "one torch loads (from the nvidia-* wheels), possibly of another version "
+                "(exclude it when repairing the wheel and depend on the nvidia-* wheels)",
+                _evidence(cuda),
+            )
+        )
+    return findings
+
+
+def _described(copies: Sequence[tuple[str, RuntimeCopy]]) -> str:
+    shown = ", ".join(f"{name} ({copy.evidence})" for name, copy in copies[:3])
+    return shown + (f" and {len(copies) - 3} more" if len(copies) > 3 else "")
+
+
+def _evidence(copies: Sequence[tuple[str, RuntimeCopy]]) -> dict[str, str | list[str] | None]:
+    return {
+        "libraries": [name for name, _copy in copies],
+        "runtimes": [copy.name for _name, copy in copies],
+        "how": [copy.evidence for _name, copy in copies],
+    }
