@@ -55,6 +55,10 @@ GENERATED = DOCS / "generated"
 SHOWN = {"demo": "/work/demo", "env": "/work/env", "cache": "~/.cache/torch-abi-audit"}
 PORT_WHEEL = "portpkg-1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
 PORT_NEXT_WHEEL = "portpkg-1.1-cp311-abi3-manylinux_2_28_x86_64.whl"
+#: The baseline the gate examples write, then read back against the next build of the port.
+BASELINE = "abi-baseline.toml"
+BASELINE_WRITTEN = ("--check", "torch,abi3", "--write-baseline", BASELINE)
+BASELINE_READ = ("--check", "torch,abi3", "--baseline", BASELINE)
 #: Names the explain example asks about: an Itanium-mangled libtorch function (old string ABI),
 #: an MSVC-decorated ATen operator, a macro.
 EXPLAINED = (
@@ -76,7 +80,10 @@ class Example:
     ``site-packages``); ``suffix`` names its ``tests/golden/demo.<suffix>`` file (the report
     formats); ``language`` is the fence's, and terminal examples (``console``) show the command.
     ``terminal`` examples show standard error too, interleaved as a terminal shows it (notes,
-    the ``FAIL:`` summary); the report formats show the report alone.
+    the ``FAIL:`` summary); the report formats show the report alone. An example that
+    ``shows`` a file shows that file as the run left it instead of what it printed (the
+    baseline ``--write-baseline`` writes). Examples run in the order :data:`EXAMPLES` lists
+    them, in the same directories: a baseline written by one is there for the next.
     """
 
     name: str
@@ -86,6 +93,7 @@ class Example:
     cwd: str = "demo"
     suffix: str | None = None
     terminal: bool = True
+    shows: str | None = None
 
 
 def _format(fmt: str, suffix: str, language: str, *extra: str) -> Example:
@@ -132,6 +140,10 @@ EXAMPLES = {
         Example(
             "target-version", (STABLE_WHEEL, "--target-version", "2.10", "--check", "torch"), 1
         ),
+        Example("gates", (PORT_WHEEL, "--check", "torch,abi3"), 1),
+        Example("write-baseline", (PORT_WHEEL, *BASELINE_WRITTEN), 0),
+        Example("baseline-written", (PORT_WHEEL, *BASELINE_WRITTEN), 0, "toml", shows=BASELINE),
+        Example("baseline-stale", (PORT_NEXT_WHEEL, *BASELINE_READ), 1),
         Example("windows", ("winpkg-1.0-cp311-abi3-win_amd64.whl", "-v"), 0),
         Example("macos", ("macpkg-1.0-cp311-abi3-macosx_10_9_universal2.whl",), 0),
         Example("release-gate", (STABLE_WHEEL, "--torch-version", "2.10", "--check", "load"), 1),
@@ -202,6 +214,8 @@ def run_example(example: Example, places: dict[str, Path]) -> str:
             f"{completed.stderr or completed.stdout}"
         )
     text = completed.stdout
+    if example.shows is not None:
+        text = (places[example.cwd] / example.shows).read_text(encoding="utf-8")
     if example.language == "json":
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
     return _normalised(text, places)

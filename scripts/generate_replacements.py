@@ -8,23 +8,26 @@ it, and the source line the mapping was read from. It is never edited by hand: r
     python scripts/generate_replacements.py            # the releases of torch_stable_abi.json
     python scripts/generate_replacements.py --check    # exit 1 if the shipped file differs
     python scripts/generate_replacements.py --torch /path/to/torch --output /tmp/r.json
+    python scripts/generate_replacements.py --docs libtorch_stable_abi.md   # notes at hand
 
 Every mapping is a sentence PyTorch wrote, never a guess from similar names:
 
-* **the stable-ABI notes** (``docs/source/notes/libtorch_stable_abi.md``; the copy in
-  ``scripts/pytorch/`` is PyTorch's file at commit :data:`DOCS_COMMIT`, checked by its SHA-256):
-  "all uses of `at::Tensor` must be replaced with `torch::stable::Tensor`", "instead of ...
-  `TORCH_LIBRARY` ... via `STABLE_TORCH_LIBRARY`", "Provides torch::stable::Device, a stable
-  version of c10::Device", the StableIValue table (a ``?`` in its first column documents a
-  libtorch type without a stable counterpart yet), the rules for ATen functions and Tensor
-  methods (``torch::stable::<op>``) and for ``torch_call_dispatcher``;
+* **the stable-ABI notes** (``docs/source/notes/libtorch_stable_abi.md`` at commit
+  :data:`DOCS_COMMIT`, checked by its SHA-256; not kept in this repository: ``--docs FILE``, else
+  the project's cache, else downloaded into the cache from GitHub — see :func:`obtain_docs`):
+  its migration examples (``at::Tensor`` -> ``torch::stable::Tensor``, ``TORCH_LIBRARY`` ->
+  ``STABLE_TORCH_LIBRARY``), its list of the stable C++ headers with the libtorch type each
+  stands in for (``c10::Device`` -> ``torch::stable::Device``), the StableIValue table (a ``?``
+  in its first column documents a libtorch type without a stable counterpart yet), and the
+  rules it states for ATen functions and Tensor methods (``torch::stable::<op>``) and for
+  ``torch_call_dispatcher`` (:mod:`replacement_statements` lists the forms it recognises);
 * **comments in the stable headers** of the newest release (``torch/csrc/stable``,
-  ``torch/headeronly``), tied to the declaration they document: "A stable version of
-  c10::Device.", "Stable version of the select.int op.", "Provides a stable interface to
-  at::parallel_for", "modeled after at::Generator", "THO_DISPATCH_SWITCH is same as
-  AT_DISPATCH_SWITCH", "uses STD_TORCH_CHECK instead of TORCH_CHECK_INDEX", and the block of
-  ``torch::stable::Tensor`` methods "with the same signatures and semantics as their
-  counterparts in TensorBase.h";
+  ``torch/headeronly``), tied to the declaration they document: a stable version of, a stable
+  interface to, modeled after or the same as a libtorch name (``c10::Device``,
+  ``at::parallel_for``, ``at::Generator``, ``AT_DISPATCH_SWITCH``), one name used instead of
+  another (``STD_TORCH_CHECK`` for ``TORCH_CHECK_INDEX``), the stable version of an operator
+  (``select.int``), and a block of ``torch::stable::Tensor`` methods that mirror those of
+  ``TensorBase.h``;
 * **libtorch's own headers** of every release read (``c10``, ``ATen`` without the generated
   operators, ``torch/library.h``, autograd, the C++ frontend): which names exist (a statement
   naming something libtorch does not declare is dropped and reported), what each macro expands
@@ -45,8 +48,11 @@ import datetime as dt
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,7 @@ from types import ModuleType
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
+sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(SCRIPTS))
 
 from cxx_headers import Header, Macro, qualified_names, read_header  # noqa: E402
@@ -64,20 +71,23 @@ from replacement_statements import (  # noqa: E402
     docs_statements,
     header_statements,
 )
+from torch_abi_audit.sources.index import cache_root  # noqa: E402
 
 OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_replacements.json"
 STABLE_TABLE = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
 FORMAT_VERSION = 1
 GENERATED_BY = "scripts/generate_replacements.py"
-DOCS_COPY = SCRIPTS / "pytorch" / "libtorch_stable_abi.md"
-#: The PyTorch commit the copy of the notes was taken at, and its SHA-256.
+#: The PyTorch commit the notes are read at, and the SHA-256 of the file at that commit.
 DOCS_COMMIT = "0431c5b7403fc3a3b1a66ee1d2760aacd4d4d6ab"
 DOCS_SHA256 = "80c25c08654eacd3749673844ceb6c1903a5b3b5bad60fb17054a5bcb4406e57"
+#: Where the notes are downloaded from when neither ``--docs`` nor the cache has them.
+DOCS_URL = f"https://raw.githubusercontent.com/pytorch/pytorch/{DOCS_COMMIT}/{DOCS_PATH}"
+_DOWNLOAD_TIMEOUT = 60
 
 # Headers read, relative to torch/include.
 STABLE_DIRS = ("torch/csrc/stable", "torch/headeronly")
-# The stable C shim's main header: its comments name libtorch counterparts ("stable corollary
-# to torch::Library method m.impl()").
+# The stable C shim's main header: its comments name libtorch counterparts (the
+# ``torch::Library`` method each ``aoti_torch_library_*`` function corresponds to).
 STABLE_FILES = ("torch/csrc/inductor/aoti_torch/c/shim.h",)
 LIBTORCH_DIRS = (
     "c10",
@@ -341,9 +351,9 @@ def resolve_statements(
 def similar_macro_statements(
     rules: dict[str, Source], stable: NameIndex, libtorch: NameIndex
 ) -> list[Statement]:
-    """The notes' "library.h: Provides a stable version of TORCH_LIBRARY and similar macros":
-    each ``STABLE_<X>`` macro ``torch/csrc/stable/library.h`` defines replaces libtorch's
-    ``<X>`` (``STABLE_TORCH_LIBRARY_IMPL`` for ``TORCH_LIBRARY_IMPL``)."""
+    """The notes' list item for ``torch/csrc/stable/library.h`` (stable counterparts of
+    ``TORCH_LIBRARY`` and the macros like it): each ``STABLE_<X>`` macro that header defines
+    replaces libtorch's ``<X>`` (``STABLE_TORCH_LIBRARY_IMPL`` for ``TORCH_LIBRARY_IMPL``)."""
     source = rules.get("similar-macros")
     if source is None:
         return []
@@ -449,9 +459,9 @@ def entity_entries(
 def _prefer_cxx(
     entry: dict[str, object], macro: dict[str, object] | None, shims: dict[str, dict[str, object]]
 ) -> None:
-    """The notes recommend the C++ API of torch/csrc/stable over the C shim "unless absolutely
-    necessary": an entity whose statement names a shim, while the macro that emits it has a
-    C++ replacement, takes the macro's and keeps the shim as an alternative."""
+    """The notes recommend the C++ API of torch/csrc/stable over the C shims except where only
+    a shim will do: an entity whose statement names a shim, while the macro that emits it has
+    a C++ replacement, takes the macro's and keeps the shim as an alternative."""
     if macro is None or entry["replacement"] not in shims or macro["replacement"] in shims:
         return
     alternatives = entry["alternatives"]
@@ -464,8 +474,9 @@ def _prefer_cxx(
 def operator_entries(
     releases: Sequence[ReleaseHeaders], operators: dict[str, str], stable: NameIndex
 ) -> dict[str, dict[str, object]]:
-    """ATen operator (``select.int``) -> its ``torch::stable`` function, from the comments
-    "Stable version of the select.int op." — dated by the first release saying so."""
+    """ATen operator (``select.int``) -> its ``torch::stable`` function, from the header
+    comments calling a function the stable version of an operator — dated by the first
+    release saying so."""
     known = set(operators.values())
     found: dict[str, dict[str, object]] = {}
     for release in releases:
@@ -518,14 +529,64 @@ def rule_entries(
 # -- putting it together ----------------------------------------------------------------------
 
 
-def read_docs(path: Path = DOCS_COPY) -> str:
-    """The copy of PyTorch's stable-ABI notes; :class:`SystemExit` if it is not the file
-    taken at :data:`DOCS_COMMIT` (its SHA-256 differs)."""
-    data = path.read_bytes()
+def docs_cache_path() -> Path:
+    """Where the pinned notes are cached: ``<cache root>/pytorch/libtorch_stable_abi-<commit>.md``
+    under the project's one cache (``$TORCH_ABI_AUDIT_CACHE`` or ``~/.cache/torch-abi-audit``)."""
+    return cache_root() / "pytorch" / f"libtorch_stable_abi-{DOCS_COMMIT}.md"
+
+
+def read_docs(path: Path, hint: str = "") -> str:
+    """PyTorch's stable-ABI notes from ``path``; :class:`SystemExit` (ending with ``hint``) if
+    the file cannot be read or is not the one at :data:`DOCS_COMMIT` (its SHA-256 differs)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(
+            f"{path}: cannot read the stable-ABI notes: {exc.strerror or exc}"
+        ) from exc
+    _verify_docs(data, str(path), hint)
+    return data.decode("utf-8")
+
+
+def _verify_docs(data: bytes, where: str, hint: str = "") -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != DOCS_SHA256:
-        raise SystemExit(f"{path}: SHA-256 {digest} is not that of the notes at {DOCS_COMMIT}")
-    return data.decode("utf-8")
+        raise SystemExit(
+            f"{where}: SHA-256 {digest} is not that of {DOCS_PATH} at PyTorch commit "
+            f"{DOCS_COMMIT} ({DOCS_SHA256}){hint}"
+        )
+
+
+def obtain_docs(explicit: Path | None = None, *, download: bool = True) -> Path:
+    """The file holding the pinned notes: ``explicit`` (``--docs``) if given, else the cached
+    copy (:func:`docs_cache_path`), else (``download``) the file fetched from :data:`DOCS_URL`
+    into the cache — written only once its SHA-256 is the pinned one. Every path returned has
+    been checked; :class:`SystemExit` says what went wrong and how to provide the file."""
+    if explicit is not None:
+        read_docs(explicit)
+        return explicit
+    cached = docs_cache_path()
+    if cached.is_file():
+        read_docs(cached, "; remove that file to download it again")
+        return cached
+    if not download:
+        raise SystemExit(f"the stable-ABI notes are not in the cache ({cached})")
+    try:
+        with urllib.request.urlopen(DOCS_URL, timeout=_DOWNLOAD_TIMEOUT) as response:
+            data: bytes = response.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SystemExit(
+            f"cannot download PyTorch's stable-ABI notes from {DOCS_URL}: {reason}\n"
+            f"Fetch that file where there is network access and either pass it with "
+            f"--docs FILE or copy it to {cached} (its SHA-256 must be {DOCS_SHA256})."
+        ) from exc
+    _verify_docs(data, DOCS_URL)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    partial.replace(cached)
+    return cached
 
 
 def build_table(
@@ -623,9 +684,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=RELEASES.default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the output would change")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        help=f"PyTorch's {DOCS_PATH} at commit {DOCS_COMMIT[:12]} (default: the cached copy, "
+        "downloaded into the cache when missing)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the output would change (2 if the notes cannot be had)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list dropped statements")
     args = parser.parse_args(argv)
+    try:
+        docs = read_docs(obtain_docs(args.docs))
+    except SystemExit as exc:  # an operational problem, not an out-of-date table
+        print(exc, file=sys.stderr)
+        return 2
     sources = _release_sources(args)
     releases = []
     for index, source in enumerate(sources):
@@ -637,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"read {releases[-1].version} ({index + 1}/{len(sources)})", file=sys.stderr)
     stable_table = json.loads(STABLE_TABLE.read_text(encoding="utf-8"))
     table, rejected = build_table(
-        releases, read_docs(), stable_table["shims"], stable_table["header_only"]
+        releases, docs, stable_table["shims"], stable_table["header_only"]
     )
     summary = _summary(table, rejected if args.verbose else [])
     text = RELEASES.render(table)

@@ -61,12 +61,12 @@ RULES = (
     "tensor-method",  # Tensor.pad -> torch::stable::pad
     "aten-c-shim",  # aoti_torch_aten_* C shims of ATen operators
     "dispatcher",  # torch_call_dispatcher calls any operator
-    "similar-macros",  # library.h: a stable version of TORCH_LIBRARY and similar macros
+    "similar-macros",  # library.h: STABLE_<X> for TORCH_LIBRARY and the macros like it
 )
 
 _DOCS_PAIRS = (
     (re.compile(r"all uses of `([^`]+)` must be replaced with `([^`]+)`"), "replaced with"),
-    (re.compile(r"instead of registering kernels through `([^`]+)`.*?via `([^`]+)`"), "instead of"),
+    (re.compile(r"\binstead of [^`]*`([^`]+)`[^`]*\bvia `([^`]+)`"), "instead of"),
     (re.compile(r"`([^`]+)` enum lives here as `([^`]+)`"), "lives in torch/headeronly as"),
     (
         re.compile(r"libtorch-independent version of `([^`]+)` that is `([^`]+)`"),
@@ -76,15 +76,18 @@ _DOCS_PAIRS = (
 _DOCS_PROVIDES = re.compile(
     r"^- torch/csrc/stable/[\w.]+: Provides ([\w:]+), a stable version of ([\w:]+)\."
 )
+# The family rules are found by the names and the Markdown shape the notes use, not by their
+# wording: a list item giving an ATen function's (or a Tensor method's) ``torch::stable``
+# namesake, the list item for ``c_shim_aten.h``, the item for ``torch/csrc/stable/library.h``
+# naming ``TORCH_LIBRARY``; the dispatcher's rule is the text under the numbered item
+# `` `torch_call_dispatcher` `` (see :func:`_dispatcher_item`).
 _DOCS_RULES = {
-    "aten-function": re.compile(r"native functions such as `at::\w+` must be replaced with"),
-    "tensor-method": re.compile(r"native functions that are called as Tensor methods"),
-    "aten-c-shim": re.compile(r"c_shim_aten\.h\): Includes C-style shim APIs for ATen ops"),
-    "dispatcher": re.compile(r"This API allows you to call the PyTorch dispatcher"),
-    "similar-macros": re.compile(
-        r"library\.h: Provides a stable version of TORCH_LIBRARY and similar"
-    ),
+    "aten-function": re.compile(r"^\s*- .*`at::([a-z_]\w*)`.*`torch::stable::\1`"),
+    "tensor-method": re.compile(r"^\s*- .*`Tensor\.(\w+)`.*`torch::stable::\1`"),
+    "aten-c-shim": re.compile(r"^\s*- .*\bc_shim_aten\.h\b"),
+    "similar-macros": re.compile(r"^\s*- torch/csrc/stable/library\.h:.*\bTORCH_LIBRARY\b"),
 }
+_DISPATCHER_ITEM = re.compile(r"^\s*\d+\.\s+`(?:aoti_)?torch_call_dispatcher`\s*$")
 
 
 def docs_statements(text: str, origin: str) -> tuple[list[Statement], dict[str, Source]]:
@@ -92,7 +95,8 @@ def docs_statements(text: str, origin: str) -> tuple[list[Statement], dict[str, 
     statements: list[Statement] = []
     rules: dict[str, Source] = {}
     in_table = False
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
         source = Source(DOCS_PATH, number, origin)
         for pattern, relation in _DOCS_PAIRS:
             for match in pattern.finditer(line):
@@ -105,6 +109,8 @@ def docs_statements(text: str, origin: str) -> tuple[list[Statement], dict[str, 
         for rule, pattern in _DOCS_RULES.items():
             if pattern.search(line):
                 rules.setdefault(rule, source)
+        if "dispatcher" not in rules and _DISPATCHER_ITEM.match(line):
+            rules["dispatcher"] = _dispatcher_item(lines, number, origin)
         if "type in custom extension" in line and line.startswith("|"):
             in_table = True
             continue
@@ -114,6 +120,15 @@ def docs_statements(text: str, origin: str) -> tuple[list[Statement], dict[str, 
                 continue
             statements.extend(_table_row(line, source))
     return statements, rules
+
+
+def _dispatcher_item(lines: list[str], number: int, origin: str) -> Source:
+    """The first text line under the numbered item `` `torch_call_dispatcher` `` (line
+    ``number``, 1-based): where the notes say what it is for; the item itself if none."""
+    for below in range(number, len(lines)):
+        if lines[below].strip():
+            return Source(DOCS_PATH, below + 1, origin)
+    return Source(DOCS_PATH, number, origin)
 
 
 def _table_row(line: str, source: Source) -> Iterator[Statement]:
@@ -227,10 +242,10 @@ def _comment_statements(
     text: str, target: Declaration | None, source: Source
 ) -> Iterator[Statement]:
     """The statements of one sentence; ``target`` is what the comment documents, if anything
-    (sentences such as "A stable version of c10::Device." name only the libtorch side)."""
+    (a sentence calling it the stable version of ``c10::Device`` names only the libtorch side)."""
     if _OPERATOR_COMMENT.search(text):
-        # "the stable version of the transpose op with identical semantics to the existing
-        # transpose.int op": every operator named; the generator keeps those that exist.
+        # A sentence may name several operators (the stable op and the existing ``name.overload``
+        # it matches): every one is taken; the generator keeps those that exist.
         if target is not None and target.kind == "function":
             for operator in _OPERATOR_NAME.findall(text):
                 yield Statement(
@@ -257,9 +272,9 @@ def _comment_statements(
 
 
 def _region_statements(header: Header, file: str, origin: str) -> Iterator[Statement]:
-    """A comment opening a block of methods that mirror a libtorch class's (``the below APIs
-    have the same signatures and semantics as their counterparts in TensorBase.h``): one
-    statement per method declared after it in the same class, up to an ``END of`` comment."""
+    """A comment opening a block of methods that mirror a libtorch class's (it names their
+    ``counterparts in TensorBase.h``): one statement per method declared after it in the same
+    class, up to an ``END of`` comment."""
     for line, text in sorted(header.comments.items()):
         number = line
         region = _REGION.search(text)

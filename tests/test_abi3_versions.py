@@ -104,9 +104,15 @@ def test_check_abi3_table_and_json(
     path = wheel(tmp_path, extension, "cp310-abi3-manylinux_2_28_x86_64")
     assert main([str(path), "--check", "abi3"]) == 1
     captured = capsys.readouterr()
-    assert "ext.abi3.so uses the Python 3.12 ABI but is tagged for 3.10 (PyType_FromMetaclass)" in (
-        captured.err
-    )
+    assert (
+        "  abi3pkg: [abi3] abi3-newer-than-tag (abi3pkg/ext.abi3.so): abi3pkg/ext.abi3.so uses the "
+        "Python 3.12 ABI, but "
+        "is tagged for the Python 3.10 ABI (PyType_FromMetaclass (3.12))"
+    ) in captured.err
+    assert (
+        "  abi3pkg: [abi3] abi3-tagged-violations (abi3pkg/ext.abi3.so): tagged abi3 but imports "
+        "PyUnicode_AsUTF8"
+    ) in captured.err.splitlines()
     lines = captured.out.splitlines()
     assert "  abi3 version: tagged 3.10 (wheel tag), uses 3.12" in lines
     assert (
@@ -141,8 +147,8 @@ def test_the_environment_interpreter(extension: bytes, tmp_path: Path) -> None:
     [package] = report.packages
     [finding] = [f for f in package.findings if f.code == "load-failure"]
     assert finding.message == (
-        "ext.abi3.so will not import with Python 3.11: needs Python 3.12, the environment runs "
-        "Python 3.11"
+        "abi3pkg/ext.abi3.so will not import with Python 3.11: needs Python 3.12, the environment "
+        "runs Python 3.11"
     )
     new = site(tmp_path / "new", "python3.12", {"abi3pkg/ext.abi3.so": extension})
     [package] = inspect_site_packages(new, jobs=1).packages
@@ -156,7 +162,7 @@ def test_free_threaded_environments_do_not_load_abi3(extension: bytes, tmp_path:
     assert interpreter is not None and interpreter.free_threaded
     [package] = inspect_site_packages(directory, jobs=1).packages
     [finding] = [f for f in package.findings if f.code == "load-failure"]
-    assert finding.evidence["libraries"] == ["ext.abi3.so"]  # the .abi3t twin is fine
+    assert finding.libraries == ("abi3pkg/ext.abi3.so",)  # the .abi3t twin is fine
     assert "Python 3.15t does not load .abi3 modules" in finding.message
     abi3t = [lib for lib in package.libraries if lib.path.name == "ext.abi3t.so"]
     assert abi3t[0].cpython.abi3t and abi3t[0].cpython.intent

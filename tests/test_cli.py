@@ -116,7 +116,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.9"
+    assert document["schema_version"] == "1.10"
     assert document["document"] == "package"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"
@@ -179,8 +179,12 @@ def test_site_packages_all_and_json(
         "tags": [],
     }
     # fake_dist uses libtorch internals (fakepkg_extra) and declares no torch requirement.
-    (finding,) = names["fake_dist"]["findings"]
+    finding, unstable = names["fake_dist"]["findings"]
     assert finding["code"] == "torch-unpinned-unstable" and finding["severity"] == "error"
+    assert finding["libraries"] == [] and finding["gates"] == ["metadata"]
+    # The UNSTABLE row as a finding too (what the torch gate fails), naming its library.
+    assert unstable["code"] == "torch-unstable" and unstable["gates"] == ["torch"]
+    assert unstable["libraries"] == ["fakepkg_extra/libextra.so"]
     assert finding["evidence"]["unstable_libraries"] == ["fakepkg_extra/libextra.so"]
     assert names["brokenpkg"]["torch_verdict"] == "error"
 
@@ -204,11 +208,14 @@ def test_check_gates(capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_pa
     code, _, err = run(capsys, str(built.unstable_lib), "--check", "torch")
     assert code == 1
     assert "FAIL: --check torch found 1 non-compliant package(s):" in err
-    assert "uses libtorch internals outside the stable ABI (libunstable.so)" in err
+    assert (
+        "  libunstable.so: [torch] torch-unstable (libunstable.so): uses libtorch internals "
+        "outside the stable ABI (c10::detail::torchCheckFail, at::Tensor::dim)"
+    ) in err.splitlines()
     assert run(capsys, str(built.unstable_lib), "--check", "abi3")[0] == 0
     code, _, err = run(capsys, str(built.abi3_bad_ext), "--check", "abi3")
     assert code == 1
-    assert "badabi3.abi3.so is tagged abi3 but imports PyCode_Addr2Line" in err
+    assert "(badabi3.abi3.so): tagged abi3 but imports PyCode_Addr2Line" in err
     # A torch-using package whose extension is not abi3-compliant fails abi3 too.
     mixed = tmp_path / "torchext"
     mixed.mkdir()
@@ -390,7 +397,7 @@ def test_wheel_targets_findings_and_check_metadata(
     # The finding fails --check metadata, not --check torch.
     assert run(capsys, str(stable), "--check", "torch")[0] == 0
     code, _, err = run(capsys, str(stable), "--check", "metadata")
-    assert code == 1 and "stablepkg: torch-floor-missing" in err
+    assert code == 1 and "stablepkg: [metadata] torch-floor-missing: needs torch>=2.11.0" in err
     # Declaring the floor clears it.
     fixed_dir = tmp_path / "fixed"
     fixed_dir.mkdir()
@@ -457,9 +464,12 @@ def test_download_from_a_local_index(
     assert code == 0, err
     assert (cache / "dlpkg-1.0-py3-none-manylinux_2_28_x86_64.whl").is_file()
     assert "Package: dlpkg\n" in out
-    unavailable = "the index has no wheel for platform win_amd64"
+    unavailable = (
+        "the index has no wheel for platform win_amd64, Python 3.11: dlpkg 1.0 "
+        "(its wheels: manylinux_2_28_x86_64)"
+    )
     assert f"Package: dlpkg==1.0 [win_amd64]\n  Not available: {unavailable}" in out
-    assert "note: dlpkg==1.0 [win_amd64]: the index has no wheel for platform win_amd64" in err
+    assert f"note: dlpkg==1.0 [win_amd64]: {unavailable}" in err
     assert run(capsys, "--platform", "win_amd64", "x")[0] == 2  # --platform needs --download
 
 
@@ -481,10 +491,18 @@ def test_download_from_the_index(capsys: pytest.CaptureFixture[str]) -> None:
     linux, windows = document["packages"]
     assert linux["name"] == "torchcodec" and linux["torch_verdict"] == "torch-stable"
     assert any("manylinux" in tag for tag in linux["wheel"]["tags"])
-    # It vendors NVIDIA's nvJPEG (torchcodec.libs/libnvjpeg-<hash>.so.13...): a CUDA runtime.
-    assert [f["code"] for f in linux["findings"]] == ["torch-floor-missing", "bundled-cuda-runtime"]
+    # It vendors NVIDIA's nvJPEG (torchcodec.libs/libnvjpeg-<hash>.so.13...): a CUDA runtime; and
+    # it is stable but version-specific: the abi3 gate would fail it (information only).
+    assert [f["code"] for f in linux["findings"]] == [
+        "torch-floor-missing",
+        "bundled-cuda-runtime",
+        "not-abi3-compliant",
+    ]
     assert windows["name"] == "torchcodec==0.17.0 [win_arm64]"
-    assert windows["unavailable"] == "the index has no wheel for platform win_arm64"
+    assert windows["unavailable"].startswith(
+        "the index has no wheel for platform win_arm64, Python 3.11: torchcodec 0.17.0 "
+        "(its wheels: macosx_14_0_arm64, "
+    )
     assert windows["error"] is None
 
 

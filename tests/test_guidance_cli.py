@@ -67,7 +67,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str], package: Path) -> None
     assert (migration["occurrences"], migration["covered"]) == (3, 3)
     entities = {e["entity"]: e for e in migration["entities"]}
     check = entities["c10::detail::torchCheckFail"]
-    assert check["replacement"] == "STD_TORCH_CHECK" and check["libraries"] == ["libcore.so"]
+    assert check["replacement"] == "STD_TORCH_CHECK" and check["libraries"] == ["mypkg/libcore.so"]
     assert check["source"]["file"] == "docs/source/notes/libtorch_stable_abi.md"
     assert entities["at::Tensor (in signatures)"]["in_signatures"] is True
     # Without --explain the field is there, and null.

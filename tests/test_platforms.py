@@ -158,10 +158,16 @@ def test_mach_o_bindings_and_findings(mac_wheel: Path) -> None:
     findings = {f.code: f for f in report.findings}
     assert sorted(findings) == [
         "abi3-not-free-threaded",
+        "abi3-tagged-violations",  # _linked.abi3.so's row label, for the abi3 gate
         "abi3-version-specific-extension",
         "bundled-libpython",
         "macos-version-above-tag",
+        "torch-unstable",  # liblegacy.dylib's row label, for the torch gate
     ]
+    assert findings["abi3-tagged-violations"].message == (
+        "tagged abi3 but links @loader_path/.dylibs/libpython3.11.dylib, the library of Python 3.11"
+    )
+    assert findings["torch-unstable"].libraries == ("macpkg/liblegacy.dylib",)
     late = findings["macos-version-above-tag"]
     assert late.evidence["libraries"] == ["macpkg/_ext.abi3.so (x86_64): 10.13"]
     assert "install it on macOS 10.9" in late.message and "macosx_10_13" in late.message

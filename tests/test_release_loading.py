@@ -249,7 +249,7 @@ def test_check_load_and_unknown_releases(
 ) -> None:
     unstable = str(packages / "unstable")
     assert main([unstable, "--torch-version", "2.13", "--check", "load"]) == 1
-    assert "unstable: load-failure:" in capsys.readouterr().err
+    assert "  unstable: [load] load-failure (unstable/libgone.so): " in capsys.readouterr().err
     assert main([str(packages / "cuda12"), "--torch-version", "2.10", "--check", "load"]) == 0
     # Unknown is not a failure of the gate (nothing is known to break), and says so.
     assert main([unstable, "--torch-version", "2.11+cu126", "--check", "load", "-v"]) == 0
@@ -348,7 +348,9 @@ def test_failures_spread_through_a_package_against_a_release(
     assert main([str(chain), "--torch-version", "2.13+cu126", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
     assert "**Cannot tell whether it loads**" in markdown
-    assert "- `_stable.so`: cannot tell whether it loads with torch 2.13+cu126: needs" in markdown
+    assert "- `chain/_stable.so`: cannot tell whether it loads with torch 2.13+cu126: needs" in (
+        markdown
+    )
 
 
 CUDA_SHIM = "aoti_torch_create_cuda_guard"  # a CUDA-device shim: CUDA builds only

@@ -7,6 +7,7 @@ raises here; it comes back as reports whose ``error`` (or ``problems``) say what
 
 from __future__ import annotations
 
+import re
 import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from torch_abi_audit.engine import (
     inspect_extension,
 )
 from torch_abi_audit.progress import NO_PROGRESS, Progress
+from torch_abi_audit.python_model import Interpreter, is_torch_distribution
 from torch_abi_audit.report import (
     Distribution,
     EnvironmentReport,
@@ -30,25 +32,10 @@ from torch_abi_audit.report import (
     Problem,
     WheelReport,
 )
-from torch_abi_audit.rules.bundled_runtimes import bundled_runtime_findings
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
-from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.manylinux import LinuxLibrary, manylinux_findings
-from torch_abi_audit.rules.metadata_checks import (
-    LibraryFacts,
-    bundled_library_findings,
-    tag_findings,
-    torch_requirement_findings,
-)
-from torch_abi_audit.rules.python_findings import (
-    Interpreter,
-    abi3_version_findings,
-    abi3t_findings,
-    free_threading_findings,
-    interpreter_findings,
-)
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.pipeline import package_findings
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
-from torch_abi_audit.rules.torch_findings import deprecated_shim_findings, target_version_findings
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -81,12 +68,14 @@ def _problems(items: Iterable[ScanProblem]) -> tuple[Problem, ...]:
 
 
 @dataclass(frozen=True)
-class _PythonContext:
-    """What the CPython checks need beyond the binaries: the abi3 version to assume when no
-    wheel tag says, and the interpreter of the environment (when known)."""
+class _AuditContext:
+    """What the rules need beyond the binaries: the abi3 version to assume when no wheel tag
+    says, the interpreter of the environment (when known), and the oldest torch a stable build
+    promises to load on (``--target-version``)."""
 
     assume_minimum_abi3: str = FIRST_ABI3
     interpreter: Interpreter | None = None
+    target_version: str | None = None
 
 
 def _tags(source: PackageSource) -> tuple[str, ...]:
@@ -117,11 +106,13 @@ def _with_baselines(
 def _package_report(
     source: PackageSource,
     results: dict[LibraryLocation, ExtensionReport],
-    python: _PythonContext = _PythonContext(),
+    python: _AuditContext = _AuditContext(),
 ) -> PackageReport:
+    """The package's report, without findings yet (they need the load predictions)."""
     libraries = [results[location] for location in source.libraries]
     libraries = _with_baselines(libraries, _tags(source), python.assume_minimum_abi3)
-    findings = _findings(source, libraries, python.interpreter)
+    base = source.base or source.root
+    libraries = [replace(lib, distribution_path=_inside(lib.path, base)) for lib in libraries]
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -133,54 +124,52 @@ def _package_report(
         problems=_problems(source.problems),
         wheel=_wheel(source, libraries),
         unavailable=source.unavailable,
-        findings=tuple(findings),
     )
 
 
-def _findings(
-    source: PackageSource,
-    libraries: Sequence[ExtensionReport],
-    interpreter: Interpreter | None = None,
-) -> list[Finding]:
-    """The packaging-metadata checks, for packages whose metadata is known."""
-    root = source.root
-    facts = [
+def _package_facts(source: PackageSource, report: PackageReport) -> PackageFacts:
+    """What the finding rules are given about a package (its audited libraries only)."""
+    libraries = tuple(
         LibraryFacts(
-            _relative_name(lib.path, root),
+            lib.distribution_path or lib.path.name,
             lib.kind is LibraryKind.EXTENSION,
             lib.torch,
             lib.cpython,
             lib.needed,
             _os_floors(lib),
             lib.entry_points,
+            lib.load,
             lib.runtime,
             lib.machine,
             lib.version_needs,
         )
-        for lib in libraries
+        for lib in report.libraries
         if lib.error is None and lib.skipped is None
-    ]
-    findings: list[Finding] = []
-    metadata = source.metadata
-    if metadata is not None and metadata.problem is None:
-        findings += torch_requirement_findings(metadata.name, facts, metadata.torch_requirements)
-    tags = _tags(source)
-    findings += tag_findings(tags, facts)
-    findings += manylinux_findings(
-        tags, [LinuxLibrary(f.name, f.machine, f.needed, f.version_needs) for f in facts]
     )
-    findings += bundled_library_findings(facts)
-    package = metadata.name if metadata is not None and metadata.version else source.name
-    findings += bundled_runtime_findings(package, [(f.name, f.runtime) for f in facts])
-    findings += deprecated_shim_findings([(f.name, f.torch) for f in facts], load_table())
-    findings += abi3_version_findings([(f.name, f.cpython) for f in facts])
-    findings += abi3t_findings([(f.name, f.cpython, f.entry_points) for f in facts], tags)
-    modules = [(f.name, f.cpython, f.is_extension) for f in facts]
-    if source.wheel is not None:
-        findings += free_threading_findings(tags, modules)
-    if interpreter is not None:
-        findings += interpreter_findings(modules, interpreter)
-    return findings
+    metadata = source.metadata
+    readable = metadata is not None and metadata.problem is None
+    return PackageFacts(
+        name=metadata.name if metadata is not None and readable else source.name,
+        libraries=libraries,
+        requirements=metadata.torch_requirements if metadata is not None and readable else None,
+        tags=_tags(source),
+        from_wheel=source.wheel is not None,
+        is_torch=is_torch_distribution(metadata.name if metadata is not None else source.name),
+    )
+
+
+def _with_findings(
+    reports: Sequence[PackageReport],
+    sources: Sequence[PackageSource],
+    python: _AuditContext = _AuditContext(),
+) -> list[PackageReport]:
+    """Each report with the findings of every rule (after load prediction, whose failures are
+    findings too)."""
+    context = RuleContext(interpreter=python.interpreter, target_version=python.target_version)
+    return [
+        replace(report, findings=package_findings(_package_facts(source, report), context))
+        for report, source in zip(reports, sources, strict=True)
+    ]
 
 
 def _os_floors(lib: ExtensionReport) -> tuple[tuple[str, str], ...]:
@@ -189,18 +178,25 @@ def _os_floors(lib: ExtensionReport) -> tuple[tuple[str, str], ...]:
     return tuple((p.machine, p.min_os) for p in parts if p.machine and p.min_os)
 
 
-def _relative_name(path: Path, root: Path) -> str:
+# Wheel members under <name>.data/platlib/ or purelib/ are installed at the top of site-packages.
+_WHEEL_LIB_DATA = re.compile(r"^[^/]+\.data/(?:platlib|purelib)/")
+
+
+def _inside(path: Path, base: Path) -> str:
+    """Where a library lies inside its distribution: relative to ``base``, with a wheel's
+    ``.data/platlib/`` prefix dropped (as installing it would), or just its name."""
     try:
-        return path.relative_to(root).as_posix()
+        relative = path.relative_to(base).as_posix()
     except ValueError:
         return path.name
+    return _WHEEL_LIB_DATA.sub("", relative)
 
 
 def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:
     if source.wheel is None:
         return None
     unverified = tuple(
-        _relative_name(lib.path, source.root) for lib in libraries if lib.verified is False
+        lib.path.relative_to(source.root).as_posix() for lib in libraries if lib.verified is False
     )
     return WheelReport(source.root, source.wheel.filename, source.wheel.tags, unverified)
 
@@ -208,16 +204,19 @@ def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> Wheel
 def _audit_sources(
     sources: Sequence[PackageSource],
     jobs: int | None,
-    python: _PythonContext = _PythonContext(),
+    python: _AuditContext = _AuditContext(),
+    target: LoadTarget | None = None,
     progress: Progress = NO_PROGRESS,
     *,
     verify_archive: bool = False,
 ) -> list[PackageReport]:
+    """Read and judge the sources' libraries, predict their loads on ``target``, find."""
     libraries = (p for s in sources for p in s.libraries)
     results = analyse_libraries(
         libraries, jobs=jobs, progress=progress, verify_archive=verify_archive
     )
-    return [_package_report(source, results, python) for source in sources]
+    reports = _with_loads([_package_report(source, results, python) for source in sources], target)
+    return _with_findings(reports, sources, python)
 
 
 def _sources(target: str | Path, search_path: Sequence[Path] | None = None) -> list[PackageSource]:
@@ -259,29 +258,23 @@ def _with_loads(reports: list[PackageReport], target: LoadTarget | None) -> list
     return loading.apply_load_target(reports, target)
 
 
-def _with_guidance(
-    reports: list[PackageReport], target_version: str | None, explain: bool
-) -> list[PackageReport]:
-    """Reports with the ``above-target-version`` findings (for ``target_version``) and, with
-    ``explain``, their migration plans."""
-    if target_version is None and not explain:
+def _with_guidance(reports: list[PackageReport], explain: bool) -> list[PackageReport]:
+    """Reports with their migration plans, when ``explain``."""
+    if not explain:
         return reports
-    table = load_table()
-    result = []
-    for original in reports:
-        report = original
-        libraries = [
-            (_relative_name(lib.path, report.root), lib.torch)
-            for lib in report.libraries
-            if lib.error is None and lib.skipped is None
-        ]
-        if target_version is not None:
-            found = target_version_findings(libraries, table, target_version)
-            report = replace(report, findings=report.findings + tuple(found))
-        if explain:
-            report = replace(report, migration=migration_plan(libraries))
-        result.append(report)
-    return result
+    return [
+        replace(
+            report,
+            migration=migration_plan(
+                [
+                    (report.library_name(lib.path), lib.torch)
+                    for lib in report.libraries
+                    if lib.error is None and lib.skipped is None
+                ]
+            ),
+        )
+        for report in reports
+    ]
 
 
 def migration_plan(libraries: Sequence[tuple[str, TorchAnalysis]]) -> MigrationPlan:
@@ -328,10 +321,58 @@ def inspect_package(
         raise ValueError(f"{name_or_path} holds {len(sources)} packages: use inspect_targets")
     installed = _is_import_name(name_or_path)
     target = load_target(torch, torch_version, default_site_packages() if installed else [])
-    python = _PythonContext(assume_minimum_abi3, running_interpreter() if installed else None)
-    audited = _audit_sources(sources, jobs, python, verify_archive=verify_archive)
-    reports = _with_loads(audited, target)
-    return _with_guidance(reports, target_version, explain)[0]
+    python = _AuditContext(assume_minimum_abi3, running_interpreter() if installed else None)
+    python = replace(python, target_version=target_version)
+    audited = _audit_sources(sources, jobs, python, target, verify_archive=verify_archive)
+    return _with_guidance(audited, explain)[0]
+
+
+@dataclass(frozen=True)
+class TargetReports:
+    """The packages one requested target gave: ``target`` as given (a ``TARGET``, or
+    ``SPEC [platform]`` for a download), ``packages`` in order (none, one, or one per wheel of
+    a directory)."""
+
+    target: str
+    packages: tuple[PackageReport, ...]
+
+
+def inspect_requests(
+    targets: Sequence[str | Path],
+    *,
+    jobs: int | None = None,
+    downloads: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    python_version: str | None = None,
+    cache: Path | None = None,
+    torch: Path | None = None,
+    torch_version: str | None = None,
+    predict_loads: bool = True,
+    assume_minimum_abi3: str = FIRST_ABI3,
+    target_version: str | None = None,
+    explain: bool = False,
+    site_packages: Sequence[Path] | None = None,
+    progress: Progress = NO_PROGRESS,
+    verify_archive: bool = False,
+) -> list[TargetReports]:
+    """:func:`inspect_targets`, with the packages grouped by the target that gave them."""
+    installed = any(_is_import_name(t) for t in targets)
+    interpreter: Interpreter | None = running_interpreter() if installed else None
+    environment = default_site_packages() if installed else []
+    if site_packages is not None:
+        environment = [p.absolute() for p in site_packages]
+        interpreter = site_packages_interpreter(environment[0]) if environment else None
+    target = load_target(torch, torch_version, environment if predict_loads else [])
+    python = _AuditContext(assume_minimum_abi3, interpreter, target_version)
+    groups = [(str(t), _sources(t, site_packages)) for t in targets]
+    for spec in downloads:
+        fetched = download_sources(spec, platforms, python_version, cache, progress)
+        labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
+        groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
+    sources = [s for _, group in groups for s in group]
+    audited = _audit_sources(sources, jobs, python, target, progress, verify_archive=verify_archive)
+    reports = iter(_with_guidance(audited, explain))
+    return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 
 
 def inspect_targets(
@@ -366,20 +407,24 @@ def inspect_targets(
     verified as :func:`inspect_package` says (``verify_archive``). ``target_version`` and
     ``explain`` as for :func:`inspect_package`.
     """
-    installed = any(_is_import_name(t) for t in targets)
-    interpreter: Interpreter | None = running_interpreter() if installed else None
-    environment = default_site_packages() if installed else []
-    if site_packages is not None:
-        environment = [p.absolute() for p in site_packages]
-        interpreter = site_packages_interpreter(environment[0]) if environment else None
-    target = load_target(torch, torch_version, environment if predict_loads else [])
-    python = _PythonContext(assume_minimum_abi3, interpreter)
-    sources = [s for target in targets for s in _sources(target, site_packages)]
-    for spec in downloads:
-        sources += download_sources(spec, platforms, python_version, cache, progress)
-    audited = _audit_sources(sources, jobs, python, progress, verify_archive=verify_archive)
-    reports = _with_loads(audited, target)
-    return _with_guidance(reports, target_version, explain)
+    requests = inspect_requests(
+        targets,
+        jobs=jobs,
+        downloads=downloads,
+        platforms=platforms,
+        python_version=python_version,
+        cache=cache,
+        torch=torch,
+        torch_version=torch_version,
+        predict_loads=predict_loads,
+        assume_minimum_abi3=assume_minimum_abi3,
+        target_version=target_version,
+        explain=explain,
+        site_packages=site_packages,
+        progress=progress,
+        verify_archive=verify_archive,
+    )
+    return [package for request in requests for package in request.packages]
 
 
 def default_site_packages() -> list[Path]:
@@ -432,7 +477,7 @@ def inspect_site_packages(
     directories = [d.absolute() for d in directories]
     if path is not None:
         interpreter = site_packages_interpreter(directories[0]) if directories else None
-    python = _PythonContext(assume_minimum_abi3, interpreter)
+    python = _AuditContext(assume_minimum_abi3, interpreter)
     sources: list[PackageSource] = []
     problems: list[ScanProblem] = []
     with LibraryAnalysis(jobs, eager=True, progress=progress) as analysis:
@@ -462,7 +507,8 @@ def inspect_site_packages(
         load_table()
         results = analysis.results()
     packages = _with_loads([_package_report(source, results, python) for source in sources], target)
-    packages = _with_guidance(packages, target_version, explain)
+    packages = _with_findings(packages, sources, replace(python, target_version=target_version))
+    packages = _with_guidance(packages, explain)
     return EnvironmentReport(
         site_packages=directories[0] if directories else Path(),
         packages=tuple(packages),
@@ -474,10 +520,12 @@ def inspect_site_packages(
 
 __all__ = [
     "LoadTargetError",
+    "TargetReports",
     "analyse_libraries",
     "default_site_packages",
     "inspect_extension",
     "inspect_package",
+    "inspect_requests",
     "inspect_site_packages",
     "inspect_targets",
     "load_target",

@@ -1,43 +1,42 @@
-"""``--check`` gates: which audited packages violate a policy, and why.
+"""``--check`` gates: which findings fail which gate, with exceptions, and the failure text.
 
-* ``torch``: a package whose torch verdict is ``torch-unstable`` (it reaches into libtorch
-  internals and will break on another torch release), or whose libraries import shims newer
-  than ``--target-version`` (``above-target-version``). torch itself implements those internals
-  and is never gated: ``--env --check torch`` asks whether the packages *built on* torch keep to
-  the stable ABI.
-* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI, or
-  stable-ABI symbols newer than the version its tag promises (the tag promises something the
-  binary does not keep; what ``abi3audit --strict`` fails), a module that claims ``abi3t``
-  without the export hook an abi3t build has (``abi3t-without-export-hook``), or a torch-using
-  package whose extension modules are not all abi3-compliant. Packages without torch and
-  without an abi3 claim are out of scope, so that ``--env --check abi3`` gates the packages
-  this tool is about rather than all of NumPy.
-* ``metadata``: a packaging-metadata finding of severity error or warning (the torch
-  requirement does not match what the libraries need, the wheel tags do not match the modules).
-* ``load``: a library predicted not to load on the torch loading is predicted against (the
-  scanned environment's torch, ``--torch PATH`` or ``--torch-version X.Y``): the
-  ``load-failure`` and ``needs-newer-torch`` findings. Without such a torch there is nothing
-  to gate.
+A gate fails on the findings whose code the registry (:mod:`torch_abi_audit.rules.registry`)
+lists for it:
+
+* ``torch``: ``torch-unstable`` — a library reaches into libtorch internals and will break on
+  another torch release (torch itself implements them and is never gated: ``--env --check
+  torch`` asks whether the packages *built on* torch keep to the stable ABI); and, with
+  ``--target-version``, ``above-target-version`` — shims newer than the promised release.
+* ``abi3``: an ``abi3``-tagged extension that imports CPython API outside the stable ABI
+  (``abi3-tagged-violations``, what ``abi3audit --strict`` fails), or stable-ABI symbols newer
+  than its tag promises (``abi3-newer-than-tag``), a module that claims ``abi3t`` without the
+  export hook, or a torch-using package whose extension modules are not all abi3
+  (``not-abi3-compliant``). Packages without torch and without an abi3 claim are out of scope,
+  so that ``--env --check abi3`` gates the packages this tool is about rather than all of NumPy.
+* ``metadata``: the packaging findings (torch requirement, wheel tags, bundled interpreter,
+  deprecated shims) of severity error or warning.
+* ``load``: a library predicted not to load (``load-failure``, ``needs-newer-torch``); without
+  a torch to predict against there is nothing to gate.
 * ``both``: ``torch`` and ``abi3``; ``all``: every gate.
 
-``--check`` may be given several times; a package fails if it fails any gate given.
+``--check`` takes comma lists and may be repeated. A violation's code given to ``--ignore`` is
+ignored; one covered by a baseline entry is allowed; both are still reported, with their
+status. Baseline entries that cover nothing, or are past their date, fail the gate.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
-from torch_abi_audit.report import (
-    CPythonLabel,
-    CPythonVerdict,
-    GateResult,
-    GateStatus,
-    PackageReport,
-    TorchVerdict,
-)
-from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.baseline import entry_gates, entry_matches
+from torch_abi_audit.gate_report import AllowEntry, expired_message, stale_message
+from torch_abi_audit.report import AuditResult, GateResult, GateStatus, PackageReport
+from torch_abi_audit.rules.findings import Finding, name_list
+from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 
 
 class CheckPolicy(StrEnum):
@@ -52,175 +51,181 @@ class CheckPolicy(StrEnum):
 
 
 _GATES = {
-    CheckPolicy.TORCH: {CheckPolicy.TORCH},
-    CheckPolicy.ABI3: {CheckPolicy.ABI3},
-    CheckPolicy.METADATA: {CheckPolicy.METADATA},
-    CheckPolicy.LOAD: {CheckPolicy.LOAD},
-    CheckPolicy.BOTH: {CheckPolicy.TORCH, CheckPolicy.ABI3},
-    CheckPolicy.ALL: {CheckPolicy.TORCH, CheckPolicy.ABI3, CheckPolicy.METADATA, CheckPolicy.LOAD},
+    CheckPolicy.TORCH: (Gate.TORCH,),
+    CheckPolicy.ABI3: (Gate.ABI3,),
+    CheckPolicy.METADATA: (Gate.METADATA,),
+    CheckPolicy.LOAD: (Gate.LOAD,),
+    CheckPolicy.BOTH: (Gate.TORCH, Gate.ABI3),
+    CheckPolicy.ALL: tuple(Gate),
 }
 
 
-def gates(policies: Iterable[CheckPolicy]) -> frozenset[CheckPolicy]:
-    """The elementary gates (torch, abi3, metadata) that ``policies`` switch on."""
-    return frozenset(gate for policy in policies for gate in _GATES[policy])
+def parse_policies(text: str) -> list[CheckPolicy]:
+    """The policies in a comma list (``torch,abi3``); raises :class:`ValueError` naming an
+    unknown one."""
+    policies = []
+    for part in text.split(","):
+        name = part.strip()
+        try:
+            policies.append(CheckPolicy(name))
+        except ValueError:
+            known = ", ".join(str(p) for p in CheckPolicy)
+            raise ValueError(f"invalid choice: {name!r} (choose from {known})") from None
+    return policies
 
 
-#: Distributions that implement libtorch rather than build on it.
-TORCH_IMPLEMENTATIONS = frozenset({"torch"})
+def policy_argument(text: str) -> list[CheckPolicy]:
+    """:func:`parse_policies` as an argparse ``type``."""
+    try:
+        return parse_policies(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def is_torch_itself(package: PackageReport) -> bool:
-    """True for the torch distribution (or an unowned ``torch`` directory)."""
-    name = package.distribution.name if package.distribution else package.name
-    return name.lower().replace("_", "-") in TORCH_IMPLEMENTATIONS
+def gates(policies: Iterable[CheckPolicy]) -> tuple[Gate, ...]:
+    """The elementary gates ``policies`` switch on, in the registry's order."""
+    wanted = {gate for policy in policies for gate in _GATES[CheckPolicy(policy)]}
+    return tuple(gate for gate in Gate if gate in wanted)
+
+
+def _package_names(package: PackageReport) -> tuple[str, ...]:
+    names = [package.name]
+    if package.distribution is not None and package.distribution.name:
+        names.append(package.distribution.name)
+    return tuple(names)
+
+
+def _is_expired(entry: AllowEntry, today: date) -> bool:
+    return entry.expires is not None and today >= entry.expires
 
 
 @dataclass(frozen=True)
-class _Reason:
-    """Why a package fails a gate: in words, and the library and finding code behind it."""
+class GateVerdict:
+    """What the gates found: every violation with its status, and the baseline entries that
+    fail the gates themselves (``stale``, ``expired``) or were not judged (``unchecked``)."""
 
-    message: str
-    library: str | None = None
-    code: str | None = None
+    results: tuple[GateResult, ...] = ()
+    stale: tuple[AllowEntry, ...] = ()
+    expired: tuple[AllowEntry, ...] = ()
+    unchecked: tuple[AllowEntry, ...] = ()
 
-
-def _torch_reasons(package: PackageReport) -> list[_Reason]:
-    held = [_finding_reason(package, f) for f in package.findings if f.code in TORCH_FINDINGS]
-    if package.torch_verdict is not TorchVerdict.UNSTABLE or is_torch_itself(package):
-        return held
-    unstable = [lib for lib in package.libraries if lib.torch.uses_torch and not lib.torch.stable]
-    names = ", ".join(lib.path.name for lib in unstable[:3])
-    if len(unstable) > 3:
-        names += f" and {len(unstable) - 3} more"
-    library = package.library_name(unstable[0].path) if len(unstable) == 1 else None
-    return [_Reason(f"uses libtorch internals outside the stable ABI ({names})", library), *held]
+    @property
+    def passed(self) -> bool:
+        """True when no violation failed and no baseline entry is stale or expired."""
+        failed = any(r.status is GateStatus.FAILED for r in self.results)
+        return not (failed or self.stale or self.expired)
 
 
-def _abi3_reasons(package: PackageReport) -> list[_Reason]:
-    reasons = []
-    tagged_violations = [
-        ext
-        for ext in package.extensions
-        if ext.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS
-    ]
-    for ext in tagged_violations:
-        symbols = ", ".join(ext.cpython.violations[:3])
-        more = len(ext.cpython.violations) - 3
-        if more > 0:
-            symbols += f" and {more} more"
-        reasons.append(
-            _Reason(
-                f"{ext.path.name} is tagged abi3 but imports {symbols}",
-                package.library_name(ext.path),
-            )
-        )
-    for lib in package.libraries:
-        cpython = lib.cpython
-        if cpython.future_symbols:
-            symbols = ", ".join(name for name, _ in cpython.future_symbols[:3])
-            reasons.append(
-                _Reason(
-                    f"{lib.path.name} uses the Python {cpython.computed} ABI but is tagged for "
-                    f"{cpython.baseline} ({symbols})",
-                    package.library_name(lib.path),
-                )
-            )
-    for finding in package.findings:
-        if finding.code in ABI3_FINDINGS:
-            reasons.append(
-                _Reason(finding.message, _evidence_library(package, finding), finding.code)
-            )
-    uses_torch = package.torch_verdict in (TorchVerdict.STABLE, TorchVerdict.UNSTABLE)
-    verdict = package.cpython_verdict
-    if (
-        uses_torch
-        and not tagged_violations
-        and verdict
-        in (
-            CPythonVerdict.NOT_ABI3,
-            CPythonVerdict.MIXED,
-        )
-    ):
-        reasons.append(_Reason(f"CPython ABI is {verdict} (not abi3-compliant)"))
-    return reasons
+def _justification(entry: AllowEntry) -> str:
+    expires = f"; expires {entry.expires}" if entry.expires else ""
+    return f"{entry.where}: {entry.reason}{expires}"
 
 
-#: Findings that say a library will not load; the ``load`` gate's, not the ``metadata`` one's.
-LOAD_FINDINGS = frozenset({"load-failure", "needs-newer-torch"})
-#: Findings about a broken abi3 promise that the per-library verdicts do not carry; the ``abi3``
-#: gate fails them (as an error finding, the ``metadata`` gate does too, like
-#: ``abi3-newer-than-tag``).
-ABI3_FINDINGS = frozenset({"abi3t-without-export-hook"})
-
-
-#: Findings about the torch side of a build that the ``torch`` gate fails (not ``metadata``).
-TORCH_FINDINGS = frozenset({"above-target-version"})
-
-
-def _evidence_library(package: PackageReport, finding: Finding) -> str | None:
-    """The library a finding is about, if its evidence names exactly one."""
-    named = package.finding_libraries(finding)
-    return package.library_name(named[0].path) if len(named) == 1 else None
-
-
-def _finding_reason(package: PackageReport, finding: Finding) -> _Reason:
-    return _Reason(finding.message, _evidence_library(package, finding), finding.code)
-
-
-def _metadata_reasons(package: PackageReport) -> list[_Reason]:
-    return [
-        _finding_reason(package, f)
-        for f in package.findings
-        if f.fails_check and f.code not in LOAD_FINDINGS | TORCH_FINDINGS
-    ]
-
-
-def _load_reasons(package: PackageReport) -> list[_Reason]:
-    return [_finding_reason(package, f) for f in package.findings if f.code in LOAD_FINDINGS]
-
-
-_REASONS = {
-    CheckPolicy.TORCH: _torch_reasons,
-    CheckPolicy.ABI3: _abi3_reasons,
-    CheckPolicy.METADATA: _metadata_reasons,
-    CheckPolicy.LOAD: _load_reasons,
-}
-
-
-def gate_results(
-    packages: Iterable[PackageReport], policies: Iterable[CheckPolicy]
-) -> tuple[GateResult, ...]:
-    """Every violation of the gates ``policies`` switch on, one per package, gate and reason,
-    in package order (what the renderers show and the exit code is decided on)."""
-    active = [gate for gate in _REASONS if gate in gates(policies)]
-    return tuple(
-        GateResult(
-            str(gate),
-            package.name,
-            GateStatus.FAILED,
-            reason.message,
-            reason.library,
-            reason.code,
-            root=package.root,
-        )
-        for package in packages
-        for gate in active
-        for reason in _REASONS[gate](package)
+def _judged(
+    package: PackageReport,
+    gate: Gate,
+    found: Finding,
+    library: str | None,
+    status: tuple[GateStatus, AllowEntry | None],
+) -> GateResult:
+    state, entry = status
+    if state is GateStatus.ALLOWED and entry is not None:
+        justification: str | None = _justification(entry)
+    else:
+        justification = "--ignore" if state is GateStatus.IGNORED else None
+    return GateResult(
+        str(gate),
+        package.name,
+        state,
+        found.message,
+        library,
+        found.code,
+        justification,
+        package.root,
+        entry,
     )
 
 
-def violation_lines(failed: Sequence[GateResult], policies: Iterable[CheckPolicy]) -> list[str]:
-    """The summary printed on stderr when a gate fails: one line per package and its reasons
-    (as built: names in them come from the audited input and are escaped where printed)."""
-    named = ", ".join(str(p) for p in dict.fromkeys(policies))
-    packages = list(dict.fromkeys(r.package for r in failed))
-    lines = [f"FAIL: --check {named} found {len(packages)} non-compliant package(s):"]
+def evaluate(
+    packages: Iterable[PackageReport],
+    checked: Sequence[Gate],
+    *,
+    ignore: Iterable[str] = (),
+    allow: Sequence[AllowEntry] = (),
+    today: date | None = None,
+) -> GateVerdict:
+    """Every violation of the ``checked`` gates in ``packages``, with its status, and the
+    baseline entries that are stale or expired (those concerning only gates not checked are
+    ``unchecked``, not judged)."""
+    today = today or date.today()
+    ignored = frozenset(ignore)
+    relevant = [entry for entry in allow if entry_gates(entry) & set(checked)]
+    expired = [entry for entry in relevant if _is_expired(entry, today)]
+    used: set[AllowEntry] = set()
+    results = []
     for package in packages:
-        reasons = "; ".join(
-            f"{r.code}: {r.message}" if r.code and r.gate != CheckPolicy.ABI3 else r.message
-            for r in failed
-            if r.package == package
+        names = _package_names(package)
+        for gate in checked:  # by gate, then in the order of the findings
+            for found in package.findings:
+                declared = FINDING_CODES.get(found.code)
+                if declared is None or gate not in declared.gates:
+                    continue
+                for library in found.libraries or (None,):
+                    matching = [
+                        entry
+                        for entry in relevant
+                        if entry_matches(entry, gate, found.code, names, library)
+                    ]
+                    used.update(matching)
+                    valid = [entry for entry in matching if entry not in expired]
+                    if found.code in ignored:
+                        status: tuple[GateStatus, AllowEntry | None] = (GateStatus.IGNORED, None)
+                    elif valid:
+                        status = (GateStatus.ALLOWED, valid[0])
+                    else:
+                        status = (GateStatus.FAILED, None)
+                    results.append(_judged(package, gate, found, library, status))
+    return GateVerdict(
+        results=tuple(results),
+        stale=tuple(e for e in relevant if e not in used and e not in expired),
+        expired=tuple(expired),
+        unchecked=tuple(entry for entry in allow if entry not in relevant),
+    )
+
+
+def _failure_lines(report: AuditResult) -> list[str]:
+    """One line per failed finding and gate, naming the libraries that fail it."""
+    groups: dict[tuple[str, str, str | None, str], list[GateResult]] = {}
+    for result in report.failed:
+        key = (result.package, result.gate, result.code, result.message)
+        groups.setdefault(key, []).append(result)
+    lines = []
+    for (package, gate, code, message), results in groups.items():
+        libraries = [r.library for r in results if r.library]
+        where = f" ({name_list(libraries)})" if libraries else ""
+        lines.append(f"  {package}: [{gate}] {code}{where}: {message}")
+    return lines
+
+
+def failure_lines(report: AuditResult, policies: Iterable[CheckPolicy]) -> list[str]:
+    """The summary printed on stderr when a gate fails (none when every gate passed), as built:
+    the names in it come from the audited input and are escaped where they are printed."""
+    if not report.gates_failed:
+        return []
+    named = ",".join(str(p) for p in dict.fromkeys(policies))
+    failing_packages = list(dict.fromkeys(r.package for r in report.failed))
+    if failing_packages:
+        lines = [f"FAIL: --check {named} found {len(failing_packages)} non-compliant package(s):"]
+    else:
+        lines = [f"FAIL: --check {named}: the baseline is out of date:"]
+    lines += _failure_lines(report)
+    lines += [f"  {stale_message(entry)}" for entry in report.stale]
+    lines += [f"  {expired_message(entry)}" for entry in report.expired]
+    allowed = sum(1 for r in report.gate_results if r.status is GateStatus.ALLOWED)
+    ignored = sum(1 for r in report.gate_results if r.status is GateStatus.IGNORED)
+    if allowed or ignored:
+        lines.append(
+            f"  ({allowed} violation(s) allowed by the baseline, {ignored} ignored: the report "
+            "lists them)"
         )
-        lines.append(f"  {package}: {reasons}")
     return lines

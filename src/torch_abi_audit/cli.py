@@ -15,14 +15,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from torch_abi_audit import gating
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import (
     LoadTargetError,
     default_site_packages,
+    inspect_requests,
     inspect_site_packages,
-    inspect_targets,
 )
-from torch_abi_audit.checks import CheckPolicy, gate_results, gates
+from torch_abi_audit.checks import policy_argument
 from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
 from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers.base import RenderOptions
@@ -92,8 +93,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     formats.add_argument(
         "--format",
         choices=list(RENDERERS),
-        default=DEFAULT_FORMAT,
-        help="report format: "
+        help=f"report format (default: {DEFAULT_FORMAT}, or the configuration's): "
         + "; ".join(f"{name}: {r.description}" for name, r in RENDERERS.items()),
     )
     formats.add_argument(
@@ -194,6 +194,52 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CI gates: --check, the exceptions, the configuration."""
+    group = parser.add_argument_group("gates (CI)")
+    group.add_argument(
+        "--check",
+        type=policy_argument,
+        action="extend",
+        metavar="{torch,abi3,metadata,load,both,all}[,...]",
+        help=(
+            "CI gate (comma list, repeatable): exit 1 if a package violates the policy. torch: "
+            "uses libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, "
+            "or torch-using package that is not abi3-compliant; metadata: a packaging finding "
+            "of severity error or warning; load: a library predicted not to load on the torch "
+            "below; both: torch and abi3; all: every gate"
+        ),
+    )
+    group.add_argument(
+        "--ignore",
+        metavar="CODE",
+        action="append",
+        help="a finding code no gate counts (repeatable); still reported, marked ignored",
+    )
+    group.add_argument(
+        "--baseline",
+        metavar="FILE",
+        type=Path,
+        help="TOML file of [[allow]] entries: known violations the gates accept; entries "
+        "that match nothing any more, or are past their expires date, fail the gate",
+    )
+    group.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        type=Path,
+        help='write the current violations to FILE as [[allow]] entries (reason = "TODO"), '
+        "keeping the --baseline entries still in use",
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="read settings from FILE (default: [tool.torch-abi-audit] in the nearest "
+        "pyproject.toml upward from the working directory)",
+    )
+    group.add_argument("--no-config", action="store_true", help="read no configuration file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-abi-audit",
@@ -224,20 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list offending symbols (first 15 per library) and what sets the torch floor",
     )
-    parser.add_argument(
-        "--check",
-        type=CheckPolicy,
-        choices=list(CheckPolicy),
-        action="append",
-        metavar="{torch,abi3,metadata,load,both,all}",
-        help=(
-            "CI gate (repeatable): exit 1 if a package violates the policy. torch: uses "
-            "libtorch internals; abi3: abi3-tagged extension with non-stable CPython API, or "
-            "torch-using package that is not abi3-compliant; metadata: a packaging finding of "
-            "severity error or warning; load: a library predicted not to load on the torch "
-            "below; both: torch and abi3; all: every gate"
-        ),
-    )
+    _add_gate_arguments(parser)
     parser.add_argument(
         "--assume-minimum-abi3",
         metavar="X.Y",
@@ -295,7 +328,9 @@ def _environment(args: argparse.Namespace, console: Console) -> list[Path] | Non
     return None
 
 
-def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
+def _audit(
+    args: argparse.Namespace, console: Console, settings: gating.GateSettings
+) -> tuple[AuditResult, gating.Written | None]:
     """Run the audit the arguments ask for, and the gates."""
     loads = {
         "torch": args.torch,
@@ -307,14 +342,13 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         "jobs": args.jobs,
         "progress": console.progress,
     }
-    checks = tuple(str(gate) for gate in sorted(gates(args.check or ())))
     directories = _environment(args, console)
     environment_mode = args.env or args.site_packages or args.python
     if environment_mode and not args.targets:
         environment = inspect_site_packages(directories, **loads)
-        found = gate_results(environment.packages, args.check or ())
-        return AuditResult.of_environment(environment, checks, found)
-    reports = inspect_targets(
+        empty = gating.empty_environment(environment)
+        return gating.judge(settings, AuditResult.of_environment(environment), empty)
+    requests = inspect_requests(
         args.targets,
         downloads=args.download,
         platforms=args.platform,
@@ -324,14 +358,23 @@ def _audit(args: argparse.Namespace, console: Console) -> AuditResult:
         verify_archive=args.verify_archive,
         **loads,
     )
-    return AuditResult(tuple(reports), None, checks, gate_results(reports, args.check or ()))
+    reports = tuple(package for request in requests for package in request.packages)
+    return gating.judge(settings, AuditResult(reports), gating.nothing_audited(requests))
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = gating.configure(args, Path.cwd())
+    except gating.SettingsError as exc:
+        _warn(f"torch-abi-audit: error: {exc}")
+        return EXIT_ERROR
+    args.format = args.format or DEFAULT_FORMAT
     renderer = get_renderer(args.format)
     console = Console(quiet=args.quiet, show_progress=renderer.shows_progress)
+    for note in settings.notes:
+        console.note(note)
     try:
-        result = _audit(args, console)
+        result, written = _audit(args, console, settings)
     except EnvironmentNotFound as exc:
         console.error(str(exc))
         return EXIT_ERROR
@@ -348,7 +391,12 @@ def _run(args: argparse.Namespace) -> int:
     except OutputError as exc:
         console.error(str(exc))
         return EXIT_ERROR
-    console.outcome(result, args.check or ())
+    console.outcome(result, settings.policies)
+    if written is not None:
+        if written.failed:
+            console.error(written.message)
+            return EXIT_ERROR
+        console.note(written.message)
     return exit_code(result)
 
 
@@ -367,6 +415,14 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--torch and --torch-version exclude each other"
     if args.target_version is not None and not re.fullmatch(r"\d+\.\d+", args.target_version):
         return "--target-version takes a torch release X.Y (e.g. 2.10)"
+    if args.config is not None and args.no_config:
+        return "--config and --no-config exclude each other"
+    for platform in args.platform:
+        from torch_abi_audit.sources.index_answers import platform_tag_problem
+
+        tag_problem = platform_tag_problem(platform)
+        if tag_problem is not None:
+            return f"--platform {platform}: {tag_problem}"
     if not re.fullmatch(r"3\.([2-9]|[1-9]\d)", args.assume_minimum_abi3):
         return "--assume-minimum-abi3 takes a version 3.x with x >= 2 (e.g. 3.9)"
     return None

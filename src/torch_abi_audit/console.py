@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from torch_abi_audit.checks import CheckPolicy, violation_lines
+from torch_abi_audit.checks import CheckPolicy, failure_lines
 from torch_abi_audit.progress import NO_PROGRESS, Progress, TerminalProgress
 from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.report import AuditResult
@@ -24,10 +24,12 @@ EXIT_ERROR = 2
 
 
 def exit_code(result: AuditResult) -> int:
-    """2 when something could not be audited, else 1 when a gate failed, else 0."""
-    if result.has_error:
+    """2 when something could not be audited (or, under ``--check``, a requested target gave
+    nothing to judge), else 1 when a gate failed (a violation, a stale or expired baseline
+    entry), else 0."""
+    if result.has_error or result.nothing_audited:
         return EXIT_ERROR
-    return EXIT_CHECK_FAILED if result.failed else EXIT_OK
+    return EXIT_CHECK_FAILED if result.gates_failed else EXIT_OK
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -77,7 +79,8 @@ class Console:
         self._say(f"error: {text}")
 
     def outcome(self, result: AuditResult, policies: Sequence[CheckPolicy]) -> None:
-        """Targets not available or not audited, and the gates that failed."""
+        """Targets not available or not audited, targets that gave nothing to judge, and the
+        gates that failed (each violation with its gate, stale and expired baseline entries)."""
         if result.environment is None:
             for report in result.packages:
                 if report.unavailable:
@@ -89,5 +92,8 @@ class Console:
             failed = [p.name for p in result.packages if p.has_error]
             subject = ", ".join(failed) if failed else "the environment"
             self.error(f"inspection failed for {subject}")
-        if result.failed:
-            self._say(*violation_lines(result.failed, policies))
+        for item in result.nothing_audited:
+            self.error(f"{item.target}: nothing audited under --check: {item.reason}")
+        failures = failure_lines(result, policies)
+        if failures:
+            self._say(*failures)

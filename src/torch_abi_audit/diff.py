@@ -25,7 +25,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from torch_abi_audit.checks import ABI3_FINDINGS, LOAD_FINDINGS, TORCH_FINDINGS, CheckPolicy
+from torch_abi_audit.checks import CheckPolicy
 from torch_abi_audit.report import (
     CPythonLabel,
     CPythonVerdict,
@@ -35,6 +35,7 @@ from torch_abi_audit.report import (
     TorchVerdict,
 )
 from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.rules.replacements import Advice, ReplacementTable
 from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason
 from torch_abi_audit.rules.torch_table import TorchAbiTable
@@ -155,7 +156,7 @@ class PackageDiff:
         audit's ``--check``)."""
         from torch_abi_audit.checks import gates
 
-        active = gates(policies)
+        active = {CheckPolicy(gate) for gate in gates(policies)}
         return tuple(r for r in self.regressions if r.gate in active)
 
     @property
@@ -402,8 +403,9 @@ def _finding_changes(
     """(fixed, introduced): findings whose code only the old, or only the new build has."""
     old_codes = {f.code for f in old}
     new_codes = {f.code for f in new}
-    fixed = tuple(f for f in old if f.code not in new_codes)
-    introduced = tuple(f for f in new if f.code not in old_codes)
+    # Findings that restate a verdict are the libraries' changes, compared on their own.
+    fixed = tuple(f for f in old if f.code not in new_codes and not _restates_verdict(f))
+    introduced = tuple(f for f in new if f.code not in old_codes and not _restates_verdict(f))
     return fixed, introduced
 
 
@@ -483,13 +485,15 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
 
 
 def _finding_gate(finding: Finding) -> CheckPolicy:
-    if finding.code in LOAD_FINDINGS:
-        return CheckPolicy.LOAD
-    if finding.code in TORCH_FINDINGS:
-        return CheckPolicy.TORCH
-    if finding.code in ABI3_FINDINGS:
-        return CheckPolicy.ABI3
-    return CheckPolicy.METADATA
+    """The gate a new finding fails: its code's first gate in the registry (``metadata`` for
+    a code no gate lists)."""
+    declared = FINDING_CODES.get(finding.code)
+    return CheckPolicy(declared.gates[0]) if declared and declared.gates else CheckPolicy.METADATA
+
+
+def _restates_verdict(finding: Finding) -> bool:
+    declared = FINDING_CODES.get(finding.code)
+    return declared is not None and declared.restates_verdict
 
 
 def _regressions(

@@ -119,7 +119,7 @@ def _opened(location: LibraryLocation, path: Path, *, verify: bool) -> Iterator[
             archive = open_wheel(location.wheel)
         except WheelError as exc:
             raise BinaryReadError(f"{location.wheel.name}: {exc}") from exc
-        member = archive.open_member(location.name)
+        member = archive.open_member(location.name, seek=not verify)
         try:
             opened = _Opened(member)
             yield opened

@@ -1,7 +1,8 @@
 """Load prediction for audited packages: which torch to predict against, and what it says.
 
 After the libraries are read and judged, each package's reports get a :class:`LoadPrediction`
-per library that concerns torch, and the ``load-failure`` / ``needs-newer-torch`` findings.
+per library that concerns torch (the finding rules turn failed predictions into the
+``load-failure`` / ``needs-newer-torch`` findings).
 
 The torch comes from ``--torch PATH`` (an installation directory or a wheel), from
 ``--torch-version X.Y[+variant]`` (a release known from the tables,
@@ -26,7 +27,6 @@ from pathlib import Path, PurePosixPath
 
 from packaging.version import InvalidVersion, Version
 
-from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.library_search import (
     LoadContext,
     Resolution,
@@ -52,7 +52,6 @@ from torch_abi_audit.rules.load_prediction import (
     with_failed_dependencies,
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library
-from torch_abi_audit.rules.torch_findings import load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 from torch_abi_audit.sources.torch_install import (
     LoadTargetError,
@@ -403,27 +402,21 @@ def _with_failed_dependencies(
 
 
 def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> list[PackageReport]:
-    """The packages with a load prediction per library and the load findings added.
+    """The packages with a load prediction per library that concerns torch.
 
     torch itself is left alone: it is what the others load against.
     """
     contexts = _Contexts(target.install)
     result = []
     for package in packages:
-        if package.unavailable or is_torch_itself(package):
+        if package.unavailable or package.is_torch:
             result.append(replace(package, torch_reference=target.reference))
             continue
         libraries = _with_failed_dependencies(
             package, _predict(package, target, contexts), contexts
         )
-        predictions = [
-            (_relative(lib.path, package.root), lib.load)
-            for lib in libraries
-            if lib.load is not None
-        ]
-        findings = package.findings + tuple(load_findings(predictions))
         updated = package.with_libraries(tuple(libraries))
-        result.append(replace(updated, findings=findings, torch_reference=target.reference))
+        result.append(replace(updated, torch_reference=target.reference))
     return result
 
 

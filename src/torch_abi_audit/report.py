@@ -2,18 +2,22 @@
 
 ``ExtensionReport`` (one library), ``PackageReport`` (one package or distribution) and
 ``EnvironmentReport`` (one site-packages) are the public result types of the Python API and the
-input of every renderer. Verdicts are ordered enums, so a roll-up is a ``max()`` over ranks.
+input of every renderer. A package's verdicts roll up its libraries' (the worst one wins:
+:data:`TORCH_SEVERITY` ranks the torch verdicts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
+from torch_abi_audit.gate_report import AllowEntry, NothingAudited
 from torch_abi_audit.model import VersionNeed
+from torch_abi_audit.python_model import is_torch_distribution
 from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
-from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, CPythonLabel, cpython_label_of
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
 from torch_abi_audit.rules.migration import MigrationPlan
@@ -37,16 +41,6 @@ class TorchLabel(StrEnum):
     NO_TORCH = "NO-TORCH"
     ERROR = "ERROR"
     SKIPPED = "SKIPPED"
-
-
-class CPythonLabel(StrEnum):
-    """Per-library CPython label, as printed in the table."""
-
-    ABI3_OK = "abi3-ok"
-    ABI3_TAGGED_VIOLATIONS = "abi3-tagged-violations"
-    ABI3_TAGGED_NO_CAPI = "abi3-tagged-no-capi"
-    USES_PRIVATE_API = "uses-private-api"
-    NOT_ABI3 = "not-abi3"
 
 
 class TorchVerdict(StrEnum):
@@ -145,27 +139,6 @@ def torch_label_of(torch: TorchAnalysis) -> TorchLabel:
     return TorchLabel.STABLE if torch.stable else TorchLabel.UNSTABLE
 
 
-def cpython_label_of(cpython: CPythonAnalysis) -> CPythonLabel:
-    """The documented CPython row label for an audited library (or slice).
-
-    Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
-    ``abi3-tagged-violations`` when some are not (or it links a Python library of one
-    version), ``abi3-tagged-no-capi`` when it imports none. Untagged: ``uses-private-api`` when
-    it imports symbols outside the stable ABI, else ``not-abi3`` (a build without
-    ``Py_LIMITED_API`` may use version-specific struct layouts through macros even when every
-    symbol it imports is stable, so the symbols alone do not make it abi3).
-    """
-    if cpython.violations:
-        return (
-            CPythonLabel.ABI3_TAGGED_VIOLATIONS if cpython.intent else CPythonLabel.USES_PRIVATE_API
-        )
-    if cpython.intent:
-        if cpython.python_version is not None:
-            return CPythonLabel.ABI3_TAGGED_VIOLATIONS
-        return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
-    return CPythonLabel.NOT_ABI3
-
-
 @dataclass(frozen=True)
 class SliceReport:
     """One architecture of a universal (fat) Mach-O library, judged on its own.
@@ -205,7 +178,10 @@ class ExtensionReport:
     needed); ``None`` for a file. ``runtime`` says when the file is a copy of libtorch or of a
     CUDA runtime library (:mod:`~torch_abi_audit.rules.bundled_runtimes`). ``version_needs``
     are the symbol versions an ELF file requires (``GLIBC_2.34`` from ``libc.so.6``…), each
-    with one import that needs it.
+    with one import that needs it. ``distribution_path`` is where the library lies inside its
+    distribution (the wheel member name, or the path relative to site-packages:
+    ``torchaudio/lib/libtorchaudio.so``, the same for a wheel and an installed copy), what
+    findings, gate results and baseline entries name it by.
     """
 
     path: Path
@@ -228,6 +204,7 @@ class ExtensionReport:
     verified: bool | None = None
     runtime: RuntimeCopy | None = None
     version_needs: tuple[VersionNeed, ...] = ()
+    distribution_path: str | None = None
 
     @property
     def torch_label(self) -> TorchLabel:
@@ -284,23 +261,38 @@ class PackageReport:
             executables=libraries[sum(groups) :],
         )
 
+    @cached_property
+    def _distribution_paths(self) -> dict[Path, str]:
+        return {lib.path: lib.distribution_path for lib in self.libraries if lib.distribution_path}
+
     def library_name(self, path: Path) -> str:
-        """A library's path inside this package (``lib/libfoo.so``; for a wheel, the member's
-        name), or its file name when it lies outside :attr:`root`."""
+        """How findings and gates name the library at ``path``: its path inside the
+        distribution (``torchaudio/lib/libfoo.so``; for a wheel, the member's name); for a file
+        the audit did not place in a distribution, its path relative to :attr:`root`, or its
+        file name when it lies outside."""
+        known = self._distribution_paths.get(path)
+        if known is not None:
+            return known
         try:
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return path.name
 
+    def library_named(self, name: str) -> ExtensionReport | None:
+        """The library that findings and gates call ``name`` (see :meth:`library_name`)."""
+        return next((lib for lib in self.libraries if self.library_name(lib.path) == name), None)
+
     def finding_libraries(self, finding: Finding) -> tuple[ExtensionReport, ...]:
-        """The libraries of this package that a finding's evidence names (none for a finding
-        about the package as a whole)."""
-        named: set[str] = set()
-        for key in ("libraries", "unstable_libraries"):
-            value = finding.evidence.get(key)
-            if isinstance(value, list):
-                named.update(value)
+        """The libraries a finding is about (none for a finding about the package as a
+        whole)."""
+        named = set(finding.libraries)
         return tuple(lib for lib in self.libraries if self.library_name(lib.path) in named)
+
+    @property
+    def is_torch(self) -> bool:
+        """True for torch itself (by its distribution name, else the package name): the
+        implementation of the internals that the torch gate keeps others from using."""
+        return is_torch_distribution(self.distribution.name if self.distribution else self.name)
 
     @property
     def has_error(self) -> bool:
@@ -404,8 +396,9 @@ class GateResult:
     ``gate`` is the elementary gate (``torch``, ``abi3``, ``metadata``, ``load``); ``package``
     the package's name and ``root`` its root (which tells apart two wheels of one package);
     ``library`` the library's path inside the package when the violation is a library's;
-    ``code`` the finding code behind it, if any; ``message`` the reason in words;
-    ``justification`` why it is allowed or ignored.
+    ``code`` the finding code behind it; ``message`` the reason in words;
+    ``justification`` why it is allowed or ignored, and ``allowed_by`` the baseline entry that
+    allows it.
     """
 
     gate: str
@@ -416,6 +409,7 @@ class GateResult:
     code: str | None = None
     justification: str | None = None
     root: Path | None = None
+    allowed_by: AllowEntry | None = None
 
     def concerns(self, package: PackageReport) -> bool:
         """True if this violation is ``package``'s."""
@@ -429,13 +423,20 @@ class AuditResult:
     ``packages`` are the audited packages in order; ``environment`` is set when a whole
     environment was scanned (``--env``, ``--site-packages``, ``--python``; then ``packages`` are
     its packages). ``checks`` are the elementary gates that were asked for and
-    ``gate_results`` what they found (empty when every package passed).
+    ``gate_results`` every violation they found, with its status. The baseline entries that
+    fail the gates themselves are ``stale`` (they match no current violation) and ``expired``;
+    ``unchecked`` ones concern only gates not checked. ``nothing_audited`` are the requested
+    targets that gave nothing to judge under ``--check`` (exit code 2).
     """
 
     packages: tuple[PackageReport, ...] = ()
     environment: EnvironmentReport | None = None
     checks: tuple[str, ...] = ()
     gate_results: tuple[GateResult, ...] = ()
+    stale: tuple[AllowEntry, ...] = ()
+    expired: tuple[AllowEntry, ...] = ()
+    unchecked: tuple[AllowEntry, ...] = ()
+    nothing_audited: tuple[NothingAudited, ...] = ()
 
     @classmethod
     def of_environment(
@@ -460,8 +461,63 @@ class AuditResult:
         return tuple(r for r in self.gate_results if r.status is GateStatus.FAILED)
 
     @property
+    def gates_failed(self) -> bool:
+        """True when a violation failed or a baseline entry is stale or expired (exit 1)."""
+        return bool(self.failed or self.stale or self.expired)
+
+    @property
+    def gates_passed(self) -> bool:
+        """True when gates were checked and passed on everything asked for: no failure, no
+        stale or expired entry, no target that audited nothing or could not be read."""
+        return bool(self.checks) and not (
+            self.gates_failed or self.nothing_audited or self.has_error
+        )
+
+    @property
+    def unaudited(self) -> tuple[NothingAudited, ...]:
+        """The packages that could not be (wholly) read, with why: the gates cannot pass on
+        them."""
+        found = []
+        for package in self.packages:
+            if not package.has_error:
+                continue
+            broken = [lib for lib in package.libraries if lib.error]
+            reason = package.error or (
+                f"{len(broken)} of {len(package.libraries)} libraries could not be read"
+                if broken
+                else "; ".join(problem.reason for problem in package.problems)
+            )
+            found.append(NothingAudited(package.name, reason))
+        if self.environment is not None:
+            found += [NothingAudited(str(p.path), p.reason) for p in self.environment.problems]
+        return tuple(found)
+
+    @property
     def torch_reference(self) -> TorchReference | None:
         """The torch loading was predicted against (the same for every package of a run)."""
         if self.environment is not None:
             return self.environment.torch_reference
         return next((p.torch_reference for p in self.packages if p.torch_reference), None)
+
+
+__all__ = [
+    "TORCH_SEVERITY",
+    "AuditResult",
+    "CPythonLabel",
+    "CPythonVerdict",
+    "Distribution",
+    "EnvironmentReport",
+    "ExtensionReport",
+    "GateResult",
+    "GateStatus",
+    "LibraryKind",
+    "PackageReport",
+    "Problem",
+    "SliceReport",
+    "TorchLabel",
+    "TorchReference",
+    "TorchVerdict",
+    "WheelReport",
+    "cpython_label_of",
+    "torch_label_of",
+]

@@ -34,15 +34,22 @@ def test_demo_annotations(
     errors = [(p["title"], p.get("file"), data) for name, p, data in found if name == "error"]
     assert errors == [
         (
-            "torch-abi-audit: torch gate failed",
+            "torch-abi-audit: torch-unstable torch gate failed",
             demo.port.name,
-            "portpkg: uses libtorch internals outside the stable ABI (libcore.so, libcore_cuda.so)",
+            "portpkg (portpkg/lib/libcore.so): uses libtorch internals outside the stable ABI "
+            "(c10::detail::torchCheckFail, at::Tensor::dim)",
         ),
         (
-            "torch-abi-audit: abi3 gate failed",
+            "torch-abi-audit: torch-unstable torch gate failed",
             demo.port.name,
-            "portpkg (portpkg/_C.abi3.so): _C.abi3.so is tagged abi3 but imports "
-            "PyCode_Addr2Line, PyCode_Type, _PyObject_GetDictPtr",
+            "portpkg (portpkg/lib/libcore_cuda.so): uses libtorch internals outside the stable "
+            "ABI (c10::detail::torchCheckFail, at::Tensor::dim)",
+        ),
+        (
+            "torch-abi-audit: abi3-tagged-violations abi3 gate failed",
+            demo.port.name,
+            "portpkg (portpkg/_C.abi3.so): tagged abi3 but imports PyCode_Addr2Line, "
+            "PyCode_Type, _PyObject_GetDictPtr",
         ),
         (
             "torch-abi-audit: torch-unpinned-unstable metadata gate failed",
@@ -59,7 +66,7 @@ def test_demo_annotations(
         "torch-abi-audit",
     ]
     assert notices[-1][1] == (
-        "2 packages, 6 libraries audited; gates abi3, load, metadata, torch: 3 violations; "
+        "2 packages, 6 libraries audited; gates torch, abi3, metadata, load: 4 violations; "
         "3 findings"
     )
     # The table follows in a folded group, where no command is processed.

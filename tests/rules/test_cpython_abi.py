@@ -6,14 +6,41 @@ from pathlib import Path
 
 import pytest
 
+from torch_abi_audit.python_model import Interpreter
 from torch_abi_audit.report import CPythonLabel, cpython_label_of
-from torch_abi_audit.rules.cpython_abi import abi3_baseline, analyse_cpython, linked_python
-from torch_abi_audit.rules.python_findings import (
-    Interpreter,
-    abi3t_findings,
-    interpreter_findings,
+from torch_abi_audit.rules import python_findings
+from torch_abi_audit.rules.cpython_abi import (
+    CPythonAnalysis,
+    abi3_baseline,
+    analyse_cpython,
+    linked_python,
 )
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.torch_abi import TorchAnalysis
 from torch_abi_audit.sources.interpreter import site_packages_interpreter
+
+
+def interpreter_findings(
+    libraries: list[tuple[str, CPythonAnalysis, bool]], interpreter: Interpreter
+) -> list[Finding]:
+    facts = tuple(
+        LibraryFacts(name, is_extension, TorchAnalysis(), cpython)
+        for name, cpython, is_extension in libraries
+    )
+    return python_findings.interpreter_findings(
+        PackageFacts("pkg", facts), RuleContext(interpreter=interpreter)
+    )
+
+
+def abi3t_findings(
+    libraries: list[tuple[str, CPythonAnalysis, tuple[str, ...]]], tags: tuple[str, ...] = ()
+) -> list[Finding]:
+    facts = tuple(
+        LibraryFacts(name, bool(entries), TorchAnalysis(), cpython, entry_points=entries)
+        for name, cpython, entries in libraries
+    )
+    return python_findings.abi3t_findings(PackageFacts("pkg", facts, tags=tags), RuleContext())
 
 
 @pytest.mark.parametrize(
@@ -70,7 +97,6 @@ def test_with_baseline_as_abi3audit() -> None:
     assert (analysis.computed, analysis.needs_python) == ("3.10", "3.10")
     older = analysis.with_baseline("3.9", "wheel tag")
     assert older.future_symbols == (("PyUnicode_AsUTF8AndSize", "3.10"),)
-    assert not older.baseline_compatible
     newer = analysis.with_baseline("3.12", "wheel tag")
     # Computed never goes below the baseline (abi3audit's rule); what imports need stays 3.10.
     assert (newer.computed, newer.needs_python, newer.future_symbols) == ("3.12", "3.10", ())
@@ -143,6 +169,6 @@ def test_abi3t_needs_the_export_hook() -> None:
     assert finding.evidence["claimed_by"] == ["a.abi3t.so: file name .abi3t"]
     assert "PyModuleDef and PyModuleDef_Base are opaque in abi3t" in finding.message  # abi3info
     # A wheel tagged abi3t claims it for its .abi3 modules too.
-    [tagged] = abi3t_findings(libraries, ["cp315-abi3t-manylinux_2_28_x86_64"])
+    [tagged] = abi3t_findings(libraries, ("cp315-abi3t-manylinux_2_28_x86_64",))
     assert tagged.evidence["libraries"] == ["a.abi3t.so", "c.abi3.so"]
-    assert abi3t_findings(libraries[1:], ["cp315-abi3-manylinux_2_28_x86_64"]) == []
+    assert abi3t_findings(libraries[1:], ("cp315-abi3-manylinux_2_28_x86_64",)) == []

@@ -9,7 +9,12 @@ import pytest
 from packaging.version import Version
 
 from helpers.small_table import SMALL
+from torch_abi_audit.rules import torch_findings
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import (
+    LoadPrediction,
     LoadStatus,
     ReleaseBuildView,
     predict_against_install,
@@ -18,8 +23,25 @@ from torch_abi_audit.rules.load_prediction import (
     with_failed_dependencies,
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, UnstableReason, UnstableSymbol
-from torch_abi_audit.rules.torch_findings import deprecated_shim_findings, load_findings
 from torch_abi_audit.rules.torch_table import TorchAbiTable, parse_table
+
+
+def load_findings(predictions: list[tuple[str, LoadPrediction]]) -> list[Finding]:
+    libraries = tuple(
+        LibraryFacts(name, False, TorchAnalysis(), CPythonAnalysis(), load=prediction)
+        for name, prediction in predictions
+    )
+    return torch_findings.load_findings(PackageFacts("pkg", libraries), RuleContext())
+
+
+def deprecated_shim_findings(
+    libraries: list[tuple[str, TorchAnalysis]], table: TorchAbiTable
+) -> list[Finding]:
+    facts = tuple(LibraryFacts(name, False, torch, CPythonAnalysis()) for name, torch in libraries)
+    return torch_findings.deprecated_shim_findings(
+        PackageFacts("pkg", facts), RuleContext(table=table)
+    )
+
 
 V = Version
 
@@ -201,6 +223,7 @@ def test_load_findings_split_newer_shims_from_other_failures(table: TorchAbiTabl
     assert findings["needs-newer-torch"].evidence["libraries"] == ["a.so"]
     assert findings["needs-newer-torch"].evidence["shims"] == ["newest"]
     assert findings["load-failure"].evidence["libraries"] == ["b.so"]
+    assert findings["load-failure"].libraries == ("b.so",)
     assert load_findings([("c.so", fine)]) == []
 
 

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
+from torch_abi_audit.rules import metadata_checks
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
-from torch_abi_audit.rules.findings import Severity
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding, Severity
 from torch_abi_audit.rules.metadata_checks import (
-    LibraryFacts,
-    bundled_library_findings,
     declared_floor,
     is_version_specific,
     pinned_release,
-    tag_findings,
-    torch_requirement_findings,
 )
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
+
+CONTEXT = RuleContext()
+
+
+def torch_requirement_findings(
+    package: str, libraries: Sequence[LibraryFacts], requirements: Sequence[str]
+) -> list[Finding]:
+    facts = PackageFacts(
+        package, tuple(libraries), tuple(requirements), is_torch=package == "torch"
+    )
+    return metadata_checks.torch_requirement_findings(facts, CONTEXT)
+
+
+def tag_findings(tags: Sequence[str], libraries: Sequence[LibraryFacts]) -> list[Finding]:
+    """The wheel-tag rules (ABI tags and macOS tags) on one package."""
+    facts = PackageFacts("pkg", tuple(libraries), tags=tuple(tags))
+    return metadata_checks.tag_findings(facts, CONTEXT) + metadata_checks.macos_tag_findings(
+        facts, CONTEXT
+    )
+
+
+def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]:
+    return metadata_checks.bundled_library_findings(PackageFacts("pkg", tuple(libraries)), CONTEXT)
+
 
 STABLE_2_11 = TorchAnalysis(
     uses_torch=True,
@@ -85,6 +109,7 @@ def test_unstable_without_a_pin_is_an_error() -> None:
     assert finding.code == "torch-unpinned-unstable"
     assert finding.severity is Severity.ERROR and finding.fails_check
     assert finding.evidence["unstable_libraries"] == ["pkg/libcore.so"]
+    assert finding.libraries == ()  # about the package's metadata, not a library
     assert "declares no torch requirement" in finding.message
     (loose,) = torch_requirement_findings("pkg", libraries, ["torch>=2.9"])
     assert "which admits more than one torch release" in loose.message
@@ -146,6 +171,9 @@ def test_abi3_wheel_with_a_version_specific_extension() -> None:
     assert codes["abi3-version-specific-extension"].evidence["libraries"] == [
         "pkg/_ext.cpython-310-x86_64-linux-gnu.so"
     ]
+    assert codes["abi3-version-specific-extension"].libraries == (
+        "pkg/_ext.cpython-310-x86_64-linux-gnu.so",
+    )
     assert codes["version-specific-bundled-name"].severity is Severity.INFO
     # A version-specific wheel may carry version-specific names.
     assert tag_findings(["cp310-cp310-manylinux_2_28_x86_64"], libraries) == []

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from torch_abi_audit.rules import torch_findings
+from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
+from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.migration import plan_migration
 from torch_abi_audit.rules.replacements import load_replacements
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
-from torch_abi_audit.rules.torch_findings import target_version_findings
-from torch_abi_audit.rules.torch_table import load_table
+from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 
 TABLE = load_table()
+
+
+def target_version_findings(
+    libraries: list[tuple[str, TorchAnalysis]], table: TorchAbiTable, target: str
+) -> list[Finding]:
+    """The ``above-target-version`` rule on libraries given as (name, torch analysis)."""
+    facts = tuple(LibraryFacts(name, False, torch, CPythonAnalysis()) for name, torch in libraries)
+    context = RuleContext(table=table, target_version=target)
+    return torch_findings.target_version_findings(PackageFacts("pkg", facts), context)
+
+
 RULES = TorchRules(TABLE)
 REPLACEMENTS = load_replacements()
 

@@ -17,6 +17,7 @@ from torch_abi_audit.sources.index import (
     find_cached_wheel,
     pip_command,
 )
+from torch_abi_audit.sources.index_answers import platform_tag_problem
 
 
 def _wheel(directory: Path, name: str, version: str, tag: str) -> Path:
@@ -70,13 +71,67 @@ def test_one_download_per_platform_and_unavailable_platforms(
     linux, windows = results
     assert linux.wheel is not None and linux.wheel.name.startswith("linuxonly-2.0")
     assert windows.wheel is None and windows.error is None
-    assert windows.unavailable == "the index has no wheel for platform win_amd64"
+    assert windows.unavailable == (
+        "the index has no wheel for platform win_amd64, Python 3.11: linuxonly 2.0 "
+        "(its wheels: manylinux_2_28_x86_64)"
+    )
     assert windows.label == "linuxonly==2.0 [win_amd64]"
 
 
-def test_unknown_version_is_unavailable(local_index: Path, tmp_path: Path) -> None:
+def test_unknown_version_is_an_error_not_unavailable(local_index: Path, tmp_path: Path) -> None:
     (result,) = download("localpkg==9.9", cache=tmp_path / "cache")
-    assert result.unavailable == "the index has no wheel for this interpreter"
+    assert result.wheel is None and result.unavailable is None
+    assert result.error is not None
+    assert result.error.startswith("localpkg has no release matching ==9.9 on the index")
+    # pip's own reason is part of it.
+    assert "Could not find a version that satisfies the requirement localpkg==9.9" in result.error
+
+
+def test_unknown_project_is_an_error(local_index: Path, tmp_path: Path) -> None:
+    (result,) = download("localpkgg==1.0", platforms=["win_amd64"], cache=tmp_path / "cache")
+    assert result.unavailable is None and result.error is not None
+    assert result.error.startswith("the index has no project named localpkgg: ")
+    assert "(from versions: none)" in result.error
+
+
+def test_malformed_platform_is_an_error_before_pip_runs(local_index: Path, tmp_path: Path) -> None:
+    typo, good = download(
+        "linuxonly==2.0",
+        platforms=["manylinux_2_28_x86-64", "manylinux_2_28_x86_64"],
+        python_version="3.11",
+        cache=tmp_path / "cache",
+    )
+    assert typo.error == (
+        "--platform manylinux_2_28_x86-64: 'x86-64' is not a Linux architecture of wheel tags "
+        "(did you mean manylinux_2_28_x86_64?)"
+    )
+    assert good.wheel is not None
+
+
+@pytest.mark.parametrize(
+    ("tag", "problem"),
+    [
+        ("manylinux_2_28_x86_64", None),
+        ("manylinux2014_aarch64", None),
+        ("musllinux_1_2_x86_64", None),
+        ("macosx_11_0_arm64", None),
+        ("macosx_10_9_universal2", None),
+        ("win_amd64", None),
+        ("any", None),
+        ("android_24_arm64_v8a", None),
+        ("ios_13_0_arm64_iphoneos", None),
+        ("macosx_11_0_amr64", "'amr64' is not a macOS architecture"),
+        ("win_amd46", "did you mean win_amd64?"),
+        ("linux", "not a wheel platform tag"),
+        ("manylinux_x86_64", "not a wheel platform tag"),
+    ],
+)
+def test_platform_tags(tag: str, problem: str | None) -> None:
+    found = platform_tag_problem(tag)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
 
 
 def test_bad_spec_is_an_error(local_index: Path, tmp_path: Path) -> None:

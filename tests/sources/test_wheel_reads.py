@@ -216,6 +216,7 @@ def test_partial_reads_give_the_reports_of_full_reads(
         expected = replace(
             disk,
             kind=lib.kind,
+            distribution_path=member,  # a file alone is in no distribution; the member is
             cpython=_as_in_wheel(disk.cpython, lib.cpython),
             slices=tuple(
                 replace(part, cpython=_as_in_wheel(part.cpython, wheel_part.cpython))

@@ -1,7 +1,8 @@
 """Where a reader's bytes come from: bounds-checked positional reads.
 
 Readers parse through a :class:`ByteSource` instead of a file object, so that one reader serves a
-file on disk and, later, a member of a wheel. :class:`FileBytes` uses ``os.pread`` where the
+file on disk (:class:`FileBytes`) and a member of a wheel read in place (the sources in
+:mod:`torch_abi_audit.sources.wheel_bytes`). :class:`FileBytes` uses ``os.pread`` where the
 platform has it (one system call per read, no shared file position) and ``seek`` + ``read``
 elsewhere.
 """

@@ -11,6 +11,7 @@ from torch_abi_audit.diff import EntityChange, LibraryChange, LibraryStatus, Pac
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
 from torch_abi_audit.renderers.migration import advice_object, replacement_text
 from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.registry import FINDING_CODES
 
 _VERDICTS = {
     "torch-stable": "STABLE",
@@ -286,11 +287,14 @@ def _entities_object(changes: tuple[EntityChange, ...]) -> list[dict[str, Any]]:
 
 
 def _finding_object(finding: Finding) -> dict[str, Any]:
+    declared = FINDING_CODES.get(finding.code)
     return {
         "code": finding.code,
         "severity": str(finding.severity),
         "message": finding.message,
         "evidence": finding.evidence,
+        "libraries": list(finding.libraries),
+        "gates": [str(gate) for gate in declared.gates] if declared else [],
     }
 
 

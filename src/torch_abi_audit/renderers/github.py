@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import assert_never
 
 from torch_abi_audit.diff import PackageDiff
+from torch_abi_audit.gate_report import expired_message, stale_message
 from torch_abi_audit.renderers import table
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.escaping import workflow_data, workflow_property
-from torch_abi_audit.renderers.summary import nothing_found, relative_path
+from torch_abi_audit.renderers.summary import listed_findings, nothing_found, relative_path
 from torch_abi_audit.report import (
     AuditResult,
     GateResult,
@@ -59,6 +60,9 @@ class Annotation:
 
 def _file(package: PackageReport, library: str | None, base: Path) -> str:
     """What an annotation points at: the wheel, the library file, or the package's root."""
+    found = package.library_named(library) if library is not None else None
+    if package.wheel is None and found is not None:
+        return relative_path(found.path, base)
     if package.wheel is None and library is not None:
         return relative_path(package.root / library, base)
     return relative_path(package.root, base)
@@ -91,7 +95,7 @@ def _finding_annotations(package: PackageReport, covered: set[str], base: Path) 
             _file(package, library, base),
         )
 
-    return [annotation(f) for f in package.findings if f.code not in covered]
+    return [annotation(f) for f in listed_findings(package) if f.code not in covered]
 
 
 def _error_annotations(package: PackageReport, base: Path) -> list[Annotation]:
@@ -138,6 +142,14 @@ def workflow_annotations(result: AuditResult, base: Path) -> list[Annotation]:
         if gate.concerns(package)
     ]
     errors = [a for p in result.packages for a in _error_annotations(p, base)]
+    errors += [
+        Annotation("error", "torch-abi-audit: baseline", message)
+        for message in [*map(stale_message, result.stale), *map(expired_message, result.expired)]
+    ]
+    errors += [
+        Annotation("error", "torch-abi-audit: nothing audited", f"{item.target}: {item.reason}")
+        for item in result.nothing_audited
+    ]
     findings = []
     for package in result.packages:
         covered = {g.code for g in result.gate_results if g.concerns(package) and g.code}
@@ -151,9 +163,12 @@ def _summary(result: AuditResult) -> Annotation:
     text = f"{len(result.packages)} packages, {libraries} libraries audited"
     if result.checks:
         failed = len(result.failed)
+        stale = len(result.stale) + len(result.expired)
         outcome = f"{failed} violations" if failed else "passed"
+        if stale:
+            outcome += f", {stale} stale or expired baseline entries"
         text += f"; gates {', '.join(result.checks)}: {outcome}"
-    findings = sum(len(p.findings) for p in result.packages)
+    findings = sum(len(listed_findings(p)) for p in result.packages)
     text += f"; {findings} finding{'' if findings == 1 else 's'}"
     return Annotation("notice", "torch-abi-audit", text)
 

@@ -18,6 +18,7 @@ from torch_abi_audit._version import __version__
 from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.diff import diff_object
+from torch_abi_audit.renderers.gates import gate_object
 from torch_abi_audit.renderers.migration import explanation_object, plan_object
 from torch_abi_audit.report import (
     AuditResult,
@@ -29,9 +30,10 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.explain import Explanation
 from torch_abi_audit.rules.load_prediction import LoadPrediction
+from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.9"
+SCHEMA_VERSION = "1.10"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
@@ -87,6 +89,7 @@ def library_object(lib: ExtensionReport) -> JSONObject:
     audited = lib.error is None and lib.skipped is None
     return {
         "path": str(lib.path),
+        "distribution_path": lib.distribution_path,
         "kind": str(lib.kind),
         "format": lib.format,
         "machine": lib.machine,
@@ -153,6 +156,12 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
     }
 
 
+def finding_gates(code: str) -> tuple[Gate, ...]:
+    """The gates a finding code fails (none for a code this release does not declare)."""
+    declared = FINDING_CODES.get(code)
+    return declared.gates if declared is not None else ()
+
+
 def _reference_object(reference: TorchReference | None) -> JSONObject | None:
     if reference is None:
         return None
@@ -207,6 +216,8 @@ def package_object(report: PackageReport) -> JSONObject:
                 "severity": str(f.severity),
                 "message": f.message,
                 "evidence": f.evidence,
+                "libraries": list(f.libraries),
+                "gates": [str(gate) for gate in finding_gates(f.code)],
             }
             for f in report.findings
         ],
@@ -254,12 +265,16 @@ def targets_object(packages: tuple[PackageReport, ...]) -> JSONObject:
 
 
 def document_object(result: AuditResult) -> JSONObject:
-    """The JSON document for a result: an environment, one package, or several targets."""
+    """The JSON document for a result: an environment, one package, or several targets, with
+    the gate results (``gates``: ``null`` without ``--check``)."""
     if result.environment is not None:
-        return environment_object(result.environment)
-    if len(result.packages) == 1:
-        return single_package_object(result.packages[0])
-    return targets_object(result.packages)
+        document = environment_object(result.environment)
+    elif len(result.packages) == 1:
+        document = single_package_object(result.packages[0])
+    else:
+        document = targets_object(result.packages)
+    document["gates"] = gate_object(result)
+    return document
 
 
 # Characters the json module leaves raw with ensure_ascii=False that must not reach a stream as

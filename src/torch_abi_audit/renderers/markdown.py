@@ -19,6 +19,7 @@ from typing import assert_never
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.diff import PackageDiff
+from torch_abi_audit.gate_report import expired_message, stale_message
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.diff import diff_markdown
 from torch_abi_audit.renderers.escaping import html_text, markdown_code, markdown_text
@@ -31,6 +32,7 @@ from torch_abi_audit.renderers.summary import (
     cpython_violation_uses,
     environment_order,
     finding_counts,
+    listed_findings,
     needs_attention,
     nothing_found,
     unstable_symbol_uses,
@@ -178,6 +180,8 @@ def _gate_lines(result: AuditResult) -> list[str]:
         outcome = (
             f"**failed**: {_plural(len(failed), 'violation')} in {_plural(packages, 'package')}"
         )
+    elif result.gates_failed:
+        outcome = "**failed**: the baseline is out of date"
     else:
         outcome = "passed"
     others = [r for r in result.gate_results if r.status is not GateStatus.FAILED]
@@ -189,7 +193,15 @@ def _gate_lines(result: AuditResult) -> list[str]:
             "",
             *_table(("Gate", "Status", "Package", "Library", "Reason"), _gate_rows(result)),
         ]
-    return lines
+    problems = [f"- **stale** {markdown_text(stale_message(entry))}" for entry in result.stale]
+    problems += [
+        f"- **expired** {markdown_text(expired_message(entry))}" for entry in result.expired
+    ]
+    problems += [
+        f"- **nothing audited** {markdown_text(f'{item.target}: {item.reason}')}"
+        for item in result.nothing_audited
+    ]
+    return [*lines, "", *problems] if problems else lines
 
 
 def _gate_rows(result: AuditResult) -> list[list[str]]:
@@ -283,10 +295,11 @@ def _problem_lines(package: PackageReport) -> list[str]:
 
 
 def _finding_lines(package: PackageReport) -> list[str]:
-    if not package.findings:
+    findings = listed_findings(package)
+    if not findings:
         return []
     lines = ["", "**Findings**", ""]
-    for finding in package.findings:
+    for finding in findings:
         severity = f"**{finding.severity}**" if finding.fails_check else str(finding.severity)
         lines.append(f"- {severity} `{finding.code}`: {markdown_text(finding.message)}")
     return lines

@@ -2,12 +2,13 @@
 
 One *rule* per finding code and per verdict kind (``torch-unstable``: a library that imports
 libtorch internals; ``abi3-violation``: an abi3-tagged extension module that imports CPython API
-outside the stable ABI; ``not-audited``: a file that could not be read), and per gate for the
-gate violations no finding or verdict stands for (``abi3-gate``: a torch-using package whose
-extension modules are not all abi3). One *result* per finding, per unstable or abi3-violating
-library, per file not audited. A result's level is its severity, raised to ``error`` when it
-failed a gate; violations a baseline allows or a ``--ignore`` ignores carry a SARIF
-*suppression* with the reason, so code scanning shows them as dismissed, not as gone.
+outside the stable ABI; ``not-audited``: a file that could not be read). One *result* per
+finding, per unstable or abi3-violating library, per file not audited; the findings that
+restate those verdicts (``torch-unstable``, and ``abi3-tagged-violations`` for a module with
+violating imports) are the library results, not results of their own. A result's level is its
+severity, raised to ``error`` when it failed a gate; violations a baseline allows or a
+``--ignore`` ignores carry a SARIF *suppression* with the reason, so code scanning shows them
+as dismissed, not as gone.
 
 Locations point at the file: the library, or for a library inside a wheel the wheel (the member
 is the result's logical location). Paths under the working directory are relative to
@@ -26,7 +27,6 @@ from typing import Any, assert_never
 from urllib.parse import quote
 
 from torch_abi_audit._version import __version__
-from torch_abi_audit.checks import is_torch_itself
 from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.json_report import dumps
@@ -57,7 +57,7 @@ _LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: 
 _SRCROOT = "%SRCROOT%"
 JSONObject = dict[str, Any]
 
-#: Rules that are not finding codes: the verdict kinds and the gates. id -> (gate, text).
+#: Rules that are not finding codes: the verdict kinds. id -> (gate, text).
 VERDICT_RULES = {
     "torch-unstable": (
         "torch",
@@ -73,14 +73,6 @@ VERDICT_RULES = {
         "",
         "A file or package could not be read or audited (corrupt, unreadable, or not found).",
     ),
-    "torch-gate": ("torch", "The package fails the torch gate (--check torch)."),
-    "abi3-gate": (
-        "abi3",
-        "The package fails the abi3 gate (--check abi3): a torch-using package whose extension "
-        "modules are not all abi3-compliant, or an abi3 promise the binaries do not keep.",
-    ),
-    "metadata-gate": ("metadata", "The package fails the metadata gate (--check metadata)."),
-    "load-gate": ("load", "The package fails the load gate (--check load)."),
 }
 
 
@@ -125,13 +117,21 @@ def _uri(path: Path, base: Path) -> JSONObject:
 
 
 def _location(package: PackageReport, library: str | None, base: Path) -> JSONObject:
+    found = package.library_named(library) if library is not None else None
+    if package.wheel is None and found is not None:
+        return _artifact_location(package.root, False, library, base, found.path)
     return _artifact_location(package.root, package.wheel is not None, library, base)
 
 
-def _artifact_location(root: Path, in_wheel: bool, library: str | None, base: Path) -> JSONObject:
+def _artifact_location(
+    root: Path, in_wheel: bool, library: str | None, base: Path, file: Path | None = None
+) -> JSONObject:
     """Where a result points: the wheel at ``root`` (naming the member), or the library file
-    under the directory ``root``, or ``root`` itself for the package."""
-    artifact = root if in_wheel or library is None else root / library
+    (``file``, else ``library`` under the directory ``root``), or ``root`` itself for the
+    package."""
+    artifact = root
+    if not in_wheel and library is not None:
+        artifact = file if file is not None else root / library
     location: JSONObject = {
         "physicalLocation": {
             "artifactLocation": _uri(artifact, base),
@@ -200,16 +200,31 @@ def _result(
     run.results.append(result)
 
 
-def _matching(gates: list[GateResult], gate: str, library: str | None) -> list[GateResult]:
-    return [g for g in gates if g.gate == gate and not g.code and g.library in (None, library)]
+def _matching(gates: list[GateResult], code: str, library: str | None) -> list[GateResult]:
+    return [g for g in gates if g.code == code and g.library == library]
+
+
+def _represented(package: PackageReport, finding: Finding) -> bool:
+    """True for a finding a library's verdict result stands for (see the module docstring)."""
+    if finding.code == "torch-unstable":
+        return True
+    if finding.code != "abi3-tagged-violations":
+        return False
+    return all(lib.cpython.violations for lib in package.finding_libraries(finding))
 
 
 def _finding_results(run: _Run, package: PackageReport, gates: list[GateResult]) -> None:
     for finding in package.findings:
+        if _represented(package, finding):
+            continue
         named = [package.library_name(lib.path) for lib in package.finding_libraries(finding)]
         level = _LEVELS[finding.severity]
         run.rule(finding.code, _finding_text(finding), "", level)
-        related = [g for g in gates if g.code == finding.code]
+        related = [
+            g
+            for g in gates
+            if g.code == finding.code and (g.library is None or g.library in finding.libraries)
+        ]
         subject = _Subject(package, named[0] if named else None)
         message = f"{package.name}: {finding.message}"
         _result(
@@ -236,7 +251,8 @@ def _library_results(run: _Run, package: PackageReport, gates: list[GateResult])
             subject = _Subject(package, name)
             _result(run, subject, "not-audited", level="error", message=message, gates=[])
         elif lib.torch_label is TorchLabel.UNSTABLE:
-            _unstable_result(run, _Subject(package, name), lib, _matching(gates, "torch", name))
+            related = _matching(gates, "torch-unstable", name)
+            _unstable_result(run, _Subject(package, name), lib, related)
         if lib.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS and lib.cpython.violations:
             _rule(run, "abi3-violation", "warning")
             symbols = ", ".join(lib.cpython.violations[:5])
@@ -246,7 +262,7 @@ def _library_results(run: _Run, package: PackageReport, gates: list[GateResult])
                 + (f" and {more} more" if more > 0 else "")
                 + " from outside the Stable ABI"
             )
-            related = [g for g in gates if g.gate == "abi3" and g.library == name]
+            related = _matching(gates, "abi3-tagged-violations", name)
             identity = ",".join(lib.cpython.violations)
             subject = _Subject(package, name)
             _result(
@@ -264,7 +280,7 @@ def _unstable_result(
     run: _Run, subject: _Subject, lib: ExtensionReport, gates: list[GateResult]
 ) -> None:
     package, name = subject.package, subject.library
-    level = "note" if is_torch_itself(package) else "warning"
+    level = "note" if package.is_torch else "warning"
     _rule(run, "torch-unstable", "warning")
     details = lib.torch.unstable_details
     shown = ", ".join(u.demangled for u in details[:3])
@@ -292,22 +308,6 @@ def _package_results(run: _Run, package: PackageReport, gates: list[GateResult])
         _result(run, _Subject(package), "not-audited", level="error", message=message, gates=[])
     _finding_results(run, package, gates)
     _library_results(run, package, gates)
-    # Gate violations that no finding or library result above stands for.
-    for gate in gates:
-        represented = gate.code is not None or gate.gate == "torch" or gate.library is not None
-        if not represented:
-            rule_id = f"{gate.gate}-gate"
-            _rule(run, rule_id, "error")
-            message = f"{package.name}: {gate.message}"
-            _result(
-                run,
-                _Subject(package),
-                rule_id,
-                level="error",
-                message=message,
-                gates=[gate],
-                identity=gate.message,
-            )
 
 
 def sarif_log(result: AuditResult, base: Path) -> JSONObject:

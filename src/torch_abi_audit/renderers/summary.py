@@ -15,7 +15,9 @@ from torch_abi_audit.report import (
     PackageReport,
     TorchVerdict,
 )
+from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadStatus
+from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
 TORCH_VERDICT_LABELS = {
@@ -51,10 +53,21 @@ def environment_order(packages: Iterable[PackageReport]) -> list[PackageReport]:
     return sorted(packages, key=lambda p: (_ENV_ORDER[p.torch_verdict], p.name.lower()))
 
 
+def listed_findings(package: PackageReport) -> tuple[Finding, ...]:
+    """The findings a report lists among a package's findings: not those that restate a row
+    label (``torch-unstable`` and the like, there so that every gate violation has a code),
+    which the library rows already show; they appear with the gate results."""
+    return tuple(
+        f
+        for f in package.findings
+        if not ((code := FINDING_CODES.get(f.code)) is not None and code.restates_verdict)
+    )
+
+
 def finding_counts(package: PackageReport) -> str:
-    """``1 error, 2 info`` style counts of a package's findings, or ``-``."""
+    """``1 error, 2 info`` style counts of a package's listed findings, or ``-``."""
     counts: dict[str, int] = {}
-    for finding in package.findings:
+    for finding in listed_findings(package):
         counts[finding.severity] = counts.get(finding.severity, 0) + 1
     parts = [f"{counts[s]} {s}" for s in ("error", "warning", "info") if s in counts]
     return ", ".join(parts) if parts else "-"
@@ -67,7 +80,7 @@ def needs_attention(package: PackageReport) -> bool:
         package.torch_verdict in (TorchVerdict.UNSTABLE, TorchVerdict.ERROR)
         or package.load_status is LoadStatus.FAILS
         or (package.torch_verdict is TorchVerdict.STABLE and package.min_torch_version is not None)
-        or any(f.fails_check for f in package.findings)
+        or any(f.fails_check for f in listed_findings(package))
     )
 
 

@@ -17,6 +17,7 @@ from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
 from torch_abi_audit.renderers.diff import diff_lines
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
+from torch_abi_audit.renderers.gates import format_gates
 from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
@@ -24,6 +25,7 @@ from torch_abi_audit.renderers.summary import (
     TORCH_VERDICT_LABELS,
     environment_order,
     finding_counts,
+    listed_findings,
     needs_attention,
     nothing_found,
 )
@@ -314,9 +316,10 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
             if where != "."
             else f"  Problem: {problem.reason}"
         )
-    if report.findings:
+    findings = listed_findings(report)
+    if findings:
         lines.append("  Findings:")
-        lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in report.findings]
+        lines += [f"    [{f.severity}] {f.code}: {f.message}" for f in findings]
     ledger = SymbolLedger.of(report)
     if report.extensions:
         lines.append("  -- extensions --")
@@ -421,19 +424,23 @@ def format_environment(
 
 
 def render(document: Document, options: RenderOptions) -> str:
-    """``--format table``: the environment table, or one block per target package; for a
-    diff, the comparison."""
+    """``--format table``: the environment table, or one block per target package, then, under
+    ``--check``, the ``Gates:`` section (every violation with its status); for a diff, the
+    comparison."""
     match document:
         case PackageDiff():
             return terminal_lines(diff_lines(document, verbose=options.verbose))
         case AuditResult() if document.environment is not None:
-            return format_environment(
+            text = format_environment(
                 document.environment, verbose=options.verbose, show_all=options.show_all
             )
         case AuditResult():
-            return format_packages(list(document.packages), verbose=options.verbose)
+            text = format_packages(list(document.packages), verbose=options.verbose)
         case _:
             assert_never(document)
+    if document.checks:
+        text = text.rstrip("\n") + "\n\n" + format_gates(document)
+    return text
 
 
 RENDERER = Renderer("table", "the human-readable table (the default)", render)

@@ -28,10 +28,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from torch_abi_audit.model import Library, SymbolBinding
-from torch_abi_audit.rules.findings import Finding, Severity
+from torch_abi_audit.python_model import normalize_name
+from torch_abi_audit.rules.facts import PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Evidence, Finding, name_list
+from torch_abi_audit.rules.registry import finding
 
 # The CUDA toolkit's runtime libraries (what nvidia-*-cu12/cu13 wheels and the toolkit ship),
 # never the driver (libcuda.so.1, nvcuda.dll, libnvidia-ml.so.1), which the NVIDIA driver
@@ -174,49 +177,53 @@ def identify_runtime(library: Library) -> RuntimeCopy | None:
 _NVIDIA_DISTRIBUTION = re.compile(r"(?i)nvidia[-_.]")
 
 
-def bundled_runtime_findings(
-    package: str, libraries: Sequence[tuple[str, RuntimeCopy | None]]
-) -> list[Finding]:
-    """``bundled-libtorch`` and ``bundled-cuda-runtime`` for the package named ``package``
-    (its distribution name, or its directory's), from each library's name and identity."""
-    normalized = package.lower().replace("_", "-")
-    if normalized == "torch":
+def bundled_runtime_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """``bundled-libtorch`` and ``bundled-cuda-runtime``, from each library's identity (its
+    ``runtime``: see :func:`runtime_copy`)."""
+    if package.is_torch:
         return []
     findings = []
-    torch = [(name, copy) for name, copy in libraries if copy and copy.kind is RuntimeKind.LIBTORCH]
+    torch = [(lib.name, lib.runtime) for lib in package.libraries if _is(lib.runtime, LIBTORCH)]
     if torch:
         findings.append(
-            Finding(
+            finding(
                 "bundled-libtorch",
-                Severity.ERROR,
                 f"ships its own copy of libtorch: {_described(torch)}: loaded beside the "
                 "installed torch, it is a second libtorch with its own state (exclude it when "
                 "repairing the wheel, e.g. auditwheel repair --exclude 'libc10*' --exclude "
                 "'libtorch*', and link the installed torch's)",
                 _evidence(torch),
+                libraries=[name for name, _ in torch],
             )
         )
-    cuda = [(name, copy) for name, copy in libraries if copy and copy.kind is RuntimeKind.CUDA]
-    if cuda and not _NVIDIA_DISTRIBUTION.match(package) and normalized != "nvidia":
+    cuda = [(lib.name, lib.runtime) for lib in package.libraries if _is(lib.runtime, CUDA)]
+    normalized = normalize_name(package.name)
+    if cuda and not _NVIDIA_DISTRIBUTION.match(normalized) and normalized != "nvidia":
         findings.append(
-            Finding(
+            finding(
                 "bundled-cuda-runtime",
-                Severity.WARNING,
                 f"ships its own CUDA runtime: {_described(cuda)}: a second copy beside the "
                 "one torch loads (from the nvidia-* wheels), possibly of another version "
                 "(exclude it when repairing the wheel and depend on the nvidia-* wheels)",
                 _evidence(cuda),
+                libraries=[name for name, _ in cuda],
             )
         )
     return findings
 
 
+LIBTORCH, CUDA = RuntimeKind.LIBTORCH, RuntimeKind.CUDA
+
+
+def _is(copy: RuntimeCopy | None, kind: RuntimeKind) -> TypeGuard[RuntimeCopy]:
+    return copy is not None and copy.kind is kind
+
+
 def _described(copies: Sequence[tuple[str, RuntimeCopy]]) -> str:
-    shown = ", ".join(f"{name} ({copy.evidence})" for name, copy in copies[:3])
-    return shown + (f" and {len(copies) - 3} more" if len(copies) > 3 else "")
+    return name_list([f"{name} ({copy.evidence})" for name, copy in copies])
 
 
-def _evidence(copies: Sequence[tuple[str, RuntimeCopy]]) -> dict[str, str | list[str] | None]:
+def _evidence(copies: Sequence[tuple[str, RuntimeCopy]]) -> Evidence:
     return {
         "libraries": [name for name, _copy in copies],
         "runtimes": [copy.name for _name, copy in copies],

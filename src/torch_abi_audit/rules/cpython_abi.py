@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from functools import cache
 
 from torch_abi_audit.model import Library
@@ -98,11 +99,6 @@ class CPythonAnalysis:
         newest = max((v for _, v in self.versioned_symbols), key=version_key, default=None)
         return newest or (FIRST_ABI3 if self.capi_symbol_count else None)
 
-    @property
-    def baseline_compatible(self) -> bool:
-        """True unless it imports stable-ABI symbols newer than its baseline."""
-        return not self.future_symbols
-
     def with_baseline(self, baseline: str, source: str) -> CPythonAnalysis:
         """This analysis judged against the abi3 version ``baseline`` promised by ``source``
         (``wheel tag cp39-abi3``, ``assumed``): the imported symbols newer than it are its
@@ -119,6 +115,37 @@ class CPythonAnalysis:
             future_symbols=future,
             computed=computed,
         )
+
+
+class CPythonLabel(StrEnum):
+    """Per-library CPython label, as printed in the table."""
+
+    ABI3_OK = "abi3-ok"
+    ABI3_TAGGED_VIOLATIONS = "abi3-tagged-violations"
+    ABI3_TAGGED_NO_CAPI = "abi3-tagged-no-capi"
+    USES_PRIVATE_API = "uses-private-api"
+    NOT_ABI3 = "not-abi3"
+
+
+def cpython_label_of(cpython: CPythonAnalysis) -> CPythonLabel:
+    """The documented CPython row label for an audited library (or slice).
+
+    Tagged ``abi3``: ``abi3-ok`` when every imported CPython symbol is in the stable ABI,
+    ``abi3-tagged-violations`` when some are not (or it links a Python library of one
+    version), ``abi3-tagged-no-capi`` when it imports none. Untagged: ``uses-private-api`` when
+    it imports symbols outside the stable ABI, else ``not-abi3`` (a build without
+    ``Py_LIMITED_API`` may use version-specific struct layouts through macros even when every
+    symbol it imports is stable, so the symbols alone do not make it abi3).
+    """
+    if cpython.violations:
+        return (
+            CPythonLabel.ABI3_TAGGED_VIOLATIONS if cpython.intent else CPythonLabel.USES_PRIVATE_API
+        )
+    if cpython.intent:
+        if cpython.python_version is not None:
+            return CPythonLabel.ABI3_TAGGED_VIOLATIONS
+        return CPythonLabel.ABI3_OK if cpython.compliant else CPythonLabel.ABI3_TAGGED_NO_CAPI
+    return CPythonLabel.NOT_ABI3
 
 
 def abi3_baseline(tags: Sequence[str]) -> str | None:

@@ -33,7 +33,9 @@ from importlib.resources import files
 from typing import NamedTuple
 
 from torch_abi_audit.model import VersionNeed
-from torch_abi_audit.rules.findings import Finding, Severity
+from torch_abi_audit.rules.facts import PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding, name_list
+from torch_abi_audit.rules.registry import finding
 
 POLICY_FILE = "manylinux_policy.json"
 GLIBC, MUSL = "glibc", "musl"
@@ -280,18 +282,18 @@ def manylinux_findings(
         if not offences:
             continue
         honest = _honest_tag(promise, concerned, table)
-        shown = ", ".join(
-            f"{o.library} needs {o.version}" + (f" ({o.symbol})" if o.symbol else "")
-            for o in offences[:3]
+        shown = name_list(
+            [
+                f"{o.library} needs {o.version}" + (f" ({o.symbol})" if o.symbol else "")
+                for o in offences
+            ]
         )
-        more = f" and {len(offences) - 3} more" if len(offences) > 3 else ""
         libc = "glibc" if promise.libc == GLIBC else "musl"
         findings.append(
-            Finding(
+            finding(
                 "manylinux-tag-too-low",
-                Severity.ERROR,
                 f"tagged {promise.tag}, so pip installs it on {libc} systems where it cannot "
-                f"load: {shown}{more}; the lowest honest tag is {honest}",
+                f"load: {shown}; the lowest honest tag is {honest}",
                 {
                     "tag": promise.tag,
                     "libraries": [
@@ -301,6 +303,17 @@ def manylinux_findings(
                     "lowest_honest_tag": honest,
                     "policy": table.source,
                 },
+                libraries=dict.fromkeys(o.library for o in offences),
             )
         )
     return findings
+
+
+def manylinux_tag_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """:func:`manylinux_findings` as a rule of the one shape: the package's tags against its
+    libraries' ELF version needs."""
+    libraries = [
+        LinuxLibrary(lib.name, lib.machine, lib.needed, lib.version_needs)
+        for lib in package.libraries
+    ]
+    return manylinux_findings(package.tags, libraries)

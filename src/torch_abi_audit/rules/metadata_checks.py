@@ -1,8 +1,9 @@
 """Does a distribution's packaging metadata tell the truth about its binaries?
 
 Checks the ``Requires-Dist: torch`` entries against what the libraries need, and the wheel tags
-against the extension modules inside. Inputs are plain facts (per-library analyses, requirement
-strings, tag strings), so the same checks serve wheels and installed distributions.
+against the extension modules inside. Each check is a rule of the one shape
+(:mod:`torch_abi_audit.rules.facts`), so the same checks serve wheels and installed
+distributions.
 
 Codes (severity):
 
@@ -29,42 +30,21 @@ Codes (severity):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from torch_abi_audit.model import VersionNeed
-from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
-from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
-from torch_abi_audit.rules.findings import Evidence, Finding, Severity
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
+from torch_abi_audit.rules.facts import PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Evidence, Finding, Severity, name_list
+from torch_abi_audit.rules.registry import finding
+from torch_abi_audit.rules.torch_abi import package_minimum_torch
 
 # Version-specific extension suffixes: .cpython-311-x86_64-linux-gnu.so, .cp311-win_amd64.pyd,
 # .cpython-313t-darwin.so (PEP 3149 / the interpreters' EXT_SUFFIX values).
 _VERSION_SPECIFIC = re.compile(r"\.(?:cpython-3\d+t?|cp3\d+t?|pypy\d+)[-.]", re.IGNORECASE)
-_TORCH_IMPLEMENTATIONS = frozenset({"torch"})
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
-
-
-class LibraryFacts(NamedTuple):
-    """What the metadata checks need to know about one library.
-
-    ``os_floors`` pairs each architecture (``arm64``, ``x86_64``: one per slice of a universal
-    binary) with the minimum OS release it declares, where it declares one.
-    """
-
-    name: str  # as reports show it, relative to the package root
-    is_extension: bool
-    torch: TorchAnalysis
-    cpython: CPythonAnalysis
-    needed: tuple[str, ...] = ()
-    os_floors: tuple[tuple[str, str], ...] = ()
-    entry_points: tuple[str, ...] = ()  # PyInit_* / PyModExport_* it exports
-    runtime: RuntimeCopy | None = None  # a copy of libtorch or of a CUDA runtime library
-    machine: str | None = None
-    version_needs: tuple[VersionNeed, ...] = ()  # ELF symbol versions it requires
 
 
 # Which architectures a macOS platform tag's binary format covers (as pip and packaging read
@@ -166,13 +146,12 @@ def _declares(requirements: Sequence[str]) -> str:
     return f"declares {'; '.join(requirements)}"
 
 
-def torch_requirement_findings(
-    package: str, libraries: Sequence[LibraryFacts], requirements: Sequence[str]
-) -> list[Finding]:
+def torch_requirement_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """Check ``Requires-Dist: torch`` against what the libraries need from torch."""
-    if package.lower() in _TORCH_IMPLEMENTATIONS:
+    requirements = package.requirements
+    if requirements is None or package.is_torch:
         return []
-    using = [lib for lib in libraries if lib.torch.uses_torch]
+    using = [lib for lib in package.libraries if lib.torch.uses_torch]
     if not using:
         return []
     from packaging.version import Version
@@ -184,9 +163,8 @@ def torch_requirement_findings(
         if pinned is None:
             admits = "" if not requirements else ", which admits more than one torch release"
             return [
-                Finding(
+                finding(
                     "torch-unpinned-unstable",
-                    Severity.ERROR,
                     f"uses libtorch internals but {_declares(requirements)}{admits}: the next "
                     "torch release will break it (pin the release it was built for, "
                     "torch==X.Y.*)",
@@ -212,9 +190,8 @@ def torch_requirement_findings(
     }
     if pinned is not None:
         return [
-            Finding(
+            finding(
                 "torch-over-pinned",
-                Severity.INFO,
                 f"keeps to the stable ABI yet pins torch {pinned}: the ABI allows torch>={floor}",
                 evidence,
             )
@@ -222,9 +199,8 @@ def torch_requirement_findings(
     lower = declared_floor(requirements)
     if not requirements or lower is None:
         return [
-            Finding(
+            finding(
                 "torch-floor-missing",
-                Severity.WARNING,
                 f"needs torch>={floor} (it imports {', '.join(defining[:2])}) but "
                 f"{_declares(requirements)}: declare Requires-Dist: torch>={floor}",
                 evidence,
@@ -232,9 +208,8 @@ def torch_requirement_findings(
         ]
     if Version(lower) < Version(floor):
         return [
-            Finding(
+            finding(
                 "torch-floor-too-low",
-                Severity.WARNING,
                 f"needs torch>={floor} (it imports {', '.join(defining[:2])}) but "
                 f"{_declares(requirements)}, which admits torch {lower}: declare torch>={floor}",
                 {**evidence, "declared_floor": lower},
@@ -243,10 +218,10 @@ def torch_requirement_findings(
     return []
 
 
-def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list[Finding]:
-    """Check a wheel's tags against the extension modules and libraries inside it."""
-    parsed = [tag.split("-") for tag in tags]
-    parsed = [parts for parts in parsed if len(parts) == 3]
+def tag_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """Check a wheel's ABI tags against the extension modules and libraries inside it."""
+    tags, libraries = package.tags, package.libraries
+    parsed = [parts for tag in tags if len(parts := tag.split("-")) == 3]
     if not parsed:
         return []
     abis = {abi for _python, abi, _platform in parsed}
@@ -254,27 +229,24 @@ def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list
     findings = []
     if "abi3" in abis:
         bad = [
-            lib.name
+            lib
             for lib in libraries
             if lib.is_extension
             and (is_version_specific(lib.name) or lib.cpython.python_version is not None)
         ]
         if bad:
             linked = sorted(
-                {
-                    lib.cpython.python_library
-                    for lib in libraries
-                    if lib.name in bad and lib.cpython.python_library
-                }
+                {lib.cpython.python_library for lib in bad if lib.cpython.python_library}
             )
             how = f", linked to {', '.join(linked)}" if linked else ""
+            names = [lib.name for lib in bad]
             findings.append(
-                Finding(
+                finding(
                     "abi3-version-specific-extension",
-                    Severity.ERROR,
                     "tagged abi3 but ships extension modules built for one Python version "
-                    f"({', '.join(bad[:3])}{how}): they fail to import on other Pythons",
-                    {"tags": sorted(tags), "libraries": bad, "python_libraries": linked},
+                    f"({', '.join(names[:3])}{how}): they fail to import on other Pythons",
+                    {"tags": sorted(tags), "libraries": names, "python_libraries": linked},
+                    libraries=names,
                 )
             )
         named = [
@@ -282,27 +254,26 @@ def tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list
         ]
         if named:
             findings.append(
-                Finding(
+                finding(
                     "version-specific-bundled-name",
-                    Severity.INFO,
                     f"tagged abi3; {', '.join(named[:3])}: Python-version file name, but no "
                     "PyInit_ export (a library loaded through torch, not an imported module)",
                     {"tags": sorted(tags), "libraries": named},
+                    libraries=named,
                 )
             )
     if abis == {"none"} and platforms != {"any"}:
         capi = [lib.name for lib in libraries if lib.is_extension and lib.cpython.capi_symbol_count]
         if capi:
             findings.append(
-                Finding(
+                finding(
                     "none-abi-uses-capi",
-                    Severity.WARNING,
                     "tagged ABI 'none' but its extension modules call the CPython API "
                     f"({', '.join(capi[:3])}): the tag promises no Python ABI dependency",
                     {"tags": sorted(tags), "libraries": capi},
+                    libraries=capi,
                 )
             )
-    findings += _macos_tag_findings(tags, libraries)
     return findings
 
 
@@ -311,8 +282,9 @@ def _mac_version(text: str) -> tuple[int, int]:
     return (parts[0], parts[1] if len(parts) > 1 else 0) if parts else (0, 0)
 
 
-def _macos_tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) -> list[Finding]:
+def macos_tag_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """Libraries (or slices) that need a newer macOS than the wheel's tags let pip install on."""
+    tags, libraries = package.tags, package.libraries
     promised: dict[str, tuple[int, int]] = {}  # architecture -> oldest macOS a tag admits
     for tag in tags:
         match = _MAC_TAG.search(tag)
@@ -333,25 +305,25 @@ def _macos_tag_findings(tags: Iterable[str], libraries: Sequence[LibraryFacts]) 
     if not late:
         return []
     newest = max(late, key=lambda item: _mac_version(item[2]))
-    shown = ", ".join(f"{name} ({arch}) needs {min_os}" for name, arch, min_os, _ in late[:3])
-    more = f" and {len(late) - 3} more" if len(late) > 3 else ""
+    shown = name_list([f"{name} ({arch}) needs {min_os}" for name, arch, min_os, _ in late])
     tag_version = "{}.{}".format(*newest[3])
     return [
-        Finding(
+        finding(
             "macos-version-above-tag",
-            Severity.WARNING,
-            f"its tags let pip install it on macOS {tag_version}, but {shown}{more}: it cannot "
+            f"its tags let pip install it on macOS {tag_version}, but {shown}: it cannot "
             f"load there (raise the tag to macosx_{newest[2].replace('.', '_')})",
             {
                 "tags": sorted(tags),
                 "libraries": [f"{name} ({arch}): {min_os}" for name, arch, min_os, _ in late],
             },
+            libraries=dict.fromkeys(name for name, _, _, _ in late),
         )
     ]
 
 
-def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]:
+def bundled_library_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """Interpreter libraries a package ships (``libpython3.11.dylib`` and the like)."""
+    libraries = package.libraries
     shipped = [lib.name for lib in libraries if _PYTHON_LIBRARY_FILE.fullmatch(_basename(lib.name))]
     if not shipped:
         return []
@@ -362,10 +334,9 @@ def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]
         if lib.name not in shipped and any(_basename(n) in names for n in lib.needed)
     )
     if users:
-        more = f" and {len(users) - 2} more" if len(users) > 2 else ""
         verb = "links" if len(users) == 1 else "link"
         message = (
-            f"ships {', '.join(shipped[:3])}, and {', '.join(users[:2])}{more} {verb} it: those "
+            f"ships {', '.join(shipped[:3])}, and {name_list(users, 2)} {verb} it: those "
             "modules run against a second copy of the interpreter, which crashes (link against "
             "the running interpreter's symbols instead)"
         )
@@ -375,11 +346,12 @@ def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]
             "a known source of crashes if anything loads it"
         )
     return [
-        Finding(
+        finding(
             "bundled-libpython",
-            Severity.ERROR if users else Severity.WARNING,
             message,
             {"libraries": shipped, "linked_by": users},
+            libraries=shipped,
+            severity=None if users else Severity.WARNING,
         )
     ]
 

@@ -13,104 +13,94 @@
   export the PEP 793 hook ``PyModExport_*``. Without one the file was built for plain abi3.
 * ``load-failure`` (error): in an environment whose interpreter is known, a module that needs a
   newer Python than it, or an ``.abi3`` module under a free-threaded interpreter.
+* ``abi3-tagged-violations`` (error, the ``abi3`` gate): an ``abi3``-tagged module importing
+  CPython API outside the stable ABI, or linking one Python version's library (its row label,
+  as a finding so that the gate's violations have a code).
+* ``not-abi3-compliant`` (info, the ``abi3`` gate): a package that uses torch whose extension
+  modules are not all abi3 (torch itself is exempt).
 
-Inputs are plain facts, so the checks serve wheels, directories and installed environments.
+Each is a rule of the one shape (:mod:`torch_abi_audit.rules.facts`), so the checks serve
+wheels, directories and installed environments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from torch_abi_audit.rules.cpython_abi import (
     EXPORT_HOOK_PREFIXES,
-    CPythonAnalysis,
+    CPythonLabel,
     abi_tags,
+    cpython_label_of,
     opaque_in_abi3t,
     version_key,
 )
-from torch_abi_audit.rules.findings import Finding, Severity
-
-NAMED = 3
-
-
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:NAMED])
-    return shown + (f" and {len(items) - NAMED} more" if len(items) > NAMED else "")
+from torch_abi_audit.rules.facts import PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Finding, name_list
+from torch_abi_audit.rules.registry import finding
 
 
-@dataclass(frozen=True)
-class Interpreter:
-    """The Python an environment runs: ``version`` (``"3.11"``) and whether it is a
-    free-threaded build (``Py_GIL_DISABLED``)."""
-
-    version: str
-    free_threaded: bool = False
-
-    @property
-    def label(self) -> str:
-        """``Python 3.13t`` style."""
-        return f"Python {self.version}{'t' if self.free_threaded else ''}"
-
-
-def abi3_version_findings(libraries: Sequence[tuple[str, CPythonAnalysis]]) -> list[Finding]:
+def abi3_version_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """One error listing the abi3 modules that use symbols newer than their baseline."""
-    late = [(name, c) for name, c in libraries if c.future_symbols and c.baseline]
+    late = [
+        (lib.name, lib.cpython)
+        for lib in package.libraries
+        if lib.cpython.future_symbols and lib.cpython.baseline
+    ]
     if not late:
         return []
     first = late[0][1]
     symbols = sorted({f"{s} ({v})" for _, c in late for s, v in c.future_symbols})
+    names = [n for n, _ in late]
     return [
-        Finding(
+        finding(
             "abi3-newer-than-tag",
-            Severity.ERROR,
-            f"{_names([n for n, _ in late])} uses the Python {first.computed} ABI, but is tagged "
-            f"for the Python {first.baseline} ABI ({_names(symbols)}): it fails to import on "
+            f"{name_list(names)} uses the Python {first.computed} ABI, but is tagged "
+            f"for the Python {first.baseline} ABI ({name_list(symbols)}): it fails to import on "
             "the older Pythons the tag admits",
             {
-                "libraries": [n for n, _ in late],
+                "libraries": names,
                 "symbols": symbols,
                 "baselines": sorted({f"{n}: {c.baseline} ({c.baseline_source})" for n, c in late}),
             },
+            libraries=names,
         )
     ]
 
 
-def free_threading_findings(
-    tags: Sequence[str], libraries: Sequence[tuple[str, CPythonAnalysis, bool]]
-) -> list[Finding]:
+def free_threading_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """Information for an ``abi3`` wheel without ``abi3t`` that ships ``.abi3`` extension
-    modules. ``libraries`` are ``(name, analysis, is_extension)``: a wheel of libraries that
-    torch loads (``torch.ops.load_library``), with no module to import, is not concerned."""
+    modules. A wheel of libraries that torch loads (``torch.ops.load_library``), with no module
+    to import, is not concerned; nor is an installed package (it was installed for one
+    interpreter)."""
+    tags = package.tags
     abis = abi_tags(tags)
-    if "abi3" not in abis or "abi3t" in abis:
+    if not package.from_wheel or "abi3" not in abis or "abi3t" in abis:
         return []
-    modules = [name for name, c, is_ext in libraries if is_ext and c.intent and not c.abi3t]
+    modules = [
+        lib.name
+        for lib in package.libraries
+        if lib.is_extension and lib.cpython.intent and not lib.cpython.abi3t
+    ]
     if not modules:
         return []
     return [
-        Finding(
+        finding(
             "abi3-not-free-threaded",
-            Severity.INFO,
             f"tagged abi3 only: free-threaded Pythons (cp313t, cp314t, …) do not load .abi3 "
-            f"modules such as {_names(modules)}; they need version-specific wheels, or abi3t "
+            f"modules such as {name_list(modules)}; they need version-specific wheels, or abi3t "
             "builds (Python 3.15+, PEP 803)",
             {"tags": sorted(tags), "libraries": modules},
+            libraries=modules,
         )
     ]
 
 
-def abi3t_findings(
-    libraries: Sequence[tuple[str, CPythonAnalysis, tuple[str, ...]]], tags: Sequence[str] = ()
-) -> list[Finding]:
-    """An error for the modules that claim abi3t but lack the export hook an abi3t build needs.
-
-    ``libraries`` are ``(name, analysis, entry points)``; ``tags`` the package's wheel tags (a
-    wheel tagged ``abi3t`` claims it for every abi3 module it ships).
-    """
-    wheel_claims = "abi3t" in abi_tags(tags)
+def abi3t_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """An error for the modules that claim abi3t but lack the export hook an abi3t build needs
+    (a wheel tagged ``abi3t`` claims it for every abi3 module it ships)."""
+    wheel_claims = "abi3t" in abi_tags(package.tags)
     missing: list[tuple[str, tuple[str, ...], str]] = []
-    for name, cpython, entries in libraries:
+    for lib in package.libraries:
+        name, cpython, entries = lib.name, lib.cpython, lib.entry_points
         if not entries or any(entry.startswith(EXPORT_HOOK_PREFIXES) for entry in entries):
             continue
         if cpython.abi3t:
@@ -122,10 +112,9 @@ def abi3t_findings(
     names = [name for name, _, _ in missing]
     opaque = " and ".join(opaque_in_abi3t()) or "PyModuleDef"
     return [
-        Finding(
+        finding(
             "abi3t-without-export-hook",
-            Severity.ERROR,
-            f"{_names(names)} claims abi3t but exports {_names(missing[0][1])} and no "
+            f"{name_list(names)} claims abi3t but exports {name_list(missing[0][1])} and no "
             f"PyModExport_ hook: {opaque} are opaque in abi3t (PEP 803), so an abi3t build must "
             "define its module through the PEP 793 export hook; this one was built for plain "
             "abi3, and a free-threaded Python would run it against the wrong object layout",
@@ -134,20 +123,20 @@ def abi3t_findings(
                 "entry_points": sorted({e for _, entries, _ in missing for e in entries}),
                 "claimed_by": [claim for _, _, claim in missing],
             },
+            libraries=names,
         )
     ]
 
 
-def interpreter_findings(
-    libraries: Sequence[tuple[str, CPythonAnalysis, bool]], interpreter: Interpreter
-) -> list[Finding]:
-    """Extension modules the environment's interpreter will not load.
-
-    ``libraries`` are ``(name, analysis, is_extension)``; only extension modules are judged.
-    """
+def interpreter_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """Extension modules the environment's interpreter (when known) will not load."""
+    interpreter = context.interpreter
+    if interpreter is None:
+        return []
     failures: list[tuple[str, str]] = []
-    for name, cpython, is_extension in libraries:
-        if not is_extension:
+    for lib in package.libraries:
+        name, cpython = lib.name, lib.cpython
+        if not lib.is_extension:
             continue
         if cpython.intent and interpreter.free_threaded and not cpython.abi3t:
             failures.append(
@@ -161,16 +150,58 @@ def interpreter_findings(
             )
     if not failures:
         return []
+    names = [n for n, _ in failures]
     return [
-        Finding(
+        finding(
             "load-failure",
-            Severity.ERROR,
-            f"{_names([n for n, _ in failures])} will not import with {interpreter.label}: "
-            f"{failures[0][1]}",
+            f"{name_list(names)} will not import with {interpreter.label}: {failures[0][1]}",
             {
                 "against": interpreter.label,
-                "libraries": [n for n, _ in failures],
+                "libraries": names,
                 "errors": [f"{n}: {reason}" for n, reason in failures],
             },
+            libraries=names,
         )
     ]
+
+
+def abi3_label_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """What the ``abi3`` gate fails on beyond the other findings: each abi3-tagged module that
+    breaks the stable ABI (``abi3-tagged-violations``), and, for a package that uses torch, the
+    extension modules that are not abi3 at all (``not-abi3-compliant``)."""
+    modules = [lib for lib in package.libraries if lib.is_extension]
+    labels = {lib.name: cpython_label_of(lib.cpython) for lib in modules}
+    tagged = [lib for lib in modules if labels[lib.name] is CPythonLabel.ABI3_TAGGED_VIOLATIONS]
+    findings = []
+    for lib in tagged:
+        cpython = lib.cpython
+        if cpython.violations:
+            broken = f"imports {name_list(cpython.violations)}"
+        else:
+            broken = (
+                f"links {cpython.python_library}, the library of Python {cpython.python_version}"
+            )
+        findings.append(
+            finding(
+                "abi3-tagged-violations",
+                f"tagged abi3 but {broken}",
+                {"symbols": list(cpython.violations), "python_library": cpython.python_library},
+                libraries=[lib.name],
+            )
+        )
+    uses_torch = any(lib.torch.uses_torch for lib in package.libraries)
+    if tagged or not uses_torch or package.is_torch:
+        return findings
+    other = [lib.name for lib in modules if labels[lib.name] is not CPythonLabel.ABI3_OK]
+    if other:
+        verdict = "not-abi3" if len(other) == len(modules) else "mixed"
+        findings.append(
+            finding(
+                "not-abi3-compliant",
+                f"CPython ABI is {verdict} (not abi3-compliant): {name_list(other)} "
+                f"{'is not an abi3 module' if len(other) == 1 else 'are not abi3 modules'}",
+                {"libraries": other},
+                libraries=other,
+            )
+        )
+    return findings

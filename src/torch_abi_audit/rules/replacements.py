@@ -155,8 +155,8 @@ class ReplacementTable:
     def _native_function(
         self, scope: tuple[str, ...], shims: TorchAbiTable | None
     ) -> Advice | None:
-        """A Tensor method or ``at::`` function that is an ATen operator (the notes: "native
-        functions such as at::pad", "native functions that are called as Tensor methods")."""
+        """A Tensor method or ``at::`` function that is an ATen operator (the notes' rules for
+        ATen functions such as ``at::pad`` and for Tensor methods such as ``Tensor.pad``)."""
         if scope[0] != "at":
             return None
         if len(scope) == 3 and scope[1] in ("Tensor", "TensorBase"):

@@ -176,7 +176,6 @@ class TorchRules:
         self._shim_names = frozenset(table.shims)
         self._internal = table.internal_c_symbols
         self._internal_names = frozenset(table.internal_c_symbols)
-        self._known_c_names = self._shim_names | self._internal_names
 
     def analyse(
         self,

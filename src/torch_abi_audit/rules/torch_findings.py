@@ -1,5 +1,8 @@
-"""Findings about a package's use of torch that the verdict labels do not carry.
+"""Findings about a package's use of torch.
 
+* ``torch-unstable`` (warning, the ``torch`` gate): a library imports libtorch internals (its
+  ``UNSTABLE`` row, as a finding so that the gate's violations have a code). torch itself,
+  which implements them, is exempt.
 * ``deprecated-shim`` (warning): libraries import shims the headers mark ``[[deprecated]]``;
   the finding names them and, where the headers say, their replacements.
 * ``needs-newer-torch`` (error): a stable library imports shims the target torch (a release
@@ -10,36 +13,61 @@
   libtorch or CUDA library the loader would not find, a libtorch symbol the installation does
   not export, a shim it removed.
 
-Inputs are plain facts (per-library names, analyses, predictions), so the same checks serve
-wheels, directories and installed environments.
+Each is a rule of the one shape (:mod:`torch_abi_audit.rules.facts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from torch_abi_audit.rules.findings import Evidence, Finding, Severity
+from torch_abi_audit.rules.facts import PackageFacts, RuleContext
+from torch_abi_audit.rules.findings import Evidence, Finding, name_list
 from torch_abi_audit.rules.load_prediction import LoadPrediction
-from torch_abi_audit.rules.torch_abi import TorchAnalysis
-from torch_abi_audit.rules.torch_table import TorchAbiTable
-
-#: How many libraries a message names before "and N more".
-NAMED = 3
+from torch_abi_audit.rules.registry import finding
 
 
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:NAMED])
-    return shown + (f" and {len(items) - NAMED} more" if len(items) > NAMED else "")
+def unstable_library_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """One ``torch-unstable`` finding per library that uses libtorch internals."""
+    if package.is_torch:
+        return []
+    findings = []
+    for lib in package.libraries:
+        if not lib.torch.uses_torch or lib.torch.stable:
+            continue
+        symbols = [u.demangled for u in lib.torch.unstable_details] or list(
+            lib.torch.unstable_symbols
+        )
+        names = list(dict.fromkeys(_entity(symbol) for symbol in symbols))
+        findings.append(
+            finding(
+                "torch-unstable",
+                f"uses libtorch internals outside the stable ABI ({name_list(names, 2)})",
+                {"symbols": symbols[:10]},
+                libraries=[lib.name],
+            )
+        )
+    return findings
 
 
-def deprecated_shim_findings(
-    libraries: Sequence[tuple[str, TorchAnalysis]], table: TorchAbiTable
-) -> list[Finding]:
+def _entity(demangled: str) -> str:
+    """A demangled name without its parameter list (``c10::detail::torchCheckFail``): what a
+    one-line message can show; ``-v`` lists the full names."""
+    depth = 0
+    for index, char in enumerate(demangled):
+        if char == "<":
+            depth += 1
+        elif char == ">":
+            depth = max(0, depth - 1)
+        elif char == "(" and depth == 0 and index > 0:
+            return demangled[:index]
+    return demangled
+
+
+def deprecated_shim_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """One warning listing the deprecated shims the libraries import, if any."""
+    table = context.shim_table()
     users: dict[str, list[str]] = {}
-    for name, torch in libraries:
-        for shim in table.deprecated_in(torch.stable_shims):
-            users.setdefault(shim.name, []).append(name)
+    for lib in package.libraries:
+        for shim in table.deprecated_in(lib.torch.stable_shims):
+            users.setdefault(shim.name, []).append(lib.name)
     if not users:
         return []
     shims = sorted(users)
@@ -51,25 +79,28 @@ def deprecated_shim_findings(
     described = [
         f"{name} (use {replacements[name]})" if name in replacements else name for name in shims
     ]
+    libraries = sorted({lib for names in users.values() for lib in names})
     evidence: Evidence = {
         "shims": shims,
         "replacements": [f"{name} -> {replacements[name]}" for name in sorted(replacements)],
-        "libraries": sorted({lib for names in users.values() for lib in names}),
+        "libraries": libraries,
     }
     return [
-        Finding(
+        finding(
             "deprecated-shim",
-            Severity.WARNING,
-            f"imports deprecated stable-ABI shims: {_names(described)}; a later torch may "
+            f"imports deprecated stable-ABI shims: {name_list(described)}; a later torch may "
             "remove them",
             evidence,
+            libraries=libraries,
         )
     ]
 
 
-def load_findings(predictions: Sequence[tuple[str, LoadPrediction]]) -> list[Finding]:
-    """``needs-newer-torch`` and ``load-failure`` findings from per-library predictions."""
-    failed = [(name, p) for name, p in predictions if p.fails]
+def load_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """``needs-newer-torch`` and ``load-failure`` findings from the libraries' predictions."""
+    failed: list[tuple[str, LoadPrediction]] = [
+        (lib.name, lib.load) for lib in package.libraries if lib.load is not None and lib.load.fails
+    ]
     if not failed:
         return []
     against = failed[0][1].against
@@ -82,54 +113,59 @@ def load_findings(predictions: Sequence[tuple[str, LoadPrediction]]) -> list[Fin
     broken = [(name, p) for name, p in failed if (name, p) not in newer]
     findings = []
     if newer:
+        names = [n for n, _ in newer]
         shims = sorted({s for _, p in newer for s in p.newer_shims})
         findings.append(
-            Finding(
+            finding(
                 "needs-newer-torch",
-                Severity.ERROR,
-                f"{_names([n for n, _ in newer])} need a newer torch than {against}: they "
-                f"import {_names(shims)}",
-                {"against": against, "libraries": [n for n, _ in newer], "shims": shims},
+                f"{name_list(names)} need a newer torch than {against}: they "
+                f"import {name_list(shims)}",
+                {"against": against, "libraries": names, "shims": shims},
+                libraries=names,
             )
         )
     if broken:
+        names = [n for n, _ in broken]
         findings.append(
-            Finding(
+            finding(
                 "load-failure",
-                Severity.ERROR,
-                f"{_names([n for n, _ in broken])} will not load with {against}: "
+                f"{name_list(names)} will not load with {against}: "
                 f"{broken[0][1].message.split(': ', 1)[-1]}",
                 {
                     "against": against,
-                    "libraries": [n for n, _ in broken],
+                    "libraries": names,
                     "errors": [f"{n}: {p.message}" for n, p in broken],
                 },
+                libraries=names,
             )
         )
     return findings
 
 
-def target_version_findings(
-    libraries: Sequence[tuple[str, TorchAnalysis]], table: TorchAbiTable, target: str
-) -> list[Finding]:
-    """``above-target-version`` (error): libraries import shims newer than ``target`` (``2.10``),
-    the oldest torch the build promises to load on (what ``TORCH_TARGET_VERSION`` encodes:
-    major.minor, patch 0). Shims a library only looks up at run time (``dlsym``) are optional
-    and never count; shims the table does not know are named too (probably newer than it).
+def target_version_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """``above-target-version`` (error), with ``--target-version``: libraries import shims newer
+    than the target (``2.10``), the oldest torch the build promises to load on (what
+    ``TORCH_TARGET_VERSION`` encodes: major.minor, patch 0). Shims a library only looks up at
+    run time (``dlsym``) are optional and never count; shims the table does not know are named
+    too (probably newer than it).
     """
+    target = context.target_version
+    if target is None:
+        return []
     from packaging.version import Version
 
+    table = context.shim_table()
     release = Version(target)
     above: dict[str, list[str]] = {}
     unknown: dict[str, list[str]] = {}
-    for name, torch in libraries:
+    for lib in package.libraries:
         newer = [
-            s for s in torch.stable_shims if s in table.shims and table.shims[s].since > release
+            s for s in lib.torch.stable_shims if s in table.shims and table.shims[s].since > release
         ]
         for shim in newer:
-            above.setdefault(shim, []).append(name)
-        for shim in torch.unknown_shims:
-            unknown.setdefault(shim, []).append(name)
+            above.setdefault(shim, []).append(lib.name)
+        for shim in lib.torch.unknown_shims:
+            unknown.setdefault(shim, []).append(lib.name)
     if not above:
         return []
     shims = sorted(above, key=lambda s: (table.shims[s].since, s), reverse=True)
@@ -137,8 +173,8 @@ def target_version_findings(
     libs = sorted({lib for names in above.values() for lib in names})
     verb = "imports" if len(libs) == 1 else "import"
     message = (
-        f"{_names(libs)} {verb} stable-ABI shims newer than the target torch {target}: "
-        f"{_names(described)}"
+        f"{name_list(libs)} {verb} stable-ABI shims newer than the target torch {target}: "
+        f"{name_list(described)}"
     )
     if unknown:
         message += f"; also {len(unknown)} shim(s) the table does not know (probably newer)"
@@ -148,4 +184,4 @@ def target_version_findings(
         "shims": [f"{s}: {table.shims[s].since}" for s in shims],
         "unknown_shims": sorted(unknown),
     }
-    return [Finding("above-target-version", Severity.ERROR, message, evidence)]
+    return [finding("above-target-version", message, evidence, libraries=libs)]

@@ -8,8 +8,10 @@ the same cache (:func:`default_cache`).
 
 Two entry points:
 
-- :func:`download` (``--download``): one pip run per requested platform; a platform for which
-  the index has no wheel is an answer (``unavailable``), not an error of the audit.
+- :func:`download` (``--download``): one pip run per requested platform. A release without a
+  wheel for a requested platform is an answer (``unavailable``), not an error of the audit; a
+  project or release the index does not have, or a malformed platform tag, is an error
+  (:mod:`torch_abi_audit.sources.index_answers` tells them apart from pip's verbose log).
 - :func:`fetch_wheel` (scripts, tests, benchmarks): one pinned release for a set of platforms;
   a wheel already in the cache whose tags fit is used without asking the index at all.
 """
@@ -99,8 +101,11 @@ def pip_command(
     destination: Path,
     platform: str | Sequence[str] | None,
     python_version: str | None,
+    *,
+    verbose: bool = False,
 ) -> list[str]:
-    """The ``pip download`` command line for one requirement and one or more platforms."""
+    """The ``pip download`` command line for one requirement and one or more platforms
+    (``verbose``: with pip's ``-vv`` log, which names every file the index offered)."""
     command = [
         sys.executable,
         "-m",
@@ -113,6 +118,8 @@ def pip_command(
         "--dest",
         str(destination),
     ]
+    if verbose:
+        command.append("-vv")
     platforms = [platform] if isinstance(platform, str) else list(platform or ())
     for tag in platforms:
         command += ["--platform", tag]
@@ -172,12 +179,22 @@ def download(
     progress: Progress = NO_PROGRESS,
 ) -> list[Download]:
     """Fetch ``spec`` once per platform (or once for this interpreter when none is given)."""
+    from torch_abi_audit.sources.index_answers import (
+        explain_not_found,
+        pip_errors,
+        platform_tag_problem,
+    )
+
     destination = cache or default_cache()
     destination.mkdir(parents=True, exist_ok=True)
     results = []
     requested: list[str | None] = list(platforms) or [None]
     for platform in requested:
-        command = pip_command(spec, destination, platform, python_version)
+        problem = platform_tag_problem(platform) if platform else None
+        if problem is not None:
+            results.append(Download(spec, platform, error=f"--platform {platform}: {problem}"))
+            continue
+        command = pip_command(spec, destination, platform, python_version, verbose=True)
         progress.start(f"fetching {spec}" + (f" for {platform}" if platform else ""))
         try:
             completed = run_pip(command, progress=progress)
@@ -194,9 +211,9 @@ def download(
             else:
                 results.append(Download(spec, platform, wheel=wheel))
         elif any(marker in output for marker in _NOT_FOUND):
-            where = f"platform {platform}" if platform else "this interpreter"
+            answer = explain_not_found(output, spec, platform, python_version)
             results.append(
-                Download(spec, platform, unavailable=f"the index has no wheel for {where}")
+                Download(spec, platform, unavailable=answer.unavailable, error=answer.error)
             )
         elif "No module named pip" in output:
             results.append(
@@ -208,9 +225,8 @@ def download(
                 )
             )
         else:
-            results.append(
-                Download(spec, platform, error=f"pip download failed: {_last_lines(output)}")
-            )
+            reason = pip_errors(output) or _last_lines(output)
+            results.append(Download(spec, platform, error=f"pip download failed: {reason}"))
     return results
 
 

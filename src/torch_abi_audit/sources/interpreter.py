@@ -12,7 +12,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from torch_abi_audit.rules.python_findings import Interpreter
+from torch_abi_audit.python_model import Interpreter
 
 _LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
 _PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(3\.\d+)", re.MULTILINE)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from torch_abi_audit.python_model import is_torch_distribution
+
 # A requirement whose name could normalise to "torch" (PEP 503: case, and runs of -_.).
 _MAYBE_TORCH = re.compile(r"\s*torch(?![\w.-]*[a-z0-9])", re.IGNORECASE)
 
@@ -37,7 +39,6 @@ class DistributionMetadata:
         if not candidates:
             return ()  # most distributions: no need to load the requirement parser
         from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.utils import canonicalize_name  # imports packaging.tags: load on use
 
         found = []
         for text in candidates:
@@ -45,7 +46,7 @@ class DistributionMetadata:
                 requirement = Requirement(text)
             except InvalidRequirement:
                 continue
-            if canonicalize_name(requirement.name) != "torch":
+            if not is_torch_distribution(requirement.name):
                 continue
             if requirement.marker is not None and "extra" in str(requirement.marker):
                 continue  # only with an optional extra: not a requirement of the package

@@ -52,7 +52,9 @@ class PackageSource:
     ``libraries`` are files, or members of the wheel named by ``wheel``. ``metadata`` is the
     distribution's (installed or in the wheel), when there is one. ``unavailable`` says why
     there is nothing to audit although nothing went wrong (no wheel on the index for a
-    platform); ``error`` why the source could not be read at all.
+    platform); ``error`` why the source could not be read at all. ``base`` is the directory
+    the paths inside the distribution start from (site-packages for an installed package; the
+    root itself when unset: a wheel, whose member names are those paths, or a single file).
     """
 
     name: str
@@ -63,6 +65,7 @@ class PackageSource:
     problems: tuple[ScanProblem, ...] = ()
     error: str | None = None
     unavailable: str | None = None
+    base: Path | None = None
 
 
 def _common_root(site_dir: Path, tops: Iterable[str]) -> Path:
@@ -181,6 +184,7 @@ def site_packages_sources(
             libraries=tuple(group.libraries),
             metadata=group.distribution.metadata if group.distribution else None,
             problems=tuple(group.problems),
+            base=site_dir,
         )
         for group in groups.values()
     ]
@@ -247,6 +251,8 @@ def directory_source(directories: list[Path], name: str) -> PackageSource:
         libraries=tuple(scan.libraries),
         metadata=dist.metadata if dist else None,
         problems=tuple(scan.problems),
+        # A package directory's files lie under its name, as they would in a distribution.
+        base=directories[0].parent,
     )
 
 

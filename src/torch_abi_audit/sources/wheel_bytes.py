@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import ByteSource, check_range
+from torch_abi_audit.sources.deflate_seek import DeflateSeeker, SeekFailed
 
 if TYPE_CHECKING:
     import bz2
@@ -49,6 +50,13 @@ FIRST_STEP = 64 << 10
 #: Decompressed bytes a member may still cost after the reader is done, to check its size and
 #: CRC-32 without being asked to (the "fixed budget" beyond what the reader needs).
 VERIFY_BUDGET = 4 << 20
+#: A read ending more than this far past the stream is a candidate for entering the stream in
+#: the middle (:mod:`torch_abi_audit.sources.deflate_seek`) ...
+SEEK_AHEAD = 8 << 20
+#: ... when that decodes at most this fraction of what the stream would.
+SEEK_ADVANTAGE = 2
+#: Seeks a member may fail before it stops trying.
+MAX_SEEK_FAILURES = 2
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -111,15 +119,28 @@ class _Output:
             raise BinaryReadError(f"{name}: CRC-32 mismatch (corrupt or tampered archive member)")
 
 
-def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
+class Progress:
+    """How far a stream from the start of a member got: compressed bytes consumed, bytes
+    produced (a point of the compressed-to-output mapping, for :class:`DeflateSeeker`)."""
+
+    def __init__(self) -> None:
+        self.compressed = 0
+        self.produced = 0
+
+
+def inflate(
+    archive: ByteSource, member: MemberData, progress: Progress | None = None
+) -> ChunkStream:
     """Decompress a deflated member chunk by chunk, checking its size and CRC at the end.
 
     Never produces more than the declared ``size``: a member that inflates beyond it (a zip
-    bomb lying about its size) fails as soon as it does.
+    bomb lying about its size) fails as soon as it does. ``progress``, if given, follows it.
     """
     name, start, compressed_size = member.name, member.start, member.compressed_size
     decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
     output = _Output(member)
+    progress = progress or Progress()
+    progress.compressed = progress.produced = 0
     consumed = 0
     pending = b""
     step = FIRST_STEP
@@ -135,6 +156,7 @@ def inflate(archive: ByteSource, member: MemberData) -> ChunkStream:
         except zlib.error as exc:
             raise BinaryReadError(f"{name}: corrupt deflate data ({exc})") from exc
         pending = decompressor.unconsumed_tail
+        progress.compressed, progress.produced = consumed - len(pending), output.produced + len(out)
         if out:
             yield output.take(out)
             step = min(step * 2, CHUNK)
@@ -261,8 +283,19 @@ class StreamedMember:
 
     sequential = True
 
-    def __init__(self, chunks: Callable[[], ChunkStream], size: int, name: str) -> None:
+    def __init__(
+        self,
+        chunks: Callable[[], ChunkStream],
+        size: int,
+        name: str,
+        seeker: tuple[DeflateSeeker, Progress] | None = None,
+    ) -> None:
         self._open_chunks = chunks
+        # A deflated member may be entered in the middle for reads far ahead of the stream
+        # (:mod:`torch_abi_audit.sources.deflate_seek`); ``Progress`` follows the stream.
+        self._seeker: DeflateSeeker | None = seeker[0] if seeker else None
+        self._progress: Progress | None = seeker[1] if seeker else None
+        self._seek_failures = 0
         self._size = size
         self.name = name
         self._stream: ChunkStream | None = chunks()
@@ -297,10 +330,17 @@ class StreamedMember:
         data = b""
         if offset < self._position:  # the part the stream has passed, if something holds it
             passed = self._retained(offset, min(end, self._position))
-            if passed is None:  # nothing does: decompress again, into a file
+            if passed is None:  # nothing does: enter the stream there, or decompress again
+                sought = self._seek(offset, end, end)
+                if sought is not None:
+                    return sought
                 self._start_spill()
                 return self._from_spill(offset, end, what)
             data = passed
+        elif end > self._position + SEEK_AHEAD:  # far ahead: enter the stream there?
+            sought = self._seek(offset, end, end - self._position)
+            if sought is not None:
+                return sought
         if end > self._position:
             data += self._advance(max(offset, self._position), end)
         if offset >= WINDOW and end <= self._tail_start:
@@ -360,6 +400,30 @@ class StreamedMember:
             raise BinaryReadError(
                 f"{self.name}: ends at {self._position} bytes, before its declared size"
             ) from None
+
+    # -- entering the stream in the middle -----------------------------------------------------
+
+    def _seek(self, offset: int, end: int, alternative: int) -> bytes | None:
+        """``member[offset:end]`` decoded from a block near it, when that costs clearly less
+        than the ``alternative`` (bytes the stream would decompress instead); None otherwise,
+        or when the seek gives up (after a few failures, the member stops trying)."""
+        if self._seeker is None or self._progress is None:
+            return None
+        if SEEK_ADVANTAGE * self._seeker.cost(offset) > alternative:
+            return None
+        self._seeker.note_frontier(self._progress.compressed, self._position)
+        try:
+            return self._seeker.read(offset, end, budget=alternative)
+        except SeekFailed:
+            self._seek_failures += 1
+            if self._seek_failures >= MAX_SEEK_FAILURES:
+                self._seeker = None
+            return None
+
+    @property
+    def seek_decoded(self) -> int:
+        """Bytes decoded by entering the stream in the middle (0 if it never was)."""
+        return self._seeker.decoded if self._seeker is not None else 0
 
     # -- spilling --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import NamedTuple
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import FileBytes
+from torch_abi_audit.sources.deflate_seek import DeflateSeeker
 from torch_abi_audit.sources.discovery import (
     has_execute_bit,
     is_executable_name,
@@ -37,6 +38,7 @@ from torch_abi_audit.sources.wheel_bytes import (
     ZIP_STORED,
     ChunkStream,
     MemberData,
+    Progress,
     StoredMember,
     StreamedMember,
     decompress,
@@ -316,8 +318,13 @@ class WheelArchive:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise WheelError(f"{name}: {exc}") from exc
 
-    def open_member(self, name: str) -> StoredMember | StreamedMember:
-        """A byte source over one member. Raises :class:`BinaryReadError` if it cannot be."""
+    def open_member(self, name: str, *, seek: bool = True) -> StoredMember | StreamedMember:
+        """A byte source over one member. Raises :class:`BinaryReadError` if it cannot be.
+
+        ``seek``: a deflated member may be entered in the middle for reads far into it
+        (:mod:`torch_abi_audit.sources.deflate_seek`); without it, it is only ever decompressed
+        from its start (every byte served is then proven by the stream from the start, as
+        ``--verify-archive`` wants)."""
         info = self._infos.get(name)
         if info is None or name in self._unsafe:
             raise BinaryReadError(f"{name}: not a readable member of {self.path.name}")
@@ -329,7 +336,11 @@ class WheelArchive:
         if info.compress_type == ZIP_STORED:
             return StoredMember(self._bytes, data)
         if info.compress_type == ZIP_DEFLATED:
-            return StreamedMember(lambda: inflate(self._bytes, data), info.file_size, name)
+            progress = Progress()
+            seeker = (self._seeker(data), progress) if seek else None
+            return StreamedMember(
+                lambda: inflate(self._bytes, data, progress), info.file_size, name, seeker
+            )
         if info.compress_type in (ZIP_BZIP2, ZIP_LZMA):  # bug fix: see wheel_bytes.decompress
             method = info.compress_type
             return StreamedMember(
@@ -337,6 +348,15 @@ class WheelArchive:
             )
         # Other methods: zipfile's own reader, which refuses them (NotImplementedError).
         return StreamedMember(lambda: self._zip_chunks(info), info.file_size, name)
+
+    def _seeker(self, data: MemberData) -> DeflateSeeker:
+        archive, start, what = self._bytes, data.start, f"compressed data of {data.name}"
+
+        def read(offset: int, length: int) -> bytes:
+            length = max(0, min(length, data.compressed_size - offset))
+            return archive.read(start + offset, length, what)
+
+        return DeflateSeeker(read, data.compressed_size, data.size)
 
     def _zip_chunks(self, info: zipfile.ZipInfo) -> ChunkStream:
         try:
