@@ -43,6 +43,7 @@ from torch_abi_audit.sources.interpreter import running_interpreter, site_packag
 from torch_abi_audit.sources.packages import (
     PackageSource,
     download_sources,
+    listed_libraries,
     looks_like_path,
     site_packages_sources,
     target_sources,
@@ -152,6 +153,9 @@ def _package_facts(source: PackageSource, report: PackageReport) -> PackageFacts
         name=metadata.name if metadata is not None and readable else source.name,
         libraries=libraries,
         requirements=metadata.torch_requirements if metadata is not None and readable else None,
+        invalid_requirements=(
+            metadata.invalid_torch_requirements if metadata is not None and readable else ()
+        ),
         tags=_tags(source),
         from_wheel=source.wheel is not None,
         is_torch=is_torch_distribution(metadata.name if metadata is not None else source.name),
@@ -488,12 +492,9 @@ def inspect_site_packages(
                 continue
             try:
                 distributions = find_distributions(directory)
-                # Start on the libraries the RECORDs list while the tree is still being walked.
-                analysis.submit(
-                    directory / relative
-                    for dist in distributions
-                    for relative in sorted(dist.library_files)
-                )
+                # Start on the libraries the RECORDs list while the tree is still being walked
+                # (those that are where the walk will find them, inside the directory).
+                analysis.submit(listed_libraries(directory, distributions))
                 found, loose = site_packages_sources(directory, distributions)
             except OSError as exc:
                 problems.append(ScanProblem(directory, exc.strerror or str(exc)))

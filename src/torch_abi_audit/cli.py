@@ -32,6 +32,7 @@ from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_re
 from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 from torch_abi_audit.sources.environments import (
+    ISOLATED,
     EnvironmentNotFound,
     find_environment,
     site_packages_directories,
@@ -304,6 +305,14 @@ def _warn(*lines: str) -> None:
     print(terminal_lines(list(lines)), file=sys.stderr)
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same directory (links followed)."""
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _environment(args: argparse.Namespace, console: Console) -> list[Path] | None:
     """The site-packages directories ``--python`` or ``--site-packages`` name (``None`` for the
     running interpreter's); says on stderr which environment ``--python`` found, and warns when
@@ -317,9 +326,14 @@ def _environment(args: argparse.Namespace, console: Console) -> list[Path] | Non
         return site_packages_directories(args.site_packages)
     if args.env:
         tool = tool_environment(Path(sys.prefix), default_site_packages())
+        active = os.environ.get("VIRTUAL_ENV")
+        activated = active is not None and _same_path(Path(active), Path(sys.prefix))
+        if tool == ISOLATED and activated:
+            # An environment holding only this tool, but the one the user activated: the
+            # newcomer's "pip install . && torch-abi-audit --env" audits what they asked for.
+            tool = None
         if tool is not None:
-            active = os.environ.get("VIRTUAL_ENV")
-            hint = f" (your active one: --python {active})" if active else ""
+            hint = f" (your active one: --python {active})" if active and not activated else ""
             console.warning(
                 f"--env audits the environment torch-abi-audit runs in, {sys.prefix}, which is "
                 f"its own ({tool}), not your project's: pass --python PATH, an interpreter or a "
@@ -428,6 +442,29 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+#: Where bugs are reported.
+ISSUES_URL = "https://github.com/torch-abi-audit/torch-abi-audit/issues"
+#: Set (to anything but 0) to see the traceback of an internal error.
+TRACEBACK_VARIABLE = "TORCH_ABI_AUDIT_TRACEBACK"
+
+
+def _internal_error(exc: BaseException) -> int:
+    """An exception nothing else handled: a bug of this tool, whatever the input. It must not
+    look like a failed ``--check`` (exit 1, as a traceback would give): one line and exit 2."""
+    if os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    _warn(
+        f"torch-abi-audit: internal error: {type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + f" (a bug: please report it at {ISSUES_URL} with the command line; "
+        f"{TRACEBACK_VARIABLE}=1 shows the traceback)"
+    )
+    return EXIT_ERROR
+
+
 def run_subcommand(name: str, argv: Sequence[str]) -> int:
     """Run the subcommand ``name`` (a key of :data:`SUBCOMMANDS`) with ``argv``; its exit code."""
     module = importlib.import_module(f"torch_abi_audit.commands.{SUBCOMMANDS[name][0]}")
@@ -445,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] in SUBCOMMANDS:
         return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
-    return _audit_command(arguments)
+    return guarded(lambda: _audit_command(arguments))
 
 
 def _audit_command(arguments: Sequence[str]) -> int:
@@ -458,13 +495,13 @@ def _audit_command(arguments: Sequence[str]) -> int:
         return EXIT_ERROR
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    return guarded(lambda: _run(args))
+    return _run(args)
 
 
 def guarded(command: Callable[[], int]) -> int:
     """Run ``command`` (the audit or a subcommand) and turn the interruptions every command
     shares into exit codes: a torch to load against that is unusable (2), Ctrl-C (130), a
-    reader that went away (``| head``: 0)."""
+    reader that went away (``| head``: 0), and any other exception, a bug (2, one line)."""
     try:
         return command()
     except LoadTargetError as exc:
@@ -478,3 +515,5 @@ def guarded(command: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:  # a bug: exit 2 with one line, never exit 1 with a traceback
+        return _internal_error(exc)

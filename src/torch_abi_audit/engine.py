@@ -23,10 +23,10 @@ from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.readers import (
     BinaryReadError,
     ByteSource,
-    FileBytes,
     UnsupportedFormatError,
     parse_library,
 )
+from torch_abi_audit.readers.source import file_bytes
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
 from torch_abi_audit.rules.bundled_runtimes import identify_runtime
@@ -127,8 +127,8 @@ def _opened(location: LibraryLocation, path: Path, *, verify: bool) -> Iterator[
         finally:
             member.close()
         return
-    with path.open("rb", buffering=0) as handle:
-        yield _Opened(FileBytes(handle))
+    with file_bytes(path) as source:  # a FIFO or a device is refused, never waited on
+        yield _Opened(source)
 
 
 def inspect_extension(
@@ -169,6 +169,8 @@ def inspect_extension(
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return ExtensionReport(path, kind=guessed_kind, error=f"cannot read file: {reason}")
+    except Exception as exc:  # a bug here must not end the audit of every other file
+        return ExtensionReport(path, kind=guessed_kind, error=internal_error(exc))
     return ExtensionReport(
         path=path,
         cpython=cpython,
@@ -187,6 +189,20 @@ def inspect_extension(
         min_os=library.min_os,
         slices=slices,
         verified=opened.verified,
+    )
+
+
+#: How a per-file error caused by a bug of this tool begins (the fuzz tests look for it).
+INTERNAL_ERROR = "internal error"
+
+
+def internal_error(exc: BaseException) -> str:
+    """The per-file error for an exception no reader should raise: a bug, reported as such."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return (
+        f"{INTERNAL_ERROR} reading this file: {type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + " (a bug of torch-abi-audit: please report it)"
     )
 
 

@@ -42,6 +42,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from torch_abi_audit.files import read_regular
 from torch_abi_audit.model import BinaryFormat, Library
 from torch_abi_audit.rules.bundled_runtimes import is_cuda_runtime
 from torch_abi_audit.sources.discovery import is_library_name
@@ -330,7 +331,7 @@ def system_library_dirs(root: Path = Path("/")) -> tuple[PurePosixPath, ...]:
             return
         seen_files.add(real)
         try:
-            text = under_root(conf).read_text(encoding="utf-8", errors="replace")
+            text = read_regular(under_root(conf), 1 << 20).decode("utf-8", errors="replace")
         except OSError:
             return
         for raw in text.splitlines():

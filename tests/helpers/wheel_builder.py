@@ -195,7 +195,8 @@ class RawEntry:
     declare. ``reuse`` makes this entry's central-directory record point at the local header
     (and data) of the earlier entry with that index, instead of writing its own: two members
     overlapping completely; the reused entry's method, flags, CRC and sizes are declared unless
-    overridden here.
+    overridden here. ``external_attr`` is the central directory's external attributes (the
+    Unix mode in the high half: a regular file by default).
     """
 
     name: str
@@ -209,6 +210,7 @@ class RawEntry:
     flags: int = 0
     version_needed: int | None = None
     reuse: int | None = None
+    external_attr: int = _EXTERNAL_ATTR
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,9 @@ def _local_header(name: str, declared: _Declared) -> bytes:
     return header + raw_name + extra
 
 
-def _central_header(name: str, declared: _Declared, header_offset: int) -> bytes:
+def _central_header(
+    name: str, declared: _Declared, header_offset: int, external_attr: int = _EXTERNAL_ATTR
+) -> bytes:
     raw_name, flags = _encoded_name(name)
     # APPNOTE 4.5.3: the central Zip64 field holds only the values that overflow, in order.
     overflowing = [value for value in (declared.size, declared.compressed_size) if value >= _MAX32]
@@ -328,7 +332,7 @@ def _central_header(name: str, declared: _Declared, header_offset: int) -> bytes
         0,  # comment length
         0,  # disk number start
         0,  # internal attributes
-        _EXTERNAL_ATTR,
+        external_attr,
         header_offset,
     )
     return header + raw_name + extra
@@ -376,7 +380,7 @@ def build_zip(entries: Sequence[RawEntry]) -> tuple[bytes, RawLayout]:
         declared_by_index.append(declared)
     central_offset = len(body)
     for entry, declared, offset in zip(entries, declared_by_index, header_offsets, strict=True):
-        body += _central_header(entry.name, declared, offset)
+        body += _central_header(entry.name, declared, offset, entry.external_attr)
     central_size = len(body) - central_offset
     body += _END_RECORD.pack(
         _END_SIGNATURE, 0, 0, len(entries), len(entries), central_size, central_offset, 0

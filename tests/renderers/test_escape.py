@@ -64,7 +64,8 @@ def test_terminal_text_escapes_what_a_terminal_acts_on(raw: str, shown: str) -> 
 def test_every_control_and_format_character_is_escaped() -> None:
     import unicodedata
 
-    for code in [*range(0x110000)]:
+    # Every plane that assigns controls, format characters or separators: 0 (BMP), 1, 14.
+    for code in [*range(0x20000), *range(0xE0000, 0xE1000)]:
         if 0xD800 <= code <= 0xDFFF:
             continue
         char = chr(code)

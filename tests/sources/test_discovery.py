@@ -105,7 +105,7 @@ def test_fifo_named_like_a_library_is_a_problem(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "libfifo.so")
     result = find_libraries([tmp_path])
     assert [(p.path.name, p.reason) for p in result.problems] == [
-        ("libfifo.so", "not a regular file")
+        ("libfifo.so", "not a regular file (a FIFO)")
     ]
 
 
@@ -121,15 +121,58 @@ def test_unreadable_directory_is_a_problem(tmp_path: Path) -> None:
     assert [(p.path, p.reason) for p in result.problems] == [(locked, "permission denied")]
 
 
-def test_directory_symlink_out_of_the_tree_is_followed_once(tmp_path: Path) -> None:
+def test_symbolic_links_out_of_the_tree_are_reported_not_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
-    lib = _touch(outside / "libshared.so")
+    shared = _touch(outside / "libshared.so")
     tree = tmp_path / "tree"
     (tree / "a").mkdir(parents=True)
-    (tree / "a" / "vendored").symlink_to(outside)
+    (tree / "a" / "vendored").symlink_to(outside)  # absolute
     (tree / "b").mkdir()
-    (tree / "b" / "again").symlink_to(outside)  # the same target through a second link
+    (tree / "b" / "again").symlink_to("../../outside")  # relative
+    (tree / "b" / "libalias.so").symlink_to(shared)  # a file
+    inside = _touch(tree / "c" / "libinside.so")
     result = find_libraries([tree])
-    assert len(result.libraries) == 1
-    assert result.libraries[0].resolve() == lib.resolve()
-    assert result.problems == []
+    assert result.libraries == [inside]
+    leaves = "outside the scanned directory: not followed"
+    target = os.path.realpath(outside)
+    assert [(p.path, p.reason) for p in result.problems] == [
+        (tree / "a" / "vendored", f"symbolic link to {target}, {leaves}"),
+        (tree / "b" / "again", f"symbolic link to {target}, {leaves}"),
+        (tree / "b" / "libalias.so", f"symbolic link to {os.path.realpath(shared)}, {leaves}"),
+    ]
+
+
+def test_a_link_inside_the_tree_attributes_files_to_where_they_are(tmp_path: Path) -> None:
+    """``loopy/up -> ..`` and ``loopy/other -> ../other``: every file is named by its real
+    place, whichever root the walk reached it from first (roots in any order)."""
+    site = tmp_path / "site"
+    _touch(site / "loopy" / "libloopy.so")
+    other = _touch(site / "zother" / "libother.so")
+    hidden = _touch(site / "hidden.data" / "libhidden.so")
+    (site / "loopy" / "up").symlink_to("..")
+    (site / "loopy" / "other").symlink_to("../zother")
+    (site / "loopy" / "data").symlink_to(site / "hidden.data")  # absolute, but inside
+    for roots in ([site / "loopy", site / "zother"], [site / "zother", site / "loopy"]):
+        result = find_libraries(roots, boundary=[site])
+        assert result.libraries == [hidden, site / "loopy" / "libloopy.so", other]
+        assert result.problems == []
+
+
+def test_roots_outside_an_explicit_boundary_are_not_read(tmp_path: Path) -> None:
+    outside = _touch(tmp_path / "outside" / "libout.so")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "linked").symlink_to(outside.parent)
+    (site / "libtop.so").symlink_to(outside)
+    result = find_libraries([site / "linked", site / "libtop.so"], boundary=[site])
+    assert result.libraries == []
+    assert sorted(p.path.name for p in result.problems) == ["libtop.so", "linked"]
+
+
+def test_a_boundary_reached_through_a_link_keeps_the_given_path(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    lib = _touch(real / "pkg" / "libx.so")
+    (tmp_path / "alias").symlink_to(real)
+    result = find_libraries([tmp_path / "alias" / "pkg"], boundary=[tmp_path / "alias"])
+    assert result.libraries == [tmp_path / "alias" / "pkg" / "libx.so"]
+    assert lib.exists()

@@ -60,3 +60,45 @@ def test_unknown_names(fake_site: FakeSite, name: str, message: str) -> None:
 def test_builtin_module_has_no_files() -> None:
     with pytest.raises(ImportNameError, match="built-in or frozen"):
         resolve_import_name("sys")
+
+
+def _tree_with_namespace_portions(root: Path) -> None:
+    """``pkg`` (regular) with ``pkg/lib`` (no ``__init__.py``, as ``torchaudio/lib``), and the
+    namespace package ``nsx`` with ``nsx/c`` (as ``nvidia/cudnn/lib``); each holds a marker
+    ``__init__.py`` above that must never run."""
+    (root / "pkg" / "lib" / "deeper").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("raise SystemExit('executed')\n")
+    (root / "nsx" / "c").mkdir(parents=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("pkg.lib", "pkg/lib"), ("pkg.lib.deeper", "pkg/lib/deeper"), ("nsx.c", "nsx/c")],
+)
+def test_directory_without_init_under_a_package(tmp_path: Path, name: str, expected: str) -> None:
+    """The last part a namespace portion: PathFinder raised KeyError (the parent is not in
+    sys.modules); the lookup now gives the directory, each portion once."""
+    _tree_with_namespace_portions(tmp_path)
+    search = [str(tmp_path), str(tmp_path)]  # the same entry twice: one portion
+    assert resolve_import_name(name, search) == [tmp_path / expected]
+    assert "pkg" not in sys.modules and "nsx" not in sys.modules
+
+
+def test_directory_without_init_through_the_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree_with_namespace_portions(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve_import_name("pkg.lib") == [tmp_path / "pkg" / "lib"]
+    assert resolve_import_name("nsx.c") == [tmp_path / "nsx" / "c"]
+
+
+def test_a_failing_finder_is_an_unresolved_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        @staticmethod
+        def find_spec(*_args: object) -> None:
+            raise KeyError("a third-party finder's own bug")
+
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    with pytest.raises(ImportNameError, match="KeyError"):
+        resolve_import_name("no_such_top_level_xyz")

@@ -16,7 +16,7 @@ from torch_abi_audit.readers.elf import parse_elf
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
 from torch_abi_audit.readers.macho import parse_macho
 from torch_abi_audit.readers.pe import parse_pe
-from torch_abi_audit.readers.source import ByteSource, FileBytes
+from torch_abi_audit.readers.source import ByteSource, FileBytes, file_bytes
 
 __all__ = [
     "BinaryReadError",
@@ -35,8 +35,8 @@ def read_head(path: Path) -> bytes:
 
     Raises :class:`OSError` if the file cannot be read.
     """
-    with path.open("rb", buffering=0) as handle:
-        return handle.read(MAGIC_SIZE)
+    with file_bytes(path) as source:
+        return source.read(0, min(MAGIC_SIZE, source.size), "file header")
 
 
 def read_library(path: Path, *, local_symbols: bool = False) -> Library:
@@ -46,8 +46,7 @@ def read_library(path: Path, *, local_symbols: bool = False) -> Library:
     (MS-DOS, NE, LE/LX executables), :class:`BinaryReadError` for anything that is not a
     readable shared library, and :class:`OSError` if the file cannot be opened.
     """
-    with path.open("rb", buffering=0) as handle:
-        source = FileBytes(handle)
+    with file_bytes(path) as source:
         return parse_library(source, path, local_symbols=local_symbols)
 
 

@@ -46,7 +46,7 @@ from torch_abi_audit.readers.elf_symbols import (
     string_at,
 )
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.readers.source import ByteSource, FileBytes
+from torch_abi_audit.readers.source import ByteSource, file_bytes
 
 # e_ident indices and values
 _EI_CLASS = 4
@@ -681,5 +681,5 @@ def read_elf(path: Path, *, local_symbols: bool = False) -> Library:
     Raises :class:`BinaryReadError` as :func:`parse_elf` does, and :class:`OSError` if the file
     cannot be opened.
     """
-    with path.open("rb", buffering=0) as handle:
-        return parse_elf(FileBytes(handle), path, local_symbols=local_symbols)
+    with file_bytes(path) as source:
+        return parse_elf(source, path, local_symbols=local_symbols)

@@ -71,7 +71,7 @@ from torch_abi_audit.readers.macho_symbols import (
     UnionSymbols,
     column32,
 )
-from torch_abi_audit.readers.source import ByteSource, FileBytes
+from torch_abi_audit.readers.source import ByteSource, file_bytes
 
 # -- mach-o/fat.h ---------------------------------------------------------------------------------
 FAT_MAGIC = 0xCAFEBABE
@@ -946,5 +946,5 @@ def read_macho(path: Path, *, local_symbols: bool = False) -> Library:
     Raises :class:`BinaryReadError` as :func:`parse_macho` does, and :class:`OSError` if the
     file cannot be opened.
     """
-    with path.open("rb", buffering=0) as handle:
-        return parse_macho(FileBytes(handle), path, local_symbols=local_symbols)
+    with file_bytes(path) as source:
+        return parse_macho(source, path, local_symbols=local_symbols)

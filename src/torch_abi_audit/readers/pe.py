@@ -42,7 +42,7 @@ from torch_abi_audit.model import (
     merge_ranges,
 )
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
-from torch_abi_audit.readers.source import ByteSource, FileBytes
+from torch_abi_audit.readers.source import ByteSource, file_bytes
 
 # "MS-DOS Stub (Image Only)" and "Signature (Image Only)".
 IMAGE_DOS_SIGNATURE = b"MZ"
@@ -887,5 +887,5 @@ def read_pe(path: Path, *, local_symbols: bool = False) -> Library:
     Raises :class:`BinaryReadError` as :func:`parse_pe` does, and :class:`OSError` if the file
     cannot be opened.
     """
-    with path.open("rb", buffering=0) as handle:
-        return parse_pe(FileBytes(handle), path, local_symbols=local_symbols)
+    with file_bytes(path) as source:
+        return parse_pe(source, path, local_symbols=local_symbols)

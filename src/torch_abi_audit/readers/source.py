@@ -10,8 +10,12 @@ elsewhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from torch_abi_audit.files import open_regular
 from torch_abi_audit.readers.errors import BinaryReadError
 
 
@@ -72,3 +76,15 @@ class FileBytes:
         if len(data) != length:
             raise BinaryReadError(f"short read of {what}: the file changed or is truncated")
         return data
+
+
+@contextmanager
+def file_bytes(path: Path | str) -> Iterator[FileBytes]:
+    """A :class:`FileBytes` over the regular file ``path``, closed on exit.
+
+    Raises :class:`OSError` if it cannot be opened, and
+    :class:`~torch_abi_audit.files.NotRegularFileError` (never blocking) if it is a FIFO, a
+    device, a socket or a directory.
+    """
+    with open_regular(path) as handle:
+        yield FileBytes(handle)

@@ -53,7 +53,9 @@ class PackageFacts:
     """What the rules know about one package.
 
     ``requirements`` are its ``Requires-Dist: torch`` entries as written, ``None`` when its
-    metadata is unknown or unreadable (then nothing is said about them); ``tags`` its wheel
+    metadata is unknown or unreadable (then nothing is said about them);
+    ``invalid_requirements`` the entries naming torch that are not valid requirements (they
+    are not among ``requirements``); ``tags`` its wheel
     tags (from the wheel's name, or an installed ``WHEEL`` file); ``from_wheel`` whether a
     wheel file itself is audited; ``is_torch`` whether it is torch itself.
     """
@@ -61,6 +63,7 @@ class PackageFacts:
     name: str
     libraries: tuple[LibraryFacts, ...] = ()
     requirements: tuple[str, ...] | None = None
+    invalid_requirements: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     from_wheel: bool = False
     is_torch: bool = False

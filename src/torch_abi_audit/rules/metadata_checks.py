@@ -146,6 +146,25 @@ def _declares(requirements: Sequence[str]) -> str:
     return f"declares {'; '.join(requirements)}"
 
 
+def invalid_requirement_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """``Requires-Dist`` entries naming torch that are not valid requirements (PEP 508): pip
+    refuses to install such a distribution, other tools drop the entry; either way the torch
+    requirement it meant to state is not there (and :func:`torch_requirement_findings` reads
+    none)."""
+    if not package.invalid_requirements:
+        return []
+    invalid = package.invalid_requirements
+    quoted = "; ".join(f"Requires-Dist: {text}" for text in invalid)
+    return [
+        finding(
+            "torch-requirement-invalid",
+            f"declares {quoted}, which is not a valid requirement (PEP 508): installers reject "
+            "or ignore it, so no torch requirement is in effect",
+            {"requirements": list(invalid)},
+        )
+    ]
+
+
 def torch_requirement_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
     """Check ``Requires-Dist: torch`` against what the libraries need from torch."""
     requirements = package.requirements

@@ -19,6 +19,7 @@ from torch_abi_audit.rules.findings import Finding
 
 #: Every rule that yields findings, in the order their findings are listed.
 RULES: tuple[Rule, ...] = (
+    metadata_checks.invalid_requirement_findings,
     metadata_checks.torch_requirement_findings,
     metadata_checks.tag_findings,
     manylinux.manylinux_tag_findings,

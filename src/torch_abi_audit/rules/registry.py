@@ -90,6 +90,14 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         "as above, but the declared lower bound is older than the newest shim imported",
     ),
     FindingCode(
+        "torch-requirement-invalid",
+        _ERROR,
+        (_M,),
+        "a `Requires-Dist` naming torch is not a valid requirement (PEP 508: `torch >=2.11,,`, "
+        "`torch (>=2.11`): installers reject or drop it, so no torch requirement is in effect, "
+        "and the torch requirement checks above see none",
+    ),
+    FindingCode(
         "torch-over-pinned",
         _INFO,
         (),

@@ -1,4 +1,4 @@
-"""Find the compiled libraries (and executables) under a directory tree.
+"""Find the compiled libraries under a directory tree.
 
 A file is a *candidate* when its name is a shared-library name (``*.so``, ``*.so.1.2.3``,
 ``*.dylib``, ``*.pyd``, ``*.dll``); the readers then decide from its magic bytes what it really is,
@@ -10,12 +10,17 @@ Executables a package ships (``bin/torch_shm_manager``, ``ptxas``, ``tool.exe``)
 name. A file is an *executable candidate* when its name has no extension (the programs of Linux
 and macOS) or ends in ``.exe``; one without an extension must also have an execute permission
 bit (one ``stat``, of the few extension-less files a tree holds: ``LICENSE``, ``Makefile``…).
-Only candidates have their first bytes read: they are kept when those are ELF, Mach-O or PE
-magic (:func:`is_binary`), and dropped silently otherwise (shell and Python scripts).
+Only candidates that are regular files have their first bytes read: they are kept when those
+are ELF, Mach-O or PE magic (:func:`is_binary`), and dropped silently otherwise (shell and
+Python scripts).
 
-The walk follows directory symlinks but never enters a directory twice, reports unreadable
-directories and broken or looping file links as :class:`ScanProblem`, and keeps one path per
-file (a symlink or hard link to a library already found is not scanned again).
+The walk never reads outside the directories it was given: a symbolic link (to a file or a
+directory) that leads out of them is reported as a :class:`ScanProblem` and not followed. Inside,
+every library is named by its real location (a file reached through ``pkg/up -> ..`` is the file
+of the package that really holds it), one path per file (a symlink or hard link to a library
+already found is not scanned again), and no directory is entered twice. Unreadable directories,
+broken or looping links and special files (FIFOs, devices, sockets: never opened) are
+problems too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch_abi_audit.files import not_regular_reason, open_regular, outside_reason
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 
 _LIBRARY_NAME = re.compile(
@@ -67,28 +73,15 @@ def has_execute_bit(mode: int) -> bool:
 
 
 def is_binary(path: Path | str) -> bool:
-    """True when the file at ``path`` starts with ELF, Mach-O or PE magic (8 bytes read).
+    """True when the regular file at ``path`` starts with ELF, Mach-O or PE magic (8 bytes
+    read; a FIFO or a device is never opened).
 
     Unreadable files are not binaries (their listing's problems are reported elsewhere)."""
     try:
-        with open(path, "rb", buffering=0) as handle:  # noqa: PTH123 - str paths on the walk
+        with open_regular(path) as handle:
             return detect_format(handle.read(MAGIC_SIZE)) is not None
     except OSError:
         return False
-
-
-def _executable_candidate(entry: os.DirEntry[str]) -> bool:
-    """Whether a directory entry not named like a library is a program to audit."""
-    name = entry.name
-    if not is_executable_name(name):
-        return False
-    if not name.lower().endswith(".exe"):
-        try:
-            if not has_execute_bit(entry.stat().st_mode):
-                return False
-        except OSError:
-            return False
-    return is_binary(entry.path)
 
 
 @dataclass(frozen=True)
@@ -121,76 +114,203 @@ def _inside(path: str, bases: Iterable[str]) -> bool:
     return any(path == base or path.startswith(base + os.sep) for base in bases)
 
 
-def find_libraries(roots: Iterable[Path], *, executables: bool = True) -> ScanResult:
+def _contains(path: str, others: Iterable[str]) -> bool:
+    """True when ``path`` is an ancestor of one of ``others`` (following it would walk them
+    again: a link such as ``pkg/up -> ..``)."""
+    return any(other.startswith(path.rstrip(os.sep) + os.sep) for other in others)
+
+
+class _Boundary:
+    """The directories a walk may read inside, by real path, and how a real path inside them
+    is shown: under the path the caller gave (``/venv/lib`` stays itself when it is a link)."""
+
+    def __init__(self, directories: Iterable[Path]) -> None:
+        self.bases = [(str(d), os.path.realpath(d)) for d in directories]
+
+    def canonical(self, real: str) -> str | None:
+        """``real`` under the base that holds it, or ``None`` when it lies outside all."""
+        for given, base in self.bases:
+            if real == base:
+                return given
+            if real.startswith(base.rstrip(os.sep) + os.sep):
+                return given.rstrip(os.sep) + os.sep + real[len(base) :].lstrip(os.sep)
+        return None
+
+
+def _leaves(link: str, target: str) -> ScanProblem:
+    return ScanProblem(Path(link), outside_reason(target))
+
+
+class _Walk:
+    """One walk of :func:`find_libraries` (see there)."""
+
+    def __init__(self, boundary: _Boundary, *, executables: bool) -> None:
+        self.boundary = boundary
+        self.executables = executables
+        self.result = ScanResult()
+        # One path per file (device, inode): the canonical path first in sort order, so that
+        # the choice does not depend on how the file was reached or on listing order.
+        self.found: dict[tuple[int, int], str] = {}
+        self.walked: list[str] = []  # real paths of the directories walked from the top
+        self.followed: list[str] = []  # real paths of the directory links followed
+
+    def problem(self, path: str | Path, reason: str) -> None:
+        self.result.problems.append(ScanProblem(Path(path), reason))
+
+    def add_file(self, path: str, canonical: str | None) -> None:
+        """A candidate at ``path`` (shown as ``canonical``; ``None``: work it out, the path
+        may be a link)."""
+        try:
+            info = os.stat(path)  # noqa: PTH116 - plain strings on the hot path
+        except OSError as exc:
+            self.problem(path, _describe(exc))
+            return
+        if not stat.S_ISREG(info.st_mode):
+            self.problem(path, not_regular_reason(info.st_mode))
+            return
+        if canonical is None:
+            real = os.path.realpath(path)
+            canonical = self.boundary.canonical(real)
+            if canonical is None:
+                self.result.problems.append(_leaves(path, real))
+                return
+        key = (info.st_dev, info.st_ino)
+        if key not in self.found or canonical < self.found[key]:
+            self.found[key] = canonical
+
+    def executable(self, entry: os.DirEntry[str], link: bool) -> bool:
+        """Whether a directory entry not named like a library is a program to audit: a
+        regular file, named like a program, runnable, starting with a binary's magic. One that
+        a link takes out of the boundary is not read (nothing says it is a library)."""
+        name = entry.name
+        if not is_executable_name(name):
+            return False
+        if link and self.boundary.canonical(os.path.realpath(entry.path)) is None:
+            return False
+        try:
+            mode = entry.stat().st_mode
+        except OSError:
+            return False
+        if not stat.S_ISREG(mode):
+            return False
+        if not name.lower().endswith(".exe") and not has_execute_bit(mode):
+            return False
+        return is_binary(entry.path)
+
+    def directory_link(self, path: str) -> str | None:
+        """The canonical path to walk a directory link as, or ``None`` if it is not walked:
+        it leaves the boundary (a problem), or leads where the walk goes anyway."""
+        target = os.path.realpath(path)
+        canonical = self.boundary.canonical(target)
+        if canonical is None:
+            self.result.problems.append(_leaves(path, target))
+            return None
+        covered = [*self.walked, *self.followed]
+        if _inside(target, covered) or _contains(target, covered):
+            return None
+        self.followed.append(target)
+        return canonical
+
+    def walk(self, directory: str, canonical: str) -> None:
+        matches = _LIBRARY_NAME.search
+        stack = [(directory, canonical)]
+        while stack:
+            directory, canonical = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        try:
+                            is_dir = entry.is_dir()
+                        except OSError:
+                            is_dir = False
+                        link = entry.is_symlink()
+                        if is_dir:
+                            if name in SKIPPED_DIRECTORIES:
+                                continue
+                            shown = (
+                                self.directory_link(entry.path)
+                                if link
+                                else canonical + os.sep + name
+                            )
+                            if shown is not None:
+                                stack.append((entry.path, shown))
+                        elif matches(name) or (self.executables and self.executable(entry, link)):
+                            self.add_file(entry.path, None if link else canonical + os.sep + name)
+            except OSError as exc:
+                self.problem(directory, _describe(exc))
+
+
+def find_libraries(
+    roots: Iterable[Path], *, boundary: Iterable[Path] | None = None, executables: bool = True
+) -> ScanResult:
     """Walk ``roots`` (files or directories) and collect library candidates, and, with
     ``executables``, the programs among the files not named like libraries (see the module
     docstring).
 
     A root that is itself a file is taken as a candidate whatever its name. Paths come back
-    sorted, with duplicates (same device and inode) removed, preferring a path that is not a
-    symbolic link.
+    sorted and canonical: each library under the real path of the directory that holds it
+    (shown below the root or boundary directory it lies in), one path per file (same device
+    and inode), so that a file reached through a symbolic link is attributed to where it
+    really is, whichever way the walk came.
 
-    Directory symlinks are followed unless their target lies inside a root (it is walked there
-    anyway) or inside a target already followed: that is what ends symlink cycles, without a
-    ``stat`` of every directory.
+    Nothing outside ``boundary`` (default: the directory roots) is read: a symbolic link that
+    leads out of it is a problem, not followed; with an explicit ``boundary``, so is a root
+    that lies outside it. A directory link is not followed either when its target is walked
+    anyway or holds what is walked (a cycle such as ``pkg/up -> ..``). Directories named in
+    :data:`SKIPPED_DIRECTORIES` are not entered.
     """
-    result = ScanResult()
-    # One path per file (device, inode): a path that is not a symlink wins, then the first
-    # in sort order, so that the choice does not depend on directory listing order.
-    found: dict[tuple[int, int], tuple[bool, str]] = {}
+    roots = list(roots)
+    explicit = boundary is not None
+    directories, files = _split_roots(roots, explicit, boundary)
+    bases = boundary if boundary is not None else (d for d, _ in directories)
+    walk = _Walk(_Boundary(bases), executables=executables)
+    for path, problem in files:
+        if problem is not None:
+            walk.problem(path, problem)
+        elif explicit:
+            walk.add_file(str(path), None)
+        else:  # a file the caller named is read where it is, link or not
+            walk.add_file(str(path), str(path))
+    for directory, real in _outermost(directories):
+        canonical = walk.boundary.canonical(real)
+        if canonical is None:
+            walk.result.problems.append(_leaves(str(directory), real))
+            continue
+        walk.walked.append(real)
+    for directory, real in _outermost(directories):
+        if real in walk.walked:
+            walk.walk(str(directory), walk.boundary.canonical(real) or str(directory))
+    walk.result.libraries = [Path(path) for path in sorted(set(walk.found.values()))]
+    walk.result.problems.sort(key=lambda p: str(p.path))
+    return walk.result
 
-    def add_file(path: str, is_link: bool) -> None:
-        try:
-            info = os.stat(path)  # noqa: PTH116 - plain strings on the hot path
-        except OSError as exc:
-            result.problems.append(ScanProblem(Path(path), _describe(exc)))
-            return
-        if not stat.S_ISREG(info.st_mode):
-            result.problems.append(ScanProblem(Path(path), "not a regular file"))
-            return
-        key = (info.st_dev, info.st_ino)
-        rank = (is_link, path)
-        if key not in found or rank < found[key]:
-            found[key] = rank
 
-    directories: list[str] = []
+def _split_roots(
+    roots: list[Path], explicit: bool, boundary: Iterable[Path] | None
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
+    """The directory roots with their real paths, and the file roots (or why they fail)."""
+    directories: list[tuple[Path, str]] = []
+    files: list[tuple[Path, str | None]] = []
     for root in roots:
         try:
-            root_info = root.stat()
+            info = root.stat()
         except OSError as exc:
-            result.problems.append(ScanProblem(root, _describe(exc)))
+            files.append((root, _describe(exc)))
             continue
-        if stat.S_ISDIR(root_info.st_mode):
-            directories.append(str(root))
+        if stat.S_ISDIR(info.st_mode):
+            directories.append((root, os.path.realpath(root)))
         else:
-            add_file(str(root), root.is_symlink())
-    walked = [os.path.realpath(d) for d in directories]
-    followed: list[str] = []
-    stack = list(reversed(directories))
-    matches = _LIBRARY_NAME.search
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        if name in SKIPPED_DIRECTORIES:
-                            continue
-                        if entry.is_symlink():
-                            target = os.path.realpath(entry.path)
-                            if _inside(target, walked) or _inside(target, followed):
-                                continue
-                            followed.append(target)
-                        stack.append(entry.path)
-                    elif matches(name) or (executables and _executable_candidate(entry)):
-                        add_file(entry.path, entry.is_symlink())
-        except OSError as exc:
-            result.problems.append(ScanProblem(Path(directory), _describe(exc)))
-    result.libraries = [Path(path) for _link, path in sorted(found.values(), key=lambda r: r[1])]
-    result.problems.sort(key=lambda p: str(p.path))
-    return result
+            files.append((root, None))
+    return directories, files
+
+
+def _outermost(directories: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """The directory roots not inside another one (by real path; of two roots that are the
+    same directory, the one that is not a link, else the first)."""
+    kept: list[tuple[Path, str]] = []
+    ranked = sorted(directories, key=lambda d: (d[1].count(os.sep), d[0].is_symlink(), str(d[0])))
+    for directory, real in ranked:
+        if not _inside(real, (r for _, r in kept)):
+            kept.append((directory, real))
+    return kept

@@ -10,14 +10,20 @@ description is never parsed).
 from __future__ import annotations
 
 import csv
+import io
 import posixpath
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from torch_abi_audit.files import open_regular, read_regular
 from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
-from torch_abi_audit.sources.metadata import DistributionMetadata, parse_metadata
+from torch_abi_audit.sources.metadata import (
+    MAX_METADATA_SIZE,
+    DistributionMetadata,
+    parse_metadata,
+)
 
 
 @dataclass(frozen=True)  # not slots: cached_property stores into the instance __dict__
@@ -29,7 +35,9 @@ class InstalledDistribution:
     library-named files it installed; ``scripts`` the site-relative paths (``../../../bin/x``)
     of what it installed into a ``bin`` or ``Scripts`` directory outside it that is named like
     a program (a wheel's ``<dist>.data/scripts/``). ``problem`` is set when ``RECORD`` could
-    not be read (the distribution then owns nothing). ``METADATA`` is read on first use of
+    not be read (the distribution then owns nothing); ``record_problems`` say what of a
+    readable ``RECORD`` was left unread (beyond the budgets below). ``METADATA`` is read on
+    first use of
     :attr:`metadata` (an environment holds many pure-Python distributions whose metadata the
     audit never needs); if it cannot be read, the name comes from the directory and
     ``metadata.problem`` says why.
@@ -39,20 +47,30 @@ class InstalledDistribution:
     top_level: tuple[str, ...] = ()
     library_files: frozenset[str] = frozenset()
     problem: str | None = None
+    record_problems: tuple[str, ...] = ()
     scripts: tuple[str, ...] = ()
 
     @cached_property
     def metadata(self) -> DistributionMetadata:
         """The parsed ``METADATA`` and ``WHEEL`` files (never raises)."""
+        what = "METADATA"
         try:
-            wheel_file = self.metadata_dir / "WHEEL"
-            return parse_metadata(
-                (self.metadata_dir / "METADATA").read_bytes(),
-                wheel_file=wheel_file.read_bytes() if wheel_file.is_file() else None,
-            )
+            # Nothing is read out of the site directory, whatever links say.
+            site = self.metadata_dir.parent
+            raw = read_regular(self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site)
+            what = "WHEEL"
+            try:
+                wheel_file: bytes | None = read_regular(
+                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site
+                )
+            except FileNotFoundError:
+                wheel_file = None
+            what = "METADATA"
+            return parse_metadata(raw, wheel_file=wheel_file)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             return DistributionMetadata(
-                self.directory_name, "", problem=f"unreadable METADATA: {exc}"
+                self.directory_name, "", problem=f"unreadable {what}: {reason}"
             )
 
     @property
@@ -91,57 +109,101 @@ def _normalised(path: str) -> str | None:
     return path
 
 
+#: Budgets for reading one ``RECORD``. The CUDA build of torch lists 15k files (2 MB) and about
+#: a hundred libraries; no real distribution comes near these.
+MAX_RECORD_SIZE = 16 << 20  # read in ~0.5 s
+MAX_RECORD_NAMES = 10_000  # top-level entries and library paths kept
+#: A RECORD line longer than this is not a path: it is skipped.
+_MAX_LINE = 1 << 16
+
+
+#: A program a wheel installed into the environment's ``bin`` (``Scripts`` on Windows), as its
+#: RECORD spells it from the site directory (``../../../bin/tool``).
 _SCRIPT_DIRECTORY = re.compile(r"^(?:\.\./)+(?:[^/]+/)*(?:bin|Scripts)/[^/]+$")
 
 
-def _scripts(paths: list[str]) -> tuple[str, ...]:
-    """The RECORD paths outside the site directory, in a ``bin``/``Scripts`` directory, named
-    like a program (``../../../bin/tool``, ``..\\..\\Scripts\\tool.exe``)."""
-    found = []
-    for path in paths:
-        if not path.startswith(".."):
-            continue
-        normal = posixpath.normpath(path.replace("\\", "/"))
-        if _SCRIPT_DIRECTORY.match(normal) and is_executable_name(normal):
-            found.append(normal)
-    return tuple(sorted(set(found)))
+class _RecordReader:
+    """Reads one ``RECORD`` as a stream, within the budgets, keeping only what attribution
+    needs: the top-level entries, the library-named paths and the programs installed into a
+    ``bin``/``Scripts`` directory outside the site directory."""
 
+    def __init__(self) -> None:
+        self.top_level: dict[str, None] = {}
+        self.libraries: set[str] = set()
+        self.scripts: set[str] = set()
+        self.problems: list[str] = []
 
-def _read_record(dist_info: Path) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]:
-    text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    if '"' in text:
-        # A quoted path (holding a comma or a quote): let the csv module split every line.
-        paths = [row[0] for row in csv.reader(text.splitlines()) if row and row[0]]
-    else:
-        # Plain "path,hash,size" lines (torch's RECORD has 15k): split without the csv module.
-        paths = [line.partition(",")[0] for line in text.splitlines() if line]
-    top_level: dict[str, None] = {}
-    for path in paths:
+    def read(self, handle: io.FileIO) -> None:
+        text = io.TextIOWrapper(io.BufferedReader(handle), encoding="utf-8", errors="replace")
+        consumed = 0
+        continued = False  # inside a line longer than _MAX_LINE
+        while line := text.readline(_MAX_LINE):
+            consumed += len(line)
+            if consumed > MAX_RECORD_SIZE:
+                self.problems.append(
+                    f"RECORD is larger than {MAX_RECORD_SIZE >> 20} MiB: the rest is not read"
+                )
+                return
+            # A piece of a line longer than _MAX_LINE ends without a line break (as does the
+            # last line of a file, which is shorter).
+            cut = len(line) == _MAX_LINE and not line.endswith(("\n", "\r"))
+            if not continued and not cut:
+                self._add(_record_path(line.rstrip("\r\n")))
+            continued = cut
+            if len(self.libraries) + len(self.top_level) + len(self.scripts) > MAX_RECORD_NAMES:
+                self.problems.append(
+                    f"RECORD lists more than {MAX_RECORD_NAMES:,} libraries and top-level "
+                    "entries: the rest is not read"
+                )
+                return
+
+    def _add(self, path: str) -> None:
+        if not path:
+            return
         first = path.partition("/")[0]
-        if first in top_level:
-            continue
-        normalised = _normalised(path) if first in ("", ".", "..") or "\\" in first else first
-        if normalised is None:
-            continue
-        top = normalised.partition("/")[0]
-        if not top.endswith(".dist-info"):
-            top_level.setdefault(top, None)
-    libraries = set()
-    for path in filter(_LIBRARY_HINT.search, paths):
-        normalised = _normalised(path)
-        if normalised is not None and is_library_name(normalised):
-            libraries.add(normalised)
-    return tuple(top_level), frozenset(libraries), _scripts(paths)
+        if first not in self.top_level:
+            normalised = _normalised(path) if first in ("", ".", "..") or "\\" in first else first
+            if normalised is not None:
+                top = normalised.partition("/")[0]
+                if not top.endswith(".dist-info"):
+                    self.top_level.setdefault(top, None)
+        if _LIBRARY_HINT.search(path):
+            normalised = _normalised(path)
+            if normalised is not None and is_library_name(normalised):
+                self.libraries.add(normalised)
+        if path.startswith(".."):  # ../../../bin/tool, ..\..\Scripts\tool.exe
+            normal = posixpath.normpath(path.replace("\\", "/"))
+            if _SCRIPT_DIRECTORY.match(normal) and is_executable_name(normal):
+                self.scripts.add(normal)
+
+
+def _record_path(line: str) -> str:
+    """The path of a ``path,hash,size`` line (csv: a quoted path may hold a comma)."""
+    if '"' not in line:
+        return line.partition(",")[0]  # torch's RECORD has 15k lines: no csv module for those
+    row = next(csv.reader([line]), [])
+    return row[0] if row else ""
 
 
 def read_distribution(dist_info: Path) -> InstalledDistribution:
     """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
-    ``problem`` (and ``metadata.problem``)."""
+    ``problem`` (and ``metadata.problem``). Nothing out of the directory holding ``dist_info``
+    is read: a link that leads there (the directory itself, or one of its files) is a
+    problem."""
+    record = _RecordReader()
     try:
-        top_level, libraries, scripts = _read_record(dist_info)
+        with open_regular(dist_info / "RECORD", within=dist_info.parent) as handle:
+            record.read(handle)
     except (OSError, csv.Error) as exc:
-        return InstalledDistribution(dist_info, problem=f"unreadable RECORD: {exc}")
-    return InstalledDistribution(dist_info, top_level, libraries, scripts=scripts)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return InstalledDistribution(dist_info, problem=f"unreadable RECORD: {reason}")
+    return InstalledDistribution(
+        dist_info,
+        tuple(record.top_level),
+        frozenset(record.libraries),
+        record_problems=tuple(record.problems),
+        scripts=tuple(sorted(record.scripts)),
+    )
 
 
 def find_distributions(site_dir: Path) -> list[InstalledDistribution]:

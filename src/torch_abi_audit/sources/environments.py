@@ -26,6 +26,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
+
 
 class EnvironmentNotFound(LookupError):
     """``--python`` or ``--site-packages`` names nothing whose packages can be found."""
@@ -54,9 +56,10 @@ _CFG_VERSION = re.compile(r"^(3\.\d+)")
 def read_pyvenv_cfg(prefix: Path) -> dict[str, str] | None:
     """The ``key = value`` lines of ``prefix/pyvenv.cfg`` (PEP 405), or ``None`` without one."""
     try:
-        text = (prefix / "pyvenv.cfg").read_text("utf-8", errors="replace")
-    except OSError:
+        raw = read_regular(prefix / "pyvenv.cfg", MAX_CONFIG_SIZE)
+    except OSError:  # missing, not a regular file (a FIFO would block), too large
         return None
+    text = raw.decode("utf-8", errors="replace")
     values = {}
     for line in text.splitlines():
         key, equals, value = line.partition("=")
@@ -167,6 +170,8 @@ def site_packages_directories(paths: Iterable[Path]) -> list[Path]:
 # -- the tool's own environment --------------------------------------------------------------
 
 _THIS_TOOL = "torch-abi-audit"
+#: What :func:`tool_environment` calls an environment holding only this tool and its needs.
+ISOLATED = "an isolated environment"
 # What installers put into any environment.
 _INSTALLERS = frozenset({"pip", "setuptools", "wheel", "uv"})
 
@@ -209,5 +214,5 @@ def tool_environment(prefix: Path, site_packages: Sequence[Path]) -> str | None:
     if (prefix / "CACHEDIR.TAG").is_file():
         return "uvx"
     if set(distributions) - _INSTALLERS <= _requirement_closure(distributions):
-        return "an isolated environment"
+        return ISOLATED
     return None

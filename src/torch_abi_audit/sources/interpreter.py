@@ -12,6 +12,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
 from torch_abi_audit.python_model import Interpreter
 
 _LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
@@ -34,8 +35,8 @@ def site_packages_interpreter(site: Path) -> Interpreter | None:
     for parent in list(site.parents)[:3]:
         config = parent / "pyvenv.cfg"
         try:
-            text = config.read_text("utf-8", errors="replace")
-        except OSError:
+            text = read_regular(config, MAX_CONFIG_SIZE).decode("utf-8", errors="replace")
+        except OSError:  # missing, not a regular file (a FIFO would block), too large
             continue
         match = _PYVENV_VERSION.search(text)
         if match:

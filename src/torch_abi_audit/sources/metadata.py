@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from torch_abi_audit.python_model import is_torch_distribution
 
+#: The largest ``METADATA`` or ``WHEEL`` file read (installed or in a wheel): real ones are a few
+#: kilobytes, a long description included; the largest on the index are well under 1 MiB.
+MAX_METADATA_SIZE = 16 << 20
+
 # A requirement whose name could normalise to "torch" (PEP 503: case, and runs of -_.).
 _MAYBE_TORCH = re.compile(r"\s*torch(?![\w.-]*[a-z0-9])", re.IGNORECASE)
 
@@ -33,6 +37,23 @@ class DistributionMetadata:
     problem: str | None = None
 
     @property
+    def invalid_torch_requirements(self) -> tuple[str, ...]:
+        """The ``Requires-Dist`` entries that name ``torch`` but are not valid requirements
+        (PEP 508): an installer refuses or drops them, so they state nothing."""
+        candidates = [text for text in self.requires_dist if _MAYBE_TORCH.match(text)]
+        if not candidates:
+            return ()
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        invalid = []
+        for text in candidates:
+            try:
+                Requirement(text)
+            except InvalidRequirement:
+                invalid.append(text)
+        return tuple(invalid)
+
+    @property
     def torch_requirements(self) -> tuple[str, ...]:
         """The ``Requires-Dist`` entries that name ``torch`` and apply without extras."""
         candidates = [text for text in self.requires_dist if _MAYBE_TORCH.match(text)]
@@ -45,7 +66,7 @@ class DistributionMetadata:
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:
-                continue
+                continue  # see invalid_torch_requirements
             if not is_torch_distribution(requirement.name):
                 continue
             if requirement.marker is not None and "extra" in str(requirement.marker):

@@ -17,12 +17,14 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason
 from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.sources.discovery import (
     ScanProblem,
+    ScanResult,
     find_libraries,
     has_execute_bit,
     is_binary,
@@ -118,6 +120,96 @@ class _Group:
     tops: list[str] = field(default_factory=list)
 
 
+#: How many names a problem about missing files lists before "and N more".
+_LISTED = 5
+
+
+class _Grouping:
+    """The packages of one site directory as they are assembled from the walk."""
+
+    def __init__(self, site_dir: Path, distributions: list[InstalledDistribution]) -> None:
+        self.site_dir = site_dir
+        self.ownership = _Ownership(distributions)
+        self.groups: dict[str, _Group] = {}
+        self.loose: list[ScanProblem] = []
+
+    def group(self, dist: InstalledDistribution | None, top: str | None) -> _Group:
+        key = f"dist:{dist.metadata_dir.name}" if dist else f"top:{top}"
+        if key not in self.groups:
+            self.groups[key] = _Group(dist.name if dist else str(top), dist)
+        group = self.groups[key]
+        if top is not None:
+            group.tops.append(top)
+        return group
+
+    def group_for(self, relative: str) -> _Group:
+        return self.group(self.ownership.owner(relative), relative.split("/", 1)[0])
+
+    def add_scan(self, scan: ScanResult) -> set[str]:
+        """File the walk's libraries and problems; returns the site-relative library paths."""
+        found: set[str] = set()
+        for library in scan.libraries:
+            relative = _relative(library, self.site_dir)
+            if relative is not None:
+                self.group_for(relative).libraries.append(library)
+                found.add(relative)
+        for problem in scan.problems:
+            relative = _relative(problem.path, self.site_dir)
+            if relative is None:
+                self.loose.append(problem)
+            else:
+                self.group_for(relative).problems.append(problem)
+        return found
+
+    def add_record_problems(self, dist: InstalledDistribution, found: set[str]) -> None:
+        """What a distribution's ``RECORD`` says that the tree does not hold: listed libraries
+        that are not there (an installation that lost files, or a RECORD that lies), and what
+        of the ``RECORD`` itself was left unread."""
+        record = dist.metadata_dir / "RECORD"
+        problems = [ScanProblem(record, reason) for reason in dist.record_problems]
+        missing = [
+            relative
+            for relative in sorted(dist.library_files - found)
+            if not os.path.lexists(self.site_dir / relative)
+        ]
+        if missing:
+            named = ", ".join(missing[:_LISTED])
+            if len(missing) > _LISTED:
+                named += f" and {len(missing) - _LISTED:,} more"
+            noun = "library" if len(missing) == 1 else "libraries"
+            reason = f"lists {len(missing):,} {noun} that {'is' if len(missing) == 1 else 'are'}"
+            problems.append(ScanProblem(record, f"RECORD {reason} not installed: {named}"))
+        if problems:
+            self.group(dist, None).problems.extend(problems)
+
+    def add_programs(self, dist: InstalledDistribution) -> None:
+        """The programs ``dist`` installed into the environment's ``bin`` (or ``Scripts``)."""
+        programs, problems = _installed_programs(self.site_dir, dist)
+        if programs or problems:
+            group = self.group(dist, None)
+            group.libraries.extend(programs)
+            group.problems.extend(problems)
+
+    def sources(self) -> list[PackageSource]:
+        for group in self.groups.values():
+            dist = group.distribution
+            if dist is not None and dist.metadata.problem:
+                group.problems.append(ScanProblem(dist.metadata_dir, dist.metadata.problem))
+        sources = [
+            PackageSource(
+                name=group.name,
+                root=_common_root(self.site_dir, group.tops),
+                libraries=tuple(group.libraries),
+                metadata=group.distribution.metadata if group.distribution else None,
+                problems=tuple(group.problems),
+                base=self.site_dir,
+            )
+            for group in self.groups.values()
+        ]
+        sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
+        return sources
+
+
 def site_packages_sources(
     site_dir: Path, distributions: list[InstalledDistribution] | None = None
 ) -> tuple[list[PackageSource], list[ScanProblem]]:
@@ -125,14 +217,15 @@ def site_packages_sources(
 
     A library belongs to the distribution whose ``RECORD`` lists it, else to the one
     distribution that installed its top-level directory, else to a package named after that
-    top-level entry. ``distributions`` are the directory's distributions when the caller has
-    already read them. Returns the package sources (sorted by name, only those holding a library
-    or a problem) and problems that belong to no package. Raises :class:`OSError` if
-    ``site_dir`` cannot be listed.
+    top-level entry; it is attributed by its real path, and nothing outside ``site_dir`` is
+    read. A library a ``RECORD`` lists that is not there is a problem of its distribution.
+    ``distributions`` are the directory's distributions when the caller has already read
+    them. Returns the package sources (sorted by name, only those holding a library or a
+    problem) and problems that belong to no package. Raises :class:`OSError` if ``site_dir``
+    cannot be listed.
     """
     if distributions is None:
         distributions = find_distributions(site_dir)
-    ownership = _Ownership(distributions)
     roots = [
         entry
         for entry in sorted(site_dir.iterdir())
@@ -140,65 +233,66 @@ def site_packages_sources(
         and entry.name != "__pycache__"
         and (is_library_name(entry.name) or entry.is_dir())
     ]
-    scan = find_libraries(roots)
-    groups: dict[str, _Group] = {}
-
-    def group_for(relative: str) -> _Group:
-        top = relative.split("/", 1)[0]
-        dist = ownership.owner(relative)
-        key = f"dist:{dist.metadata_dir.name}" if dist else f"top:{top}"
-        if key not in groups:
-            groups[key] = _Group(dist.name if dist else top, dist)
-        group = groups[key]
-        group.tops.append(top)
-        return group
-
-    for library in scan.libraries:
-        relative = _relative(library, site_dir)
-        if relative is not None:
-            group_for(relative).libraries.append(library)
-    for installed in distributions:
-        programs = _installed_programs(site_dir, installed)
-        if programs:
-            key = f"dist:{installed.metadata_dir.name}"
-            groups.setdefault(key, _Group(installed.name, installed)).libraries.extend(programs)
-    loose: list[ScanProblem] = []
-    for problem in scan.problems:
-        relative = _relative(problem.path, site_dir)
-        if relative is None:
-            loose.append(problem)
-        else:
-            group_for(relative).problems.append(problem)
+    grouping = _Grouping(site_dir, distributions)
+    found = grouping.add_scan(find_libraries(roots, boundary=[site_dir]))
+    for dist in distributions:
+        if dist.problem is None:
+            grouping.add_record_problems(dist, found)
+            grouping.add_programs(dist)
     # An unreadable RECORD is a problem of the environment (nothing can be attributed to that
     # distribution); unreadable METADATA matters for the distributions that own libraries.
-    loose += [ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem]
-    for group in groups.values():
-        dist = group.distribution
-        if dist is not None and dist.metadata.problem:
-            group.problems.append(ScanProblem(dist.metadata_dir, dist.metadata.problem))
-
-    sources = [
-        PackageSource(
-            name=group.name,
-            root=_common_root(site_dir, group.tops),
-            libraries=tuple(group.libraries),
-            metadata=group.distribution.metadata if group.distribution else None,
-            problems=tuple(group.problems),
-            base=site_dir,
-        )
-        for group in groups.values()
+    loose = grouping.loose + [
+        ScanProblem(d.metadata_dir, d.problem) for d in distributions if d.problem
     ]
-    sources.sort(key=lambda s: (s.name.lower(), str(s.root)))
-    return sources, loose
+    return grouping.sources(), loose
 
 
-def _installed_programs(site_dir: Path, dist: InstalledDistribution) -> list[Path]:
+def listed_libraries(
+    site_dir: Path, distributions: list[InstalledDistribution], limit: int = 2_000
+) -> list[Path]:
+    """The libraries the ``RECORD`` files list that exist where they are listed, without a
+    symbolic link on the way (at most ``limit``): what a scan may start reading before its
+    walk has found them. A path the walk would not give as it is gets no head start.
+    """
+    real_site = Path(os.path.realpath(site_dir))
+    paths: list[Path] = []
+    for dist in distributions:
+        for relative in sorted(dist.library_files):
+            if len(paths) >= limit:
+                return paths
+            path = site_dir / relative
+            if os.path.realpath(path) == str(real_site.joinpath(*relative.split("/"))):
+                paths.append(path)
+    return paths
+
+
+def _lexically_inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _installed_programs(
+    site_dir: Path, dist: InstalledDistribution
+) -> tuple[list[Path], list[ScanProblem]]:
     """The programs ``dist`` installed outside ``site_dir`` (its wheel's ``.data/scripts``,
     now in the environment's ``bin``): files its RECORD lists there that are executable and
-    start with ELF, Mach-O or PE magic (console-script wrappers are text, and dropped)."""
-    found = []
+    start with ELF, Mach-O or PE magic (console-script wrappers are text, and dropped).
+
+    Only files inside the environment (the directory three levels above ``site_dir``, as in
+    ``lib/python3.X/site-packages``) are read: a RECORD path or a link leading elsewhere is a
+    problem, as a link out of the site directory is.
+    """
+    environment = site_dir.parents[min(2, len(site_dir.parents) - 1)]
+    found: list[Path] = []
+    problems: list[ScanProblem] = []
     for relative in dist.scripts:
         path = Path(os.path.normpath(site_dir / relative))
+        if not _lexically_inside(path, environment):
+            reason = f"RECORD lists {relative}, outside the environment: not read"
+            problems.append(ScanProblem(dist.metadata_dir / "RECORD", reason))
+            continue
+        if not is_inside(path, environment):  # a link that leads out
+            problems.append(ScanProblem(path, outside_reason(os.path.realpath(path))))
+            continue
         try:
             mode = path.stat().st_mode
         except OSError:
@@ -206,7 +300,7 @@ def _installed_programs(site_dir: Path, dist: InstalledDistribution) -> list[Pat
         runnable = path.suffix.lower() == ".exe" or has_execute_bit(mode)
         if stat.S_ISREG(mode) and runnable and is_binary(path):
             found.append(path)
-    return found
+    return found, problems
 
 
 def _owning_distribution(directory: Path) -> InstalledDistribution | None:
@@ -313,13 +407,43 @@ def wheel_source(path: Path) -> PackageSource:
 
 
 def _directory_sources(path: Path) -> list[PackageSource]:
-    """A directory: one package per wheel at its top level, plus the libraries it holds."""
-    wheels = sorted(p for p in path.glob("*.whl") if p.is_file())
+    """A directory: one package per wheel at its top level, plus the libraries it holds.
+
+    An entry named ``*.whl`` that is not a regular file (a directory, a FIFO) is not a wheel:
+    it is reported as a problem of the directory's package, never opened as an archive; and so
+    is the directory itself when it is named like a wheel.
+    """
+    wheels: list[Path] = []
+    not_wheels: list[ScanProblem] = []
+    if path.suffix == ".whl":
+        not_wheels.append(ScanProblem(path, _not_a_wheel_file(path) or ""))
+    for candidate in sorted(path.glob("*.whl")):
+        reason = _not_a_wheel_file(candidate)
+        if reason is None:
+            wheels.append(candidate)
+        else:
+            not_wheels.append(ScanProblem(candidate, reason))
     sources = [wheel_source(wheel) for wheel in wheels]
     directory = directory_source([path], path.name)
+    if not_wheels:
+        problems = sorted((*directory.problems, *not_wheels), key=lambda p: str(p.path))
+        directory = replace(directory, problems=tuple(problems))
     if directory.libraries or directory.problems or not wheels:
         sources.append(directory)
     return sources
+
+
+def _not_a_wheel_file(path: Path) -> str | None:
+    """Why ``path``, named like a wheel, cannot be read as one (``None`` if it can be tried)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory named like a wheel: its libraries are audited as files, not a wheel"
+    return f"{not_regular_reason(mode)}: not read"
 
 
 def download_sources(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from torch_abi_audit.files import read_regular
 from torch_abi_audit.report import (
     Distribution,
     ExtensionReport,
@@ -51,7 +52,7 @@ def read_saved_report(path: Path) -> list[PackageReport]:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise SavedReportError(f"{path}: {size} bytes, more than a report can be")
-        document = json.loads(path.read_bytes())
+        document = json.loads(read_regular(path, MAX_BYTES))  # a FIFO is refused, not waited on
     except OSError as exc:
         raise SavedReportError(f"{path}: {exc.strerror or exc}") from exc
     except (ValueError, RecursionError) as exc:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sysconfig
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason, read_regular
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
 from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import is_torch_library
@@ -24,6 +26,7 @@ from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 _VERSION = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 LIB_DIR = PurePosixPath("torch/lib")
+_MAX_VERSION_FILE = 1 << 20
 #: Environment variable naming the installed torch that scripts, tests and benchmarks use (a
 #: ``torch`` package directory or a site-packages holding one).
 TORCH_DIR_VARIABLE = "TORCH_ABI_AUDIT_TORCH_DIR"
@@ -98,10 +101,11 @@ def find_torch(site_packages: Path) -> Path | None:
 def torch_version(package: Path) -> str | None:
     """``__version__`` of a ``torch`` package directory, read from ``version.py`` as text (never
     imported); ``None`` when the file is missing or names no version."""
-    version_file = package / "version.py"
-    if not version_file.is_file():
+    try:
+        text = read_regular(package / "version.py", _MAX_VERSION_FILE, within=package)
+    except OSError:  # missing, not a regular file (never opened), too large
         return None
-    return _version_of(version_file.read_text("utf-8", errors="replace"))
+    return _version_of(text.decode("utf-8", errors="replace"))
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,11 @@ def load_torch_install(path: Path) -> TorchInstall:
     Raises :class:`TorchInstallError` when ``path`` holds no torch, or no libtorch library of
     it can be read.
     """
-    if path.is_file():
+    mode = path.stat().st_mode  # OSError when it does not exist
+    if stat.S_ISREG(mode):
         return _from_wheel(path)
+    if not stat.S_ISDIR(mode):  # a FIFO named *.whl is not opened
+        raise TorchInstallError(f"{path}: {not_regular_reason(mode)}")
     package = torch_package(path)
     if package is None:
         raise TorchInstallError(f"{path}: no torch package (torch/lib) here")
@@ -152,8 +159,12 @@ def load_torch_install(path: Path) -> TorchInstall:
     for name in lib_files:
         if not is_torch_library(name):
             continue
+        file = package / "lib" / name
+        if not is_inside(file, package):  # read nothing a link takes out of the installation
+            problems.append(f"{name}: {outside_reason(os.path.realpath(file))}")
+            continue
         try:
-            library = read_library(package / "lib" / name)
+            library = read_library(file)
             exports.update(library.exports.names())
             formats.add(str(library.format))
             read.append(name)

@@ -1,0 +1,136 @@
+"""Opening files of an audited tree: regular files only, without blocking, within a budget.
+
+An audited tree is input like any other: a ``RECORD``, a ``METADATA``, a library, a wheel may be
+a FIFO (``open`` for reading blocks until a writer comes, forever), a character device
+(``/dev/zero`` never ends; opening a terminal could make it this process's controlling
+terminal), a socket, a directory. Every file the auditor reads is opened here:
+
+1. ``stat`` first: nothing that is not a regular file is opened at all;
+2. then ``open`` with ``O_NONBLOCK`` (a FIFO swapped in after the ``stat`` cannot block the
+   ``open``) and ``O_NOCTTY``;
+3. then ``fstat`` of what was opened: it must still be a regular file, the same one.
+
+:func:`read_regular` adds a size budget for the small files read whole (metadata,
+configuration): a file larger than it is refused, not read into memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)  # Windows
+)
+#: The largest configuration file read (``pyvenv.cfg``: a few lines).
+MAX_CONFIG_SIZE = 64 << 10
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class _Refusal(OSError):
+    """An :class:`OSError` of this module's own: no ``errno``, its message is its text."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class NotRegularFileError(_Refusal):
+    """The path names something other than a regular file (a FIFO, a device, a socket, a
+    directory); its ``strerror`` says which. It was not opened, or was closed unread."""
+
+
+class FileTooLargeError(_Refusal):
+    """A file is larger than the budget it is read with; nothing of it was kept."""
+
+
+class OutsideError(_Refusal):
+    """The path leads, through a symbolic link, out of the directory it may be read in; it
+    was not opened."""
+
+
+def outside_reason(target: str | Path) -> str:
+    """What a scan says of a symbolic link that leads to ``target``, out of what it scans."""
+    return f"symbolic link to {target}, outside the scanned directory: not followed"
+
+
+def is_inside(path: str | Path, directory: str | Path) -> bool:
+    """True when the real path of ``path`` lies inside the real path of ``directory``."""
+    real, base = os.path.realpath(path), os.path.realpath(directory)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def not_regular_reason(mode: int) -> str:
+    """``not a regular file (a FIFO)`` and the like, for the ``st_mode`` of a non-regular file."""
+    return f"not a regular file ({_kind(mode)})"
+
+
+def _refuse(path: Path | str, mode: int) -> NotRegularFileError:
+    return NotRegularFileError(0, not_regular_reason(mode), str(path))
+
+
+def open_regular(path: Path | str, *, within: Path | None = None) -> io.FileIO:
+    """Open the regular file ``path`` for reading (unbuffered, binary).
+
+    Raises :class:`NotRegularFileError` when ``path`` is anything else, before opening it or
+    (if it was swapped between the check and the ``open``) right after, and :class:`OSError`
+    when it cannot be opened at all. Symbolic links are followed, as ``open`` does, but with
+    ``within`` only as far as that directory: :class:`OutsideError` if they lead out of it.
+    """
+    if within is not None and not is_inside(path, within):
+        raise OutsideError(0, outside_reason(os.path.realpath(path)), str(path))
+    info = os.stat(path)  # noqa: PTH116 - a str or a Path
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(path, info.st_mode)
+    descriptor = os.open(path, _FLAGS)
+    try:
+        opened = os.fstat(descriptor)
+        if not stat.S_ISREG(opened.st_mode):
+            raise _refuse(path, opened.st_mode)
+        return os.fdopen(descriptor, "rb", buffering=0)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_regular(path: Path | str, limit: int, *, within: Path | None = None) -> bytes:
+    """The whole content of the regular file ``path``, at most ``limit`` bytes.
+
+    Raises :class:`FileTooLargeError` when it holds more, :class:`NotRegularFileError` when it
+    is not a regular file, :class:`OutsideError` when it lies out of ``within`` (if given),
+    :class:`OSError` when it cannot be read.
+    """
+    with open_regular(path, within=within) as handle:
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = handle.read(min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > limit:
+        raise FileTooLargeError(0, f"larger than {_size(limit)}: not read", str(path))
+    return b"".join(chunks)
+
+
+def _size(limit: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if limit >= 1 << shift and limit % (1 << shift) == 0:
+            return f"{limit >> shift} {unit}"
+    return f"{limit} bytes"
