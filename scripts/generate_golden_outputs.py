@@ -68,8 +68,11 @@ EXPLAINED = (
 )
 STABLE_WHEEL = "stablepkg-2.0-cp311-abi3-manylinux_2_28_x86_64.whl"
 #: The shims the fake torch of the demo environment exports: everything stablepkg imports.
-FAKE_TORCH_SHIMS = ("aoti_torch_delete_tensor_object", "aoti_torch_get_dim")
-FAKE_TORCH_NEW_SHIMS = ("torch_dtype_float8_e8m0fnu",)
+FAKE_TORCH_SHIMS = (
+    "aoti_torch_delete_tensor_object",
+    "aoti_torch_get_dim",
+    "torch_dtype_float8_e8m0fnu",
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def _environment(work: Path, wheels: Sequence[Path]) -> Path:
         capture_output=True,
         env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
     )
-    shims = "\n".join(f"void {name}(void) {{}}" for name in FAKE_TORCH_SHIMS + FAKE_TORCH_NEW_SHIMS)
+    shims = "\n".join(f"void {name}(void) {{}}" for name in FAKE_TORCH_SHIMS)
     write_torch(site, "2.11.0", shims, "namespace c10 { void placeholder() {} }\n")
     return site.parent
 
