@@ -32,6 +32,7 @@ from torch_abi_audit.renderers.registry import DEFAULT_FORMAT, RENDERERS, get_re
 from torch_abi_audit.report import AuditResult
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3
 from torch_abi_audit.sources.environments import (
+    ISOLATED,
     EnvironmentNotFound,
     find_environment,
     site_packages_directories,
@@ -304,6 +305,14 @@ def _warn(*lines: str) -> None:
     print(terminal_lines(list(lines)), file=sys.stderr)
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same directory (links followed)."""
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _environment(args: argparse.Namespace, console: Console) -> list[Path] | None:
     """The site-packages directories ``--python`` or ``--site-packages`` name (``None`` for the
     running interpreter's); says on stderr which environment ``--python`` found, and warns when
@@ -317,9 +326,14 @@ def _environment(args: argparse.Namespace, console: Console) -> list[Path] | Non
         return site_packages_directories(args.site_packages)
     if args.env:
         tool = tool_environment(Path(sys.prefix), default_site_packages())
+        active = os.environ.get("VIRTUAL_ENV")
+        activated = active is not None and _same_path(Path(active), Path(sys.prefix))
+        if tool == ISOLATED and activated:
+            # An environment holding only this tool, but the one the user activated: the
+            # newcomer's "pip install . && torch-abi-audit --env" audits what they asked for.
+            tool = None
         if tool is not None:
-            active = os.environ.get("VIRTUAL_ENV")
-            hint = f" (your active one: --python {active})" if active else ""
+            hint = f" (your active one: --python {active})" if active and not activated else ""
             console.warning(
                 f"--env audits the environment torch-abi-audit runs in, {sys.prefix}, which is "
                 f"its own ({tool}), not your project's: pass --python PATH, an interpreter or a "

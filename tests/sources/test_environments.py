@@ -14,6 +14,7 @@ import pytest
 from helpers.build import Fixtures
 from torch_abi_audit.cli import main
 from torch_abi_audit.sources.environments import (
+    ISOLATED,
     EnvironmentNotFound,
     find_environment,
     site_packages_directories,
@@ -226,3 +227,41 @@ def test_a_real_venv_is_found(tmp_path: Path) -> None:
     found = find_environment(tmp_path / "real" / "bin" / "python")
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     assert found.site_packages == (tmp_path / "real" / "lib" / version / "site-packages",)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # The newcomer's path: a venv holding only this tool, activated, audited with --env.
+        (ISOLATED, "prefix", False, False),
+        (ISOLATED, None, True, False),
+        (ISOLATED, "elsewhere", True, True),
+        # A uvx / pipx environment is the tool's own even when it is the active one.
+        ("uvx", "prefix", True, False),
+        ("uvx", "elsewhere", True, True),
+    ],
+)
+def test_env_warns_only_about_an_environment_the_user_did_not_choose(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    case: tuple[str, str | None, bool, bool],
+) -> None:
+    """(what made the environment, VIRTUAL_ENV, warned, the hint names the active one)"""
+    from torch_abi_audit import audit, cli
+
+    tool, active, warned, hint = case
+
+    monkeypatch.setattr(cli, "tool_environment", lambda prefix, sites: tool)
+    # An empty site-packages keeps the scan itself trivial.
+    monkeypatch.setattr(cli, "default_site_packages", lambda: [tmp_path])
+    monkeypatch.setattr(audit, "default_site_packages", lambda: [tmp_path])
+    if active is None:
+        monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    else:
+        path = sys.prefix if active == "prefix" else str(tmp_path / "project-venv")
+        monkeypatch.setenv("VIRTUAL_ENV", path)
+    cli.main(["--env", "--no-load-prediction", "--no-config"])
+    err = capsys.readouterr().err
+    assert ("audits the environment torch-abi-audit runs in" in err) is warned
+    assert ("your active one" in err) is hint

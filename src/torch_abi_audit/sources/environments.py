@@ -170,6 +170,8 @@ def site_packages_directories(paths: Iterable[Path]) -> list[Path]:
 # -- the tool's own environment --------------------------------------------------------------
 
 _THIS_TOOL = "torch-abi-audit"
+#: What :func:`tool_environment` calls an environment holding only this tool and its needs.
+ISOLATED = "an isolated environment"
 # What installers put into any environment.
 _INSTALLERS = frozenset({"pip", "setuptools", "wheel", "uv"})
 
@@ -212,5 +214,5 @@ def tool_environment(prefix: Path, site_packages: Sequence[Path]) -> str | None:
     if (prefix / "CACHEDIR.TAG").is_file():
         return "uvx"
     if set(distributions) - _INSTALLERS <= _requirement_closure(distributions):
-        return "an isolated environment"
+        return ISOLATED
     return None
