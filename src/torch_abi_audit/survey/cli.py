@@ -89,9 +89,10 @@ def _add_execution(run: argparse.ArgumentParser) -> None:
     run.add_argument("-j", "--jobs", type=int, metavar="N", help="workers (default: CPUs)")
     run.add_argument(
         "--torch-version",
-        metavar="X.Y[.Z]",
-        help="predict loading on this torch release, each library against the build of its "
-        "own platform (default: the newest release the release data holds builds of)",
+        metavar="X.Y[.Z][+VARIANT]",
+        help="predict loading on this torch release, each library against the release's "
+        "default build of its own platform (+cpu or +cuXY for another variant; default: the "
+        "newest release the release data holds a build of for every platform)",
     )
     run.add_argument(
         "--no-load-prediction", action="store_true", help="do not predict loading on a torch"
