@@ -9,6 +9,7 @@ and surveyed once on the two test platforms (manylinux x86_64 and Windows).
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import zlib
 from pathlib import Path
@@ -134,6 +135,23 @@ def test_the_report_splits_loads_per_build(load_store: Path) -> None:
     assert items["newest-torch"] == (
         "stable: 1 load, 1 fail, 1 pinned elsewhere; unstable: 1 cannot be told, 1 pinned elsewhere"
     )
+
+
+def test_a_store_predicted_on_several_releases_says_so(load_store: Path, tmp_path: Path) -> None:
+    store_path = tmp_path / "mixed.db"
+    shutil.copy(load_store, store_path)
+    connection = sqlite3.connect(store_path)
+    with connection:  # as if an earlier run had predicted this wheel on 2.9.1
+        connection.execute(
+            "UPDATE wheels SET load_against='torch 2.9.1' WHERE filename LIKE 'survey_pinned%win%'"
+        )
+    connection.close()
+    with SurveyStore(store_path, create=False) as store:
+        summary = summarize(store)
+    assert summary.headline.load_against == f"torch 2.9.1, torch {default_release()}"
+    # Each wheel is split by its own release: pinned to 2.9.1, it is not pinned elsewhere.
+    rows = {row.category: row.wheels for row in summary.loads}
+    assert "stable, pinned elsewhere" not in rows and rows["stable, loads"] == 2
 
 
 def test_metadata_findings_come_from_the_registry(load_store: Path) -> None:

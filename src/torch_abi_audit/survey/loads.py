@@ -114,7 +114,7 @@ def load_category(
 
 def release_of(load_against: str | None) -> str | None:
     """The release in a stored ``load_against`` label (``torch 2.15.0`` -> ``2.15.0``)."""
-    return load_against.split()[-1] if load_against else None
+    return load_against.rsplit(maxsplit=1)[-1] if load_against else None
 
 
 def _loads(report_json: bytes | None) -> Iterator[Mapping[str, Any]]:

@@ -181,13 +181,28 @@ def _with_finding(store: SurveyStore, codes: tuple[str, ...]) -> tuple[int, tupl
     return len(rows), tuple(sorted({row["package"] for row in rows}))
 
 
+def _load_against(store: SurveyStore) -> str | None:
+    """The release loading was predicted on; several, comma-separated, when runs of one store
+    predicted on different releases (each wheel keeps its own: the categories use it)."""
+    rows = store.query(
+        "SELECT DISTINCT load_against FROM wheels WHERE load_against IS NOT NULL "
+        "ORDER BY load_against"
+    )
+    labels = sorted((str(row["load_against"]) for row in rows), key=_label_key)
+    return ", ".join(labels) if labels else None
+
+
+def _label_key(label: str) -> tuple[int, Version | str]:
+    return _version_key(release_of(label) or label)
+
+
 def _headline(store: SurveyStore, packages: tuple[PackageSummary, ...]) -> Headline:
     totals = store.query(
         "SELECT COUNT(*) AS wheels, SUM(status='audited') AS audited, "
         "SUM(status='failed') AS failed, COALESCE(SUM(size), 0) AS bytes, "
         "SUM(torch_verdict=?) AS stable, SUM(torch_verdict=?) AS unstable, "
         "SUM(torch_verdict=?) AS no_torch, SUM(torch_verdict=?) AS unreadable, "
-        "COALESCE(SUM(libraries), 0) AS libraries, MAX(load_against) AS against FROM wheels",
+        "COALESCE(SUM(libraries), 0) AS libraries FROM wheels",
         (STABLE, UNSTABLE, NO_TORCH, UNREADABLE),
     )[0]
     runs = store.query(
@@ -220,7 +235,7 @@ def _headline(store: SurveyStore, packages: tuple[PackageSummary, ...]) -> Headl
         under_declared_packages=under_packages,
         unpinned=unpinned,
         unpinned_packages=unpinned_packages,
-        load_against=totals["against"],
+        load_against=_load_against(store),
         wall_seconds=float(runs["wall"]),
         cpu_seconds=float(runs["cpu"]),
         unreadable_wheels=int(totals["unreadable"] or 0),
