@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torch_abi_audit.renderers.escaping import html_text, markdown_text
+from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.survey.plots import PLOTS
 from torch_abi_audit.survey.store import SurveyStore
 from torch_abi_audit.survey.summary import Summary, summarize
@@ -123,8 +124,9 @@ PLOT_NOTES = {
     "they all find (the newest shim they import).",
     "findings": "Wheels with each metadata finding (the codes the metadata gate fails on, and "
     "the informational packaging notes); colour is severity (error, warning, info). The codes "
-    "that restate a library's verdict (torch-unstable, abi3-tagged-violations, "
-    "not-abi3-compliant) are counted by the plots above, not here.",
+    "that restate a library's verdict ("
+    + ", ".join(code for code, entry in FINDING_CODES.items() if entry.restates_verdict)
+    + ") are counted by the plots above, not here.",
     "loads": "Wheels that use torch, on the newest torch release the release data holds, each "
     "library judged against the index's default build of that release for its own platform "
     "(the columns). Stable wheels load unless they import shims it lacks or need torch or CUDA "
