@@ -1,14 +1,23 @@
-"""Regenerate the golden outputs of every report format from real runs.
+"""Regenerate every output the README and the documentation site show, from real runs.
 
 Builds the demo wheels of ``tests/helpers/demo_wheels.py`` (libraries compiled from
-``tests/fixtures/src``), runs ``python -m torch_abi_audit`` on them once per format, in the
-directory that holds them, and writes each output to ``tests/golden/demo.<format>`` and into
-the README between its ``<!-- golden: FORMAT -->`` markers. The only edits made to what the tool
-printed: the temporary directory's path becomes ``/work/demo``, and the tool's version
-``<version>``, so that the files do not change with the machine or a version bump.
+``tests/fixtures/src``), the macOS and Windows wheels of ``tests/helpers/platform_wheels.py``
+(Mach-O and PE built byte by byte), a site-packages where pip installed the demo wheels next to
+a fake torch, and a local package index (a directory pip is pointed at), then runs
+``python -m torch_abi_audit`` for each of :data:`EXAMPLES` and writes its output:
 
-    python scripts/generate_golden_outputs.py           # rewrite tests/golden and the README
-    python scripts/generate_golden_outputs.py --check   # exit 1 if they are stale
+* into every Markdown file of the README and ``docs/`` between ``<!-- golden: NAME -->`` and
+  ``<!-- end golden -->`` (one fenced block, with the command line for terminal examples);
+* for the report formats, also into ``tests/golden/demo.<suffix>``.
+
+It also writes the reference pages generated from the code (``docs/generated/``: the command
+line from the argument parsers, the JSON fields from the shipped schema; see
+``scripts/docs_reference.py``). The only edits made to what the tool printed: the temporary
+directories become ``/work/demo`` and ``/work/env``, the wheel cache ``~/.cache/torch-abi-audit``,
+and the tool's version ``<version>``, so that nothing changes with the machine or a version bump.
+
+    python scripts/generate_golden_outputs.py           # rewrite everything that is stale
+    python scripts/generate_golden_outputs.py --check   # exit 1 if anything is stale
 
 ``tests/test_golden.py`` runs the check.
 """
@@ -17,107 +26,279 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from docs_reference import all_pages  # noqa: E402
 from helpers.build import build_fixtures  # noqa: E402
-from helpers.demo_wheels import build_demo  # noqa: E402
+from helpers.demo_wheels import build_demo, build_port_next  # noqa: E402
+from helpers.fake_torch import write_torch  # noqa: E402
+from helpers.platform_wheels import write_mac_wheel, write_windows_wheel  # noqa: E402
 from torch_abi_audit import __version__  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 README = ROOT / "README.md"
-#: Where the demo appears to live in the goldens.
-SHOWN_DIRECTORY = "/work/demo"
-#: Format -> (file suffix, extra arguments, README code-fence language).
-FORMATS = {
-    "table": ("txt", ["-v"], "console"),
-    "json": ("json", [], "json"),
-    "markdown": ("md", [], "markdown"),
-    "github": ("github.txt", [], "console"),
-    "sarif": ("sarif", [], "json"),
+DOCS = ROOT / "docs"
+GENERATED = DOCS / "generated"
+#: Where the demo wheels, the demo environment and the wheel cache appear to live.
+SHOWN = {"demo": "/work/demo", "env": "/work/env", "cache": "~/.cache/torch-abi-audit"}
+PORT_WHEEL = "portpkg-1.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+PORT_NEXT_WHEEL = "portpkg-1.1-cp311-abi3-manylinux_2_28_x86_64.whl"
+#: The baseline the gate examples write, then read back against the next build of the port.
+BASELINE = "abi-baseline.toml"
+BASELINE_WRITTEN = ("--check", "torch,abi3", "--write-baseline", BASELINE)
+BASELINE_READ = ("--check", "torch,abi3", "--baseline", BASELINE)
+#: Names the explain example asks about: an Itanium-mangled libtorch function (old string ABI),
+#: an MSVC-decorated ATen operator, a macro.
+EXPLAINED = (
+    "_ZN3c106detail14torchCheckFailEPKcS2_jRKSs",
+    "?call@cat@_ops@at@@SA?AVTensor@3@AEBV?$IListRef@VTensor@at@@@c10@@_J@Z",
+    "TORCH_WARN",
+)
+STABLE_WHEEL = "stablepkg-2.0-cp311-abi3-manylinux_2_28_x86_64.whl"
+#: The shims the fake torch of the demo environment exports: everything stablepkg imports.
+FAKE_TORCH_SHIMS = (
+    "aoti_torch_delete_tensor_object",
+    "aoti_torch_get_dim",
+    "torch_dtype_float8_e8m0fnu",
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One run of the tool whose output a page shows.
+
+    ``cwd`` is the directory it runs in (``demo``: the wheels; ``env``: the directory holding
+    ``site-packages``); ``suffix`` names its ``tests/golden/demo.<suffix>`` file (the report
+    formats); ``language`` is the fence's, and terminal examples (``console``) show the command.
+    ``terminal`` examples show standard error too, interleaved as a terminal shows it (notes,
+    the ``FAIL:`` summary); the report formats show the report alone. An example that
+    ``shows`` a file shows that file as the run left it instead of what it printed (the
+    baseline ``--write-baseline`` writes). Examples run in the order :data:`EXAMPLES` lists
+    them, in the same directories: a baseline written by one is there for the next.
+    """
+
+    name: str
+    args: tuple[str, ...]
+    exit_code: int
+    language: str = "console"
+    cwd: str = "demo"
+    suffix: str | None = None
+    terminal: bool = True
+    shows: str | None = None
+
+
+def _format(fmt: str, suffix: str, language: str, *extra: str) -> Example:
+    args = (PORT_WHEEL, STABLE_WHEEL, "--check", "all", "--format", fmt, *extra)
+    return Example(fmt, args, 1, language, suffix=suffix, terminal=False)
+
+
+#: Every example, by the name its markers use.
+EXAMPLES = {
+    example.name: example
+    for example in (
+        _format("table", "txt", "console", "-v"),
+        _format("json", "json", "json"),
+        _format("markdown", "md", "markdown"),
+        _format("github", "github.txt", "console"),
+        _format("sarif", "sarif", "json"),
+        Example("wheel", (PORT_WHEEL,), 0),
+        Example("environment", ("--site-packages", "site-packages"), 0, cwd="env"),
+        Example(
+            "environment-verbose",
+            ("--site-packages", "site-packages", "-v", "portpkg"),
+            0,
+            cwd="env",
+        ),
+        Example(
+            "download",
+            ("--download", "portpkg==1.0", "--platform", "manylinux_2_28_x86_64"),
+            0,
+        ),
+        Example("release", (STABLE_WHEEL, "--torch-version", "2.10"), 0),
+        Example("release-unstable", (PORT_WHEEL, "--torch-version", "2.13", "-v"), 0),
+        Example("release-variant", (PORT_WHEEL, "--torch-version", "2.13+cu126"), 0),
+        Example("explain-plan", (PORT_WHEEL, "--explain"), 0),
+        Example("explain", ("explain", *EXPLAINED), 0),
+        Example("diff", ("diff", PORT_WHEEL, PORT_NEXT_WHEEL), 0),
+        Example("diff-regression", ("diff", PORT_NEXT_WHEEL, PORT_WHEEL, "--check", "torch"), 1),
+        Example(
+            "diff-markdown",
+            ("diff", PORT_WHEEL, PORT_NEXT_WHEEL, "--format", "markdown"),
+            0,
+            "markdown",
+            terminal=False,
+        ),
+        Example(
+            "target-version", (STABLE_WHEEL, "--target-version", "2.10", "--check", "torch"), 1
+        ),
+        Example("gates", (PORT_WHEEL, "--check", "torch,abi3"), 1),
+        Example("write-baseline", (PORT_WHEEL, *BASELINE_WRITTEN), 0),
+        Example("baseline-written", (PORT_WHEEL, *BASELINE_WRITTEN), 0, "toml", shows=BASELINE),
+        Example("baseline-stale", (PORT_NEXT_WHEEL, *BASELINE_READ), 1),
+        Example("windows", ("winpkg-1.0-cp311-abi3-win_amd64.whl", "-v"), 0),
+        Example("macos", ("macpkg-1.0-cp311-abi3-macosx_10_9_universal2.whl",), 0),
+        Example("release-gate", (STABLE_WHEEL, "--torch-version", "2.10", "--check", "load"), 1),
+    )
 }
 
 
-def command(fmt: str) -> list[str]:
-    """The command line each golden output comes from (as the README shows it)."""
-    _, extra, _ = FORMATS[fmt]
-    wheels = [
-        "portpkg-1.0-cp311-abi3-manylinux_2_28_x86_64.whl",
-        "stablepkg-2.0-cp311-abi3-manylinux_2_28_x86_64.whl",
-    ]
-    return [*wheels, "--check", "all", "--format", fmt, *extra]
+def command_line(example: Example) -> str:
+    """The command as a page shows it (quoted for a POSIX shell, so that it can be pasted)."""
+    return shlex.join(("torch-abi-audit", *example.args))
 
 
 _TOKEN = re.compile(r"torch-abi-audit-[0-9a-f]{32}")
 
 
-def _normalised(text: str, directory: Path) -> str:
-    text = text.replace(directory.as_uri(), Path(SHOWN_DIRECTORY).as_uri())
-    text = text.replace(str(directory), SHOWN_DIRECTORY).replace(__version__, "<version>")
+def _normalised(text: str, places: dict[str, Path]) -> str:
+    for name, path in places.items():
+        if SHOWN[name].startswith("/"):
+            text = text.replace(path.as_uri(), Path(SHOWN[name]).as_uri())
+        text = text.replace(str(path), SHOWN[name])
+    text = text.replace(__version__, "<version>")
     # The github format's stop-commands token is a hash of the table, paths included.
     return _TOKEN.sub("torch-abi-audit-<token>", text)
 
 
-def generate(work: Path) -> dict[str, str]:
-    """Every format's output for the demo wheels built under ``work``."""
-    demo = work / "demo"
-    build_demo(demo, build_fixtures(work / "compiled"))
-    outputs = {}
-    for fmt in FORMATS:
-        # --format json/sarif are indented on a terminal only: write them as a pipe gets them,
-        # then indent them here (the goldens are read by people).
-        completed = subprocess.run(
-            [sys.executable, "-m", "torch_abi_audit", *command(fmt)],
-            cwd=demo,
-            capture_output=True,
-            text=True,
-            check=False,
+def _environment(work: Path, wheels: Sequence[Path]) -> Path:
+    """``work/env/site-packages``: the demo wheels installed by pip, and a fake torch 2.11.0
+    exporting every shim stablepkg imports (portpkg's libtorch internals it does not)."""
+    site = work / "env" / "site-packages"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    subprocess.run(
+        [*pip, "--target", str(site), *map(str, wheels)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )
+    shims = "\n".join(f"void {name}(void) {{}}" for name in FAKE_TORCH_SHIMS)
+    write_torch(site, "2.11.0", shims, "namespace c10 { void placeholder() {} }\n")
+    return site.parent
+
+
+def run_example(example: Example, places: dict[str, Path]) -> str:
+    """The example's output, normalised; raises RuntimeError on an unexpected exit code."""
+    env = {
+        **os.environ,
+        # --download fetches from the directory of demo wheels, as from an index.
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(places["demo"]),
+        "PIP_CONFIG_FILE": os.devnull,
+        "TORCH_ABI_AUDIT_CACHE": str(places["cache"]),
+        # Standard error interleaved with the report in the order they were written.
+        "PYTHONUNBUFFERED": "1",
+    }
+    # --format json/sarif are indented on a terminal only: take them as a pipe gets them, then
+    # indent them here (the goldens are read by people).
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch_abi_audit", *example.args],
+        cwd=places[example.cwd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if example.terminal else subprocess.PIPE,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if completed.returncode != example.exit_code:
+        raise RuntimeError(
+            f"{example.name}: exit {completed.returncode}, expected {example.exit_code}: "
+            f"{completed.stderr or completed.stdout}"
         )
-        if completed.returncode != 1:  # the demo fails its gates, by design
-            raise RuntimeError(f"{fmt}: exit {completed.returncode}: {completed.stderr}")
-        text = completed.stdout
-        if fmt in ("json", "sarif"):
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
-        outputs[fmt] = _normalised(text, demo)
-    return outputs
+    text = completed.stdout
+    if example.shows is not None:
+        text = (places[example.cwd] / example.shows).read_text(encoding="utf-8")
+    if example.language == "json":
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+    return _normalised(text, places)
+
+
+def generate(work: Path) -> dict[str, str]:
+    """Every example's output, from the demo built under ``work``."""
+    demo = work / "demo"
+    built = build_fixtures(work / "compiled")
+    wheels = build_demo(demo, built)
+    build_port_next(demo, built)
+    write_windows_wheel(demo)
+    write_mac_wheel(demo)
+    places = {
+        "demo": demo,
+        "env": _environment(work, [wheels.port, wheels.stable]),
+        "cache": work / "cache",
+    }
+    return {name: run_example(example, places) for name, example in EXAMPLES.items()}
 
 
 _MARKER = re.compile(
-    r"(<!-- golden: (?P<fmt>[a-z]+) -->\n```(?P<lang>\w+)\n)"
-    r"(?P<body>.*?)(```\n<!-- end golden -->)",
-    re.S,
+    r"^(?P<indent>[ ]*)<!-- golden: (?P<name>[a-z0-9-]+) -->\n"
+    r"(?P=indent)```(?P<lang>\w+)\n(?P<body>.*?)"
+    r"(?P<end>(?P=indent)```\n(?P=indent)<!-- end golden -->)",
+    re.S | re.M,
 )
 
 
-def readme_with(outputs: dict[str, str], readme: str) -> str:
-    """The README with every golden block replaced by the output it names."""
+class UnknownExample(ValueError):
+    """A page names an example :data:`EXAMPLES` does not define."""
+
+
+def with_outputs(outputs: dict[str, str], page: str, name: str = "page") -> str:
+    """``page`` with every golden block replaced by the output it names (indented like its
+    markers, so that a block may sit inside an admonition or a list)."""
 
     def block(match: re.Match[str]) -> str:
-        fmt = match["fmt"]
-        shown = (
-            f"$ torch-abi-audit {' '.join(command(fmt))}\n" if FORMATS[fmt][2] == "console" else ""
+        example = EXAMPLES.get(match["name"])
+        if example is None:
+            raise UnknownExample(f"{name}: no example named {match['name']!r}")
+        shown = f"$ {command_line(example)}\n" if example.language == "console" else ""
+        indent = match["indent"]
+        body = "".join(
+            indent + line if line.strip() else line
+            for line in (shown + outputs[example.name]).splitlines(keepends=True)
         )
-        return f"{match.group(1)}{shown}{outputs[fmt]}{match.group(5)}"
+        fence = f"{indent}<!-- golden: {example.name} -->\n{indent}```{example.language}\n"
+        return f"{fence}{body}{match['end']}"
 
-    return _MARKER.sub(block, readme)
+    return _MARKER.sub(block, page)
+
+
+def pages() -> list[Path]:
+    """The Markdown files that may hold golden blocks (generated pages excepted)."""
+    found = [README, *sorted(DOCS.rglob("*.md"))] if DOCS.is_dir() else [README]
+    return [p for p in found if GENERATED not in p.parents]
+
+
+def wanted_files(outputs: dict[str, str]) -> dict[Path, str]:
+    """Every file this script writes, with the content it should have."""
+    wanted = {
+        GOLDEN / f"demo.{example.suffix}": outputs[name]
+        for name, example in EXAMPLES.items()
+        if example.suffix is not None
+    }
+    for page in pages():
+        wanted[page] = with_outputs(outputs, page.read_text(encoding="utf-8"), page.name)
+    for name, text in all_pages().items():
+        wanted[GENERATED / name] = text
+    return wanted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the goldens are stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if anything is stale")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         outputs = generate(Path(work))
-    readme = README.read_text(encoding="utf-8")
-    wanted = {GOLDEN / f"demo.{FORMATS[fmt][0]}": text for fmt, text in outputs.items()}
-    wanted[README] = readme_with(outputs, readme)
+    wanted = wanted_files(outputs)
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text("utf-8") != text]
     if args.check:
         for path in stale:
@@ -125,8 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stale:
             print("run: python scripts/generate_golden_outputs.py")
         return 1 if stale else 0
-    GOLDEN.mkdir(exist_ok=True)
     for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

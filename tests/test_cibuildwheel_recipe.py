@@ -1,5 +1,6 @@
-"""The README's cibuildwheel recipes, run exactly as written (placeholders filled) on a wheel
-built in the test by a real build backend (setuptools, a limited-API extension module)."""
+"""The cibuildwheel recipes of the site's CI page (docs/ci.md), run exactly as written
+(placeholders filled) on a wheel built in the test by a real build backend (setuptools, a
+limited-API extension module)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import pytest
 
 from helpers.demo_wheels import DemoWheels
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+RECIPES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "ci.md"
 _RECIPE = re.compile(r"<!-- recipe: (?P<name>[\w-]+) -->\s*```toml\n(?P<toml>.*?)```", re.S)
 
 
 def recipes() -> dict[str, dict[str, object]]:
-    """Every recipe block of the README, by name: its ``[tool.cibuildwheel]`` table."""
+    """Every recipe block of the CI page, by name: its ``[tool.cibuildwheel]`` table."""
     found = {}
-    for match in _RECIPE.finditer(README.read_text(encoding="utf-8")):
+    for match in _RECIPE.finditer(RECIPES_PAGE.read_text(encoding="utf-8")):
         table = tomllib.loads(match["toml"])["tool"]["cibuildwheel"]
         assert isinstance(table, dict)
         found[match["name"]] = table
@@ -72,7 +73,7 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
-def test_the_readme_has_the_recipes() -> None:
+def test_the_ci_page_has_the_recipes() -> None:
     found = recipes()
     assert set(found) == {"cibuildwheel-replace", "cibuildwheel-keep"}
     assert found["cibuildwheel-replace"]["audit-requires"] == ["torch-abi-audit"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -41,15 +42,16 @@ def _load_script() -> ModuleType:
 DOCS = _load_script()
 
 
-def test_readme_table_and_schema_enum_match_the_registry() -> None:
+def test_docs_table_and_schema_enum_match_the_registry() -> None:
     # Fails when a code is added, renamed or re-gated without re-running the script.
     assert DOCS.drift() == []
     assert DOCS.main(["--check"]) == 0
 
 
-def _readme_rows() -> list[list[str]]:
-    """The findings table of the README, read by a Markdown parser: the cell texts per row."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def _page_rows() -> list[list[str]]:
+    """The findings table of the verdicts page, read by a Markdown parser: the cell texts per
+    row (a code cell's anchor left out)."""
+    text = DOCS.PAGE.read_text(encoding="utf-8")
     section = text[text.index(DOCS.BEGIN) : text.index(DOCS.END)]
     tokens = MarkdownIt("commonmark").enable("table").parse(section)
     rows: list[list[str]] = []
@@ -57,12 +59,12 @@ def _readme_rows() -> list[list[str]]:
         if token.type == "tr_open":
             rows.append([])
         elif token.type == "inline" and rows:
-            rows[-1].append(token.content)
+            rows[-1].append(re.sub(r'^<span id="finding-[a-z0-9-]+"></span>', "", token.content))
     return rows
 
 
-def test_readme_findings_table_is_a_table_of_every_code() -> None:
-    header, *rows = _readme_rows()
+def test_docs_findings_table_is_a_table_of_every_code() -> None:
+    header, *rows = _page_rows()
     assert header == ["code", "severity", "fails", "when"]
     assert [row[0].strip("`") for row in rows] == list(FINDING_CODES)
     for row in rows:
@@ -78,15 +80,17 @@ def test_schema_enum_is_the_registry() -> None:
 
 
 def test_drift_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        (REPO / "README.md").read_text(encoding="utf-8").replace("| `torch-over-pinned` |", "| x |")
+    page = tmp_path / "verdicts.md"
+    page.write_text(
+        DOCS.PAGE.read_text(encoding="utf-8").replace(
+            '| <span id="finding-torch-over-pinned"></span>`torch-over-pinned` |', "| x |"
+        )
     )
     schema = tmp_path / "report.schema.json"
     document = json.loads(DOCS.SCHEMA.read_text(encoding="utf-8"))
     document["$defs"]["finding"]["properties"]["code"]["enum"].pop()
     schema.write_text(json.dumps(document, indent=2) + "\n")
-    monkeypatch.setattr(DOCS, "README", readme)
+    monkeypatch.setattr(DOCS, "PAGE", page)
     monkeypatch.setattr(DOCS, "SCHEMA", schema)
     assert len(DOCS.drift()) == 2
     assert DOCS.main(["--check"]) == 1

@@ -8,7 +8,10 @@ Projects on the index:
 * ``survey-unstable`` 2.0: the compiled unstable library, ``Requires-Dist: torch`` (unpinned);
 * ``survey-corrupt`` 0.1: a wheel whose bytes are not a zip archive (pip refuses it);
 * ``survey-damaged`` 0.1: a stored wheel whose library bytes no longer match their CRC-32;
-* ``survey-missing`` 0.1: listed, but its file answers 404.
+* ``survey-missing`` 0.1: listed, but its file answers 404;
+* ``survey-cuda``, ``survey-probe``, ``survey-pinned`` 1.0: Linux and Windows wheels that load,
+  fail, cannot be told or are pinned to another torch on the newest release
+  (:func:`helpers.survey_index.add_load_projects`; surveyed by ``tests/survey/test_loads.py``).
 
 ``surveyed`` runs ``survey run`` once over them (and ``survey-nowhere``, which the index does
 not know) on the local engine; the tests read its store.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 from helpers.build import Fixtures
 from helpers.local_index import LocalIndex
@@ -60,3 +64,18 @@ def surveyed(
         arguments = run_arguments(local_index, store, *PACKAGES, "survey-nowhere")
         code = survey_cli.main([*arguments, "--work-dir", str(work), "-j", "2"])
     yield Surveyed(store, work, code, stderr.getvalue())
+
+
+def section_cells(markdown: str, heading: str) -> list[list[str]]:
+    """The rows of the tables under ``heading`` (up to the next heading), as rendered text."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    rows: list[list[str]] = []
+    inside = False
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open":
+            inside = tokens[i + 1].content == heading
+        elif inside and token.type == "tr_open":
+            rows.append([])
+        elif inside and token.type == "inline" and tokens[i - 1].type in ("th_open", "td_open"):
+            rows[-1].append("".join(child.content for child in token.children or []))
+    return rows

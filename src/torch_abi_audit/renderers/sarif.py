@@ -44,6 +44,15 @@ from torch_abi_audit.rules.findings import Finding, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/torch-abi-audit/torch-abi-audit"
+#: The documentation site: each rule's ``helpUri`` is the place there that explains it.
+DOCUMENTATION_URI = "https://torch-abi-audit.github.io/torch-abi-audit/"
+#: Where the site explains the rules that are not finding codes (a finding code's place is its
+#: row of the findings table, ``verdicts/#finding-CODE``).
+_HELP_PAGES = {
+    "torch-unstable": "verdicts/#unstable",
+    "abi3-violation": "verdicts/#cpython",
+    "not-audited": "guarantees/#bad-input",
+}
 _LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 _SRCROOT = "%SRCROOT%"
 JSONObject = dict[str, Any]
@@ -84,11 +93,20 @@ class _Run:
             "name": "".join(part.capitalize() for part in rule_id.split("-")),
             "shortDescription": {"text": text.split(". ", 1)[0].split(": ", 1)[0]},
             "fullDescription": {"text": text},
-            "help": {"text": f"{text} See {INFORMATION_URI}#readme."},
-            "helpUri": f"{INFORMATION_URI}#readme",
+            "help": {"text": f"{text} See {help_uri(rule_id)}"},
+            "helpUri": help_uri(rule_id),
             "defaultConfiguration": {"level": level},
             "properties": {"tags": tags, "precision": "very-high"},
         }
+
+
+def help_uri(rule_id: str) -> str:
+    """The page of the documentation site that explains the rule ``rule_id``."""
+    if rule_id in _HELP_PAGES:
+        return DOCUMENTATION_URI + _HELP_PAGES[rule_id]
+    if rule_id.endswith("-gate"):
+        return DOCUMENTATION_URI + "verdicts/#gates"
+    return f"{DOCUMENTATION_URI}verdicts/#finding-{rule_id}"
 
 
 def _uri(path: Path, base: Path) -> JSONObject:

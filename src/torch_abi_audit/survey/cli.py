@@ -89,9 +89,10 @@ def _add_execution(run: argparse.ArgumentParser) -> None:
     run.add_argument("-j", "--jobs", type=int, metavar="N", help="workers (default: CPUs)")
     run.add_argument(
         "--torch-version",
-        metavar="X.Y[.Z]",
-        help="predict loading on this torch release (default: the newest the stable-ABI "
-        "table knows)",
+        metavar="X.Y[.Z][+VARIANT]",
+        help="predict loading on this torch release, each library against the release's "
+        "default build of its own platform (+cpu or +cuXY for another variant; default: the "
+        "newest release the release data holds a build of for every platform)",
     )
     run.add_argument(
         "--no-load-prediction", action="store_true", help="do not predict loading on a torch"
@@ -162,13 +163,15 @@ def _packages(args: argparse.Namespace) -> list[str]:
 
 
 def _load_version(args: argparse.Namespace) -> str | None:
-    """The torch release to predict loading on (the table's newest by default)."""
+    """The torch release to predict loading on: ``--torch-version``, else the newest release
+    the release data holds a build of for every platform
+    (:func:`~torch_abi_audit.survey.loads.default_release`)."""
     if args.no_load_prediction:
         return None
     from torch_abi_audit.loading import release_target
-    from torch_abi_audit.rules.torch_table import load_table
+    from torch_abi_audit.survey.loads import default_release
 
-    text = args.torch_version or str(load_table().newest)
+    text = args.torch_version or default_release()
     release_target(text)  # raises LoadTargetError for anything that is not a known release
     return text
 

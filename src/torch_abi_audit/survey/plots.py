@@ -20,6 +20,7 @@ COLOURS = {
     "unstable": "#D55E00",
     "no torch": "#999999",
     "failed": "#000000",
+    "unreadable": "#CC79A7",
     "error": "#D55E00",
     "warning": "#E69F00",
     "info": "#56B4E9",
@@ -117,6 +118,7 @@ def packages_plot(summary: Summary) -> str | None:
         "unstable": [p.unstable for p in summary.packages],
         "no torch": [p.no_torch for p in summary.packages],
         "failed": [p.failed for p in summary.packages],
+        "unreadable": [p.unreadable for p in summary.packages],
     }
 
     def draw(_figure: Any, axes: Any) -> None:
@@ -190,28 +192,43 @@ def findings_plot(summary: Summary) -> str | None:
     labels = [code for code, _, _ in summary.findings]
     values = [count for _, _, count in summary.findings]
     colours = [COLOURS.get(severity, "#999999") for _, severity, _ in summary.findings]
-    return _bars(labels, values, colours, "Findings by kind", "wheels", horizontal=True)
+    return _bars(labels, values, colours, "Metadata findings by kind", "wheels", horizontal=True)
+
+
+#: The colour of each load category by its outcome (the part after the comma).
+LOAD_COLOURS = {
+    "loads": COLOURS["stable"],
+    "fails": COLOURS["error"],
+    "unknown": COLOURS["warning"],
+    "admits it": COLOURS["unstable"],
+    "no torch requirement": COLOURS["warning"],
+}
+
+
+def load_colour(category: str) -> str:
+    """The bar colour of a load category (grey: set aside, or nothing predicted)."""
+    _, _, outcome = category.partition(", ")
+    if category == "unstable, loads":
+        return COLOURS["info"]  # loads, but built for another release: by luck of the exports
+    return LOAD_COLOURS.get(outcome, COLOURS["no torch"])
 
 
 def loads_plot(summary: Summary) -> str | None:
     """Wheels that use torch, by their predicted load on the newest torch."""
     if not summary.loads:
         return None
-    palette = {
-        "loads": COLOURS["stable"],
-        "fails": COLOURS["error"],
-        "unknown": COLOURS["warning"],
-        "unstable, loads": COLOURS["info"],
-        "unstable, fails": COLOURS["error"],
-        "unstable, unknown": COLOURS["warning"],
-        "unstable, admits it": COLOURS["unstable"],
-        "unstable, no torch requirement": COLOURS["warning"],
-    }
-    labels = [status for status, _ in summary.loads]
-    values = [count for _, count in summary.loads]
-    colours = [palette.get(status, COLOURS["no torch"]) for status in labels]
+    labels = [row.category for row in summary.loads]
+    values = [row.wheels for row in summary.loads]
+    colours = [load_colour(row.category) for row in summary.loads]
     against = summary.headline.load_against or "the newest torch"
-    return _bars(labels, values, colours, f"Predicted loads on {against}", "wheels using torch")
+    return _bars(
+        labels,
+        values,
+        colours,
+        f"Predicted loads on {against}",
+        "wheels using torch",
+        horizontal=True,
+    )
 
 
 #: (file stem, caption, plot) in the report's order.
@@ -219,6 +236,6 @@ PLOTS: tuple[tuple[str, str, Callable[[Summary], str | None]], ...] = (
     ("months", "Stable-ABI share of wheels per upload month", months_plot),
     ("packages", "Stable-ABI share of wheels per package", packages_plot),
     ("min-torch", "Distribution of the oldest torch stable wheels load on", min_torch_plot),
-    ("findings", "Metadata and ABI findings by kind", findings_plot),
+    ("findings", "Metadata findings by kind", findings_plot),
     ("loads", "Predicted loads on the newest torch", loads_plot),
 )

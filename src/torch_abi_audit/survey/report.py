@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torch_abi_audit.renderers.escaping import html_text, markdown_text
+from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.survey.plots import PLOTS
 from torch_abi_audit.survey.store import SurveyStore
 from torch_abi_audit.survey.summary import Summary, summarize
@@ -52,7 +53,9 @@ def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
             "stable-share",
             "Wheels using torch that keep to the stable ABI",
             f"{share} ({h.stable_wheels} stable, {h.unstable_wheels} unstable; "
-            f"{h.no_torch_wheels} use no torch)",
+            f"{h.no_torch_wheels} use no torch"
+            + (f"; {h.unreadable_wheels} unreadable" if h.unreadable_wheels else "")
+            + ")",
         ),
         (
             "packages-stable",
@@ -83,23 +86,55 @@ def headline_items(summary: Summary) -> list[tuple[str, str, str]]:
             if h.unpinned
             else "0",
         ),
+        (
+            "newest-torch",
+            f"Predicted on {h.load_against or 'the newest torch'}",
+            _loads_line(summary),
+        ),
     ]
+
+
+def _loads_line(summary: Summary) -> str:
+    """``stable: 41 load, 2 fail; unstable: …`` from the load rows."""
+    by_kind: dict[str, list[str]] = {}
+    for row in summary.loads:
+        kind, _, outcome = row.category.partition(", ")
+        by_kind.setdefault(kind, []).append(f"{row.wheels} {_VERBS.get(outcome, outcome)}")
+    return "; ".join(f"{kind}: {', '.join(parts)}" for kind, parts in by_kind.items()) or "n/a"
+
+
+_VERBS = {
+    "loads": "load",
+    "fails": "fail",
+    "unknown": "cannot be told",
+    "admits it": "admit it",
+    "no torch requirement": "declare no torch",
+}
 
 
 #: What each plot shows, said under its caption.
 PLOT_NOTES = {
-    "months": "Wheels surveyed by the month the index received them, by torch verdict; the "
-    "line is the stable share of those that use torch.",
-    "packages": "Every surveyed wheel of each package (all releases and platforms surveyed).",
+    "months": "Wheels audited, by the month the index received them, by torch verdict (those "
+    "whose libraries could not all be read are left out); the line is the stable share of "
+    "those that use torch.",
+    "packages": "Every surveyed wheel of each package (all releases and platforms surveyed); "
+    "failed: not audited (see the last table), unreadable: audited, but some of its libraries "
+    "could not be read (so it has no torch verdict).",
     "min-torch": "For wheels that keep to the stable ABI: the oldest torch release whose shims "
     "they all find (the newest shim they import).",
-    "findings": "Wheels with each finding; colour is severity (error, warning, info).",
-    "loads": "Wheels that use torch, on the newest torch release of the stable-ABI table, "
-    "each judged against that release's build of its platform. Stable wheels load unless they "
-    "import shims it lacks (or a CUDA runtime it does not install); unstable wheels load only "
-    "if that build still exports every libtorch symbol they import (unknown: the release data "
-    "cannot tell), and are left aside when their Requires-Dist pins another torch (pinned "
-    "elsewhere: pip never puts them beside this release).",
+    "findings": "Wheels with each metadata finding (the codes the metadata gate fails on, and "
+    "the informational packaging notes); colour is severity (error, warning, info). The codes "
+    "that restate a library's verdict ("
+    + ", ".join(code for code, entry in FINDING_CODES.items() if entry.restates_verdict)
+    + ") are counted by the plots above, not here.",
+    "loads": "Wheels that use torch, on the newest torch release the release data holds, each "
+    "library judged against the index's default build of that release for its own platform "
+    "(the columns). Stable wheels load unless they import shims it lacks or need torch or CUDA "
+    "libraries it does not install (a CUDA runtime of another major); unstable wheels load "
+    "only if that build still exports every libtorch symbol they import; unknown: the release "
+    "data cannot tell. Pinned elsewhere: the wheel's Requires-Dist excludes this release, so "
+    "pip never installs the two together. The second table says why wheels fail or cannot be "
+    "told (a wheel may have several reasons).",
 }
 
 
@@ -111,9 +146,16 @@ def plot_tables(summary: Summary) -> dict[str, Table]:
             [(m, str(s), str(u), str(n)) for m, s, u, n in summary.months],
         ),
         "packages": (
-            ("package", "stable", "unstable", "no torch", "failed"),
+            ("package", "stable", "unstable", "no torch", "failed", "unreadable"),
             [
-                (p.name, str(p.stable), str(p.unstable), str(p.no_torch), str(p.failed))
+                (
+                    p.name,
+                    str(p.stable),
+                    str(p.unstable),
+                    str(p.no_torch),
+                    str(p.failed),
+                    str(p.unreadable),
+                )
                 for p in summary.packages
             ],
         ),
@@ -126,10 +168,27 @@ def plot_tables(summary: Summary) -> dict[str, Table]:
             [(code, severity, str(count)) for code, severity, count in summary.findings],
         ),
         "loads": (
-            ("predicted load", "wheels using torch"),
-            [(status, str(count)) for status, count in summary.loads],
+            ("predicted load", "wheels using torch", *summary.load_builds),
+            [
+                (row.category, str(row.wheels), *(str(n) for n in row.per_build))
+                for row in summary.loads
+            ],
         ),
     }
+
+
+def follow_up_tables(summary: Summary) -> dict[str, tuple[str, Table]]:
+    """A second table under some plots, by plot stem: (its id suffix, the table)."""
+    tables: dict[str, tuple[str, Table]] = {}
+    if summary.load_reasons:
+        tables["loads"] = (
+            "why",
+            (
+                ("predicted load", "why", "wheels"),
+                [(category, why, str(n)) for category, why, n in summary.load_reasons],
+            ),
+        )
+    return tables
 
 
 def package_table(summary: Summary) -> Table:
@@ -188,11 +247,14 @@ def render_markdown(summary: Summary, title: str, plots: dict[str, str]) -> str:
     parts = [f"# {_md_cell(title)}", ""]
     parts += [f"- **{label}**: {_md_cell(value)}" for _, label, value in headline_items(summary)]
     tables = plot_tables(summary)
+    follow_ups = follow_up_tables(summary)
     for stem, caption, _ in PLOTS:
         parts += ["", f"## {caption}", "", _md_cell(PLOT_NOTES[stem]), ""]
         if stem in plots:
             parts += [f"![{caption}]({plots[stem]})", ""]
         parts.append(_md_table(tables[stem]) if tables[stem][1] else "Nothing to show.")
+        if stem in follow_ups:
+            parts += ["", _md_table(follow_ups[stem][1])]
     parts += ["", "## Packages", "", _md_table(package_table(summary))]
     if summary.failures:
         parts += ["", "## Wheels that could not be audited", "", _md_table(failure_table(summary))]
@@ -229,6 +291,7 @@ def render_html(summary: Summary, title: str, plots: dict[str, str]) -> str:
     )
     sections = []
     tables = plot_tables(summary)
+    follow_ups = follow_up_tables(summary)
     for stem, caption, _ in PLOTS:
         figure = (
             f"<figure id='plot-{stem}'>{plots[stem]}<figcaption>{html_text(caption)}"
@@ -236,10 +299,14 @@ def render_html(summary: Summary, title: str, plots: dict[str, str]) -> str:
             if stem in plots
             else "<p>Nothing to show.</p>"
         )
+        second = ""
+        if stem in follow_ups:
+            suffix, table = follow_ups[stem]
+            second = _html_table(table, f"data-{stem}-{suffix}")
         sections.append(
             f"<section id='section-{stem}'><h2>{html_text(caption)}</h2>"
             f"<p>{html_text(PLOT_NOTES[stem])}</p>{figure}"
-            f"{_html_table(tables[stem], f'data-{stem}')}</section>"
+            f"{_html_table(tables[stem], f'data-{stem}')}{second}</section>"
         )
     sections.append(
         f"<section id='section-packages'><h2>Packages</h2>"

@@ -10,20 +10,45 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from torch_abi_audit.report import TorchVerdict
+from torch_abi_audit.rules.registry import FINDING_CODES, Gate, declared
+from torch_abi_audit.survey.loads import (
+    CATEGORIES,
+    judged_builds,
+    load_category,
+    load_reasons,
+    release_of,
+)
 from torch_abi_audit.survey.store import SurveyStore
 
-STABLE = "torch-stable"
-UNSTABLE = "torch-unstable"
-NO_TORCH = "no-torch"
-#: Findings that say a stable wheel declares a torch floor lower than it needs, or none.
-UNDER_DECLARED = ("torch-floor-missing", "torch-floor-too-low")
+STABLE = str(TorchVerdict.STABLE)
+UNSTABLE = str(TorchVerdict.UNSTABLE)
+NO_TORCH = str(TorchVerdict.NO_TORCH)
+UNREADABLE = str(TorchVerdict.ERROR)
+#: Findings that say a stable wheel declares a torch floor lower than it needs, or none
+#: (looked up in the registry, so a renamed code fails at import, not silently at zero).
+UNDER_DECLARED = tuple(
+    declared(code).code for code in ("torch-floor-missing", "torch-floor-too-low")
+)
 #: The finding that says an unstable wheel admits torch releases it was not built for.
-UNPINNED = "torch-unpinned-unstable"
+UNPINNED = declared("torch-unpinned-unstable").code
+#: The build column of wheels stored before the build judged against was recorded.
+NOT_RECORDED = "build not recorded"
+
+
+def metadata_codes() -> frozenset[str]:
+    """The finding codes the report counts as metadata findings, from the registry: those the
+    ``metadata`` gate fails on, and the informational packaging notes no gate fails on
+    (``torch-over-pinned``, ``abi3-not-free-threaded``…). Not the codes that restate a
+    library's verdict (``torch-unstable``…: the verdict plots count those wheels), nor the load
+    and target gates' (the loads plot says what loads)."""
+    return frozenset(
+        code
+        for code, entry in FINDING_CODES.items()
+        if not entry.restates_verdict and (Gate.METADATA in entry.gates or not entry.gates)
+    )
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,7 @@ class PackageSummary:
     newest_verdicts: dict[str, str]
     newest_min_torch: str | None
     platforms_missing: int
+    unreadable: int = 0  # audited, but some library could not be read (torch verdict error)
 
     @property
     def ships_stable(self) -> bool:
@@ -71,6 +97,7 @@ class Headline:
     load_against: str | None
     wall_seconds: float
     cpu_seconds: float
+    unreadable_wheels: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,10 +108,14 @@ class Summary:
     packages: tuple[PackageSummary, ...]
     months: tuple[tuple[str, int, int, int], ...]  # month, stable, unstable, no-torch
     min_torch: tuple[tuple[str, int], ...]  # release, stable wheels needing it
-    findings: tuple[tuple[str, str, int], ...]  # code, severity, wheels
-    loads: tuple[tuple[str, int], ...]  # status, wheels
-    failures: tuple[tuple[str, str, str], ...]  # filename, stage, reason
+    findings: tuple[tuple[str, str, int], ...]  # metadata finding code, severity, wheels
+    loads: tuple[LoadRow, ...]
+    # filename, stage, reason: wheels not audited, and (stage "library") those audited whose
+    # libraries could not all be read
+    failures: tuple[tuple[str, str, str], ...]
     platforms: tuple[str, ...] = field(default=())
+    load_builds: tuple[str, ...] = field(default=())  # the columns of LoadRow.per_build
+    load_reasons: tuple[tuple[str, str, int], ...] = field(default=())  # category, why, wheels
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:
@@ -130,6 +161,7 @@ def _packages(store: SurveyStore) -> tuple[PackageSummary, ...]:
                 unstable=verdicts[UNSTABLE],
                 no_torch=verdicts[NO_TORCH],
                 failed=sum(1 for key in keys if by_key[key]["status"] == "failed"),
+                unreadable=verdicts[UNREADABLE],
                 newest=newest,
                 newest_verdicts=newest_verdicts,
                 newest_min_torch=max(floors, key=_version_key) if floors else None,
@@ -149,14 +181,29 @@ def _with_finding(store: SurveyStore, codes: tuple[str, ...]) -> tuple[int, tupl
     return len(rows), tuple(sorted({row["package"] for row in rows}))
 
 
+def _load_against(store: SurveyStore) -> str | None:
+    """The release loading was predicted on; several, comma-separated, when runs of one store
+    predicted on different releases (each wheel keeps its own: the categories use it)."""
+    rows = store.query(
+        "SELECT DISTINCT load_against FROM wheels WHERE load_against IS NOT NULL "
+        "ORDER BY load_against"
+    )
+    labels = sorted((str(row["load_against"]) for row in rows), key=_label_key)
+    return ", ".join(labels) if labels else None
+
+
+def _label_key(label: str) -> tuple[int, Version | str]:
+    return _version_key(release_of(label) or label)
+
+
 def _headline(store: SurveyStore, packages: tuple[PackageSummary, ...]) -> Headline:
     totals = store.query(
         "SELECT COUNT(*) AS wheels, SUM(status='audited') AS audited, "
         "SUM(status='failed') AS failed, COALESCE(SUM(size), 0) AS bytes, "
         "SUM(torch_verdict=?) AS stable, SUM(torch_verdict=?) AS unstable, "
-        "SUM(torch_verdict=?) AS no_torch, COALESCE(SUM(libraries), 0) AS libraries, "
-        "MAX(load_against) AS against FROM wheels",
-        (STABLE, UNSTABLE, NO_TORCH),
+        "SUM(torch_verdict=?) AS no_torch, SUM(torch_verdict=?) AS unreadable, "
+        "COALESCE(SUM(libraries), 0) AS libraries FROM wheels",
+        (STABLE, UNSTABLE, NO_TORCH, UNREADABLE),
     )[0]
     runs = store.query(
         "SELECT COALESCE(SUM(wall_seconds), 0) AS wall, COALESCE(SUM(cpu_seconds), 0) AS cpu "
@@ -188,9 +235,10 @@ def _headline(store: SurveyStore, packages: tuple[PackageSummary, ...]) -> Headl
         under_declared_packages=under_packages,
         unpinned=unpinned,
         unpinned_packages=unpinned_packages,
-        load_against=totals["against"],
+        load_against=_load_against(store),
         wall_seconds=float(runs["wall"]),
         cpu_seconds=float(runs["cpu"]),
+        unreadable_wheels=int(totals["unreadable"] or 0),
     )
 
 
@@ -207,77 +255,56 @@ def _months(store: SurveyStore) -> tuple[tuple[str, int, int, int], ...]:
     )
 
 
-def admits(requirements: str | None, release: str) -> bool | None:
-    """Whether ``Requires-Dist: torch`` entries (``'; '``-joined, as stored) let pip install
-    torch ``release`` beside the wheel; ``None`` when the wheel declares no torch."""
-    specifier = SpecifierSet()
-    found = False
-    for text in (requirements or "").split("; "):
-        try:
-            requirement = Requirement(text)
-        except InvalidRequirement:
-            continue
-        if canonicalize_name(requirement.name) == "torch":
-            specifier &= requirement.specifier
-            found = True
-    return specifier.contains(release, prereleases=True) if found else None
+@dataclass(frozen=True)
+class LoadRow:
+    """The wheels of one load category (:data:`~torch_abi_audit.survey.loads.CATEGORIES`):
+    ``wheels`` in all and ``per_build`` per build judged against (in
+    :attr:`Summary.load_builds` order)."""
+
+    category: str
+    wheels: int
+    per_build: tuple[int, ...] = ()
 
 
-#: The outcomes of a load prediction, for unstable wheels too (tied-to-build before 1.7).
-PREDICTED = ("loads", "fails", "unknown")
-
-
-def load_category(
-    verdict: str, status: str | None, requirements: str | None, release: str | None
-) -> str:
-    """What loading a wheel that uses torch on the newest ``release`` is predicted to do.
-
-    Stable wheels: their prediction, ``loads``, ``fails`` (shims newer than, or removed by, the
-    release; a missing CUDA runtime) or ``unknown``. Unstable wheels are judged against the
-    release's build too (``unstable, loads`` / ``fails`` / ``unknown``) — unless their
-    metadata pins another torch, so that pip never puts them beside the release: ``unstable,
-    pinned elsewhere``. Rows stored before release builds were judged (``tied-to-build``) are
-    split by their metadata alone (``unstable, admits it`` / ``no torch requirement``).
-    """
-    if verdict == STABLE:
-        return status or "no prediction"
-    if release is None:
-        return "unstable"
-    allowed = admits(requirements, release)
-    if allowed is False:
-        return "unstable, pinned elsewhere"
-    if status in PREDICTED:
-        return f"unstable, {status}"
-    return "unstable, no torch requirement" if allowed is None else "unstable, admits it"
-
-
-def _loads(store: SurveyStore) -> tuple[tuple[str, int], ...]:
+def _loads(
+    store: SurveyStore,
+) -> tuple[tuple[LoadRow, ...], tuple[str, ...], tuple[tuple[str, str, int], ...]]:
+    """The load rows, the builds judged against, and (category, reason, wheels) for the
+    wheels that fail or cannot be told."""
     rows = store.query(
-        "SELECT torch_verdict, load_status, requires_torch, load_against FROM wheels "
-        "WHERE status='audited' AND torch_verdict IN (?, ?)",
+        "SELECT torch_verdict, load_status, requires_torch, load_against, report_json "
+        "FROM wheels WHERE status='audited' AND torch_verdict IN (?, ?)",
         (STABLE, UNSTABLE),
     )
-    counts: Counter[str] = Counter()
+    counts: Counter[tuple[str, str]] = Counter()
+    reasons: Counter[tuple[str, str]] = Counter()
     for row in rows:
-        against = row["load_against"]
-        release = against.split()[-1] if against else None
-        counts[
-            load_category(row["torch_verdict"], row["load_status"], row["requires_torch"], release)
-        ] += 1
-    order = [
-        "loads",
-        "fails",
-        "unknown",
-        "unstable, loads",
-        "unstable, fails",
-        "unstable, unknown",
-        "unstable, pinned elsewhere",
-        "unstable, admits it",
-        "unstable, no torch requirement",
-        "unstable",
-        "no prediction",
-    ]
-    return tuple((name, counts[name]) for name in order if counts[name])
+        status = row["load_status"]
+        category = load_category(
+            row["torch_verdict"], status, row["requires_torch"], release_of(row["load_against"])
+        )
+        builds = judged_builds(row["report_json"])
+        counts[(category, " + ".join(builds) or NOT_RECORDED)] += 1
+        if category.endswith((", fails", ", unknown")):
+            for reason in load_reasons(row["report_json"], status):
+                reasons[(category, reason)] += 1
+    builds = tuple(sorted({build for _, build in counts}, key=lambda b: (b == NOT_RECORDED, b)))
+    load_rows = tuple(
+        LoadRow(
+            category,
+            sum(n for (c, _), n in counts.items() if c == category),
+            tuple(counts[(category, build)] for build in builds),
+        )
+        for category in CATEGORIES
+        if any(c == category for c, _ in counts)
+    )
+    why = tuple(
+        (category, reason, n)
+        for (category, reason), n in sorted(
+            reasons.items(), key=lambda item: (CATEGORIES.index(item[0][0]), -item[1])
+        )
+    )
+    return load_rows, builds, why
 
 
 def summarize(store: SurveyStore) -> Summary:
@@ -288,14 +315,20 @@ def summarize(store: SurveyStore) -> Summary:
         "AND min_torch IS NOT NULL GROUP BY min_torch",
         (STABLE,),
     )
+    codes = sorted(metadata_codes())
     findings = store.query(
         "SELECT f.code, f.severity, COUNT(DISTINCT f.key) AS n FROM findings f "
         "JOIN wheels w ON w.key = f.key WHERE w.status='audited' "
-        "GROUP BY f.code, f.severity ORDER BY n DESC, f.code"
+        f"AND f.code IN ({','.join('?' for _ in codes)}) "
+        "GROUP BY f.code, f.severity ORDER BY n DESC, f.code",
+        codes,
     )
-    loads = _loads(store)
+    loads, builds, reasons = _loads(store)
     failures = store.query(
-        "SELECT filename, stage, error FROM wheels WHERE status='failed' ORDER BY filename"
+        "SELECT filename, stage, error FROM wheels WHERE status='failed' UNION ALL "
+        "SELECT w.filename, 'library', group_concat(l.path || ': ' || l.error, '; ') "
+        "FROM wheels w JOIN libraries l ON l.key = w.key WHERE w.status='audited' "
+        "AND l.torch_label='ERROR' GROUP BY w.key ORDER BY filename"
     )
     platforms = store.query("SELECT DISTINCT platform FROM selections ORDER BY platform")
     return Summary(
@@ -311,4 +344,6 @@ def summarize(store: SurveyStore) -> Summary:
         loads=loads,
         failures=tuple((r["filename"], r["stage"] or "", r["error"] or "") for r in failures),
         platforms=tuple(r["platform"] for r in platforms),
+        load_builds=builds,
+        load_reasons=reasons,
     )
