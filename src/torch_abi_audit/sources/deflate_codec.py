@@ -8,7 +8,9 @@ library's zlib (a CUDA library's fatbins and symbol tables: 1.1-1.3x; dense mach
 (``decompressobj`` with a preset dictionary, ``copy``, ``unconsumed_tail``, ``unused_data``,
 ``eof``, ``crc32``), produce the same bytes and refuse the same streams; the tests of
 :mod:`torch_abi_audit.sources.deflate_seek` and of wheel reads run with each. Without the
-package (another machine, another interpreter), the standard library's is used.
+package (another machine, another interpreter), the standard library's is used; a test runs
+the command in an interpreter where ``zlib_ng`` cannot be imported and compares its report
+(``tests/sources/test_deflate_codec.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ else:
         from zlib_ng import zlib_ng as zlib
 
         zlib.decompressobj().copy  # noqa: B018 - the seeker copies decoders (zlib-ng >= 1.0)
-    except (ImportError, AttributeError):  # pragma: no cover - where zlib-ng has no wheel
+    except (ImportError, AttributeError):  # pragma: no cover - tested in a subprocess
         import zlib
 
 #: Which decoder this process uses, for the record (``zlib-ng 2.3.3``, ``zlib 1.3.1``).
