@@ -33,7 +33,7 @@ from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
-SCHEMA_VERSION = "1.11"
+SCHEMA_VERSION = "1.12"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
