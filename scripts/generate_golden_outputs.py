@@ -16,8 +16,16 @@ line from the argument parsers, the JSON fields from the shipped schema; see
 directories become ``/work/demo`` and ``/work/env``, the wheel cache ``~/.cache/torch-abi-audit``,
 and the tool's version ``<version>``, so that nothing changes with the machine or a version bump.
 
-    python scripts/generate_golden_outputs.py           # rewrite everything that is stale
-    python scripts/generate_golden_outputs.py --check   # exit 1 if anything is stale
+With ``--network`` it also runs :data:`RELEASE_EXAMPLES`, the examples on real releases (the
+migration guide's): the wheels they name are fetched by the project's downloader into the wheel
+cache, the command runs in a directory holding them, and what it printed is written between
+``<!-- release: NAME -->`` and ``<!-- end release -->``, cut to the lines the example keeps
+(every skipped stretch becomes one ``…`` line). Without ``--network`` those blocks are left as
+they are (``tests/test_migration_examples.py``, marked ``network``, checks them).
+
+    python scripts/generate_golden_outputs.py             # rewrite everything that is stale
+    python scripts/generate_golden_outputs.py --check     # exit 1 if anything is stale
+    python scripts/generate_golden_outputs.py --network   # the real-release examples too
 
 ``tests/test_golden.py`` runs the check.
 """
@@ -46,6 +54,7 @@ from helpers.demo_wheels import build_demo, build_port_next  # noqa: E402
 from helpers.fake_torch import write_torch  # noqa: E402
 from helpers.platform_wheels import write_mac_wheel, write_windows_wheel  # noqa: E402
 from torch_abi_audit import __version__  # noqa: E402
+from torch_abi_audit.sources.index import fetch_wheel  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 README = ROOT / "README.md"
@@ -154,7 +163,143 @@ EXAMPLES = {
 }
 
 
-def command_line(example: Example) -> str:
+@dataclass(frozen=True)
+class ReleaseExample:
+    """One run of the tool on real releases, as a page shows it.
+
+    ``wheels`` are the wheel files its command names (fetched by their name, for their
+    platform, into the cache, and linked into the directory the command runs in); a command
+    that names a requirement (``torchaudio==2.9.1``) fetches it itself. ``keep`` selects what
+    the page shows: each ``(pattern, count)`` keeps the first line matching the regular
+    expression ``pattern`` (searched at or after the previous kept line) and the ``count - 1``
+    lines after it (``count`` 0: every line to the end); none keeps everything.
+    """
+
+    name: str
+    args: tuple[str, ...]
+    exit_code: int
+    wheels: tuple[str, ...] = ()
+    keep: tuple[tuple[str, int], ...] = ()
+
+
+TORCHCODEC_081 = "torchcodec-0.8.1-cp311-cp311-manylinux_2_28_x86_64.whl"
+TORCHAUDIO_2110 = "torchaudio-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+#: The examples on real releases, by the name their markers use.
+RELEASE_EXAMPLES = {
+    example.name: example
+    for example in (
+        ReleaseExample(
+            "explain-torchcodec",
+            (TORCHCODEC_081, "--explain"),
+            0,
+            wheels=(TORCHCODEC_081,),
+            keep=(
+                (r"^  -- migration: ", 1),
+                (r"  c10::detail::torchCheckFail ", 2),
+                (r"  at::Tensor \(in signatures\)$", 2),
+                (r"  c10::MessageLogger ", 2),
+                (r"  at::TensorBase::mutable_data_ptr$", 2),
+                (r"  aten::cat$", 2),
+                (r"  aten::narrow$", 2),
+                (r"^    min torch after the port: ", 1),
+            ),
+        ),
+        ReleaseExample(
+            "diff-torchaudio",
+            (
+                *("diff", "torchaudio==2.9.1", "torchaudio==2.11.0"),
+                *("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11"),
+                *("--check", "torch"),
+            ),
+            0,
+            keep=((r"^Diff: ", 19),),
+        ),
+        ReleaseExample(
+            "target-torchaudio",
+            (TORCHAUDIO_2110, "--target-version", "2.10", "--check", "torch"),
+            1,
+            wheels=(TORCHAUDIO_2110,),
+            keep=((r"^  Findings:$", 3), (r"^Gates: ", 0)),
+        ),
+    )
+}
+
+
+def kept_lines(text: str, keep: Sequence[tuple[str, int]]) -> str:
+    """``text`` cut to the lines ``keep`` selects (see :class:`ReleaseExample`), every skipped
+    stretch shown as one ``…`` line indented like the line after it (at the start: not at all;
+    at the end: like the line before it).
+    Raises ValueError when a pattern matches nothing."""
+    lines = text.splitlines()
+    if not keep:
+        return text
+    chosen: list[int] = []
+    start = 0
+    for pattern, count in keep:
+        found = next((i for i in range(start, len(lines)) if re.search(pattern, lines[i])), None)
+        if found is None:
+            raise ValueError(f"no line matches {pattern!r} after line {start + 1}")
+        end = len(lines) if count == 0 else min(found + count, len(lines))
+        chosen.extend(i for i in range(found, end) if not chosen or i > chosen[-1])
+        start = end
+    shown: list[str] = []
+    previous = -1
+    for index in chosen:
+        if index > previous + 1:
+            shown.append((_indent(lines[index]) if shown else "") + "…")
+        shown.append(lines[index])
+        previous = index
+    if previous < len(lines) - 1 and any(line.strip() for line in lines[previous + 1 :]):
+        shown.append(_indent(lines[previous]) + "…")
+    return "\n".join(shown) + "\n"
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" "))]
+
+
+def run_release_example(example: ReleaseExample, work: Path) -> str:
+    """The release example's output as its page shows it; raises RuntimeError on an
+    unexpected exit code, ValueError when its output lacks a line it keeps."""
+    for filename in example.wheels:
+        target = work / filename
+        if not target.exists():
+            target.symlink_to(_fetched(filename))
+    env = {key: value for key, value in os.environ.items() if key != "TORCH_ABI_AUDIT_TORCH_DIR"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch_abi_audit", *example.args],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+    )
+    if completed.returncode != example.exit_code:
+        raise RuntimeError(
+            f"{example.name}: exit {completed.returncode}, expected {example.exit_code}: "
+            f"{completed.stdout}"
+        )
+    text = completed.stdout.replace(str(work), ".").replace(__version__, "<version>")
+    return kept_lines(text, example.keep)
+
+
+def _fetched(filename: str) -> Path:
+    parts = filename[: -len(".whl")].split("-")
+    name, version, platform = parts[0], parts[1], parts[-1]
+    return fetch_wheel(name, version, platforms=[platform], python_version="3.11")
+
+
+def release_outputs() -> dict[str, str]:
+    """Every release example's output (fetching the wheels it needs)."""
+    with tempfile.TemporaryDirectory() as work:
+        return {
+            name: run_release_example(example, Path(work))
+            for name, example in RELEASE_EXAMPLES.items()
+        }
+
+
+def command_line(example: Example | ReleaseExample) -> str:
     """The command as a page shows it (quoted for a POSIX shell, so that it can be pasted)."""
     return shlex.join(("torch-abi-audit", *example.args))
 
@@ -272,21 +417,63 @@ def with_outputs(outputs: dict[str, str], page: str, name: str = "page") -> str:
     return _MARKER.sub(block, page)
 
 
+_RELEASE_MARKER = re.compile(
+    r"^(?P<indent>[ ]*)<!-- release: (?P<name>[a-z0-9-]+) -->\n"
+    r"(?P=indent)```console\n(?P<body>.*?)"
+    r"(?P<end>(?P=indent)```\n(?P=indent)<!-- end release -->)",
+    re.S | re.M,
+)
+
+
+def with_release_outputs(outputs: dict[str, str], page: str, name: str = "page") -> str:
+    """``page`` with every release block replaced by the output it names."""
+
+    def block(match: re.Match[str]) -> str:
+        example = RELEASE_EXAMPLES.get(match["name"])
+        if example is None:
+            raise UnknownExample(f"{name}: no release example named {match['name']!r}")
+        indent = match["indent"]
+        body = "".join(
+            indent + line if line.strip() else line
+            for line in (f"$ {command_line(example)}\n" + outputs[example.name]).splitlines(
+                keepends=True
+            )
+        )
+        fence = f"{indent}<!-- release: {example.name} -->\n{indent}```console\n"
+        return f"{fence}{body}{match['end']}"
+
+    return _RELEASE_MARKER.sub(block, page)
+
+
+def release_blocks(page: str) -> dict[str, str]:
+    """The release blocks of ``page``: name -> the output shown (without the command)."""
+    blocks = {}
+    for match in _RELEASE_MARKER.finditer(page):
+        indent = match["indent"]
+        lines = [line.removeprefix(indent) for line in match["body"].splitlines(keepends=True)]
+        blocks[match["name"]] = "".join(lines[1:])
+    return blocks
+
+
 def pages() -> list[Path]:
     """The Markdown files that may hold golden blocks (generated pages excepted)."""
     found = [README, *sorted(DOCS.rglob("*.md"))] if DOCS.is_dir() else [README]
     return [p for p in found if GENERATED not in p.parents]
 
 
-def wanted_files(outputs: dict[str, str]) -> dict[Path, str]:
-    """Every file this script writes, with the content it should have."""
+def wanted_files(
+    outputs: dict[str, str], releases: dict[str, str] | None = None
+) -> dict[Path, str]:
+    """Every file this script writes, with the content it should have (the release blocks
+    as they are, without ``releases``)."""
     wanted = {
         GOLDEN / f"demo.{example.suffix}": outputs[name]
         for name, example in EXAMPLES.items()
         if example.suffix is not None
     }
     for page in pages():
-        wanted[page] = with_outputs(outputs, page.read_text(encoding="utf-8"), page.name)
+        text = with_outputs(outputs, page.read_text(encoding="utf-8"), page.name)
+        wanted[page] = text if releases is None else with_release_outputs(releases, text, page.name)
     for name, text in all_pages().items():
         wanted[GENERATED / name] = text
     return wanted
@@ -295,10 +482,15 @@ def wanted_files(outputs: dict[str, str]) -> dict[Path, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if anything is stale")
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help="also run the examples on real releases (fetches their wheels with pip)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         outputs = generate(Path(work))
-    wanted = wanted_files(outputs)
+    wanted = wanted_files(outputs, release_outputs() if args.network else None)
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text("utf-8") != text]
     if args.check:
         for path in stale:

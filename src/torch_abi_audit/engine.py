@@ -29,7 +29,7 @@ from torch_abi_audit.readers import (
 from torch_abi_audit.readers.source import file_bytes
 from torch_abi_audit.readers.strings import find_strings
 from torch_abi_audit.report import ExtensionReport, LibraryKind, SliceReport
-from torch_abi_audit.rules.bundled_runtimes import identify_runtime
+from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy, identify_runtime, is_interpreter
 from torch_abi_audit.rules.cpython_abi import (
     CPythonAnalysis,
     analyse_cpython,
@@ -184,7 +184,7 @@ def inspect_extension(
         path=path,
         cpython=cpython,
         torch=torch,
-        kind=_kind(library, entries),
+        kind=_kind(library, entries, runtime),
         format=str(library.format),
         machine=library.machine,
         needed=library.needed,
@@ -215,10 +215,15 @@ def internal_error(exc: BaseException) -> str:
     )
 
 
-def _kind(library: Library, entries: tuple[str, ...]) -> LibraryKind:
+def _kind(library: Library, entries: tuple[str, ...], runtime: RuntimeCopy | None) -> LibraryKind:
+    """A program; else an extension module: it exports a module entry point (``PyInit_*``…) and
+    is not the interpreter's own library, whose ``PyInit_*`` are its built-in modules' (see
+    :mod:`~torch_abi_audit.rules.bundled_runtimes`); else a bundled library."""
     if library.executable:
         return LibraryKind.EXECUTABLE
-    return LibraryKind.EXTENSION if entries else LibraryKind.BUNDLED
+    if entries and not is_interpreter(runtime):
+        return LibraryKind.EXTENSION
+    return LibraryKind.BUNDLED
 
 
 def _any_library(_name: str) -> bool:

@@ -24,7 +24,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,13 +157,15 @@ def write_wheel(
     requires: Iterable[str] = (),
     compression: int = zipfile.ZIP_DEFLATED,
     root_is_purelib: bool = False,
+    modes: Mapping[str, int] | None = None,
 ) -> Path:
     """Write a valid wheel of ``files`` (member name -> bytes) into ``directory``.
 
     ``tags`` are full ``python-abi-platform`` tags (``cp311-abi3-manylinux_2_28_x86_64``);
     they must form a compressed tag set (see :func:`compressed_tag_set`). Every member is
     written with ``compression`` (``zipfile.ZIP_STORED``, ``ZIP_DEFLATED``, ``ZIP_BZIP2``,
-    ``ZIP_LZMA``). Returns the wheel's path.
+    ``ZIP_LZMA``). ``modes`` gives members a Unix permission other than ``0o644`` (``0o755``:
+    runnable, as repair tools copy libraries without an extension). Returns the wheel's path.
     """
     path = directory / wheel_filename(name, version, tags)
     contents = wheel_contents(
@@ -173,7 +175,8 @@ def write_wheel(
         for member, data in contents.items():
             info = zipfile.ZipInfo(member, date_time=_FIXED_DATE_TIME)
             info.compress_type = compression
-            info.external_attr = _EXTERNAL_ATTR
+            mode = (modes or {}).get(member)
+            info.external_attr = _EXTERNAL_ATTR if mode is None else (0o100000 | mode) << 16
             archive.writestr(info, data)
     return path
 

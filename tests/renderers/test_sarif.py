@@ -18,6 +18,7 @@ from torch_abi_audit.cli import main
 from torch_abi_audit.renderers.base import RenderOptions
 from torch_abi_audit.renderers.sarif import render
 from torch_abi_audit.report import AuditResult, GateResult, GateStatus
+from torch_abi_audit.rules.registry import FINDING_CODES
 
 SCHEMA_FILE = Path(__file__).parent.parent / "fixtures" / "sarif" / "sarif-schema-2.1.0.json"
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
@@ -52,6 +53,19 @@ def test_demo_log(capsys: pytest.CaptureFixture[str], demo: DemoWheels, in_demo:
         "abi3-violation",
     }
     assert all(rule["shortDescription"]["text"] and rule["help"]["text"] for rule in rules.values())
+    # A finding code's rule says what the registry declares: its description (plain text, and
+    # the Markdown with code spans), its default severity and the gates that fail on it.
+    unpinned = rules["torch-unpinned-unstable"]
+    declared = FINDING_CODES["torch-unpinned-unstable"]
+    plain = declared.description.replace("`", "")
+    assert unpinned["fullDescription"]["text"].rstrip(".").lower() == plain.rstrip(".").lower()
+    assert unpinned["fullDescription"]["markdown"].rstrip(".")[1:] == declared.description[1:]
+    assert plain.lower().startswith(unpinned["shortDescription"]["text"].lower())
+    assert unpinned["defaultConfiguration"]["level"] == "error"
+    assert unpinned["properties"]["tags"] == ["torch-abi-audit", *map(str, declared.gates)]
+    free_threaded = rules["abi3-not-free-threaded"]
+    assert free_threaded["defaultConfiguration"]["level"] == "note"
+    assert "finding abi3-not-free-threaded (info)" not in free_threaded["fullDescription"]["text"]
     results = {
         (
             r["ruleId"],

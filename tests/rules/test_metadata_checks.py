@@ -37,10 +37,6 @@ def tag_findings(tags: Sequence[str], libraries: Sequence[LibraryFacts]) -> list
     )
 
 
-def bundled_library_findings(libraries: Sequence[LibraryFacts]) -> list[Finding]:
-    return metadata_checks.bundled_library_findings(PackageFacts("pkg", tuple(libraries)), CONTEXT)
-
-
 STABLE_2_11 = TorchAnalysis(
     uses_torch=True,
     stable=True,
@@ -227,22 +223,6 @@ def test_minimum_macos_against_the_tags(
     libraries = finding.evidence["libraries"]
     assert isinstance(libraries, list)
     assert [entry.split("(")[1].split(")")[0] for entry in libraries] == late
-
-
-def test_bundled_libpython_is_an_error_when_something_links_it() -> None:
-    shipped = mach_o("pkg/.dylibs/libpython3.11.dylib")
-    user = mach_o("pkg/_ops.so", needed=("@loader_path/.dylibs/libpython3.11.dylib",))
-    [finding] = bundled_library_findings([shipped, user, mach_o("pkg/other.so")])
-    assert (finding.code, finding.severity) == ("bundled-libpython", Severity.ERROR)
-    assert finding.evidence == {
-        "libraries": ["pkg/.dylibs/libpython3.11.dylib"],
-        "linked_by": ["pkg/_ops.so"],
-    }
-    [alone] = bundled_library_findings([mach_o("pkg.libs/libpython3.12.so.1.0")])
-    assert alone.severity is Severity.WARNING and alone.evidence["linked_by"] == []
-    [windows] = bundled_library_findings([mach_o("pkg/python311.dll")])
-    assert windows.evidence["libraries"] == ["pkg/python311.dll"]
-    assert bundled_library_findings([mach_o("pkg/libpythonize.so"), mach_o("pkg/python.py")]) == []
 
 
 def test_abi3_wheel_with_an_extension_linked_to_one_python() -> None:

@@ -41,6 +41,7 @@ from torch_abi_audit.report import (
     TorchLabel,
 )
 from torch_abi_audit.rules.findings import Finding, Severity
+from torch_abi_audit.rules.registry import FINDING_CODES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/torch-abi-audit/torch-abi-audit"
@@ -84,16 +85,28 @@ class _Run:
     results: list[JSONObject] = field(default_factory=list)
     rules: dict[str, JSONObject] = field(default_factory=dict)
 
-    def rule(self, rule_id: str, text: str, gate: str, level: str) -> None:
+    def rule(
+        self,
+        rule_id: str,
+        text: str,
+        gates: str | tuple[str, ...],
+        level: str,
+        *,
+        markdown: str = "",
+        short: str = "",
+    ) -> None:
         if rule_id in self.rules:
             return
-        tags = ["torch-abi-audit", *([gate] if gate else [])]
+        tags = ["torch-abi-audit", *((gates,) if isinstance(gates, str) else gates)]
+        full: JSONObject = {"text": text, **({"markdown": markdown} if markdown else {})}
+        help_text = f"{text} See {help_uri(rule_id)}"
+        help_markdown = f"{markdown} See [the documentation]({help_uri(rule_id)})."
         self.rules[rule_id] = {
             "id": rule_id,
             "name": "".join(part.capitalize() for part in rule_id.split("-")),
-            "shortDescription": {"text": text.split(". ", 1)[0].split(": ", 1)[0]},
-            "fullDescription": {"text": text},
-            "help": {"text": f"{text} See {help_uri(rule_id)}"},
+            "shortDescription": {"text": short or text.split(". ", 1)[0].split(": ", 1)[0]},
+            "fullDescription": full,
+            "help": {"text": help_text, **({"markdown": help_markdown} if markdown else {})},
             "helpUri": help_uri(rule_id),
             "defaultConfiguration": {"level": level},
             "properties": {"tags": tags, "precision": "very-high"},
@@ -219,7 +232,15 @@ def _finding_results(run: _Run, package: PackageReport, gates: list[GateResult])
             continue
         named = [package.library_name(lib.path) for lib in package.finding_libraries(finding)]
         level = _LEVELS[finding.severity]
-        run.rule(finding.code, _finding_text(finding), "", level)
+        declared = FINDING_CODES[finding.code]
+        run.rule(
+            finding.code,
+            _sentence(declared.description.replace("`", "")),
+            tuple(str(gate) for gate in declared.gates),
+            _LEVELS[declared.severity],
+            markdown=_sentence(declared.description),
+            short=_short(declared.description.replace("`", "")),
+        )
         related = [
             g
             for g in gates
@@ -238,8 +259,19 @@ def _finding_results(run: _Run, package: PackageReport, gates: list[GateResult])
         )
 
 
-def _finding_text(finding: Finding) -> str:
-    return f"The torch-abi-audit finding {finding.code} ({finding.severity})."
+def _sentence(description: str) -> str:
+    """A registry description (one lower-case clause) as a sentence."""
+    return description[:1].upper() + description[1:].rstrip(".") + "."
+
+
+def _short(description: str) -> str:
+    """A finding code's short description: its description up to the first clause break (not
+    a colon: ``Requires-Dist: torch`` is one)."""
+    cut = min(
+        (i for i in (description.find(mark) for mark in (". ", "; ", " (")) if i > 0),
+        default=len(description),
+    )
+    return _sentence(description[:cut]).rstrip(".")
 
 
 def _library_results(run: _Run, package: PackageReport, gates: list[GateResult]) -> None:

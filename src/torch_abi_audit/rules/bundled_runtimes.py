@@ -1,4 +1,4 @@
-"""Copies of torch's or CUDA's runtime that a package ships itself.
+"""Copies of torch's, CUDA's or Python's runtime that a package ships itself.
 
 ``auditwheel repair`` grafts every library an extension links into the wheel unless told
 otherwise; projects pass ``--exclude 'libtorch*'``, but versioned or renamed sonames defeat the
@@ -19,8 +19,21 @@ A copy is recognised by what the file *is*, not by what the wheel calls it:
   points of a CUDA runtime library (``cudaMalloc`` with ``cudaLaunchKernel``, ``cublasCreate_v2``,
   ``nvrtcCompileProgram``…) — which also finds a runtime linked in statically.
 
-Findings: ``bundled-libtorch`` (error) and ``bundled-cuda-runtime`` (warning). torch itself is
-not concerned, nor are NVIDIA's own ``nvidia-*`` distributions, which *are* the CUDA runtime.
+A copy of the Python interpreter's library (``libpython3.12.so.1.0``, ``libpython3.11.dylib``,
+the ``Python`` binary of a framework build, ``python311.dll``), which ``delocate`` copies into a
+macOS wheel when a library links the framework Python it was built with, is recognised the same
+way: by a Python library's name (soname, install name, file name), else by *defining* the
+interpreter's own entry points — ``Py_Initialize``, ``Py_Finalize`` and ``PyEval_EvalCode``
+(the functions that create an interpreter, tear it down, and run code in it). An extension
+module never defines them: it is loaded by a running interpreter and imports the API it calls
+from it. An interpreter library also exports the ``PyInit_*`` functions of the modules built
+into it (``PyInit__io``, ``PyInit_posix``…), so it is never an extension module, whatever it
+exports.
+
+Findings: ``bundled-libtorch`` (error), ``bundled-cuda-runtime`` (warning) and
+``bundled-libpython`` (error when a library of the package links the copy, else warning).
+torch itself is not concerned by the first, nor are NVIDIA's own ``nvidia-*`` distributions,
+which *are* the CUDA runtime, by the second.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from typing import NamedTuple, TypeGuard
 from torch_abi_audit.model import Library, SymbolBinding
 from torch_abi_audit.python_model import normalize_name
 from torch_abi_audit.rules.facts import PackageFacts, RuleContext
-from torch_abi_audit.rules.findings import Evidence, Finding, name_list
+from torch_abi_audit.rules.findings import Evidence, Finding, Severity, name_list
 from torch_abi_audit.rules.registry import finding
 
 # The CUDA toolkit's runtime libraries (what nvidia-*-cu12/cu13 wheels and the toolkit ship),
@@ -61,6 +74,19 @@ _LIBTORCH = re.compile(
     (?: \.so (?:\.[\d.]+)? | (?:\.[\d.]+)? \.dylib | \.dll )
     """
 )
+# The Python interpreter's library, by its file name or soname: libpython3.12.so.1.0,
+# libpython3.11.dylib, libpython3.13t.so, libpython3.12d.so, python311.dll, python3.dll (the
+# stable-ABI forwarder to python3X.dll), python313_d.dll, libpython2.7.so.1.0.
+_PYTHON_LIBRARY = re.compile(
+    r"(?:lib)?python[23](?:\.?\d+)?[td]{0,2}(?:_d)?(?:\.so(?:\.[0-9.]+)?|(?:\.[\d.]+)?\.dylib|\.dll)",
+    re.IGNORECASE,
+)
+# A framework build's library, by its install name: .../Python.framework/Versions/3.11/Python.
+_PYTHON_FRAMEWORK = re.compile(r"(?:^|/)Python\.framework/Versions/[^/]+/Python$")
+#: What only an interpreter library defines: the functions that create an interpreter, tear it
+#: down and run code in it (in every CPython release, 2.x included). Every one must be defined,
+#: strongly.
+INTERPRETER_MARKERS = ("Py_Initialize", "Py_Finalize", "PyEval_EvalCode")
 # What repair tools insert before the extension: "-" or "." and a hash (auditwheel: 8 hex
 # digits of a SHA-256; delvewheel: up to 32).
 _REPAIR_HASH = re.compile(r"[-.][0-9a-f]{8,32}(?=\.(?:so|dylib|dll)\b)", re.IGNORECASE)
@@ -89,7 +115,7 @@ CUDA_MARKERS: dict[str, tuple[str, ...]] = {
     "libnccl": ("ncclCommInitRank",),
     "libnvJitLink": ("nvJitLinkCreate",),
 }
-_ALL_MARKERS = frozenset(LIBTORCH_MARKERS).union(*CUDA_MARKERS.values())
+_ALL_MARKERS = frozenset(LIBTORCH_MARKERS).union(*CUDA_MARKERS.values(), INTERPRETER_MARKERS)
 
 
 class RuntimeKind(StrEnum):
@@ -97,13 +123,15 @@ class RuntimeKind(StrEnum):
 
     LIBTORCH = "libtorch"
     CUDA = "cuda"
+    PYTHON = "python"
 
 
 class RuntimeCopy(NamedTuple):
-    """A library recognised as a copy of torch's or CUDA's runtime.
+    """A library recognised as a copy of torch's, CUDA's or Python's runtime.
 
     ``name`` is the runtime library it is (``libc10.so``, ``libcudart.so.12``, ``libcudart``
-    when only its exports tell), ``evidence`` how that was recognised, in words.
+    or ``libpython`` when only its exports tell), ``evidence`` how that was recognised, in
+    words.
     """
 
     kind: RuntimeKind
@@ -135,6 +163,17 @@ def is_libtorch_library(name: str) -> bool:
     return _LIBTORCH.fullmatch(_basename(name)) is not None
 
 
+def is_python_library(name: str) -> bool:
+    """True when ``name`` (a file name, soname or install name, any directory or ``@rpath/``
+    prefix) names the Python interpreter's library: ``libpython3.12.so.1.0``,
+    ``libpython3.11.dylib``, ``python311.dll``, ``python3.dll``, or a framework build's
+    ``Python.framework/Versions/3.11/Python``. ``libpythonize.so`` is not."""
+    plain = name.replace("\\", "/")
+    if _PYTHON_FRAMEWORK.search(plain):
+        return True
+    return _PYTHON_LIBRARY.fullmatch(without_repair_hash(plain)) is not None
+
+
 def _by_name(library: Library) -> RuntimeCopy | None:
     own = library.soname or library.path.name
     what = "soname" if library.soname else "file name"
@@ -146,12 +185,14 @@ def _by_name(library: Library) -> RuntimeCopy | None:
         return RuntimeCopy(RuntimeKind.LIBTORCH, name, evidence)
     if is_cuda_runtime(name):
         return RuntimeCopy(RuntimeKind.CUDA, name, evidence)
+    if is_python_library(own) or is_python_library(library.path.name):
+        return RuntimeCopy(RuntimeKind.PYTHON, name, evidence)
     return None
 
 
 def identify_runtime(library: Library) -> RuntimeCopy | None:
-    """The torch or CUDA runtime library ``library`` is a copy of, or ``None`` (always for a
-    program: a runtime is a shared library)."""
+    """The torch, CUDA or Python runtime library ``library`` is a copy of, or ``None`` (always
+    for a program: a runtime is a shared library)."""
     if library.executable:
         return None
     found = _by_name(library)
@@ -171,7 +212,16 @@ def identify_runtime(library: Library) -> RuntimeCopy | None:
     for runtime, markers in CUDA_MARKERS.items():
         if strong.issuperset(markers):
             return RuntimeCopy(RuntimeKind.CUDA, runtime, f"exports {', '.join(markers)}")
+    if strong.issuperset(INTERPRETER_MARKERS):
+        how = f"defines {', '.join(INTERPRETER_MARKERS)}: the interpreter itself"
+        return RuntimeCopy(RuntimeKind.PYTHON, "libpython", how)
     return None
+
+
+def is_interpreter(copy: RuntimeCopy | None) -> bool:
+    """True when ``copy`` says a library is the Python interpreter's (never an extension module,
+    whatever ``PyInit_*`` it exports: those are its built-in modules')."""
+    return copy is not None and copy.kind is RuntimeKind.PYTHON
 
 
 _NVIDIA_DISTRIBUTION = re.compile(r"(?i)nvidia[-_.]")
@@ -212,7 +262,49 @@ def bundled_runtime_findings(package: PackageFacts, context: RuleContext) -> lis
     return findings
 
 
-LIBTORCH, CUDA = RuntimeKind.LIBTORCH, RuntimeKind.CUDA
+def bundled_libpython_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
+    """``bundled-libpython``: the package ships the interpreter's library (its ``runtime`` says
+    so: by name, or by what it defines); an error when another of its libraries links it."""
+    shipped = [lib for lib in package.libraries if _is(lib.runtime, PYTHON)]
+    if not shipped:
+        return []
+    shipped_names = [lib.name for lib in shipped]
+    # What the others name it by: its file name, or its soname / install name (the copy's
+    # runtime name); an absolute path names a library installed outside any package.
+    names = {_basename(lib.name) for lib in shipped} | {
+        lib.runtime.name for lib in shipped if lib.runtime is not None
+    }
+    users = sorted(
+        lib.name
+        for lib in package.libraries
+        if lib.name not in shipped_names
+        and any(_basename(n) in names for n in lib.needed if not n.startswith("/"))
+    )
+    shown = _described([(lib.name, lib.runtime) for lib in shipped if lib.runtime is not None])
+    if users:
+        verb = "links" if len(users) == 1 else "link"
+        message = (
+            f"ships {shown}, and {name_list(users, 2)} {verb} it: those modules run against a "
+            "second copy of the interpreter, which crashes (link against the running "
+            "interpreter's symbols instead)"
+        )
+    else:
+        message = (
+            f"ships {shown}: a second copy of the interpreter in the package is a known source "
+            "of crashes if anything loads it"
+        )
+    return [
+        finding(
+            "bundled-libpython",
+            message,
+            {"libraries": shipped_names, "linked_by": users},
+            libraries=shipped_names,
+            severity=None if users else Severity.WARNING,
+        )
+    ]
+
+
+LIBTORCH, CUDA, PYTHON = RuntimeKind.LIBTORCH, RuntimeKind.CUDA, RuntimeKind.PYTHON
 
 
 def _is(copy: RuntimeCopy | None, kind: RuntimeKind) -> TypeGuard[RuntimeCopy]:

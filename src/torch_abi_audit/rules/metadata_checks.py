@@ -22,9 +22,6 @@ Codes (severity):
 * ``macos-version-above-tag`` (warning): a Mach-O library (or one slice of it) declares a
   minimum macOS newer than the wheel's ``macosx_X_Y`` tag promises, so pip installs it on
   releases where it cannot load.
-* ``bundled-libpython`` (error when a library of the package links it, else warning): the
-  package ships a Python interpreter library (``libpython3.11.dylib``, ``libpython3.12.so.1.0``,
-  ``python311.dll``); modules that load it run against a second interpreter and crash.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from torch_abi_audit.rules.facts import PackageFacts, RuleContext
-from torch_abi_audit.rules.findings import Evidence, Finding, Severity, name_list
+from torch_abi_audit.rules.findings import Evidence, Finding, name_list
 from torch_abi_audit.rules.registry import finding
 from torch_abi_audit.rules.torch_abi import package_minimum_torch
 
@@ -61,9 +58,6 @@ _MAC_FORMAT_ARCHES = {
 _MAC_TAG = re.compile(r"macosx_(\d+)_(\d+)_(\w+)")
 # arm64 Macs run macOS 11 or later: a slice needing 11.0 is fine under a 10.x universal2 tag.
 _ARM64_FIRST_MACOS = (11, 0)
-_PYTHON_LIBRARY_FILE = re.compile(
-    r"(?:lib)?python3(?:\.?\d+)?t?(?:_d)?(?:\.so(?:\.[0-9.]+)?|\.dylib|\.dll)", re.IGNORECASE
-)
 
 
 def is_version_specific(filename: str) -> bool:
@@ -275,8 +269,9 @@ def tag_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
             findings.append(
                 finding(
                     "version-specific-bundled-name",
-                    f"tagged abi3; {', '.join(named[:3])}: Python-version file name, but no "
-                    "PyInit_ export (a library loaded through torch, not an imported module)",
+                    f"tagged abi3; {', '.join(named[:3])}: Python-version file name, but not "
+                    "an extension module (no PyInit_ export: a library loaded through torch, "
+                    "not an imported module)",
                     {"tags": sorted(tags), "libraries": named},
                     libraries=named,
                 )
@@ -338,42 +333,3 @@ def macos_tag_findings(package: PackageFacts, context: RuleContext) -> list[Find
             libraries=dict.fromkeys(name for name, _, _, _ in late),
         )
     ]
-
-
-def bundled_library_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:
-    """Interpreter libraries a package ships (``libpython3.11.dylib`` and the like)."""
-    libraries = package.libraries
-    shipped = [lib.name for lib in libraries if _PYTHON_LIBRARY_FILE.fullmatch(_basename(lib.name))]
-    if not shipped:
-        return []
-    names = {_basename(name) for name in shipped}
-    users = sorted(
-        lib.name
-        for lib in libraries
-        if lib.name not in shipped and any(_basename(n) in names for n in lib.needed)
-    )
-    if users:
-        verb = "links" if len(users) == 1 else "link"
-        message = (
-            f"ships {', '.join(shipped[:3])}, and {name_list(users, 2)} {verb} it: those "
-            "modules run against a second copy of the interpreter, which crashes (link against "
-            "the running interpreter's symbols instead)"
-        )
-    else:
-        message = (
-            f"ships {', '.join(shipped[:3])}: a second copy of the interpreter in the package is "
-            "a known source of crashes if anything loads it"
-        )
-    return [
-        finding(
-            "bundled-libpython",
-            message,
-            {"libraries": shipped, "linked_by": users},
-            libraries=shipped,
-            severity=None if users else Severity.WARNING,
-        )
-    ]
-
-
-def _basename(name: str) -> str:
-    return name.replace("\\", "/").rsplit("/", 1)[-1]

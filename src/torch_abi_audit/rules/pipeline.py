@@ -24,7 +24,7 @@ RULES: tuple[Rule, ...] = (
     metadata_checks.tag_findings,
     manylinux.manylinux_tag_findings,
     metadata_checks.macos_tag_findings,
-    metadata_checks.bundled_library_findings,
+    bundled_runtimes.bundled_libpython_findings,
     bundled_runtimes.bundled_runtime_findings,
     torch_findings.deprecated_shim_findings,
     python_findings.abi3_version_findings,

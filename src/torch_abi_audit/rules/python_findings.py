@@ -101,7 +101,8 @@ def abi3t_findings(package: PackageFacts, context: RuleContext) -> list[Finding]
     missing: list[tuple[str, tuple[str, ...], str]] = []
     for lib in package.libraries:
         name, cpython, entries = lib.name, lib.cpython, lib.entry_points
-        if not entries or any(entry.startswith(EXPORT_HOOK_PREFIXES) for entry in entries):
+        # The interpreter's library exports its built-in modules' PyInit_* yet is no module.
+        if not lib.is_extension or any(entry.startswith(EXPORT_HOOK_PREFIXES) for entry in entries):
             continue
         if cpython.abi3t:
             missing.append((name, entries, f"{name}: file name .abi3t"))

@@ -201,7 +201,10 @@ FINDING_CODES: Mapping[str, FindingCode] = _declare(
         _ERROR,
         (_M,),
         "the package ships a Python interpreter library (`libpython3.11.dylib`, "
-        "`libpython3.12.so.1.0`, `python311.dll`); modules that load it run against a second "
+        "`libpython3.12.so.1.0`, `python311.dll`, a framework's `Python`), recognised by its name "
+        "or by defining the interpreter's entry points (`Py_Initialize`, `Py_Finalize`, "
+        "`PyEval_EvalCode`), whatever its file is called (never an extension module, despite "
+        "the `PyInit_*` of its built-in modules); modules that load it run against a second "
         "interpreter and crash (a warning when nothing in the package links it)",
     ),
     FindingCode(
