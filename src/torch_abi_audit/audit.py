@@ -219,8 +219,32 @@ def _audit_sources(
     results = analyse_libraries(
         libraries, jobs=jobs, progress=progress, verify_archive=verify_archive
     )
+    return _judged(sources, results, python, target)
+
+
+def _judged(
+    sources: Sequence[PackageSource],
+    results: dict[LibraryLocation, ExtensionReport],
+    python: _AuditContext,
+    target: LoadTarget | None,
+) -> list[PackageReport]:
+    """The sources' package reports from their libraries' ``results``: loads, findings."""
     reports = _with_loads([_package_report(source, results, python) for source in sources], target)
     return _with_findings(reports, sources, python)
+
+
+#: A wheel this large is read by worker processes started before its central directory is read:
+#: their rule tables load while this process reads it (for a smaller one, the pool may not pay).
+_EARLY_POOL_WHEEL_SIZE = 64 << 20
+
+
+def _large_wheel(target: str | Path) -> bool:
+    if not str(target).endswith(".whl"):
+        return False
+    try:
+        return Path(target).stat().st_size >= _EARLY_POOL_WHEEL_SIZE
+    except OSError:
+        return False
 
 
 def _sources(target: str | Path, search_path: Sequence[Path] | None = None) -> list[PackageSource]:
@@ -368,13 +392,19 @@ def inspect_requests(
         interpreter = site_packages_interpreter(environment[0]) if environment else None
     target = load_target(torch, torch_version, environment if predict_loads else [])
     python = _AuditContext(assume_minimum_abi3, interpreter, target_version)
-    groups = [(str(t), _sources(t, site_packages)) for t in targets]
-    for spec in downloads:
-        fetched = download_sources(spec, platforms, python_version, cache, progress)
-        labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
-        groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
-    sources = [s for _, group in groups for s in group]
-    audited = _audit_sources(sources, jobs, python, target, progress, verify_archive=verify_archive)
+    early = any(_large_wheel(t) for t in targets)
+    with LibraryAnalysis(
+        jobs, eager=early, progress=progress, verify_archive=verify_archive
+    ) as analysis:
+        groups = [(str(t), _sources(t, site_packages)) for t in targets]
+        for spec in downloads:
+            fetched = download_sources(spec, platforms, python_version, cache, progress)
+            labels = [f"{spec} [{p}]" for p in platforms] if platforms else [spec]
+            groups += [(label, [source]) for label, source in zip(labels, fetched, strict=True)]
+        sources = [s for _, group in groups for s in group]
+        analysis.submit(p for s in sources for p in s.libraries)
+        results = analysis.results()
+    audited = _judged(sources, results, python, target)
     reports = iter(_with_guidance(audited, explain))
     return [TargetReports(label, tuple(next(reports) for _ in group)) for label, group in groups]
 

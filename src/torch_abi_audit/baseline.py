@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from functools import cache
@@ -132,6 +131,8 @@ def read_toml(path: Path) -> dict[str, object]:
         data = path.read_bytes()
     except OSError as exc:
         raise BaselineError(f"{path}: {exc.strerror or exc}") from exc
+    import tomllib  # only when there is a file to read
+
     try:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -31,6 +30,8 @@ def write_atomically(path: Path, text: str) -> None:
     the temporary file's private ones. Raises :class:`OutputError` when the directory does not
     exist or cannot be written; nothing is left behind then.
     """
+    import tempfile  # ~6 ms of imports: only with -o
+
     directory = path.parent
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -12,16 +12,19 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch_abi_audit.gate_report import AllowEntry, NothingAudited
-from torch_abi_audit.model import VersionNeed
 from torch_abi_audit.python_model import is_torch_distribution
-from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis, CPythonLabel, cpython_label_of
-from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
-from torch_abi_audit.rules.migration import MigrationPlan
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, package_minimum_torch
+
+if TYPE_CHECKING:  # annotations only: load prediction and porting advice load when used
+    from torch_abi_audit.model import VersionNeed
+    from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
+    from torch_abi_audit.rules.findings import Finding
+    from torch_abi_audit.rules.load_prediction import LoadPrediction, LoadStatus
+    from torch_abi_audit.rules.migration import MigrationPlan
 
 
 class LibraryKind(StrEnum):
@@ -342,6 +345,10 @@ class PackageReport:
         tell for some, ``loads`` if all that concern torch load; ``None`` without a
         prediction."""
         statuses = {lib.load.status for lib in self.libraries if lib.load is not None}
+        if not statuses:
+            return None
+        from torch_abi_audit.rules.load_prediction import LoadStatus
+
         for status in (LoadStatus.FAILS, LoadStatus.UNKNOWN, LoadStatus.TIED, LoadStatus.LOADS):
             if status in statuses:
                 return status

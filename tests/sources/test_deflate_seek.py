@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.sources import wheel_bytes
+from torch_abi_audit.sources import deflate_search, deflate_seek, wheel_bytes
 from torch_abi_audit.sources.deflate_search import (
     ZERO_WINDOW,
     alignment_block,
@@ -28,6 +28,20 @@ from torch_abi_audit.sources.deflate_search import (
 from torch_abi_audit.sources.deflate_seek import MAX_PROBES, DeflateSeeker, SeekFailed
 from torch_abi_audit.sources.wheel_bytes import StreamedMember
 from torch_abi_audit.sources.wheels import WheelArchive
+
+
+@pytest.fixture(autouse=True, params=["zlib-ng", "zlib"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with each decoder the readers may use (sources/deflate_codec)."""
+    if request.param == "zlib":
+        module: object = zlib
+    else:
+        module = pytest.importorskip("zlib_ng.zlib_ng")
+    for reader in (deflate_seek, deflate_search, wheel_bytes):
+        monkeypatch.setattr(reader, "zlib", module)
+    name: str = request.param
+    return name
+
 
 STRATEGIES = {
     "default": zlib.Z_DEFAULT_STRATEGY,
@@ -192,6 +206,43 @@ def test_a_read_in_a_window_tainted_stretch_is_not_served_from_it() -> None:
     seeker = seeker_over(stream, len(data))
     for offset in range(len(data) - 100_000, len(data) - 10, 9_000):
         served_or_refused(seeker, data, offset, 10)
+    starts = [anchor.start for anchor in seeker._anchors]
+    assert len(starts) == len(set(starts))  # no block start is probed twice
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_dependent_bytes_are_located_exactly(seed: int) -> None:
+    """The record of bytes that depend on the window: every byte where the two decodes
+    differ lies in a span, and every span starts and ends on such a byte."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        out = rng.randbytes(rng.randint(1, 70_000))
+        other = bytearray(out)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(out))
+            other[at] ^= rng.randint(1, 255)
+        if bytes(other) == out:
+            continue
+        spans = deflate_seek._differing_spans(out, bytes(other), 1000)
+        differing = [i + 1000 for i in range(len(out)) if out[i] != other[i]]
+        assert all(any(low <= i <= high for low, high in spans) for i in differing)
+        assert all(low in differing and high in differing for low, high in spans)
+
+
+def test_bytes_a_probe_passes_are_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe keeps the bytes wanted when it decodes them: serving them costs no second
+    decode from its block start."""
+    data = mixed_data(21, 6_000_000)
+    stream = deflate(data, 6)
+
+    def cost() -> int:
+        seeker = seeker_over(stream, len(data))
+        assert served_or_refused(seeker, data, 4_000_000, 1000)
+        return seeker.decoded
+
+    kept = cost()
+    monkeypatch.setattr(deflate_seek, "_PROBE_KEEP", 0)
+    assert kept < cost()
 
 
 # -- wheel members --------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from helpers.real_world import Source, load_expectations
 from helpers.wheel_builder import DEFLATED, RawEntry, wheel_entries, wheel_filename, write_raw_zip
 from torch_abi_audit import inspect_extension, inspect_package
 from torch_abi_audit.cli import main
+from torch_abi_audit.readers.errors import BinaryReadError
+from torch_abi_audit.readers.source import FileBytes
 from torch_abi_audit.report import ExtensionReport, PackageReport
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.sources import wheel_bytes
@@ -268,3 +270,26 @@ def test_a_forked_worker_keeps_the_directory_and_reads_through_its_own_descripto
         assert archive.metadata().name == "padded"  # zipfile reads through the new descriptor
     finally:
         wheels.close_wheels()
+
+
+@pytest.mark.parametrize("size", [3000, 9000])  # within the (shrunk) head window, and past it
+def test_a_checksum_left_for_later_still_finds_a_lie(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, size: int
+) -> None:
+    """The CRC-32 of a streamed member's first bytes is computed only if it is read on: read
+    to its end, a wrong CRC-32 is still found, whether the head was checksummed late or not."""
+    monkeypatch.setattr(wheel_bytes, "WINDOW", 4096)
+    data = _noise(size)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    path = tmp_path / "member.deflate"
+    path.write_bytes(compressor.compress(data) + compressor.flush())
+    with path.open("rb", buffering=0) as handle:
+        source = FileBytes(handle)
+        for crc, fails in ((zlib.crc32(data), False), (zlib.crc32(data) ^ 1, True)):
+            member = wheel_bytes.MemberData("m", 0, source.size, size, crc)
+            chunks = wheel_bytes.inflate(source, member, defer_checksum=True)
+            if fails:
+                with pytest.raises(BinaryReadError, match="CRC-32 mismatch"):
+                    b"".join(chunks)
+            else:
+                assert b"".join(chunks) == data

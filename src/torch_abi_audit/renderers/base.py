@@ -5,10 +5,11 @@ reads a file, runs a rule or looks at the terminal; whatever it needs to know ab
 runs (the working directory, whether the reader is a terminal) comes in
 :class:`RenderOptions`. Formats are registered by name in :mod:`torch_abi_audit.renderers.registry`.
 
-Adding a format is one module that defines ``RENDERER = Renderer(...)`` plus its line in the
-registry. Adding a kind of result (a diff, a survey) is a new member of :data:`Document`;
-``mypy`` then points at every renderer that does not handle it yet (each dispatches with
-``match`` and ends in ``assert_never``).
+Adding a format is one module that defines ``render(document, options) -> str`` plus its
+``Renderer(...)`` line in the registry (which imports the module when it first renders). Adding
+a kind of result (a diff, a survey) is a new member of :data:`Document`; ``mypy`` then points
+at every renderer that does not handle it yet (each dispatches with ``match`` and ends in
+``assert_never``, or hands what is left to a function that takes only the last kind).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from torch_abi_audit.diff import PackageDiff
-from torch_abi_audit.report import AuditResult
+if TYPE_CHECKING:  # a name for type checkers: the modules load when a renderer uses them
+    from torch_abi_audit.diff import PackageDiff
+    from torch_abi_audit.report import AuditResult
 
 #: What renderers render: the result of the audit command, or of ``diff`` (later surveys).
-Document = AuditResult | PackageDiff
+Document: TypeAlias = "AuditResult | PackageDiff"
 
 
 @dataclass(frozen=True)

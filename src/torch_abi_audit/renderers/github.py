@@ -25,7 +25,7 @@ from typing import assert_never
 from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.gate_report import expired_message, stale_message
 from torch_abi_audit.renderers import table
-from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.base import Document, RenderOptions
 from torch_abi_audit.renderers.escaping import workflow_data, workflow_property
 from torch_abi_audit.renderers.summary import listed_findings, nothing_found, relative_path
 from torch_abi_audit.report import (
@@ -240,10 +240,3 @@ def diff_annotations(diff: PackageDiff, base: Path) -> list[Annotation]:
         text += f"{len(failed)} failed" if failed else "passed"
     found.append(Annotation("notice", "torch-abi-audit diff", text))
     return found
-
-
-RENDERER = Renderer(
-    "github",
-    "GitHub Actions workflow commands (annotations for violations and findings), then the table",
-    render,
-)

@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from importlib.resources import files
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any
 
+from torch_abi_audit import package_data
 from torch_abi_audit._version import __version__
-from torch_abi_audit.diff import PackageDiff
-from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
-from torch_abi_audit.renderers.diff import diff_object
+from torch_abi_audit.renderers.base import Document, RenderOptions
 from torch_abi_audit.renderers.gates import gate_object
-from torch_abi_audit.renderers.migration import explanation_object, plan_object
 from torch_abi_audit.report import (
     AuditResult,
     EnvironmentReport,
@@ -28,10 +25,13 @@ from torch_abi_audit.report import (
     TorchReference,
 )
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
-from torch_abi_audit.rules.explain import Explanation
-from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.registry import FINDING_CODES, Gate
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
+
+if TYPE_CHECKING:  # diffs, explanations and load predictions: their modules load when used
+    from torch_abi_audit.diff import PackageDiff
+    from torch_abi_audit.rules.explain import Explanation
+    from torch_abi_audit.rules.load_prediction import LoadPrediction
 
 SCHEMA_VERSION = "1.12"
 SCHEMA_FILE = "report.schema.json"
@@ -224,7 +224,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "unavailable": report.unavailable,
         "torch_reference": _reference_object(report.torch_reference),
         "load_status": str(report.load_status) if report.load_status else None,
-        "migration": plan_object(report.migration) if report.migration else None,
+        "migration": _plan_object(report),
     }
 
 
@@ -300,37 +300,41 @@ def dumps(document: JSONObject, *, pretty: bool = True) -> str:
     return _RAW_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+def _plan_object(report: PackageReport) -> JSONObject | None:
+    """The package's migration plan (``--explain``), if it has one."""
+    if not report.migration:
+        return None
+    from torch_abi_audit.renderers.migration import plan_object
+
+    return plan_object(report.migration)
+
+
 def load_schema() -> JSONObject:
     """The JSON Schema (draft 2020-12) that every document above satisfies."""
-    text = files("torch_abi_audit").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8")
+
+    text = package_data.read_text("schema", SCHEMA_FILE)
     schema: JSONObject = json.loads(text)
     return schema
 
 
 def diff_document(diff: PackageDiff) -> JSONObject:
     """The JSON document of ``diff`` (``document: diff``)."""
+    from torch_abi_audit.renderers.diff import diff_object
+
     return {**_envelope("diff"), "diff": diff_object(diff)}
 
 
 def explain_document(explanations: Sequence[Explanation]) -> JSONObject:
     """The JSON document of the ``explain`` subcommand (``document: explain``)."""
+    from torch_abi_audit.renderers.migration import explanation_object
+
     return {**_envelope("explain"), "symbols": [explanation_object(e) for e in explanations]}
 
 
 def render(document: Document, options: RenderOptions) -> str:
     """``--format json``: the documented JSON document, indented when ``options.pretty``."""
     match document:
-        case PackageDiff():
-            return dumps(diff_document(document), pretty=options.pretty)
         case AuditResult():
             return dumps(document_object(document), pretty=options.pretty)
-        case _:
-            assert_never(document)
-
-
-RENDERER = Renderer(
-    "json",
-    "the documented JSON document (schema_version, shipped JSON Schema)",
-    render,
-    shows_progress=False,
-)
+        case _:  # a diff (mypy checks that nothing else is left)
+            return dumps(diff_document(document), pretty=options.pretty)

@@ -20,7 +20,7 @@ from typing import assert_never
 from torch_abi_audit._version import __version__
 from torch_abi_audit.diff import PackageDiff
 from torch_abi_audit.gate_report import expired_message, stale_message
-from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.base import Document, RenderOptions
 from torch_abi_audit.renderers.diff import diff_markdown
 from torch_abi_audit.renderers.escaping import html_text, markdown_code, markdown_text
 from torch_abi_audit.renderers.migration import plan_markdown
@@ -419,10 +419,3 @@ def render_audit(document: AuditResult, options: RenderOptions) -> str:
         fits = render_at(document, options, Level(0, 0, "none", middle))
         low, high = (middle, high) if len(fits) <= GITHUB_COMMENT_LIMIT else (low, middle - 1)
     return render_at(document, options, Level(0, 0, "none", low))
-
-
-RENDERER = Renderer(
-    "markdown",
-    "GitHub Markdown for a pull request comment or $GITHUB_STEP_SUMMARY (under 65,536 characters)",
-    render,
-)

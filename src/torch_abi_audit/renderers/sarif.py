@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from torch_abi_audit._version import __version__
 from torch_abi_audit.diff import PackageDiff
-from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
+from torch_abi_audit.renderers.base import Document, RenderOptions
 from torch_abi_audit.renderers.json_report import dumps
 from torch_abi_audit.renderers.summary import nothing_found, relative_path
 from torch_abi_audit.report import (
@@ -427,11 +427,3 @@ def render(document: Document, options: RenderOptions) -> str:
         case _:
             assert_never(document)
     return dumps(log, pretty=options.pretty)
-
-
-RENDERER = Renderer(
-    "sarif",
-    "SARIF 2.1.0 for code scanning (a rule per finding code and verdict kind)",
-    render,
-    shows_progress=False,
-)

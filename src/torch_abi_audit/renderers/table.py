@@ -11,14 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import assert_never
 
-from torch_abi_audit.diff import PackageDiff
-from torch_abi_audit.renderers.base import Document, Renderer, RenderOptions
-from torch_abi_audit.renderers.diff import diff_lines
+from torch_abi_audit.renderers.base import Document, RenderOptions
 from torch_abi_audit.renderers.escape import terminal_lines, terminal_text
 from torch_abi_audit.renderers.gates import format_gates
-from torch_abi_audit.renderers.migration import plan_lines
 from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
@@ -330,6 +326,8 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
         for lib in report.bundled_libs:
             lines.extend(library_lines(lib, report.root, verbose=verbose, ledger=ledger))
     if report.migration is not None:
+        from torch_abi_audit.renderers.migration import plan_lines  # only with --explain
+
         lines.extend(plan_lines(report.migration))
     if report.executables:
         lines.append("  -- executables --")
@@ -419,6 +417,8 @@ def format_environment(
         # --explain without -v: the plans of the packages that have something to port.
         for package in sorted(shown, key=lambda p: p.name.lower()):
             if package.migration is not None and package.migration.occurrences:
+                from torch_abi_audit.renderers.migration import plan_lines
+
                 out += ["", f"Package: {package.name}", *plan_lines(package.migration)]
     return terminal_lines(out)
 
@@ -428,19 +428,16 @@ def render(document: Document, options: RenderOptions) -> str:
     ``--check``, the ``Gates:`` section (every violation with its status); for a diff, the
     comparison."""
     match document:
-        case PackageDiff():
-            return terminal_lines(diff_lines(document, verbose=options.verbose))
         case AuditResult() if document.environment is not None:
             text = format_environment(
                 document.environment, verbose=options.verbose, show_all=options.show_all
             )
         case AuditResult():
             text = format_packages(list(document.packages), verbose=options.verbose)
-        case _:
-            assert_never(document)
+        case _:  # a diff (its modules load only for one; mypy checks that nothing else is left)
+            from torch_abi_audit.renderers.diff import diff_lines
+
+            return terminal_lines(diff_lines(document, verbose=options.verbose))
     if document.checks:
         text = text.rstrip("\n") + "\n\n" + format_gates(document)
     return text
-
-
-RENDERER = Renderer("table", "the human-readable table (the default)", render)

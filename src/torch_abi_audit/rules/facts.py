@@ -15,12 +15,12 @@ from torch_abi_audit.model import VersionNeed
 from torch_abi_audit.python_model import Interpreter
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
 from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 
 if TYPE_CHECKING:  # its module's finding rule takes these facts
     from torch_abi_audit.rules.bundled_runtimes import RuntimeCopy
+    from torch_abi_audit.rules.load_prediction import LoadPrediction
 
 
 class LibraryFacts(NamedTuple):

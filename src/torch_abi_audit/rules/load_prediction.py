@@ -41,7 +41,6 @@ from enum import StrEnum
 from packaging.version import Version
 
 from torch_abi_audit.rules.cxx_abi import abi_mismatch, abi_name
-from torch_abi_audit.rules.release_exports import undecidable
 from torch_abi_audit.rules.torch_abi import (
     TorchAnalysis,
     UnstableReason,
@@ -315,6 +314,8 @@ def predict_against_release(
     """
     view = build or ReleaseBuildView()
     owned = torch_owned_imports(torch)
+    from torch_abi_audit.rules.release_exports import undecidable  # its tables: ~10 ms
+
     unrecorded = undecidable(owned, (*table.internal_c_symbols, *table.shims))
     if view.exports is not None:
         exports = view.exports

@@ -29,9 +29,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import NamedTuple
 
+from torch_abi_audit import package_data
 from torch_abi_audit.model import VersionNeed
 from torch_abi_audit.rules.facts import PackageFacts, RuleContext
 from torch_abi_audit.rules.findings import Finding, name_list
@@ -122,7 +122,7 @@ def _parse(document: dict[str, object]) -> PolicyTable:
 def load_policies() -> PolicyTable:
     """The shipped policy table (read once per process). Raises :class:`PolicyDataError`."""
     try:
-        text = files("torch_abi_audit").joinpath("data", POLICY_FILE).read_text("utf-8")
+        text = package_data.read_text("data", POLICY_FILE)
         return _parse(json.loads(text))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PolicyDataError(f"{POLICY_FILE}: {exc}") from exc

@@ -29,11 +29,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from importlib.resources import files
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from torch_abi_audit import package_data
 from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import TORCH_NAMESPACES, entity_scope
 
@@ -180,7 +180,7 @@ class ReleaseExports:
 
 def _read_symbols(name: str, platform: str) -> dict[int, frozenset[str]]:
     try:
-        raw = files("torch_abi_audit").joinpath("data", name).read_bytes()
+        raw = package_data.read_bytes("data", name)
         document = json.loads(lzma.decompress(raw))
     except (OSError, lzma.LZMAError, ValueError) as exc:
         raise ReleaseExportsError(f"{name}: {exc}") from exc
@@ -265,7 +265,7 @@ def load_release_exports() -> ReleaseExports:
     Raises :class:`ReleaseExportsError` when it is missing or malformed.
     """
     try:
-        text = files("torch_abi_audit").joinpath("data", INDEX_FILE).read_text(encoding="utf-8")
+        text = package_data.read_text("data", INDEX_FILE)
         return parse_index(json.loads(text))
     except (OSError, ValueError) as exc:
         raise ReleaseExportsError(f"{INDEX_FILE}: {exc}") from exc

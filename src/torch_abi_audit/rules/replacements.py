@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib.resources import files
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from torch_abi_audit import package_data
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 DATA_FILE = "torch_replacements.json"
@@ -308,5 +308,5 @@ def parse_replacements(raw: Any) -> ReplacementTable:
 @cache
 def load_replacements() -> ReplacementTable:
     """The shipped table, read and validated on first use and cached for the process."""
-    text = files("torch_abi_audit").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    text = package_data.read_text("data", DATA_FILE)
     return parse_replacements(json.loads(text))

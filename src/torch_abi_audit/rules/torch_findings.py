@@ -18,10 +18,14 @@ Each is a rule of the one shape (:mod:`torch_abi_audit.rules.facts`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch_abi_audit.rules.facts import PackageFacts, RuleContext
 from torch_abi_audit.rules.findings import Evidence, Finding, name_list
-from torch_abi_audit.rules.load_prediction import LoadPrediction
 from torch_abi_audit.rules.registry import finding
+
+if TYPE_CHECKING:
+    from torch_abi_audit.rules.load_prediction import LoadPrediction
 
 
 def unstable_library_findings(package: PackageFacts, context: RuleContext) -> list[Finding]:

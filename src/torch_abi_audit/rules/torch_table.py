@@ -14,10 +14,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from importlib.resources import files
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
+
+from torch_abi_audit import package_data
 
 DATA_FILE = "torch_stable_abi.json"
 SUPPORTED_FORMAT = 2
@@ -253,5 +254,5 @@ def parse_table(raw: Any) -> TorchAbiTable:
 @cache
 def load_table() -> TorchAbiTable:
     """The shipped table, read and validated on first use and cached for the process."""
-    text = files("torch_abi_audit").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    text = package_data.read_text("data", DATA_FILE)
     return parse_table(json.loads(text))

@@ -24,9 +24,11 @@ Work is linear in the bytes scanned, and the number of trial decodes is bounded 
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
+from functools import cache
 from typing import NamedTuple
+
+from torch_abi_audit.sources.deflate_codec import zlib
 
 #: Bits of a dynamic header the filter looks at: 17 of fields, then up to 19 3-bit lengths.
 _DYNAMIC_HEADER_BITS = 17 + 19 * 3
@@ -164,6 +166,7 @@ _MATCH_12 = (_huffman(1, 7), _huffman(0, 5))
 _MATCH_13 = (_huffman(1, 7), _huffman(4, 5), (0, 1))
 
 
+@cache
 def alignment_block(shift: int) -> tuple[int, int, int]:
     """A non-final fixed-Huffman block whose length in bits is ``shift`` modulo 8, as
     ``(bits, length, output bytes)``.
@@ -240,14 +243,16 @@ def block_starts(region: bytes, region_bit: int, trials: list[int]) -> Iterator[
             assert next_dynamic is not None
             bit, next_dynamic = next_dynamic, next(dynamic, None)
             candidate = BlockStart(region_bit + bit, stored=False)
-            data = entry_input(region[: (bit >> 3) + TRIAL_INPUT], bit, stored=False)[0]
+            start = bit >> 3  # the trial's input: from the candidate's byte only
+            data = entry_input(region[start : start + TRIAL_INPUT], bit & 7, stored=False)[0]
         else:
             bit, next_stored = next_stored, next(stored, None)
             candidate = BlockStart(region_bit + bit, stored=True)
             if not candidate.header_bits(region, region_bit):
                 continue
-            length = int.from_bytes(region[bit >> 3 : (bit >> 3) + 2], "little")
-            data = entry_input(region[: (bit >> 3) + 4 + length + TRIAL_INPUT], bit, True)[0]
+            start = bit >> 3
+            length = int.from_bytes(region[start : start + 2], "little")
+            data = entry_input(region[start : start + 4 + length + TRIAL_INPUT], 0, True)[0]
         trials[0] -= 1
         if trial_decode(data):
             yield candidate

@@ -21,8 +21,9 @@ member's bytes at the offsets asked for. Three things have to hold, and each is 
    0xFF. Every byte that a back-reference copies, directly or through other copies, from the
    unknown window differs between the two (0x00 against 0xFF), and every byte made only of
    literals is the same in both: so a byte equal in both is proven independent of the window.
-   Once the last 32 KiB of both outputs agree, all later output agrees, and one decoder goes
-   on. Only bytes after that agreement point are served; a byte that depends on the window
+   Bytes are served only from a range in which no byte differed (differences are recorded in
+   small pieces while the two decoders run); once the last 32 KiB of both outputs agree, all
+   later output agrees, and one decoder goes on. A wanted byte that depends on the window
    makes the seeker enter earlier, or give up.
 3. **That ``c`` starts a true block.** A false start (bits that merely look like a block
    header) decodes garbage; if that garbage ran into a true boundary, everything after would
@@ -53,10 +54,10 @@ would. Giving up returns ``None``, and the caller inflates from the start as bef
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from torch_abi_audit.sources.deflate_codec import zlib
 from torch_abi_audit.sources.deflate_search import (
     TRIAL_INPUT,
     WINDOW_SIZE,
@@ -71,7 +72,9 @@ ONES_WINDOW = b"\xff" * WINDOW_SIZE
 _TERMINATOR, _TERMINATOR_BITS = 0b011, 10
 #: Compressed bytes scanned for a block start per probe.
 SEARCH_REACH = 1 << 20
-#: Compressed bytes scanned at a time (regions overlap by the trial input).
+#: Compressed bytes scanned at a time (regions overlap by the trial input), from the first
+#: region's size up.
+_FIRST_SCAN = 4 << 10
 _SCAN_STEP = 32 << 10
 #: Trial decodes per probe.
 MAX_TRIALS = 4000
@@ -79,11 +82,17 @@ MAX_TRIALS = 4000
 MAX_PROBES = 16
 #: Compressed bytes fed to the decoders at a time.
 _FEED = 256 << 10
-#: Output produced per decoder call.
-_OUT_STEP = 4 << 20
+#: Output produced per decoder call ...
+_OUT_STEP = 1 << 20
+#: ... and while two decoders still disagree somewhere in the last window.
+_PAIRED_STEP = 64 << 10
+#: The resolution of the record of bytes that depend on the window.
+_SPAN = 1 << 10
 #: The first probe from the end starts this far before it (compressed bytes): it teaches the
 #: seeker the compression ratio near the end before it aims further.
 _FIRST_STEP = 64 << 10
+#: The compression ratio near an anchor is measured over at least this much (compressed bytes).
+_RATIO_SPAN = 256 << 10
 #: A confirming probe starts this far below the anchor it confirms (compressed bytes).
 _CONFIRM_STEP = 48 << 10
 #: Output bytes kept before the first byte wanted, besides those the window taints.
@@ -92,6 +101,8 @@ _MIN_MARGIN = 128 << 10
 _READ_AHEAD = 256 << 10
 #: The member's last output bytes kept for later reads (section headers, string tables).
 _KEPT = 16 << 20
+#: Output bytes a probe keeps from its start: the bytes a read wants, if it passes them.
+_PROBE_KEEP = 16 << 20
 #: Output bytes kept of what reads decoded.
 _KEPT_READS = 8 << 20
 
@@ -106,15 +117,54 @@ class _OverBudget(SeekFailed):
 
 @dataclass
 class Anchor:
-    """A block start whose output offset is known."""
+    """A block start whose output offset is known, and what decodes from it showed about the
+    window: which of their bytes depended on it."""
 
     start: BlockStart
     offset: int  # output offset of the block's first byte
-    #: Output offset from which the output decoded from here is proven independent of the
-    #: window (``proven``), or, until a decode from here reached agreement, a lower bound.
-    clean: int
+    #: How far decodes from here went (output offset).
+    extent: int
+    #: Spans (first, last output offset) of the bytes decoded from here that depended on the
+    #: window, ascending.
+    differences: list[tuple[int, int]]
+    #: Whether all output from here after ``differences`` is independent of the window (the
+    #: two decoders agreed for good before ``extent``).
     proven: bool
     confirmed: bool = False  # a probe from a separately found block start arrived here
+
+    @property
+    def clean(self) -> int:
+        """The output offset after the last byte seen to depend on the window."""
+        return self.differences[-1][1] + 1 if self.differences else self.offset
+
+    def may_serve(self, offset: int, end: int) -> bool:
+        """Whether output ``[offset, end)`` decoded from here may be the member's: no byte of
+        it depended on the window in the decodes seen so far, and past their extent (unless
+        proven), none after the last that did (a decode will tell)."""
+        if offset < self.offset:
+            return False
+        if self.proven or end <= self.extent:
+            return not any(low < end and high >= offset for low, high in self.differences)
+        return self.clean <= offset
+
+    def clean_until(self, end: int, limit: int) -> int:
+        """How far from ``end`` (up to ``limit``) output decoded from here stays independent of
+        the window, for a range up to ``end`` that :meth:`may_serve`."""
+        for low, high in self.differences:
+            if high >= end:
+                return max(end, min(low, limit))
+        return limit
+
+    def learn(self, pair: _Pair) -> None:
+        """Take in what a decode from here showed beyond what earlier decodes did."""
+        old_extent = self.extent
+        self.extent = max(self.extent, self.offset + pair.produced)
+        self.differences += [
+            (self.offset + low, self.offset + high)
+            for low, high in pair.differences
+            if self.offset + high >= old_extent
+        ]
+        self.proven = self.proven or pair.ones is None
 
 
 class _Input:
@@ -165,71 +215,94 @@ class _Input:
 class _Pair:
     """Two decoders of the same input, windows of 0x00 and of 0xFF, until their outputs agree.
 
-    Keeps either the last ``keep_last`` output bytes, or those in ``keep_range`` (output
-    offsets from the entry)."""
+    Every output byte copied from the window, directly or through other copies, differs between
+    the two; every other byte is the same in both. So a byte equal in both is proven independent
+    of the window, and a range of output in which none differed can be served even before the
+    two agree for good. ``differences`` records the spans of output indices (first, last) in
+    which they differed, piece by piece; the second decoder is dropped once the last
+    :data:`WINDOW_SIZE` bytes agree (all later output then agrees too).
+
+    Keeps the first ``keep_first`` output bytes, the last ``keep_last``, and those in
+    ``keep_range`` (output offsets from the entry)."""
 
     def __init__(
-        self, skip: int = 0, keep_last: int = 0, keep_range: tuple[int, int] = (0, 0)
+        self,
+        skip: int = 0,
+        *,
+        keep_first: int = 0,
+        keep_last: int = 0,
+        keep_range: tuple[int, int] = (0, 0),
     ) -> None:
         self.skip = skip  # output bytes of the input's prefix, not counted
         self.zero = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ZERO_WINDOW)
         self.ones: zlib._Decompress | None = zlib.decompressobj(-zlib.MAX_WBITS, zdict=ONES_WINDOW)
         self.produced = 0
         self.last_difference = -1  # output index of the last byte that differed
+        self.differences: list[tuple[int, int]] = []
+        self.keep_first = keep_first
         self.keep_last = keep_last
         self.keep_range = keep_range
-        self.kept: list[bytes] = []
-        self.kept_size = 0
-
-    @property
-    def tainted(self) -> int | None:
-        """Bytes that may depend on the window, once the two agree; None while they do not."""
-        return None if self.ones is not None else self.last_difference + 1
+        self.head: list[bytes] = []
+        self.tail: list[bytes] = []
+        self.tail_size = 0
+        self.range: list[bytes] = []
 
     def copy(self) -> _Pair:
         twin = _Pair.__new__(_Pair)
         twin.__dict__.update(self.__dict__)
         twin.zero = self.zero.copy()
         twin.ones = self.ones.copy() if self.ones is not None else None
-        twin.kept = list(self.kept)
+        twin.differences = list(self.differences)
+        twin.head, twin.tail, twin.range = list(self.head), list(self.tail), list(self.range)
         return twin
 
-    def feed(self, data: bytes, limit: int) -> None:
-        """Decode ``data``; raises :class:`SeekFailed` on a decoding error or once more than
-        ``limit`` bytes were produced."""
+    def feed(self, data: bytes, limit: int, until: int | None = None) -> None:
+        """Decode ``data``, or as much of it as makes ``until`` output bytes (the rest of it is
+        then dropped: a pair stopped that way is done); raises :class:`SeekFailed` on a decoding
+        error or once more than ``limit`` bytes were produced."""
         try:
             while True:
-                out = self.zero.decompress(data, _OUT_STEP)
-                other = self.ones.decompress(data, _OUT_STEP) if self.ones is not None else out
+                # Small pieces while the two disagree: differences are located within them,
+                # and the second decoder stops soon after the two agree.
+                step = _PAIRED_STEP if self.ones is not None else _OUT_STEP
+                out = self.zero.decompress(data, step)
+                other = self.ones.decompress(data, step) if self.ones is not None else out
                 self._account(out, other, limit)
                 data = self.zero.unconsumed_tail
-                if self.zero.eof or (not data and len(out) < _OUT_STEP):
+                if self.zero.eof or (not data and len(out) < step):
+                    return
+                if until is not None and self.produced >= until:
                     return
         except zlib.error as exc:
             raise SeekFailed(f"not a block start ({exc})") from exc
 
     def _account(self, out: bytes, other: bytes, limit: int) -> None:
         if self.skip:
-            cut, self.skip = min(self.skip, len(out)), self.skip - min(self.skip, len(out))
+            cut = min(self.skip, len(out))
+            self.skip -= cut
             out, other = out[cut:], other[cut:]
-        if out != other:
-            differing = int.from_bytes(out, "big") ^ int.from_bytes(other, "big")
-            from_end = ((differing & -differing).bit_length() - 1) >> 3
-            self.last_difference = self.produced + len(out) - 1 - from_end
         start = self.produced
+        if out is not other and out != other:  # pieces are small while the two decoders run
+            spans = _differing_spans(out, other, start)
+            self.differences += spans
+            self.last_difference = spans[-1][1]
         self.produced += len(out)
         if self.ones is not None and self.produced - self.last_difference > WINDOW_SIZE:
             self.ones = None  # the windows now agree: all later output does
         if self.produced > limit:
             raise _OverBudget("the seek would decode more than reading from the start does")
-        if self.keep_last and out:
-            self.kept.append(out)
-            self.kept_size += len(out)
-            while self.kept_size - len(self.kept[0]) >= self.keep_last:
-                self.kept_size -= len(self.kept.pop(0))
-        lo, hi = self.keep_range
-        if lo < self.produced and start < hi:
-            self.kept.append(out[max(lo - start, 0) : hi - start])
+        if not out:
+            return
+        if start < self.keep_first:
+            self.head.append(out[: self.keep_first - start])
+        if self.keep_last:
+            self.tail.append(out)
+            self.tail_size += len(out)
+            while self.tail_size - len(self.tail[0]) >= self.keep_last:
+                self.tail_size -= len(self.tail.pop(0))
+        low, high = self.keep_range
+        if low < self.produced and start < high:
+            self.range.append(out[max(low - start, 0) : high - start])
 
     def ended(self, spare: int = 0) -> bool:
         """Whether both decoders reached the end of the stream with at most ``spare`` input
@@ -239,10 +312,70 @@ class _Pair:
         # the call that reached it was given an output limit.
         return all(d.eof and len(d.unused_data) + len(d.unconsumed_tail) <= spare for d in ends)
 
-    def output(self) -> bytes:
-        """What was kept (the last ``keep_last`` bytes, or the ``keep_range``)."""
-        data = b"".join(self.kept)
-        return data[-self.keep_last :] if self.keep_last else data
+    def first_bytes(self, start: int, stop: int) -> bytes:
+        """Output ``[start, stop)`` of the first ``keep_first`` bytes (cut at what was
+        produced)."""
+        found, at = [], 0
+        for piece in self.head:
+            if at < stop and start < at + len(piece):
+                found.append(piece[max(start - at, 0) : stop - at])
+            at += len(piece)
+        return b"".join(found)
+
+    @property
+    def first_size(self) -> int:
+        """How many of the first ``keep_first`` output bytes are kept."""
+        return min(self.produced, self.keep_first)
+
+    def last_bytes(self) -> bytes:
+        """The last ``keep_last`` output bytes."""
+        extra = self.tail_size - self.keep_last
+        if extra > 0:  # the first piece starts before them: one copy of the rest, not two
+            return b"".join([memoryview(self.tail[0])[extra:], *self.tail[1:]])
+        return b"".join(self.tail)
+
+    def range_bytes(self) -> bytes:
+        """The output in ``keep_range``."""
+        return b"".join(self.range)
+
+
+def _differing_spans(out: bytes, other: bytes, base: int) -> list[tuple[int, int]]:
+    """Where ``out`` and ``other`` (of equal length, not equal) differ, as spans (first, last)
+    of output indices from ``base``: one per run of :data:`_SPAN`-byte blocks that differ at
+    all, from the first differing byte to the last (slices compare at memory speed; a loop
+    over bytes would not)."""
+    spans = []
+    run: int | None = None  # where the current run of differing blocks starts
+    for at in range(0, len(out) + _SPAN, _SPAN):
+        if at < len(out) and out[at : at + _SPAN] != other[at : at + _SPAN]:
+            if run is None:
+                run = at
+            continue
+        if run is not None:
+            first = run + _first_difference(out[run : run + _SPAN], other[run : run + _SPAN])
+            last_block = at - _SPAN
+            block, theirs = out[last_block:at], other[last_block:at]
+            spans.append((base + first, base + last_block + _last_difference(block, theirs)))
+            run = None
+    return spans
+
+
+def _first_difference(mine: bytes, theirs: bytes) -> int:
+    """The index of the first byte where ``mine`` and ``theirs`` (not equal) differ."""
+    low, high = 0, len(mine)  # mine[:low] equal, mine[:high] not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if mine[:middle] == theirs[:middle] else (low, middle)
+    return low
+
+
+def _last_difference(mine: bytes, theirs: bytes) -> int:
+    """The index of the last byte where ``mine`` and ``theirs`` (not equal) differ."""
+    low, high = 0, len(mine)  # mine[low:] differs, mine[high:] does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if mine[middle:] == theirs[middle:] else (middle, high)
+    return low
 
 
 def _terminated(data: bytes, bits: int) -> bytes:
@@ -271,6 +404,7 @@ class DeflateSeeker:
         self._margin = _MIN_MARGIN
         self._allowance = 0  # output bytes the current read may still decode
         self._tail_held = False  # the member's last bytes are among the pieces
+        self._aims = 0  # probes the current read aimed below an anchor (each landed above)
         #: Output bytes decoded by probes and reads so far (what seeking cost).
         self.decoded = 0
 
@@ -292,12 +426,15 @@ class DeflateSeeker:
 
         Raises :class:`SeekFailed` when they cannot be served safely within the budgets.
         """
-        held = self._held(offset, end)
-        if held is not None:
-            return held
         self._allowance = budget
+        self._aims = 0
         while True:
-            anchor = self._serving_anchor(offset)
+            # A probe may have decoded the bytes wanted: they are held once its anchor is
+            # confirmed.
+            held = self._held(offset, end)
+            if held is not None:
+                return held
+            anchor = self._serving_anchor(offset, end)
             if anchor is not None:
                 data = self._serve(anchor, offset, end)
                 if data is not None:
@@ -305,15 +442,14 @@ class DeflateSeeker:
                 continue
             if self._probes >= MAX_PROBES:
                 raise SeekFailed("too many probes")
-            self._probe_below(offset)
+            self._probe_below(offset, end)
 
     # -- anchors ---------------------------------------------------------------------------
 
-    def _serving_anchor(self, offset: int) -> Anchor | None:
-        """The highest confirmed anchor whose window-independent output may start by
-        ``offset``."""
+    def _serving_anchor(self, offset: int, end: int) -> Anchor | None:
+        """The highest confirmed anchor that may serve ``[offset, end)``."""
         for anchor in reversed(self._anchors):
-            if anchor.confirmed and anchor.clean <= offset:
+            if anchor.confirmed and anchor.may_serve(offset, end):
                 return anchor
         return None
 
@@ -402,49 +538,55 @@ class DeflateSeeker:
         self.decoded += pair.produced
         self._allowance -= pair.produced
 
+    def _read_stop(self, offset: int, end: int) -> int:
+        """Where a read of ``[offset, end)`` stops decoding: a little past ``end``."""
+        return min(self._size, max(end, offset + _READ_AHEAD))
+
     def _serve(self, anchor: Anchor, offset: int, end: int) -> bytes | None:
-        """Decode from ``anchor`` through ``[offset, end)``; returns the bytes, or None when
-        some depend on the window (the anchor is then known not to serve them)."""
-        stop = min(self._size, max(end, offset + _READ_AHEAD))
-        relative = (offset - anchor.offset, stop - anchor.offset)
+        """Decode from ``anchor`` through ``[offset, end)`` (and a little further); returns the
+        bytes, or None when some depend on the window (the anchor then knows it)."""
+        relative = (offset - anchor.offset, self._read_stop(offset, end) - anchor.offset)
         source = self._input(anchor.start)
         pair = _Pair(source.skip, keep_range=relative)
         if anchor.proven:
-            pair.ones = None  # the output from ``clean`` on is the same for any window
+            pair.ones = None  # what depends on the window is known: the differences
         stop = source.length(self._compressed_size)
         at = 0
         try:
             while pair.produced < relative[1] and not pair.zero.eof and at < stop:
-                pair.feed(source.bytes(at, min(at + _FEED, stop)), self._allowance)
+                pair.feed(source.bytes(at, min(at + _FEED, stop)), self._allowance, relative[1])
                 at += _FEED
         finally:
             self._spend(pair)
         if pair.produced < relative[1]:
             raise SeekFailed("the stream ends before the member's declared size")
         if not anchor.proven:
-            tainted = pair.tainted
-            anchor.clean = anchor.offset + (tainted if tainted is not None else pair.produced)
-            anchor.proven = tainted is not None
-            if anchor.clean > offset:
-                return None
-        data = pair.output()
+            anchor.learn(pair)
+        if not anchor.may_serve(offset, end):
+            # The bytes wanted depend on the window: enter at least twice as far before them.
+            self._margin = max(self._margin, 2 * (offset - anchor.offset))
+            return None
+        data = pair.range_bytes()
+        data = data[: anchor.clean_until(end, offset + len(data)) - offset]
         self._keep(offset, data, anchor)
         return data[: end - offset]
 
     # -- probing -----------------------------------------------------------------------------
 
-    def _probe_below(self, offset: int) -> None:
+    def _probe_below(self, offset: int, end: int) -> None:
         """Find a block start below the anchors, aiming at a margin before ``offset``, decode
         from it to the anchor above and record it. Where the stretch searched holds no block
-        start (a long block), the search goes on in the stretch before it."""
+        start (a long block), the search goes on in the stretch before it. ``[offset, end)``
+        is what the read wants: a probe that decodes it keeps it."""
         self._probes += 1
-        upper, lowest_bit = self._aim(offset)
+        upper, lowest_bit = self._aim(offset, end)
         limit = upper.start.bit - 16 if upper is not None else self._compressed_size * 8
         trials = [MAX_TRIALS]
         low, high = lowest_bit >> 3, limit >> 3
         scanned = 0
         while scanned < SEARCH_REACH and trials[0] > 0 and low < high:
-            if self._search(low, min(high, low + SEARCH_REACH - scanned), limit, upper, trials):
+            reach = min(high, low + SEARCH_REACH - scanned)
+            if self._search(low, reach, limit, upper, trials=trials, wanted=(offset, end)):
                 return
             scanned += high - low
             floor = self._frontier[0] >> 3
@@ -452,18 +594,31 @@ class DeflateSeeker:
         raise SeekFailed("no block start found")
 
     def _search(
-        self, low: int, high: int, limit: int, upper: Anchor | None, trials: list[int]
+        self,
+        low: int,
+        high: int,
+        limit: int,
+        upper: Anchor | None,
+        *,
+        trials: list[int],
+        wanted: tuple[int, int],
     ) -> bool:
-        """Scan compressed bytes ``[low, high)`` for block starts below ``limit`` and record
-        the first one from which a probe arrives; returns whether one did."""
-        for at in range(low, high, _SCAN_STEP):
-            region_end = min(at + _SCAN_STEP + TRIAL_INPUT + 1, self._compressed_size)
+        """Scan compressed bytes ``[low, high)`` for block starts below ``limit`` (other than
+        the anchors') and record the first one from which a probe arrives; returns whether one
+        did. Regions grow from :data:`_FIRST_SCAN` to :data:`_SCAN_STEP`: a block start usually
+        lies within a few kilobytes of where the search begins."""
+        known = {anchor.start for anchor in self._anchors}
+        at, step = low, _FIRST_SCAN
+        while at < high:
+            region_end = min(at + step + TRIAL_INPUT + 1, self._compressed_size)
             region = self._read(at, region_end - at)
             for start in block_starts(region, at * 8, trials):
                 if start.bit >= limit:
                     return False
+                if start in known:
+                    continue
                 try:
-                    self._record(start, upper)
+                    self._record(start, upper, wanted)
                 except _OverBudget:
                     raise
                 except SeekFailed:
@@ -471,48 +626,61 @@ class DeflateSeeker:
                 return True
             if trials[0] <= 0:
                 return False
+            at += step
+            step = min(2 * step, _SCAN_STEP)
         return False
 
-    def _aim(self, offset: int) -> tuple[Anchor | None, int]:
+    def _aim(self, offset: int, end: int) -> tuple[Anchor | None, int]:
         """The anchor to probe below (None: the member's end) and the compressed bit to start
         searching from.
 
-        An anchor that would serve ``offset`` but is not confirmed yet gets a short probe just
-        below it. Otherwise the probe aims at a margin before ``offset`` (more than the
-        window-tainted stretches seen so far), at the compression ratio of the stretch above
-        the anchor it starts below: the first probe starts a little before the member's end.
+        An anchor that may serve ``[offset, end)`` but is not confirmed yet gets a short probe
+        just below it. Otherwise the probe aims at a margin before ``offset`` (more than the
+        window-tainted stretches seen so far), at the higher of two compression ratios: of the
+        stretch just above the anchor it starts below (the member's next bytes), and of all the
+        stretch below it, down to where the stream from the start stands: a probe that lands
+        above the bytes wanted costs one more probe, one that lands far below them decodes all
+        the way up. Each time the read's last probe landed above them, the step grows by half.
+        The first probe starts a little before the member's end.
         """
-        floor = self._frontier[0]
+        floor_bit, floor_offset = self._frontier
         for anchor in reversed(self._anchors):
-            if anchor.clean <= offset and not anchor.confirmed:
-                return anchor, max(anchor.start.bit - _CONFIRM_STEP * 8, floor)
+            if not anchor.confirmed and anchor.may_serve(offset, end):
+                return anchor, max(anchor.start.bit - _CONFIRM_STEP * 8, floor_bit)
         target = max(offset - self._margin, 0)
         end_bit = self._compressed_size * 8
         if not self._anchors:
-            return None, max(end_bit - _FIRST_STEP * 8, floor)
-        upper = next((a for a in self._anchors if a.offset > target), None)
-        if upper is None:  # below the member's end, at the ratio of the stretch above it
+            return None, max(end_bit - _FIRST_STEP * 8, floor_bit)
+        index = next((i for i, a in enumerate(self._anchors) if a.offset > target), None)
+        if index is None:  # below the member's end, at the ratio of the stretch above it
             top = self._anchors[-1]
             ratio = (self._size - top.offset) / max(end_bit - top.start.bit, 1)
             step = (self._size - target) / max(ratio, 1e-9)
-            return None, max(end_bit - max(int(step), _CONFIRM_STEP * 8), floor)
-        # Below an anchor, at the ratio of everything above it: the member's tail is often
-        # far more (or less) compressible than its middle, and one short stretch misleads.
-        ratio = (self._size - upper.offset) / max(end_bit - upper.start.bit, 1)
-        step = (upper.offset - target) / max(ratio, 1e-9)
-        return upper, max(upper.start.bit - max(int(step), _CONFIRM_STEP * 8), floor)
+            return None, max(end_bit - max(int(step), _CONFIRM_STEP * 8), floor_bit)
+        upper = self._anchors[index]
+        bit, out = end_bit, self._size  # the stretch above: to the first anchor far enough up
+        for above in self._anchors[index + 1 :]:
+            if above.start.bit - upper.start.bit >= _RATIO_SPAN * 8:
+                bit, out = above.start.bit, above.offset
+                break
+        local = (out - upper.offset) / max(bit - upper.start.bit, 1)
+        below = (upper.offset - floor_offset) / max(upper.start.bit - floor_bit, 1)
+        step = (upper.offset - target) / max(local, below, 1e-9) * 1.5 ** min(self._aims, 10)
+        self._aims += 1
+        return upper, max(upper.start.bit - max(int(step), _CONFIRM_STEP * 8), floor_bit)
 
-    def _record(self, start: BlockStart, upper: Anchor | None) -> None:
+    def _record(self, start: BlockStart, upper: Anchor | None, wanted: tuple[int, int]) -> None:
         """Decode from ``start`` to ``upper`` (exact arrival) and record it as an anchor.
 
         Until the member's last bytes are held, a probe that ends near the member's end goes on
         to it and keeps them (the readers come back for section headers and string tables
-        there)."""
+        there). A probe whose first :data:`_PROBE_KEEP` output bytes hold the ``wanted`` range
+        keeps it, to serve once the anchor is confirmed (instead of decoding it again)."""
         tail_wanted = not self._tail_held and (
             upper is None or self._size - upper.offset <= _KEPT // 2
         )
         source = self._input(start)
-        pair = _Pair(source.skip, keep_last=_KEPT if tail_wanted else 0)
+        pair = _Pair(source.skip, keep_first=_PROBE_KEEP, keep_last=_KEPT if tail_wanted else 0)
         try:
             pair = self._decode_to(pair, source, upper, through=tail_wanted)
         finally:
@@ -522,23 +690,21 @@ class DeflateSeeker:
             offset = upper.offset - pair.produced
         if offset < 0:
             raise SeekFailed("decodes to more than the member's declared size")
-        for known in self._anchors:
-            if known.start == start and known.offset != offset:
-                raise SeekFailed("two decodes disagree about a block's offset")
-        tainted = pair.tainted
-        anchor = Anchor(
-            start,
-            offset,
-            clean=offset + (tainted if tainted is not None else pair.produced),
-            proven=tainted is not None,
-        )
-        if not any(known.start == start for known in self._anchors):
-            self._insert(anchor)
+        anchor = Anchor(start, offset, offset, [], proven=False)
+        anchor.learn(pair)
+        self._insert(anchor)
         if upper is not None:
             upper.confirmed = True
-        if tainted is not None:
-            self._margin = max(self._margin, 2 * tainted)
-        if tail_wanted and anchor.proven:
-            tail = pair.output()
-            kept_from = max(self._size - len(tail), anchor.clean)
-            self._keep(kept_from, tail[kept_from - (self._size - len(tail)) :], anchor, tail=True)
+        if anchor.proven:
+            self._margin = max(self._margin, 2 * (anchor.clean - offset))
+        if tail_wanted:
+            tail = pair.last_bytes()
+            tail_start = self._size - len(tail)
+            kept_from = max(tail_start, anchor.clean)
+            # Held for good if much of it is proven: else a later probe keeps it again.
+            if self._size - kept_from >= min(len(tail), _KEPT // 2) // 2:
+                self._keep(kept_from, tail[kept_from - tail_start :], anchor, tail=True)
+        held = offset + pair.first_size
+        if anchor.may_serve(*wanted) and wanted[1] <= held:
+            stop = anchor.clean_until(wanted[1], min(self._read_stop(*wanted), held))
+            self._keep(wanted[0], pair.first_bytes(wanted[0] - offset, stop - offset), anchor)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+if TYPE_CHECKING:  # importlib.metadata and the requirement parser: only for --env (~35 ms)
+    from importlib import metadata
 
 from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
 
@@ -178,6 +178,9 @@ _INSTALLERS = frozenset({"pip", "setuptools", "wheel", "uv"})
 
 def _requirement_closure(distributions: dict[str, metadata.Distribution]) -> set[str]:
     """This tool and everything it requires, transitively, among ``distributions``."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     closure = {_THIS_TOOL}
     pending = [_THIS_TOOL]
     while pending:
@@ -205,6 +208,10 @@ def tool_environment(prefix: Path, site_packages: Sequence[Path]) -> str | None:
         return "uv tool"
     if (prefix / "pipx_metadata.json").is_file():
         return "pipx"
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
     distributions: dict[str, metadata.Distribution] = {
         canonicalize_name(dist.metadata["Name"] or ""): dist
         for dist in metadata.distributions(path=[str(p) for p in site_packages])

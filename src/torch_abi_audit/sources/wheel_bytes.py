@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import bisect
 import struct
-import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from torch_abi_audit.readers.errors import BinaryReadError
 from torch_abi_audit.readers.source import ByteSource, check_range
+from torch_abi_audit.sources.deflate_codec import zlib
 from torch_abi_audit.sources.deflate_seek import DeflateSeeker, SeekFailed
 
 if TYPE_CHECKING:
@@ -89,12 +88,19 @@ class MemberData(NamedTuple):
 
 
 class _Output:
-    """Counts and checksums a member's bytes as they come; refuses more than it declares."""
+    """Counts and checksums a member's bytes as they come; refuses more than it declares.
 
-    def __init__(self, member: MemberData) -> None:
+    With ``defer_checksum``, the CRC-32 of the first :data:`WINDOW` bytes is computed only
+    when the member turns out to be read past them or to its end: a stream that stops early
+    (most large libraries) never pays for it. For a streamed member's first stream, whose head
+    window keeps those chunks anyway (they cost no memory here).
+    """
+
+    def __init__(self, member: MemberData, *, defer_checksum: bool = False) -> None:
         self.member = member
         self.produced = 0
         self.crc = 0
+        self._pending: list[bytes] | None = [] if defer_checksum else None  # not checksummed
 
     def take(self, data: bytes) -> bytes:
         """Account for ``data``; a zip bomb lying about its size fails as soon as it overflows."""
@@ -104,11 +110,21 @@ class _Output:
                 f"{self.member.name}: decompresses past its declared size of "
                 f"{self.member.size} bytes (zip bomb?)"
             )
-        self.crc = zlib.crc32(data, self.crc)
+        if self._pending is not None and self.produced <= WINDOW:
+            self._pending.append(data)
+        else:
+            self._checksum_pending()
+            self.crc = zlib.crc32(data, self.crc)
         return data
+
+    def _checksum_pending(self) -> None:
+        for chunk in self._pending or ():
+            self.crc = zlib.crc32(chunk, self.crc)
+        self._pending = None
 
     def verify(self) -> None:
         """Check the total size and the CRC-32 against the central directory."""
+        self._checksum_pending()
         name, size = self.member.name, self.member.size
         if self.produced != size:
             raise BinaryReadError(
@@ -129,16 +145,22 @@ class Progress:
 
 
 def inflate(
-    archive: ByteSource, member: MemberData, progress: Progress | None = None
+    archive: ByteSource,
+    member: MemberData,
+    progress: Progress | None = None,
+    *,
+    defer_checksum: bool = False,
 ) -> ChunkStream:
     """Decompress a deflated member chunk by chunk, checking its size and CRC at the end.
 
     Never produces more than the declared ``size``: a member that inflates beyond it (a zip
     bomb lying about its size) fails as soon as it does. ``progress``, if given, follows it.
+    ``defer_checksum``: see :class:`_Output` (for a consumer that keeps the first
+    :data:`WINDOW` bytes).
     """
     name, start, compressed_size = member.name, member.start, member.compressed_size
     decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-    output = _Output(member)
+    output = _Output(member, defer_checksum=defer_checksum)
     progress = progress or Progress()
     progress.compressed = progress.produced = 0
     consumed = 0
@@ -289,8 +311,12 @@ class StreamedMember:
         size: int,
         name: str,
         seeker: tuple[DeflateSeeker, Progress] | None = None,
+        *,
+        spill_chunks: Callable[[], ChunkStream] | None = None,
     ) -> None:
-        self._open_chunks = chunks
+        # ``spill_chunks`` decompresses the member again for a spill (default: ``chunks``): a
+        # stream whose first chunks are not kept in a window.
+        self._open_chunks = spill_chunks or chunks
         # A deflated member may be entered in the middle for reads far ahead of the stream
         # (:mod:`torch_abi_audit.sources.deflate_seek`); ``Progress`` follows the stream.
         self._seeker: DeflateSeeker | None = seeker[0] if seeker else None
@@ -429,6 +455,8 @@ class StreamedMember:
 
     def _start_spill(self) -> None:
         """Drop the windows and start a new stream that fills a temporary file on demand."""
+        import tempfile
+
         self._spill = tempfile.TemporaryFile(prefix="torch-abi-audit-")  # noqa: SIM115 - kept
         self._spilled = 0
         self._close_stream()

@@ -1,8 +1,9 @@
 """Wheels as sources: check the archive, list its libraries and read its metadata, in place.
 
 A wheel (PEP 427, the binary distribution format) is a zip archive. It is audited without
-extracting anything: :class:`WheelArchive` reads the central directory, rejects hostile or
-broken archives with a clear reason, and hands out each library member as a byte source
+extracting anything: :class:`WheelArchive` reads the central directory
+(:mod:`torch_abi_audit.sources.zip_directory`), rejects hostile or broken archives with a clear
+reason, and hands out each library member as a byte source
 (:mod:`torch_abi_audit.sources.wheel_bytes`).
 
 Hostile archives: unsafe member names (absolute, ``..``, drive letters, backslashes, NUL — as
@@ -19,11 +20,10 @@ import itertools
 import os
 import re
 import stat
-import struct
-import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from torch_abi_audit.files import open_regular
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
@@ -55,10 +55,16 @@ from torch_abi_audit.sources.wheel_bytes import (
     member_data_offset,
     stored_chunks,
 )
+from torch_abi_audit.sources.zip_directory import (
+    Entry,
+    TooManyEntries,
+    ZipDirectoryError,
+    read_directory,
+)
 
 # Limits no real wheel comes near (the CUDA torch wheel: 13k members, 1.1 GB unpacked; its
 # largest library 0.5 GB at a 1.4:1 ratio). Deflate cannot exceed ~1032:1.
-MAX_MEMBERS = 100_000  # zipfile spends ~14 us on each; the CUDA torch wheel has 13k
+MAX_MEMBERS = 100_000  # the CUDA torch wheel has 13k
 MAX_MEMBER_SIZE = 16 << 30
 MAX_TOTAL_SIZE = 64 << 30
 MAX_RATIO = 200
@@ -66,7 +72,6 @@ RATIO_CHECK_ABOVE = 64 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SCRIPTS = re.compile(r"^[^/]+\.data/scripts/")
 _ENCRYPTED = 0x1  # general purpose flag bit 0 (APPNOTE 4.4.4)
-_UTF8 = 0x800  # general purpose flag bit 11: the name is UTF-8
 _UNIX = 3  # "version made by" high byte: the host system whose attributes are recorded
 
 
@@ -138,75 +143,10 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
-# APPNOTE 4.3.16 (end of central directory record), 4.3.14-15 (the Zip64 ones).
-_END = struct.Struct("<4s4H2LH")
-_ZIP64_LOCATOR = struct.Struct("<4sLQL")
-_ZIP64_END = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL_SIGNATURE = b"PK\x01\x02"
-
-
-def _central_directory_span(source: FileBytes) -> tuple[int, int] | None:
-    """Where the central directory lies (offset, size), as zipfile will find it: the last end
-    record, its Zip64 counterpart if it has one, the directory just before. ``None`` when the
-    records cannot be found or read (zipfile then says why)."""
-    tail_size = min(source.size, _END.size + 0xFFFF)
-    tail = source.read(source.size - tail_size, tail_size, "end of central directory")
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + _END.size > len(tail):
-        return None
-    fields = _END.unpack_from(tail, at)
-    end = source.size - tail_size + at
-    size = fields[5]
-    if end >= 20:  # zipfile looks for a Zip64 locator before every end record
-        locator = _ZIP64_LOCATOR.unpack(source.read(end - 20, 20, "Zip64 locator"))
-        if locator[0] == b"PK\x06\x07" and end - 20 >= _ZIP64_END.size:
-            end -= 20 + _ZIP64_END.size  # the Zip64 record sits right before its locator
-            record = _ZIP64_END.unpack(source.read(end, _ZIP64_END.size, "Zip64 end record"))
-            if record[0] != b"PK\x06\x06":
-                return None
-            size = record[7]
-    return (end - size, size) if 0 <= size <= end else None
-
-
-def _check_member_count(handle: BinaryIO) -> None:
-    """Refuse an archive whose central directory holds more than :data:`MAX_MEMBERS` entries,
-    before zipfile builds an object for each (500,000 cost it 9 s and 350 MB). Every entry
-    starts with the central header signature, so counting signatures bounds the count from
-    above; the declared count is not trusted (zipfile reads as many as the directory holds).
-    Raises :class:`WheelError`.
-    """
-    source = FileBytes(handle)
-    try:
-        span = _central_directory_span(source)
-    except BinaryReadError:
-        return
-    if span is None:
-        return
-    start, size = span
-    count = 0
-    step = 16 << 20
-    for offset in range(start, start + size, step):
-        # 3 bytes of overlap: a signature across two steps is counted once, in the first.
-        length = min(step + 3, start + size - offset)
-        count += source.read(offset, length, "central directory").count(_CENTRAL_SIGNATURE)
-        if count > MAX_MEMBERS:
-            raise WheelError(
-                f"the central directory holds more than {MAX_MEMBERS:,} members: more than any "
-                "real wheel (zip bomb?)"
-            )
-
-
-def _is_link(info: zipfile.ZipInfo) -> bool:
+def _is_link(info: Entry) -> bool:
     """A member whose Unix mode (high half of the external attributes, made on Unix:
     APPNOTE 4.4.2, 4.4.15) says symbolic link: its data is the link's target path."""
     return info.create_system == _UNIX and stat.S_ISLNK(info.external_attr >> 16)
-
-
-def _name_length(info: zipfile.ZipInfo) -> int:
-    """The length in bytes of a member's name as stored (UTF-8 when general purpose bit 11 is
-    set, else code page 437: APPNOTE 4.4.4 and appendix D)."""
-    encoding = "utf-8" if info.flag_bits & _UTF8 else "cp437"
-    return len(info.orig_filename.encode(encoding, errors="surrogateescape"))
 
 
 class WheelArchive:
@@ -224,33 +164,54 @@ class WheelArchive:
             self._handle = open_regular(path)  # a FIFO named *.whl is refused, not waited on
         except OSError as exc:
             raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
+        self._bytes = FileBytes(self._handle)
         try:
-            _check_member_count(self._handle)
-            self._zip = zipfile.ZipFile(self._handle)
-            self._bytes = FileBytes(self._handle)
-            infos = self._zip.infolist()
-        # zipfile raises NotImplementedError for an entry that needs a newer "version needed to
-        # extract" than it supports.
-        except (
-            zipfile.BadZipFile,
-            zipfile.LargeZipFile,
-            OSError,
-            EOFError,
-            ValueError,
-            NotImplementedError,
-        ) as exc:
+            infos = read_directory(self._bytes, MAX_MEMBERS)
+        except TooManyEntries as exc:
+            self._handle.close()
+            raise WheelError(f"{exc}: more than any real wheel (zip bomb?)") from exc
+        except (ZipDirectoryError, OSError) as exc:
             self._handle.close()
             raise WheelError(f"not a readable zip archive ({exc})") from exc
-        self._infos: dict[str, zipfile.ZipInfo] = {}
+        self._infos: dict[str, Entry] = {}
         self._unsafe: set[str] = set()
         self._check(infos)
 
-    def _check(self, infos: list[zipfile.ZipInfo]) -> None:
+    @classmethod
+    def of_members(cls, path: Path, entries: Iterable[Entry]) -> WheelArchive:
+        """The archive at ``path``, knowing only ``entries`` of its central directory (members a
+        process that read and checked the whole directory found safe to read): for a worker
+        process that reads those members, without reading the directory again.
+
+        Raises :class:`WheelError` when the file cannot be opened.
+        """
+        archive = cls.__new__(cls)
+        archive.path = path
+        archive.problems = []
+        try:
+            archive._handle = open_regular(path)
+        except OSError as exc:
+            raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
+        archive._bytes = FileBytes(archive._handle)
+        archive._infos = {entry.filename: entry for entry in entries}
+        archive._unsafe = set()
+        return archive
+
+    def add_entries(self, entries: Iterable[Entry]) -> None:
+        """Know more members of an archive made :meth:`of_members` (entries it has stay)."""
+        for entry in entries:
+            self._infos.setdefault(entry.filename, entry)
+
+    def entries(self, names: Iterable[str]) -> list[Entry]:
+        """The central directory entries of the members ``names`` (those it has)."""
+        return [self._infos[name] for name in names if name in self._infos]
+
+    def _check(self, infos: list[Entry]) -> None:
         total = 0
         for info in infos:
             name = info.filename
-            # zipfile cuts a name at its first NUL (``filename``): the check reads the name as
-            # the central directory spells it (``orig_filename``).
+            # A name is cut at its first NUL (``filename``, as zipfile does): the check reads
+            # the name as the central directory spells it (``orig_filename``).
             reason = unsafe_name_reason(info.orig_filename)
             if reason is not None:
                 self.problems.append(f"unsafe member name {info.orig_filename!r}: {reason}")
@@ -292,12 +253,12 @@ class WheelArchive:
             self._unsafe.update(self._infos)
         self._check_overlaps(infos)
 
-    def _check_overlaps(self, infos: list[zipfile.ZipInfo]) -> None:
+    def _check_overlaps(self, infos: list[Entry]) -> None:
         # Each member's local header, name and data must end before the next member begins;
         # overlapping entries let a small archive declare gigabytes (APPNOTE 4.3.6 layout).
         ordered = sorted(infos, key=lambda i: i.header_offset)
         for current, following in itertools.pairwise(ordered):
-            end = current.header_offset + 30 + _name_length(current) + current.compress_size
+            end = current.header_offset + 30 + current.name_length + current.compress_size
             if end > following.header_offset:
                 self.problems.append(
                     f"members {current.filename!r} and {following.filename!r} overlap (zip bomb?)"
@@ -323,10 +284,10 @@ class WheelArchive:
         """
         found = []
         for name, info in sorted(self._infos.items()):
-            if info.is_dir() or name in self._unsafe or is_library_name(name):
-                continue
             script = _SCRIPTS.match(name) is not None
-            if not script and not is_executable_name(name):
+            if not script and not is_executable_name(name):  # most names: cheap to tell
+                continue
+            if info.is_dir() or name in self._unsafe or is_library_name(name):
                 continue
             runnable = (
                 script
@@ -450,15 +411,20 @@ class WheelArchive:
             progress = Progress()
             seeker = (self._seeker(data), progress) if seek else None
             return StreamedMember(
-                lambda: inflate(self._bytes, data, progress), info.file_size, name, seeker
+                lambda: inflate(self._bytes, data, progress, defer_checksum=True),
+                info.file_size,
+                name,
+                seeker,
+                spill_chunks=lambda: inflate(self._bytes, data, progress),
             )
         if info.compress_type in (ZIP_BZIP2, ZIP_LZMA):  # bug fix: see wheel_bytes.decompress
             method = info.compress_type
             return StreamedMember(
                 lambda: decompress(self._bytes, data, method), info.file_size, name
             )
-        # Other methods: zipfile's own reader, which refuses them (NotImplementedError).
-        return StreamedMember(lambda: self._zip_chunks(info), info.file_size, name)
+        # Other methods (zipfile knows no more than these four either).
+        method = info.compress_type
+        raise BinaryReadError(f"{name}: compression method {method} is not supported")
 
     def _seeker(self, data: MemberData) -> DeflateSeeker:
         archive, start, what = self._bytes, data.start, f"compressed data of {data.name}"
@@ -469,18 +435,10 @@ class WheelArchive:
 
         return DeflateSeeker(read, data.compressed_size, data.size)
 
-    def _zip_chunks(self, info: zipfile.ZipInfo) -> ChunkStream:
-        try:
-            with self._zip.open(info) as stream:
-                while chunk := stream.read(4 << 20):
-                    yield chunk
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            raise BinaryReadError(f"{info.filename}: {exc}") from exc
-
     def reopen(self) -> None:
         """Read through a file descriptor of this process's own (after a fork), keeping the
-        parsed central directory: a worker must not share its parent's file position, which
-        zipfile seeks, and parsing a directory of 13k entries again costs each worker ~50 ms.
+        parsed central directory (a directory of 13k entries costs ~15 ms to read again), on
+        a descriptor whose position is not shared with the parent.
         Raises :class:`WheelError` when the file cannot be opened any more."""
         try:
             handle = open_regular(self.path)  # swapped for a FIFO since: refused, not waited on
@@ -488,11 +446,9 @@ class WheelArchive:
             raise WheelError(f"cannot read: {exc.strerror or exc}") from exc
         self._handle = handle
         self._bytes = FileBytes(handle)
-        self._zip.fp = handle  # zipfile reads members through fp (its directory is parsed)
 
     def close(self) -> None:
         """Close the archive file."""
-        self._zip.close()
         self._handle.close()
 
     def __enter__(self) -> WheelArchive:
@@ -509,6 +465,30 @@ class WheelArchive:
 _open_archives: dict[Path, WheelArchive] = {}
 _inherited: set[Path] = set()
 _MAX_OPEN = 32
+# Entries of members a worker was handed with its work (see :func:`member_entries`), for
+# archives it has not opened: it reads those members without reading the directory.
+_handed: dict[Path, dict[str, Entry]] = {}
+
+
+def member_entries(members: Iterable[WheelMember]) -> dict[Path, list[Entry]]:
+    """The central directory entries of ``members`` in the archives this process has open
+    (read and checked), by archive: what a worker forked before they were opened needs to read
+    those members (:func:`receive_entries`)."""
+    found: dict[Path, list[str]] = {}
+    for member in members:
+        if member.wheel in _open_archives:
+            found.setdefault(member.wheel, []).append(member.name)
+    return {path: _open_archives[path].entries(names) for path, names in found.items()}
+
+
+def receive_entries(entries: dict[Path, list[Entry]]) -> None:
+    """Take entries from :func:`member_entries` (in a worker): :func:`open_wheel` then reads
+    those members of an archive this process has not read the directory of."""
+    for path, found in entries.items():
+        _handed.setdefault(path, {}).update((entry.filename, entry) for entry in found)
+        archive = _open_archives.get(path)
+        if archive is not None and path not in _inherited:
+            archive.add_entries(found)
 
 
 def _after_fork() -> None:
@@ -538,7 +518,8 @@ def open_wheel(path: Path) -> WheelArchive:
             oldest = next(iter(_open_archives))
             _inherited.discard(oldest)
             _open_archives.pop(oldest).close()
-        archive = WheelArchive(path)
+        handed = _handed.get(path)
+        archive = WheelArchive.of_members(path, handed.values()) if handed else WheelArchive(path)
         _open_archives[path] = archive
     return archive
 
@@ -546,5 +527,6 @@ def open_wheel(path: Path) -> WheelArchive:
 def close_wheels() -> None:
     """Close every archive :func:`open_wheel` opened in this process."""
     _inherited.clear()
+    _handed.clear()
     while _open_archives:  # an inherited descriptor is closed in this process only
         _open_archives.popitem()[1].close()
