@@ -249,7 +249,8 @@ def analyse_cpython(
     violations = tuple(sorted(capi - stable_abi_symbols())) if capi else ()
     versions = stable_abi_versions() if capi else {}
     stable = [(name, versions[name]) for name in sorted(capi) if name in versions]
-    computed = max((v for _, v in stable), key=version_key, default=None)
+    # Few distinct versions among thousands of symbols: compare those, not every symbol's.
+    computed = max({v for _, v in stable}, key=version_key, default=None)
     python_library, python_version = linked_python(needed)
     return CPythonAnalysis(
         intent=has_abi3_tag(filename) or (python_library is not None and python_version is None),

@@ -168,6 +168,10 @@ def _bound_to_libtorch(
     ]
 
 
+#: How many C++ names' verdicts :class:`TorchRules` keeps (a few tens of MB at most).
+_MAX_JUDGED = 200_000
+
+
 class TorchRules:
     """Classifies a library's imports against one :class:`TorchAbiTable`."""
 
@@ -176,6 +180,9 @@ class TorchRules:
         self._shim_names = frozenset(table.shims)
         self._internal = table.internal_c_symbols
         self._internal_names = frozenset(table.internal_c_symbols)
+        # Verdicts on C++ names already judged: the libraries of one environment or wheel
+        # import many of the same ones (an environment scan: 9,784 judgements of 6,072 names).
+        self._judged: dict[tuple[str, str | None, bool], UnstableSymbol | None] = {}
 
     def analyse(
         self,
@@ -261,6 +268,19 @@ class TorchRules:
 
     def _judge_cxx(
         self, name: str, library: str | None, *, exported: bool = True
+    ) -> UnstableSymbol | None:
+        key = (name, library, exported)
+        try:
+            return self._judged[key]
+        except KeyError:
+            pass
+        if len(self._judged) >= _MAX_JUDGED:
+            self._judged.clear()
+        verdict = self._judged[key] = self._judge_cxx_uncached(name, library, exported=exported)
+        return verdict
+
+    def _judge_cxx_uncached(
+        self, name: str, library: str | None, *, exported: bool
     ) -> UnstableSymbol | None:
         scope = entity_scope(name)
         demangled = demangle(name)
