@@ -185,6 +185,15 @@ def _stored(store: Path) -> int:
         return 0
 
 
+#: ``python -m torch_abi_audit`` with Ctrl-C raising KeyboardInterrupt, whoever started the
+#: tests: a shell starts background jobs with SIGINT ignored, and Python then installs no
+#: handler for it (the signal would be lost).
+_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'torch_abi_audit'; runpy.run_module('torch_abi_audit', run_name='__main__')"
+)
+
+
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(local_index: LocalIndex, tmp_path: Path) -> None:
     store, work = tmp_path / "store.db", tmp_path / "work"
     arguments = run_arguments(local_index, store, "survey-stable", "survey-unstable")
@@ -192,7 +201,12 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(local_index: LocalIndex, tmp_p
     command += ["-j", "1", "--work-dir", str(work)]
     local_index.delay = 1.0
     try:
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _WITH_CTRL_C, *command[3:]],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
         # The progress line of a wheel is written after the wheel is stored: interrupt on the
         # first one (polling the store raced with its creation and could miss the whole run).
         assert process.stderr is not None
