@@ -71,12 +71,14 @@ _HIDDEN_NAMESPACE = re.compile(r"\bHIDDEN_NAMESPACE_(BEGIN|END)\s*\(([^)]*)\)")
 class Declaration:
     """A name a header declares: ``qualified`` (``torch::stable::Tensor::sizes``), its
     ``kind`` (namespace, class, enum, function, alias), the 1-based ``line`` its declaration
-    starts on, and the ``guard`` version (``"2.10.0"``) around it, if any."""
+    starts on, and the ``guard`` version (``"2.10.0"``) around it, if any. ``out_of_line``: a
+    member defined outside its class (``Symbol Symbol::attr(...) {...}``), declared elsewhere."""
 
     qualified: str
     kind: str
     line: int
     guard: str | None = None
+    out_of_line: bool = False
 
     @property
     def name(self) -> str:
@@ -126,8 +128,13 @@ class Header:
 
 
 def _blank(text: str, start: int, end: int) -> str:
-    """``text[start:end]`` with everything but newlines turned into spaces."""
-    return re.sub(r"[^\n]", " ", text[start:end])
+    """``text[start:end]`` with everything but newlines turned into spaces, and a backslash
+    ending a line kept: the line splice (``\\`` newline) happens before comments are removed,
+    so a comment inside a multi-line ``#define`` does not end the macro."""
+    return _BLANKED.sub(lambda m: m.group(0) if m.group("splice") else " ", text[start:end])
+
+
+_BLANKED = re.compile(r"(?P<splice>\\(?=\n))|[^\n]")
 
 
 def strip_comments_and_literals(text: str) -> tuple[str, dict[int, str]]:
@@ -279,7 +286,8 @@ class _Scanner:
     def record(self, scope: list[str], name: str, kind: str, offset: int) -> None:
         line = self.line_of(offset)
         qualified = "::".join([*scope, name]) if name else "::".join(scope)
-        self.found.append(Declaration(qualified, kind, line, self.guards.get(line)))
+        outside = kind == "function" and "::" in name.removeprefix("operator")
+        self.found.append(Declaration(qualified, kind, line, self.guards.get(line), outside))
 
     def scan(self, position: int, end: int, scope: list[str]) -> int:
         """Scan declarations from ``position`` up to ``end`` or the ``}`` closing this scope;
@@ -449,6 +457,8 @@ def _function_name(text: str) -> str | None:
         if name is None:
             return None
         word = name.group(1)
+        # An out-of-line definition names its class: ``Symbol Symbol::attr(...)``.
+        owner = re.search(r"((?:[A-Za-z_]\w*::)+)$", before[: name.start()])
         if _DECORATION.match(word) and not re.search(r"[\w>*&]\s+" + re.escape(word) + "$", before):
             position = _matching(cleaned, paren) + 1
             if position <= 0:
@@ -456,7 +466,7 @@ def _function_name(text: str) -> str | None:
             continue
         if "=" in before.replace("==", "") or word in _KEYWORDS:
             return None
-        return word
+        return owner.group(1).lstrip(":") + word if owner else word
 
 
 def _matching(text: str, start: int, opening: str = "(", closing: str = ")") -> int:

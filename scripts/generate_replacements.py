@@ -204,17 +204,23 @@ class NameIndex:
 
     def add(self, version: str, headers: dict[str, Header]) -> None:
         fresh: dict[str, list[Macro]] = {}
+        # Where a name is declared, not where a member is defined out of line, when a release
+        # has both (tensor_struct.h, not tensor_inl.h): declarations first.
+        ordered = sorted(
+            ((path, d) for path, header in headers.items() for d in header.declarations),
+            key=lambda item: item[1].out_of_line,
+        )
+        for path, declaration in ordered:
+            if declaration.qualified not in self.names:
+                self.names[declaration.qualified] = (
+                    version,
+                    declaration.kind,
+                    path,
+                    declaration.line,
+                    declaration.guard,
+                )
+                self.by_last.setdefault(declaration.name, set()).add(declaration.qualified)
         for path, header in headers.items():
-            for declaration in header.declarations:
-                if declaration.qualified not in self.names:
-                    self.names[declaration.qualified] = (
-                        version,
-                        declaration.kind,
-                        path,
-                        declaration.line,
-                        declaration.guard,
-                    )
-                    self.by_last.setdefault(declaration.name, set()).add(declaration.qualified)
             for macro in header.macros:
                 self.macros.setdefault(macro.name, (version, path, macro.line))
                 fresh.setdefault(macro.name, []).append(macro)

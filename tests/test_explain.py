@@ -197,6 +197,19 @@ def test_c_names_operators_and_macros() -> None:
     assert other.verdict is Verdict.OTHER
 
 
+def test_a_namespace_is_no_macro_expansion() -> None:
+    """Every CUDA extension imports c10::cuda::getCurrentCUDAStream: it is no expansion of
+    C10_CUDA_CHECK (that macro calls c10::cuda::c10_cuda_check_implementation, which the
+    table now names, instead of the bare namespace that matched every c10::cuda:: name)."""
+    stream, check = explain_all(
+        ["_ZN3c104cuda20getCurrentCUDAStreamEa", "c10::cuda::c10_cuda_check_implementation"]
+    )
+    assert (stream.verdict, stream.entity) == (Verdict.UNSTABLE, "c10::cuda::getCurrentCUDAStream")
+    assert stream.advice is not None and stream.advice.replacement is None
+    assert stream.advice.via == ()
+    assert check.advice is not None and "C10_CUDA_CHECK" in check.advice.via
+
+
 def test_qualified_scope() -> None:
     assert qualified_scope("void c10::foo<int>(int)") == ("c10", "foo")
     assert qualified_scope("at::Tensor::item<float>() const") == ("at", "Tensor", "item")

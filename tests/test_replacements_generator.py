@@ -143,6 +143,64 @@ def test_libtorch_macro_expansions_keep_calls_not_listed_arguments() -> None:
     assert "LOCAL_HELPER" not in index.macros
 
 
+#: c10/cuda/CUDAException.h's shape: a comment ends a line of a multi-line macro with the line
+#: splice inside it, and c10/../symbol.h's: members defined outside their class.
+SPLICED_HEADER = """
+#define C10_CUDA_CHECK(EXPR)                        \\
+  do {                                              \\
+    c10::cuda::c10_cuda_check_implementation(       \\
+        __func__, /* not well-defined between       \\
+                     compilers, so we cast */       \\
+        true);                                      \\
+  } while (0)
+
+namespace c10 {
+class Symbol {
+ public:
+  static Symbol cuda(const std::string& s);
+};
+inline Symbol Symbol::cuda(const std::string& s) { return Symbol(); }
+} // namespace c10
+
+namespace c10::cuda {
+C10_CUDA_API void c10_cuda_check_implementation(const char* function_name, bool check);
+} // namespace c10::cuda
+"""
+
+
+def test_a_comment_inside_a_macro_keeps_its_line_splice() -> None:
+    """The line splice comes before comments are removed: a comment ending a macro's line
+    does not end the macro, and what follows the macro is read (it was lost, and the
+    macro's `while` read as a function)."""
+    header = HEADERS.read_header("c10/cuda/CUDAException.h", SPLICED_HEADER)
+    declared = {d.qualified: d for d in header.declarations}
+    assert "while" not in declared
+    assert declared["c10::cuda::c10_cuda_check_implementation"].kind == "function"
+    [macro] = header.macros
+    assert "} while (0)" in macro.body
+
+
+def test_a_member_defined_out_of_line_is_its_class_member() -> None:
+    """``Symbol Symbol::cuda(...)`` defines ``c10::Symbol::cuda``, not a ``c10::cuda`` that
+    would swallow every ``c10::cuda::`` name; where a release also declares the member in
+    its class, that declaration is where it is declared."""
+    header = HEADERS.read_header("ATen/core/symbol.h", SPLICED_HEADER)
+    found = sorted((d.qualified, d.out_of_line) for d in header.declarations if d.name == "cuda")
+    assert found == [
+        ("c10::Symbol::cuda", False),
+        ("c10::Symbol::cuda", True),
+        ("c10::cuda", False),
+    ]
+    index = GEN.NameIndex()
+    definition = HEADERS.read_header("a_inl.h", "namespace c10 { inline Symbol Symbol::cuda() {} }")
+    index.add("2.9.0", {"a_inl.h": definition, "symbol.h": header})
+    assert index.names["c10::Symbol::cuda"][2] == "symbol.h"
+    assert index.names["c10::cuda"][1] == "namespace"
+    emitted = GEN.macro_references(index)
+    assert emitted["c10::cuda::c10_cuda_check_implementation"] == {"C10_CUDA_CHECK": 0}
+    assert "c10::cuda" not in emitted
+
+
 def test_header_statements_tie_comments_to_declarations() -> None:
     header = HEADERS.read_header("torch/csrc/stable/fake.h", STABLE_HEADER)
     found = {
