@@ -123,6 +123,8 @@ def test_unreadable_metadata_member_is_a_problem(
     assert run.code == 2
     assert f"  Problem: unreadable METADATA: {source.problems[0].reason[21:]}" in run.lines
     assert f"    [STABLE  ] [not-abi3              ] {GOOD}" in run.out
+    distribution = next(line for line in run.lines if line.startswith("  Distribution: "))
+    assert distribution.endswith(" (version unknown)")  # not a name and a blank
 
 
 def test_nul_in_a_member_name_is_seen_before_zipfile_cuts_it(

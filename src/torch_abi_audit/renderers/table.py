@@ -292,7 +292,8 @@ def _package_lines(report: PackageReport, *, verbose: bool = False) -> list[str]
             )
     if report.distribution is not None:
         dist = report.distribution
-        lines.append(f"  Distribution: {dist.name} {dist.version}")
+        # Unreadable metadata leaves the name the archive or directory gives, and no version.
+        lines.append(f"  Distribution: {dist.name} {dist.version or '(version unknown)'}")
     lines += [
         f"  Torch ABI:   {TORCH_VERDICT_LABELS[report.torch_verdict]}",
         f"  Min torch:   {report.min_torch_version or 'n/a'}",
