@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.parser import HeaderParser
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -41,6 +41,7 @@ from torch_abi_audit.rules.release_exports import (
     recorded_export,
 )
 from torch_abi_audit.rules.torch_abi import entity_scope, is_torch_library
+from torch_abi_audit.sources.torch_install import LIB_DIR, VERSION_FILE, lib_files_of, version_field
 from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +72,6 @@ MARKER_ENVIRONMENTS = {
     },
 }
 _CUDA_SUFFIX = re.compile(r"-cu(\d+)$")
-_VERSION_FIELD = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.M)
 _CUDA_FIELD = re.compile(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
 _CUDART_MAJOR = re.compile(r"(?i)^(?:lib)?cudart(?:64_|\.so\.)(\d+)")
 
@@ -164,13 +164,11 @@ def read_wheel_build(path: Path, sha256: str) -> BuildExports:
             members = archive.member_names()
             metadata = next(m for m in members if m.endswith(".dist-info/METADATA"))
             headers = HeaderParser().parsestr(archive.read_text(metadata))
-            version_text = archive.read_text("torch/version.py")
-            lib_files = sorted(
-                PurePosixPath(m).name
-                for m in members
-                if PurePosixPath(m).parent == PurePosixPath("torch/lib") and not m.endswith("/")
-            )
-            version = _field(_VERSION_FIELD, version_text, path.name) or ""
+            version_text = archive.read_text(VERSION_FILE)
+            lib_files = lib_files_of(members)
+            version = version_field(version_text)
+            if version is None:
+                raise SystemExit(f"{path.name}: no __version__ in {VERSION_FILE}")
             build = BuildExports(
                 platform=platform,
                 release=Version(version).base_version,
@@ -179,7 +177,7 @@ def read_wheel_build(path: Path, sha256: str) -> BuildExports:
                 cuda_major=cuda_major_from_requirements(
                     headers.get_all("Requires-Dist") or [], platform
                 ),
-                cuda_version=_field(_CUDA_FIELD, version_text, path.name),
+                cuda_version=_field(_CUDA_FIELD, version_text),
                 libraries=[n for n in lib_files if _is_library_file(n)],
                 cuda_runtime=[],
                 wheel=path.name,
@@ -187,7 +185,7 @@ def read_wheel_build(path: Path, sha256: str) -> BuildExports:
             )
             runtime: set[str] = set()
             for name in build.libraries:
-                names, needed = _exports_of(archive, f"torch/lib/{name}")
+                names, needed = _exports_of(archive, str(LIB_DIR / name))
                 if is_torch_library(name):
                     runtime |= _record(build, name, names, needed)
                 else:
@@ -203,10 +201,8 @@ def _is_library_file(name: str) -> bool:
     return name.endswith((".so", ".dylib", ".dll")) or ".so." in name
 
 
-def _field(pattern: re.Pattern[str], text: str, where: str) -> str | None:
+def _field(pattern: re.Pattern[str], text: str) -> str | None:
     match = pattern.search(text)
-    if pattern is _VERSION_FIELD and match is None:
-        raise SystemExit(f"{where}: no __version__ in torch/version.py")
     return match.group(1) if match else None
 
 

@@ -148,13 +148,6 @@ def _lanes(mask: int) -> Iterator[int]:
         mask ^= lowest
 
 
-def shifted(data: bytes, shift: int) -> bytes:
-    """``data`` read from bit ``shift`` (0..7) on, as bytes; the last byte is padded with 0."""
-    if not shift:
-        return data
-    return (int.from_bytes(data, "little") >> shift).to_bytes(len(data), "little")
-
-
 def _huffman(code: int, length: int) -> tuple[int, int]:
     """A Huffman code as stream bits: deflate packs codes from their most significant bit."""
     return int(f"{code:0{length}b}"[::-1], 2), length
@@ -199,16 +192,32 @@ def entry_input(region: bytes, bit: int, stored: bool) -> tuple[bytes, int]:
     A stored block's LEN field (``bit`` on a byte boundary) gets a header byte of its own
     (BFINAL 0, BTYPE 00, padding); a dynamic block's header gets :func:`alignment_block`.
     """
-    if stored:
-        return b"\x00" + region[bit >> 3 :], 0
     shift = bit & 7
-    if not shift:
-        return region[bit >> 3 :], 0
-    value, length, produced = alignment_block(shift)
-    whole = length >> 3  # the prefix's last ``shift`` bits share a byte with the stream's
-    merged = (value >> (whole * 8)) | (region[bit >> 3] & (0xFF << shift) & 0xFF)
-    head = (value & ((1 << (whole * 8)) - 1)).to_bytes(whole, "little")
+    head, merged, _, produced = entry_prefix(shift, stored)
+    if stored or not shift:
+        return head + region[bit >> 3 :], produced
+    merged |= region[bit >> 3] & (0xFF << shift) & 0xFF
     return head + bytes([merged]) + region[(bit >> 3) + 1 :], produced
+
+
+def entry_prefix(shift: int, stored: bool) -> tuple[bytes, int, int, int]:
+    """The prefix put before the stream's bits from a block start at bit ``shift`` of a byte
+    (see :func:`entry_input`), as ``(whole bytes, bits, length, output bytes)``: its whole
+    bytes, its last bits (which share a byte with the block's first bits, ``shift`` of them,
+    from the bottom), its length in bits and the output bytes it makes (to skip).
+
+    A stored block's LEN field gets a header byte of its own (BFINAL 0, BTYPE 00, padding); a
+    dynamic block's header at ``shift`` 1..7 gets :func:`alignment_block`; none at 0.
+    """
+    if stored:
+        value, length, produced = 0, 8, 0
+    elif shift:
+        value, length, produced = alignment_block(shift)
+    else:
+        value, length, produced = 0, 0, 0
+    whole = length >> 3
+    head = (value & ((1 << (whole * 8)) - 1)).to_bytes(whole, "little")
+    return head, value >> (whole * 8), length, produced
 
 
 def trial_decode(data: bytes) -> bool:

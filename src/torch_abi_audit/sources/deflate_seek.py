@@ -63,8 +63,8 @@ from torch_abi_audit.sources.deflate_search import (
     WINDOW_SIZE,
     ZERO_WINDOW,
     BlockStart,
-    alignment_block,
     block_starts,
+    entry_prefix,
 )
 
 ONES_WINDOW = b"\xff" * WINDOW_SIZE
@@ -178,15 +178,8 @@ class _Input:
         self._size = size  # compressed bytes of the member
         self.start = start
         self._shift = start.bit & 7
-        if start.stored:
-            value, self.prefix, self.skip = 0, 8, 0  # BFINAL 0, BTYPE 00, padding
-        elif self._shift:
-            value, self.prefix, self.skip = alignment_block(self._shift)
-        else:
-            value, self.prefix, self.skip = 0, 0, 0
-        whole = self.prefix >> 3
-        self._head = (value & ((1 << (whole * 8)) - 1)).to_bytes(whole, "little")
-        self._merged = value >> (whole * 8)  # the prefix's bits in the block's first byte
+        # _merged: the prefix's bits in the block's first byte
+        self._head, self._merged, self.prefix, self.skip = entry_prefix(self._shift, start.stored)
 
     def length(self, compressed_size: int) -> int:
         """Input bytes up to the member's end."""
@@ -685,9 +678,7 @@ class DeflateSeeker:
             pair = self._decode_to(pair, source, upper, through=tail_wanted)
         finally:
             self._spend(pair)
-        offset = self._size - pair.produced if tail_wanted or upper is None else 0
-        if upper is not None and not tail_wanted:
-            offset = upper.offset - pair.produced
+        offset = (self._size if tail_wanted or upper is None else upper.offset) - pair.produced
         if offset < 0:
             raise SeekFailed("decodes to more than the member's declared size")
         anchor = Anchor(start, offset, offset, [], proven=False)

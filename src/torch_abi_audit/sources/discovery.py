@@ -144,9 +144,8 @@ def _leaves(link: str, target: str) -> ScanProblem:
 class _Walk:
     """One walk of :func:`find_libraries` (see there)."""
 
-    def __init__(self, boundary: _Boundary, *, executables: bool) -> None:
+    def __init__(self, boundary: _Boundary) -> None:
         self.boundary = boundary
-        self.executables = executables
         self.result = ScanResult()
         # One path per file (device, inode): the canonical path first in sort order, so that
         # the choice does not depend on how the file was reached or on listing order.
@@ -179,12 +178,11 @@ class _Walk:
             self.found[key] = canonical
 
     def executable(self, entry: os.DirEntry[str], link: bool) -> bool:
-        """Whether a directory entry not named like a library is a program to audit: a
-        regular file, named like a program, runnable, starting with a binary's magic. One that
-        a link takes out of the boundary is not read (nothing says it is a library)."""
+        """Whether a directory entry not named like a library, but named like a program
+        (:func:`is_executable_name`, tested by the caller), is a program to audit: a regular
+        file, runnable, starting with a binary's magic. One that a link takes out of the
+        boundary is not read (nothing says it is a library)."""
         name = entry.name
-        if not is_executable_name(name):
-            return False
         if link and self.boundary.canonical(os.path.realpath(entry.path)) is None:
             return False
         try:
@@ -235,18 +233,20 @@ class _Walk:
                             )
                             if shown is not None:
                                 stack.append((entry.path, shown))
-                        elif matches(name) or (self.executables and self.executable(entry, link)):
+                        elif matches(name) or (
+                            # is_executable_name, cheaply: an entry's name has no "/" and
+                            # is never empty
+                            ("." not in name or name[-4:].lower() == ".exe")
+                            and self.executable(entry, link)
+                        ):
                             self.add_file(entry.path, None if link else canonical + os.sep + name)
             except OSError as exc:
                 self.problem(directory, _describe(exc))
 
 
-def find_libraries(
-    roots: Iterable[Path], *, boundary: Iterable[Path] | None = None, executables: bool = True
-) -> ScanResult:
-    """Walk ``roots`` (files or directories) and collect library candidates, and, with
-    ``executables``, the programs among the files not named like libraries (see the module
-    docstring).
+def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = None) -> ScanResult:
+    """Walk ``roots`` (files or directories) and collect library candidates and the programs
+    among the files not named like libraries (see the module docstring).
 
     A root that is itself a file is taken as a candidate whatever its name. Paths come back
     sorted and canonical: each library under the real path of the directory that holds it
@@ -262,9 +262,9 @@ def find_libraries(
     """
     roots = list(roots)
     explicit = boundary is not None
-    directories, files = _split_roots(roots, explicit, boundary)
+    directories, files = _split_roots(roots)
     bases = boundary if boundary is not None else (d for d, _ in directories)
-    walk = _Walk(_Boundary(bases), executables=executables)
+    walk = _Walk(_Boundary(bases))
     for path, problem in files:
         if problem is not None:
             walk.problem(path, problem)
@@ -272,23 +272,24 @@ def find_libraries(
             walk.add_file(str(path), None)
         else:  # a file the caller named is read where it is, link or not
             walk.add_file(str(path), str(path))
+    # Every top directory is in ``walked`` before any walk starts (a link inside one must
+    # see all of them).
+    starts: list[tuple[str, str]] = []
     for directory, real in _outermost(directories):
         canonical = walk.boundary.canonical(real)
         if canonical is None:
             walk.result.problems.append(_leaves(str(directory), real))
             continue
         walk.walked.append(real)
-    for directory, real in _outermost(directories):
-        if real in walk.walked:
-            walk.walk(str(directory), walk.boundary.canonical(real) or str(directory))
+        starts.append((str(directory), canonical))
+    for directory, canonical in starts:
+        walk.walk(directory, canonical)
     walk.result.libraries = [Path(path) for path in sorted(set(walk.found.values()))]
     walk.result.problems.sort(key=lambda p: str(p.path))
     return walk.result
 
 
-def _split_roots(
-    roots: list[Path], explicit: bool, boundary: Iterable[Path] | None
-) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
+def _split_roots(roots: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
     """The directory roots with their real paths, and the file roots (or why they fail)."""
     directories: list[tuple[Path, str]] = []
     files: list[tuple[Path, str | None]] = []

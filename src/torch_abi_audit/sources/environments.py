@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # importlib.metadata and the requirement parser: only for --e
     from importlib import metadata
 
 from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
+from torch_abi_audit.sources.interpreter import LIB_DIR_NAME
 
 
 class EnvironmentNotFound(LookupError):
@@ -49,7 +50,6 @@ class PythonEnvironment:
 
 
 _VERSIONED_NAME = re.compile(r"python(3\.\d+)(t?)(?:\.exe)?$", re.IGNORECASE)
-_LIB_DIR = re.compile(r"python(3\.\d+)(t?)$")
 _CFG_VERSION = re.compile(r"^(3\.\d+)")
 
 
@@ -107,7 +107,7 @@ def _layout_site_packages(prefix: Path) -> list[Path]:
 
 
 def _version_of(site: Path) -> str | None:
-    match = _LIB_DIR.match(site.parent.name)
+    match = LIB_DIR_NAME.fullmatch(site.parent.name)
     return match.group(1) + match.group(2) if match else None
 
 

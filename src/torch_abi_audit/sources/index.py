@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,18 +114,24 @@ def pip_command(
         "--no-deps",
         "--only-binary",
         ":all:",
-        "--disable-pip-version-check",
         "--dest",
         str(destination),
     ]
     if verbose:
         command.append("-vv")
     platforms = [platform] if isinstance(platform, str) else list(platform or ())
+    return [*command, *_target_options(platforms, python_version), spec]
+
+
+def _target_options(platforms: Sequence[str], python_version: str | None) -> list[str]:
+    """pip's options for the wheels of ``platforms`` and ``python_version`` (none: this
+    interpreter's), without pip's own version check."""
+    options = ["--disable-pip-version-check"]
     for tag in platforms:
-        command += ["--platform", tag]
+        options += ["--platform", tag]
     if python_version:
-        command += ["--python-version", python_version]
-    return [*command, spec]
+        options += ["--python-version", python_version]
+    return options
 
 
 #: The longest a pip call may take (seconds).
@@ -133,18 +139,27 @@ PIP_TIMEOUT = 3600
 
 
 def run_pip(
-    command: list[str], *, unconstrained: bool = False, progress: Progress = NO_PROGRESS
+    command: list[str],
+    *,
+    unconstrained: bool = False,
+    progress: Progress = NO_PROGRESS,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a pip command line, capturing its output (``progress`` ticks while it runs).
 
     ``unconstrained`` hides the site's pip configuration (``PIP_CONFIG_FILE=/dev/null``): a
     machine may cap releases with a constraints file, and a script reading every torch release
-    must see the index as it is. Raises :class:`OSError` or :class:`subprocess.TimeoutExpired`
-    when pip cannot be run.
+    must see the index as it is. ``env`` adds to (or overrides) this process's environment for
+    pip alone. Raises :class:`OSError` or :class:`subprocess.TimeoutExpired` when pip cannot
+    be run.
     """
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull} if unconstrained else None
+    child = None
+    if env or unconstrained:
+        child = {**os.environ, **(env or {})}
+        if unconstrained:
+            child["PIP_CONFIG_FILE"] = os.devnull
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child
     ) as process:
         waited = 0.0
         while True:
@@ -177,8 +192,11 @@ def download(
     python_version: str | None = None,
     cache: Path | None = None,
     progress: Progress = NO_PROGRESS,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> list[Download]:
-    """Fetch ``spec`` once per platform (or once for this interpreter when none is given)."""
+    """Fetch ``spec`` once per platform (or once for this interpreter when none is given);
+    ``env``: variables set for pip (:func:`run_pip`)."""
     from torch_abi_audit.sources.index_answers import (
         explain_not_found,
         pip_errors,
@@ -197,7 +215,7 @@ def download(
         command = pip_command(spec, destination, platform, python_version, verbose=True)
         progress.start(f"fetching {spec}" + (f" for {platform}" if platform else ""))
         try:
-            completed = run_pip(command, progress=progress)
+            completed = run_pip(command, progress=progress, env=env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             results.append(Download(spec, platform, error=f"could not run pip: {exc}"))
             continue
@@ -363,11 +381,7 @@ def index_versions(
     """The versions the index offers for ``name`` with a wheel for ``platforms`` (``pip index
     versions``), as pip prints them. Raises :class:`DownloadError` when pip fails."""
     command = [sys.executable, "-m", "pip", "index", "versions", name, "--only-binary", ":all:"]
-    command += ["--disable-pip-version-check"]
-    for platform in platforms:
-        command += ["--platform", platform]
-    if python_version:
-        command += ["--python-version", python_version]
+    command += _target_options(platforms, python_version)
     try:
         result = run_pip(command, unconstrained=unconstrained)
     except (OSError, subprocess.TimeoutExpired) as exc:

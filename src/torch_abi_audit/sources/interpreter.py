@@ -15,7 +15,8 @@ from pathlib import Path
 from torch_abi_audit.files import MAX_CONFIG_SIZE, read_regular
 from torch_abi_audit.python_model import Interpreter
 
-_LIB_DIR = re.compile(r"python(3\.\d+)(t?)")
+#: The name of CPython's ``lib/python3.X[t]`` directory (to ``fullmatch``): version, ``t``.
+LIB_DIR_NAME = re.compile(r"python(3\.\d+)(t?)")
 _PYVENV_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(3\.\d+)", re.MULTILINE)
 
 
@@ -29,7 +30,7 @@ def site_packages_interpreter(site: Path) -> Interpreter | None:
     """The interpreter a site-packages directory belongs to, if its path or ``pyvenv.cfg``
     says; ``None`` otherwise (no guessing)."""
     for part in reversed(site.parts):
-        match = _LIB_DIR.fullmatch(part)
+        match = LIB_DIR_NAME.fullmatch(part)
         if match:
             return Interpreter(match.group(1), match.group(2) == "t")
     for parent in list(site.parents)[:3]:

@@ -14,11 +14,13 @@ import os
 import re
 import stat
 import sysconfig
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 
 from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason, read_regular
+from torch_abi_audit.model import Library
 from torch_abi_audit.readers import BinaryReadError, parse_library, read_library
 from torch_abi_audit.rules.cxx_abi import uses_cxx11_abi
 from torch_abi_audit.rules.torch_abi import is_torch_library
@@ -26,6 +28,8 @@ from torch_abi_audit.sources.wheels import WheelArchive, WheelError
 
 _VERSION = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 LIB_DIR = PurePosixPath("torch/lib")
+#: The wheel member that holds the ``__version__`` of a torch build.
+VERSION_FILE = "torch/version.py"
 _MAX_VERSION_FILE = 1 << 20
 #: Environment variable naming the installed torch that scripts, tests and benchmarks use (a
 #: ``torch`` package directory or a site-packages holding one).
@@ -79,7 +83,8 @@ class TorchInstall:
         return self.root / "lib" if self.root.is_dir() else self.root / LIB_DIR
 
 
-def _version_of(text: str) -> str | None:
+def version_field(text: str) -> str | None:
+    """``__version__`` in the text of a torch ``version.py`` (``None`` when it names none)."""
     match = _VERSION.search(text)
     return match[1] if match else None
 
@@ -105,7 +110,7 @@ def torch_version(package: Path) -> str | None:
         text = read_regular(package / "version.py", _MAX_VERSION_FILE, within=package)
     except OSError:  # missing, not a regular file (never opened), too large
         return None
-    return _version_of(text.decode("utf-8", errors="replace"))
+    return version_field(text.decode("utf-8", errors="replace"))
 
 
 @dataclass(frozen=True)
@@ -147,38 +152,73 @@ def load_torch_install(path: Path) -> TorchInstall:
         return _from_wheel(path)
     if not stat.S_ISDIR(mode):  # a FIFO named *.whl is not opened
         raise TorchInstallError(f"{path}: {not_regular_reason(mode)}")
+    return _from_directory(path)
+
+
+@dataclass
+class _Reading:
+    """The libtorch libraries of one installation, as they are read: the union of their
+    exports, their formats, the names read and the problems met."""
+
+    exports: set[str] = field(default_factory=set)
+    read: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    formats: set[str] = field(default_factory=set)
+
+    def add(self, name: str, library: Library, check: Callable[[], object] | None = None) -> None:
+        """``library`` (file ``name``) was read; ``check`` (a wheel member's integrity check)
+        runs after its exports are counted and before it counts as read."""
+        self.exports.update(library.exports.names())
+        self.formats.add(str(library.format))
+        if check is not None:
+            check()
+        self.read.append(name)
+
+    def fail(self, name: str, reason: object) -> None:
+        self.problems.append(f"{name}: {reason}")
+
+    def result(self, root: Path, version: str | None, lib_files: tuple[str, ...]) -> TorchInstall:
+        return _checked(
+            TorchInstall(
+                root,
+                version,
+                tuple(self.read),
+                frozenset(self.exports),
+                lib_files,
+                tuple(self.problems),
+                frozenset(self.formats),
+            )
+        )
+
+
+def _from_directory(path: Path) -> TorchInstall:
     package = torch_package(path)
     if package is None:
         raise TorchInstallError(f"{path}: no torch package (torch/lib) here")
     version = torch_version(package)
     lib_files = tuple(sorted(p.name for p in (package / "lib").iterdir() if p.is_file()))
-    exports: set[str] = set()
-    read: list[str] = []
-    problems: list[str] = []
-    formats: set[str] = set()
+    reading = _Reading()
     for name in lib_files:
         if not is_torch_library(name):
             continue
         file = package / "lib" / name
         if not is_inside(file, package):  # read nothing a link takes out of the installation
-            problems.append(f"{name}: {outside_reason(os.path.realpath(file))}")
+            reading.fail(name, outside_reason(os.path.realpath(file)))
             continue
         try:
-            library = read_library(file)
-            exports.update(library.exports.names())
-            formats.add(str(library.format))
-            read.append(name)
+            reading.add(name, read_library(file))
         except (BinaryReadError, OSError) as exc:
-            problems.append(f"{name}: {exc}")
-    return _checked(
-        TorchInstall(
-            package,
-            version,
-            tuple(read),
-            frozenset(exports),
-            lib_files,
-            tuple(problems),
-            frozenset(formats),
+            reading.fail(name, exc)
+    return reading.result(package, version, lib_files)
+
+
+def lib_files_of(members: Iterable[str]) -> tuple[str, ...]:
+    """The file names directly in ``torch/lib`` among a wheel's member names, sorted."""
+    return tuple(
+        sorted(
+            PurePosixPath(n).name
+            for n in members
+            if PurePosixPath(n).parent == LIB_DIR and not n.endswith("/")
         )
     )
 
@@ -190,20 +230,11 @@ def _from_wheel(path: Path) -> TorchInstall:
         raise TorchInstallError(f"{path.name}: {exc}") from exc
     with archive:
         names = set(archive.member_names())
-        lib_files = tuple(
-            sorted(
-                PurePosixPath(n).name
-                for n in names
-                if PurePosixPath(n).parent == LIB_DIR and not n.endswith("/")
-            )
-        )
+        lib_files = lib_files_of(names)
         version = None
-        if "torch/version.py" in names:
-            version = _version_of(archive.read_text("torch/version.py"))
-        exports: set[str] = set()
-        read: list[str] = []
-        problems: list[str] = []
-        formats: set[str] = set()
+        if VERSION_FILE in names:
+            version = version_field(archive.read_text(VERSION_FILE))
+        reading = _Reading()
         for name in lib_files:
             if not is_torch_library(name):
                 continue
@@ -211,26 +242,14 @@ def _from_wheel(path: Path) -> TorchInstall:
             try:
                 source = archive.open_member(member)
                 try:
-                    library = parse_library(source, path / member)
-                    exports.update(library.exports.names())
-                    formats.add(str(library.format))
-                    source.finish()
+                    # A member whose integrity check fails is a problem; what it exports was
+                    # counted already.
+                    reading.add(name, parse_library(source, path / member), check=source.finish)
                 finally:
                     source.close()
-                read.append(name)
             except (BinaryReadError, OSError, WheelError) as exc:
-                problems.append(f"{name}: {exc}")
-    return _checked(
-        TorchInstall(
-            path,
-            version,
-            tuple(read),
-            frozenset(exports),
-            lib_files,
-            tuple(problems),
-            frozenset(formats),
-        )
-    )
+                reading.fail(name, exc)
+    return reading.result(path, version, lib_files)
 
 
 def _checked(install: TorchInstall) -> TorchInstall:

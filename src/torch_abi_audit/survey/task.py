@@ -20,8 +20,6 @@ import tempfile
 import time
 import traceback
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -185,28 +183,18 @@ def audited_outcome(job: WheelJob, report: PackageReport, sha256: str, size: int
     )
 
 
-@contextmanager
-def _pip_environment(index: str | None) -> Iterator[None]:
+def _pip_environment(index: str | None) -> dict[str, str]:
     """pip's settings for one download: no HTTP cache (pip would keep a second copy of every
     wheel behind the survey's back, unbounding its disk use), no constraints file (a site may
     cap what it installs, e.g. ``torchvision<=0.29.1``; the survey fetches the one file the
     index lists, with ``--no-deps``, installing nothing), and the index the job was planned on,
-    if it was not pip's own."""
-    settings = {
+    if it was not pip's own. Set for the pip child alone: this process's environment is not
+    touched."""
+    return {
         "PIP_NO_CACHE_DIR": "1",
         "PIP_CONSTRAINT": os.devnull,
         **({"PIP_INDEX_URL": index} if index else {}),
     }
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _fetch(job: WheelJob, directory: Path) -> tuple[Path | None, str | None]:
@@ -214,8 +202,8 @@ def _fetch(job: WheelJob, directory: Path) -> tuple[Path | None, str | None]:
     from torch_abi_audit.sources.index import download
 
     platforms = [job.pip_platform] if job.pip_platform else []
-    with _pip_environment(job.index):
-        fetched = download(f"{job.package}=={job.version}", platforms, job.python, directory)[0]
+    spec = f"{job.package}=={job.version}"
+    fetched = download(spec, platforms, job.python, directory, env=_pip_environment(job.index))[0]
     if fetched.wheel is None:
         return None, fetched.error or fetched.unavailable or "pip fetched nothing"
     return fetched.wheel, None
