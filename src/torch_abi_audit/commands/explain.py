@@ -22,8 +22,6 @@ from torch_abi_audit.rules.replacements import load_replacements
 from torch_abi_audit.rules.torch_abi import TorchRules
 from torch_abi_audit.rules.torch_table import load_table
 
-SUMMARY = "what a libtorch symbol, operator or macro is, and what replaces it"
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``explain`` subcommand's parser."""

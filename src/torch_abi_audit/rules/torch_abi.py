@@ -104,14 +104,6 @@ class TorchAnalysis:
     optional_shims: tuple[str, ...] = ()
     weak_imports: tuple[str, ...] = ()
 
-    @property
-    def required_shims(self) -> tuple[str, ...]:
-        """The imported shims that loading needs (``stable_shims`` less ``weak_imports``)."""
-        if not self.weak_imports:
-            return self.stable_shims
-        weak = set(self.weak_imports)
-        return tuple(name for name in self.stable_shims if name not in weak)
-
 
 def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
     """The oldest torch release all the given libraries can load on: their newest floor.
