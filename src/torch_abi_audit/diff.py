@@ -34,7 +34,7 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
-from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.findings import Finding, name_list
 from torch_abi_audit.rules.registry import FINDING_CODES
 from torch_abi_audit.rules.replacements import Advice, ReplacementTable
 from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason
@@ -448,13 +448,7 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
         found.append(Regression(CheckPolicy.TORCH, f"{new.path} became UNSTABLE", new.path))
     elif change.entities_gained or new.unstable > old.unstable:
         entities = list(change.entities_gained)
-        what = (
-            ": "
-            + ", ".join(entities[:3])
-            + (f" and {len(entities) - 3} more" if len(entities) > 3 else "")
-            if entities
-            else ""
-        )
+        what = f": {name_list(entities)}" if entities else ""
         found.append(
             Regression(
                 CheckPolicy.TORCH,

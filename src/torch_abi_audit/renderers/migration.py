@@ -12,6 +12,7 @@ from typing import Any
 
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
 from torch_abi_audit.rules.explain import Explanation
+from torch_abi_audit.rules.findings import name_list
 from torch_abi_audit.rules.migration import EntityUse, MigrationPlan
 from torch_abi_audit.rules.replacements import NO_REPLACEMENT, Advice
 
@@ -23,9 +24,7 @@ def via_text(advice: Advice) -> str:
     """``via TORCH_CHECK, TORCH_CHECK_INDEX and 4 more`` (empty without macros)."""
     if not advice.via:
         return ""
-    shown = ", ".join(advice.via[:VIA_SHOWN])
-    more = len(advice.via) - VIA_SHOWN
-    return f"via {shown}" + (f" and {more} more" if more > 0 else "")
+    return f"via {name_list(advice.via, VIA_SHOWN)}"
 
 
 def replacement_text(advice: Advice) -> str:
@@ -63,10 +62,7 @@ def floor_text(plan: MigrationPlan) -> str:
     after = plan.floor_after or "any"
     if not plan.raised_by:
         return f"min torch after the port: {after} ({today}; no replacement raises it)"
-    raised = ", ".join(f"{name} ({since})" for name, since in plan.raised_by[:3])
-    more = len(plan.raised_by) - 3
-    if more > 0:
-        raised += f" and {more} more"
+    raised = name_list([f"{name} ({since})" for name, since in plan.raised_by])
     return f"min torch after the port: {after} ({today}; raised by {raised})"
 
 
