@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
+from torch_abi_audit.renderers.summary import counted
 from torch_abi_audit.rules.explain import Explanation
 from torch_abi_audit.rules.findings import name_list
 from torch_abi_audit.rules.migration import EntityUse, MigrationPlan
@@ -39,15 +40,11 @@ def replacement_text(advice: Advice) -> str:
     return text
 
 
-def _count(number: int, singular: str, plural: str | None = None) -> str:
-    return f"{number} {singular if number == 1 else plural or singular + 's'}"
-
-
 def plan_summary(plan: MigrationPlan) -> str:
     """``525 unstable imports of 60 libtorch entities; 220 (42%) have a stable replacement``."""
     return (
-        f"{_count(plan.occurrences, 'unstable import')} of "
-        f"{_count(len(plan.entities), 'libtorch entity', 'libtorch entities')}; "
+        f"{counted(plan.occurrences, 'unstable import')} of "
+        f"{counted(len(plan.entities), 'libtorch entity', 'libtorch entities')}; "
         f"{plan.covered} ({plan.coverage:.0%}) have a stable replacement"
     )
 
@@ -67,7 +64,7 @@ def floor_text(plan: MigrationPlan) -> str:
 
 
 def _use_heading(use: EntityUse) -> str:
-    libs = _count(len(use.libraries), "library", "libraries")
+    libs = counted(len(use.libraries), "library", "libraries")
     via = via_text(use.advice)
     return f"{use.occurrences}x in {libs}  {use.entity}" + (f"  ({via})" if via else "")
 

@@ -47,6 +47,17 @@ _ENV_ORDER = {
 }
 
 
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """``1 library``, ``3 libraries``: ``number`` and the noun that agrees with it (``plural``
+    defaults to ``singular`` + ``s``)."""
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+def package_version(package: PackageReport) -> str:
+    """The package's version, ``-`` when it has no distribution."""
+    return package.distribution.version if package.distribution else "-"
+
+
 def environment_order(packages: Iterable[PackageReport]) -> list[PackageReport]:
     """Packages as environment reports list them: unstable, errors, stable, no torch; then by
     name."""
