@@ -26,6 +26,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.checks import CheckPolicy
+from torch_abi_audit.paths import relative_or_name
 from torch_abi_audit.report import (
     CPythonLabel,
     CPythonVerdict,
@@ -246,13 +247,6 @@ class _Tables:
     shims: TorchAbiTable
 
 
-def _relative(lib: ExtensionReport, root: Path) -> str:
-    try:
-        return lib.path.relative_to(root).as_posix()
-    except ValueError:
-        return lib.path.name
-
-
 def _side(path: str, lib: ExtensionReport) -> Side:
     audited = lib.error is None and lib.skipped is None
     return Side(
@@ -372,8 +366,8 @@ def diff_packages(
 
         shims = load_table()
         tables = _Tables(TorchRules(shims), load_replacements(), shims)
-    old_libs = {_relative(lib, old.root): lib for lib in old.libraries}
-    new_libs = {_relative(lib, new.root): lib for lib in new.libraries}
+    old_libs = {relative_or_name(lib.path, old.root): lib for lib in old.libraries}
+    new_libs = {relative_or_name(lib.path, new.root): lib for lib in new.libraries}
     pairs, only_old, only_new = match_libraries(list(old_libs), list(new_libs))
     changes = [
         compare_libraries((o, old_libs[o]), (n, new_libs[n]), tables, how) for o, n, how in pairs
