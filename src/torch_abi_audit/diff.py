@@ -36,7 +36,7 @@ from torch_abi_audit.report import (
     TorchVerdict,
 )
 from torch_abi_audit.rules.findings import Finding, name_list
-from torch_abi_audit.rules.registry import FINDING_CODES
+from torch_abi_audit.rules.registry import finding_gates, restates_verdict
 from torch_abi_audit.rules.replacements import Advice, ReplacementTable
 from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason
 from torch_abi_audit.rules.torch_table import TorchAbiTable
@@ -398,8 +398,8 @@ def _finding_changes(
     old_codes = {f.code for f in old}
     new_codes = {f.code for f in new}
     # Findings that restate a verdict are the libraries' changes, compared on their own.
-    fixed = tuple(f for f in old if f.code not in new_codes and not _restates_verdict(f))
-    introduced = tuple(f for f in new if f.code not in old_codes and not _restates_verdict(f))
+    fixed = tuple(f for f in old if f.code not in new_codes and not restates_verdict(f.code))
+    introduced = tuple(f for f in new if f.code not in old_codes and not restates_verdict(f.code))
     return fixed, introduced
 
 
@@ -475,13 +475,8 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
 def _finding_gate(finding: Finding) -> CheckPolicy:
     """The gate a new finding fails: its code's first gate in the registry (``metadata`` for
     a code no gate lists)."""
-    declared = FINDING_CODES.get(finding.code)
-    return CheckPolicy(declared.gates[0]) if declared and declared.gates else CheckPolicy.METADATA
-
-
-def _restates_verdict(finding: Finding) -> bool:
-    declared = FINDING_CODES.get(finding.code)
-    return declared is not None and declared.restates_verdict
+    gates = finding_gates(finding.code)
+    return CheckPolicy(gates[0]) if gates else CheckPolicy.METADATA
 
 
 def _regressions(

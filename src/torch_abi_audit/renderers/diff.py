@@ -9,11 +9,11 @@ from typing import Any
 
 from torch_abi_audit.diff import EntityChange, LibraryChange, LibraryStatus, PackageDiff, Side
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
+from torch_abi_audit.renderers.json_report import finding_object
 from torch_abi_audit.renderers.migration import advice_object, replacement_text
 from torch_abi_audit.renderers.summary import CPYTHON_VERDICT_LABELS, TORCH_VERDICT_LABELS
 from torch_abi_audit.report import CPythonVerdict, TorchVerdict
 from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.registry import FINDING_CODES
 
 #: Symbols listed per entity with ``-v``.
 SYMBOLS_SHOWN = 5
@@ -289,18 +289,6 @@ def _entities_object(changes: tuple[EntityChange, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _finding_object(finding: Finding) -> dict[str, Any]:
-    declared = FINDING_CODES.get(finding.code)
-    return {
-        "code": finding.code,
-        "severity": str(finding.severity),
-        "message": finding.message,
-        "evidence": finding.evidence,
-        "libraries": list(finding.libraries),
-        "gates": [str(gate) for gate in declared.gates] if declared else [],
-    }
-
-
 def diff_object(diff: PackageDiff) -> dict[str, Any]:
     """The ``diff`` object of the JSON document."""
     summaries = {
@@ -336,7 +324,7 @@ def diff_object(diff: PackageDiff) -> dict[str, Any]:
             }
             for c in diff.libraries
         ],
-        "findings_fixed": [_finding_object(f) for f in diff.findings_fixed],
-        "findings_introduced": [_finding_object(f) for f in diff.findings_introduced],
+        "findings_fixed": [finding_object(f) for f in diff.findings_fixed],
+        "findings_introduced": [finding_object(f) for f in diff.findings_introduced],
         "regressions": [{"gate": str(r.gate), "reason": r.reason} for r in diff.regressions],
     }

@@ -17,7 +17,7 @@ from torch_abi_audit.report import (
 )
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadStatus
-from torch_abi_audit.rules.registry import FINDING_CODES
+from torch_abi_audit.rules.registry import restates_verdict
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
 TORCH_VERDICT_LABELS = {
@@ -68,11 +68,7 @@ def listed_findings(package: PackageReport) -> tuple[Finding, ...]:
     """The findings a report lists among a package's findings: not those that restate a row
     label (``torch-unstable`` and the like, there so that every gate violation has a code),
     which the library rows already show; they appear with the gate results."""
-    return tuple(
-        f
-        for f in package.findings
-        if not ((code := FINDING_CODES.get(f.code)) is not None and code.restates_verdict)
-    )
+    return tuple(f for f in package.findings if not restates_verdict(f.code))
 
 
 def finding_counts(package: PackageReport) -> str:
