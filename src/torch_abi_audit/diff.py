@@ -38,7 +38,7 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.findings import Finding, name_list
 from torch_abi_audit.rules.registry import finding_gates, restates_verdict
 from torch_abi_audit.rules.replacements import Advice, ReplacementTable
-from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason
+from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason, torch_rules
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 
@@ -364,8 +364,7 @@ def diff_packages(
         from torch_abi_audit.rules.replacements import load_replacements
         from torch_abi_audit.rules.torch_table import load_table
 
-        shims = load_table()
-        tables = _Tables(TorchRules(shims), load_replacements(), shims)
+        tables = _Tables(torch_rules(), load_replacements(), load_table())
     old_libs = {relative_or_name(lib.path, old.root): lib for lib in old.libraries}
     new_libs = {relative_or_name(lib.path, new.root): lib for lib in new.libraries}
     pairs, only_old, only_new = match_libraries(list(old_libs), list(new_libs))
