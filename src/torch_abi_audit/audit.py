@@ -35,7 +35,7 @@ from torch_abi_audit.report import (
 from torch_abi_audit.rules.cpython_abi import FIRST_ABI3, CPythonAnalysis, abi3_baseline
 from torch_abi_audit.rules.facts import LibraryFacts, PackageFacts, RuleContext
 from torch_abi_audit.rules.pipeline import package_findings
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, torch_rules
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
 from torch_abi_audit.sources.distributions import find_distributions
@@ -311,8 +311,7 @@ def migration_plan(libraries: Sequence[tuple[str, TorchAnalysis]]) -> MigrationP
     from torch_abi_audit.rules.migration import plan_migration
     from torch_abi_audit.rules.replacements import load_replacements
 
-    table = load_table()
-    return plan_migration(libraries, TorchRules(table), load_replacements(), table)
+    return plan_migration(libraries, torch_rules(), load_replacements(), load_table())
 
 
 def _is_import_name(target: str | Path) -> bool:

@@ -109,12 +109,6 @@ class GateVerdict:
     expired: tuple[AllowEntry, ...] = ()
     unchecked: tuple[AllowEntry, ...] = ()
 
-    @property
-    def passed(self) -> bool:
-        """True when no violation failed and no baseline entry is stale or expired."""
-        failed = any(r.status is GateStatus.FAILED for r in self.results)
-        return not (failed or self.stale or self.expired)
-
 
 def _justification(entry: AllowEntry) -> str:
     expires = f"; expires {entry.expires}" if entry.expires else ""

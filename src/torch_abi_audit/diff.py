@@ -26,6 +26,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from torch_abi_audit.checks import CheckPolicy
+from torch_abi_audit.paths import relative_or_name
 from torch_abi_audit.report import (
     CPythonLabel,
     CPythonVerdict,
@@ -34,10 +35,10 @@ from torch_abi_audit.report import (
     TorchLabel,
     TorchVerdict,
 )
-from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.registry import FINDING_CODES
+from torch_abi_audit.rules.findings import Finding, name_list
+from torch_abi_audit.rules.registry import finding_gates, restates_verdict
 from torch_abi_audit.rules.replacements import Advice, ReplacementTable
-from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason
+from torch_abi_audit.rules.torch_abi import TorchRules, UnstableReason, torch_rules
 from torch_abi_audit.rules.torch_table import TorchAbiTable
 
 
@@ -246,13 +247,6 @@ class _Tables:
     shims: TorchAbiTable
 
 
-def _relative(lib: ExtensionReport, root: Path) -> str:
-    try:
-        return lib.path.relative_to(root).as_posix()
-    except ValueError:
-        return lib.path.name
-
-
 def _side(path: str, lib: ExtensionReport) -> Side:
     audited = lib.error is None and lib.skipped is None
     return Side(
@@ -370,10 +364,9 @@ def diff_packages(
         from torch_abi_audit.rules.replacements import load_replacements
         from torch_abi_audit.rules.torch_table import load_table
 
-        shims = load_table()
-        tables = _Tables(TorchRules(shims), load_replacements(), shims)
-    old_libs = {_relative(lib, old.root): lib for lib in old.libraries}
-    new_libs = {_relative(lib, new.root): lib for lib in new.libraries}
+        tables = _Tables(torch_rules(), load_replacements(), load_table())
+    old_libs = {relative_or_name(lib.path, old.root): lib for lib in old.libraries}
+    new_libs = {relative_or_name(lib.path, new.root): lib for lib in new.libraries}
     pairs, only_old, only_new = match_libraries(list(old_libs), list(new_libs))
     changes = [
         compare_libraries((o, old_libs[o]), (n, new_libs[n]), tables, how) for o, n, how in pairs
@@ -404,8 +397,8 @@ def _finding_changes(
     old_codes = {f.code for f in old}
     new_codes = {f.code for f in new}
     # Findings that restate a verdict are the libraries' changes, compared on their own.
-    fixed = tuple(f for f in old if f.code not in new_codes and not _restates_verdict(f))
-    introduced = tuple(f for f in new if f.code not in old_codes and not _restates_verdict(f))
+    fixed = tuple(f for f in old if f.code not in new_codes and not restates_verdict(f.code))
+    introduced = tuple(f for f in new if f.code not in old_codes and not restates_verdict(f.code))
     return fixed, introduced
 
 
@@ -448,13 +441,7 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
         found.append(Regression(CheckPolicy.TORCH, f"{new.path} became UNSTABLE", new.path))
     elif change.entities_gained or new.unstable > old.unstable:
         entities = list(change.entities_gained)
-        what = (
-            ": "
-            + ", ".join(entities[:3])
-            + (f" and {len(entities) - 3} more" if len(entities) > 3 else "")
-            if entities
-            else ""
-        )
+        what = f": {name_list(entities)}" if entities else ""
         found.append(
             Regression(
                 CheckPolicy.TORCH,
@@ -487,13 +474,8 @@ def _library_regressions(change: LibraryChange) -> list[Regression]:
 def _finding_gate(finding: Finding) -> CheckPolicy:
     """The gate a new finding fails: its code's first gate in the registry (``metadata`` for
     a code no gate lists)."""
-    declared = FINDING_CODES.get(finding.code)
-    return CheckPolicy(declared.gates[0]) if declared and declared.gates else CheckPolicy.METADATA
-
-
-def _restates_verdict(finding: Finding) -> bool:
-    declared = FINDING_CODES.get(finding.code)
-    return declared is not None and declared.restates_verdict
+    gates = finding_gates(finding.code)
+    return CheckPolicy(gates[0]) if gates else CheckPolicy.METADATA
 
 
 def _regressions(

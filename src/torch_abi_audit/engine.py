@@ -13,7 +13,6 @@ import re
 import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -36,8 +35,7 @@ from torch_abi_audit.rules.cpython_abi import (
     entry_points,
     stable_abi_symbols,
 )
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, TorchRules, is_torch_library
-from torch_abi_audit.rules.torch_table import load_table
+from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library, torch_rules
 from torch_abi_audit.sources.wheels import (
     WheelError,
     WheelMember,
@@ -59,12 +57,6 @@ PARALLEL_THRESHOLD = 6
 _LARGE_FILE = 4 << 20
 # Small files travel in batches: one task per file would cost more in IPC than the work.
 _BATCH_SIZE = 12
-
-
-@cache
-def torch_rules() -> TorchRules:
-    """The torch rules over the shipped table, built once per process."""
-    return TorchRules(load_table())
 
 
 def _looks_like_extension(path: Path) -> bool:

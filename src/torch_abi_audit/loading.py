@@ -36,6 +36,7 @@ from torch_abi_audit.library_search import (
     site_packages_context,
 )
 from torch_abi_audit.model import BinaryFormat, Library
+from torch_abi_audit.paths import relative_or_name
 from torch_abi_audit.release_loading import (
     RequestedRelease,
     build_view,
@@ -393,7 +394,7 @@ def _with_failed_dependencies(
     if not any(lib.load is not None and lib.load.status in spreading for lib in libraries):
         return libraries
     dependencies = _package_dependencies(package, libraries, contexts)
-    paths = [_relative(lib.path, package.root) for lib in libraries]
+    paths = [relative_or_name(lib.path, package.root) for lib in libraries]
     predictions = with_failed_dependencies([lib.load for lib in libraries], dependencies, paths)
     return [
         lib if prediction is lib.load else replace(lib, load=prediction)
@@ -418,13 +419,6 @@ def apply_load_target(packages: Sequence[PackageReport], target: LoadTarget) -> 
         updated = package.with_libraries(tuple(libraries))
         result.append(replace(updated, torch_reference=target.reference))
     return result
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.name
 
 
 __all__ = [

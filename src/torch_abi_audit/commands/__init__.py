@@ -4,7 +4,6 @@
 listed in :data:`torch_abi_audit.cli.SUBCOMMANDS`, that module's ``main(argv) -> int`` runs with
 the remaining arguments; anything else is the audit command. A subcommand module provides:
 
-* ``SUMMARY``: one line for the audit command's help;
 * ``build_parser() -> argparse.ArgumentParser``: its own parser (``prog`` names the subcommand);
 * ``main(argv: Sequence[str]) -> int``: runs it and returns the exit code, with the audit
   command's meanings (0 ran, 1 a gate failed, 2 an operational problem).

@@ -34,7 +34,6 @@ from torch_abi_audit.sources.saved_report import (
     read_saved_report,
 )
 
-SUMMARY = "compare two builds of a package: port progress and regressions"
 # "name==1.0", "name>=2", "name[extra]~=1.2": a requirement to fetch, not a path or import name.
 _REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*(===|==|~=|!=|>=|<=|<|>)")
 

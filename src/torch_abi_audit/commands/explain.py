@@ -19,10 +19,8 @@ from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.renderers.migration import explanation_lines
 from torch_abi_audit.rules.explain import Explanation, Verdict, explain_name
 from torch_abi_audit.rules.replacements import load_replacements
-from torch_abi_audit.rules.torch_abi import TorchRules
+from torch_abi_audit.rules.torch_abi import torch_rules
 from torch_abi_audit.rules.torch_table import load_table
-
-SUMMARY = "what a libtorch symbol, operator or macro is, and what replaces it"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +58,7 @@ def _names(arguments: Sequence[str]) -> list[str]:
 
 def explain_all(names: Sequence[str]) -> list[Explanation]:
     """Every name explained with the shipped tables."""
-    shims = load_table()
-    rules, replacements = TorchRules(shims), load_replacements()
+    rules, replacements, shims = torch_rules(), load_replacements(), load_table()
     return [explain_name(name, rules, replacements, shims) for name in names]
 
 

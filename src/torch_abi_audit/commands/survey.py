@@ -6,6 +6,6 @@ entry :mod:`torch_abi_audit.cli` dispatches to.
 
 from __future__ import annotations
 
-from torch_abi_audit.survey.cli import SUMMARY, build_parser, main
+from torch_abi_audit.survey.cli import build_parser, main
 
-__all__ = ["SUMMARY", "build_parser", "main"]
+__all__ = ["build_parser", "main"]

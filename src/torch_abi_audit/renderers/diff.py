@@ -9,19 +9,22 @@ from typing import Any
 
 from torch_abi_audit.diff import EntityChange, LibraryChange, LibraryStatus, PackageDiff, Side
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
+from torch_abi_audit.renderers.json_report import finding_object
 from torch_abi_audit.renderers.migration import advice_object, replacement_text
+from torch_abi_audit.renderers.summary import CPYTHON_VERDICT_LABELS, TORCH_VERDICT_LABELS
+from torch_abi_audit.report import CPythonVerdict, TorchVerdict
 from torch_abi_audit.rules.findings import Finding
-from torch_abi_audit.rules.registry import FINDING_CODES
 
-_VERDICTS = {
-    "torch-stable": "STABLE",
-    "torch-unstable": "UNSTABLE",
-    "no-torch": "NO-TORCH",
-    "error": "ERROR",
-}
-_CPYTHON = {"abi3-compliant": "abi3", "not-abi3": "no", "mixed": "mixed", "no-extensions": "n/a"}
 #: Symbols listed per entity with ``-v``.
 SYMBOLS_SHOWN = 5
+
+
+def _torch(verdict: str) -> str:
+    return TORCH_VERDICT_LABELS[TorchVerdict(verdict)]
+
+
+def _cpython(verdict: str) -> str:
+    return CPYTHON_VERDICT_LABELS[CPythonVerdict(verdict)]
 
 
 def _arrow(old: object, new: object) -> str:
@@ -91,9 +94,9 @@ def diff_lines(diff: PackageDiff, *, verbose: bool = False) -> list[str]:
     old, new = diff.old, diff.new
     lines = [
         f"Diff: {old.label} -> {new.label}",
-        f"  Torch ABI:   {_arrow(_VERDICTS[old.torch_verdict], _VERDICTS[new.torch_verdict])}",
+        f"  Torch ABI:   {_arrow(_torch(old.torch_verdict), _torch(new.torch_verdict))}",
         f"  Min torch:   {_arrow(old.min_torch or 'n/a', new.min_torch or 'n/a')}",
-        f"  CPython ABI: {_arrow(_CPYTHON[old.cpython_verdict], _CPYTHON[new.cpython_verdict])}",
+        f"  CPython ABI: {_arrow(_cpython(old.cpython_verdict), _cpython(new.cpython_verdict))}",
         f"  Libraries:   {_arrow(old.libraries, new.libraries)}" + _status_counts(diff.libraries),
         f"  Unstable imports: {_arrow(old.unstable, new.unstable)} "
         f"({diff.unstable_removed} removed, {diff.unstable_added} added)",
@@ -183,9 +186,9 @@ def diff_markdown(diff: PackageDiff, *, details: bool = True) -> str:
         "",
         "| | old | new |",
         "|---|---|---|",
-        f"| Torch ABI | {_VERDICTS[old.torch_verdict]} | {_VERDICTS[new.torch_verdict]} |",
+        f"| Torch ABI | {_torch(old.torch_verdict)} | {_torch(new.torch_verdict)} |",
         f"| Min torch | {old.min_torch or 'n/a'} | {new.min_torch or 'n/a'} |",
-        f"| CPython ABI | {_CPYTHON[old.cpython_verdict]} | {_CPYTHON[new.cpython_verdict]} |",
+        f"| CPython ABI | {_cpython(old.cpython_verdict)} | {_cpython(new.cpython_verdict)} |",
         f"| Libraries | {old.libraries} | {new.libraries} |",
         f"| Unstable imports | {old.unstable} | {new.unstable} |",
         "",
@@ -286,18 +289,6 @@ def _entities_object(changes: tuple[EntityChange, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _finding_object(finding: Finding) -> dict[str, Any]:
-    declared = FINDING_CODES.get(finding.code)
-    return {
-        "code": finding.code,
-        "severity": str(finding.severity),
-        "message": finding.message,
-        "evidence": finding.evidence,
-        "libraries": list(finding.libraries),
-        "gates": [str(gate) for gate in declared.gates] if declared else [],
-    }
-
-
 def diff_object(diff: PackageDiff) -> dict[str, Any]:
     """The ``diff`` object of the JSON document."""
     summaries = {
@@ -333,7 +324,7 @@ def diff_object(diff: PackageDiff) -> dict[str, Any]:
             }
             for c in diff.libraries
         ],
-        "findings_fixed": [_finding_object(f) for f in diff.findings_fixed],
-        "findings_introduced": [_finding_object(f) for f in diff.findings_introduced],
+        "findings_fixed": [finding_object(f) for f in diff.findings_fixed],
+        "findings_introduced": [finding_object(f) for f in diff.findings_introduced],
         "regressions": [{"gate": str(r.gate), "reason": r.reason} for r in diff.regressions],
     }

@@ -25,7 +25,8 @@ from torch_abi_audit.report import (
     TorchReference,
 )
 from torch_abi_audit.rules.cpython_abi import CPythonAnalysis
-from torch_abi_audit.rules.registry import FINDING_CODES, Gate
+from torch_abi_audit.rules.findings import Finding
+from torch_abi_audit.rules.registry import finding_gates
 from torch_abi_audit.rules.torch_abi import TorchAnalysis
 
 if TYPE_CHECKING:  # diffs, explanations and load predictions: their modules load when used
@@ -156,10 +157,17 @@ def _load_object(load: LoadPrediction | None) -> JSONObject | None:
     }
 
 
-def finding_gates(code: str) -> tuple[Gate, ...]:
-    """The gates a finding code fails (none for a code this release does not declare)."""
-    declared = FINDING_CODES.get(code)
-    return declared.gates if declared is not None else ()
+def finding_object(finding: Finding) -> JSONObject:
+    """A finding as JSON: code, severity, message, evidence, libraries and the gates its code
+    fails."""
+    return {
+        "code": finding.code,
+        "severity": str(finding.severity),
+        "message": finding.message,
+        "evidence": finding.evidence,
+        "libraries": list(finding.libraries),
+        "gates": [str(gate) for gate in finding_gates(finding.code)],
+    }
 
 
 def _reference_object(reference: TorchReference | None) -> JSONObject | None:
@@ -210,17 +218,7 @@ def package_object(report: PackageReport) -> JSONObject:
         "executables": [library_object(lib) for lib in report.executables],
         "error": report.error,
         "problems": [{"path": str(p.path), "reason": p.reason} for p in report.problems],
-        "findings": [
-            {
-                "code": f.code,
-                "severity": str(f.severity),
-                "message": f.message,
-                "evidence": f.evidence,
-                "libraries": list(f.libraries),
-                "gates": [str(gate) for gate in finding_gates(f.code)],
-            }
-            for f in report.findings
-        ],
+        "findings": [finding_object(f) for f in report.findings],
         "unavailable": report.unavailable,
         "torch_reference": _reference_object(report.torch_reference),
         "load_status": str(report.load_status) if report.load_status else None,

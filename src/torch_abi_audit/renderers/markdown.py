@@ -29,12 +29,14 @@ from torch_abi_audit.renderers.summary import (
     LOAD_STATUS_LABELS,
     TORCH_VERDICT_LABELS,
     SymbolUse,
+    counted,
     cpython_violation_uses,
     environment_order,
     finding_counts,
     listed_findings,
     needs_attention,
     nothing_found,
+    package_version,
     unstable_symbol_uses,
 )
 from torch_abi_audit.report import (
@@ -107,10 +109,6 @@ class _LeftOut:
         ]
 
 
-def _plural(count: int, noun: str, plural: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
-
-
 def _cell(text: str) -> str:
     return markdown_text(text) if text else "-"
 
@@ -119,10 +117,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
-
-
-def _version(package: PackageReport) -> str:
-    return package.distribution.version if package.distribution else "-"
 
 
 def _loads(package: PackageReport) -> str:
@@ -139,7 +133,7 @@ def _verdict(package: PackageReport) -> str:
 def _summary_row(package: PackageReport) -> list[str]:
     return [
         markdown_code(package.name),
-        _cell(_version(package)),
+        _cell(package_version(package)),
         _verdict(package),
         _cell(package.min_torch_version or ""),
         CPYTHON_VERDICT_LABELS[package.cpython_verdict],
@@ -157,8 +151,8 @@ def _shown(result: AuditResult, show_all: bool) -> list[PackageReport]:
 
 def _heading(result: AuditResult, shown: Sequence[PackageReport]) -> list[str]:
     libraries = sum(len(p.libraries) for p in result.packages)
-    what = f"{_plural(len(result.packages), 'package')}, "
-    what += _plural(libraries, "library", "libraries")
+    what = f"{counted(len(result.packages), 'package')}, "
+    what += counted(libraries, "library", "libraries")
     if result.environment is not None:
         what += f" in {markdown_code(str(result.environment.site_packages))}"
     hidden = len(result.packages) - len(shown)
@@ -178,7 +172,7 @@ def _gate_lines(result: AuditResult) -> list[str]:
     if failed:
         packages = len({r.package for r in failed})
         outcome = (
-            f"**failed**: {_plural(len(failed), 'violation')} in {_plural(packages, 'package')}"
+            f"**failed**: {counted(len(failed), 'violation')} in {counted(packages, 'package')}"
         )
     elif result.gates_failed:
         outcome = "**failed**: the baseline is out of date"
@@ -270,7 +264,7 @@ def _source_lines(package: PackageReport) -> list[str]:
         if not package.wheel.verified:
             count = len(package.wheel.unverified_members)
             facts.append(
-                f"not fully verified ({_plural(count, 'library', 'libraries')} read only as far "
+                f"not fully verified ({counted(count, 'library', 'libraries')} read only as far "
                 "as needed; `--verify-archive` checks every CRC-32)"
             )
     else:
@@ -327,7 +321,7 @@ def _load_lines(package: PackageReport) -> list[str]:
 
 def _details(package: PackageReport, level: Level, left_out: _LeftOut) -> list[str]:
     summary = (
-        f"<b>{html_text(package.name)}</b> {html_text(_version(package))}: "
+        f"<b>{html_text(package.name)}</b> {html_text(package_version(package))}: "
         f"{TORCH_VERDICT_LABELS[package.torch_verdict]}, {len(package.libraries)} libraries, "
         f"findings: {finding_counts(package)}"
     )

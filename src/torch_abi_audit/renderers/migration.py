@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from torch_abi_audit.renderers.escaping import markdown_code, markdown_text
+from torch_abi_audit.renderers.summary import counted
 from torch_abi_audit.rules.explain import Explanation
+from torch_abi_audit.rules.findings import name_list
 from torch_abi_audit.rules.migration import EntityUse, MigrationPlan
 from torch_abi_audit.rules.replacements import NO_REPLACEMENT, Advice
 
@@ -23,9 +25,7 @@ def via_text(advice: Advice) -> str:
     """``via TORCH_CHECK, TORCH_CHECK_INDEX and 4 more`` (empty without macros)."""
     if not advice.via:
         return ""
-    shown = ", ".join(advice.via[:VIA_SHOWN])
-    more = len(advice.via) - VIA_SHOWN
-    return f"via {shown}" + (f" and {more} more" if more > 0 else "")
+    return f"via {name_list(advice.via, VIA_SHOWN)}"
 
 
 def replacement_text(advice: Advice) -> str:
@@ -40,15 +40,11 @@ def replacement_text(advice: Advice) -> str:
     return text
 
 
-def _count(number: int, singular: str, plural: str | None = None) -> str:
-    return f"{number} {singular if number == 1 else plural or singular + 's'}"
-
-
 def plan_summary(plan: MigrationPlan) -> str:
     """``525 unstable imports of 60 libtorch entities; 220 (42%) have a stable replacement``."""
     return (
-        f"{_count(plan.occurrences, 'unstable import')} of "
-        f"{_count(len(plan.entities), 'libtorch entity', 'libtorch entities')}; "
+        f"{counted(plan.occurrences, 'unstable import')} of "
+        f"{counted(len(plan.entities), 'libtorch entity', 'libtorch entities')}; "
         f"{plan.covered} ({plan.coverage:.0%}) have a stable replacement"
     )
 
@@ -63,15 +59,12 @@ def floor_text(plan: MigrationPlan) -> str:
     after = plan.floor_after or "any"
     if not plan.raised_by:
         return f"min torch after the port: {after} ({today}; no replacement raises it)"
-    raised = ", ".join(f"{name} ({since})" for name, since in plan.raised_by[:3])
-    more = len(plan.raised_by) - 3
-    if more > 0:
-        raised += f" and {more} more"
+    raised = name_list([f"{name} ({since})" for name, since in plan.raised_by])
     return f"min torch after the port: {after} ({today}; raised by {raised})"
 
 
 def _use_heading(use: EntityUse) -> str:
-    libs = _count(len(use.libraries), "library", "libraries")
+    libs = counted(len(use.libraries), "library", "libraries")
     via = via_text(use.advice)
     return f"{use.occurrences}x in {libs}  {use.entity}" + (f"  ({via})" if via else "")
 

@@ -40,7 +40,7 @@ from torch_abi_audit.report import (
     PackageReport,
     TorchLabel,
 )
-from torch_abi_audit.rules.findings import Finding, Severity
+from torch_abi_audit.rules.findings import Finding, Severity, name_list
 from torch_abi_audit.rules.registry import FINDING_CODES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -287,12 +287,10 @@ def _library_results(run: _Run, package: PackageReport, gates: list[GateResult])
             _unstable_result(run, _Subject(package, name), lib, related)
         if lib.cpython_label is CPythonLabel.ABI3_TAGGED_VIOLATIONS and lib.cpython.violations:
             _rule(run, "abi3-violation", "warning")
-            symbols = ", ".join(lib.cpython.violations[:5])
-            more = len(lib.cpython.violations) - 5
+            symbols = name_list(lib.cpython.violations, 5)
             message = (
                 f"{package.name} ({name}) is tagged abi3 but imports {symbols}"
-                + (f" and {more} more" if more > 0 else "")
-                + " from outside the Stable ABI"
+                " from outside the Stable ABI"
             )
             related = _matching(gates, "abi3-tagged-violations", name)
             identity = ",".join(lib.cpython.violations)
@@ -315,11 +313,8 @@ def _unstable_result(
     level = "note" if package.is_torch else "warning"
     _rule(run, "torch-unstable", "warning")
     details = lib.torch.unstable_details
-    shown = ", ".join(u.demangled for u in details[:3])
-    more = f" and {len(details) - 3} more" if len(details) > 3 else ""
-    message = (
-        f"{package.name} ({name}) imports {len(details)} libtorch-internal symbols: {shown}{more}"
-    )
+    shown = name_list([u.demangled for u in details])
+    message = f"{package.name} ({name}) imports {len(details)} libtorch-internal symbols: {shown}"
     identity = ",".join(sorted(u.symbol for u in details))
     _result(
         run, subject, "torch-unstable", level=level, message=message, gates=gates, identity=identity

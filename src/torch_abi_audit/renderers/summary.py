@@ -17,7 +17,7 @@ from torch_abi_audit.report import (
 )
 from torch_abi_audit.rules.findings import Finding
 from torch_abi_audit.rules.load_prediction import LoadStatus
-from torch_abi_audit.rules.registry import FINDING_CODES
+from torch_abi_audit.rules.registry import restates_verdict
 from torch_abi_audit.rules.torch_abi import UnstableReason
 
 TORCH_VERDICT_LABELS = {
@@ -47,6 +47,17 @@ _ENV_ORDER = {
 }
 
 
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """``1 library``, ``3 libraries``: ``number`` and the noun that agrees with it (``plural``
+    defaults to ``singular`` + ``s``)."""
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+def package_version(package: PackageReport) -> str:
+    """The package's version, ``-`` when it has no distribution."""
+    return package.distribution.version if package.distribution else "-"
+
+
 def environment_order(packages: Iterable[PackageReport]) -> list[PackageReport]:
     """Packages as environment reports list them: unstable, errors, stable, no torch; then by
     name."""
@@ -57,11 +68,7 @@ def listed_findings(package: PackageReport) -> tuple[Finding, ...]:
     """The findings a report lists among a package's findings: not those that restate a row
     label (``torch-unstable`` and the like, there so that every gate violation has a code),
     which the library rows already show; they appear with the gate results."""
-    return tuple(
-        f
-        for f in package.findings
-        if not ((code := FINDING_CODES.get(f.code)) is not None and code.restates_verdict)
-    )
+    return tuple(f for f in package.findings if not restates_verdict(f.code))
 
 
 def finding_counts(package: PackageReport) -> str:

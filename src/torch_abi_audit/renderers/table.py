@@ -19,11 +19,13 @@ from torch_abi_audit.renderers.summary import (
     CPYTHON_VERDICT_LABELS,
     LOAD_STATUS_LABELS,
     TORCH_VERDICT_LABELS,
+    counted,
     environment_order,
     finding_counts,
     listed_findings,
     needs_attention,
     nothing_found,
+    package_version,
 )
 from torch_abi_audit.report import (
     AuditResult,
@@ -40,14 +42,6 @@ from torch_abi_audit.rules.torch_abi import UnstableReason
 
 #: How many symbols ``-v`` lists per library before "... N more".
 VERBOSE_SYMBOL_LIMIT = 15
-
-
-def _version(package: PackageReport) -> str:
-    return package.distribution.version if package.distribution else "-"
-
-
-def _count(number: int, singular: str, plural: str | None = None) -> str:
-    return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -359,7 +353,7 @@ def format_environment(
     if shown:
         # Cells are escaped before they are measured, so that the columns stay aligned.
         names = {id(p): terminal_text(p.name) for p in shown}
-        versions = {id(p): terminal_text(_version(p)) for p in shown}
+        versions = {id(p): terminal_text(package_version(p)) for p in shown}
         name_width = max(16, min(40, max(map(len, names.values()))))
         out.append("")
         version_width = max(7, *map(len, versions.values()))
@@ -398,8 +392,8 @@ def format_environment(
     hidden = len(report.packages) - len(shown)
     libraries = sum(len(p.libraries) for p in report.packages)
     summary = (
-        f"{_count(len(report.packages), 'package')} with compiled libraries, "
-        f"{_count(libraries, 'library', 'libraries')}"
+        f"{counted(len(report.packages), 'package')} with compiled libraries, "
+        f"{counted(libraries, 'library', 'libraries')}"
     )
     if hidden:
         summary += f"; {hidden} without torch use hidden (--all shows them)"
@@ -407,7 +401,7 @@ def format_environment(
     failing = [p.name for p in report.packages if p.load_status is LoadStatus.FAILS]
     if report.torch_reference is not None and failing:
         out.append(
-            f"{_count(len(failing), 'package')} will not load with "
+            f"{counted(len(failing), 'package')} will not load with "
             f"{report.torch_reference.label}: {', '.join(failing)}"
         )
     if verbose:

@@ -41,6 +41,7 @@ from enum import StrEnum
 from packaging.version import Version
 
 from torch_abi_audit.rules.cxx_abi import abi_mismatch, abi_name
+from torch_abi_audit.rules.findings import name_list
 from torch_abi_audit.rules.torch_abi import (
     TorchAnalysis,
     UnstableReason,
@@ -122,11 +123,6 @@ def torch_owned_imports(torch: TorchAnalysis) -> tuple[str, ...]:
     return tuple(sorted(owned))
 
 
-def _quoted(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:QUOTED])
-    return shown + (f" and {len(names) - QUOTED} more" if len(names) > QUOTED else "")
-
-
 def _symbol_error(name: str, binary_format: str | None) -> str:
     """How the platform's loader reports a missing symbol (as the ``ImportError`` shows it)."""
     if binary_format == "mach-o":
@@ -144,7 +140,9 @@ def _optional_note(weak: Sequence[str], libraries: Sequence[str]) -> str:
             f"{len(libraries)} weak or delay-loaded librar{'y' if len(libraries) == 1 else 'ies'}"
         )
     if weak:
-        parts.append(f"{len(weak)} weak import{'s' if len(weak) > 1 else ''} ({_quoted(weak)})")
+        parts.append(
+            f"{len(weak)} weak import{'s' if len(weak) > 1 else ''} ({name_list(weak, QUOTED)})"
+        )
     return f" (missing but optional: {' and '.join(parts)})" if parts else ""
 
 
@@ -276,9 +274,9 @@ def _shim_reasons(prediction: LoadPrediction, torch: TorchAnalysis) -> LoadPredi
     label = prediction.against
     reasons = []
     if newer:
-        reasons.append(f"needs torch>={torch.min_torch_version} ({_quoted(newer)})")
+        reasons.append(f"needs torch>={torch.min_torch_version} ({name_list(newer, QUOTED)})")
     if removed:
-        reasons.append(f"imports shims removed by {label} ({_quoted(removed)})")
+        reasons.append(f"imports shims removed by {label} ({name_list(removed, QUOTED)})")
     return replace(prediction, message=f"will not load with {label}: {'; '.join(reasons)}")
 
 
@@ -341,11 +339,11 @@ def predict_against_release(
     if view.exports is None and _needs_build_exports(torch, owned):
         reasons.append(view.unknown_reason or "the data holds no build of its platform")
     if view.exports is not None and undecided:
-        reasons.append(f"imports the data does not record ({_quoted(undecided)})")
+        reasons.append(f"imports the data does not record ({name_list(undecided, QUOTED)})")
     if view.undecided_libraries:
         reasons.append(
-            f"needs {_quoted(view.undecided_libraries)}, which {view.label or label} does not "
-            "install (found only where the environment provides it)"
+            f"needs {name_list(view.undecided_libraries, QUOTED)}, which "
+            f"{view.label or label} does not install (found only where the environment provides it)"
         )
     if not reasons:
         return prediction

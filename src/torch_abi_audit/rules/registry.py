@@ -264,6 +264,19 @@ def declared(code: str) -> FindingCode:
         raise UnknownFindingCode(f"{code!r} is not a finding code") from None
 
 
+def finding_gates(code: str) -> tuple[Gate, ...]:
+    """The gates a finding code fails (none for a code this release does not declare)."""
+    entry = FINDING_CODES.get(code)
+    return entry.gates if entry is not None else ()
+
+
+def restates_verdict(code: str) -> bool:
+    """Whether findings of ``code`` restate a library's row label (false for an undeclared
+    code)."""
+    entry = FINDING_CODES.get(code)
+    return entry is not None and entry.restates_verdict
+
+
 def gate_codes(gate: Gate) -> frozenset[str]:
     """The codes whose findings fail ``gate``."""
     return frozenset(code for code, entry in FINDING_CODES.items() if gate in entry.gates)

@@ -149,10 +149,6 @@ class ReleaseExports:
                 return candidate
         return None
 
-    def builds_of(self, release: Version) -> tuple[ReleaseBuild, ...]:
-        """Every platform's default build of ``release``."""
-        return tuple(b for b in self.builds if b.release == release)
-
     def exports(self, build: ReleaseBuild) -> frozenset[str]:
         """The recorded exports of ``build`` (its platform's file is read once per process).
 

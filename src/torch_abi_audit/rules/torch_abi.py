@@ -28,12 +28,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 
 import pycxxfilt
 
 from torch_abi_audit.rules import itanium, msvc
 from torch_abi_audit.rules.itanium import OPERATOR
-from torch_abi_audit.rules.torch_table import TorchAbiTable
+from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 
 #: Namespaces libtorch implements. Anything a library imports from them is libtorch-internal
 #: unless it is explicitly part of the stable / header-only surface.
@@ -104,13 +105,12 @@ class TorchAnalysis:
     optional_shims: tuple[str, ...] = ()
     weak_imports: tuple[str, ...] = ()
 
-    @property
-    def required_shims(self) -> tuple[str, ...]:
-        """The imported shims that loading needs (``stable_shims`` less ``weak_imports``)."""
-        if not self.weak_imports:
-            return self.stable_shims
-        weak = set(self.weak_imports)
-        return tuple(name for name in self.stable_shims if name not in weak)
+
+@cache
+def torch_rules() -> TorchRules:
+    """The torch rules over the shipped table, built once per process (their verdicts are
+    cached, so every caller shares them)."""
+    return TorchRules(load_table())
 
 
 def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
