@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from packaging.version import Version
 
 from helpers.real_wheels import installed_torch
+from helpers.scripts import load_script
 from torch_abi_audit.rules.torch_table import load_table, parse_table
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "generate_stable_abi_data", REPO / "scripts" / "generate_stable_abi_data.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _load_generator()
+GEN = load_script("generate_stable_abi_data")
 
 HEADER = """
 #pragma once
@@ -419,8 +406,7 @@ def test_shipped_release_exports_match_their_index_and_the_table() -> None:
 
 def test_exports_data_round_trips(tmp_path: Path) -> None:
     """The generator's index and symbol files, written and read back by the product."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import release_exports
+    import release_exports  # scripts/ is on sys.path: load_script put it there
     from torch_abi_audit.rules.release_exports import parse_index, parse_symbols
 
     def build(release: str, names: list[str]) -> Any:
@@ -456,7 +442,6 @@ def test_exports_data_round_trips(tmp_path: Path) -> None:
 
 
 def test_cuda_major_from_requirements() -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
     import release_exports
 
     linux = [
