@@ -65,10 +65,10 @@ from cxx_headers import Header, Macro, qualified_names, read_header  # noqa: E40
 from generate_stable_abi_data import (  # noqa: E402
     TorchTree,
     TorchWheel,
+    check_or_write,
     fetch_release_wheel,
     open_release,
     render,
-    same_table,
 )
 from replacement_statements import (  # noqa: E402
     DOCS_PATH,
@@ -703,28 +703,21 @@ def main(argv: list[str] | None = None) -> int:
     sources = _release_sources(args)
     releases = []
     for index, source in enumerate(sources):
-        files = open_release(source)
-        try:
+        with open_release(source) as files:
             releases.append(read_release_headers(files, with_libtorch=True))
-        finally:
-            files.close()
         print(f"read {releases[-1].version} ({index + 1}/{len(sources)})", file=sys.stderr)
     stable_table = json.loads(STABLE_TABLE.read_text(encoding="utf-8"))
     table, rejected = build_table(
         releases, docs, stable_table["shims"], stable_table["header_only"]
     )
-    summary = _summary(table, rejected if args.verbose else [])
-    text = render(table)
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
-        if not same_table(current, text):
-            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{summary}")
-    return 0
+    return check_or_write(
+        args.output,
+        render(table),
+        check=args.check,
+        versions=[r.version for r in releases],
+        summary=_summary(table, rejected if args.verbose else []),
+        script=Path(__file__).name,
+    )
 
 
 if __name__ == "__main__":

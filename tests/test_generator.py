@@ -266,11 +266,8 @@ def test_select_releases() -> None:
 def test_installed_torch_is_covered_by_the_shipped_table() -> None:
     """Every shim the installed torch declares or its libtorch_cpu exports (a Linux build; the
     table comes from macOS wheels) is in the table and available in that release."""
-    files = GEN.open_release(installed_torch(headers=True))
-    try:
+    with GEN.open_release(installed_torch(headers=True)) as files:
         release = GEN.read_release(files)
-    finally:
-        files.close()
     table = load_table()
     version = Version(release.version)
     if version > table.newest:
@@ -318,11 +315,8 @@ def test_single_release_mode_on_the_installed_torch(tmp_path: Path) -> None:
 def test_torch_2_9_1_macos_wheel() -> None:
     """The headers and exports of a real release, read in place from its wheel."""
     wheel = GEN.fetch_release_wheel("2.9.1")
-    files = GEN.open_release(wheel)
-    try:
+    with GEN.open_release(wheel) as files:
         release = GEN.read_release(files)
-    finally:
-        files.close()
     assert release.version == "2.9.1"
     assert release.source == wheel.name
     shipped = {r["version"]: r for r in json.loads(DATA.read_text("utf-8"))["releases"]}
