@@ -44,6 +44,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import parse_wheel_filename
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -285,9 +287,13 @@ def run_release_example(example: ReleaseExample, work: Path) -> str:
 
 
 def _fetched(filename: str) -> Path:
-    parts = filename[: -len(".whl")].split("-")
-    name, version, platform = parts[0], parts[1], parts[-1]
-    return fetch_wheel(name, version, platforms=[platform], python_version="3.11")
+    """The wheel named ``filename``, fetched with pip for the platforms its tags name."""
+    name, version, _build, tags = parse_wheel_filename(filename)
+    platforms = sorted({tag.platform for tag in tags})
+    fetched = fetch_wheel(str(name), str(version), platforms=platforms, python_version="3.11")
+    if fetched.name != filename:
+        raise RuntimeError(f"asked pip for {filename}, it saved {fetched.name}")
+    return fetched
 
 
 def release_outputs() -> dict[str, str]:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -56,7 +55,6 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -64,6 +62,14 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(SCRIPTS))
 
 from cxx_headers import Header, Macro, qualified_names, read_header  # noqa: E402
+from generate_stable_abi_data import (  # noqa: E402
+    TorchTree,
+    TorchWheel,
+    check_or_write,
+    fetch_release_wheel,
+    open_release,
+    render,
+)
 from replacement_statements import (  # noqa: E402
     DOCS_PATH,
     Source,
@@ -71,7 +77,7 @@ from replacement_statements import (  # noqa: E402
     docs_statements,
     header_statements,
 )
-from torch_abi_audit.sources.index import cache_root  # noqa: E402
+from torch_abi_audit.sources.index import cache_root, default_cache  # noqa: E402
 
 OUTPUT = REPO / "src" / "torch_abi_audit" / "data" / "torch_replacements.json"
 STABLE_TABLE = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
@@ -111,28 +117,14 @@ MACRO_DEPTH = 6
 VIA_LIMIT = 6
 
 
-def _load_release_reader() -> ModuleType:
-    """``generate_stable_abi_data.py``, for its wheel cache and in-place release reader."""
-    path = SCRIPTS / "generate_stable_abi_data.py"
-    spec = importlib.util.spec_from_file_location("generate_stable_abi_data", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-RELEASES = _load_release_reader()
-
-
 # -- one release's headers --------------------------------------------------------------------
 
 
 def _header_members(files: object, prefixes: Sequence[str], names: Sequence[str]) -> list[str]:
     """Paths (relative to ``torch/include``) of the headers under ``prefixes`` or in ``names``."""
-    if isinstance(files, RELEASES.TorchWheel):
+    if isinstance(files, TorchWheel):
         members = [m.removeprefix("torch/include/") for m in files._members]
-    elif isinstance(files, RELEASES.TorchTree):
+    elif isinstance(files, TorchTree):
         base = files.root / "include"
         members = [p.relative_to(base).as_posix() for p in base.rglob("*.h")]
     else:
@@ -178,7 +170,7 @@ def read_release_headers(files: object, *, with_libtorch: bool) -> ReleaseHeader
 
 
 def _operator_headers(files: object) -> list[str]:
-    if isinstance(files, RELEASES.TorchWheel):
+    if isinstance(files, TorchWheel):
         members = [m.removeprefix("torch/include/") for m in files._members]
     else:
         base = files.root / "include"  # type: ignore[attr-defined]
@@ -679,7 +671,7 @@ def _release_sources(args: argparse.Namespace) -> list[Path]:
     versions = [r["version"] for r in table["releases"]]
     if args.releases:
         versions = args.releases.split(",")
-    return [RELEASES.fetch_release_wheel(version, args.cache) for version in versions]
+    return [fetch_release_wheel(version, args.cache) for version in versions]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -688,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--releases", help="comma-separated releases (default: those of torch_stable_abi.json)"
     )
-    parser.add_argument("--cache", type=Path, default=RELEASES.default_cache(), help="wheel cache")
+    parser.add_argument("--cache", type=Path, default=default_cache(), help="wheel cache")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--docs",
@@ -711,28 +703,21 @@ def main(argv: list[str] | None = None) -> int:
     sources = _release_sources(args)
     releases = []
     for index, source in enumerate(sources):
-        files = RELEASES.open_release(source)
-        try:
+        with open_release(source) as files:
             releases.append(read_release_headers(files, with_libtorch=True))
-        finally:
-            files.close()
         print(f"read {releases[-1].version} ({index + 1}/{len(sources)})", file=sys.stderr)
     stable_table = json.loads(STABLE_TABLE.read_text(encoding="utf-8"))
     table, rejected = build_table(
         releases, docs, stable_table["shims"], stable_table["header_only"]
     )
-    summary = _summary(table, rejected if args.verbose else [])
-    text = RELEASES.render(table)
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
-        if not RELEASES.same_table(current, text):
-            print(f"{args.output} is out of date; re-run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{summary}")
-    return 0
+    return check_or_write(
+        args.output,
+        render(table),
+        check=args.check,
+        versions=[r.version for r in releases],
+        summary=_summary(table, rejected if args.verbose else []),
+        script=Path(__file__).name,
+    )
 
 
 if __name__ == "__main__":

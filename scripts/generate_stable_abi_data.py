@@ -48,6 +48,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -317,6 +318,12 @@ class ReleaseFiles:
 
     def close(self) -> None:
         """Release open files."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @staticmethod
     def library_names(stem: str) -> list[str]:
@@ -753,6 +760,34 @@ def same_table(current: str, generated: str) -> bool:
     return _comparable(current) == _comparable(generated)
 
 
+def check_or_write(
+    output: Path,
+    text: str,
+    *,
+    check: bool,
+    versions: Sequence[str],
+    summary: str,
+    script: str,
+    also_stale: Sequence[str] = (),
+) -> int:
+    """What the table generators end with. With ``check``: exit status 1 when ``output`` does
+    not say what ``text`` says (:func:`same_table`) or ``also_stale`` names other outputs that
+    differ, and which, else 0. Without: write ``text`` to ``output`` and say so with ``summary``
+    (0).
+    """
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else "{}"
+        stale = [*([] if same_table(current, text) else [str(output)]), *also_stale]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; re-run {script}", file=sys.stderr)
+            return 1
+        print(f"{output} matches torch {', '.join(versions)}")
+        return 0
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output} ({len(text.encode())} bytes)\n{summary}")
+    return 0
+
+
 def _summary(table: dict[str, object]) -> str:
     releases = table["releases"]
     assert isinstance(releases, list)
@@ -851,32 +886,29 @@ def main(argv: list[str] | None = None) -> int:
         c10 = release_exports.c10_exports(builds)
     releases: list[ReleaseData] = []
     for source in sources:
-        files = open_release(source)
-        try:
+        with open_release(source) as files:
             releases.append(read_release(files))
-        finally:
-            files.close()
     table = build_table(releases, c10_exports=c10)
     text = render(table)
     index, documents = release_exports.build_exports_data(
         builds, str(table["generated_on"]), EXPORTS_NOTES
     )
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else "{}"
-        stale = [] if same_table(current, text) else [str(args.output)]
-        if builds:
-            stale += release_exports.exports_data_differs(index, documents, args.exports_dir)
-        if stale:
-            print(f"out of date: {', '.join(stale)}; re-run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{args.output} matches torch {', '.join(r.version for r in releases)}")
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(text.encode())} bytes)\n{_summary(table)}")
-    if builds:
+    stale: list[str] = []
+    if args.check and builds:
+        stale = release_exports.exports_data_differs(index, documents, args.exports_dir)
+    status = check_or_write(
+        args.output,
+        text,
+        check=args.check,
+        versions=[r.version for r in releases],
+        summary=_summary(table),
+        script=Path(__file__).name,
+        also_stale=stale,
+    )
+    if builds and not args.check:
         for path, size in release_exports.write_exports_data(index, documents, args.exports_dir):
             print(f"wrote {path} ({size} bytes)")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from packaging.version import Version
 
 from helpers.real_wheels import installed_torch
+from helpers.scripts import load_script
 from torch_abi_audit.rules.torch_table import load_table, parse_table
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "src" / "torch_abi_audit" / "data" / "torch_stable_abi.json"
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "generate_stable_abi_data", REPO / "scripts" / "generate_stable_abi_data.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _load_generator()
+GEN = load_script("generate_stable_abi_data")
 
 HEADER = """
 #pragma once
@@ -279,11 +266,8 @@ def test_select_releases() -> None:
 def test_installed_torch_is_covered_by_the_shipped_table() -> None:
     """Every shim the installed torch declares or its libtorch_cpu exports (a Linux build; the
     table comes from macOS wheels) is in the table and available in that release."""
-    files = GEN.open_release(installed_torch(headers=True))
-    try:
+    with GEN.open_release(installed_torch(headers=True)) as files:
         release = GEN.read_release(files)
-    finally:
-        files.close()
     table = load_table()
     version = Version(release.version)
     if version > table.newest:
@@ -331,11 +315,8 @@ def test_single_release_mode_on_the_installed_torch(tmp_path: Path) -> None:
 def test_torch_2_9_1_macos_wheel() -> None:
     """The headers and exports of a real release, read in place from its wheel."""
     wheel = GEN.fetch_release_wheel("2.9.1")
-    files = GEN.open_release(wheel)
-    try:
+    with GEN.open_release(wheel) as files:
         release = GEN.read_release(files)
-    finally:
-        files.close()
     assert release.version == "2.9.1"
     assert release.source == wheel.name
     shipped = {r["version"]: r for r in json.loads(DATA.read_text("utf-8"))["releases"]}
@@ -419,8 +400,7 @@ def test_shipped_release_exports_match_their_index_and_the_table() -> None:
 
 def test_exports_data_round_trips(tmp_path: Path) -> None:
     """The generator's index and symbol files, written and read back by the product."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import release_exports
+    import release_exports  # scripts/ is on sys.path: load_script put it there
     from torch_abi_audit.rules.release_exports import parse_index, parse_symbols
 
     def build(release: str, names: list[str]) -> Any:
@@ -456,7 +436,6 @@ def test_exports_data_round_trips(tmp_path: Path) -> None:
 
 
 def test_cuda_major_from_requirements() -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
     import release_exports
 
     linux = [

@@ -9,7 +9,7 @@ from helpers.build import Fixtures
 from helpers.fake_torch import build_library
 from helpers.local_index import LocalIndex
 from helpers.pe_builder import Export, Import, build_pe
-from helpers.wheel_builder import write_wheel
+from helpers.wheel_builder import flip_byte, write_wheel
 
 LINUX = "cp312-cp312-manylinux_2_28_x86_64"
 WINDOWS = "cp312-cp312-win_amd64"
@@ -88,9 +88,8 @@ def build_index(directory: Path, built: Fixtures) -> LocalIndex:
         {"survey_damaged/libstable_plugin.so": built.stable_plugin.read_bytes()},
         compression=zipfile.ZIP_STORED,
     )
-    data = bytearray(damaged.read_bytes())
-    data[data.index(b"\x7fELF") + 5000] ^= 0xFF  # the member's CRC-32 no longer matches
-    damaged.write_bytes(bytes(data))
+    # the member's CRC-32 no longer matches
+    flip_byte(damaged, damaged.read_bytes().index(b"\x7fELF") + 5000)
     index.add("survey-damaged", damaged, "2026-02-02T11:00:00Z")
     missing = write_wheel(directory, "survey-missing", "0.1", [LINUX], {"m/__init__.py": b""})
     index.add("survey-missing", missing, "2026-02-03T10:00:00Z", missing=True)

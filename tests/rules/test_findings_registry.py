@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from markdown_it import MarkdownIt
 
+from helpers.scripts import load_script
 from torch_abi_audit.checks import CheckPolicy, gates, parse_policies
 from torch_abi_audit.renderers.json_report import load_schema
 from torch_abi_audit.rules.findings import name_list
@@ -25,21 +23,7 @@ from torch_abi_audit.rules.registry import (
     gate_codes,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "generate_findings_docs", REPO / "scripts" / "generate_findings_docs.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-DOCS = _load_script()
+DOCS = load_script("generate_findings_docs")
 
 
 def test_docs_table_and_schema_enum_match_the_registry() -> None:

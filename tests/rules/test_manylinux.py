@@ -9,17 +9,16 @@ tagged ``manylinux1`` (glibc 2.5) but needing glibc 2.14 and the libstdc++ of ma
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
 from importlib.resources import files
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from helpers.fake_torch import build_library
 from helpers.real_wheels import real_wheel
+from helpers.scripts import load_script
 from helpers.wheel_builder import write_wheel
 from torch_abi_audit import inspect_package
 from torch_abi_audit.model import VersionNeed
@@ -33,7 +32,6 @@ from torch_abi_audit.rules.manylinux import (
     promises,
 )
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_manylinux_policy.py"
 GETRANDOM = """
 #include <stddef.h>
 #include <sys/types.h>
@@ -84,22 +82,14 @@ def test_policy_data_says_where_it_comes_from_and_is_cumulative() -> None:
         assert newest[:2] <= newer.libc_version, newer.name
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_manylinux_policy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.network
 def test_policy_data_is_what_the_generator_makes(capsys: pytest.CaptureFixture[str]) -> None:
     """Regenerated from the auditwheel release it names (a ~0.5 MB wheel), the file is unchanged."""
-    assert _script().main(["--check"]) == 0, capsys.readouterr().err
+    assert load_script("generate_manylinux_policy").main(["--check"]) == 0, capsys.readouterr().err
 
 
 def test_generator_refuses_what_it_does_not_know(tmp_path: Path) -> None:
-    script = _script()
+    script = load_script("generate_manylinux_policy")
     with pytest.raises(script.PolicyError, match="unexpected policy name"):
         script._policy({"name": "manylinux_x", "symbol_versions": {}}, "glibc")
     with pytest.raises(script.PolicyError, match="unexpected policy name"):

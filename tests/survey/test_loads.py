@@ -30,6 +30,7 @@ from torch_abi_audit.survey.loads import (
     judged_builds,
     load_category,
     load_reasons,
+    stored_loads,
 )
 from torch_abi_audit.survey.report import headline_items
 from torch_abi_audit.survey.store import SurveyStore
@@ -94,7 +95,7 @@ def test_each_wheel_is_judged_against_its_own_platforms_build(load_store: Path) 
         "survey_pinned/win_amd64.whl",
     }
     assert {row["load_against"] for row in wheels.values()} == {f"torch {default_release()}"}
-    judged = {name: judged_builds(row["report_json"]) for name, row in wheels.items()}
+    judged = {name: judged_builds(stored_loads(row["report_json"])) for name, row in wheels.items()}
     for name, builds in judged.items():
         assert builds == ((linux,) if "manylinux" in name else (windows,)), name
     statuses = {name: (row["torch_verdict"], row["load_status"]) for name, row in wheels.items()}
@@ -258,6 +259,6 @@ def test_why_a_wheel_fails_or_cannot_be_told(
     judged = {"status": status, "build": BUILD, **load}
     loading: dict[str, object] = {"status": "loads", "build": BUILD, "undefined_symbols": ["y"]}
     document = _document(judged, loading)
-    assert load_reasons(document, status) == expected
-    assert load_reasons(document, "unknown" if status == "fails" else "fails") == ()
-    assert load_reasons(None, status) == ()
+    assert load_reasons(stored_loads(document), status) == expected
+    assert load_reasons(stored_loads(document), "unknown" if status == "fails" else "fails") == ()
+    assert load_reasons(stored_loads(None), status) == ()

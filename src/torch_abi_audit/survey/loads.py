@@ -10,15 +10,15 @@ verdict (stable or unstable) and what the prediction says — it ``loads``, ``fa
 ``unknown`` (the data cannot tell) — unless its ``Requires-Dist: torch`` excludes the release
 (``pinned elsewhere``: pip never installs the two together, so the prediction is moot). For the
 wheels that fail or cannot be told, :func:`load_reasons` says why, from the load predictions the
-stored ``--json`` document holds; :func:`judged_builds` says which builds a wheel was judged
-against.
+stored ``--json`` document holds (:func:`stored_loads`, parsed once per row); :func:`judged_builds`
+says which builds a wheel was judged against.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -117,22 +117,26 @@ def release_of(load_against: str | None) -> str | None:
     return load_against.rsplit(maxsplit=1)[-1] if load_against else None
 
 
-def _loads(report_json: bytes | None) -> Iterator[Mapping[str, Any]]:
-    """The load predictions of every library in a stored, compressed ``--json`` document."""
+def stored_loads(report_json: bytes | None) -> tuple[Mapping[str, Any], ...]:
+    """The load predictions of every library in a stored, compressed ``--json`` document
+    (empty when nothing was stored): what :func:`judged_builds` and :func:`load_reasons` read,
+    decompressed and parsed once per row."""
     if not report_json:
-        return
+        return ()
     document = json.loads(zlib.decompress(report_json))
-    for group in ("extensions", "bundled_libs", "executables"):
-        for library in document.get(group) or ():
-            load = library.get("load")
-            if isinstance(load, dict):
-                yield load
+    return tuple(
+        load
+        for group in ("extensions", "bundled_libs", "executables")
+        for library in document.get(group) or ()
+        if isinstance(load := library.get("load"), dict)
+    )
 
 
-def judged_builds(report_json: bytes | None) -> tuple[str, ...]:
+def judged_builds(loads: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The builds a wheel's libraries were judged against (``torch 2.15.0+cu132
-    (linux_x86_64)``), sorted; empty for rows stored before builds were recorded."""
-    return tuple(sorted({str(load["build"]) for load in _loads(report_json) if load.get("build")}))
+    (linux_x86_64)``), sorted, from its :func:`stored_loads`; empty for rows stored before
+    builds were recorded."""
+    return tuple(sorted({str(load["build"]) for load in loads if load.get("build")}))
 
 
 #: Why a library fails or cannot be told, from the fields of its load prediction.
@@ -170,12 +174,12 @@ def _reasons_of(load: Mapping[str, Any]) -> set[str]:
     return {UNKNOWN_DEPENDENCY if _MAY_NOT_LOAD in str(load.get("message")) else OTHER}
 
 
-def load_reasons(report_json: bytes | None, status: str) -> tuple[str, ...]:
+def load_reasons(loads: Sequence[Mapping[str, Any]], status: str) -> tuple[str, ...]:
     """Why the libraries of a wheel whose prediction is ``status`` (``fails`` or ``unknown``)
-    have that status (each reason once, in :data:`REASONS` order); empty when none has or
-    nothing was recorded."""
+    have that status (each reason once, in :data:`REASONS` order), from its
+    :func:`stored_loads`; empty when none has or nothing was recorded."""
     found: set[str] = set()
-    for load in _loads(report_json):
+    for load in loads:
         if load.get("status") == status:
             found |= _reasons_of(load)
     order = [reason for _, reason in REASONS] + [UNKNOWN_DEPENDENCY, NO_BUILD, OTHER]

@@ -7,8 +7,8 @@ yanked (PEP 592). The JSON form of the simple repository API (PEP 691) carries a
 response per project, from PyPI and from any index that speaks it. The wheels themselves are
 fetched by :func:`torch_abi_audit.sources.index.download` (pip), as ``--download`` does.
 
-Core metadata of a single file (PEP 658/714: ``<file URL>.metadata``) is served without the
-wheel; the curation script reads ``Requires-Dist`` from it.
+Whether the index serves a file's core metadata beside it (PEP 658/714:
+``<file URL>.metadata``) is recorded as :attr:`IndexFile.has_metadata`.
 """
 
 from __future__ import annotations
@@ -88,10 +88,8 @@ def index_url() -> str:
     return (configured or DEFAULT_INDEX).rstrip("/") + "/"
 
 
-def _get(url: str, accept: str | None) -> bytes:
-    headers = {"User-Agent": f"torch-abi-audit/{__version__} (survey)"}
-    if accept:
-        headers["Accept"] = accept
+def _get(url: str) -> bytes:
+    headers = {"User-Agent": f"torch-abi-audit/{__version__} (survey)", "Accept": _ACCEPT}
     request = urllib.request.Request(url, headers=headers)
     last: Exception | None = None
     for attempt in range(_ATTEMPTS):
@@ -159,7 +157,7 @@ def fetch_project(name: str, index: str | None = None) -> Project:
     or does not answer with the JSON simple API.
     """
     base = (index or index_url()) + canonicalize_name(name) + "/"
-    raw = _get(base, _ACCEPT)
+    raw = _get(base)
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -167,13 +165,3 @@ def fetch_project(name: str, index: str | None = None) -> Project:
             f"{base}: the index did not answer with the JSON simple API (PEP 691)"
         ) from exc
     return parse_project(name, document, base)
-
-
-def fetch_core_metadata(file: IndexFile) -> bytes:
-    """The core metadata (``METADATA``) of one file, served beside it (PEP 658/714).
-
-    Raises :class:`IndexReadError` when the index does not serve it.
-    """
-    if not file.has_metadata:
-        raise IndexReadError(f"{file.filename}: the index serves no metadata for it")
-    return _get(file.url.split("#", 1)[0] + ".metadata", None)

@@ -20,6 +20,7 @@ from torch_abi_audit.survey.loads import (
     load_category,
     load_reasons,
     release_of,
+    stored_loads,
 )
 from torch_abi_audit.survey.store import SurveyStore
 
@@ -283,10 +284,11 @@ def _loads(
         category = load_category(
             row["torch_verdict"], status, row["requires_torch"], release_of(row["load_against"])
         )
-        builds = judged_builds(row["report_json"])
+        loads = stored_loads(row["report_json"])
+        builds = judged_builds(loads)
         counts[(category, " + ".join(builds) or NOT_RECORDED)] += 1
         if category.endswith((", fails", ", unknown")):
-            for reason in load_reasons(row["report_json"], status):
+            for reason in load_reasons(loads, status):
                 reasons[(category, reason)] += 1
     builds = tuple(sorted({build for _, build in counts}, key=lambda b: (b == NOT_RECORDED, b)))
     load_rows = tuple(
