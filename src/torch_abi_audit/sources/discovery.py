@@ -282,8 +282,8 @@ def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = N
             continue
         walk.walked.append(real)
         starts.append((str(directory), canonical))
-    for directory, canonical in starts:
-        walk.walk(directory, canonical)
+    for start, canonical in starts:
+        walk.walk(start, canonical)
     walk.result.libraries = [Path(path) for path in sorted(set(walk.found.values()))]
     walk.result.problems.sort(key=lambda p: str(p.path))
     return walk.result
