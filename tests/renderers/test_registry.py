@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,42 @@ def test_output_file_gets_the_report_and_stdout_nothing(
     # "-" is standard output.
     assert main([str(built.stable_plugin), "-o", "-"]) == 0
     assert capsys.readouterr().out == printed
+
+
+def test_output_into_a_fifo_a_link_or_a_directory(
+    capsys: pytest.CaptureFixture[str], built: Fixtures, tmp_path: Path
+) -> None:
+    """Only a regular file is replaced by a rename: a FIFO (what a shell's process substitution
+    gives, and like /dev/null not a file to replace) is written through and stays a FIFO; a
+    link stays a link to the file it names, which keeps its permissions; a directory is exit 2.
+    """
+    audited = str(built.stable_plugin)
+    assert main([audited]) == 0
+    printed = capsys.readouterr().out
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert main([audited, "-o", str(fifo)]) == 0
+    reader.join(timeout=60)
+    assert received == [printed]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    real = tmp_path / "reports" / "report.txt"
+    real.parent.mkdir()
+    real.write_text("an older report\n")
+    real.chmod(0o640)
+    link = tmp_path / "latest.txt"
+    link.symlink_to(real)
+    assert main([audited, "-o", str(link)]) == 0
+    assert link.is_symlink() and link.readlink() == real
+    assert real.read_text() == printed
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert sorted(p.name for p in real.parent.iterdir()) == ["report.txt"]
+    capsys.readouterr()
+    assert main([audited, "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a directory" in err and "Traceback" not in err
 
 
 def test_output_file_that_cannot_be_written_is_exit_2(
