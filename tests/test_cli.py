@@ -116,7 +116,7 @@ def test_verbose_cuts_at_fifteen_symbols(
 def test_json_single_target(capsys: pytest.CaptureFixture[str], package_dir: Path) -> None:
     code, document = run_json(capsys, str(package_dir))
     assert code == 0
-    assert document["schema_version"] == "1.12"
+    assert document["schema_version"] == "1.13"
     assert document["document"] == "package"
     assert document["name"] == "mypkg"
     assert document["torch_verdict"] == "torch-unstable"

@@ -288,6 +288,39 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert code == 2
 
 
+def test_a_side_not_read_is_said_in_every_format(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """NEW cannot be read: the comparison is still shown, but no format says "no regressions"
+    as if everything had been compared; each says what was not read (exit code 2)."""
+    old, _ = _wheels(tmp_path)
+    missing = str(tmp_path / "missing.whl")
+    code, out, _ = run(capsys, str(old), missing, "--check", "all")
+    assert code == 2
+    assert "Regressions: none\n" not in out
+    assert "  Regressions: none found in what could be read (not everything was: see below)" in out
+    not_read = out.splitlines().index("  Not read:")
+    assert "path does not exist" in out.splitlines()[not_read + 1]
+    code, out, _ = run(capsys, str(old), missing, "--format", "json")
+    document = json.loads(out)
+    jsonschema.validate(document, SCHEMA)
+    assert code == 2 and document["diff"]["regressions"] == []
+    [error] = document["diff"]["errors"]
+    assert "path does not exist" in error
+    code, out, _ = run(capsys, str(old), missing, "--format", "markdown")
+    assert code == 2 and "**Regressions:** none." not in out
+    assert "**Not read:**" in out and "path does not exist" in out
+    code, out, _ = run(capsys, str(old), missing, "--format", "github")
+    found = commands(out)
+    assert code == 2
+    assert any(c[0] == "error" and c[1]["title"] == "torch-abi-audit: not read" for c in found)
+    [summary] = [c for c in found if c[0] == "notice" and c[1]["title"] == "torch-abi-audit diff"]
+    assert "not everything was" in summary[2]
+    # Both sides read: no errors, the plain answer.
+    code, out, _ = run(capsys, str(old), str(old), "--format", "json")
+    assert code == 0 and json.loads(out)["diff"]["errors"] == []
+
+
 def _markdown_cells(markdown: str) -> list[str]:
     tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
     return [t.content for t in tokens if t.type == "inline"]

@@ -19,6 +19,11 @@ from torch_abi_audit.rules.findings import Finding
 SYMBOLS_SHOWN = 5
 
 
+#: What a diff says for its regressions when a side could not be read in full (exit code 2):
+#: none were found, but what was not read was not compared.
+NO_REGRESSIONS_UNREAD = "none found in what could be read (not everything was: see below)"
+
+
 def _torch(verdict: str) -> str:
     return TORCH_VERDICT_LABELS[TorchVerdict(verdict)]
 
@@ -111,7 +116,10 @@ def diff_lines(diff: PackageDiff, *, verbose: bool = False) -> list[str]:
         lines.append("  Regressions:")
         lines += [f"    [{r.gate}] {r.reason}" for r in diff.regressions]
     else:
-        lines.append("  Regressions: none")
+        lines.append(f"  Regressions: {NO_REGRESSIONS_UNREAD if diff.errors else 'none'}")
+    if diff.errors:
+        lines.append("  Not read:")
+        lines += [f"    {error}" for error in diff.errors]
     shown = [c for c in diff.libraries if verbose or c.status is not LibraryStatus.UNCHANGED]
     if shown:
         lines.append("  -- libraries --")
@@ -198,7 +206,10 @@ def diff_markdown(diff: PackageDiff, *, details: bool = True) -> str:
         lines.append("")
         lines += [f"- `{r.gate}`: {markdown_text(r.reason)}" for r in diff.regressions]
     else:
-        lines.append("**Regressions:** none.")
+        lines.append(f"**Regressions:** {NO_REGRESSIONS_UNREAD if diff.errors else 'none'}.")
+    if diff.errors:
+        lines += ["", "**Not read:**", ""]
+        lines += [f"- {markdown_text(error)}" for error in diff.errors]
     for title, findings in (
         ("fixed", diff.findings_fixed),
         ("introduced", diff.findings_introduced),
@@ -327,4 +338,5 @@ def diff_object(diff: PackageDiff) -> dict[str, Any]:
         "findings_fixed": [finding_object(f) for f in diff.findings_fixed],
         "findings_introduced": [finding_object(f) for f in diff.findings_introduced],
         "regressions": [{"gate": str(r.gate), "reason": r.reason} for r in diff.regressions],
+        "errors": list(diff.errors),
     }

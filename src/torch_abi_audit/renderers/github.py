@@ -203,7 +203,8 @@ def render(document: Document, options: RenderOptions) -> str:
 
 def diff_annotations(diff: PackageDiff, base: Path) -> list[Annotation]:
     """A diff's annotations: each regression (an error when it fails a gate ``--check``
-    asked for, else a warning), each finding fixed (a notice), then a summary notice."""
+    asked for, else a warning), each finding fixed (a notice), what could not be read on
+    either side (an error), then a summary notice."""
     new = diff.new
     failed = set(diff.failed)
 
@@ -230,10 +231,15 @@ def diff_annotations(diff: PackageDiff, base: Path) -> list[Annotation]:
         )
         for finding in diff.findings_fixed
     ]
+    found += [
+        Annotation("error", "torch-abi-audit: not read", error, where(None))
+        for error in diff.errors
+    ]
     text = (
         f"{diff.old.label} -> {new.label}: unstable imports {diff.old.unstable} -> "
         f"{new.unstable} ({diff.unstable_removed} removed, {diff.unstable_added} added), "
         f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"
+        + (" in what could be read (not everything was)" if diff.errors else "")
     )
     if diff.checks:
         text += f"; gates {', '.join(str(c) for c in diff.checks)}: "

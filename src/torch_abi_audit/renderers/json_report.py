@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # diffs, explanations and load predictions: their modules loa
     from torch_abi_audit.rules.explain import Explanation
     from torch_abi_audit.rules.load_prediction import LoadPrediction
 
-SCHEMA_VERSION = "1.12"
+SCHEMA_VERSION = "1.13"
 SCHEMA_FILE = "report.schema.json"
 
 JSONObject = dict[str, Any]
