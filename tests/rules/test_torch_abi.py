@@ -93,6 +93,13 @@ def test_own_function_passing_stable_types_is_not_unstable() -> None:
         ("?report_overflow@c10@@YAXPEBD@Z", "c10::report_overflow", "c10.dll"),
         # c10::operator<<(std::ostream&, c10::DeviceType): on a header-only type, yet libc10's.
         ("_ZN3c10lsERSoNS_10DeviceTypeE", "c10::operator", "libc10.so"),
+        # The same for MSVC: the operator's code (?6) comes right before its namespace, with no
+        # '@' between them (the pre-filter once missed it: a false STABLE on Windows).
+        (
+            "??6c10@@YAAEAV?$basic_ostream@DU?$char_traits@D@std@@@std@@AEAV12@W4DeviceType@0@@Z",
+            "c10::operator",
+            "c10.dll",
+        ),
         (
             "_ZN3c10lsERNSt3__113basic_ostreamIcNS0_11char_traitsIcEEEENS_10DeviceTypeE",
             "c10::operator",
@@ -117,12 +124,34 @@ def test_header_only_names_that_libtorch_defines_are_unstable(
     assert detail.detail.endswith("), not header-only")
 
 
-def test_c10_operator_with_internal_type_is_unstable() -> None:
-    # c10::operator<<(std::ostream&, c10::IValue const&)
-    name = "_ZN3c10lsERSoRKNS_6IValueE"
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_ZN3c10lsERSoRKNS_6IValueE",  # c10::operator<<(std::ostream&, c10::IValue const&)
+        "??6c10@@YAAEAV?$basic_ostream@DU?$char_traits@D@std@@@std@@AEAV12@AEBVIValue@0@@Z",
+    ],
+)
+def test_c10_operator_with_internal_type_is_unstable(name: str) -> None:
     (detail,) = RULES.analyse(imports(name), needs_torch_library=True).unstable_details
     assert detail.reason is UnstableReason.SIGNATURE
     assert "c10::IValue" in detail.detail
+
+
+@pytest.mark.parametrize(
+    ("name", "stable"),
+    [
+        ("??8c10@@YA_NAEBVDevice@0@0@Z", False),  # c10::operator==(Device const&, Device const&)
+        ("??Hat@@YA?AVTensor@0@AEBV10@0@Z", False),  # at::operator+(Tensor const&, Tensor const&)
+        ("??_0torch@@YAXXZ", False),  # an operator /= in namespace torch
+        ("??Hc10@@YA?AUHalf@0@AEBU10@0@Z", True),  # c10::operator+(Half const&, Half const&)
+        ("??6mypkg@@YAAEAV?$basic_ostream@DU?$char_traits@D@std@@@std@@AEAV12@H@Z", True),
+    ],
+)
+def test_msvc_operators_in_torch_namespaces_are_judged(name: str, stable: bool) -> None:
+    """An MSVC operator in a namespace of its own (``??6c10@@``: c10::operator<<) spells no
+    '@' before the namespace; it is judged like any other import, never skipped as foreign."""
+    result = RULES.analyse(imports("aoti_torch_get_dim", name), needs_torch_library=True)
+    assert result.stable is stable, result.unstable_details
 
 
 def test_vtable_and_typeinfo_imports_count() -> None:

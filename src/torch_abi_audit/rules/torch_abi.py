@@ -42,9 +42,13 @@ TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
 #: ``torch::`` sub-namespaces that are the stable surface (header-only, hidden visibility).
 STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
 # Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
-# identifiers (an MSVC name none of these ``@``-delimited scope fragments) cannot involve a torch
-# namespace, so it is neither demangled nor parsed.
-_TORCH_CXX_NAME = re.compile(r"_Z.*?(?:3c10|2at|5torch|6caffe2)|\?.*?@(?:c10|at|torch|caffe2)@")
+# identifiers (an MSVC name none of these ``@``-terminated scope fragments, each after an ``@``
+# or right after an operator's code: ``??6c10@@`` is ``c10::operator<<``) cannot involve a
+# torch namespace, so it is neither demangled nor parsed.
+_TORCH_CXX_NAME = re.compile(
+    r"_Z.*?(?:3c10|2at|5torch|6caffe2)"
+    r"|\?(?:\?_{0,2}[0-9A-Z]|.*?@)(?:c10|at|torch|caffe2)@"
+)
 # File names of the libraries a torch build installs (libtorch_cpu.so, libc10.dylib, c10.dll,
 # torch_cuda.dll, libtorch_python.so...), whatever directory or @rpath prefix names them.
 _TORCH_LIBRARY = re.compile(
