@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from torch_abi_audit.files import open_regular, read_regular
+from torch_abi_audit.files import RealPaths, open_regular, read_regular
 from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
 from torch_abi_audit.sources.metadata import (
     MAX_METADATA_SIZE,
@@ -57,11 +57,14 @@ class InstalledDistribution:
         try:
             # Nothing is read out of the site directory, whatever links say.
             site = self.metadata_dir.parent
-            raw = read_regular(self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site)
+            real_path = RealPaths()  # both files: the site's real path is resolved once
+            raw = read_regular(
+                self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site, real_path=real_path
+            )
             what = "WHEEL"
             try:
                 wheel_file: bytes | None = read_regular(
-                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site
+                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site, real_path=real_path
                 )
             except FileNotFoundError:
                 wheel_file = None
@@ -329,14 +332,16 @@ def _record_path(line: str) -> str:
     return row[0] if row else ""
 
 
-def read_distribution(dist_info: Path) -> InstalledDistribution:
+def read_distribution(dist_info: Path, real_path: RealPaths | None = None) -> InstalledDistribution:
     """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
     ``problem`` (and ``metadata.problem``). Nothing out of the directory holding ``dist_info``
     is read: a link that leads there (the directory itself, or one of its files) is a
-    problem."""
+    problem. ``real_path`` resolves real paths for that check (one per scan of a site
+    directory; default: afresh)."""
     record = _RecordReader()
     try:
-        with open_regular(dist_info / "RECORD", within=dist_info.parent) as handle:
+        record_file = dist_info / "RECORD"
+        with open_regular(record_file, within=dist_info.parent, real_path=real_path) as handle:
             record.read(handle)
     except (OSError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -355,8 +360,9 @@ def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
 
     Raises :class:`OSError` if ``site_dir`` cannot be listed.
     """
+    real_path = RealPaths()
     found = [
-        read_distribution(entry)
+        read_distribution(entry, real_path)
         for entry in site_dir.iterdir()
         if entry.name.endswith(".dist-info") and entry.is_dir()
     ]
