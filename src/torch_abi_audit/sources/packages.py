@@ -138,6 +138,7 @@ class _Grouping:
     def __init__(self, site_dir: Path, distributions: list[InstalledDistribution]) -> None:
         self.site_dir = site_dir
         self.ownership = _Ownership(distributions)
+        self.real_path = RealPaths()  # the environment's, for each program a RECORD lists
         self.groups: dict[str, _Group] = {}
         self.loose: list[ScanProblem] = []
 
@@ -192,7 +193,7 @@ class _Grouping:
 
     def add_programs(self, dist: InstalledDistribution) -> None:
         """The programs ``dist`` installed into the environment's ``bin`` (or ``Scripts``)."""
-        programs, problems = _installed_programs(self.site_dir, dist)
+        programs, problems = _installed_programs(self.site_dir, dist, self.real_path)
         if programs or problems:
             group = self.group(dist, None)
             group.libraries.extend(programs)
@@ -283,7 +284,7 @@ def _lexically_inside(path: Path, directory: Path) -> bool:
 
 
 def _installed_programs(
-    site_dir: Path, dist: InstalledDistribution
+    site_dir: Path, dist: InstalledDistribution, real_path: RealPaths | None = None
 ) -> tuple[list[Path], list[ScanProblem]]:
     """The programs ``dist`` installed outside ``site_dir`` (its wheel's ``.data/scripts``,
     now in the environment's ``bin``): files its RECORD lists there that are executable and
@@ -302,7 +303,7 @@ def _installed_programs(
             reason = f"RECORD lists {relative}, outside the environment: not read"
             problems.append(ScanProblem(dist.metadata_dir / "RECORD", reason))
             continue
-        if not is_inside(path, environment):  # a link that leads out
+        if not is_inside(path, environment, real_path=real_path):  # a link that leads out
             problems.append(ScanProblem(path, outside_reason(os.path.realpath(path))))
             continue
         try:
