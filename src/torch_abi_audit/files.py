@@ -66,18 +66,19 @@ def outside_reason(target: str | Path) -> str:
 
 
 class RealPaths:
-    """``os.path.realpath``, remembered for the paths of one scan (a tree does not change
-    under a scan, or it changes whatever is checked).
+    """``os.path.realpath`` with a memory, for the paths of one scan (make one per scan: a
+    tree that changes while it is scanned defeats a check made before a read anyway, but an
+    answer must not outlive the scan).
 
-    ``os.path.realpath`` of ``/a/b/c/lib.so`` takes an ``lstat`` per component; here a path
-    whose last component ``lstat`` shows is no symbolic link is its directory's real path
-    (remembered) plus that name: one ``lstat`` per new path. Why that is ``realpath``'s answer:
-    if that ``lstat`` succeeds, the system resolved every component before it without a loop
-    or an error, and ``realpath`` resolves them the same way (it applies ``..`` to a real
-    path, where it is the parent the system takes) to the directory's real path, and then
-    appends the name, not a link. Anything else (a link, an ``lstat`` that fails, a name that
-    is empty, ``.`` or ``..``, a relative path, another platform) is ``os.path.realpath``'s
-    own answer.
+    ``os.path.realpath`` of ``/a/b/c/lib.so`` takes an ``lstat`` per component. Here, a path
+    whose ``lstat`` succeeds and shows no symbolic link is its directory's real path
+    (remembered) plus its name: one ``lstat`` per new path. That is ``realpath``'s answer: the
+    ``lstat`` succeeding means the system resolved every component before the name without a
+    loop or an error; ``realpath`` resolves them the same way (it applies ``..`` to a real path,
+    where it means the parent the system takes) to the directory's real path, then appends the
+    name, which is no link. Anything else (a link, an ``lstat`` that fails, a last component
+    that is empty, ``.`` or ``..``, a relative path, a platform whose separator is not ``/``)
+    gets ``os.path.realpath``'s own answer.
     """
 
     def __init__(self) -> None:

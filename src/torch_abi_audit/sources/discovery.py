@@ -223,8 +223,8 @@ class _Walk:
                             is_dir = entry.is_dir()
                         except OSError:
                             is_dir = False
-                        # Whether it is a link is asked only of the entries kept (most are
-                        # neither directories nor candidates: .py files)
+                        # Only the entries kept are asked whether they are links (most are
+                        # neither directories nor candidates: .py files).
                         if is_dir:
                             if name in SKIPPED_DIRECTORIES:
                                 continue
@@ -241,8 +241,8 @@ class _Walk:
                             ("." not in name or name[-4:].lower() == ".exe")
                             and self.executable(entry, entry.is_symlink())
                         ):
-                            link = entry.is_symlink()
-                            self.add_file(entry.path, None if link else canonical + os.sep + name)
+                            shown = None if entry.is_symlink() else canonical + os.sep + name
+                            self.add_file(entry.path, shown)
             except OSError as exc:
                 self.problem(directory, _describe(exc))
 
