@@ -267,9 +267,11 @@ _LONE_RETURN = re.compile(rb"\r(?!\n)")
 #: ``\r``): the first line whole, then the lines that follow with the same first component
 #: (followed by ``,`` or ``/``). An empty match may follow the last line.
 _FIRST_COMPONENT_RUNS = re.compile(r"([^,/\r\n]*)[^\n]*\n?(?:\1[,/][^\n]*\n)*")
-#: Found in every path that :data:`_LIBRARY_HINT` matches or that starts with ``..`` (and in
-#: a few others, which :meth:`_RecordReader._add_named` then drops).
-_NAMED_HINT = re.compile(r"\.(?:so|dylib|pyd|dll|\.)", re.IGNORECASE)
+#: A line whose path (what precedes its first comma) holds a match of :data:`_LIBRARY_HINT`
+#: or a ``..`` — every path that matches the hint or starts with ``..``, and a few others, which
+#: :meth:`_RecordReader._add_named` then drops. Anchored at each line start: the lazy run
+#: stops at the line's first comma or end.
+_NAMED_HINT = re.compile(r"^[^,\n]*?\.(?:so|dylib|pyd|dll|\.)", re.IGNORECASE | re.MULTILINE)
 
 
 def _has_long_line(text: str, limit: int) -> bool:
@@ -288,15 +290,12 @@ def _has_long_line(text: str, limit: int) -> bool:
     return False
 
 
-def _path_match_lines(text: str, pattern: re.Pattern[str]) -> dict[int, None]:
+def _path_match_lines(text: str, pattern: re.Pattern[str]) -> list[int]:
     """Where the lines start whose path (what precedes the first comma) holds a match of
-    ``pattern`` (which must match neither a comma nor a line break), in order."""
-    starts: dict[int, None] = {}
-    for match in pattern.finditer(text):
-        start = text.rfind("\n", 0, match.start()) + 1
-        if start not in starts and "," not in text[start : match.start()]:
-            starts[start] = None
-    return starts
+    ``pattern``, in order: one anchored search per line start, each reading at most its line
+    up to the first comma, so the whole text is read a bounded number of times whatever it
+    holds (a line of 60,000 dots is read once, not once per dot)."""
+    return [match.start() for match in pattern.finditer(text)]
 
 
 def _line_path(text: str, start: int) -> str:
