@@ -65,9 +65,54 @@ def outside_reason(target: str | Path) -> str:
     return f"symbolic link to {target}, outside the scanned directory: not followed"
 
 
-def is_inside(path: str | Path, directory: str | Path) -> bool:
-    """True when the real path of ``path`` lies inside the real path of ``directory``."""
-    real, base = os.path.realpath(path), os.path.realpath(directory)
+class RealPaths:
+    """``os.path.realpath`` with a memory, for the paths of one scan (make one per scan: a
+    tree that changes while it is scanned defeats a check made before a read anyway, but an
+    answer must not outlive the scan).
+
+    ``os.path.realpath`` of ``/a/b/c/lib.so`` takes an ``lstat`` per component. Here, a path
+    whose ``lstat`` succeeds and shows no symbolic link is its directory's real path
+    (remembered) plus its name: one ``lstat`` per new path. That is ``realpath``'s answer: the
+    ``lstat`` succeeding means the system resolved every component before the name without a
+    loop or an error; ``realpath`` resolves them the same way (it applies ``..`` to a real path,
+    where it means the parent the system takes) to the directory's real path, then appends the
+    name, which is no link. Anything else (a link, an ``lstat`` that fails, a last component
+    that is empty, ``.`` or ``..``, a relative path, a platform whose separator is not ``/``)
+    gets ``os.path.realpath``'s own answer.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        """The real path of ``path`` (as ``os.path.realpath`` gives it)."""
+        path = os.fspath(path)
+        real = self._known.get(path)
+        if real is None:
+            real = self._known[path] = self._resolve(path)
+        return real
+
+    def _resolve(self, path: str) -> str:
+        directory, _, name = path.rpartition("/")
+        if os.sep != "/" or not directory.startswith("/") or name in ("", ".", ".."):
+            return os.path.realpath(path)
+        try:
+            link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            link = True  # a loop, a missing directory...: realpath knows what to say
+        if link:
+            return os.path.realpath(path)
+        base = self(directory)
+        return base + name if base == "/" else base + "/" + name
+
+
+def is_inside(
+    path: str | Path, directory: str | Path, *, real_path: RealPaths | None = None
+) -> bool:
+    """True when the real path of ``path`` lies inside the real path of ``directory``
+    (resolved by ``real_path`` when given, else afresh)."""
+    resolve = real_path or os.path.realpath
+    real, base = resolve(path), resolve(directory)
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
@@ -84,15 +129,18 @@ def _refuse(path: Path | str, mode: int) -> NotRegularFileError:
     return NotRegularFileError(0, not_regular_reason(mode), str(path))
 
 
-def open_regular(path: Path | str, *, within: Path | None = None) -> io.FileIO:
+def open_regular(
+    path: Path | str, *, within: Path | None = None, real_path: RealPaths | None = None
+) -> io.FileIO:
     """Open the regular file ``path`` for reading (unbuffered, binary).
 
     Raises :class:`NotRegularFileError` when ``path`` is anything else, before opening it or
     (if it was swapped between the check and the ``open``) right after, and :class:`OSError`
     when it cannot be opened at all. Symbolic links are followed, as ``open`` does, but with
-    ``within`` only as far as that directory: :class:`OutsideError` if they lead out of it.
+    ``within`` only as far as that directory: :class:`OutsideError` if they lead out of it
+    (real paths resolved by ``real_path`` when given).
     """
-    if within is not None and not is_inside(path, within):
+    if within is not None and not is_inside(path, within, real_path=real_path):
         raise OutsideError(0, outside_reason(os.path.realpath(path)), str(path))
     info = os.stat(path)  # noqa: PTH116 - a str or a Path
     if not stat.S_ISREG(info.st_mode):
@@ -108,14 +156,20 @@ def open_regular(path: Path | str, *, within: Path | None = None) -> io.FileIO:
         raise
 
 
-def read_regular(path: Path | str, limit: int, *, within: Path | None = None) -> bytes:
+def read_regular(
+    path: Path | str,
+    limit: int,
+    *,
+    within: Path | None = None,
+    real_path: RealPaths | None = None,
+) -> bytes:
     """The whole content of the regular file ``path``, at most ``limit`` bytes.
 
     Raises :class:`FileTooLargeError` when it holds more, :class:`NotRegularFileError` when it
-    is not a regular file, :class:`OutsideError` when it lies out of ``within`` (if given),
-    :class:`OSError` when it cannot be read.
+    is not a regular file, :class:`OutsideError` when it lies out of ``within`` (if given; real
+    paths resolved by ``real_path`` when given), :class:`OSError` when it cannot be read.
     """
-    with open_regular(path, within=within) as handle:
+    with open_regular(path, within=within, real_path=real_path) as handle:
         chunks: list[bytes] = []
         total = 0
         while total <= limit:

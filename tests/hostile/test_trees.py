@@ -170,6 +170,23 @@ def test_a_listed_library_that_is_not_there(built: Fixtures, tmp_path: Path) -> 
     )
 
 
+def test_a_listed_library_with_a_nul_byte_in_its_name(built: Fixtures, tmp_path: Path) -> None:
+    """The head start asked ``realpath`` about it: "internal error: ValueError: embedded null
+    byte". No file can be named so: it is a library the RECORD lists that is not there."""
+    site = tmp_path / "site-packages"
+    _dist(site, "pkg", {"pkg/libpkg.so": built.stable_plugin})
+    with (site / "pkg-1.0.dist-info" / "RECORD").open("a") as record:
+        record.write("pkg/lib\0nul.so,,\n")
+    run = run_cli(["--site-packages", str(site), "--all", "--json"], tmp_path / "scratch")
+    assert run.code == 2, run.err
+    document: dict[str, Any] = json.loads(run.out)
+    (package,) = document["packages"]
+    assert [lib["path"] for lib in package["bundled_libs"]] == [str(site / "pkg" / "libpkg.so")]
+    assert [problem["reason"] for problem in package["problems"]] == [
+        "RECORD lists 1 library that is not installed: pkg/lib\0nul.so"
+    ]
+
+
 def test_a_directory_named_like_a_wheel(built: Fixtures, tmp_path: Path) -> None:
     unpacked = tmp_path / "tree" / f"pkg-1.0-{TAG}.whl"
     (unpacked / "pkg").mkdir(parents=True)

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch_abi_audit.files import not_regular_reason, open_regular, outside_reason
+from torch_abi_audit.files import RealPaths, not_regular_reason, open_regular, outside_reason
 from torch_abi_audit.readers.detect import MAGIC_SIZE, detect_format
 
 _LIBRARY_NAME = re.compile(
@@ -124,8 +124,8 @@ class _Boundary:
     """The directories a walk may read inside, by real path, and how a real path inside them
     is shown: under the path the caller gave (``/venv/lib`` stays itself when it is a link)."""
 
-    def __init__(self, directories: Iterable[Path]) -> None:
-        self.bases = [(str(d), os.path.realpath(d)) for d in directories]
+    def __init__(self, directories: Iterable[Path], real_path: RealPaths) -> None:
+        self.bases = [(str(d), real_path(d)) for d in directories]
 
     def canonical(self, real: str) -> str | None:
         """``real`` under the base that holds it, or ``None`` when it lies outside all."""
@@ -144,8 +144,9 @@ def _leaves(link: str, target: str) -> ScanProblem:
 class _Walk:
     """One walk of :func:`find_libraries` (see there)."""
 
-    def __init__(self, boundary: _Boundary) -> None:
+    def __init__(self, boundary: _Boundary, real_path: RealPaths) -> None:
         self.boundary = boundary
+        self.real_path = real_path  # the walk's links, resolved once
         self.result = ScanResult()
         # One path per file (device, inode): the canonical path first in sort order, so that
         # the choice does not depend on how the file was reached or on listing order.
@@ -168,7 +169,7 @@ class _Walk:
             self.problem(path, not_regular_reason(info.st_mode))
             return
         if canonical is None:
-            real = os.path.realpath(path)
+            real = self.real_path(path)
             canonical = self.boundary.canonical(real)
             if canonical is None:
                 self.result.problems.append(_leaves(path, real))
@@ -183,7 +184,7 @@ class _Walk:
         file, runnable, starting with a binary's magic. One that a link takes out of the
         boundary is not read (nothing says it is a library)."""
         name = entry.name
-        if link and self.boundary.canonical(os.path.realpath(entry.path)) is None:
+        if link and self.boundary.canonical(self.real_path(entry.path)) is None:
             return False
         try:
             mode = entry.stat().st_mode
@@ -198,7 +199,7 @@ class _Walk:
     def directory_link(self, path: str) -> str | None:
         """The canonical path to walk a directory link as, or ``None`` if it is not walked:
         it leaves the boundary (a problem), or leads where the walk goes anyway."""
-        target = os.path.realpath(path)
+        target = self.real_path(path)
         canonical = self.boundary.canonical(target)
         if canonical is None:
             self.result.problems.append(_leaves(path, target))
@@ -222,13 +223,14 @@ class _Walk:
                             is_dir = entry.is_dir()
                         except OSError:
                             is_dir = False
-                        link = entry.is_symlink()
+                        # Only the entries kept are asked whether they are links (most are
+                        # neither directories nor candidates: .py files).
                         if is_dir:
                             if name in SKIPPED_DIRECTORIES:
                                 continue
                             shown = (
                                 self.directory_link(entry.path)
-                                if link
+                                if entry.is_symlink()
                                 else canonical + os.sep + name
                             )
                             if shown is not None:
@@ -237,9 +239,10 @@ class _Walk:
                             # is_executable_name, cheaply: an entry's name has no "/" and
                             # is never empty
                             ("." not in name or name[-4:].lower() == ".exe")
-                            and self.executable(entry, link)
+                            and self.executable(entry, entry.is_symlink())
                         ):
-                            self.add_file(entry.path, None if link else canonical + os.sep + name)
+                            shown = None if entry.is_symlink() else canonical + os.sep + name
+                            self.add_file(entry.path, shown)
             except OSError as exc:
                 self.problem(directory, _describe(exc))
 
@@ -262,9 +265,10 @@ def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = N
     """
     roots = list(roots)
     explicit = boundary is not None
-    directories, files = _split_roots(roots)
+    real_path = RealPaths()
+    directories, files = _split_roots(roots, real_path)
     bases = boundary if boundary is not None else (d for d, _ in directories)
-    walk = _Walk(_Boundary(bases))
+    walk = _Walk(_Boundary(bases, real_path), real_path)
     for path, problem in files:
         if problem is not None:
             walk.problem(path, problem)
@@ -289,7 +293,9 @@ def find_libraries(roots: Iterable[Path], *, boundary: Iterable[Path] | None = N
     return walk.result
 
 
-def _split_roots(roots: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
+def _split_roots(
+    roots: list[Path], real_path: RealPaths
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str | None]]]:
     """The directory roots with their real paths, and the file roots (or why they fail)."""
     directories: list[tuple[Path, str]] = []
     files: list[tuple[Path, str | None]] = []
@@ -300,7 +306,7 @@ def _split_roots(roots: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[
             files.append((root, _describe(exc)))
             continue
         if stat.S_ISDIR(info.st_mode):
-            directories.append((root, os.path.realpath(root)))
+            directories.append((root, real_path(root)))
         else:
             files.append((root, None))
     return directories, files

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from torch_abi_audit.files import open_regular, read_regular
+from torch_abi_audit.files import RealPaths, open_regular, read_regular
 from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
 from torch_abi_audit.sources.metadata import (
     MAX_METADATA_SIZE,
@@ -57,11 +57,14 @@ class InstalledDistribution:
         try:
             # Nothing is read out of the site directory, whatever links say.
             site = self.metadata_dir.parent
-            raw = read_regular(self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site)
+            real_path = RealPaths()  # both files: the site's real path is resolved once
+            raw = read_regular(
+                self.metadata_dir / "METADATA", MAX_METADATA_SIZE, within=site, real_path=real_path
+            )
             what = "WHEEL"
             try:
                 wheel_file: bytes | None = read_regular(
-                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site
+                    self.metadata_dir / "WHEEL", MAX_METADATA_SIZE, within=site, real_path=real_path
                 )
             except FileNotFoundError:
                 wheel_file = None
@@ -123,9 +126,16 @@ _SCRIPT_DIRECTORY = re.compile(r"^(?:\.\./)+(?:[^/]+/)*(?:bin|Scripts)/[^/]+$")
 
 
 class _RecordReader:
-    """Reads one ``RECORD`` as a stream, within the budgets, keeping only what attribution
-    needs: the top-level entries, the library-named paths and the programs installed into a
-    ``bin``/``Scripts`` directory outside the site directory."""
+    """Reads one ``RECORD`` within the budgets, keeping only what attribution needs: the
+    top-level entries (in order of first appearance), the library-named paths and the programs
+    installed into a ``bin``/``Scripts`` directory outside the site directory.
+
+    :meth:`read` tries :meth:`read_whole` (the whole file at once, with C-level string and
+    regular-expression operations: torch's 15k lines in a few milliseconds) and falls back to
+    :meth:`read_lines` (a stream read line by line, the reference) whenever the input is
+    unusual. Both give the same ``top_level``, ``libraries``, ``scripts`` and ``problems``
+    for every input; a test compares them.
+    """
 
     def __init__(self) -> None:
         self.top_level: dict[str, None] = {}
@@ -134,6 +144,13 @@ class _RecordReader:
         self.problems: list[str] = []
 
     def read(self, handle: io.FileIO) -> None:
+        """Read the ``RECORD`` open in ``handle`` (a regular file, at its start)."""
+        if not self.read_whole(_read_at_most(handle, MAX_RECORD_SIZE + 1)):
+            handle.seek(0)
+            self.read_lines(handle)
+
+    def read_lines(self, handle: io.FileIO) -> None:
+        """Read ``handle`` as a stream, one line at a time, within the budgets."""
         text = io.TextIOWrapper(io.BufferedReader(handle), encoding="utf-8", errors="replace")
         consumed = 0
         continued = False  # inside a line longer than _MAX_LINE
@@ -167,6 +184,10 @@ class _RecordReader:
                 top = normalised.partition("/")[0]
                 if not top.endswith(".dist-info"):
                     self.top_level.setdefault(top, None)
+        self._add_named(path)
+
+    def _add_named(self, path: str) -> None:
+        """Keep ``path`` if it names a library or a program installed into ``bin``."""
         if _LIBRARY_HINT.search(path):
             normalised = _normalised(path)
             if normalised is not None and is_library_name(normalised):
@@ -175,6 +196,131 @@ class _RecordReader:
             normal = posixpath.normpath(path.replace("\\", "/"))
             if _SCRIPT_DIRECTORY.match(normal) and is_executable_name(normal):
                 self.scripts.add(normal)
+
+    def read_whole(self, data: bytes) -> bool:
+        r"""Read ``data``, the start of a ``RECORD`` (up to ``MAX_RECORD_SIZE + 1`` bytes), as
+        a whole if it is usual, and say whether it was read; when it was not, nothing was
+        kept and :meth:`read_lines` must read the file.
+
+        Why this keeps what :meth:`read_lines` keeps, whenever it returns ``True``:
+
+        * Lines. The stream decodes UTF-8 (with replacement) and translates ``\r\n`` and a
+          lone ``\r`` to ``\n``. Data that is not strict UTF-8, or holds a ``\r`` that is not
+          followed by ``\n``, is left to the stream. Otherwise every ``\r`` ends a line, just
+          before its ``\n``, and the stream's lines are the text's lines split at ``\n`` (only:
+          ``readline`` knows no other separator, nor do the patterns below), each without the
+          ``\r`` that may end it.
+        * Budgets. At most ``MAX_RECORD_SIZE`` bytes decode to at most as many characters:
+          the size budget is never reached. Data with a line of ``_MAX_LINE - 1`` characters
+          or more (counting its ``\r``: where ``readline`` might cut it) is left to the stream.
+          What is kept only grows line by line, so if the final count is within
+          ``MAX_RECORD_NAMES`` it was after every line; if not, the stream says where it stops.
+        * Paths. Data with a ``"`` (where the stream parses a line as CSV) or a backslash
+          (which :func:`_normalised` turns into ``/``) is left to the stream. Otherwise a
+          line's path is what precedes its first comma (or the line's end), as in
+          :func:`_record_path`.
+        * Top-level entries. For a line whose first path component is an ordinary name, the
+          stream keeps that name unless it ends in ``.dist-info``; an empty first component (an
+          empty line, ``/abs``) or ``..`` gives nothing (:func:`_normalised` keeps such a path
+          absolute, or starting with ``..``, and returns ``None``); data with a ``.`` first
+          component (``./x`` is ``x``) is left to the stream. So the entries are the distinct
+          ordinary first components in order of first appearance: ``dict.fromkeys`` of the
+          first component of each run of lines that share it.
+        * Libraries and programs. The stream looks at a path further only when it matches
+          :data:`_LIBRARY_HINT` or starts with ``..``; a search for :data:`_NAMED_HINT` (which
+          matches neither a comma nor a line break) finds every line whose path holds such a
+          match (the leftmost match in a line is found; only those before the line's first
+          comma count), and each of those paths goes through the stream's own
+          :meth:`_add_named`. What it keeps are sets: the order they are found in does not
+          matter.
+        """
+        if len(data) > MAX_RECORD_SIZE or b'"' in data or b"\\" in data:
+            return False
+        if _LONE_RETURN.search(data):
+            return False
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if _has_long_line(text, _MAX_LINE - 1):
+            return False
+        firsts = dict.fromkeys(_FIRST_COMPONENT_RUNS.findall(text))
+        if "." in firsts:
+            return False
+        kept = _RecordReader()
+        kept.top_level = dict.fromkeys(
+            first
+            for first in firsts
+            if first and first != ".." and not first.endswith(".dist-info")
+        )
+        for start in _path_match_lines(text, _NAMED_HINT):
+            kept._add_named(_line_path(text, start))
+        if len(kept.libraries) + len(kept.top_level) + len(kept.scripts) > MAX_RECORD_NAMES:
+            return False
+        self.top_level, self.libraries, self.scripts = kept.top_level, kept.libraries, kept.scripts
+        return True
+
+
+#: A ``\r`` that does not end a line (the stream would make it one).
+_LONE_RETURN = re.compile(rb"\r(?!\n)")
+#: One match per run of lines that share their first path component (captured, without a
+#: ``\r``): the first line whole, then the lines that follow with the same first component
+#: (followed by ``,`` or ``/``). An empty match may follow the last line.
+_FIRST_COMPONENT_RUNS = re.compile(r"([^,/\r\n]*)[^\n]*\n?(?:\1[,/][^\n]*\n)*")
+#: A line whose path (what precedes its first comma) holds a match of :data:`_LIBRARY_HINT`
+#: or a ``..`` — every path that matches the hint or starts with ``..``, and a few others, which
+#: :meth:`_RecordReader._add_named` then drops. Anchored at each line start: the lazy run
+#: stops at the line's first comma or end.
+_NAMED_HINT = re.compile(r"^[^,\n]*?\.(?:so|dylib|pyd|dll|\.)", re.IGNORECASE | re.MULTILINE)
+
+
+def _has_long_line(text: str, limit: int) -> bool:
+    r"""True when a line of ``text`` holds ``limit`` characters or more (before its ``\n``).
+
+    Looks at ``limit`` characters at a time from a line's start: if they hold no line break,
+    that line is long; if they do, every line up to the last of them is shorter than
+    ``limit``, and the next window starts after it.
+    """
+    start = 0
+    while len(text) - start >= limit:
+        end = text.rfind("\n", start, start + limit)
+        if end < 0:
+            return True
+        start = end + 1
+    return False
+
+
+def _path_match_lines(text: str, pattern: re.Pattern[str]) -> list[int]:
+    """Where the lines start whose path (what precedes the first comma) holds a match of
+    ``pattern``, in order: one anchored search per line start, each reading at most its line
+    up to the first comma, so the whole text is read a bounded number of times whatever it
+    holds (a line of 60,000 dots is read once, not once per dot)."""
+    return [match.start() for match in pattern.finditer(text)]
+
+
+def _line_path(text: str, start: int) -> str:
+    r"""The path of the line starting at ``start``: up to its first comma, or its end (a
+    ``\r`` before its ``\n`` is not part of it)."""
+    end = text.find("\n", start)
+    if end < 0:
+        end = len(text)
+    comma = text.find(",", start, end)
+    if comma >= 0:
+        return text[start:comma]
+    return text[start:end].removesuffix("\r")
+
+
+def _read_at_most(handle: io.FileIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``handle`` (fewer only at its end)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = handle.read(limit - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _record_path(line: str) -> str:
@@ -185,14 +331,16 @@ def _record_path(line: str) -> str:
     return row[0] if row else ""
 
 
-def read_distribution(dist_info: Path) -> InstalledDistribution:
+def read_distribution(dist_info: Path, real_path: RealPaths | None = None) -> InstalledDistribution:
     """Read one ``*.dist-info`` directory's ``RECORD``. Never raises: problems land in
     ``problem`` (and ``metadata.problem``). Nothing out of the directory holding ``dist_info``
     is read: a link that leads there (the directory itself, or one of its files) is a
-    problem."""
+    problem. ``real_path`` resolves real paths for that check (one per scan of a site
+    directory; default: afresh)."""
     record = _RecordReader()
     try:
-        with open_regular(dist_info / "RECORD", within=dist_info.parent) as handle:
+        record_file = dist_info / "RECORD"
+        with open_regular(record_file, within=dist_info.parent, real_path=real_path) as handle:
             record.read(handle)
     except (OSError, csv.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -211,8 +359,9 @@ def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
 
     Raises :class:`OSError` if ``site_dir`` cannot be listed.
     """
+    real_path = RealPaths()
     found = [
-        read_distribution(entry)
+        read_distribution(entry, real_path)
         for entry in site_dir.iterdir()
         if entry.name.endswith(".dist-info") and entry.is_dir()
     ]

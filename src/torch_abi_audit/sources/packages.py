@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from torch_abi_audit.files import is_inside, not_regular_reason, outside_reason
+from torch_abi_audit.files import RealPaths, is_inside, not_regular_reason, outside_reason
 from torch_abi_audit.progress import NO_PROGRESS, Progress
 from torch_abi_audit.sources.discovery import (
     ScanProblem,
@@ -79,6 +79,14 @@ def _common_root(site_dir: Path, tops: Iterable[str]) -> Path:
 
 
 def _relative(path: Path, base: Path) -> str | None:
+    """``path`` relative to ``base`` as a POSIX path, or ``None`` when it lies outside."""
+    text, prefix = str(path), str(base) + "/"
+    if os.sep == "/" and text.startswith(prefix):  # the walk's paths: no os.path.relpath
+        rest = text[len(prefix) :]
+        # ``relpath`` would normalise both; a rest without ., .. or empty components (nor
+        # hidden names: they start with a dot too) is what it gives.
+        if rest and "//" not in rest and "/." not in "/" + rest and not rest.endswith("/"):
+            return rest
     try:
         relative = os.path.relpath(path, base)
     except ValueError:  # different drives on Windows
@@ -130,6 +138,7 @@ class _Grouping:
     def __init__(self, site_dir: Path, distributions: list[InstalledDistribution]) -> None:
         self.site_dir = site_dir
         self.ownership = _Ownership(distributions)
+        self.real_path = RealPaths()  # the environment's, for each program a RECORD lists
         self.groups: dict[str, _Group] = {}
         self.loose: list[ScanProblem] = []
 
@@ -184,7 +193,7 @@ class _Grouping:
 
     def add_programs(self, dist: InstalledDistribution) -> None:
         """The programs ``dist`` installed into the environment's ``bin`` (or ``Scripts``)."""
-        programs, problems = _installed_programs(self.site_dir, dist)
+        programs, problems = _installed_programs(self.site_dir, dist, self.real_path)
         if programs or problems:
             group = self.group(dist, None)
             group.libraries.extend(programs)
@@ -254,14 +263,18 @@ def listed_libraries(
     symbolic link on the way (at most ``limit``): what a scan may start reading before its
     walk has found them. A path the walk would not give as it is gets no head start.
     """
-    real_site = Path(os.path.realpath(site_dir))
+    real_path = RealPaths()  # torch/lib/* share their directory's real path
+    real_site = real_path(site_dir)
     paths: list[Path] = []
     for dist in distributions:
         for relative in sorted(dist.library_files):
             if len(paths) >= limit:
                 return paths
+            if "\0" in relative:  # no file is named so (and no system call takes the name)
+                continue
             path = site_dir / relative
-            if os.path.realpath(path) == str(real_site.joinpath(*relative.split("/"))):
+            where = os.path.join(real_site, *relative.split("/"))  # noqa: PTH118 - a str, fast
+            if real_path(path) == where:
                 paths.append(path)
     return paths
 
@@ -271,7 +284,7 @@ def _lexically_inside(path: Path, directory: Path) -> bool:
 
 
 def _installed_programs(
-    site_dir: Path, dist: InstalledDistribution
+    site_dir: Path, dist: InstalledDistribution, real_path: RealPaths | None = None
 ) -> tuple[list[Path], list[ScanProblem]]:
     """The programs ``dist`` installed outside ``site_dir`` (its wheel's ``.data/scripts``,
     now in the environment's ``bin``): files its RECORD lists there that are executable and
@@ -290,7 +303,7 @@ def _installed_programs(
             reason = f"RECORD lists {relative}, outside the environment: not read"
             problems.append(ScanProblem(dist.metadata_dir / "RECORD", reason))
             continue
-        if not is_inside(path, environment):  # a link that leads out
+        if not is_inside(path, environment, real_path=real_path):  # a link that leads out
             problems.append(ScanProblem(path, outside_reason(os.path.realpath(path))))
             continue
         try:
