@@ -15,7 +15,7 @@ import pytest
 
 from helpers.build import Fixtures
 from torch_abi_audit import cli, engine
-from torch_abi_audit.audit import _inside, _placed
+from torch_abi_audit.audit import _inside
 from torch_abi_audit.cli import main
 from torch_abi_audit.engine import _SENT_CLASSES, _plain_state, inspect_extension
 from torch_abi_audit.renderers.json_report import dumps
@@ -61,15 +61,6 @@ def test_a_worker_sends_reports_plainly(built: Fixtures) -> None:
     finally:
         reducers.clear()
         reducers.update(saved)
-
-
-def test_placed_is_replace(built: Fixtures) -> None:
-    for report in _reports(built):
-        placed = _placed(report, "pkg/lib/libx.so")
-        expected = replace(report, distribution_path="pkg/lib/libx.so")
-        assert placed == expected
-        assert placed.__dict__ == expected.__dict__
-        assert report.distribution_path is None
 
 
 @pytest.mark.parametrize(

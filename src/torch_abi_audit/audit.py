@@ -114,7 +114,7 @@ def _package_report(
     libraries = [results[location] for location in source.libraries]
     libraries = _with_baselines(libraries, _tags(source), python.assume_minimum_abi3)
     base = source.base or source.root
-    libraries = [_placed(lib, _inside(lib.path, base)) for lib in libraries]
+    libraries = [replace(lib, distribution_path=_inside(lib.path, base)) for lib in libraries]
     return PackageReport(
         name=source.name,
         root=source.root.absolute(),
@@ -202,25 +202,6 @@ def _inside(path: Path, base: Path) -> str:
         except ValueError:
             return path.name
     return _WHEEL_LIB_DATA.sub("", relative)
-
-
-# ExtensionReport is a plain frozen dataclass: every field set by __init__ as given, nothing
-# derived (no __post_init__), its state in __dict__. A copy of that with one field changed is
-# what dataclasses.replace makes, without calling __init__ with all 21 fields (15 µs a library).
-_PLAIN_REPORT = not hasattr(ExtensionReport, "__post_init__") and not hasattr(
-    ExtensionReport, "__slots__"
-)
-
-
-def _placed(lib: ExtensionReport, distribution_path: str) -> ExtensionReport:
-    """``lib`` with its :attr:`~ExtensionReport.distribution_path`."""
-    if not _PLAIN_REPORT:
-        return replace(lib, distribution_path=distribution_path)
-    placed: ExtensionReport = object.__new__(ExtensionReport)
-    state = placed.__dict__
-    state.update(lib.__dict__)
-    state["distribution_path"] = distribution_path
-    return placed
 
 
 def _wheel(source: PackageSource, libraries: Sequence[ExtensionReport]) -> WheelReport | None:

@@ -382,8 +382,8 @@ class LibraryAnalysis:
 
     Use as a context manager: :meth:`submit` paths as they are found (duplicates are ignored),
     then collect every report with :meth:`results`. With ``eager`` (for callers that know many
-    files are coming, such as an environment scan) the workers start at once, with the rule
-    tables loaded before they fork, and are ready while the caller is still discovering files.
+    files are coming, such as an environment scan) the workers start at once and load the rule
+    tables while the caller is still discovering files.
     """
 
     def __init__(
@@ -405,7 +405,7 @@ class LibraryAnalysis:
 
     def __enter__(self) -> LibraryAnalysis:
         if self._eager:
-            self._pool = self._start_pool()
+            self._pool = self._start_pool(preload=False)
             self._pool.submit(_ready)
         return self
 
@@ -432,16 +432,16 @@ class LibraryAnalysis:
         if self.jobs > 1 and (self._pool is not None or len(self._waiting) >= PARALLEL_THRESHOLD):
             self._dispatch()
 
-    def _start_pool(self) -> ProcessPoolExecutor:
+    def _start_pool(self, *, preload: bool = True) -> ProcessPoolExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # Forked workers inherit the tables loaded here instead of each loading its own: once
-        # here (the parent needs the torch table for the findings anyway) rather than once per
-        # worker, even when that delays the caller's discovery (an environment scan: ~3% fewer
-        # instructions in all, parent and workers).
-        torch_rules()
-        stable_abi_symbols()
+        if preload:
+            # Forked workers inherit tables loaded here instead of each loading their own.
+            # An eager pool does not wait for them: its workers load them while the caller
+            # reads a big wheel's directory or walks a tree.
+            torch_rules()
+            stable_abi_symbols()
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         return ProcessPoolExecutor(
