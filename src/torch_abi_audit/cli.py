@@ -8,6 +8,7 @@ bad usage). 2 wins over 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import re
@@ -25,6 +26,7 @@ from torch_abi_audit.audit import (
 )
 from torch_abi_audit.checks import policy_argument
 from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
+from torch_abi_audit.engine import tune_collector
 from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers.base import RenderOptions
 from torch_abi_audit.renderers.escape import terminal_lines
@@ -480,9 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     spelled like a subcommand is given as a path: ``./diff``).
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] in SUBCOMMANDS:
-        return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
-    return guarded(lambda: _audit_command(arguments))
+    previous = tune_collector()  # a run allocates much and frees little: collect less often
+    try:
+        if arguments and arguments[0] in SUBCOMMANDS:
+            return guarded(lambda: run_subcommand(arguments[0], arguments[1:]))
+        return guarded(lambda: _audit_command(arguments))
+    finally:
+        gc.set_threshold(*previous)
 
 
 def _audit_command(arguments: Sequence[str]) -> int:

@@ -8,10 +8,12 @@ discovering files, so reading libraries overlaps with walking the tree.
 
 from __future__ import annotations
 
+import copyreg
+import gc
 import os
 import re
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +37,12 @@ from torch_abi_audit.rules.cpython_abi import (
     entry_points,
     stable_abi_symbols,
 )
-from torch_abi_audit.rules.torch_abi import TorchAnalysis, is_torch_library, torch_rules
+from torch_abi_audit.rules.torch_abi import (
+    TorchAnalysis,
+    UnstableSymbol,
+    is_torch_library,
+    torch_rules,
+)
 from torch_abi_audit.sources.wheels import (
     WheelError,
     WheelMember,
@@ -300,14 +307,61 @@ def _reuse_freed_memory() -> None:
     mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
+#: The cyclic garbage collector's first threshold in a worker, and in the command-line run
+#: (:func:`torch_abi_audit.cli.main`): allocations (net of deallocations) between collections.
+#: The default (700) makes it walk the young objects every few hundred of the hundreds of
+#: thousands of tuples, symbols and reports a scan allocates, none of which form cycles:
+#: ~100 ms of CPU on an environment scan (parent and workers), for nothing to collect.
+COLLECTOR_THRESHOLD = 200_000
+
+
+def tune_collector() -> tuple[int, int, int]:
+    """Raise the cyclic garbage collector's thresholds for an audit (see
+    :data:`COLLECTOR_THRESHOLD`); the previous thresholds, to restore."""
+    previous = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_THRESHOLD, 30, 30)
+    return previous
+
+
 def _prepare_worker() -> None:
     # Ctrl-C reaches the whole process group; the parent alone handles it (no worker tracebacks).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What the worker inherited lives as long as it does: no collection walks it again (nor
+    # copies the pages it lies in by writing its collector headers).
+    gc.freeze()
+    tune_collector()
     _reuse_freed_memory()
-    # Load the rule tables now, while the parent is still discovering files (no-op if the
-    # parent loaded them before forking).
+    _send_reports_plainly()
+    # Load the rule tables (a no-op where the parent loaded them before forking: a forked
+    # worker; a spawned one loads its own).
     torch_rules()
     stable_abi_symbols()
+
+
+#: What a worker sends back by the thousand: reports and their analyses (an environment scan:
+#: ~10k unstable symbols, ~500 of the others).
+_SENT_CLASSES = (ExtensionReport, SliceReport, TorchAnalysis, CPythonAnalysis, UnstableSymbol)
+
+
+# What the default reduction of protocol 2 and later names: pickle writes it as NEWOBJ.
+_NEWOBJ: Callable[..., object] = copyreg.__newobj__  # type: ignore[attr-defined]
+
+
+def _plain_state(obj: object) -> tuple[Callable[..., object], tuple[type], dict[str, object]]:
+    """How pickle reduces an instance of a plain frozen dataclass (no ``__slots__``, no custom
+    state): its class made anew, then its ``__dict__``. The bytes are those of the default
+    reduction, without the generic path's search for ``__getnewargs_ex__``, ``__getstate__``…
+    (which cost more than the pickling itself: a third of the time it takes to pickle an
+    environment's reports)."""
+    return _NEWOBJ, (type(obj),), vars(obj)
+
+
+def _send_reports_plainly() -> None:
+    """In a worker: pickle the reports it sends back through :func:`_plain_state`."""
+    from multiprocessing.reduction import ForkingPickler
+
+    for cls in _SENT_CLASSES:
+        ForkingPickler.register(cls, _plain_state)
 
 
 def _ready() -> None:
@@ -384,6 +438,8 @@ class LibraryAnalysis:
 
         if preload:
             # Forked workers inherit tables loaded here instead of each loading their own.
+            # An eager pool does not wait for them: its workers load them while the caller
+            # reads a big wheel's directory or walks a tree.
             torch_rules()
             stable_abi_symbols()
         methods = multiprocessing.get_all_start_methods()

@@ -291,10 +291,13 @@ def dumps(document: JSONObject, *, pretty: bool = True) -> str:
     already escapes the C0 controls), so that the output is valid UTF-8 and safe on a terminal,
     and reads back to the same strings.
     """
+    # A document is a tree built for this call: no cycle to look for in it.
     if pretty:
-        text = json.dumps(document, indent=2, ensure_ascii=False)
+        text = json.dumps(document, indent=2, ensure_ascii=False, check_circular=False)
     else:
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    if text.isascii() and "\x7f" not in text:
+        return text  # the usual document: nothing to escape (two C scans, not a regex pass)
     return _RAW_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 

@@ -96,7 +96,9 @@ class CPythonAnalysis:
     def needs_python(self) -> str | None:
         """The oldest Python that has every stable-ABI symbol it imports (``None`` without
         any): what importing it takes, whatever its tag promises."""
-        newest = max((v for _, v in self.versioned_symbols), key=version_key, default=None)
+        # Few distinct versions among thousands of symbols: compare those (asked per library
+        # by every renderer and by the findings).
+        newest = max({v for _, v in self.versioned_symbols}, key=version_key, default=None)
         return newest or (FIRST_ABI3 if self.capi_symbol_count else None)
 
     def with_baseline(self, baseline: str, source: str) -> CPythonAnalysis:
