@@ -35,6 +35,7 @@ _SPECIAL_NAME = ("GV", "TH", "TW", "GR")
 # not read, which keeps this cheap for the thousands of names a libtorch build imports.
 _MAX_COMPONENTS = 4
 _DIGITS = re.compile(r"[0-9]+")
+_DIGIT_CHARS = "0123456789"  # `char in _DIGIT_CHARS`: one ASCII digit (char is one character)
 
 
 def entity_scope(mangled: str) -> tuple[str, ...]:
@@ -66,18 +67,22 @@ _PLAIN_NESTED = re.compile(r"_ZN[rVK]*[RO]?(?=[0-9])")
 
 
 def _plain_nested_scope(text: str, pos: int) -> tuple[str, ...] | None:
+    # Thousands of calls per libtorch: string indexing and slicing only, no regular expression
+    # or helper call per component (a length has one or two digits).
     size = len(text)
     components: list[str] = []
-    while len(components) < _MAX_COMPONENTS and pos < size:
+    for _ in range(_MAX_COMPONENTS):
+        if pos >= size:
+            break
         char = text[pos]
-        if not "0" <= char <= "9":
+        if char not in _DIGIT_CHARS:
             if char in "BL" or char.islower():
                 return None  # ABI tag, internal linkage or operator: the full parser's job
             break
-        digits = _DIGITS.match(text, pos)
-        assert digits is not None
-        length = int(digits.group())
-        start = digits.end()
+        start = pos + 1
+        while start < size and text[start] in _DIGIT_CHARS:
+            start += 1
+        length = int(text[pos:start])
         pos = start + length
         if length <= 0 or pos > size:
             return ()
