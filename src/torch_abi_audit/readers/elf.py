@@ -22,6 +22,8 @@ headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -267,15 +269,16 @@ class _ElfFile:
         raw = self.reader.read(
             self.e_phoff, self.e_phnum * self.e_phentsize, "program header table"
         )
-        segments = []
-        for i in range(self.e_phnum):
-            fields = struct.unpack_from(self.layout.program, raw, i * self.e_phentsize)
-            if self.layout.bits == 64:
-                p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _align = fields
-            else:
-                p_type, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _flags, _align = fields
-            segments.append(_Segment(p_type, p_offset, p_vaddr, p_filesz))
-        return segments
+        if self.e_phentsize == entsize:
+            rows = list(struct.iter_unpack(self.layout.program, raw))
+        else:
+            rows = [
+                struct.unpack_from(self.layout.program, raw, i * self.e_phentsize)
+                for i in range(self.e_phnum)
+            ]
+        if self.layout.bits == 64:  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz...
+            return [_Segment(row[0], row[2], row[3], row[5]) for row in rows]
+        return [_Segment(row[0], row[1], row[2], row[4]) for row in rows]  # p_type, p_offset...
 
     def _section(self, sh_type: int) -> _Section | None:
         for section in self.sections:
@@ -316,12 +319,11 @@ class _ElfFile:
         entsize = struct.calcsize(self.layout.dyn)
         count = min(size // entsize, _MAX_DYNAMIC_ENTRIES)
         raw = self.reader.read(offset, count * entsize, "dynamic section")
-        entries = []
-        for tag, value in struct.iter_unpack(self.layout.dyn, raw):
-            if tag == _DT_NULL:
-                break
-            entries.append((tag, value))
-        return entries
+        # The entries up to the first DT_NULL tag: found in the tag column (zero in either byte
+        # order), then unpacked at once.
+        tags = memoryview(raw).cast("q" if self.layout.bits == 64 else "i")[::2].tolist()
+        end = tags.index(_DT_NULL) if _DT_NULL in tags else count
+        return list(struct.iter_unpack(self.layout.dyn, raw[: end * entsize]))
 
     # -- symbols ------------------------------------------------------------------------------
 
@@ -447,7 +449,12 @@ class _ElfFile:
             )
         if raw_versym is None:
             return (), {}
-        indices = struct.unpack(f"{order}{len(raw_versym) // 2}H", raw_versym)
+        if len(raw_versym) % 2:  # struct's error, as before ("unpack requires a buffer...")
+            struct.unpack(f"{order}{len(raw_versym) // 2}H", raw_versym)
+        # An array, not a tuple of ints: only the entries asked for become Python ints.
+        indices = array("H", raw_versym)
+        if (order == "<") != (sys.byteorder == "little"):
+            indices.byteswap()
         names: dict[int, tuple[str, str | None]] = {}
 
         verneed = self._section(_SHT_GNU_VERNEED) if sections else None

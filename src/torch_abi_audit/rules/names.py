@@ -25,11 +25,18 @@ class NamesText:
     the names hold.
     """
 
-    __slots__ = ("lines", "text")
+    __slots__ = ("_count", "_lines", "text")
 
     def __init__(self, names: AbstractSet[str]) -> None:
         self.text = "\n" + "\n".join(names) if names else ""
-        self.lines = self.text.count("\n") == len(names)
+        self._count = len(names)
+        self._lines: bool | None = None
+
+    @property
+    def lines(self) -> bool:
+        if self._lines is None:  # a scan of the text: only when a question needs it
+            self._lines = self.text.count("\n") == self._count
+        return self._lines
 
     def mentions(self, needles: tuple[str, ...]) -> bool:
         """Whether some name contains one of ``needles`` (which hold no newline)."""
