@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import pycxxfilt
 import pytest
 
+from helpers.build import Fixtures
 from torch_abi_audit.rules.itanium import OPERATOR, entity_scope
 
 CASES = [
@@ -122,3 +126,77 @@ def test_fast_path_agrees_with_the_full_parser() -> None:
         assert fast == slow, name
         checked += 1
     assert checked > 5000
+
+
+def _full_parser_scope(name: str) -> tuple[str, ...]:
+    """entity_scope without its fast path: what the full parser reads."""
+    from torch_abi_audit.rules import itanium
+
+    if not name.startswith("_Z"):
+        return ()
+    try:
+        return itanium._Parser(name, 2).encoding()
+    except (IndexError, ValueError):
+        return ()
+
+
+def _assert_fast_path_agrees(names: set[str]) -> int:
+    """Every name's scope equals the full parser's; returns how many took the fast path."""
+    from torch_abi_audit.rules import itanium
+
+    fast = 0
+    for name in sorted(names):
+        assert entity_scope(name) == _full_parser_scope(name), name
+        start = itanium._PLAIN_NESTED.match(name)
+        if start is not None and itanium._plain_nested_scope(name, start.end()) is not None:
+            fast += 1
+    return fast
+
+
+def _cxx_names(libraries: Iterable[Path]) -> set[str]:
+    """The Itanium names the libraries import and export (unreadable files are skipped)."""
+    from torch_abi_audit.readers import BinaryReadError, read_library
+
+    names: set[str] = set()
+    for path in libraries:
+        try:
+            library = read_library(path)
+        except (BinaryReadError, OSError):
+            continue
+        for part in (library, *library.slices):
+            names.update(n for n in part.imports.names() if n.startswith("_Z"))
+            names.update(n for n in part.exports.names() if n.startswith("_Z"))
+    return names
+
+
+def test_fast_path_agrees_on_the_fixtures(built: Fixtures) -> None:
+    """The fast path gives the full parser's scope on every C++ name of the compiled fixtures
+    (and on the hand-written cases)."""
+    names = _cxx_names(p for p in built.directory.iterdir() if p.is_file())
+    names.update(mangled for mangled, _ in CASES)
+    assert _assert_fast_path_agrees(names) > 10
+
+
+#: The benchmark environment (benchmarks/bench_env.py): torch and fifteen compiled packages.
+BENCH_SITE = Path.home() / ".cache/torch-abi-audit/bench/env/lib/python3.11/site-packages"
+
+
+@pytest.mark.torch
+def test_fast_path_agrees_on_every_name_a_real_environment_imports() -> None:
+    """The fast path gives the full parser's scope on every C++ name the libraries of a real
+    environment import (tens of thousands, most of them libtorch's own): the benchmark
+    environment's site-packages, else the installed torch's."""
+    from torch_abi_audit.sources.discovery import is_library_name
+
+    if BENCH_SITE.is_dir():
+        root = BENCH_SITE
+    else:
+        from helpers.real_wheels import installed_torch
+
+        root = installed_torch()
+    libraries = (p for p in root.rglob("*") if is_library_name(p.name) and p.is_file())
+    names = _cxx_names(libraries)
+    if len(names) < 1000:
+        pytest.skip(f"{root}: too few C++ names to be worth it")
+    fast = _assert_fast_path_agrees(names)
+    assert fast > len(names) // 2  # the fast path is the common one

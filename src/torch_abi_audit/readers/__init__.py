@@ -16,7 +16,7 @@ from torch_abi_audit.readers.elf import parse_elf
 from torch_abi_audit.readers.errors import BinaryReadError, UnsupportedFormatError
 from torch_abi_audit.readers.macho import parse_macho
 from torch_abi_audit.readers.pe import parse_pe
-from torch_abi_audit.readers.source import ByteSource, FileBytes, file_bytes
+from torch_abi_audit.readers.source import ByteSource, FileBytes, file_bytes, prefetched
 
 __all__ = [
     "BinaryReadError",
@@ -28,6 +28,10 @@ __all__ = [
     "read_head",
     "read_library",
 ]
+
+#: How much of a library's start :func:`parse_library` reads at once (a read of 64 KiB costs
+#: little more than one of 16 bytes: the system call dominates).
+HEAD_PREFETCH = 64 << 10
 
 
 def read_head(path: Path) -> bytes:
@@ -56,6 +60,10 @@ def parse_library(source: ByteSource, path: Path, *, local_symbols: bool = False
     Raises :class:`UnsupportedFormatError` for binaries of a kind this release cannot read
     and :class:`BinaryReadError` for anything that is not a readable shared library.
     """
+    # The headers, and in a small library most of its tables, lie in its first bytes: one
+    # read of them instead of a system call per header (nothing on a stream).
+    source = prefetched(source)
+    source.prefetch(0, HEAD_PREFETCH, "file header")
     head = source.read(0, min(MAGIC_SIZE, source.size), "file header")
     fmt = detect_format(head)
     if fmt is BinaryFormat.ELF:

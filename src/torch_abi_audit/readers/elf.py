@@ -22,6 +22,9 @@ headers, dynamic section); LSB Core "Symbol Versioning" for ``.gnu.version``/``_
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,7 +49,7 @@ from torch_abi_audit.readers.elf_symbols import (
     string_at,
 )
 from torch_abi_audit.readers.errors import BinaryReadError
-from torch_abi_audit.readers.source import ByteSource, file_bytes
+from torch_abi_audit.readers.source import ByteSource, file_bytes, prefetched
 
 # e_ident indices and values
 _EI_CLASS = 4
@@ -142,20 +145,30 @@ _RODATA_NAME_SPAN = max(len(prefix) for prefix in _RODATA_NAMES)
 #: Most of the section name table read for them (a linked library's is a few hundred bytes; a
 #: hostile one must not pull in the file).
 _MAX_NAMES_READ = 1 << 20
+#: Read ahead of the section header table, for the section name table (a few hundred bytes,
+#: usually just before it).
+_NAMES_BEFORE_SECTIONS = 2048
+#: Read at once where the version requirements or definitions start (a few hundred bytes).
+_VERSION_PREFETCH = 4096
 
 
 class _Section(NamedTuple):
-    """One section header (the fields the reader uses)."""
+    """One section header, its fields in file order (``Elf32_Shdr`` and ``Elf64_Shdr`` alike)."""
 
+    name: int  # offset of the name in the section name string table
     type: int
+    flags: int
+    addr: int
     offset: int
     size: int
     link: int
     info: int
+    align: int
     entsize: int
-    addr: int
-    name: int  # offset of the name in the section name string table
-    flags: int
+
+
+# tuple.__new__ skips the generated NamedTuple __new__ and its argument handling.
+_new_section = partial(tuple.__new__, _Section)
 
 
 class _Segment(NamedTuple):
@@ -172,7 +185,7 @@ class _ElfFile:
 
     def __init__(self, path: Path, reader: ByteSource) -> None:
         self.path = path
-        self.reader = reader
+        self.reader = prefetched(reader)
         ident = reader.read(0, 16, "ELF identification")
         if ident[:4] != b"\x7fELF":
             raise BinaryReadError("not an ELF file")
@@ -199,7 +212,7 @@ class _ElfFile:
             self.e_shentsize,
             self.e_shnum,
             self.e_shstrndx,
-        ) = struct.unpack(self.layout.header, reader.read(16, size, "ELF header"))
+        ) = struct.unpack(self.layout.header, self.reader.read(16, size, "ELF header"))
         self.segments = self._segments()
         self._section_table: list[_Section] | None = None
         # (version index, needed file, version name, weak) of every Elf_Vernaux read.
@@ -230,7 +243,14 @@ class _ElfFile:
                 f"section header table ({count} entries at {self.e_shoff:#x}) extends past the "
                 f"end of the {self.reader.size}-byte file: truncated or corrupt"
             )
-        raw = self.reader.read(self.e_shoff, count * self.e_shentsize, "section header table")
+        # The section name table usually lies just before the section headers: one read for
+        # both (only the names of the read-only data sections are read from it, later).
+        length = count * self.e_shentsize
+        before = min(self.e_shoff, _NAMES_BEFORE_SECTIONS)
+        self.reader.prefetch(self.e_shoff - before, before + length, "section header table")
+        raw = self.reader.read(self.e_shoff, length, "section header table")
+        if self.e_shentsize == entsize:
+            return list(map(_new_section, struct.iter_unpack(self.layout.section, raw)))
         return [self._unpack_section(raw, i * self.e_shentsize) for i in range(count)]
 
     def _section_at(self, offset: int) -> _Section:
@@ -238,10 +258,7 @@ class _ElfFile:
         return self._unpack_section(raw, 0)
 
     def _unpack_section(self, raw: bytes, offset: int) -> _Section:
-        name, sh_type, flags, addr, sh_offset, sh_size, link, info, _align, entsize = (
-            struct.unpack_from(self.layout.section, raw, offset)
-        )
-        return _Section(sh_type, sh_offset, sh_size, link, info, entsize, addr, name, flags)
+        return _new_section(struct.unpack_from(self.layout.section, raw, offset))
 
     def _segments(self) -> list[_Segment]:
         if self.e_phoff == 0 or self.e_phnum == 0:
@@ -252,15 +269,16 @@ class _ElfFile:
         raw = self.reader.read(
             self.e_phoff, self.e_phnum * self.e_phentsize, "program header table"
         )
-        segments = []
-        for i in range(self.e_phnum):
-            fields = struct.unpack_from(self.layout.program, raw, i * self.e_phentsize)
-            if self.layout.bits == 64:
-                p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _align = fields
-            else:
-                p_type, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _flags, _align = fields
-            segments.append(_Segment(p_type, p_offset, p_vaddr, p_filesz))
-        return segments
+        if self.e_phentsize == entsize:
+            rows = list(struct.iter_unpack(self.layout.program, raw))
+        else:
+            rows = [
+                struct.unpack_from(self.layout.program, raw, i * self.e_phentsize)
+                for i in range(self.e_phnum)
+            ]
+        if self.layout.bits == 64:  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz...
+            return [_Segment(row[0], row[2], row[3], row[5]) for row in rows]
+        return [_Segment(row[0], row[1], row[2], row[4]) for row in rows]  # p_type, p_offset...
 
     def _section(self, sh_type: int) -> _Section | None:
         for section in self.sections:
@@ -301,12 +319,11 @@ class _ElfFile:
         entsize = struct.calcsize(self.layout.dyn)
         count = min(size // entsize, _MAX_DYNAMIC_ENTRIES)
         raw = self.reader.read(offset, count * entsize, "dynamic section")
-        entries = []
-        for tag, value in struct.iter_unpack(self.layout.dyn, raw):
-            if tag == _DT_NULL:
-                break
-            entries.append((tag, value))
-        return entries
+        # The entries up to the first DT_NULL tag: found in the tag column (zero in either byte
+        # order), then unpacked at once.
+        tags = memoryview(raw).cast("q" if self.layout.bits == 64 else "i")[::2].tolist()
+        end = tags.index(_DT_NULL) if _DT_NULL in tags else count
+        return list(struct.iter_unpack(self.layout.dyn, raw[: end * entsize]))
 
     # -- symbols ------------------------------------------------------------------------------
 
@@ -432,7 +449,12 @@ class _ElfFile:
             )
         if raw_versym is None:
             return (), {}
-        indices = struct.unpack(f"{order}{len(raw_versym) // 2}H", raw_versym)
+        if len(raw_versym) % 2:  # struct's error, as before ("unpack requires a buffer...")
+            struct.unpack(f"{order}{len(raw_versym) // 2}H", raw_versym)
+        # An array, not a tuple of ints: only the entries asked for become Python ints.
+        indices = array("H", raw_versym)
+        if (order == "<") != (sys.byteorder == "little"):
+            indices.byteswap()
         names: dict[int, tuple[str, str | None]] = {}
 
         verneed = self._section(_SHT_GNU_VERNEED) if sections else None
@@ -454,6 +476,8 @@ class _ElfFile:
         self, offset: int, count: int, strtab: bytes, names: dict[int, tuple[str, str | None]]
     ) -> None:
         order = self.layout.order
+        # The entries lie together: one read for them (each was a system call of its own).
+        self.reader.prefetch(offset, _VERSION_PREFETCH, "version requirements")
         for _ in range(min(count, _MAX_VERSION_ENTRIES)):
             _ver, cnt, file_off, aux, nxt = struct.unpack(
                 order + "HHIII", self.reader.read(offset, 16, "version requirement")
@@ -480,6 +504,7 @@ class _ElfFile:
         self, offset: int, count: int, strtab: bytes, names: dict[int, tuple[str, str | None]]
     ) -> None:
         order = self.layout.order
+        self.reader.prefetch(offset, _VERSION_PREFETCH, "version definitions")
         for _ in range(min(count, _MAX_VERSION_ENTRIES)):
             _ver, flags, ndx, cnt, _hash, aux, nxt = struct.unpack(
                 order + "HHHHIII", self.reader.read(offset, 20, "version definition")

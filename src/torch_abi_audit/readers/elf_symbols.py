@@ -14,9 +14,9 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
-from itertools import compress
-from operator import not_
+from functools import lru_cache, partial
+from itertools import compress, repeat
+from operator import itemgetter, not_
 
 from torch_abi_audit.model import (
     Symbol,
@@ -52,6 +52,10 @@ _TYPES: dict[int, SymbolType] = {
     6: SymbolType.TLS,
     10: SymbolType.GNU_IFUNC,
 }
+# bytes.translate() tables: 1 for a zero byte, for an STB_WEAK st_info; the other st_infos.
+_IS_ZERO = bytes([1]) + bytes(255)
+_IS_WEAK_INFO = bytes(int(i >> 4 == _STB_WEAK) for i in range(256))
+_NOT_WEAK_INFO = bytes(i for i in range(256) if i >> 4 != _STB_WEAK)
 _BINDING_BY_INFO = tuple(_BINDINGS.get(i >> 4, SymbolBinding.OTHER) for i in range(256))
 _TYPE_BY_INFO = tuple(_TYPES.get(i & 0xF, SymbolType.OTHER) for i in range(256))
 _VISIBILITY_BY_OTHER = tuple(
@@ -116,6 +120,13 @@ def string_at(table: bytes, offset: int, what: str) -> str:
     return table[offset:end].decode("utf-8", "backslashreplace")
 
 
+def _pick(values: Sequence[int], indices: Sequence[int]) -> tuple[int, ...]:
+    """``values`` at ``indices``, in one C call (``itemgetter``)."""
+    if len(indices) > 1:
+        return itemgetter(*indices)(values)  # type: ignore[no-any-return]
+    return tuple(values[i] for i in indices)
+
+
 class SymbolColumns:
     """One ELF symbol table, decoded entry by entry on request.
 
@@ -136,6 +147,7 @@ class SymbolColumns:
         self.versions: Versions = ((), {})
         self._text: tuple[str, bool] | None = None
         self._columns: dict[int, list[int]] = {}
+        self._undefined: list[int] | None = None
 
     def _column16(self, offset: int) -> list[int]:
         """The 16-bit field at ``offset`` of every entry, in native byte order (may be swapped).
@@ -165,10 +177,12 @@ class SymbolColumns:
 
     def _read_column32(self, offset: int) -> list[int]:
         if self.entsize % 4 == 0 and len(self.raw) % 4 == 0:
-            values = array("I", memoryview(self.raw).cast("I")[offset // 4 :: self.entsize // 4])
+            column = memoryview(self.raw).cast("I")[offset // 4 :: self.entsize // 4]
             if (self.layout.order == "<") != (sys.byteorder == "little"):
+                values = array("I", column.tobytes())  # bytes: copied, not item by item
                 values.byteswap()
-            return values.tolist()
+                return values.tolist()
+            return column.tolist()
         return [
             int.from_bytes(self.raw[i : i + 4], self.layout.byte_order)  # type: ignore[arg-type]
             for i in range(offset, len(self.raw), self.entsize)
@@ -191,27 +205,39 @@ class SymbolColumns:
 
     def names_at(self, indices: list[int]) -> frozenset[str]:
         """The names of the entries at ``indices``, without building :class:`Symbol` tuples."""
-        offsets = self._column32(0)
-        wanted = [offsets[i] for i in indices if offsets[i]]
+        wanted = [offset for offset in _pick(self._column32(0), indices) if offset]
         if not wanted:
             return frozenset()
-        if max(wanted) >= len(self.strtab):
+        highest = max(wanted)
+        if highest >= len(self.strtab):
             raise BinaryReadError("a symbol name points outside the string table")
         text, ascii_only = self._strings()
         if ascii_only:
             # Every name must end at a NUL inside the table, as decode() requires; otherwise
             # find() returns -1 and the slice would silently drop the name's last character.
-            if max(wanted) > text.rfind("\0"):
+            if highest > text.rfind("\0"):
                 raise BinaryReadError("a symbol name is not NUL-terminated")
             find = text.find
             return frozenset([text[offset : find("\0", offset)] for offset in wanted])
         return frozenset(string_at(self.strtab, offset, "symbol name") for offset in wanted)
 
     def undefined_indices(self) -> list[int]:
-        """Indices of the entries with ``st_shndx == SHN_UNDEF`` (the imports)."""
-        column = self._column16(6 if self.layout.bits == 64 else 14)
-        # compress() + map(not_) keep the scan of a 75k-entry table in C (SHN_UNDEF is 0).
-        found = list(compress(range(len(column)), map(not_, column)))
+        """Indices of the entries with ``st_shndx == SHN_UNDEF`` (the imports); kept (the
+        imports and the version requirements' first users both ask)."""
+        if self._undefined is None:
+            self._undefined = self._find_undefined()
+        return self._undefined
+
+    def _find_undefined(self) -> list[int]:
+        # The two bytes of every st_shndx, as two byte strings OR-ed together as big integers:
+        # a zero byte of the result is an entry whose st_shndx is zero (SHN_UNDEF), in either
+        # byte order. translate() turns those into selectors for compress(): all in C.
+        at = 6 if self.layout.bits == 64 else 14
+        count = self.count
+        low = int.from_bytes(self.raw[at :: self.entsize], "little")
+        high = int.from_bytes(self.raw[at + 1 :: self.entsize], "little")
+        selectors = (low | high).to_bytes(count, "little").translate(_IS_ZERO)
+        found = list(compress(range(count), selectors))
         return found[1:] if found and found[0] == 0 else found  # entry 0 is the null symbol
 
     def defined_indices(self) -> list[int]:
@@ -223,20 +249,28 @@ class SymbolColumns:
         """``indices`` split into ``STB_WEAK`` entries and the others (one pass over the
         ``st_info`` column)."""
         infos = self.raw[4 if self.layout.bits == 64 else 12 :: self.entsize]
-        weak = [i for i in indices if infos[i] >> 4 == _STB_WEAK]
+        if not infos.translate(None, _NOT_WEAK_INFO):
+            return [], indices  # no weak entry at all (translate deletes every other st_info)
+        weak_flags = _pick(infos.translate(_IS_WEAK_INFO), indices)
+        weak = list(compress(indices, weak_flags))
         if not weak:
             return [], indices
-        return weak, [i for i in indices if infos[i] >> 4 != _STB_WEAK]
+        return weak, list(compress(indices, map(not_, weak_flags)))
 
     def first_users(self) -> dict[int, str]:
         """Version index -> the name of the first import bound to it (``.gnu.version``)."""
         version_indices = self.versions[0]
         count = len(version_indices)
-        undefined = [i for i in self.undefined_indices() if i < count]
-        column = [version_indices[i] & VERSYM_INDEX for i in undefined]
+        undefined = self.undefined_indices()
+        if undefined and undefined[-1] >= count:
+            undefined = [i for i in undefined if i < count]
+        column = _pick(version_indices, undefined)  # raw values: the hidden bit still set
         first: dict[int, int] = {}
-        for version in set(column):  # a handful of versions: list.index scans in C
-            first[version] = undefined[column.index(version)]
+        for raw in set(column):  # a handful of values: tuple.index scans in C
+            version = raw & VERSYM_INDEX
+            at = undefined[column.index(raw)]
+            if version not in first or at < first[version]:
+                first[version] = at
         if not first:
             return {}
         offsets = self._column32(0)
@@ -304,6 +338,19 @@ class SymbolColumns:
         return tuple(map(partial(tuple.__new__, Symbol), rows))
 
 
+@lru_cache(maxsize=32)
+def _unusual_characters(names: frozenset[str]) -> frozenset[str]:
+    """The characters of ``names`` that are not letters, digits or ``_`` (the same few sets of
+    names are asked about for every library)."""
+    return frozenset(char for name in names for char in name if not char.isalnum() and char != "_")
+
+
+@lru_cache(maxsize=32)
+def _prefix_pattern(prefixes: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Any of ``prefixes``, as bytes (the same few prefixes are asked about for every library)."""
+    return re.compile(b"|".join(re.escape(p.encode()) for p in prefixes))
+
+
 class LazySymbols(SymbolTable):
     """The undefined (imports) or defined (exports) entries of ``.dynsym``, decoded on demand."""
 
@@ -364,14 +411,27 @@ class LazySymbols(SymbolTable):
         # bytes.__contains__ is a fast substring search; one regular expression alternating
         # over the names is many times slower on a large string table.
         strtab = self._table.strtab
-        candidates = frozenset(n for n in names if n.encode() + b"\0" in strtab)
+        # A name with a character the table lacks is not there: one search for that character
+        # (an ELF string table holds no "?" or "@": no MSVC name needs a search of its own).
+        lacking = {char for char in _unusual_characters(names) if char.encode() not in strtab}
+        candidates = frozenset(
+            n for n in names if not lacking.intersection(n) and n.encode() + b"\0" in strtab
+        )
         return self.names() & candidates if candidates else frozenset()
 
     def with_prefix(self, *prefixes: str) -> tuple[Symbol, ...]:
         if self._symbols is None:
             # A prefix absent from the string table cannot start any name: skip the decode.
             # One scan of the (possibly megabytes of) strings for all prefixes at once.
-            pattern = re.compile(b"|".join(re.escape(p.encode()) for p in prefixes))
-            if pattern.search(self._table.strtab) is None:
+            if _prefix_pattern(prefixes).search(self._table.strtab) is None:
                 return ()
+            # Decode only the entries whose name starts with a prefix, found in C on the
+            # string table (an extension exports its entry point among thousands of names).
+            table = self._table
+            text, ascii_only = table._strings()
+            if ascii_only and all(prefixes) and "\0" not in "".join(prefixes):
+                indices = self._entry_indices()
+                offsets = map(table._column32(0).__getitem__, indices)
+                starts = map(text.startswith, repeat(prefixes, len(indices)), offsets)
+                return table.decode(list(compress(indices, starts)))
         return super().with_prefix(*prefixes)

@@ -78,6 +78,59 @@ class FileBytes:
         return data
 
 
+class PrefetchedBytes:
+    """A :class:`ByteSource` that serves reads lying inside ranges read ahead from memory.
+
+    A reader that knows it will read many small, nearby pieces (headers, version tables) reads
+    the range around them once with :meth:`prefetch`; each later read inside it is a slice
+    instead of a system call. Reads outside every prefetched range go to the wrapped source
+    unchanged, with its bounds checks and errors. On a ``sequential`` source :meth:`prefetch`
+    does nothing (a stream must not be read further than the reader needs).
+    """
+
+    __slots__ = ("_windows", "sequential", "source")
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source = source
+        self.sequential = source.sequential
+        self._windows: list[tuple[int, int, bytes]] = []  # (start, end, bytes)
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    def prefetch(self, offset: int, length: int, what: str) -> None:
+        """Read ``[offset, offset + length)``, clipped to the source, in one read, unless it is
+        already held. Never fails: a range that cannot be read is simply not held."""
+        if self.sequential:
+            return
+        size = self.source.size
+        if not 0 <= offset < size or length <= 0:
+            return
+        end = min(offset + length, size)
+        for start, stop, _data in self._windows:
+            if start <= offset and end <= stop:
+                return
+        try:
+            data = self.source.read(offset, end - offset, what)
+        except (BinaryReadError, OSError):
+            return
+        self._windows.append((offset, end, data))
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        if length >= 0:
+            end = offset + length
+            for start, stop, data in self._windows:
+                if start <= offset and end <= stop:
+                    return data[offset - start : end - start]
+        return self.source.read(offset, length, what)
+
+
+def prefetched(source: ByteSource) -> PrefetchedBytes:
+    """``source`` as a :class:`PrefetchedBytes` (itself when it already is one)."""
+    return source if isinstance(source, PrefetchedBytes) else PrefetchedBytes(source)
+
+
 @contextmanager
 def file_bytes(path: Path | str) -> Iterator[FileBytes]:
     """A :class:`FileBytes` over the regular file ``path``, closed on exit.

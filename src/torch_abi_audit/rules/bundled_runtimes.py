@@ -115,7 +115,10 @@ CUDA_MARKERS: dict[str, tuple[str, ...]] = {
     "libnccl": ("ncclCommInitRank",),
     "libnvJitLink": ("nvJitLinkCreate",),
 }
-_ALL_MARKERS = frozenset(LIBTORCH_MARKERS).union(*CUDA_MARKERS.values(), INTERPRETER_MARKERS)
+# Looked for first (each a search of the export names): every libtorch marker, and the first
+# name of each group that must be exported whole; the rest of a group only if its first is.
+_GROUPS = (*CUDA_MARKERS.values(), INTERPRETER_MARKERS)
+_FIRST_MARKERS = frozenset(LIBTORCH_MARKERS).union(group[0] for group in _GROUPS)
 
 
 class RuntimeKind(StrEnum):
@@ -198,9 +201,12 @@ def identify_runtime(library: Library) -> RuntimeCopy | None:
     found = _by_name(library)
     if found is not None:
         return found
-    exported = library.exports.present(_ALL_MARKERS)
+    exported = library.exports.present(_FIRST_MARKERS)
     if not exported:
-        return None
+        return None  # nor can the rest of a group make it whole
+    rest = frozenset(name for group in _GROUPS if group[0] in exported for name in group[1:])
+    if rest:
+        exported |= library.exports.present(rest)
     strong = {
         s.name
         for s in library.exports.with_prefix(*exported)

@@ -33,14 +33,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cache
+from itertools import compress
 
 from torch_abi_audit.model import Library
+from torch_abi_audit.rules.names import names_text
 
 #: Names a CPython extension module exports for the import system to call.
 ENTRY_POINT_PREFIXES = ("PyInit_", "PyInitU_", "PyModExport_", "PyModExportU_")
 #: The PEP 793 export hook (Python 3.15+), the only way an abi3t module can define itself.
 EXPORT_HOOK_PREFIXES = ("PyModExport_", "PyModExportU_")
 _CAPI_NAME = re.compile("_?Py")
+# The same names, found all at once in the text of a set of names (one name a line; see
+# rules.names): C API names that are not entry points.
+_CAPI_LINE = re.compile(
+    r"\n(?!" + "|".join(map(re.escape, ENTRY_POINT_PREFIXES)) + r")(_?Py[^\n]*)"
+)
 _ABI3_TAG = re.compile(r"\.abi3t?(?=\.)")
 _ABI3T_TAG = re.compile(r"\.abi3t(?=\.)")
 # Version-specific free-threaded modules: .cpython-313t-x86_64-linux-gnu.so, .cp314t-win_amd64.pyd
@@ -234,6 +241,19 @@ def linked_python(needed: Sequence[str]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _capi_names(imports: Iterable[str]) -> set[str]:
+    """The CPython API names among ``imports`` (``Py*``, ``_Py*``), entry points left out."""
+    if isinstance(imports, frozenset):
+        text = names_text(imports)
+        if text.lines:  # one scan of all the names, in C
+            return set(_CAPI_LINE.findall(text.text)) if "Py" in text.text else set()
+    return {
+        name
+        for name in filter(_CAPI_NAME.match, imports)
+        if not name.startswith(ENTRY_POINT_PREFIXES)
+    }
+
+
 def analyse_cpython(
     imports: Iterable[str], filename: str, needed: Sequence[str] = ()
 ) -> CPythonAnalysis:
@@ -242,17 +262,15 @@ def analyse_cpython(
     ``needed`` (the libraries it links) tells a Windows module linked to ``python3.dll`` (abi3)
     from one linked to ``python311.dll`` (one Python version).
     """
-    capi = {
-        name
-        for name in filter(_CAPI_NAME.match, imports)
-        if not name.startswith(ENTRY_POINT_PREFIXES)
-    }
+    capi = _capi_names(imports)
     # The stable-ABI table is loaded only when there is something to look up in it.
     violations = tuple(sorted(capi - stable_abi_symbols())) if capi else ()
     versions = stable_abi_versions() if capi else {}
-    stable = [(name, versions[name]) for name in sorted(capi) if name in versions]
+    known = sorted(capi & stable_abi_symbols()) if capi else []  # a set: the smaller is walked
+    known_versions = list(map(versions.__getitem__, known))
+    stable = list(zip(known, known_versions, strict=True))
     # Few distinct versions among thousands of symbols: compare those, not every symbol's.
-    computed = max({v for _, v in stable}, key=version_key, default=None)
+    computed = max(set(known_versions), key=version_key, default=None)
     python_library, python_version = linked_python(needed)
     return CPythonAnalysis(
         intent=has_abi3_tag(filename) or (python_library is not None and python_version is None),
@@ -262,7 +280,7 @@ def analyse_cpython(
         python_library=python_library,
         python_version=python_version,
         computed=computed,
-        versioned_symbols=tuple((n, v) for n, v in stable if v != FIRST_ABI3),
+        versioned_symbols=tuple(compress(stable, map(FIRST_ABI3.__ne__, known_versions))),
         abi3t=_ABI3T_TAG.search(filename) is not None,
         free_threaded=_FREE_THREADED_TAG.search(filename) is not None,
     )

@@ -35,6 +35,8 @@ _SPECIAL_NAME = ("GV", "TH", "TW", "GR")
 # not read, which keeps this cheap for the thousands of names a libtorch build imports.
 _MAX_COMPONENTS = 4
 _DIGITS = re.compile(r"[0-9]+")
+# ASCII digits and their values ("" and anything else are not in it).
+_DIGIT_VALUE = {str(value): value for value in range(10)}
 
 
 def entity_scope(mangled: str) -> tuple[str, ...]:
@@ -48,11 +50,17 @@ def entity_scope(mangled: str) -> tuple[str, ...]:
     """
     if not mangled.startswith("_Z"):
         return ()
-    start = _PLAIN_NESTED.match(mangled)
-    if start is not None:
-        scope = _plain_nested_scope(mangled, start.end())
-        if scope is not None:
-            return scope
+    # _ZN and _ZNK followed by a digit, the usual openings, without the regular expression.
+    head = mangled[3:5]
+    if mangled[2:3] == "N" and head[:1] in _DIGIT_VALUE:
+        scope = _plain_nested_scope(mangled, 3)
+    elif mangled[2:4] == "NK" and head[1:] in _DIGIT_VALUE:
+        scope = _plain_nested_scope(mangled, 4)
+    else:
+        start = _PLAIN_NESTED.match(mangled)
+        scope = None if start is None else _plain_nested_scope(mangled, start.end())
+    if scope is not None:
+        return scope
     try:
         return _Parser(mangled, 2).encoding()
     except (IndexError, ValueError):
@@ -66,27 +74,39 @@ _PLAIN_NESTED = re.compile(r"_ZN[rVK]*[RO]?(?=[0-9])")
 
 
 def _plain_nested_scope(text: str, pos: int) -> tuple[str, ...] | None:
+    # Thousands of calls per libtorch: dictionary look-ups and slices only, no regular
+    # expression or int() per component (a length has one or two digits; more take the loop).
     size = len(text)
     components: list[str] = []
-    while len(components) < _MAX_COMPONENTS and pos < size:
-        char = text[pos]
-        if not "0" <= char <= "9":
-            if char in "BL" or char.islower():
+    digit = _DIGIT_VALUE.get
+    for _ in range(_MAX_COMPONENTS):
+        first = digit(text[pos : pos + 1])
+        if first is None:
+            char = text[pos : pos + 1]
+            if char and (char in "BL" or char.islower()):
                 return None  # ABI tag, internal linkage or operator: the full parser's job
             break
-        digits = _DIGITS.match(text, pos)
-        assert digits is not None
-        length = int(digits.group())
-        start = digits.end()
+        second = digit(text[pos + 1 : pos + 2])
+        if second is None:
+            length, start = first, pos + 1
+        elif text[pos + 2 : pos + 3] not in _DIGIT_VALUE:
+            length, start = first * 10 + second, pos + 2
+        else:  # three digits or more
+            start = pos + 3
+            while text[start : start + 1] in _DIGIT_VALUE:
+                start += 1
+            length = int(text[pos:start])
         pos = start + length
         if length <= 0 or pos > size:
             return ()
-        identifier = text[start:pos]
-        components.append(
-            "(anonymous namespace)" if identifier.startswith("_GLOBAL__N") else identifier
-        )
-    if pos < size and text[pos] == "B":
+        components.append(text[start:pos])
+    if text[pos : pos + 1] == "B":
         return None  # an ABI tag after the last component read
+    if "_GLOBAL__N" in text:
+        return tuple(
+            "(anonymous namespace)" if part.startswith("_GLOBAL__N") else part
+            for part in components
+        )
     return tuple(components)
 
 

@@ -34,6 +34,7 @@ import pycxxfilt
 
 from torch_abi_audit.rules import itanium, msvc
 from torch_abi_audit.rules.itanium import OPERATOR
+from torch_abi_audit.rules.names import NamesText, names_text
 from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 
 #: Namespaces libtorch implements. Anything a library imports from them is libtorch-internal
@@ -49,6 +50,16 @@ _TORCH_CXX_NAME = re.compile(
     r"_Z.*?(?:3c10|2at|5torch|6caffe2)"
     r"|\?(?:\?_{0,2}[0-9A-Z]|.*?@)(?:c10|at|torch|caffe2)@"
 )
+# What every name that pattern matches contains: a library whose names mention none of these is
+# answered by a few substring searches (most libraries of an environment).
+_ITANIUM_TORCH_NEEDLES = ("3c10", "2at", "5torch", "6caffe2")
+_MSVC_TORCH_NEEDLES = ("c10@", "at@", "torch@", "caffe2@")
+# _TORCH_CXX_NAME over the text of a set of names, one name a line (rules.names): each match is
+# a whole name (what follows the needle, up to the end of the line).
+_TORCH_CXX_LINE = re.compile(
+    r"\n(_Z[^\n]*?(?:3c10|2at|5torch|6caffe2)[^\n]*"
+    r"|\?(?:\?_{0,2}[0-9A-Z]|[^\n]*?@)(?:c10|at|torch|caffe2)@[^\n]*)"
+)
 # File names of the libraries a torch build installs (libtorch_cpu.so, libc10.dylib, c10.dll,
 # torch_cuda.dll, libtorch_python.so...), whatever directory or @rpath prefix names them.
 _TORCH_LIBRARY = re.compile(
@@ -56,6 +67,7 @@ _TORCH_LIBRARY = re.compile(
 )
 # C names spelled like shims (judged against the table: a prefix alone is not proof).
 _SHIM_LIKE_NAME = re.compile("aoti_torch_|torch_")
+_SHIM_LIKE_NEEDLES = ("torch_",)  # in every name _SHIM_LIKE_NAME matches
 _QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
 _SHIM_PREFIXES = ("aoti_torch_",)
 
@@ -132,6 +144,9 @@ def package_minimum_torch(analyses: Iterable[TorchAnalysis]) -> str | None:
 def demangle(name: str) -> str:
     """Human-readable form of ``name`` (Itanium or MSVC); the name itself if it is not mangled."""
     try:
+        if name.startswith("_Z") and "@" not in name:
+            # What pycxxfilt.demangle does for such a name, without its dispatch in Python.
+            return pycxxfilt.itanium_demangle(name) or name
         return pycxxfilt.demangle(name) or name
     except ValueError:
         return name
@@ -170,6 +185,17 @@ def _bound_to_libtorch(
         for name, library in sorted(bindings.items())
         if name in names and name not in judged and is_torch_library(library)
     ]
+
+
+def _torch_cxx_names(names: AbstractSet[str], text: NamesText) -> list[str]:
+    """The names :data:`_TORCH_CXX_NAME` matches, sorted: none without a search when no name
+    mentions a torch namespace the way a mangled name spells it, else in one scan of the text."""
+    itanium = "_Z" in text.text and text.mentions(_ITANIUM_TORCH_NEEDLES)
+    if not itanium and not ("?" in text.text and text.mentions(_MSVC_TORCH_NEEDLES)):
+        return []
+    if text.lines:
+        return sorted(_TORCH_CXX_LINE.findall(text.text))
+    return sorted(filter(_TORCH_CXX_NAME.match, names))
 
 
 #: How many C++ names' verdicts :class:`TorchRules` keeps (a few tens of MB at most).
@@ -216,9 +242,10 @@ class TorchRules:
         # Set algebra and one compiled-regex call per name keep this pass in C: a
         # libtorch_python.so imports 5,700 names, a whole environment ~100k.
         shims = sorted(names & self._shim_names)
+        text = names_text(names)
         unstable = [
             finding
-            for name in sorted(filter(_TORCH_CXX_NAME.match, names))
+            for name in _torch_cxx_names(names, text)
             if (finding := self._judge_cxx(name, bindings.get(name))) is not None
         ]
         unstable += [
@@ -233,6 +260,8 @@ class TorchRules:
         ]
         prefixed = (
             set(filter(_SHIM_LIKE_NAME.match, names)) - self._shim_names - self._internal_names
+            if text.mentions(_SHIM_LIKE_NEEDLES)
+            else set()
         )
         unknown = sorted(n for n in prefixed if n.startswith(_SHIM_PREFIXES))
         weak_unknown = sorted(prefixed.difference(unknown))
