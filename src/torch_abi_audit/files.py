@@ -170,16 +170,23 @@ def read_regular(
     paths resolved by ``real_path`` when given), :class:`OSError` when it cannot be read.
     """
     with open_regular(path, within=within, real_path=real_path) as handle:
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = handle.read(min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    if total > limit:
+        data = read_at_most(handle, limit + 1)
+    if len(data) > limit:
         raise FileTooLargeError(0, f"larger than {_size(limit)}: not read", str(path))
+    return data
+
+
+def read_at_most(handle: io.FileIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``handle``, from where it stands (fewer only at its end),
+    read a MiB at a time (no buffer of ``limit`` bytes for a small file)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = handle.read(min(1 << 20, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
     return b"".join(chunks)
 
 

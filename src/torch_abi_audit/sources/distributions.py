@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from torch_abi_audit.files import RealPaths, open_regular, read_regular
+from torch_abi_audit.files import RealPaths, open_regular, read_at_most, read_regular
 from torch_abi_audit.sources.discovery import is_executable_name, is_library_name
 from torch_abi_audit.sources.metadata import (
     MAX_METADATA_SIZE,
@@ -145,7 +145,7 @@ class _RecordReader:
 
     def read(self, handle: io.FileIO) -> None:
         """Read the ``RECORD`` open in ``handle`` (a regular file, at its start)."""
-        if not self.read_whole(_read_at_most(handle, MAX_RECORD_SIZE + 1)):
+        if not self.read_whole(read_at_most(handle, MAX_RECORD_SIZE + 1)):
             handle.seek(0)
             self.read_lines(handle)
 
@@ -308,19 +308,6 @@ def _line_path(text: str, start: int) -> str:
     if comma >= 0:
         return text[start:comma]
     return text[start:end].removesuffix("\r")
-
-
-def _read_at_most(handle: io.FileIO, limit: int) -> bytes:
-    """Up to ``limit`` bytes from ``handle`` (fewer only at its end)."""
-    chunks: list[bytes] = []
-    total = 0
-    while total < limit:
-        chunk = handle.read(limit - total)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
 
 
 def _record_path(line: str) -> str:
