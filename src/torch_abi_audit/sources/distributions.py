@@ -227,10 +227,9 @@ class _RecordReader:
           ordinary first components in order of first appearance: ``dict.fromkeys`` of the
           first component of each run of lines that share it.
         * Libraries and programs. The stream looks at a path further only when it matches
-          :data:`_LIBRARY_HINT` or starts with ``..``; a search for :data:`_NAMED_HINT` (which
-          matches neither a comma nor a line break) finds every line whose path holds such a
-          match (the leftmost match in a line is found; only those before the line's first
-          comma count), and each of those paths goes through the stream's own
+          :data:`_LIBRARY_HINT` or starts with ``..``; :data:`_NAMED_HINT`, anchored at each
+          line start and stopping at the line's first comma, finds every line whose path holds
+          such a match, and each of those paths goes through the stream's own
           :meth:`_add_named`. What it keeps are sets: the order they are found in does not
           matter.
         """
@@ -253,10 +252,16 @@ class _RecordReader:
             for first in firsts
             if first and first != ".." and not first.endswith(".dist-info")
         )
-        for start in _path_match_lines(text, _NAMED_HINT):
-            kept._add_named(_line_path(text, start))
-        if len(kept.libraries) + len(kept.top_level) + len(kept.scripts) > MAX_RECORD_NAMES:
+        # Lines are taken lazily, and the budget checked as they are: a RECORD listing
+        # hundreds of thousands of libraries goes to the stream, which stops at the budget,
+        # after MAX_RECORD_NAMES of them here, not all of them.
+        named = len(kept.top_level)
+        if named > MAX_RECORD_NAMES:
             return False
+        for match in _NAMED_HINT.finditer(text):
+            kept._add_named(_line_path(text, match.start()))
+            if named + len(kept.libraries) + len(kept.scripts) > MAX_RECORD_NAMES:
+                return False
         self.top_level, self.libraries, self.scripts = kept.top_level, kept.libraries, kept.scripts
         return True
 
@@ -288,14 +293,6 @@ def _has_long_line(text: str, limit: int) -> bool:
             return True
         start = end + 1
     return False
-
-
-def _path_match_lines(text: str, pattern: re.Pattern[str]) -> list[int]:
-    """Where the lines start whose path (what precedes the first comma) holds a match of
-    ``pattern``, in order: one anchored search per line start, each reading at most its line
-    up to the first comma, so the whole text is read a bounded number of times whatever it
-    holds (a line of 60,000 dots is read once, not once per dot)."""
-    return [match.start() for match in pattern.finditer(text)]
 
 
 def _line_path(text: str, start: int) -> str:
