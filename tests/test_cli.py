@@ -316,6 +316,36 @@ def test_broken_pipe_is_quiet(built: Fixtures) -> None:
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
+def test_console_entry_exits_quickly_without_losing_anything(built: Fixtures) -> None:
+    # The console script ends the process with os._exit after an audit: what was printed is
+    # all there, the exit code is the audit's (1: a gate failed), atexit handlers still run.
+    program = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        "from torch_abi_audit.cli import run\n"
+        "run()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(built.unstable_lib), "--check", "torch", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["torch_verdict"] == "torch-unstable"
+    assert result.stderr.splitlines()[-1] == "atexit ran"
+    assert "FAIL: --check torch" in result.stderr
+    # A subcommand exits the usual way, with its own code.
+    result = subprocess.run(
+        [sys.executable, "-c", program, "explain", "no-such-thing-at-all"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "atexit ran"
+
+
 def test_compile_helper_is_reused(tmp_path: Path) -> None:
     # Sanity check of the fixture helper itself: sources exist and compile.
     assert (SOURCES / "plain.c").is_file()

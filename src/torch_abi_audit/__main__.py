@@ -1,5 +1,5 @@
 """``python -m torch_abi_audit``."""
 
-from torch_abi_audit.cli import main
+from torch_abi_audit.cli import run
 
-raise SystemExit(main())
+run()
