@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import sysconfig
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,12 +39,12 @@ from torch_abi_audit.rules.pipeline import package_findings
 from torch_abi_audit.rules.torch_abi import TorchAnalysis, torch_rules
 from torch_abi_audit.rules.torch_table import load_table
 from torch_abi_audit.sources.discovery import ScanProblem
-from torch_abi_audit.sources.distributions import find_distributions
+from torch_abi_audit.sources.distributions import InstalledDistribution, find_distributions
 from torch_abi_audit.sources.interpreter import running_interpreter, site_packages_interpreter
 from torch_abi_audit.sources.packages import (
+    ListedLibraries,
     PackageSource,
     download_sources,
-    listed_libraries,
     looks_like_path,
     site_packages_sources,
     target_sources,
@@ -487,6 +487,15 @@ def default_site_packages() -> list[Path]:
     return found
 
 
+def _head_start(
+    directory: Path, analysis: LibraryAnalysis
+) -> Callable[[InstalledDistribution], None]:
+    """What to do with each distribution of ``directory`` as soon as its ``RECORD`` is read:
+    submit the libraries it lists that the walk will find where they are listed."""
+    listed = ListedLibraries(directory)
+    return lambda dist: analysis.submit(listed(dist))
+
+
 def inspect_site_packages(
     path: Path | str | Sequence[Path] | None = None,
     *,
@@ -528,10 +537,12 @@ def inspect_site_packages(
                 problems.append(ScanProblem(directory, reason))
                 continue
             try:
-                distributions = find_distributions(directory)
-                # Start on the libraries the RECORDs list while the tree is still being walked
-                # (those that are where the walk will find them, inside the directory).
-                analysis.submit(listed_libraries(directory, distributions))
+                # Start on the libraries each RECORD lists as soon as it is read, while the
+                # other RECORDs are read and the tree is walked (those that are where the walk
+                # will find them, inside the directory).
+                distributions = find_distributions(
+                    directory, on_read=_head_start(directory, analysis)
+                )
                 found, loose = site_packages_sources(directory, distributions)
             except OSError as exc:
                 problems.append(ScanProblem(directory, exc.strerror or str(exc)))

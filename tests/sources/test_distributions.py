@@ -6,7 +6,7 @@ from pathlib import Path
 
 from helpers.site import FakeSite
 from torch_abi_audit.sources.distributions import find_distributions, read_distribution
-from torch_abi_audit.sources.packages import site_packages_sources
+from torch_abi_audit.sources.packages import ListedLibraries, site_packages_sources
 
 
 def test_distributions_of_the_fake_site(fake_site: FakeSite) -> None:
@@ -24,6 +24,27 @@ def test_distributions_of_the_fake_site(fake_site: FakeSite) -> None:
     assert dists["torchish"].torch_requirements == ("torch==2.13.0",)
     assert dists["purepy"].library_files == frozenset()
     assert all(d.problem is None for d in dists.values())
+
+
+def test_each_distribution_is_handed_on_as_soon_as_read(fake_site: FakeSite) -> None:
+    # An environment scan starts on a distribution's libraries while the other RECORDs are
+    # still unread: the callback sees every distribution once, the largest RECORD first, and
+    # the result is the same as without it.
+    seen: list[str] = []
+    dists = find_distributions(fake_site.site, on_read=lambda d: seen.append(d.name))
+    assert sorted(seen) == sorted(d.name for d in dists)
+    assert dists == find_distributions(fake_site.site)
+    sizes = {d.name: (d.metadata_dir / "RECORD").stat().st_size for d in dists}
+    assert [sizes[name] for name in seen] == sorted(sizes.values(), reverse=True)
+    # The head start: the libraries a RECORD lists that are where it says, under a budget
+    # shared by every distribution.
+    listed = ListedLibraries(fake_site.site)
+    fake = next(d for d in dists if d.name == "fake_dist")
+    started = listed(fake)
+    assert {p.relative_to(fake_site.site).as_posix() for p in started} <= fake.library_files
+    assert all(p.is_file() for p in started) and started
+    budget = ListedLibraries(fake_site.site, limit=1)
+    assert len(budget(fake)) == 1 and budget(fake) == []
 
 
 def test_unreadable_metadata_is_a_problem_not_an_exception(tmp_path: Path) -> None:

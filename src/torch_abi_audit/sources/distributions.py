@@ -13,6 +13,7 @@ import csv
 import io
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -338,16 +339,37 @@ def read_distribution(dist_info: Path, real_path: RealPaths | None = None) -> In
     )
 
 
-def find_distributions(site_dir: Path) -> list[InstalledDistribution]:
+def _record_size(dist_info: Path) -> int:
+    """The size of ``dist_info``'s ``RECORD`` (0 when it cannot be told): an order only."""
+    try:
+        return (dist_info / "RECORD").lstat().st_size
+    except OSError:
+        return 0
+
+
+def find_distributions(
+    site_dir: Path, on_read: Callable[[InstalledDistribution], object] | None = None
+) -> list[InstalledDistribution]:
     """Every ``*.dist-info`` distribution installed in ``site_dir``, sorted by name.
 
-    Raises :class:`OSError` if ``site_dir`` cannot be listed.
+    ``on_read`` is called with each distribution as soon as its ``RECORD`` is read (an
+    environment scan starts on its libraries while the other ``RECORD``s are read); the
+    largest ``RECORD``s are read first, the packages with the most files, and usually with
+    the largest libraries. Raises :class:`OSError` if ``site_dir`` cannot be listed.
     """
     real_path = RealPaths()
-    found = [
-        read_distribution(entry, real_path)
+    directories = [
+        entry
         for entry in site_dir.iterdir()
         if entry.name.endswith(".dist-info") and entry.is_dir()
     ]
+    if on_read is not None:
+        directories.sort(key=_record_size, reverse=True)
+    found = []
+    for entry in directories:
+        dist = read_distribution(entry, real_path)
+        found.append(dist)
+        if on_read is not None:
+            on_read(dist)
     # PEP 503 normalisation, spelled out: packaging.utils would import packaging.tags here.
     return sorted(found, key=lambda d: _NAME_SEPARATORS.sub("-", d.directory_name).lower())

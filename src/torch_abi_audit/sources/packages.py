@@ -256,27 +256,32 @@ def site_packages_sources(
     return grouping.sources(), loose
 
 
-def listed_libraries(
-    site_dir: Path, distributions: list[InstalledDistribution], limit: int = 2_000
-) -> list[Path]:
-    """The libraries the ``RECORD`` files list that exist where they are listed, without a
-    symbolic link on the way (at most ``limit``): what a scan may start reading before its
-    walk has found them. A path the walk would not give as it is gets no head start.
-    """
-    real_path = RealPaths()  # torch/lib/* share their directory's real path
-    real_site = real_path(site_dir)
-    paths: list[Path] = []
-    for dist in distributions:
+class ListedLibraries:
+    """The libraries the ``RECORD`` files of ``site_dir``'s distributions list that exist where
+    they are listed, without a symbolic link on the way: what a scan may start reading before
+    its walk has found them, one distribution at a time (at most ``limit`` in all). A path the
+    walk would not give as it is gets no head start."""
+
+    def __init__(self, site_dir: Path, limit: int = 2_000) -> None:
+        self.site_dir = site_dir
+        self.real_path = RealPaths()  # torch/lib/* share their directory's real path
+        self.real_site = self.real_path(site_dir)
+        self.remaining = limit
+
+    def __call__(self, dist: InstalledDistribution) -> list[Path]:
+        """Those of ``dist``'s libraries that get a head start."""
+        paths: list[Path] = []
         for relative in sorted(dist.library_files):
-            if len(paths) >= limit:
-                return paths
+            if len(paths) >= self.remaining:
+                break
             if "\0" in relative:  # no file is named so (and no system call takes the name)
                 continue
-            path = site_dir / relative
-            where = os.path.join(real_site, *relative.split("/"))  # noqa: PTH118 - a str, fast
-            if real_path(path) == where:
+            path = self.site_dir / relative
+            where = os.path.join(self.real_site, *relative.split("/"))  # noqa: PTH118 - a str, fast
+            if self.real_path(path) == where:
                 paths.append(path)
-    return paths
+        self.remaining -= len(paths)
+        return paths
 
 
 def _lexically_inside(path: Path, directory: Path) -> bool:
