@@ -351,9 +351,11 @@ def read_distribution(dist_info: Path, real_path: RealPaths | None = None) -> In
 
 
 def _record_size(dist_info: Path) -> int:
-    """The size of ``dist_info``'s ``RECORD`` (0 when it cannot be told): an order only."""
+    """The size of ``dist_info``'s ``RECORD``, an order only: 0 when it cannot be told, or
+    when ``dist_info`` is a link (which may lead out of the site directory: never looked into
+    before :func:`read_distribution` has checked it)."""
     try:
-        return (dist_info / "RECORD").lstat().st_size
+        return 0 if dist_info.is_symlink() else (dist_info / "RECORD").lstat().st_size
     except OSError:
         return 0
 
