@@ -346,6 +346,29 @@ def test_console_entry_exits_quickly_without_losing_anything(built: Fixtures) ->
     assert result.stderr.splitlines()[-1] == "atexit ran"
 
 
+def test_closed_standard_streams_are_operational_errors_not_crashes(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    # A process started with its standard output closed (>&-) has no sys.stdout: the report
+    # cannot be written (exit 2, said on standard error), unless it goes to a file (-o).
+    def shell(arguments: str) -> subprocess.CompletedProcess[str]:
+        command = f"{sys.executable} -m torch_abi_audit {arguments}"
+        return subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+
+    closed = shell(f"{built.unstable_lib} >&-")
+    assert closed.returncode == 2
+    assert "standard output is closed" in closed.stderr and "Traceback" not in closed.stderr
+    report = tmp_path / "report.json"
+    to_file = shell(f"{built.unstable_lib} --json -o {report} >&-")
+    assert to_file.returncode == 0, to_file.stderr
+    assert json.loads(report.read_text())["torch_verdict"] == "torch-unstable"
+    explain = shell("explain c10::Half >&-")
+    assert explain.returncode == 2 and "standard output is closed" in explain.stderr
+    # Standard error closed (2>&-): the report still comes out, and the exit code tells.
+    quiet = shell(f"{built.unstable_lib} --check torch 2>&-")
+    assert quiet.returncode == 1 and quiet.stdout.startswith("Package: ")
+
+
 def test_compile_helper_is_reused(tmp_path: Path) -> None:
     # Sanity check of the fixture helper itself: sources exist and compile.
     assert (SOURCES / "plain.c").is_file()

@@ -27,7 +27,14 @@ from torch_abi_audit.audit import (
     inspect_site_packages,
 )
 from torch_abi_audit.checks import policy_argument
-from torch_abi_audit.console import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, Console, exit_code
+from torch_abi_audit.console import (
+    EXIT_CHECK_FAILED,
+    EXIT_ERROR,
+    EXIT_OK,
+    Console,
+    exit_code,
+    writes_to_terminal,
+)
 from torch_abi_audit.engine import tune_collector
 from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers.base import RenderOptions
@@ -401,7 +408,7 @@ def _run(args: argparse.Namespace) -> int:
     options = RenderOptions(
         verbose=args.verbose,
         show_all=args.all,
-        pretty=args.output is None and sys.stdout.isatty(),
+        pretty=args.output is None and writes_to_terminal(sys.stdout),
         working_directory=Path.cwd(),
     )
     try:
@@ -502,11 +509,15 @@ def run() -> NoReturn:
     :func:`os._exit` ends the process, 50-70 ms sooner on an environment scan. A subcommand
     exits the usual way (its engines and stores may close what they hold at teardown).
     """
+    if sys.stderr is None:  # started with standard error closed (2>&-): its messages are dropped
+        sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115 - for the life of the process
     arguments = sys.argv[1:]
     code = main(arguments)
     if arguments and arguments[0] in SUBCOMMANDS:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with standard output closed (>&-): nothing to flush
+            continue
         try:
             stream.flush()
         except BrokenPipeError:  # the reader went away after the last write: nothing to tell

@@ -32,6 +32,15 @@ def exit_code(result: AuditResult) -> int:
     return EXIT_CHECK_FAILED if result.gates_failed else EXIT_OK
 
 
+def writes_to_terminal(stream: TextIO | None) -> bool:
+    """True when ``stream`` (standard output, say) is a terminal: ``False`` for a file, a pipe,
+    or a stream that is closed or missing (a process started with ``>&-`` has none)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def is_terminal(stream: TextIO) -> bool:
     """True when ``stream`` is an interactive terminal that can redraw a line."""
     try:

@@ -62,6 +62,8 @@ def write_report(text: str, destination: Path | None) -> None:
     output too). Text always ends with exactly one newline."""
     text = text if text.endswith("\n") else text + "\n"
     if destination is None or str(destination) == "-":
+        if sys.stdout is None:  # the process started with its standard output closed (>&-)
+            raise OutputError("cannot write the report: standard output is closed")
         sys.stdout.write(text)
         sys.stdout.flush()
     else:

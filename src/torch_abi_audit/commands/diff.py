@@ -22,6 +22,7 @@ from pathlib import Path
 from torch_abi_audit._version import __version__
 from torch_abi_audit.audit import inspect_targets
 from torch_abi_audit.checks import CheckPolicy
+from torch_abi_audit.console import writes_to_terminal
 from torch_abi_audit.diff import diff_packages
 from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers.base import RenderOptions
@@ -210,7 +211,7 @@ def main(argv: Sequence[str]) -> int:
     renderer = get_renderer("json" if args.json else args.format)
     options = RenderOptions(
         verbose=args.verbose,
-        pretty=args.output is None and sys.stdout.isatty(),
+        pretty=args.output is None and writes_to_terminal(sys.stdout),
         working_directory=Path.cwd(),
     )
     try:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from torch_abi_audit._version import __version__
+from torch_abi_audit.console import writes_to_terminal
+from torch_abi_audit.output import OutputError, write_report
 from torch_abi_audit.renderers import json_report
 from torch_abi_audit.renderers.escape import terminal_lines
 from torch_abi_audit.renderers.migration import explanation_lines
@@ -72,10 +74,14 @@ def main(argv: Sequence[str]) -> int:
     explanations = explain_all(names)
     if args.json:
         document = json_report.explain_document(explanations)
-        sys.stdout.write(json_report.dumps(document, pretty=sys.stdout.isatty()) + "\n")
+        text = json_report.dumps(document, pretty=writes_to_terminal(sys.stdout))
     else:
-        blocks = [terminal_lines(explanation_lines(e)) for e in explanations]
-        sys.stdout.write("\n\n".join(blocks) + "\n")
+        text = "\n\n".join(terminal_lines(explanation_lines(e)) for e in explanations)
+    try:
+        write_report(text, None)
+    except OutputError as exc:
+        print(f"torch-abi-audit explain: error: {exc}", file=sys.stderr)
+        return 2
     unreadable = [e.query for e in explanations if e.verdict is Verdict.UNREADABLE]
     for query in unreadable:
         print(f"error: cannot read {query!r} as a symbol name", file=sys.stderr)
