@@ -367,6 +367,11 @@ def test_closed_standard_streams_are_operational_errors_not_crashes(
     # Standard error closed (2>&-): the report still comes out, and the exit code tells.
     quiet = shell(f"{built.unstable_lib} --check torch 2>&-")
     assert quiet.returncode == 1 and quiet.stdout.startswith("Package: ")
+    # Standard output that cannot take the report (a full disk) is an operational error too.
+    if Path("/dev/full").exists():
+        full = shell(f"{built.unstable_lib} > /dev/full")
+        assert full.returncode == 2, full.stderr
+        assert full.stderr.strip() == "error: cannot write the report: No space left on device"
 
 
 def test_compile_helper_is_reused(tmp_path: Path) -> None:

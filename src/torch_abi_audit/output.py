@@ -64,8 +64,13 @@ def write_report(text: str, destination: Path | None) -> None:
     if destination is None or str(destination) == "-":
         if sys.stdout is None:  # the process started with its standard output closed (>&-)
             raise OutputError("cannot write the report: standard output is closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise  # the reader went away (| head): the caller ends quietly
+        except OSError as exc:  # a full disk (> /dev/full), an I/O error
+            raise OutputError(f"cannot write the report: {exc.strerror or exc}") from exc
     else:
         write_file(destination, text)
 
