@@ -346,7 +346,7 @@ def test_console_entry_exits_quickly_without_losing_anything(built: Fixtures) ->
     assert result.stderr.splitlines()[-1] == "atexit ran"
 
 
-def test_closed_standard_streams_are_operational_errors_not_crashes(
+def test_closed_or_full_standard_streams_are_operational_errors_not_crashes(
     built: Fixtures, tmp_path: Path
 ) -> None:
     # A process started with its standard output closed (>&-) has no sys.stdout: the report
@@ -372,6 +372,13 @@ def test_closed_standard_streams_are_operational_errors_not_crashes(
         full = shell(f"{built.unstable_lib} > /dev/full")
         assert full.returncode == 2, full.stderr
         assert full.stderr.strip() == "error: cannot write the report: No space left on device"
+        # Standard error that cannot take a message: the message is lost, the exit code is 2
+        # (an operational problem), never 1 (a failed gate) as a crash would give.
+        missing = shell(f"{tmp_path / 'missing'} 2> /dev/full")
+        assert missing.returncode == 2
+        gate = shell(f"{built.unstable_lib} --check torch 2> /dev/full")
+        assert gate.returncode == 2 and gate.stdout.startswith("Package: ")
+        assert shell(f"{built.abi3_ext} 2> /dev/full").returncode == 0
 
 
 def test_compile_helper_is_reused(tmp_path: Path) -> None:

@@ -312,8 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _warn(*lines: str) -> None:
     """A message on stderr, one line per argument, escaped as the table escapes its own (the
-    names in it come from the audited input)."""
-    print(terminal_lines(list(lines)), file=sys.stderr)
+    names in it come from the audited input). When standard error cannot take it (``2>
+    /dev/full``), the message is lost: the exit code still tells."""
+    try:
+        print(terminal_lines(list(lines)), file=sys.stderr)
+    except (OSError, ValueError):
+        return
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -512,7 +516,10 @@ def run() -> NoReturn:
     if sys.stderr is None:  # started with standard error closed (2>&-): its messages are dropped
         sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115 - for the life of the process
     arguments = sys.argv[1:]
-    code = main(arguments)
+    try:
+        code = main(arguments)
+    except Exception:  # even telling the problem failed (standard error unwritable): never 1
+        code = EXIT_ERROR
     if arguments and arguments[0] in SUBCOMMANDS:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
