@@ -65,7 +65,20 @@ def write_report(text: str, destination: Path | None) -> None:
         if sys.stdout is None:  # the process started with its standard output closed (>&-)
             raise OutputError("cannot write the report: standard output is closed")
         try:
-            sys.stdout.write(text)
+            try:
+                sys.stdout.write(text)
+            except UnicodeEncodeError:
+                # The stream's encoding (PYTHONIOENCODING=ascii, a legacy locale) cannot spell a
+                # name in the report (the whole text is encoded before any of it is written):
+                # it goes out in UTF-8, as -o writes it, rather than not at all.
+                buffer = getattr(sys.stdout, "buffer", None)
+                if buffer is None:
+                    raise OutputError(
+                        f"cannot write the report: standard output's encoding "
+                        f"({sys.stdout.encoding}) cannot represent it"
+                    ) from None
+                sys.stdout.flush()
+                buffer.write(text.encode("utf-8", "backslashreplace"))
             sys.stdout.flush()
         except BrokenPipeError:
             raise  # the reader went away (| head): the caller ends quietly
