@@ -364,6 +364,8 @@ def test_closed_or_full_standard_streams_are_operational_errors_not_crashes(
     assert json.loads(report.read_text())["torch_verdict"] == "torch-unstable"
     explain = shell("explain c10::Half >&-")
     assert explain.returncode == 2 and "standard output is closed" in explain.stderr
+    listing = shell("survey packages >&-")  # printed nothing and exited 0
+    assert listing.returncode == 2 and "standard output is closed" in listing.stderr
     # Standard error closed (2>&-): the report still comes out, and the exit code tells.
     quiet = shell(f"{built.unstable_lib} --check torch 2>&-")
     assert quiet.returncode == 1 and quiet.stdout.startswith("Package: ")
@@ -372,6 +374,7 @@ def test_closed_or_full_standard_streams_are_operational_errors_not_crashes(
         full = shell(f"{built.unstable_lib} > /dev/full")
         assert full.returncode == 2, full.stderr
         assert full.stderr.strip() == "error: cannot write the report: No space left on device"
+        assert shell("survey packages > /dev/full").returncode == 2
         # Standard error that cannot take a message: the message is lost, the exit code is 2
         # (an operational problem), never 1 (a failed gate) as a crash would give.
         missing = shell(f"{tmp_path / 'missing'} 2> /dev/full")

@@ -205,12 +205,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.dry_run:
             summary = plan_survey(options, store, progress)
             size = sum(job.size or 0 for job in summary.todo)
-            print(
+            _say(
                 f"{len(summary.plan.jobs)} wheels planned, {summary.skipped} stored, "
-                f"{len(summary.todo)} to fetch ({size / 1e9:.2f} GB)"
+                f"{len(summary.todo)} to fetch ({size / 1e9:.2f} GB)",
+                *(
+                    terminal_text(f"{job.package} {job.version} {job.filename}")
+                    for job in summary.todo
+                ),
             )
-            for job in summary.todo:
-                print(terminal_text(f"{job.package} {job.version} {job.filename}"))
             return EXIT_ERROR if summary.listing_errors else EXIT_OK
         engine = start_engine(args.engine, workers=args.jobs, address=args.address)
         command = shlex.join(["torch-abi-audit", "survey", *args.argv])
@@ -242,8 +244,7 @@ def _report(args: argparse.Namespace) -> int:
 
     with SurveyStore(args.store, create=False) as store:
         written = write_report(store, args.output, title=args.title)
-    for path in written:
-        print(terminal_text(str(path)))
+    _say(*(terminal_text(str(path)) for path in written))
     return EXIT_OK
 
 
@@ -251,19 +252,31 @@ def _export(args: argparse.Namespace) -> int:
     from torch_abi_audit.survey.store import SurveyStore
 
     with SurveyStore(args.store, create=False) as store:
-        for path in store.export(args.output, args.format):
-            print(terminal_text(str(path)))
+        written = store.export(args.output, args.format)
+    _say(*(terminal_text(str(path)) for path in written))
     return EXIT_OK
 
 
 def _list_packages(args: argparse.Namespace) -> int:
     curated = load_curated()
-    for entry in curated.packages:
-        if args.verbose:
-            print(f"{entry.name}\t{entry.release}\t{entry.requires_torch}\t{entry.platforms}")
-        else:
-            print(entry.name)
+    _say(
+        *(
+            f"{entry.name}\t{entry.release}\t{entry.requires_torch}\t{entry.platforms}"
+            if args.verbose
+            else entry.name
+            for entry in curated.packages
+        )
+    )
     return EXIT_OK
+
+
+def _say(*lines: str) -> None:
+    """Lines on standard output (:class:`~torch_abi_audit.output.OutputError` when it is closed
+    or cannot take them: main says so and exits 2)."""
+    from torch_abi_audit.output import write_report as write_text
+
+    if lines:
+        write_text("\n".join(lines), None)
 
 
 class _UsageError(Exception):
@@ -273,6 +286,7 @@ class _UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``torch-abi-audit survey ARGV``; returns the exit code."""
     from torch_abi_audit.loading import LoadTargetError
+    from torch_abi_audit.output import OutputError
     from torch_abi_audit.survey.engines import EngineError
     from torch_abi_audit.survey.plan import ReleaseSpecError
     from torch_abi_audit.survey.platforms import PlatformError
@@ -289,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(terminal_text(f"torch-abi-audit survey: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
-    except (StoreError, EngineError, CuratedListError, WorkDirError) as exc:
+    except (StoreError, EngineError, CuratedListError, WorkDirError, OutputError) as exc:
         print(terminal_text(f"torch-abi-audit survey: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
