@@ -531,8 +531,21 @@ def run() -> NoReturn:
             os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
         except (OSError, ValueError):  # a closed or failing stream: as the interpreter would
             code = code or EXIT_ERROR
-    atexit._run_exitfuncs()
+    _finish_as_the_interpreter_would()
     os._exit(code)
+
+
+def _finish_as_the_interpreter_would() -> None:
+    """What the interpreter's exit does before its teardown, in its order: wait for the threads
+    that are not daemons and run the threading module's exit hooks (``concurrent.futures``
+    stops its worker pools there: skipped, a pool left running by an interruption would keep
+    ``multiprocessing``'s own exit hook waiting for its workers forever), then the ``atexit``
+    handlers."""
+    if "threading" in sys.modules:
+        shutdown = getattr(sys.modules["threading"], "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
+    atexit._run_exitfuncs()
 
 
 def _audit_command(arguments: Sequence[str]) -> int:

@@ -13,6 +13,7 @@ import gc
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -323,9 +324,37 @@ def tune_collector() -> tuple[int, int, int]:
     return previous
 
 
-def _prepare_worker() -> None:
+#: prctl(2)'s request to have a signal sent to this process when its parent ends (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: be killed as soon as the process that forked it ends, however it ends (a CI
+    job's timeout sends SIGTERM, SIGKILL, a crash). A worker left behind would wait for tasks
+    forever, holding the caller's pipes open: a CI step reading them would never finish.
+    Linux only (prctl ``PR_SET_PDEATHSIG``); elsewhere nothing is done."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None).prctl
+    except (ImportError, OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the request was made
+        os._exit(1)
+
+
+def _prepare_worker(parent: int) -> None:
+    """A worker's start (``parent``: the process id of the process that started the pool)."""
+    _die_with_parent(parent)
     # Ctrl-C reaches the whole process group; the parent alone handles it (no worker tracebacks).
+    # A worker is forked with SIGINT blocked (see _interrupts_held): one that arrived since is
+    # pending, and discarded when it is unblocked below, now that it is ignored.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # What the worker inherited lives as long as it does: no collection walks it again (nor
     # copies the pages it lies in by writing its collector headers).
     gc.freeze()
@@ -368,6 +397,22 @@ def _ready() -> None:
     """An empty task: submitting it makes the pool start its workers."""
 
 
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while the pool forks its workers: a Ctrl-C in that window
+    would reach a worker before its initializer ignores it (a worker's traceback on the
+    terminal). The parent gets a Ctrl-C held there as soon as the block ends. POSIX only (no
+    fork elsewhere)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def plan_tasks(paths: list[LibraryLocation]) -> list[list[LibraryLocation]]:
     """Split ``paths`` into tasks: large files alone and first, small ones in batches."""
     sized = sorted(((_size(p), p) for p in paths), key=lambda item: -item[0])
@@ -405,8 +450,11 @@ class LibraryAnalysis:
 
     def __enter__(self) -> LibraryAnalysis:
         if self._eager:
-            self._pool = self._start_pool(preload=False)
-            self._pool.submit(_ready)
+            try:
+                self._start_pool(preload=False)
+            except BaseException:  # Ctrl-C as the workers start: no __exit__ will stop them
+                self.close(cancel=True)
+                raise
         return self
 
     def __exit__(
@@ -433,6 +481,8 @@ class LibraryAnalysis:
             self._dispatch()
 
     def _start_pool(self, *, preload: bool = True) -> ProcessPoolExecutor:
+        """Start the worker pool, and return it: ``self._pool``, set before any worker exists,
+        so that :meth:`close` stops whatever was started whatever interrupts this."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -444,19 +494,24 @@ class LibraryAnalysis:
             stable_abi_symbols()
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        return ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=context, initializer=_prepare_worker
+        pool = self._pool = ProcessPoolExecutor(
+            max_workers=self.jobs,
+            mp_context=context,
+            initializer=_prepare_worker,
+            initargs=(os.getpid(),),
         )
+        with _interrupts_held():
+            pool.submit(_ready)  # the workers start now (all of them, when forked)
+        return pool
 
     def _dispatch(self) -> None:
         if not self._waiting:
             return
-        if self._pool is None:
-            self._pool = self._start_pool()
+        pool = self._pool if self._pool is not None else self._start_pool()
         for task in plan_tasks(self._waiting):
             members = [location for location in task if isinstance(location, WheelMember)]
             entries = member_entries(members) if members else None
-            future = self._pool.submit(_inspect_batch, task, self.verify_archive, entries)
+            future = pool.submit(_inspect_batch, task, self.verify_archive, entries)
             self._tasks.append((task, future))
         self._waiting = []
 
