@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from torch_abi_audit import gating
 from torch_abi_audit._version import __version__
@@ -528,11 +528,19 @@ def run() -> NoReturn:
         try:
             stream.flush()
         except BrokenPipeError:  # the reader went away after the last write: nothing to tell
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            _to_devnull(stream)
         except (OSError, ValueError):  # a closed or failing stream: as the interpreter would
             code = code or EXIT_ERROR
     _finish_as_the_interpreter_would()
     os._exit(code)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at the null device: what is still buffered for a
+    reader that went away is dropped quietly when it is flushed."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def _finish_as_the_interpreter_would() -> None:
@@ -575,8 +583,7 @@ def guarded(command: Callable[[], int]) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): point stdout at devnull so the exit flush is quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _to_devnull(sys.stdout)
         return EXIT_OK
     except Exception as exc:  # a bug: exit 2 with one line, never exit 1 with a traceback
         return _internal_error(exc)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,13 +164,11 @@ def test_environment_columns_stay_aligned_around_escaped_names(
     assert rows[0].index("UNSTABLE") == rows[1].index("UNSTABLE")
 
 
-def test_undecodable_directory_names_print_on_a_strict_utf8_stream(
-    built: Fixtures, tmp_path: Path
-) -> None:
-    package = tmp_path / os.fsdecode(b"pkg\xff\x1b[2J")
-    package.mkdir()
-    (package / os.fsdecode(b"lib\xfe.so")).write_bytes(built.stable_plugin.read_bytes())
-    environment = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+def _printed(package: Path, encoding: str) -> tuple[str, dict[str, Any]]:
+    """The table and the JSON document the command prints for ``package`` on a standard output
+    of ``encoding`` (``PYTHONIOENCODING``), each read as strict UTF-8."""
+    environment = {**os.environ, "PYTHONIOENCODING": encoding}
+    printed = []
     for extra in ([], ["--json"]):
         result = subprocess.run(
             [sys.executable, "-m", "torch_abi_audit", str(package), *extra],
@@ -179,10 +178,31 @@ def test_undecodable_directory_names_print_on_a_strict_utf8_stream(
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        out = result.stdout.decode("utf-8")  # strict: valid UTF-8
-        if extra:
-            document = json.loads(out)
-            assert os.fsencode(document["bundled_libs"][0]["path"]).endswith(b"lib\xfe.so")
-        else:
-            assert "Package: pkg\\xff\\x1b[2J" in out.splitlines()
-            assert "lib\\xfe.so" in out
+        printed.append(result.stdout.decode("utf-8"))  # strict: valid UTF-8
+    table, document = printed
+    return table, json.loads(document)
+
+
+def test_undecodable_directory_names_print_on_a_strict_utf8_stream(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    package = tmp_path / os.fsdecode(b"pkg\xff\x1b[2J")
+    package.mkdir()
+    (package / os.fsdecode(b"lib\xfe.so")).write_bytes(built.stable_plugin.read_bytes())
+    table, document = _printed(package, "utf-8:strict")
+    assert os.fsencode(document["bundled_libs"][0]["path"]).endswith(b"lib\xfe.so")
+    assert "Package: pkg\\xff\\x1b[2J" in table.splitlines()
+    assert "lib\\xfe.so" in table
+
+
+def test_a_name_the_output_encoding_cannot_spell_goes_out_in_utf8(
+    built: Fixtures, tmp_path: Path
+) -> None:
+    # An ASCII standard output (PYTHONIOENCODING=ascii, a legacy locale) and a package whose
+    # path is not ASCII: the report is written in UTF-8, as -o writes it, not an internal error.
+    package = tmp_path / "pkg-ünï"
+    package.mkdir()
+    (package / "libé.so").write_bytes(built.unstable_lib.read_bytes())
+    table, document = _printed(package, "ascii")
+    assert document["root"] == str(package)
+    assert table.startswith("Package: pkg-ünï\n") and "libé.so" in table

@@ -99,8 +99,10 @@ class InstalledDistribution:
 
 
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
-# A cheap pre-filter for library-like paths; is_library_name decides.
-_LIBRARY_HINT = re.compile(r"\.(?:so|dylib|pyd|dll)", re.IGNORECASE)
+# A cheap pre-filter for library-like paths; is_library_name decides. The fast RECORD reader
+# looks for the same extensions (_NAMED_HINT): one list for both.
+_LIBRARY_EXTENSIONS = "so|dylib|pyd|dll"
+_LIBRARY_HINT = re.compile(rf"\.(?:{_LIBRARY_EXTENSIONS})", re.IGNORECASE)
 
 
 def _normalised(path: str) -> str | None:
@@ -288,7 +290,7 @@ _FIRST_COMPONENT_RUNS = re.compile(r"([^,/\r\n]*)[^\n]*\n?(?:\1[,/][^\n]*\n)*")
 #: holds one). Searched unanchored, from its leading dot: a pattern anchored at each line start
 #: was tried at every character of the text (65 ms for the 3 MB of the benchmark environment's
 #: RECORDs, against 7 ms).
-_NAMED_HINT = re.compile(r"\.(?:so|dylib|pyd|dll|\.)", re.IGNORECASE)
+_NAMED_HINT = re.compile(rf"\.(?:{_LIBRARY_EXTENSIONS}|\.)", re.IGNORECASE)
 
 
 def _has_long_line(text: str, limit: int) -> bool:
