@@ -44,6 +44,32 @@ def test_torch_requirements_ignore_extras_and_other_names() -> None:
     assert metadata.torch_requirements == ("torch>=2.9", "Torch ; python_version>'3'")
 
 
+@pytest.mark.parametrize(
+    ("requires", "may"),
+    [
+        ((), False),
+        (("numpy>=1.26", "torchvision", "pytorch-lightning"), False),
+        (("torch>=2.9",), True),
+        (("Torch ; python_version>'3'",), True),
+        (("torch==2.10; extra == 'pin'",), True),  # names torch, with an extra: parsed to tell
+        (("torch >= nonsense",), True),  # invalid: parsed to tell (invalid_torch_requirements)
+    ],
+)
+def test_may_require_torch_whenever_the_parser_is_needed(
+    requires: tuple[str, ...], may: bool
+) -> None:
+    """``may_require_torch`` says when judging needs the requirement parser (which is then
+    loaded while the workers read libraries): it is true whenever an entry could be a torch
+    requirement, valid or not."""
+    raw = b"Name: p\nVersion: 1\n" + b"".join(
+        b"Requires-Dist: " + r.encode() + b"\n" for r in requires
+    )
+    metadata = parse_metadata(raw)
+    assert metadata.may_require_torch is may
+    if metadata.torch_requirements or metadata.invalid_torch_requirements:
+        assert metadata.may_require_torch
+
+
 def test_wheel_file() -> None:
     tags, purelib = parse_wheel_file(
         b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n"
