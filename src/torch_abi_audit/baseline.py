@@ -18,7 +18,6 @@ raise :class:`BaselineError` (an operational error, exit 2), never a silent pass
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -44,14 +43,21 @@ def known_checks() -> tuple[str, ...]:
     return (*(str(gate) for gate in Gate), *FINDING_CODES)
 
 
+def did_you_mean(word: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known word closest to a mistaken one, or ``""``."""
+    import difflib  # only on a mistake: not worth its import at every start
+
+    close = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_problem(check: str, *, gates: bool = True) -> str | None:
     """Why ``check`` names neither a gate (when ``gates``) nor a finding code; ``None`` if it
     does."""
     names = known_checks() if gates else tuple(FINDING_CODES)
     if check in names:
         return None
-    close = difflib.get_close_matches(check, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(check, names)
     what = (
         "neither a gate (torch, abi3, metadata, load) nor a finding code"
         if gates
@@ -94,8 +100,7 @@ def parse_entries(items: object, source: Path | None, where: str) -> tuple[Allow
             raise BaselineError(f"{at}: not a table")
         unknown = [key for key in item if key not in ENTRY_KEYS]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], ENTRY_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(unknown[0], ENTRY_KEYS)
             raise BaselineError(
                 f"{at}: unknown key {unknown[0]!r}{hint}; an entry takes {', '.join(ENTRY_KEYS)}"
             )

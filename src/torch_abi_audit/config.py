@@ -24,11 +24,16 @@ without the setting someone meant to give it.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch_abi_audit.baseline import BaselineError, check_problem, parse_entries, read_toml
+from torch_abi_audit.baseline import (
+    BaselineError,
+    check_problem,
+    did_you_mean,
+    parse_entries,
+    read_toml,
+)
 from torch_abi_audit.checks import CheckPolicy, parse_policies
 from torch_abi_audit.gate_report import AllowEntry
 from torch_abi_audit.renderers.registry import RENDERERS
@@ -96,8 +101,7 @@ def _strings(value: object, key: str, where: str) -> tuple[str, ...]:
 def _parse(table: dict[str, object], path: Path, where: str) -> Config:
     unknown = [key for key in table if key not in KEYS]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], KEYS)
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}; known: {', '.join(KEYS)}")
     check: list[CheckPolicy] = []
     for text in _strings(table.get("check", []), "check", where):

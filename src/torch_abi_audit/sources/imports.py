@@ -9,7 +9,6 @@ import system performs, minus the import.
 
 from __future__ import annotations
 
-import difflib
 import importlib.machinery
 import importlib.util
 import pkgutil
@@ -72,6 +71,8 @@ def close_names(name: str, locations: Sequence[str] | None = None) -> list[str]:
     """The names of installed modules and packages closest to ``name`` (a mistyped import
     name), best first: top-level ones on ``sys.path`` or, given ``locations``, the modules in
     those directories (a package's, for a submodule). Only directory listings are read."""
+    import difflib  # only on a mistake: not worth its import at every start
+
     found = {info.name for info in pkgutil.iter_modules(None if locations is None else locations)}
     return difflib.get_close_matches(name, sorted(found), n=3, cutoff=0.6)
 
