@@ -316,6 +316,39 @@ def test_broken_pipe_is_quiet(built: Fixtures) -> None:
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
+#: What the command's import leaves for the runs that need it: the worker pool's machinery,
+#: the other formats' readers, load prediction, configuration files, the other subcommands and
+#: formats, and the modules only a mistake (a "did you mean" hint) uses.
+DEFERRED_MODULES = (
+    "concurrent.futures",
+    "multiprocessing",
+    "ctypes",
+    "difflib",
+    "tomllib",
+    "packaging.requirements",
+    "torch_abi_audit.readers.macho",
+    "torch_abi_audit.readers.pe",
+    "torch_abi_audit.loading",
+    "torch_abi_audit.survey",
+    "torch_abi_audit.commands.diff",
+    "torch_abi_audit.renderers.sarif",
+    "torch_abi_audit.renderers.markdown",
+)
+
+
+def test_importing_the_command_leaves_out_what_a_run_may_not_need() -> None:
+    # Every run pays for the command's import (benchmarks/bench_startup.py times it): what
+    # only some runs use is imported where they use it.
+    program = (
+        "import sys, torch_abi_audit.cli\n"
+        f"print([m for m in {DEFERRED_MODULES!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_console_entry_exits_quickly_without_losing_anything(built: Fixtures) -> None:
     # The console script ends the process with os._exit after an audit: what was printed is
     # all there, the exit code is the audit's (1: a gate failed), atexit handlers still run.
