@@ -28,14 +28,18 @@ and version-specific ``cpython-3XYt`` ones.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cache
 from itertools import compress
+from pathlib import Path
+from zlib import crc32
 
 from torch_abi_audit.model import Library
+from torch_abi_audit.package_data import read_text
 from torch_abi_audit.rules.names import names_text
 
 #: Names a CPython extension module exports for the import system to call.
@@ -181,32 +185,68 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-@cache
-def stable_abi_versions() -> dict[str, str]:
-    """Every function and data symbol of the CPython stable ABI, with the Python version that
-    stabilised it (``"3.2"``, ``"3.10"``…), from ``abi3info``."""
-    import abi3info  # ~40 ms to import: only when an audit needs it
+#: The shipped copy of abi3info's tables (``scripts/generate_cpython_abi_data.py`` makes it).
+DATA_FILE = "cpython_stable_abi.json"
+#: The file of the abi3info package that holds its tables: the shipped copy is used only while
+#: the installed one has the same size and CRC-32 as the one it was made from.
+ABI3INFO_TABLES = "_internal.py"
+
+
+def abi3info_fingerprint() -> dict[str, object] | None:
+    """Size and CRC-32 of the installed abi3info's tables (:data:`ABI3INFO_TABLES`), found
+    without importing it (~0.2 ms); ``None`` where they cannot be read as a file."""
+    from importlib.util import find_spec
+
+    spec = find_spec("abi3info")  # a top-level name: nothing is imported to find it
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            data = (Path(location) / ABI3INFO_TABLES).read_bytes()
+        except OSError:
+            continue
+        return {"file": f"abi3info/{ABI3INFO_TABLES}", "size": len(data), "crc32": crc32(data)}
+    return None
+
+
+def tables_from_abi3info() -> tuple[dict[str, str], tuple[str, ...]]:
+    """:func:`stable_abi_versions` and :func:`opaque_in_abi3t`, read from the installed
+    abi3info itself (importing it costs ~30 ms)."""
+    import abi3info
 
     versions: dict[str, str] = {}
     for table in (abi3info.FUNCTIONS, abi3info.DATAS):
         for symbol, entry in table.items():
             versions[symbol.name] = f"{entry.added.major}.{entry.added.minor}"
-    return versions
+    opaque = sorted(
+        name for name, struct in abi3info.STRUCTS.items() if getattr(struct, "abi3t_opaque", False)
+    )
+    return versions, tuple(opaque)
 
 
 @cache
+def _tables() -> tuple[dict[str, str], tuple[str, ...]]:
+    """abi3info's tables: the shipped copy while the installed abi3info holds the same data,
+    else abi3info's own. Every process that judges CPython imports needs them (each worker
+    of a scan, the small audit that reads in-process): importing abi3info was ~30 ms of each,
+    loading the copy is ~1 ms."""
+    try:
+        document = json.loads(read_text("data", DATA_FILE))
+        if document["source"]["fingerprint"] == abi3info_fingerprint():
+            return dict(document["symbols"]), tuple(document["opaque_in_abi3t"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable copy (a broken install): abi3info says
+    return tables_from_abi3info()
+
+
+def stable_abi_versions() -> dict[str, str]:
+    """Every function and data symbol of the CPython stable ABI, with the Python version that
+    stabilised it (``"3.2"``, ``"3.10"``…), from ``abi3info``."""
+    return _tables()[0]
+
+
 def opaque_in_abi3t() -> tuple[str, ...]:
     """The structs with a stable layout in abi3 that abi3t makes opaque (``PyModuleDef``,
     ``PyModuleDef_Base``), from ``abi3info``."""
-    import abi3info
-
-    return tuple(
-        sorted(
-            name
-            for name, struct in abi3info.STRUCTS.items()
-            if getattr(struct, "abi3t_opaque", False)
-        )
-    )
+    return _tables()[1]
 
 
 @cache
