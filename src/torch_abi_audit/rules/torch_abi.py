@@ -42,23 +42,27 @@ from torch_abi_audit.rules.torch_table import TorchAbiTable, load_table
 TORCH_NAMESPACES = frozenset({"at", "c10", "caffe2", "torch"})
 #: ``torch::`` sub-namespaces that are the stable surface (header-only, hidden visibility).
 STABLE_TORCH_NAMESPACES = frozenset({"stable", "headeronly"})
-# Cheap pre-filter on mangled names: an Itanium name that mentions none of these length-prefixed
-# identifiers (an MSVC name none of these ``@``-terminated scope fragments, each after an ``@``
-# or right after an operator's code: ``??6c10@@`` is ``c10::operator<<``) cannot involve a
-# torch namespace, so it is neither demangled nor parsed.
+# How a mangled name spells a torch namespace: Itanium, length-prefixed (``3c10``); MSVC, as an
+# ``@``-terminated scope fragment (``c10@``). Every name the patterns below match contains one:
+# a library whose names mention none is answered by a few substring searches (most libraries
+# of an environment).
+_ITANIUM_TORCH_NEEDLES = tuple(f"{len(name)}{name}" for name in sorted(TORCH_NAMESPACES))
+_MSVC_TORCH_NEEDLES = tuple(f"{name}@" for name in sorted(TORCH_NAMESPACES))
+_ITANIUM_TORCH = "|".join(_ITANIUM_TORCH_NEEDLES)
+_TORCH_NAMESPACE = "|".join(sorted(TORCH_NAMESPACES))
+# Cheap pre-filter on mangled names: an Itanium name that mentions none of the length-prefixed
+# namespaces (an MSVC name none of the scope fragments, each after an ``@`` or right after an
+# operator's code: ``??6c10@@`` is ``c10::operator<<``) cannot involve a torch namespace, so it
+# is neither demangled nor parsed.
 _TORCH_CXX_NAME = re.compile(
-    r"_Z.*?(?:3c10|2at|5torch|6caffe2)"
-    r"|\?(?:\?_{0,2}[0-9A-Z]|.*?@)(?:c10|at|torch|caffe2)@"
+    rf"_Z.*?(?:{_ITANIUM_TORCH})"
+    rf"|\?(?:\?_{{0,2}}[0-9A-Z]|.*?@)(?:{_TORCH_NAMESPACE})@"
 )
-# What every name that pattern matches contains: a library whose names mention none of these is
-# answered by a few substring searches (most libraries of an environment).
-_ITANIUM_TORCH_NEEDLES = ("3c10", "2at", "5torch", "6caffe2")
-_MSVC_TORCH_NEEDLES = ("c10@", "at@", "torch@", "caffe2@")
 # _TORCH_CXX_NAME over the text of a set of names, one name a line (rules.names): each match is
 # a whole name (what follows the needle, up to the end of the line).
 _TORCH_CXX_LINE = re.compile(
-    r"\n(_Z[^\n]*?(?:3c10|2at|5torch|6caffe2)[^\n]*"
-    r"|\?(?:\?_{0,2}[0-9A-Z]|[^\n]*?@)(?:c10|at|torch|caffe2)@[^\n]*)"
+    rf"\n(_Z[^\n]*?(?:{_ITANIUM_TORCH})[^\n]*"
+    rf"|\?(?:\?_{{0,2}}[0-9A-Z]|[^\n]*?@)(?:{_TORCH_NAMESPACE})@[^\n]*)"
 )
 # File names of the libraries a torch build installs (libtorch_cpu.so, libc10.dylib, c10.dll,
 # torch_cuda.dll, libtorch_python.so...), whatever directory or @rpath prefix names them.
@@ -68,7 +72,7 @@ _TORCH_LIBRARY = re.compile(
 # C names spelled like shims (judged against the table: a prefix alone is not proof).
 _SHIM_LIKE_NAME = re.compile("aoti_torch_|torch_")
 _SHIM_LIKE_NEEDLES = ("torch_",)  # in every name _SHIM_LIKE_NAME matches
-_QUALIFIED_TORCH_NAME = re.compile(r"(?<![\w:])((?:at|c10|caffe2|torch)(?:::~?[A-Za-z_]\w*)+)")
+_QUALIFIED_TORCH_NAME = re.compile(rf"(?<![\w:])((?:{_TORCH_NAMESPACE})(?:::~?[A-Za-z_]\w*)+)")
 _SHIM_PREFIXES = ("aoti_torch_",)
 
 
