@@ -9,6 +9,9 @@ built once in ``~/.cache/torch-abi-audit/bench``; so is the predecessor's venv. 
   without load prediction (the predecessor's job; target: at least 30x faster than the
   predecessor), ours predicting loads on the environment's torch (the default; target: at most
   1.5x the scan without it), the predecessor;
+- the same scan with every library's report made beforehand (``libraries_for_free.py``): the
+  floor, what the scan would cost if reading and judging its libraries cost nothing
+  (informational: the most any speed-up of the per-library work could give);
 - one package directory given as a TARGET, ``SITE/torch --json`` (informational: the
   predecessor's package-directory mode looks at far less, see benchmarks/README.md).
 
@@ -33,6 +36,7 @@ from harness import (
     parser,
     report,
     run,
+    setup_step,
     site_packages,
     venv_bin,
 )
@@ -69,17 +73,26 @@ def main() -> int:
     predecessor = str(venv_bin(predecessor_env, "torch-abi-audit"))
     ours = str(install_checkout(args.bench_dir / "ours", args.venv_python))
     scan = ["--site-packages", str(site), "--all", "--json"]
+    # The floor: every library's report made now (untimed), looked up in the timed runs.
+    ours_python = str(venv_bin(args.bench_dir / "ours", "python"))
+    for_free = [ours_python, str(Path(__file__).with_name("libraries_for_free.py"))]
+    reports = str(args.bench_dir / "libraries-for-free.pickle")
+    setup_step([*for_free, "--collect", reports, "--", *scan, "--no-load-prediction"])
     torch_dir = str(site / "torch")
     env_bare = Contender("ours env --no-load-prediction", [ours, *scan, "--no-load-prediction"])
     env_loads = Contender("ours env", [ours, *scan])
     env_theirs = Contender("0.3.0 env", [predecessor, *scan])
+    env_floor = Contender(
+        "ours env, libraries for free", [*for_free, reports, "--", *scan, "--no-load-prediction"]
+    )
     dir_ours = Contender("ours torch/", [ours, torch_dir, "--json", "--no-load-prediction"])
     dir_theirs = Contender("0.3.0 torch/", [predecessor, torch_dir, "--json"])
-    contenders = [env_bare, env_loads, env_theirs, dir_ours, dir_theirs]
+    contenders = [env_bare, env_loads, env_theirs, env_floor, dir_ours, dir_theirs]
     measure(contenders, rounds)
     checks = [
         Target("site-packages, 0.3.0 / ours (same job)", env_theirs, env_bare, SPEED_TARGET),
         Target("site-packages, 0.3.0 / ours predicting loads", env_theirs, env_loads),
+        Target("site-packages, 0.3.0 / ours, libraries for free (floor)", env_theirs, env_floor),
         Target(
             "load prediction, ours / ours without",
             env_loads,

@@ -254,7 +254,9 @@ def site_packages(env_dir: Path) -> Path:
     raise BenchError(f"no site-packages directory under {env_dir}")
 
 
-def _setup(command: Sequence[str]) -> None:
+def setup_step(command: Sequence[str]) -> None:
+    """Run an untimed step before the rounds (its output to standard error); fail the benchmark
+    when it fails."""
     print(f"$ {' '.join(command)}", file=sys.stderr, flush=True)
     if subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=False).returncode:
         raise BenchError(f"setup step failed: {' '.join(command[:6])} ...")
@@ -268,9 +270,9 @@ def ensure_venv(env_dir: Path, requirements: Sequence[str], python: str) -> Path
     print(f"building {env_dir} (one-off)", file=sys.stderr)
     if not venv_bin(env_dir, "python").exists():
         env_dir.parent.mkdir(parents=True, exist_ok=True)
-        _setup([python, "-m", "venv", str(env_dir)])
+        setup_step([python, "-m", "venv", str(env_dir)])
     pip = [str(venv_bin(env_dir, "python")), "-m", "pip", "install", "--disable-pip-version-check"]
-    _setup([*pip, *requirements])
+    setup_step([*pip, *requirements])
     (env_dir / MARKER_NAME).write_text("\n".join(requirements) + "\n", encoding="utf-8")
     return env_dir
 
@@ -280,11 +282,11 @@ def install_checkout(env_dir: Path, python: str) -> Path:
     that the numbers are the checkout's; returns its ``torch-abi-audit``."""
     if not venv_bin(env_dir, "python").exists():
         env_dir.parent.mkdir(parents=True, exist_ok=True)
-        _setup([python, "-m", "venv", str(env_dir)])
+        setup_step([python, "-m", "venv", str(env_dir)])
     pip = [str(venv_bin(env_dir, "python")), "-m", "pip", "install", "--quiet"]
     pip.append("--disable-pip-version-check")
-    _setup([*pip, str(REPO)])
-    _setup([*pip, "--force-reinstall", "--no-deps", str(REPO)])
+    setup_step([*pip, str(REPO)])
+    setup_step([*pip, "--force-reinstall", "--no-deps", str(REPO)])
     return venv_bin(env_dir, "torch-abi-audit")
 
 
